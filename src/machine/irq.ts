@@ -1,0 +1,53 @@
+/**
+ * Interrupt lines. Devices hold an IrqLine for their GSI and raise/lower it; where the level
+ * goes depends on the engine: the software engine routes it to our PIC and IOAPIC models, the
+ * KVM engine to the in-kernel irqchip (KVM_IRQ_LINE). Devices never know which.
+ */
+
+export interface InterruptSink {
+  /** Set the level of global system interrupt `gsi` (ISA IRQ n is GSI n). */
+  setIrq(gsi: number, level: boolean): void;
+}
+
+/** Routes line changes to whichever sink the engine installed (none until then). */
+export class IrqRouter implements InterruptSink {
+  private sink: InterruptSink | undefined;
+  /** Current level of each line, so a late-installed sink can be brought up to date. */
+  private readonly levels = new Uint8Array(64);
+
+  install(sink: InterruptSink): void {
+    this.sink = sink;
+    for (let gsi = 0; gsi < this.levels.length; gsi++) if (this.levels[gsi]) sink.setIrq(gsi, true);
+  }
+
+  setIrq(gsi: number, level: boolean): void {
+    if (gsi < 0 || gsi >= this.levels.length) return;
+    this.levels[gsi] = level ? 1 : 0;
+    this.sink?.setIrq(gsi, level);
+  }
+
+  line(gsi: number): IrqLine {
+    return new IrqLine(this, gsi);
+  }
+}
+
+export class IrqLine {
+  constructor(
+    private readonly sink: InterruptSink,
+    readonly gsi: number,
+  ) {}
+  raise(): void {
+    this.sink.setIrq(this.gsi, true);
+  }
+  lower(): void {
+    this.sink.setIrq(this.gsi, false);
+  }
+  set(level: boolean): void {
+    this.sink.setIrq(this.gsi, level);
+  }
+  /** An edge: raise then lower (edge-triggered ISA devices). */
+  pulse(): void {
+    this.sink.setIrq(this.gsi, true);
+    this.sink.setIrq(this.gsi, false);
+  }
+}
