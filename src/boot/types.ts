@@ -1,0 +1,31 @@
+/** What every loader takes and returns. */
+import type { EntryState } from '../machine/engine.js';
+import type { E820Entry } from './e820.js';
+
+export type KernelFormat = 'bzimage' | 'vmlinux' | 'multiboot';
+
+export interface LoadOptions {
+  /** Kernel command line (without the NUL). */
+  cmdline: string;
+  /** Initial ramdisk (Linux) / the one module (multiboot). */
+  initrd?: Uint8Array;
+  /** Memory map from buildE820(). */
+  e820: readonly E820Entry[];
+  /** Guest address of the ACPI RSDP (from writeAcpiTables); recorded in boot_params.acpi_rsdp_addr. */
+  rsdp?: number;
+}
+
+export interface LoadedKernel {
+  format: KernelFormat;
+  /** Boot vCPU state for either engine. */
+  entry: EntryState;
+  /** Guest-physical range the kernel occupies or may grow into (decompression, bss): [start, end). */
+  kernel: { start: number; end: number };
+  initrd?: { addr: number; size: number };
+  /** Linux zero page (rsi at entry), when the kernel uses the Linux boot protocol. */
+  bootParams?: number;
+  /** Multiboot information structure (ebx at entry). */
+  multibootInfo?: number;
+  /** PVH 32-bit entry point from the ELF note XEN_ELFNOTE_PHYS32_ENTRY, when present (not used yet). */
+  pvhEntry?: number;
+}

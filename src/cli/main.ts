@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * The `typevisor` command line. Flags become a VmConfig (src/vmm/config.ts) — the same shape
+ * the API and SDK will produce — and the VM runner does the rest.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, DEFAULT_MEMORY, parseSize, validateCpus, validateEngine, type VmConfig } from '../vmm/config.js';
+import { runVm } from '../vmm/run.js';
+import { fail } from './errors.js';
+
+const program = new Command();
+program
+  .name('typevisor')
+  .description('A Type 2 hypervisor in TypeScript: boots unmodified Linux in a Node.js process')
+  .version('0.1.0')
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+program
+  .command('run')
+  .description('boot a guest (by default Debian\'s cloud kernel with a busybox shell) on the serial console')
+  .option('-k, --kernel <path>', 'kernel image: bzImage, ELF vmlinux or multiboot ELF')
+  .option('-i, --initrd <path>', 'initial ramdisk (initramfs), or the multiboot module')
+  .option('--cmdline <string>', 'kernel command line')
+  .option('-m, --memory <size>', 'guest RAM, e.g. 512M or 2G (a bare number means MiB)', '512M')
+  .option('-c, --cpus <n>', 'number of vCPUs', '1')
+  .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
+  .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
+  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean }) => {
+    const config: VmConfig = {
+      kernel: opts.kernel,
+      initrd: opts.initrd,
+      cmdline: opts.cmdline,
+      memoryBytes: opts.memory ? parseSize(opts.memory) : DEFAULT_MEMORY,
+      cpus: validateCpus(Number(opts.cpus)),
+      engine: validateEngine(opts.engine),
+      vmlinux: Boolean(opts.vmlinux),
+    };
+    const status = await runVm(config);
+    process.exitCode = status;
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else if (e instanceof ConfigError) {
+    fail(e.message);
+  } else {
+    fail(e);
+  }
+}

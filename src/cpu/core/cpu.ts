@@ -1,0 +1,866 @@
+/**
+ * The software x86-64 CPU: architectural state, lazy arithmetic flags, linear-memory access
+ * through a software TLB, and the interpreter loop. The instruction decoder/executor lives in
+ * exec.ts (free functions over this class); system-level semantics (paging walk, segments,
+ * exception delivery, control registers, MSRs, CPUID) are the system module's (src/cpu/system).
+ *
+ * Conventions (see src/cpu/state.ts): 64-bit values are (lo, hi) 32-bit halves; linear addresses
+ * are signed-canonical numbers in 64-bit mode; a "vpn" is floor(linear / 4096).
+ *
+ * Software TLB: direct-mapped, TLB_SIZE entries indexed by vpn. Each entry holds the tag (vpn),
+ * permission bits (P_*), the physical page, and — when the page is in the first RAM region — the
+ * byte offset of the page in that region, so hits touch the Uint8Array/DataView directly. Other
+ * physical pages (other RAM regions, MMIO) take the slow path through GuestMemory / the mmio Bus.
+ * Write permission is only granted after a walk for a write (so the D bit is set).
+ */
+import { CpuState, Mode } from '../state.js';
+import { CpuFault, TripleFault, EventKind, type SystemHost, type WalkResult } from '../system-api.js';
+import type { SimdMemory, SimdUnit } from '../simd-api.js';
+import type { GuestMemory } from '../../machine/memory.js';
+import type { Bus } from '../../machine/bus.js';
+import type { CpuInterruptController } from '../../machine/interrupts.js';
+import type { Clock } from '../../machine/clock.js';
+import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
+import { walk } from '../system/paging.js';
+import { deliver } from '../system/interrupts.js';
+import { computeMode } from '../system/control.js';
+import { step } from './exec.js';
+import {
+  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_SIZE, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
+} from './consts.js';
+
+export interface CpuOptions {
+  memory: GuestMemory;
+  pio: Bus;
+  mmio: Bus;
+  interrupts: CpuInterruptController;
+  clock: Clock;
+  simd?: SimdUnit;
+}
+
+export class CpuCoreError extends Error {
+  override name = 'CpuCoreError';
+}
+
+const ACC_WRITE = 1;
+const ACC_USER = 2;
+const ACC_FETCH = 4;
+
+const TWO32 = 4294967296;
+
+/** Polling interval (instructions) for interrupts while IF=1. */
+const IRQ_POLL = 64;
+
+export class Cpu implements SystemHost {
+  readonly s = new CpuState();
+  readonly memory: GuestMemory;
+  readonly pio: Bus;
+  readonly mmio: Bus;
+  readonly interrupts: CpuInterruptController;
+  readonly clock: Clock;
+  readonly simd: SimdUnit | undefined;
+  /** SimdMemory view handed to the SIMD unit (paging/permissions of the current CPL). */
+  readonly simdMem: SimdMemory;
+
+  scratchHi = 0;
+  shutdown: string | undefined = undefined;
+  retired = 0;
+  exitRequested = false;
+
+  // first RAM region (fast path)
+  ram: Uint8Array;
+  ramView: DataView;
+  ramBase: number;
+  ramSize: number;
+
+  // TLB
+  readonly tlbTag = new Float64Array(TLB_SIZE).fill(NO_TAG);
+  readonly tlbPerm = new Uint8Array(TLB_SIZE);
+  /** Offset of the page in `ram`, or -1 for the slow path. */
+  readonly tlbAddr = new Float64Array(TLB_SIZE);
+  /** Physical address of the page. */
+  readonly tlbPhys = new Float64Array(TLB_SIZE);
+  readonly walkOut: WalkResult = { phys: 0, writable: false, user: false, nx: false, global: false };
+
+  // lazy flags
+  fOp = F_EAGER;
+  fSz = 4;
+  fRes = 0;
+  fResHi = 0;
+  fA = 0;
+  fAHi = 0;
+  fB = 0;
+  fBHi = 0;
+  fCin = 0;
+  fFlags = 0;
+
+  // ---- mode-derived fast-path fields (modeChanged) ----
+  /** 64-bit mode. */
+  long = false;
+  /** Default operand size (2 or 4) and address size (2, 4 or 8). */
+  defOp = 2;
+  defAddr = 2;
+  /** Stack address size: 2, 4 or 8. */
+  stackSize = 2;
+  /** Real or V86 mode (segment loads are base = sel << 4). */
+  realLike = true;
+
+  // ---- decoder scratch (one instruction at a time; reused) ----
+  /** Instruction pointer while decoding (offset within CS, like rip). */
+  ip = 0;
+  /** RIP at the start of the current instruction (fault restart point). */
+  startRip = 0;
+  /** Fetch window: linear address of the current code page, and its offset in `ram` (-1 none). */
+  fPage = NO_TAG;
+  fOff = -1;
+  opsize = 4;
+  adsize = 8;
+  opOverride = false;
+  rex = 0;
+  rexW = false;
+  rexR = 0;
+  rexX = 0;
+  rexB = 0;
+  seg = -1;
+  rep = 0;
+  lock = false;
+  mod = 0;
+  reg = 0;
+  rm = 0;
+  eaLo = 0;
+  eaHi = 0;
+  eaSeg = 3;
+  /** Base register of the memory operand (-1 none). */
+  eaBase = -1;
+  /** Result high half of the last 64-bit helper. */
+  hi = 0;
+  pollCounter = IRQ_POLL;
+
+  constructor(opts: CpuOptions) {
+    this.memory = opts.memory;
+    this.pio = opts.pio;
+    this.mmio = opts.mmio;
+    this.interrupts = opts.interrupts;
+    this.clock = opts.clock;
+    this.simd = opts.simd;
+    const r0 = opts.memory.regions[0];
+    if (r0) {
+      this.ram = r0.bytes;
+      this.ramView = r0.view;
+      this.ramBase = r0.base;
+      this.ramSize = r0.size;
+    } else {
+      this.ram = new Uint8Array(0);
+      this.ramView = new DataView(new ArrayBuffer(0));
+      this.ramBase = 0;
+      this.ramSize = 0;
+    }
+    const cpu = this;
+    this.simdMem = {
+      read8: (lin) => cpu.read8(lin),
+      read16: (lin) => cpu.read16(lin),
+      read32: (lin) => cpu.read32(lin),
+      write8: (lin, v) => cpu.write8(lin, v),
+      write16: (lin, v) => cpu.write16(lin, v),
+      write32: (lin, v) => cpu.write32(lin, v),
+      probeWrite: (lin, len) => cpu.probeWrite(lin, len),
+      fault: (vector, errorCode = -1) => {
+        throw new CpuFault(vector, errorCode);
+      },
+      setFlagsZPC: (zf, pf, cf) => cpu.setArith((zf ? 0x40 : 0) | (pf ? 4 : 0) | (cf ? 1 : 0)),
+      getRflags: () => cpu.getRflags(),
+    };
+    this.reset();
+  }
+
+  /** Power-on state: real mode at F000:FFF0. */
+  reset(): void {
+    const s = this.s;
+    s.gpr.fill(0);
+    s.gpr[2 * 2] = 0x600; // EDX: family 6 signature
+    s.rip = 0xfff0;
+    s.rflagsRest = 2;
+    this.setArith(0);
+    for (let i = 0; i < 6; i++) {
+      s.segSel[i] = 0;
+      s.segBase[i] = 0;
+      s.segLimit[i] = 0xffff;
+      s.segAttr[i] = 0x93;
+    }
+    s.segSel[1] = 0xf000;
+    s.segBase[1] = 0xffff0000;
+    s.segAttr[1] = 0x9b;
+    s.gdtrBase = 0;
+    s.gdtrLimit = 0xffff;
+    s.idtrBase = 0;
+    s.idtrLimit = 0xffff;
+    s.ldtrSel = 0;
+    s.ldtrBase = 0;
+    s.ldtrLimit = 0xffff;
+    s.trSel = 0;
+    s.trBase = 0;
+    s.trLimit = 0xffff;
+    s.trAttr = 0x8b;
+    s.cr0 = 0x60000010;
+    s.cr2 = 0;
+    s.cr3 = 0;
+    s.cr4 = 0;
+    s.cr8 = 0;
+    s.efer = 0;
+    s.xcr0 = 1;
+    s.cpl = 0;
+    s.mode = Mode.Real;
+    s.halted = false;
+    s.interruptShadow = false;
+    s.dr.fill(0);
+    s.dr[6] = 0xffff0ff0;
+    s.dr[7] = 0x400;
+    this.simd?.reset(s);
+    this.shutdown = undefined;
+    this.flushTlb(false);
+    this.modeChanged();
+  }
+
+  requestExit(): void {
+    this.exitRequested = true;
+  }
+
+  // ---- SystemHost: flags ---------------------------------------------------------------
+  getRflags(): number {
+    return ((this.s.rflagsRest & ~ARITH_MASK) | this.getArith() | 2) >>> 0;
+  }
+
+  setRflags(value: number, mask: number): void {
+    const s = this.s;
+    if (mask & ARITH_MASK) this.setArith((this.getArith() & ~mask) | (value & mask));
+    const restMask = mask & ~ARITH_MASK;
+    const oldIf = s.rflagsRest & 0x200;
+    const oldVm = s.rflagsRest & 0x20000;
+    s.rflagsRest = ((s.rflagsRest & ~restMask) | (value & restMask) | 2) & ~ARITH_MASK;
+    if (!oldIf && s.rflagsRest & 0x200) this.pollCounter = 0;
+    if (oldVm !== (s.rflagsRest & 0x20000)) this.modeChanged();
+  }
+
+  /** Replace the arithmetic flags with explicit values (OSZAPC bits). */
+  setArith(flags: number): void {
+    this.fOp = F_EAGER;
+    this.fFlags = flags & ARITH_MASK;
+  }
+
+  getArith(): number {
+    if (this.fOp === F_EAGER) return this.fFlags;
+    return this.cf() | (this.pf() << 2) | (this.af() << 4) | (this.zf() << 6) | (this.sf() << 7) | (this.of() << 11);
+  }
+
+  cf(): number {
+    switch (this.fOp) {
+      case F_EAGER:
+        return this.fFlags & 1;
+      case F_ADD:
+        if (this.fSz === 8) {
+          const rh = this.fResHi >>> 0;
+          const ah = this.fAHi >>> 0;
+          if (rh !== ah) return rh < ah ? 1 : 0;
+          return (this.fCin ? this.fRes <= this.fA : this.fRes < this.fA) ? 1 : 0;
+        }
+        return (this.fCin ? this.fRes <= this.fA : this.fRes < this.fA) ? 1 : 0;
+      case F_SUB:
+        if (this.fSz === 8) {
+          const ah = this.fAHi >>> 0;
+          const bh = this.fBHi >>> 0;
+          if (ah !== bh) return ah < bh ? 1 : 0;
+        }
+        return (this.fCin ? this.fA <= this.fB : this.fA < this.fB) ? 1 : 0;
+      case F_LOGIC:
+        return 0;
+      default:
+        return this.fCin;
+    }
+  }
+
+  zf(): number {
+    if (this.fOp === F_EAGER) return (this.fFlags >> 6) & 1;
+    return (this.fRes | (this.fSz === 8 ? this.fResHi : 0)) === 0 ? 1 : 0;
+  }
+
+  sf(): number {
+    if (this.fOp === F_EAGER) return (this.fFlags >> 7) & 1;
+    if (this.fSz === 8) return this.fResHi >>> 31;
+    return (this.fRes >>> (this.fSz * 8 - 1)) & 1;
+  }
+
+  pf(): number {
+    if (this.fOp === F_EAGER) return (this.fFlags >> 2) & 1;
+    return PARITY[this.fRes & 0xff]!;
+  }
+
+  af(): number {
+    if (this.fOp === F_EAGER) return (this.fFlags >> 4) & 1;
+    if (this.fOp === F_LOGIC) return 0;
+    return ((this.fA ^ this.fB ^ this.fRes) >> 4) & 1;
+  }
+
+  of(): number {
+    let x: number;
+    switch (this.fOp) {
+      case F_EAGER:
+        return (this.fFlags >> 11) & 1;
+      case F_LOGIC:
+        return 0;
+      case F_ADD:
+      case F_INC:
+        x = this.fSz === 8
+          ? (this.fAHi ^ this.fResHi) & (this.fBHi ^ this.fResHi)
+          : (this.fA ^ this.fRes) & (this.fB ^ this.fRes);
+        break;
+      default:
+        x = this.fSz === 8
+          ? (this.fAHi ^ this.fBHi) & (this.fAHi ^ this.fResHi)
+          : (this.fA ^ this.fB) & (this.fA ^ this.fRes);
+    }
+    if (this.fSz === 8) return x >>> 31;
+    return (x >>> (this.fSz * 8 - 1)) & 1;
+  }
+
+  /** Evaluate condition code cc (0..15, the low nibble of Jcc/SETcc/CMOVcc). */
+  cond(cc: number): boolean {
+    let r: number;
+    switch (cc >> 1) {
+      case 0: r = this.of(); break;
+      case 1: r = this.cf(); break;
+      case 2: r = this.zf(); break;
+      case 3: r = this.cf() | this.zf(); break;
+      case 4: r = this.sf(); break;
+      case 5: r = this.pf(); break;
+      case 6: r = this.sf() ^ this.of(); break;
+      default: r = this.zf() | (this.sf() ^ this.of()); break;
+    }
+    return (r !== 0) !== ((cc & 1) !== 0);
+  }
+
+  // ---- SystemHost: mode ----------------------------------------------------------------
+  modeChanged(): void {
+    const s = this.s;
+    const mode = computeMode(s);
+    this.long = mode === Mode.Long64;
+    this.realLike = mode === Mode.Real || mode === Mode.V86;
+    if (this.long) {
+      this.defOp = 4;
+      this.defAddr = 8;
+      this.stackSize = 8;
+    } else {
+      const d = mode === Mode.Protected32 || mode === Mode.Compat32;
+      this.defOp = d ? 4 : 2;
+      this.defAddr = d ? 4 : 2;
+      this.stackSize = !this.realLike && s.segAttr[2]! & 0x4000 ? 4 : 2;
+    }
+    if (mode === Mode.Real) s.cpl = 0;
+    else if (mode === Mode.V86) s.cpl = 3;
+    this.fPage = NO_TAG;
+    this.fOff = -1;
+  }
+
+  /** Recompute the stack size after an SS load (called by the core after loadSegment(SS)). */
+  ssChanged(): void {
+    if (!this.long) this.stackSize = !this.realLike && this.s.segAttr[2]! & 0x4000 ? 4 : 2;
+  }
+
+  // ---- SystemHost: TLB ---------------------------------------------------------------------
+  flushTlb(keepGlobal: boolean): void {
+    const tag = this.tlbTag;
+    const perm = this.tlbPerm;
+    for (let i = 0; i < TLB_SIZE; i++) {
+      if (keepGlobal && perm[i]! & P_GLOBAL) continue;
+      tag[i] = NO_TAG;
+      perm[i] = 0;
+    }
+    this.fPage = NO_TAG;
+    this.fOff = -1;
+  }
+
+  invlpg(lin: number): void {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    if (this.tlbTag[i] === vpn) {
+      this.tlbTag[i] = NO_TAG;
+      this.tlbPerm[i] = 0;
+    }
+    this.fPage = NO_TAG;
+    this.fOff = -1;
+  }
+
+  /**
+   * Translate `lin` for an access (ACC_* bits; `user` set for CPL-3 non-implicit accesses),
+   * fill the TLB entry, and return its index. Throws #PF.
+   */
+  tlbFill(lin: number, access: number): number {
+    const s = this.s;
+    const out = this.walkOut;
+    const code = walk(s, this.memory, lin, access, out);
+    if (code !== -1) {
+      s.cr2 = lin;
+      throw new CpuFault(14, code);
+    }
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    let perm = P_SR;
+    if (out.user) perm |= P_UR;
+    if (!out.nx) perm |= out.user ? P_SX | P_UX : P_SX;
+    if (access & ACC_WRITE) {
+      perm |= P_SW;
+      if (out.user && out.writable) perm |= P_UW;
+    }
+    if (out.global && s.cr4 & 0x80) perm |= P_GLOBAL;
+    // a hit in the same slot for the same page keeps permissions already proven
+    if (this.tlbTag[i] === vpn && this.tlbPhys[i] === out.phys) perm |= this.tlbPerm[i]!;
+    this.tlbTag[i] = vpn;
+    this.tlbPerm[i] = perm;
+    const phys = out.phys;
+    this.tlbPhys[i] = phys;
+    const off = phys - this.ramBase;
+    this.tlbAddr[i] = off >= 0 && off + 4096 <= this.ramSize ? off : -1;
+    return i;
+  }
+
+  /** TLB index for an access, translating on a miss. `need` is the P_* bit required. */
+  private lookup(lin: number, need: number, access: number): number {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & need) return i;
+    return this.tlbFill(lin, access);
+  }
+
+  // ---- physical slow path ---------------------------------------------------------------
+  physRead(phys: number, size: 1 | 2 | 4): number {
+    const mem = this.memory;
+    const r = mem.regionOf(phys);
+    if (r === undefined) return this.mmio.read(phys, size);
+    if (phys + size <= r.base + r.size) {
+      const o = phys - r.base;
+      return size === 1 ? r.bytes[o]! : size === 2 ? r.view.getUint16(o, true) : r.view.getUint32(o, true);
+    }
+    let v = 0;
+    for (let k = 0; k < size; k++) v += this.physRead(phys + k, 1) * 2 ** (8 * k);
+    return v;
+  }
+
+  physWrite(phys: number, size: 1 | 2 | 4, v: number): void {
+    const mem = this.memory;
+    const r = mem.regionOf(phys);
+    if (r === undefined) {
+      this.mmio.write(phys, size, v >>> 0);
+      return;
+    }
+    if (phys + size <= r.base + r.size) {
+      const o = phys - r.base;
+      if (size === 1) r.bytes[o] = v;
+      else if (size === 2) r.view.setUint16(o, v, true);
+      else r.view.setUint32(o, v >>> 0, true);
+      return;
+    }
+    for (let k = 0; k < size; k++) this.physWrite(phys + k, 1, (v >>> (8 * k)) & 0xff);
+  }
+
+  // ---- linear memory access (current privilege) -------------------------------------------
+  private rperm(sup: boolean): number {
+    return !sup && this.s.cpl === 3 ? P_UR : P_SR;
+  }
+  private wperm(sup: boolean): number {
+    return !sup && this.s.cpl === 3 ? P_UW : P_SW;
+  }
+  private racc(sup: boolean): number {
+    return !sup && this.s.cpl === 3 ? ACC_USER : 0;
+  }
+
+  read8(lin: number): number {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR)) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) return this.ram[a + (lin & 0xfff)]!;
+    }
+    return this.readLin8(lin, false);
+  }
+
+  read16(lin: number): number {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const o = lin & 0xfff;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4094) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) return this.ramView.getUint16(a + o, true);
+    }
+    return this.readLin16(lin, false);
+  }
+
+  read32(lin: number): number {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const o = lin & 0xfff;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4092) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) return this.ramView.getUint32(a + o, true);
+    }
+    return this.readLin32(lin, false);
+  }
+
+  /** 64-bit read: returns lo, hi in this.hi (and scratchHi). */
+  read64(lin: number): number {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const o = lin & 0xfff;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4088) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) {
+        this.hi = this.scratchHi = this.ramView.getUint32(a + o + 4, true);
+        return this.ramView.getUint32(a + o, true);
+      }
+    }
+    const lo = this.readLin64(lin, false);
+    this.hi = this.scratchHi;
+    return lo;
+  }
+
+  write8(lin: number, v: number): void {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW)) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) {
+        this.ram[a + (lin & 0xfff)] = v;
+        return;
+      }
+    }
+    this.writeLin8(lin, v, false);
+  }
+
+  write16(lin: number, v: number): void {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const o = lin & 0xfff;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4094) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) {
+        this.ramView.setUint16(a + o, v, true);
+        return;
+      }
+    }
+    this.writeLin16(lin, v, false);
+  }
+
+  write32(lin: number, v: number): void {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const o = lin & 0xfff;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4092) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) {
+        this.ramView.setInt32(a + o, v, true);
+        return;
+      }
+    }
+    this.writeLin32(lin, v, false);
+  }
+
+  write64(lin: number, lo: number, hi: number): void {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const o = lin & 0xfff;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4088) {
+      const a = this.tlbAddr[i]!;
+      if (a >= 0) {
+        this.ramView.setInt32(a + o, lo, true);
+        this.ramView.setInt32(a + o + 4, hi, true);
+        return;
+      }
+    }
+    this.writeLin64(lin, lo, hi, false);
+  }
+
+  /** Check that [lin, lin+len) is writable (translating every page) before a multi-part store. */
+  probeWrite(lin: number, len: number, sup = false): void {
+    if (len <= 0) return;
+    const need = this.wperm(sup);
+    const acc = ACC_WRITE | this.racc(sup);
+    const first = Math.floor(lin / 4096);
+    const last = Math.floor((lin + len - 1) / 4096);
+    for (let p = first; p <= last; p++) this.lookup(p === first ? lin : p * 4096, need, acc);
+  }
+
+  /** Check that [lin, lin+len) is readable. */
+  probeRead(lin: number, len: number, sup = false): void {
+    if (len <= 0) return;
+    const need = this.rperm(sup);
+    const acc = this.racc(sup);
+    const first = Math.floor(lin / 4096);
+    const last = Math.floor((lin + len - 1) / 4096);
+    for (let p = first; p <= last; p++) this.lookup(p === first ? lin : p * 4096, need, acc);
+  }
+
+  // ---- SystemHost: linear access with explicit privilege (slow paths, page crossing) ------
+  readLin8(lin: number, supervisor: boolean): number {
+    const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    if (a >= 0) return this.ram[a + (lin & 0xfff)]!;
+    return this.physRead(this.tlbPhys[i]! + (lin & 0xfff), 1);
+  }
+
+  readLin16(lin: number, supervisor: boolean): number {
+    if ((lin & 0xfff) > 4094) return this.readLin8(lin, supervisor) | (this.readLin8(lin + 1, supervisor) << 8);
+    const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    if (a >= 0) return this.ramView.getUint16(a + (lin & 0xfff), true);
+    return this.physRead(this.tlbPhys[i]! + (lin & 0xfff), 2);
+  }
+
+  readLin32(lin: number, supervisor: boolean): number {
+    if ((lin & 0xfff) > 4092) {
+      let v = 0;
+      for (let k = 3; k >= 0; k--) v = (v << 8) | this.readLin8(lin + k, supervisor);
+      return v >>> 0;
+    }
+    const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    if (a >= 0) return this.ramView.getUint32(a + (lin & 0xfff), true);
+    return this.physRead(this.tlbPhys[i]! + (lin & 0xfff), 4);
+  }
+
+  readLin64(lin: number, supervisor: boolean): number {
+    if ((lin & 0xfff) > 4088) {
+      this.probeRead(lin, 8, supervisor);
+      const lo = this.readLin32(lin, supervisor);
+      this.scratchHi = this.readLin32(lin + 4, supervisor);
+      return lo;
+    }
+    const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    const o = lin & 0xfff;
+    if (a >= 0) {
+      this.scratchHi = this.ramView.getUint32(a + o + 4, true);
+      return this.ramView.getUint32(a + o, true);
+    }
+    const p = this.tlbPhys[i]! + o;
+    const lo = this.physRead(p, 4);
+    this.scratchHi = this.physRead(p + 4, 4);
+    return lo;
+  }
+
+  writeLin8(lin: number, v: number, supervisor: boolean): void {
+    const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    if (a >= 0) this.ram[a + (lin & 0xfff)] = v;
+    else this.physWrite(this.tlbPhys[i]! + (lin & 0xfff), 1, v & 0xff);
+  }
+
+  writeLin16(lin: number, v: number, supervisor: boolean): void {
+    if ((lin & 0xfff) > 4094) {
+      this.probeWrite(lin, 2, supervisor);
+      this.writeLin8(lin, v & 0xff, supervisor);
+      this.writeLin8(lin + 1, (v >>> 8) & 0xff, supervisor);
+      return;
+    }
+    const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    if (a >= 0) this.ramView.setUint16(a + (lin & 0xfff), v, true);
+    else this.physWrite(this.tlbPhys[i]! + (lin & 0xfff), 2, v & 0xffff);
+  }
+
+  writeLin32(lin: number, v: number, supervisor: boolean): void {
+    if ((lin & 0xfff) > 4092) {
+      this.probeWrite(lin, 4, supervisor);
+      for (let k = 0; k < 4; k++) this.writeLin8(lin + k, (v >>> (8 * k)) & 0xff, supervisor);
+      return;
+    }
+    const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    if (a >= 0) this.ramView.setInt32(a + (lin & 0xfff), v, true);
+    else this.physWrite(this.tlbPhys[i]! + (lin & 0xfff), 4, v >>> 0);
+  }
+
+  writeLin64(lin: number, lo: number, hi: number, supervisor: boolean): void {
+    if ((lin & 0xfff) > 4088) {
+      this.probeWrite(lin, 8, supervisor);
+      this.writeLin32(lin, lo, supervisor);
+      this.writeLin32(lin + 4, hi, supervisor);
+      return;
+    }
+    const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
+    const a = this.tlbAddr[i]!;
+    const o = lin & 0xfff;
+    if (a >= 0) {
+      this.ramView.setInt32(a + o, lo, true);
+      this.ramView.setInt32(a + o + 4, hi, true);
+    } else {
+      const p = this.tlbPhys[i]! + o;
+      this.physWrite(p, 4, lo >>> 0);
+      this.physWrite(p + 4, 4, hi >>> 0);
+    }
+  }
+
+  // ---- instruction fetch --------------------------------------------------------------
+  /** Linear address of CS:ip. */
+  private fetchLin(): number {
+    return this.long ? this.ip : (this.s.segBase[1]! + this.ip) >>> 0;
+  }
+
+  fetch8(): number {
+    const lin = this.long ? this.ip : (this.s.segBase[1]! + this.ip) >>> 0;
+    const d = lin - this.fPage;
+    if (d >= 0 && d < 4096 && this.fOff >= 0) {
+      this.ip++;
+      return this.ram[this.fOff + d]!;
+    }
+    return this.fetch8Slow();
+  }
+
+  private fetch8Slow(): number {
+    const lin = this.fetchLin();
+    const s = this.s;
+    const user = s.cpl === 3;
+    const i = this.lookup(lin, user ? P_UX : P_SX, ACC_FETCH | (user ? ACC_USER : 0));
+    this.fPage = lin - (lin & 0xfff);
+    const a = this.tlbAddr[i]!;
+    this.fOff = a;
+    this.ip++;
+    if (this.ip - this.startRip > 15) throw new CpuFault(13, 0);
+    if (a >= 0) return this.ram[a + (lin & 0xfff)]!;
+    return this.physRead(this.tlbPhys[i]! + (lin & 0xfff), 1);
+  }
+
+  fetch16(): number {
+    const lin = this.long ? this.ip : (this.s.segBase[1]! + this.ip) >>> 0;
+    const d = lin - this.fPage;
+    if (d >= 0 && d < 4095 && this.fOff >= 0) {
+      this.ip += 2;
+      return this.ramView.getUint16(this.fOff + d, true);
+    }
+    const b0 = this.fetch8();
+    return b0 | (this.fetch8() << 8);
+  }
+
+  /** Fetch a 32-bit value (signed int32). */
+  fetch32(): number {
+    const lin = this.long ? this.ip : (this.s.segBase[1]! + this.ip) >>> 0;
+    const d = lin - this.fPage;
+    if (d >= 0 && d < 4093 && this.fOff >= 0) {
+      this.ip += 4;
+      return this.ramView.getInt32(this.fOff + d, true);
+    }
+    const b0 = this.fetch8();
+    const b1 = this.fetch8();
+    const b2 = this.fetch8();
+    return b0 | (b1 << 8) | (b2 << 16) | (this.fetch8() << 24);
+  }
+
+  // ---- SystemHost: ports, TSC ------------------------------------------------------------
+  portRead(port: number, size: 1 | 2 | 4): number {
+    return this.pio.read(port & 0xffff, size);
+  }
+
+  portWrite(port: number, size: 1 | 2 | 4, value: number): void {
+    this.pio.write(port & 0xffff, size, value >>> 0);
+  }
+
+  readTsc(): number {
+    const t = Math.floor(this.clock.nowNs() * (TSC_FREQUENCY_HZ / 1e9)) + this.s.tscOffset;
+    this.scratchHi = Math.floor(t / TWO32) >>> 0;
+    return t >>> 0;
+  }
+
+  // ---- interpreter loop ----------------------------------------------------------------
+  /** Deliver an event, escalating a fault during delivery to #DF and then to shutdown. */
+  private deliverSafe(vector: number, errorCode: number, kind: EventKind, returnRip: number): boolean {
+    try {
+      deliver(this, vector, errorCode, kind, returnRip);
+      return true;
+    } catch (e) {
+      if (e instanceof TripleFault) {
+        this.shutdown = e.message || 'triple fault';
+        return false;
+      }
+      if (!(e instanceof CpuFault)) throw e;
+      try {
+        deliver(this, 8, 0, EventKind.Exception, this.s.rip);
+        return true;
+      } catch (e2) {
+        if (e2 instanceof TripleFault || e2 instanceof CpuFault) {
+          this.shutdown = `triple fault: exception ${e.vector} while delivering ${vector}`;
+          return false;
+        }
+        throw e2;
+      }
+    }
+  }
+
+  /** Take a pending NMI or maskable interrupt if one is deliverable now. Returns true if taken. */
+  private pollInterrupts(): boolean {
+    const s = this.s;
+    if (s.interruptShadow) return false;
+    const ic = this.interrupts;
+    if (ic.takeNmi()) {
+      s.halted = false;
+      this.deliverSafe(2, -1, EventKind.Nmi, s.rip);
+      return true;
+    }
+    if (s.rflagsRest & 0x200 && ic.hasInterrupt()) {
+      s.halted = false;
+      const v = ic.acknowledge();
+      this.deliverSafe(v & 0xff, -1, EventKind.External, s.rip);
+      return true;
+    }
+    return false;
+  }
+
+  run(budget: number): number {
+    const s = this.s;
+    this.exitRequested = false;
+    if (this.shutdown !== undefined) return 0;
+    if (s.halted) {
+      s.interruptShadow = false;
+      if (!this.pollInterrupts()) return 0;
+      if (this.shutdown !== undefined) return 0;
+    }
+    let n = 0;
+    while (n < budget) {
+      if (this.exitRequested || s.halted) break;
+      try {
+        while (n < budget) {
+          if (--this.pollCounter <= 0) {
+            this.pollCounter = IRQ_POLL;
+            if (this.pollInterrupts()) {
+              if (this.shutdown !== undefined) return n;
+              break;
+            }
+          }
+          if (s.interruptShadow) s.interruptShadow = false;
+          this.startRip = s.rip;
+          step(this);
+          n++;
+          if (this.exitRequested || s.halted) break;
+        }
+      } catch (e) {
+        if (e instanceof CpuFault) {
+          s.rip = this.startRip;
+          this.pollCounter = IRQ_POLL;
+          if (!this.deliverSafe(e.vector, e.errorCode, EventKind.Exception, this.startRip)) {
+            this.retired += n;
+            return n;
+          }
+          continue;
+        }
+        if (e instanceof TripleFault) {
+          this.shutdown = e.message || 'triple fault';
+          break;
+        }
+        throw e;
+      }
+    }
+    this.retired += n;
+    return n;
+  }
+
+  /** Software interrupt / trap raised by an instruction (INT n, INT3, INTO): deliver now. */
+  softInt(vector: number, kind: EventKind, returnRip: number): void {
+    deliver(this, vector, -1, kind, returnRip);
+  }
+}

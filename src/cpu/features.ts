@@ -1,0 +1,49 @@
+/**
+ * Optional CPU features of the software CPU: one boolean per feature that is not part of the
+ * x86-64 baseline. CPUID (src/cpu/system/cpuid.ts) advertises exactly these, and the decoder
+ * (src/cpu/core) raises #UD for the instructions of a feature that is off — so a feature is
+ * switched on here only once its instructions are implemented and tested.
+ *
+ * Baseline (always advertised, not listed here): FPU, TSC, MSR, PAE, CX8, APIC, PGE, CMOV,
+ * PAT, PSE, PSE36, MTRR, CLFLUSH, MMX, FXSR, SSE, SSE2, LM, SYSCALL, NX, LAHF_LM.
+ */
+export const features = {
+  /** CPUID.1:ECX.SSE3 — SSE3 instructions (ADDSUBPS, HADDPS, MOVDDUP, LDDQU, ...). */
+  sse3: false,
+  /** CPUID.1:ECX.SSSE3 — PSHUFB, PALIGNR, ... */
+  ssse3: false,
+  /** CPUID.1:ECX.SSE4_1 / SSE4_2. */
+  sse41: false,
+  sse42: false,
+  /** CPUID.1:ECX.CX16 — CMPXCHG16B. */
+  cx16: false,
+  /** CPUID.1:ECX.POPCNT. */
+  popcnt: false,
+  /** CPUID.1:ECX.MOVBE. */
+  movbe: false,
+  /** CPUID.80000001:ECX.ABM/LZCNT. */
+  lzcnt: false,
+  /** CPUID.7.0:EBX.BMI1 / BMI2. */
+  bmi1: false,
+  bmi2: false,
+  /** CPUID.7.0:EBX.ERMS — enhanced REP MOVSB/STOSB (a hint only: no new instructions). */
+  erms: false,
+  /** CPUID.7.0:EBX.FSGSBASE — RDFSBASE/WRFSBASE/RDGSBASE/WRGSBASE (and CR4.FSGSBASE). */
+  fsgsbase: false,
+  /** CPUID.80000001:EDX.RDTSCP — RDTSCP and the TSC_AUX MSR. */
+  rdtscp: false,
+  /** CPUID.7.0:ECX.RDPID. */
+  rdpid: false,
+  /** CPUID.1:EDX.SEP — SYSENTER/SYSEXIT and the SYSENTER_* MSRs are always stored; this gates the instructions. */
+  sep: false,
+  /** CPUID.1:ECX.MONITOR — MONITOR/MWAIT. */
+  monitor: false,
+  /** CPUID.1:EDX.MCE + MCA — machine-check architecture with zero banks (MCG_CAP reads 0). */
+  mca: true,
+  /**
+   * CPUID leaf 0x15 (TSC/crystal ratio): lets Linux skip PIT calibration of the TSC. Linux also
+   * takes the LAPIC timer frequency from the crystal clock reported here (TSC_CRYSTAL_HZ in
+   * cpuid.ts): turn this on only when the LAPIC timer counts at that frequency.
+   */
+  tscLeaf15: false,
+};

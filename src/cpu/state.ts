@@ -1,0 +1,143 @@
+/**
+ * Architectural state of one x86-64 vCPU for the software engine, in typed arrays and plain
+ * number fields (no per-instruction allocation, snapshot-friendly).
+ *
+ * Representation choices (shared by the decoder/interpreter, the system module and the
+ * x87/SSE module — keep them in sync):
+ *
+ * - 64-bit general registers are two 32-bit halves: `gpr[2*r]` low, `gpr[2*r+1]` high
+ *   (Int32Array; use `>>> 0` for unsigned views). Register numbers follow the encoding:
+ *   0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI, 8..15 R8..R15.
+ * - `rip` is a JS number: in 64-bit mode the *signed* canonical value (0xffffffff81000000 is
+ *   held as -0x7f000000, exact because canonical addresses fit in 48 bits); in 16/32-bit modes
+ *   the unsigned EIP/IP. Linear addresses use the same signed-canonical convention; physical
+ *   addresses are plain non-negative numbers (< 2^52).
+ * - Segment registers: selector plus the cached descriptor (base, limit, attribute bits) in
+ *   parallel arrays indexed by SReg.
+ * - XMM registers: `xmm` holds 16 registers x 4 lanes of 32 bits (Int32Array(64)), with a
+ *   Float32Array/Float64Array/Uint8Array over the same buffer.
+ * - x87: 8 physical registers as 80-bit values split into `st` (Float64Array, the value used
+ *   for arithmetic) — precision is double unless the x87 module chooses a softfloat scheme —
+ *   plus control/status/tag words.
+ */
+
+export const enum Reg {
+  RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7,
+  R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15,
+}
+
+export const enum SReg { ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5 }
+
+/** RFLAGS bits. */
+export const enum Flag {
+  CF = 1 << 0, PF = 1 << 2, AF = 1 << 4, ZF = 1 << 6, SF = 1 << 7, TF = 1 << 8, IF = 1 << 9,
+  DF = 1 << 10, OF = 1 << 11, IOPL = 3 << 12, NT = 1 << 14, RF = 1 << 16, VM = 1 << 17,
+  AC = 1 << 18, VIF = 1 << 19, VIP = 1 << 20, ID = 1 << 21,
+}
+
+export const enum Cr0 {
+  PE = 1 << 0, MP = 1 << 1, EM = 1 << 2, TS = 1 << 3, ET = 1 << 4, NE = 1 << 5, WP = 1 << 16,
+  AM = 1 << 18, NW = 1 << 29, CD = 1 << 30, PG = 1 << 31,
+}
+
+export const enum Cr4 {
+  VME = 1 << 0, PVI = 1 << 1, TSD = 1 << 2, DE = 1 << 3, PSE = 1 << 4, PAE = 1 << 5, MCE = 1 << 6,
+  PGE = 1 << 7, PCE = 1 << 8, OSFXSR = 1 << 9, OSXMMEXCPT = 1 << 10, UMIP = 1 << 11,
+  FSGSBASE = 1 << 16, PCIDE = 1 << 17, OSXSAVE = 1 << 18, SMEP = 1 << 20, SMAP = 1 << 21,
+}
+
+export const enum Efer { SCE = 1 << 0, LME = 1 << 8, LMA = 1 << 10, NXE = 1 << 11 }
+
+/** Exception vectors. */
+export const enum Vec {
+  DE = 0, DB = 1, NMI = 2, BP = 3, OF = 4, BR = 5, UD = 6, NM = 7, DF = 8, TS = 10, NP = 11,
+  SS = 12, GP = 13, PF = 14, MF = 16, AC = 17, MC = 18, XM = 19,
+}
+
+/** Execution mode, recomputed whenever CR0.PE, EFER.LMA, CS.L/D or RFLAGS.VM change. */
+export const enum Mode { Real = 0, Protected16 = 1, Protected32 = 2, Long64 = 3, Compat16 = 4, Compat32 = 5, V86 = 6 }
+
+export class CpuState {
+  readonly gpr = new Int32Array(32);
+  rip = 0;
+  /**
+   * RFLAGS bits other than the six arithmetic flags (CF PF AF ZF SF OF), which the interpreter
+   * may keep lazily; read the full value through the CPU's getRflags().
+   */
+  rflagsRest = 0x2;
+
+  // segments
+  readonly segSel = new Uint16Array(6);
+  readonly segBase = new Float64Array(6); // 64-bit bases (FS/GS in long mode) as numbers
+  readonly segLimit = new Uint32Array(6);
+  /** Descriptor attribute bits: type(4) S DPL(2) P | AVL L D/B G, i.e. bits 8..23 of the high dword >> 8. */
+  readonly segAttr = new Uint16Array(6);
+
+  // descriptor tables
+  gdtrBase = 0;
+  gdtrLimit = 0xffff;
+  idtrBase = 0;
+  idtrLimit = 0xffff;
+  ldtrSel = 0;
+  ldtrBase = 0;
+  ldtrLimit = 0;
+  trSel = 0;
+  trBase = 0;
+  trLimit = 0;
+  trAttr = 0;
+
+  // control registers (CR0/CR4 fit in 32 bits for what we implement; CR3 is a physical address)
+  cr0 = 0x60000010;
+  cr2 = 0; // linear address (signed canonical)
+  cr3 = 0;
+  cr4 = 0;
+  cr8 = 0;
+  efer = 0;
+  xcr0 = 1;
+
+  /** Current privilege level (CS.RPL after a load, SS.DPL). */
+  cpl = 0;
+  mode: Mode = Mode.Real;
+
+  // MSRs kept as numbers where they are addresses, bigint-free
+  kernelGsBase = 0;
+  star = 0; // STAR high 32 bits hold SYSRET/SYSCALL selectors: keep halves
+  starHi = 0;
+  lstar = 0;
+  cstar = 0;
+  sfmask = 0;
+  sysenterCs = 0;
+  sysenterEsp = 0;
+  sysenterEip = 0;
+  apicBase = 0xfee00900; // enabled, BSP
+  pat = 0x0007040600070406n;
+  miscEnable = 1;
+  tscAux = 0;
+  /** TSC = host-derived counter + offset (the system module decides the source). */
+  tscOffset = 0;
+
+  // debug registers (stored, not acted upon)
+  readonly dr = new Float64Array(8);
+
+  // SSE
+  readonly xmmBuffer = new ArrayBuffer(16 * 16);
+  readonly xmm = new Int32Array(this.xmmBuffer);
+  readonly xmmU8 = new Uint8Array(this.xmmBuffer);
+  readonly xmmF32 = new Float32Array(this.xmmBuffer);
+  readonly xmmF64 = new Float64Array(this.xmmBuffer);
+  mxcsr = 0x1f80;
+
+  // x87
+  readonly st = new Float64Array(8); // physical registers R0..R7
+  fpuControl = 0x037f;
+  fpuStatus = 0; // TOP lives in bits 11..13
+  fpuTag = 0xffff; // 2 bits per physical register, 11 = empty
+  fpuOpcode = 0;
+  fpuIp = 0;
+  fpuDp = 0;
+
+  /** Halted by HLT until an interrupt (or NMI/INIT). */
+  halted = false;
+  /** Interrupt shadow after STI / MOV SS: no interrupt before the next instruction completes. */
+  interruptShadow = false;
+}

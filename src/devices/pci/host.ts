@@ -1,0 +1,201 @@
+/**
+ * The PCI host: configuration mechanism #1 (PCI Local Bus spec 3.0, 3.2.2.3.2) at ports
+ * 0xcf8 (CONFIG_ADDRESS, dword only) and 0xcfc..0xcff (CONFIG_DATA, any size), plus an optional
+ * ECAM (MMCONFIG) window, over a single bus 0. Device 0 is an Intel 440FX-style host bridge
+ * (8086:1237, class 06/00/00), which is what Linux's pci_sanity_check looks for.
+ *
+ * Devices implement `PciDevice` over their 256-byte configuration space; `PciConfigSpace` is a
+ * helper with per-byte write masks (BAR sizing falls out of the mask: write all-ones, read back
+ * ~(size-1) | flags). Empty slots, other buses and a disabled CONFIG_ADDRESS read all-ones.
+ *
+ * Port 0xcf9 sits inside CONFIG_ADDRESS: on PIIX a byte access there is the reset control
+ * register, so a byte access at offset 1 is forwarded to `resetControl` when one is given.
+ * Attach the host at PORT_PCI_CONFIG_ADDRESS over PCI_CONFIG_PORTS (8) ports.
+ */
+import type { AccessSize, BusDevice } from '../../machine/bus.js';
+
+export const PCI_CONFIG_PORTS = 8;
+export const PCI_CONFIG_SPACE_SIZE = 256;
+export const PCI_SLOTS = 32;
+export const PCI_FUNCTIONS = 8;
+
+// CONFIG_ADDRESS
+const CONFIG_ENABLE = 0x8000_0000;
+// Configuration header offsets
+export const PCI_VENDOR_ID = 0x00;
+export const PCI_DEVICE_ID = 0x02;
+export const PCI_COMMAND = 0x04;
+export const PCI_STATUS = 0x06;
+export const PCI_REVISION_ID = 0x08;
+export const PCI_CLASS_PROG = 0x09;
+export const PCI_CLASS_DEVICE = 0x0a;
+export const PCI_HEADER_TYPE = 0x0e;
+export const PCI_BAR0 = 0x10;
+export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
+export const PCI_SUBSYSTEM_ID = 0x2e;
+export const PCI_CAPABILITY_LIST = 0x34;
+export const PCI_INTERRUPT_LINE = 0x3c;
+export const PCI_INTERRUPT_PIN = 0x3d;
+// Command register
+export const PCI_COMMAND_IO = 0x1;
+export const PCI_COMMAND_MEMORY = 0x2;
+export const PCI_COMMAND_MASTER = 0x4;
+export const PCI_COMMAND_INTX_DISABLE = 0x400;
+
+export const INTEL_VENDOR_ID = 0x8086;
+export const I440FX_DEVICE_ID = 0x1237;
+
+const ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff] as const;
+
+export class PciError extends Error {
+  override name = 'PciError';
+}
+
+/** One PCI function's configuration space as the host sees it. */
+export interface PciDevice {
+  /** Read `size` bytes at `offset` (0..255, never crossing a dword). */
+  configRead(offset: number, size: AccessSize): number;
+  configWrite(offset: number, size: AccessSize, value: number): void;
+}
+
+/** A 256-byte configuration space with per-byte write masks; a base for simple devices. */
+export class PciConfigSpace implements PciDevice {
+  readonly bytes = new Uint8Array(PCI_CONFIG_SPACE_SIZE);
+  readonly writeMask = new Uint8Array(PCI_CONFIG_SPACE_SIZE);
+
+  set8(offset: number, v: number): void {
+    this.bytes[offset] = v;
+  }
+  set16(offset: number, v: number): void {
+    this.bytes[offset] = v & 0xff;
+    this.bytes[offset + 1] = (v >> 8) & 0xff;
+  }
+  set32(offset: number, v: number): void {
+    this.set16(offset, v & 0xffff);
+    this.set16(offset + 2, v >>> 16);
+  }
+  get32(offset: number): number {
+    return (this.bytes[offset]! | (this.bytes[offset + 1]! << 8) | (this.bytes[offset + 2]! << 16) | (this.bytes[offset + 3]! << 24)) >>> 0;
+  }
+  /** Make bits in `mask` (a `size`-byte little-endian mask at `offset`) guest-writable. */
+  setWritable(offset: number, size: number, mask: number): void {
+    for (let i = 0; i < size; i++) this.writeMask[offset + i] = (mask >>> (8 * i)) & 0xff;
+  }
+
+  configRead(offset: number, size: AccessSize): number {
+    let v = 0;
+    for (let i = size - 1; i >= 0; i--) v = (v << 8) | (this.bytes[offset + i] ?? 0xff);
+    return v >>> 0;
+  }
+
+  configWrite(offset: number, size: AccessSize, value: number): void {
+    for (let i = 0; i < size; i++) {
+      const at = offset + i;
+      if (at >= PCI_CONFIG_SPACE_SIZE) return;
+      const m = this.writeMask[at]!;
+      const b = (value >>> (8 * i)) & 0xff;
+      this.bytes[at] = (this.bytes[at]! & ~m) | (b & m);
+    }
+  }
+}
+
+/** Device 0: the host bridge. */
+export class HostBridge extends PciConfigSpace {
+  constructor() {
+    super();
+    this.set16(PCI_VENDOR_ID, INTEL_VENDOR_ID);
+    this.set16(PCI_DEVICE_ID, I440FX_DEVICE_ID);
+    this.set16(PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    this.set16(PCI_STATUS, 0x0280); // fast back-to-back capable, medium DEVSEL timing
+    this.set8(PCI_REVISION_ID, 0x02);
+    this.set8(PCI_CLASS_PROG, 0x00);
+    this.set16(PCI_CLASS_DEVICE, 0x0600); // bridge: host
+    this.set8(PCI_HEADER_TYPE, 0x00);
+  }
+}
+
+export interface PciHostOptions {
+  /** Receives byte accesses to port 0xcf9 (the PIIX reset control register). */
+  resetControl?: BusDevice;
+}
+
+export class PciHost implements BusDevice {
+  private address = 0;
+  private readonly devices: (PciDevice | undefined)[] = new Array(PCI_SLOTS * PCI_FUNCTIONS);
+  private readonly resetControl: BusDevice | undefined;
+  /** ECAM window (attach at PCI_ECAM_START; decodes bus 0 only). */
+  readonly ecam: BusDevice;
+
+  constructor(options: PciHostOptions = {}) {
+    this.resetControl = options.resetControl;
+    this.devices[0] = new HostBridge();
+    this.ecam = {
+      read: (offset, size) => {
+        const dev = this.ecamTarget(offset);
+        const reg = offset & 0xfff;
+        if (dev === undefined) return ONES[size];
+        if (reg >= PCI_CONFIG_SPACE_SIZE) return 0; // no extended capabilities
+        return dev.configRead(reg, size) >>> 0;
+      },
+      write: (offset, size, value) => {
+        const dev = this.ecamTarget(offset);
+        const reg = offset & 0xfff;
+        if (dev !== undefined && reg < PCI_CONFIG_SPACE_SIZE && (reg & (size - 1)) === 0) dev.configWrite(reg, size, value);
+      },
+    };
+  }
+
+  /** Plug `device` into bus 0, `slot` (1..31), `fn` (0..7). */
+  addDevice(slot: number, fn: number, device: PciDevice): void {
+    if (!Number.isInteger(slot) || slot < 1 || slot >= PCI_SLOTS || !Number.isInteger(fn) || fn < 0 || fn >= PCI_FUNCTIONS) {
+      throw new PciError(`Cannot add PCI device at ${slot}.${fn}: slot must be 1..31 and function 0..7`);
+    }
+    const i = slot * PCI_FUNCTIONS + fn;
+    if (this.devices[i]) throw new PciError(`Cannot add PCI device at 00:${slot.toString(16)}.${fn}: slot is taken`);
+    this.devices[i] = device;
+  }
+
+  /** The first free slot (for the builder), or -1. */
+  freeSlot(): number {
+    for (let s = 1; s < PCI_SLOTS; s++) if (!this.devices[s * PCI_FUNCTIONS]) return s;
+    return -1;
+  }
+
+  read(offset: number, size: AccessSize): number {
+    if (offset < 4) {
+      if (size === 4 && offset === 0) return this.address;
+      if (offset === 1 && size === 1 && this.resetControl) return this.resetControl.read(0, 1);
+      return ONES[size];
+    }
+    const dev = this.target();
+    if (dev === undefined) return ONES[size];
+    const reg = (this.address & 0xfc) + (offset - 4);
+    if ((reg & 3) + size > 4) return ONES[size]; // crosses the dword
+    return dev.configRead(reg, size) >>> 0;
+  }
+
+  write(offset: number, size: AccessSize, value: number): void {
+    if (offset < 4) {
+      if (size === 4 && offset === 0) this.address = (value & 0x80ff_fffc) >>> 0;
+      else if (offset === 1 && size === 1 && this.resetControl) this.resetControl.write(0, 1, value);
+      return; // other partial accesses are not CONFIG_ADDRESS cycles
+    }
+    const dev = this.target();
+    if (dev === undefined) return;
+    const reg = (this.address & 0xfc) + (offset - 4);
+    if ((reg & 3) + size > 4) return;
+    dev.configWrite(reg, size, value);
+  }
+
+  private target(): PciDevice | undefined {
+    const a = this.address;
+    if ((a & CONFIG_ENABLE) === 0) return undefined;
+    if ((a >>> 16) & 0xff) return undefined; // only bus 0
+    return this.devices[(a >>> 8) & 0xff];
+  }
+
+  private ecamTarget(offset: number): PciDevice | undefined {
+    if (offset >= 1 << 20) return undefined; // bus != 0
+    return this.devices[offset >>> 12];
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The binary-translation engine: runs the software x86-64 CPU (src/cpu) over the machine on
+ * the main thread, in slices, so the Node event loop keeps serving the console, timers and
+ * signals between them.
+ *
+ * One slice = cpu.run(budget) instructions, with the budget tuned so a slice lasts about
+ * SLICE_MS of host time. Between slices: device timers that are due run; every
+ * YIELD_MS the engine yields to the event loop. When the vCPU halts with nothing pending,
+ * the engine sleeps until the next timer deadline or until a device raises an interrupt line
+ * (wake()), never spinning.
+ */
+import type { Engine, EntryState } from '../../machine/engine.js';
+import type { Machine, StopReason } from '../../machine/machine.js';
+import type { CpuInterruptController } from '../../machine/interrupts.js';
+import { Cpu } from '../../cpu/core/cpu.js';
+import { applyEntryState } from '../../cpu/system/entry.js';
+import { simdUnit } from '../../cpu/fpu/index.js';
+
+/** Target host time per cpu.run() call, so timers are checked often enough. */
+const SLICE_MS = 0.5;
+/** Yield to the event loop at least this often while the guest runs. */
+const YIELD_MS = 8;
+
+export interface BtEngineOptions {
+  /** The interrupt controller the CPU asks at instruction boundaries (the LAPIC model). */
+  interrupts: CpuInterruptController;
+}
+
+export class BtEngine implements Engine {
+  readonly name = 'bt' as const;
+  readonly cpu: Cpu;
+  private wakeup: (() => void) | undefined;
+  private budget = 20_000;
+
+  constructor(
+    private readonly machine: Machine,
+    private readonly opts: BtEngineOptions,
+  ) {
+    this.cpu = new Cpu({
+      memory: machine.memory,
+      pio: machine.pio,
+      mmio: machine.mmio,
+      interrupts: opts.interrupts,
+      clock: machine.clock,
+      simd: simdUnit,
+    });
+    machine.onStop(() => {
+      this.cpu.requestExit();
+      this.wake();
+    });
+  }
+
+  /** Something happened (an interrupt line rose, input arrived): end a halt sleep now. */
+  wake(): void {
+    const w = this.wakeup;
+    this.wakeup = undefined;
+    w?.();
+  }
+
+  stop(reason: StopReason): void {
+    this.machine.requestStop(reason);
+  }
+
+  async run(entry: EntryState): Promise<StopReason> {
+    const { machine, cpu } = this;
+    const timers = machine.timers;
+    const clock = machine.clock;
+    applyEntryState(cpu, entry);
+    let lastYield = performance.now();
+    while (!machine.stopReason) {
+      const t0 = performance.now();
+      const n = cpu.run(this.budget);
+      const t1 = performance.now();
+      // Tune the budget toward SLICE_MS per call (instructions cost differently in each phase).
+      if (n >= this.budget) {
+        const spent = t1 - t0;
+        if (spent < SLICE_MS * 0.5 && this.budget < 2_000_000) this.budget *= 2;
+        else if (spent > SLICE_MS * 2 && this.budget > 1000) this.budget >>= 1;
+      }
+      if (cpu.shutdown !== undefined) {
+        machine.requestStop({ kind: 'triple-fault', detail: cpu.shutdown });
+        break;
+      }
+      if (timers.nextDeadline() <= clock.nowNs()) timers.runDue();
+      if (machine.stopReason) break;
+      if (cpu.s.halted && !this.opts.interrupts.hasInterrupt()) {
+        await this.sleepUntilEvent();
+        lastYield = performance.now();
+        timers.runDue();
+      } else if (t1 - lastYield >= YIELD_MS) {
+        await new Promise<void>((r) => setImmediate(r));
+        lastYield = performance.now();
+      }
+    }
+    return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
+  }
+
+  private sleepUntilEvent(): Promise<void> {
+    const timers = this.machine.timers;
+    const deadline = timers.nextDeadline();
+    const ms = deadline === Infinity ? 1000 : Math.max(0, (deadline - this.machine.clock.nowNs()) / 1e6);
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => this.wake(), ms);
+      this.wakeup = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+}

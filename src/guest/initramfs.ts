@@ -1,0 +1,179 @@
+/**
+ * The default initramfs: Debian's static busybox, a few device nodes and an /init script that
+ * mounts the kernel filesystems, prints `TYPEVISOR-INIT-OK`, and runs an interactive shell on
+ * the serial console with a controlling tty (so Ctrl-C and job control work). When that shell
+ * exits, the VM powers off.
+ *
+ * poweroff/reboot: busybox's `poweroff` without `-f` only signals PID 1 (it expects busybox
+ * init), and Debian's busybox-static runs applets before searching PATH
+ * (FEATURE_SH_STANDALONE), so a /sbin/poweroff script alone is not enough. The console shell
+ * therefore sources /etc/shrc (via $ENV), which defines poweroff/reboot/halt as functions calling
+ * the `-f` forms (the kernel then powers off through ACPI); /sbin wrappers cover programs that
+ * exec them by path, and /init traps the signals as a last resort.
+ *
+ * `buildInitramfs` is a pure function of the busybox binary; `prepareInitramfs` caches its output
+ * under `<cache>/initramfs/`, keyed by the busybox version and a hash of every generated file.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { CpioError, CpioWriter } from './cpio.js';
+import { GuestError } from './errors.js';
+import { versionForPath } from './debian.js';
+
+/** The line /init prints once the guest userspace is up; tests and the benchmark wait for it. */
+export const INIT_MARKER = 'TYPEVISOR-INIT-OK';
+
+/** Bump when the archive layout changes in a way the text hash below does not capture. */
+const LAYOUT_VERSION = 1;
+
+/** Device numbers (Documentation/admin-guide/devices.txt). */
+const DEVICES: ReadonlyArray<{ path: string; major: number; minor: number; mode: number }> = [
+  { path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
+  { path: 'dev/tty', major: 5, minor: 0, mode: 0o666 },
+  { path: 'dev/ttyS0', major: 4, minor: 64, mode: 0o660 },
+  { path: 'dev/null', major: 1, minor: 3, mode: 0o666 },
+];
+
+const DIRECTORIES = [
+  'bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'root', 'run', 'var', 'mnt',
+];
+
+/**
+ * Applets linked at build time, so the basics work even before /init runs
+ * `busybox --install -s` (which adds the rest and leaves these alone).
+ */
+const BIN_APPLETS = [
+  'sh', 'ash', 'cat', 'cp', 'date', 'dd', 'dmesg', 'echo', 'false', 'grep', 'hostname', 'kill', 'ln', 'ls',
+  'mkdir', 'mknod', 'mount', 'mv', 'ps', 'pwd', 'rm', 'rmdir', 'sed', 'sleep', 'stty', 'sync', 'true',
+  'umount', 'uname', 'setsid', 'cttyhack', 'sha256sum', 'md5sum', 'head', 'tail', 'wc', 'vi', 'free',
+  'top', 'uptime', 'env', 'test', '[', 'printf', 'id', 'tr', 'cut', 'sort', 'time',
+];
+
+export const INIT_SCRIPT = `#!/bin/busybox sh
+# typevisor default guest, PID 1: mount the kernel filesystems, announce ourselves on the
+# console, run an interactive shell on the console as a new session with a controlling tty
+# (job control, Ctrl-C), and power the VM off when that shell exits.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+export HOME=/root TERM=linux ENV=/etc/shrc
+umask 022
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev || echo "typevisor: cannot mount devtmpfs; using the static /dev"
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts 2>/dev/null
+hostname typevisor
+# busybox halt/poweroff/reboot without -f signal PID 1 (USR1/USR2/TERM); honour them once the
+# console shell is gone (a foreground child defers traps). halt powers off: a halted VM just sits.
+trap '/bin/busybox poweroff -f' USR1 USR2
+trap '/bin/busybox reboot -f' TERM
+echo "typevisor: init started (kernel $(uname -r))"
+echo ${INIT_MARKER}
+cd /root
+# setsid: a new session without a controlling tty; cttyhack then opens the real console device
+# (e.g. /dev/ttyS0) so that it becomes the shell's controlling tty.
+setsid cttyhack sh
+echo "typevisor: shell exited; powering off"
+/bin/busybox poweroff -f
+`;
+
+export const SHRC = `# typevisor: read by every interactive sh (ENV=/etc/shrc).
+PS1='typevisor:\\w\\$ '
+# busybox runs its applets before searching PATH, and its poweroff/reboot/halt without -f only
+# signal PID 1, which is a shell script here: call the -f forms, which ask the kernel directly.
+poweroff() { /bin/busybox poweroff -f "$@"; }
+reboot() { /bin/busybox reboot -f "$@"; }
+# A halted VM would just sit there: halt powers off too.
+halt() { /bin/busybox poweroff -f "$@"; }
+`;
+
+const wrapper = (applet: string): string => `#!/bin/busybox sh
+# typevisor: there is no init daemon to signal; ask the kernel directly.
+exec /bin/busybox ${applet} -f "$@"
+`;
+
+/** Generated text files: path, content, mode. Everything except the busybox binary. */
+function textFiles(): Array<{ path: string; text: string; mode: number }> {
+  return [
+    { path: 'init', text: INIT_SCRIPT, mode: 0o755 },
+    { path: 'etc/shrc', text: SHRC, mode: 0o644 },
+    { path: 'etc/passwd', text: 'root:x:0:0:root:/root:/bin/sh\n', mode: 0o644 },
+    { path: 'etc/group', text: 'root:x:0:\n', mode: 0o644 },
+    { path: 'etc/hostname', text: 'typevisor\n', mode: 0o644 },
+    { path: 'sbin/poweroff', text: wrapper('poweroff'), mode: 0o755 },
+    { path: 'sbin/reboot', text: wrapper('reboot'), mode: 0o755 },
+    { path: 'sbin/halt', text: wrapper('poweroff'), mode: 0o755 }, // a halted VM would just sit there
+  ];
+}
+
+export interface InitramfsOptions {
+  /** gzip the archive (the kernel has gzip built in). Default true. */
+  compress?: boolean;
+  /** mtime for every entry, seconds. Default 0, which makes the output reproducible. */
+  mtime?: number;
+}
+
+/** Builds the initramfs around a static busybox binary. */
+export function buildInitramfs(busybox: Uint8Array, options: InitramfsOptions = {}): Uint8Array {
+  if (busybox.length < 4 || busybox[0] !== 0x7f || busybox[1] !== 0x45 || busybox[2] !== 0x4c || busybox[3] !== 0x46) {
+    throw new GuestError('Cannot build the initramfs: the busybox binary is not an ELF file; delete the typevisor cache and retry');
+  }
+  const enc = new TextEncoder();
+  const w = new CpioWriter({ mtime: options.mtime ?? 0 });
+  try {
+    for (const d of DIRECTORIES) w.addDirectory(d, { mode: d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755 });
+    for (const dev of DEVICES) w.addCharDevice(dev.path, dev.major, dev.minor, { mode: dev.mode });
+    w.addFile('bin/busybox', busybox, { mode: 0o755 });
+    for (const f of textFiles()) w.addFile(f.path, enc.encode(f.text), { mode: f.mode });
+    for (const a of BIN_APPLETS) w.addSymlink(`bin/${a}`, '/bin/busybox');
+  } catch (e) {
+    if (e instanceof CpioError) throw new GuestError(`Cannot build the initramfs: ${e.message}`, { cause: e });
+    throw e;
+  }
+  const cpio = w.finish();
+  return options.compress === false ? cpio : new Uint8Array(gzipSync(cpio, { level: 9 }));
+}
+
+/** Hash of everything the archive contains apart from busybox: changes whenever /init etc. do. */
+export function initramfsContentHash(options: InitramfsOptions = {}): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({
+    v: LAYOUT_VERSION, files: textFiles(), dirs: DIRECTORIES, devs: DEVICES, applets: BIN_APPLETS,
+    gz: options.compress !== false, mtime: options.mtime ?? 0,
+  }));
+  return h.digest('hex').slice(0, 16);
+}
+
+export interface PrepareInitramfsOptions extends InitramfsOptions {
+  cacheDir: string;
+  /** Path of the busybox binary (bin/busybox of the extracted busybox-static). */
+  busyboxPath: string;
+  /** Package version of that busybox, part of the cache key. */
+  busyboxVersion: string;
+}
+
+/** The cached initramfs for this busybox and this /init, built (atomically) if missing. */
+export async function prepareInitramfs(options: PrepareInitramfsOptions): Promise<string> {
+  const dir = join(options.cacheDir, 'initramfs');
+  const ext = options.compress === false ? 'cpio' : 'cpio.gz';
+  const file = join(dir, `initramfs-busybox_${versionForPath(options.busyboxVersion)}-${initramfsContentHash(options)}.${ext}`);
+  try {
+    if ((await stat(file)).isFile()) return file;
+  } catch {
+    // not built yet
+  }
+  let busybox: Uint8Array;
+  try {
+    busybox = await readFile(options.busyboxPath);
+  } catch (e) {
+    throw new GuestError(`Cannot read busybox at ${options.busyboxPath}: ${(e as Error).message}; delete the typevisor cache and retry`, { cause: e });
+  }
+  const image = buildInitramfs(busybox, options);
+  await mkdir(dir, { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+  await writeFile(tmp, image);
+  await rename(tmp, file);
+  return file;
+}

@@ -1,0 +1,180 @@
+/**
+ * KvmEngine: runs the machine on /dev/kvm.
+ *
+ * Threads: the main thread owns the VM (fds, memory slots, in-kernel irqchip and PIT) and
+ * never handles exits. vCPU i runs in worker thread i. Worker 0 is the device thread: it builds
+ * the Machine from `machine.module` (see machine-factory.ts), so the boot CPU's port-I/O and
+ * MMIO exits reach the devices without leaving its thread; application processors forward their
+ * exits to it through a mailbox. Device interrupt lines go to KVM_IRQ_LINE.
+ *
+ * Stopping never hangs: the stop flag is set and each vCPU thread is kicked with SIGUSR2, which
+ * it keeps blocked except inside KVM_RUN (KVM_SET_SIGNAL_MASK), so KVM_RUN returns EINTR even if
+ * the kick came while the thread was busy in JS; each worker then unmaps kvm_run, closes its
+ * vCPU fd and ends, and only then the VM fds are closed. Guest RAM belongs to the caller
+ * (createKvmGuestMemory) and is disposed after run() resolves.
+ */
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import type { Engine, EntryState } from '../machine/engine.js';
+import type { StopReason } from '../machine/machine.js';
+import { Control, CTL_GO, CTL_HOST_MESSAGE, MAX_VCPUS, createControl, type ControlBuffers } from './control.js';
+import type { KvmGuestMemory, KvmMemoryHandle } from './memory.js';
+import { installKickHandler } from './sys.js';
+import { KvmVm } from './vm.js';
+import type { VcpuWorkerData, VcpuWorkerMessage } from './vcpu-worker.js';
+
+export class KvmEngineError extends Error {
+  override name = 'KvmEngineError';
+}
+
+export interface KvmEngineOptions {
+  /** Guest RAM from createKvmGuestMemory (or its handle). */
+  memory: KvmGuestMemory | KvmMemoryHandle;
+  /** Number of vCPUs (default 1). */
+  cpus?: number;
+  /** Where the device thread gets its Machine: a module URL (file: URL or path) and export. */
+  machine: { module: string | URL; export?: string; config?: unknown };
+  /** Messages the machine posts with ctx.post(). */
+  onMessage?: (message: unknown) => void;
+}
+
+export const DEFAULT_MACHINE_EXPORT = 'createKvmMachine';
+
+/** How to start a worker for `file` (a sibling module): plain .js, or .ts through tsx. */
+function workerScript(file: string): { script: string | URL; eval: boolean } {
+  const here = import.meta.url;
+  if (!here.endsWith('.ts')) return { script: new URL(`./${file}.js`, here), eval: false };
+  // Running from sources (tests, `node --import tsx`): register tsx inside the worker first.
+  const req = createRequire(here);
+  const api = pathToFileURL(req.resolve('tsx/esm/api').replace(/index\.cjs$/, 'index.mjs')).href;
+  const target = new URL(`./${file}.ts`, here).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(target)}); })`;
+  return { script: code, eval: true };
+}
+
+function toModuleUrl(m: string | URL): string {
+  if (m instanceof URL) return m.href;
+  return /^[a-z]+:/i.test(m) ? m : pathToFileURL(m).href;
+}
+
+export class KvmEngine implements Engine {
+  readonly name = 'kvm' as const;
+  readonly cpus: number;
+  private readonly handle: KvmMemoryHandle;
+  private readonly buffers: ControlBuffers;
+  private readonly control: Control;
+  private readonly hostChannel = new MessageChannel();
+  /** The first stop reason, from the host (stop()) or the machine, whichever came first. */
+  private reason: StopReason | undefined;
+  private running = false;
+  private workers: Worker[] = [];
+
+  constructor(private readonly options: KvmEngineOptions) {
+    this.cpus = options.cpus ?? 1;
+    if (!Number.isInteger(this.cpus) || this.cpus < 1 || this.cpus > MAX_VCPUS) {
+      throw new KvmEngineError(`cpus must be 1..${MAX_VCPUS}, got ${options.cpus}`);
+    }
+    this.handle = 'handle' in options.memory ? options.memory.handle : options.memory;
+    this.buffers = createControl(this.cpus);
+    this.control = new Control(this.buffers);
+  }
+
+  /** Send a message to the machine (its ctx.onMessage handlers), waking the device thread. */
+  post(message: unknown): void {
+    this.hostChannel.port1.postMessage(message);
+    Atomics.store(this.control.ctl, CTL_HOST_MESSAGE, 1);
+    this.control.kick(0);
+  }
+
+  stop(reason: StopReason): void {
+    this.reason ??= reason;
+    this.control.requestStop(this.cpus);
+  }
+
+  async run(entry: EntryState): Promise<StopReason> {
+    if (this.running) throw new KvmEngineError('this KvmEngine is already running; create one per run');
+    this.running = true;
+    installKickHandler();
+    const vm = new KvmVm(this.handle);
+    if (this.cpus > vm.maxVcpus) {
+      vm.close();
+      throw new KvmEngineError(`this host's KVM allows at most ${vm.maxVcpus} vCPUs, asked for ${this.cpus}`);
+    }
+    let ready = 0;
+    const started = workerScript('vcpu-worker');
+    const exits: Promise<void>[] = [];
+    try {
+      for (let i = 0; i < this.cpus; i++) {
+        const data: VcpuWorkerData = {
+          index: i,
+          cpus: this.cpus,
+          vmFd: vm.vmFd,
+          mmapSize: vm.vcpuMmapSize,
+          cpuid: vm.cpuid,
+          memory: this.handle,
+          control: this.buffers,
+        };
+        const transfer = [];
+        if (i === 0) {
+          data.entry = entry;
+          data.machine = {
+            module: toModuleUrl(this.options.machine.module),
+            export: this.options.machine.export ?? DEFAULT_MACHINE_EXPORT,
+            config: this.options.machine.config,
+          };
+          data.hostPort = this.hostChannel.port2;
+          transfer.push(this.hostChannel.port2);
+        }
+        const w = new Worker(started.script, { eval: started.eval, workerData: data, transferList: transfer });
+        this.workers.push(w);
+        exits.push(
+          new Promise<void>((resolve) => {
+            let done = false;
+            w.on('message', (m: VcpuWorkerMessage) => {
+              switch (m.type) {
+                case 'ready':
+                  if (++ready === this.cpus) {
+                    Atomics.store(this.control.ctl, CTL_GO, 1);
+                    Atomics.notify(this.control.ctl, CTL_GO);
+                  }
+                  break;
+                case 'stop':
+                  this.reason ??= m.reason;
+                  this.control.requestStop(this.cpus);
+                  break;
+                case 'machine':
+                  this.options.onMessage?.(m.message);
+                  break;
+                case 'done':
+                  // The thread has left KVM_RUN for good and released its vCPU: safe to end it.
+                  done = true;
+                  void w.terminate();
+                  break;
+              }
+            });
+            w.on('error', (e) => {
+              this.reason ??= { kind: 'error', message: `vCPU ${i} worker: ${e.message}` };
+              this.control.requestStop(this.cpus);
+            });
+            w.on('exit', () => {
+              if (!done) {
+                this.reason ??= { kind: 'error', message: `vCPU ${i} worker ended unexpectedly` };
+                this.control.requestStop(this.cpus);
+              }
+              resolve();
+            });
+          }),
+        );
+      }
+      await Promise.all(exits);
+    } finally {
+      this.control.requestStop(this.cpus);
+      await Promise.all(exits);
+      this.hostChannel.port1.close();
+      vm.close();
+      this.workers = [];
+    }
+    return this.reason ?? { kind: 'quit' };
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * The contract between the KVM engine and the code that builds the machine.
+ *
+ * Under KVM the devices must live in the thread that runs the boot vCPU (exits are handled in
+ * that thread; a JS object cannot be shared between threads). So the engine does not take a
+ * Machine: it takes a module URL and an export name, and the boot vCPU's worker imports that
+ * module and calls the factory with a GuestMemory over the same RAM pages the main thread (and
+ * the loader) see, plus a serializable config. The factory attaches devices to the buses exactly
+ * as for the bt engine, minus the interrupt controllers and PIT (KVM emulates PIC, IOAPIC, LAPIC
+ * and PIT in the kernel: ports 0x20/0xa0/0x4d0/0x40-0x43/0x61 and the IOAPIC/LAPIC pages never
+ * reach userspace).
+ */
+import type { GuestMemory } from '../machine/memory.js';
+import type { Machine } from '../machine/machine.js';
+
+export interface KvmMachineContext {
+  /** Guest RAM (views of the shared mapping made in this thread). */
+  memory: GuestMemory;
+  /** The `config` given to the KvmEngine (structured-cloned). */
+  config: unknown;
+  cpus: number;
+  /** Send a message to the engine's `onMessage` in the main thread (console output...). */
+  post(message: unknown): void;
+  /** Receive what the main thread sends with `engine.post()` (console input...). */
+  onMessage(handler: (message: unknown) => void): void;
+}
+
+/** What the machine module exports (default export name: `createKvmMachine`). */
+export type KvmMachineFactory = (ctx: KvmMachineContext) => Machine | Promise<Machine>;

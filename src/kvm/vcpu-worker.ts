@@ -1,0 +1,354 @@
+/**
+ * A vCPU thread: creates its vCPU, runs KVM_RUN in a loop and handles port-I/O and MMIO exits
+ * right here (forwarding an exit to another thread costs 25-40 µs; see
+ * shared/notes/kvm-from-node.md).
+ *
+ * vCPU 0 is also the device thread: it builds the Machine (devices and buses) by importing the
+ * factory module named in its workerData, so every exit of the boot CPU reaches the devices
+ * without leaving the thread. Other vCPUs forward their exits to vCPU 0 through a mailbox and
+ * a kick. Device timers (the machine's TimerQueue) fire through a POSIX timer that kicks this
+ * thread out of KVM_RUN; host messages (console input...) arrive on a MessagePort drained on
+ * each kick.
+ */
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { AccessSize } from '../machine/bus.js';
+import type { EntryState } from '../machine/engine.js';
+import type { Machine, StopReason } from '../machine/machine.js';
+import {
+  Control,
+  CTL_HOST_MESSAGE,
+  MAILBOX_WORDS,
+  MB_ADDR_HI,
+  MB_ADDR_LO,
+  MB_DONE,
+  MB_IDLE,
+  MB_KIND,
+  MB_REQUEST,
+  MB_SIZE,
+  MB_STATE,
+  MB_VALUE,
+  MB_WRITE,
+  type ControlBuffers,
+} from './control.js';
+import { guestMemoryOver, type KvmMemoryHandle } from './memory.js';
+import type { KvmMachineContext, KvmMachineFactory } from './machine-factory.js';
+import { C, installKickHandler, sys } from './sys.js';
+import { DeadlineTimer } from './timer.js';
+import {
+  armKickSignal,
+  createVcpu,
+  destroyVcpu,
+  eatKick,
+  lastErrno,
+  readRip,
+  setBootMsrs,
+  setCpuid,
+  setEntryState,
+  setFpu,
+  setLint,
+  vcpuCpuid,
+  type Vcpu,
+} from './vcpu.js';
+import { setIrqLine } from './vm.js';
+
+export interface VcpuWorkerData {
+  index: number;
+  cpus: number;
+  vmFd: number;
+  mmapSize: number;
+  cpuid: Uint8Array;
+  memory: KvmMemoryHandle;
+  control: ControlBuffers;
+  /** Boot CPU only. */
+  entry?: EntryState;
+  /** Boot CPU only: the module that builds the machine. */
+  machine?: { module: string; export: string; config: unknown };
+  /** Boot CPU only: messages from the host (engine.post). */
+  hostPort?: MessagePort;
+}
+
+/** Messages a vCPU worker posts to the engine. */
+export type VcpuWorkerMessage =
+  | { type: 'ready'; index: number }
+  | { type: 'stop'; index: number; reason: StopReason }
+  | { type: 'machine'; message: unknown }
+  | { type: 'done'; index: number };
+
+interface IoTarget {
+  pio(write: boolean, port: number, size: AccessSize, value: number): number;
+  mmio(write: boolean, addr: number, size: AccessSize, value: number): number;
+}
+
+const data = workerData as VcpuWorkerData;
+const control = new Control(data.control);
+const post = (m: VcpuWorkerMessage): void => parentPort!.postMessage(m);
+
+let localStop: StopReason | undefined;
+function stopWith(reason: StopReason): void {
+  if (localStop) return;
+  localStop = reason;
+  post({ type: 'stop', index: data.index, reason });
+}
+
+/** The device thread's machine-backed target. */
+function machineTarget(machine: Machine): IoTarget {
+  const { pio, mmio } = machine;
+  return {
+    pio(write, port, size, value) {
+      if (write) {
+        pio.write(port, size, value);
+        return 0;
+      }
+      return pio.read(port, size);
+    },
+    mmio(write, addr, size, value) {
+      if (write) {
+        mmio.write(addr, size, value);
+        return 0;
+      }
+      return mmio.read(addr, size);
+    },
+  };
+}
+
+/** An application processor's target: the device thread's buses, through the mailbox. */
+function mailboxTarget(): IoTarget {
+  const mb = control.mailboxes;
+  const at = data.index * MAILBOX_WORDS;
+  const call = (kind: number, write: boolean, addr: number, size: AccessSize, value: number): number => {
+    mb[at + MB_KIND] = kind;
+    mb[at + MB_WRITE] = write ? 1 : 0;
+    mb[at + MB_ADDR_LO] = addr >>> 0;
+    mb[at + MB_ADDR_HI] = Math.floor(addr / 0x1_0000_0000);
+    mb[at + MB_SIZE] = size;
+    mb[at + MB_VALUE] = value;
+    Atomics.store(mb, at + MB_STATE, MB_REQUEST);
+    control.kick(0);
+    while (Atomics.load(mb, at + MB_STATE) !== MB_DONE) {
+      if (control.stopRequested || localStop) return 0xffff_ffff;
+      Atomics.wait(mb, at + MB_STATE, MB_REQUEST, 50);
+    }
+    const v = mb[at + MB_VALUE]! >>> 0;
+    Atomics.store(mb, at + MB_STATE, MB_IDLE);
+    return v;
+  };
+  return {
+    pio: (write, port, size, value) => call(0, write, port, size, value),
+    mmio: (write, addr, size, value) => call(1, write, addr, size, value),
+  };
+}
+
+/** Device thread: serve the application processors' forwarded exits. */
+function serveMailboxes(target: IoTarget): void {
+  const mb = control.mailboxes;
+  for (let j = 1; j < data.cpus; j++) {
+    const at = j * MAILBOX_WORDS;
+    if (Atomics.load(mb, at + MB_STATE) !== MB_REQUEST) continue;
+    const write = mb[at + MB_WRITE] === 1;
+    const addr = (mb[at + MB_ADDR_LO]! >>> 0) + (mb[at + MB_ADDR_HI]! >>> 0) * 0x1_0000_0000;
+    const size = mb[at + MB_SIZE] as AccessSize;
+    const value = mb[at + MB_VALUE]! >>> 0;
+    const r = mb[at + MB_KIND] === 0 ? target.pio(write, addr, size, value) : target.mmio(write, addr, size, value);
+    mb[at + MB_VALUE] = r;
+    Atomics.store(mb, at + MB_STATE, MB_DONE);
+    Atomics.notify(mb, at + MB_STATE);
+  }
+}
+
+function handleIo(v: Vcpu, target: IoTarget): void {
+  const run = v.run;
+  const write = run.getUint8(C.KVM_RUN_IO_DIRECTION) === C.KVM_EXIT_IO_OUT;
+  const size = run.getUint8(C.KVM_RUN_IO_SIZE) as AccessSize;
+  const port = run.getUint16(C.KVM_RUN_IO_PORT, true);
+  const count = run.getUint32(C.KVM_RUN_IO_COUNT, true);
+  let off = run.getUint32(C.KVM_RUN_IO_DATA_OFFSET, true);
+  if ((size !== 1 && size !== 2 && size !== 4) || off + count * size > v.runSize) return;
+  for (let i = 0; i < count; i++, off += size) {
+    if (write) {
+      const value = size === 1 ? run.getUint8(off) : size === 2 ? run.getUint16(off, true) : run.getUint32(off, true);
+      target.pio(true, port, size, value);
+    } else {
+      const value = target.pio(false, port, size, 0);
+      if (size === 1) run.setUint8(off, value);
+      else if (size === 2) run.setUint16(off, value, true);
+      else run.setUint32(off, value, true);
+    }
+  }
+}
+
+function handleMmio(v: Vcpu, target: IoTarget): void {
+  const run = v.run;
+  const addr = run.getUint32(C.KVM_RUN_MMIO_PHYS_ADDR, true) + run.getUint32(C.KVM_RUN_MMIO_PHYS_ADDR + 4, true) * 0x1_0000_0000;
+  const len = run.getUint32(C.KVM_RUN_MMIO_LEN, true);
+  const write = run.getUint8(C.KVM_RUN_MMIO_IS_WRITE) !== 0;
+  const d = C.KVM_RUN_MMIO_DATA;
+  if (len === 1 || len === 2 || len === 4) {
+    if (write) {
+      const value = len === 1 ? run.getUint8(d) : len === 2 ? run.getUint16(d, true) : run.getUint32(d, true);
+      target.mmio(true, addr, len, value);
+    } else {
+      const value = target.mmio(false, addr, len, 0);
+      if (len === 1) run.setUint8(d, value);
+      else if (len === 2) run.setUint16(d, value, true);
+      else run.setUint32(d, value, true);
+    }
+  } else if (len === 8) {
+    // The bus carries at most 4 bytes: low half first.
+    if (write) {
+      target.mmio(true, addr, 4, run.getUint32(d, true));
+      target.mmio(true, addr + 4, 4, run.getUint32(d + 4, true));
+    } else {
+      run.setUint32(d, target.mmio(false, addr, 4, 0), true);
+      run.setUint32(d + 4, target.mmio(false, addr + 4, 4, 0), true);
+    }
+  } else if (len > 0 && len < 8) {
+    for (let i = 0; i < len; i++) {
+      if (write) target.mmio(true, addr + i, 1, run.getUint8(d + i));
+      else run.setUint8(d + i, target.mmio(false, addr + i, 1, 0));
+    }
+  }
+}
+
+/** Handle one exit; returns a stop reason when the vCPU must stop. */
+function handleExit(v: Vcpu, target: IoTarget): StopReason | undefined {
+  const reason = v.run.getUint32(C.KVM_RUN_EXIT_REASON, true);
+  switch (reason) {
+    case C.KVM_EXIT_IO:
+      handleIo(v, target);
+      return undefined;
+    case C.KVM_EXIT_MMIO:
+      handleMmio(v, target);
+      return undefined;
+    case C.KVM_EXIT_INTR:
+    case C.KVM_EXIT_HLT:
+    case C.KVM_EXIT_IRQ_WINDOW_OPEN:
+      return undefined;
+    case C.KVM_EXIT_SHUTDOWN:
+      return { kind: 'triple-fault', detail: `vCPU ${data.index}: KVM_EXIT_SHUTDOWN at rip 0x${readRip(v).toString(16)}` };
+    case C.KVM_EXIT_SYSTEM_EVENT: {
+      const type = v.run.getUint32(C.KVM_RUN_SYSTEM_EVENT_TYPE, true);
+      if (type === C.KVM_SYSTEM_EVENT_RESET) return { kind: 'reset' };
+      if (type === C.KVM_SYSTEM_EVENT_SHUTDOWN) return { kind: 'poweroff' };
+      return { kind: 'error', message: `vCPU ${data.index}: KVM system event ${type}` };
+    }
+    case C.KVM_EXIT_INTERNAL_ERROR: {
+      const sub = v.run.getUint32(C.KVM_RUN_INTERNAL_SUBERROR, true);
+      const what = sub === C.KVM_INTERNAL_ERROR_EMULATION ? 'instruction emulation failed' : `internal error ${sub}`;
+      return {
+        kind: 'error',
+        message: `vCPU ${data.index}: KVM ${what} at rip 0x${readRip(v).toString(16)} (on a kvm_pvm host only small guests run; use --engine bt)`,
+      };
+    }
+    case C.KVM_EXIT_FAIL_ENTRY: {
+      const hw = v.run.getBigUint64(C.KVM_RUN_FAIL_ENTRY_HARDWARE_ENTRY_FAILURE_REASON, true);
+      return { kind: 'error', message: `vCPU ${data.index}: VM entry failed (hardware reason 0x${hw.toString(16)})` };
+    }
+    default:
+      return { kind: 'error', message: `vCPU ${data.index}: unexpected KVM exit reason ${reason}` };
+  }
+}
+
+async function main(): Promise<void> {
+  installKickHandler();
+  const memory = guestMemoryOver(data.memory);
+  let machine: Machine | undefined;
+  const hostHandlers: ((m: unknown) => void)[] = [];
+  if (data.machine) {
+    const mod = (await import(data.machine.module)) as Record<string, unknown>;
+    const factory = mod[data.machine.export] as KvmMachineFactory | undefined;
+    if (typeof factory !== 'function') {
+      throw new Error(`machine module ${data.machine.module} has no function export "${data.machine.export}"`);
+    }
+    const ctx: KvmMachineContext = {
+      memory,
+      config: data.machine.config,
+      cpus: data.cpus,
+      post: (message) => post({ type: 'machine', message }),
+      onMessage: (h) => hostHandlers.push(h),
+    };
+    machine = await factory(ctx);
+    const vmFd = data.vmFd;
+    machine.irq.install({ setIrq: (gsi, level) => setIrqLine(vmFd, gsi, level) });
+    machine.onStop((r) => stopWith(r));
+  }
+
+  const v = createVcpu(data.vmFd, data.index, data.mmapSize);
+  let timer: DeadlineTimer | undefined;
+  try {
+    setCpuid(v, vcpuCpuid(data.cpuid, data.index, data.cpus));
+    setBootMsrs(v);
+    setFpu(v);
+    if (data.index === 0) {
+      setLint(v);
+      if (data.entry) setEntryState(v, data.entry, memory);
+    }
+    armKickSignal(v);
+    if (machine) timer = new DeadlineTimer();
+    control.markRunning(data.index, sys.pthreadSelf());
+    post({ type: 'ready', index: data.index });
+    // Start barrier: every vCPU exists before the boot CPU runs (so its INIT/SIPIs land).
+    while (Atomics.load(control.ctl, 1) === 0 && !control.stopRequested) Atomics.wait(control.ctl, 1, 0, 100);
+    await runLoop(v, machine, timer, hostHandlers);
+  } catch (e) {
+    stopWith({ kind: 'error', message: `vCPU ${data.index}: ${e instanceof Error ? e.message : String(e)}` });
+  } finally {
+    control.markExiting(data.index);
+    timer?.delete();
+    destroyVcpu(v);
+    data.hostPort?.close();
+    post({ type: 'done', index: data.index });
+  }
+}
+
+async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTimer | undefined, hostHandlers: ((m: unknown) => void)[]): Promise<void> {
+  const target = machine ? machineTarget(machine) : mailboxTarget();
+  const timers = machine?.timers;
+  const clock = machine?.clock;
+  const hostPort = data.hostPort;
+  const apCount = data.cpus - 1;
+  let armedDeadline = Infinity;
+  const fd = v.fd;
+  for (;;) {
+    if (localStop || control.stopRequested) return;
+    if (timers && clock) {
+      let next = timers.nextDeadline();
+      if (next !== Infinity && next <= clock.nowNs()) {
+        timers.runDue();
+        next = timers.nextDeadline();
+        if (localStop) return;
+      }
+      if (next !== armedDeadline) {
+        armedDeadline = next;
+        timer!.arm(next === Infinity ? 0n : process.hrtime.bigint() + BigInt(Math.max(1, Math.ceil(next - clock.nowNs()))));
+      }
+    }
+    if (apCount > 0 && machine) serveMailboxes(target);
+    if (sys.ioctlVal(fd, C.KVM_RUN, 0) < 0) {
+      const e = lastErrno();
+      if (e !== C.EINTR && e !== C.EAGAIN) {
+        stopWith({ kind: 'error', message: `vCPU ${data.index}: KVM_RUN failed with errno ${e}` });
+        return;
+      }
+      eatKick();
+      armedDeadline = NaN; // a deadline kick may land a hair early: re-arm from fresh clocks
+      if (hostPort && Atomics.exchange(control.ctl, CTL_HOST_MESSAGE, 0) !== 0) {
+        for (let m = receiveMessageOnPort(hostPort); m; m = receiveMessageOnPort(hostPort)) {
+          for (const h of hostHandlers) h(m.message);
+        }
+      }
+      // Let this thread's event loop breathe (device promises, stdout flushing).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      continue;
+    }
+    const r = handleExit(v, target);
+    if (r) {
+      stopWith(r);
+      return;
+    }
+  }
+}
+
+main().catch((e: unknown) => {
+  stopWith({ kind: 'error', message: `vCPU ${data.index}: ${e instanceof Error ? e.message : String(e)}` });
+  post({ type: 'done', index: data.index });
+});

@@ -1,0 +1,67 @@
+/**
+ * The VM configuration: one validated shape produced by the CLI (and later the HTTP API and
+ * the SDK), consumed by the VM builder. Validation errors say what to change.
+ */
+import { GiB, MiB } from '../machine/layout.js';
+
+export type EngineChoice = 'auto' | 'bt' | 'kvm';
+export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'bt', 'kvm'];
+
+export interface VmConfig {
+  /** Kernel image path; absent = the default Debian guest. */
+  kernel?: string;
+  initrd?: string;
+  /** Kernel command line; absent = the default for the chosen guest. */
+  cmdline?: string;
+  memoryBytes: number;
+  cpus: number;
+  engine: EngineChoice;
+  /** Boot the ELF vmlinux extracted from the bzImage instead of the bzImage itself. */
+  vmlinux?: boolean;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const DEFAULT_MEMORY = 512 * MiB;
+/** Largest guest we support today (the software engine keeps RAM in ArrayBuffers). */
+export const MAX_MEMORY = 64 * GiB;
+
+const UNITS: Record<string, number> = { '': MiB, k: 1024, m: MiB, g: GiB, t: 1024 * GiB };
+
+/** Parse a memory size: "512M", "2G", "1.5g", "2048" (a bare number means MiB). */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
+  if (!m) throw new ConfigError(`memory size "${text}" is not understood: use a number with a unit, like 512M or 2G`);
+  const bytes = Math.round(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  return bytes;
+}
+
+export function validateMemory(bytes: number, hostBytes: number): void {
+  if (!(bytes > 0)) throw new ConfigError('guest memory must be more than 0: use --memory 512M, for example');
+  if (bytes < 16 * MiB) throw new ConfigError(`guest memory ${fmtBytes(bytes)} is too small for a kernel: give at least 16M`);
+  if (bytes % 4096 !== 0) throw new ConfigError(`guest memory ${bytes} bytes is not a whole number of 4 KiB pages`);
+  const limit = Math.min(MAX_MEMORY, hostBytes);
+  if (bytes > limit) {
+    throw new ConfigError(
+      `guest memory ${fmtBytes(bytes)} is more than this host can give (${fmtBytes(limit)}): use a smaller --memory`,
+    );
+  }
+}
+
+export function validateEngine(name: string): EngineChoice {
+  if ((ENGINE_CHOICES as readonly string[]).includes(name)) return name as EngineChoice;
+  throw new ConfigError(`unknown engine "${name}": choose one of ${ENGINE_CHOICES.join(', ')}`);
+}
+
+export function validateCpus(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new ConfigError(`--cpus ${n} is out of range: use 1 to 64`);
+  return n;
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= GiB && n % GiB === 0) return `${n / GiB}G`;
+  if (n >= MiB) return `${+(n / MiB).toFixed(1)}M`;
+  return `${n}B`;
+}

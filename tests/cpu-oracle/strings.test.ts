@@ -1,0 +1,62 @@
+/**
+ * Oracle: MOVS STOS LODS CMPS SCAS in byte/word/dword/qword sizes, without prefix, with REP and
+ * with REPE/REPNE, DF clear and set, over small buffers (RSI/RDI are relocated pointers).
+ */
+import { describe, it } from 'vitest';
+import { nasmMissing } from './assemble.js';
+import { mixLow } from './gen.js';
+import { nativeSupported } from './native.js';
+import { fuzz, randomState, type OracleCase, type Rng, expectClean } from './oracle.js';
+
+const N = 150;
+const DF = 0x400;
+const SUFFIX = { 8: 'b', 16: 'w', 32: 'd', 64: 'q' } as const;
+const RSI = 6;
+const RDI = 7;
+const RCX = 1;
+
+function stringCase(rng: Rng, op: string): OracleCase {
+  const size = rng.pick([8, 16, 32, 64] as const);
+  const c: OracleCase = { asm: '', state: randomState(rng), ptrRegs: [RSI, RDI] };
+  const down = rng.bool(0.5);
+  c.state.rflags = (c.state.rflags & ~DF) | (down ? DF : 0);
+  const count = rng.bool(0.15) ? 0 : rng.int(24);
+  // sources in 0x300..0x700, destinations in 0xa00..0xe00: 24 qwords either way stay inside
+  const src = 0x300 + rng.int(0x400);
+  const dst = 0xa00 + rng.int(0x400);
+  c.state.gpr[RSI] = BigInt(src);
+  c.state.gpr[RDI] = BigInt(dst);
+  c.state.gpr[RCX] = BigInt(count);
+  c.state.gpr[0] = mixLow(c.state.gpr[0]!, rng.value(size), size);
+  const bytes = count * (size / 8) + 8;
+  if (op === 'cmps' || op === 'scas') {
+    // mostly-equal data so REPE/REPNE stop at varied places
+    const lo = (a: number): number => (down ? a - bytes + size / 8 : a);
+    const fill = rng.u32() & 0xff;
+    for (let i = 0; i < bytes; i++) {
+      c.state.mem[lo(src) + i] = fill;
+      c.state.mem[lo(dst) + i] = fill;
+    }
+    if (op === 'scas') {
+      // AL/AX/EAX/RAX equal to the fill pattern, sometimes
+      const pattern = BigInt(fill) * 0x0101_0101_0101_0101n;
+      if (rng.bool(0.6)) c.state.gpr[0] = mixLow(c.state.gpr[0]!, pattern, size);
+    }
+    const flips = rng.int(3);
+    for (let i = 0; i < flips; i++) c.state.mem[lo(dst) + rng.int(bytes)] ^= 1 << rng.int(8);
+  }
+  const prefixes: Record<string, string[]> = {
+    movs: ['', 'rep '], stos: ['', 'rep '], lods: ['', 'rep '], cmps: ['', 'repe ', 'repne '], scas: ['', 'repe ', 'repne '],
+  };
+  c.asm = `${rng.pick(prefixes[op]!)}${op}${SUFFIX[size]}`;
+  return c;
+}
+
+describe.skipIf(nasmMissing || !nativeSupported)('oracle: string instructions', () => {
+  for (const op of ['movs', 'stos', 'lods', 'cmps', 'scas']) {
+    it(`${op} (rep, both directions)`, () => {
+      const r = fuzz(op, N, (rng) => stringCase(rng, op));
+      expectClean(r);
+    });
+  }
+});

@@ -1,0 +1,63 @@
+/**
+ * End to end on the real Debian kernel: boot the default guest on the software engine, run
+ * commands in its shell over the serial console, power off. Both the bzImage path and the
+ * extracted-vmlinux path.
+ *
+ * The guest artifacts come from the default-guest cache (`.ci/run` fetches them first).
+ */
+import { createHash } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { VmProcess } from './vm-process.js';
+
+const BOOT_TIMEOUT = 15 * 60_000;
+const CMD_TIMEOUT = 5 * 60_000;
+
+let vm: VmProcess | undefined;
+afterEach(() => vm?.kill());
+
+/** Run a shell command in the guest and return what it printed (between unique markers). */
+async function sh(v: VmProcess, cmd: string): Promise<string> {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const from = v.output.length;
+  // The markers are built by the shell, so the echoed command line does not match them.
+  v.send(`echo "<<$((1))${tag}"; ${cmd}; echo "${tag}$((2))>>"\n`);
+  const m = await v.waitFor(new RegExp(`<<1${tag}\\r?\\n([\\s\\S]*?)${tag}2>>`), CMD_TIMEOUT, from);
+  return m[1]!.replace(/\r/g, '').trimEnd();
+}
+
+async function bootAndCheck(args: string[]): Promise<void> {
+  vm = new VmProcess(['--engine', 'bt', ...args]);
+  await vm.waitFor(/TYPEVISOR-INIT-OK/, BOOT_TIMEOUT);
+  const banner = await vm.waitFor(/kernel (\S+)\)/, CMD_TIMEOUT);
+
+  const release = await sh(vm, 'uname -r');
+  expect(release).toMatch(/^\d+\.\d+\.\d+-\d+-cloud-amd64$/);
+  expect(release).toBe(banner[1]);
+
+  expect(await sh(vm, 'echo $((6*7))')).toBe('42');
+
+  const guestNow = Number(await sh(vm, 'date +%s'));
+  expect(Math.abs(guestNow - Date.now() / 1000)).toBeLessThan(60);
+
+  const data = 'typevisor boots Debian\n';
+  const want = createHash('sha256').update(data).digest('hex');
+  expect(await sh(vm, `printf 'typevisor boots Debian\\n' | sha256sum`)).toBe(`${want}  -`);
+
+  const cpuinfo = await sh(vm, 'cat /proc/cpuinfo');
+  expect(cpuinfo).toMatch(/^processor\s*: 0$/m);
+  expect(cpuinfo).toMatch(/^flags\s*:.* sse2 /m);
+
+  vm.send('poweroff\n');
+  const { code } = await vm.exited;
+  expect(code).toBe(0);
+}
+
+describe('Debian cloud kernel on the bt engine', () => {
+  it('boots the bzImage to a shell, runs commands and powers off', async () => {
+    await bootAndCheck([]);
+  }, BOOT_TIMEOUT + 10 * CMD_TIMEOUT);
+
+  it('boots the extracted vmlinux the same way', async () => {
+    await bootAndCheck(['--vmlinux']);
+  }, BOOT_TIMEOUT + 10 * CMD_TIMEOUT);
+});

@@ -1,0 +1,106 @@
+/**
+ * The KVM engine on small guests that run even on a kvm_pvm host (where KVM emulates every
+ * instruction): mode switches, port I/O, MMIO, interrupts through the in-kernel PIC, the
+ * i8042 reset and debug-exit stops, device timers, two vCPUs, stopping a busy or halted
+ * guest, and teardown without leaks.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { exitStatus } from '../../src/machine/machine.js';
+import {
+  EXIT_GUEST,
+  HALT_GUEST,
+  IRQ_GUEST,
+  MMIO_GUEST,
+  MODES_GUEST,
+  RESET_GUEST,
+  SMP_GUEST,
+  SPIN_GUEST,
+  TIMER_GUEST,
+} from './guests.js';
+import { kvmSkipReason, runGuest } from './harness.js';
+import { MMIO_SCRATCH } from './test-machine.js';
+
+const skip = kvmSkipReason();
+if (skip) console.warn(`skipping KVM engine tests: ${skip}`);
+
+describe.skipIf(skip)('KvmEngine on small guests', () => {
+  it('goes real mode -> protected -> long mode, printing on the UART port at each step', async () => {
+    const r = await runGuest(MODES_GUEST);
+    expect(r.out).toBe('RPL');
+    expect(r.reason).toEqual({ kind: 'debug-exit', value: 0x21 });
+    expect(exitStatus(r.reason)).toBe(0x43);
+  });
+
+  it('routes an MMIO write and read to the device on the MMIO bus', async () => {
+    const r = await runGuest(MMIO_GUEST);
+    expect(r.events.filter((e) => 'mmio' in e)).toEqual([
+      { mmio: 'write', offset: 0, size: 4, value: 0x12345678 },
+      { mmio: 'read', offset: 0, size: 4, value: 0xedcba987 },
+    ]);
+    expect(MMIO_SCRATCH).toBe(0xc000_0000);
+    expect(r.out).toBe('M');
+    expect(r.reason).toEqual({ kind: 'debug-exit', value: 1 });
+  });
+
+  it('delivers a device interrupt line through the in-kernel PIC to the guest handler', async () => {
+    const r = await runGuest(IRQ_GUEST);
+    expect(r.out).toBe('I');
+    expect(r.reason).toEqual({ kind: 'debug-exit', value: 3 });
+  });
+
+  it('stops with reset on the i8042 reset command and with the debug-exit value', async () => {
+    expect((await runGuest(RESET_GUEST)).reason).toEqual({ kind: 'reset' });
+    const r = await runGuest(EXIT_GUEST);
+    expect(r.reason).toEqual({ kind: 'debug-exit', value: 7 });
+    expect(exitStatus(r.reason)).toBe(15);
+  });
+
+  it('wakes a halted guest for a device timer', async () => {
+    expect((await runGuest(TIMER_GUEST)).reason).toEqual({ kind: 'debug-exit', value: 9 });
+  });
+
+  it('stops a spinning guest and a halted guest when asked', async () => {
+    for (const guest of [SPIN_GUEST, HALT_GUEST]) {
+      const r = await runGuest(guest, { onEvent: (_e, engine) => engine.stop({ kind: 'quit' }) });
+      expect(r.reason).toEqual({ kind: 'quit' });
+      expect(r.out.length).toBe(1);
+    }
+  });
+
+  it('runs two vCPUs that each report their own APIC id', async () => {
+    const r = await runGuest(SMP_GUEST, { cpus: 2 });
+    expect(r.reason).toEqual({ kind: 'debug-exit', value: 5 });
+    expect([...r.out].sort().join('')).toBe('01');
+  });
+
+  it('starts and stops 50 VMs without leaking fds, threads or mappings', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const count = () => ({
+      fds: readdirSync('/proc/self/fd').length,
+      threads: readdirSync('/proc/self/task').length,
+      maps: readFileSync('/proc/self/maps', 'utf8').split('\n').length,
+    });
+    await runGuest(EXIT_GUEST); // warm up: Node starts some threads lazily
+    await settle();
+    const before = count();
+    for (let i = 0; i < 50; i++) {
+      const r = await runGuest(i % 2 ? EXIT_GUEST : SPIN_GUEST, { onEvent: (_e, engine) => engine.stop({ kind: 'quit' }) });
+      expect(r.reason.kind).toBe(i % 2 ? 'debug-exit' : 'quit');
+    }
+    await settle();
+    const after = count();
+    expect(after.fds).toBe(before.fds);
+    expect(after.threads).toBeLessThanOrEqual(before.threads);
+    expect(after.maps).toBeLessThanOrEqual(before.maps + 2);
+  });
+});

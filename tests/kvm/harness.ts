@@ -1,0 +1,53 @@
+/** Run a small guest on the KVM engine with the test machine. */
+import { existsSync } from 'node:fs';
+import { KvmEngine } from '../../src/kvm/engine.js';
+import { createKvmGuestMemory } from '../../src/kvm/memory.js';
+import type { StopReason } from '../../src/machine/machine.js';
+import { MiB } from '../../src/machine/layout.js';
+import { GUEST_ORG, assemble, nasmAvailable } from './guests.js';
+import type { TestEvent } from './test-machine.js';
+
+/** Why the KVM small-guest tests cannot run here, or undefined when they can. */
+export function kvmSkipReason(): string | undefined {
+  if (!existsSync('/dev/kvm')) return 'no /dev/kvm on this host';
+  if (!nasmAvailable()) return 'nasm is not installed (apt-get install nasm)';
+  return undefined;
+}
+
+export interface GuestRun {
+  reason: StopReason;
+  out: string;
+  events: TestEvent[];
+}
+
+const MACHINE_MODULE = new URL('./test-machine.ts', import.meta.url);
+const cache = new Map<string, Uint8Array>();
+
+export async function runGuest(
+  source: string,
+  opts: { cpus?: number; onEvent?: (e: TestEvent, engine: KvmEngine) => void } = {},
+): Promise<GuestRun> {
+  let image = cache.get(source);
+  if (!image) cache.set(source, (image = assemble(source)));
+  const ram = createKvmGuestMemory(2 * MiB);
+  try {
+    ram.memory.writeBytes(GUEST_ORG, image);
+    const events: TestEvent[] = [];
+    let out = '';
+    const engine: KvmEngine = new KvmEngine({
+      memory: ram,
+      cpus: opts.cpus ?? 1,
+      machine: { module: MACHINE_MODULE },
+      onMessage: (m) => {
+        const e = m as TestEvent;
+        events.push(e);
+        if ('out' in e) out += String.fromCharCode(e.out);
+        opts.onEvent?.(e, engine);
+      },
+    });
+    const reason = await engine.run({ mode: 'real16', rip: GUEST_ORG, regs: {}, realCs: 0 });
+    return { reason, out, events };
+  } finally {
+    ram.dispose();
+  }
+}
