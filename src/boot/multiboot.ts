@@ -37,7 +37,8 @@ export const MBI_CMDLINE = 1 << 2;
 export const MBI_MODS = 1 << 3;
 export const MBI_MMAP = 1 << 6;
 export const MBI_LOADER_NAME = 1 << 9;
-const MBI_SIZE = 116;
+/** Size of the struct multiboot_info we fill (flags .. framebuffer fields). */
+export const MULTIBOOT_INFO_SIZE = 116;
 const MMAP_OFFSET = 0x100;
 const MODS_OFFSET = 0x1000;
 const MOD_STRING_OFFSET = 0x1100;
@@ -176,5 +177,3 @@ export function loadMultiboot(memory: GuestMemory, image: Uint8Array, opts: Load
   };
 }
 
-/** Size of struct multiboot_info we fill. */
-export const MULTIBOOT_INFO_SIZE = MBI_SIZE;

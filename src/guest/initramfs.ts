@@ -95,7 +95,7 @@ exec /bin/busybox ${applet} -f "$@"
 `;
 
 /** Generated text files: path, content, mode. Everything except the busybox binary. */
-function textFiles(): Array<{ path: string; text: string; mode: number }> {
+export function textFiles(): Array<{ path: string; text: string; mode: number }> {
   return [
     { path: 'init', text: INIT_SCRIPT, mode: 0o755 },
     { path: 'etc/shrc', text: SHRC, mode: 0o644 },

@@ -323,6 +323,9 @@ async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTim
       }
     }
     if (apCount > 0 && machine) serveMailboxes(target);
+    // Run the microtasks device handlers queued (the UART flushes its output batch on one)
+    // before the guest may run for a long time without exiting: ~0.1 µs on a ~10 µs exit.
+    await null;
     if (sys.ioctlVal(fd, C.KVM_RUN, 0) < 0) {
       const e = lastErrno();
       if (e !== C.EINTR && e !== C.EAGAIN) {

@@ -14,6 +14,12 @@ export class IrqRouter implements InterruptSink {
   private sink: InterruptSink | undefined;
   /** Current level of each line, so a late-installed sink can be brought up to date. */
   private readonly levels = new Uint8Array(64);
+  /** Observers of every line change (the software engine wakes a halted vCPU on a raise). */
+  private readonly listeners: InterruptSink[] = [];
+
+  addListener(listener: InterruptSink): void {
+    this.listeners.push(listener);
+  }
 
   install(sink: InterruptSink): void {
     this.sink = sink;
@@ -24,6 +30,7 @@ export class IrqRouter implements InterruptSink {
     if (gsi < 0 || gsi >= this.levels.length) return;
     this.levels[gsi] = level ? 1 : 0;
     this.sink?.setIrq(gsi, level);
+    for (const l of this.listeners) l.setIrq(gsi, level);
   }
 
   line(gsi: number): IrqLine {

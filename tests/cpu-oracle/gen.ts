@@ -3,25 +3,28 @@
  * (register, memory through a relocated base register, immediate) of every size.
  */
 import {
-  imm, pick8Pair, pickReg, randomState, regName, type OracleCase, type Rng, type Size, SIZE_PTR,
+  GPR64, imm, pick8Pair, pickReg, randomState, regName, type OracleCase, type Rng, type Size, SIZE_PTR,
 } from './oracle.js';
 
 /** The register used as the data-buffer base in memory forms. */
 export const BASE_REG = 3; // RBX
 
-/** A memory operand `[rbx+disp]` inside the data buffer; sets RBX to a buffer offset. */
-export function memOperand(rng: Rng, c: OracleCase, size: Size, spread = 0x200): string {
+/**
+ * A memory operand `[rbx+disp]` inside the data buffer; sets RBX (or `baseReg`) to a buffer
+ * offset, which each world relocates to its buffer address.
+ */
+export function memOperand(rng: Rng, c: OracleCase, size: Size, spread = 0x200, baseReg = BASE_REG): string {
   const base = 0x400 + rng.int(0x400);
   const disp = rng.int(spread) - (spread >> 1);
-  c.state.gpr[BASE_REG] = BigInt(base);
-  c.ptrRegs = [...(c.ptrRegs ?? []), BASE_REG];
+  c.state.gpr[baseReg] = BigInt(base);
+  c.ptrRegs = [...(c.ptrRegs ?? []), baseReg];
   if (rng.bool(0.5)) {
     // an interesting value at the operand (the rest of the buffer stays random)
     const v = rng.value(size);
     for (let k = 0; k < size / 8; k++) c.state.mem[base + disp + k] = Number((v >> BigInt(8 * k)) & 0xffn);
   }
   const d = disp < 0 ? `- ${-disp}` : `+ ${disp}`;
-  return `${SIZE_PTR[size]} [rbx ${d}]`;
+  return `${SIZE_PTR[size]} [${GPR64[baseReg]!} ${d}]`;
 }
 
 /** An immediate for `size` (64-bit: a sign-extended imm32), sometimes a small/sign-extendable byte. */

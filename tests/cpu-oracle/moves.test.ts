@@ -6,7 +6,7 @@
 import { describe, it } from 'vitest';
 import { features } from '../../src/cpu/features.js';
 import { nasmMissing } from './assemble.js';
-import { BASE_REG, memOperand, mixLow } from './gen.js';
+import { memOperand, mixLow } from './gen.js';
 import { nativeSupported } from './native.js';
 import {
   fuzz, GPR32, GPR64, GPR8_HIGH, pick8Pair, pickReg, randomState, regName, type OracleCase, type Rng, type Size, expectClean,
@@ -21,10 +21,14 @@ function seeded(rng: Rng, size: Size): OracleCase {
   return c;
 }
 
+/** Buffer offset of a `[reg +- disp]` operand made by memOperand. */
 function memOff(c: OracleCase, operand: string): number {
-  const m = /\[rbx ([+-]) (\d+)\]/.exec(operand)!;
-  return Number(c.state.gpr[BASE_REG]!) + (m[1] === '-' ? -1 : 1) * Number(m[2]);
+  const m = /\[(\w+) ([+-]) (\d+)\]/.exec(operand)!;
+  return Number(c.state.gpr[GPR64.indexOf(m[1] as (typeof GPR64)[number])]!) + (m[2] === '-' ? -1 : 1) * Number(m[3]);
 }
+
+/** CMPXCHG8B/16B use RBX and RCX as operands: address the buffer through RSI instead. */
+const RSI = 6;
 
 function extendCase(rng: Rng): OracleCase {
   const kinds: [string, Size, Size][] = [
@@ -119,7 +123,7 @@ describe.skipIf(nasmMissing || !nativeSupported)('oracle: moves, conditionals, e
   it('cmpxchg8b', () => {
     const r = fuzz('cmpxchg8b', N, (rng) => {
       const c = seeded(rng, 32);
-      const m = memOperand(rng, c, 64);
+      const m = memOperand(rng, c, 64, 0x200, RSI);
       if (rng.bool(0.5)) {
         const off = memOff(c, m);
         let v = 0n;
@@ -137,8 +141,8 @@ describe.skipIf(nasmMissing || !nativeSupported)('oracle: moves, conditionals, e
     const r = fuzz('cmpxchg16b', N, (rng) => {
       const c = seeded(rng, 64);
       const base = 0x400 + 16 * rng.int(0x40);
-      c.state.gpr[BASE_REG] = BigInt(base);
-      c.ptrRegs = [BASE_REG];
+      c.state.gpr[RSI] = BigInt(base);
+      c.ptrRegs = [RSI];
       if (rng.bool(0.5)) {
         let lo = 0n;
         let hi = 0n;
@@ -147,7 +151,7 @@ describe.skipIf(nasmMissing || !nativeSupported)('oracle: moves, conditionals, e
         c.state.gpr[0] = lo;
         c.state.gpr[2] = hi;
       }
-      c.asm = `${rng.bool(0.5) ? 'lock ' : ''}cmpxchg16b oword [rbx]`;
+      c.asm = `${rng.bool(0.5) ? 'lock ' : ''}cmpxchg16b oword [rsi]`;
       return c;
     });
     expectClean(r);

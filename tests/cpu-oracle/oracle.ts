@@ -8,7 +8,7 @@
  */
 import { expect } from 'vitest';
 import { assembleMany } from './assemble.js';
-import { EmulatedRunner, type EmuResult } from './emulated.js';
+import { CODE_BASE, EmulatedRunner, type EmuResult } from './emulated.js';
 import { NativeRunner } from './native.js';
 import {
   blankState, cloneState, FLAG_DF, FLAGS_ARITH, hex64, MASK64, REG_NAMES, type OracleState,
@@ -221,7 +221,7 @@ function hexBytes(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-function compare(c: OracleCase, want: OracleState, got: EmuResult, undefinedOut: string[]): string[] {
+function compare(c: OracleCase, want: OracleState, got: EmuResult, endRip: number, undefinedOut: string[]): string[] {
   const d: string[] = [];
   if (got.error !== undefined) return [`emulator threw ${got.error.split('\n').slice(0, 3).join(' | ')}`];
   if (got.shutdown !== undefined) return [`emulator triple-faulted: ${got.shutdown}`];
@@ -230,6 +230,7 @@ function compare(c: OracleCase, want: OracleState, got: EmuResult, undefinedOut:
     const e = got.exception;
     return [`emulator raised vector ${e.vector} (error code ${e.errorCode}) at rip 0x${e.rip.toString(16)}`];
   }
+  if (got.rip !== endRip) return [`emulator halted at rip 0x${got.rip.toString(16)}, not after the final HLT (0x${endRip.toString(16)})`];
   const undefRegs = c.undefRegs ?? [];
   for (let i = 0; i < 16; i++) {
     if (i === 4 || want.gpr[i] === got.gpr[i]) continue;
@@ -275,7 +276,7 @@ export function runOracle(cases: readonly OracleCase[], seed?: number): OracleRe
     const opts = { ptrRegs: c.ptrRegs ?? [] };
     const want = native.run(code[i]!, cloneState(c.state), opts);
     const got = emulated.run(code[i]!, cloneState(c.state), opts);
-    const d = compare(c, want, got, undefinedDiffs);
+    const d = compare(c, want, got, CODE_BASE + code[i]!.length + 1, undefinedDiffs);
     if (d.length > 0) {
       failures.push(
         `#${i}${seed !== undefined ? ` seed=${seed}` : ''}: ${c.asm.replace(/\n/g, '; ')}\n    in:  ${describeInput(c)}\n    ` +

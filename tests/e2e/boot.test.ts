@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { VmProcess } from './vm-process.js';
+import { VmProcess } from '../support/guest-process.js';
 
 const BOOT_TIMEOUT = 15 * 60_000;
 const CMD_TIMEOUT = 5 * 60_000;
@@ -15,15 +15,7 @@ const CMD_TIMEOUT = 5 * 60_000;
 let vm: VmProcess | undefined;
 afterEach(() => vm?.kill());
 
-/** Run a shell command in the guest and return what it printed (between unique markers). */
-async function sh(v: VmProcess, cmd: string): Promise<string> {
-  const tag = Math.random().toString(36).slice(2, 8);
-  const from = v.output.length;
-  // The markers are built by the shell, so the echoed command line does not match them.
-  v.send(`echo "<<$((1))${tag}"; ${cmd}; echo "${tag}$((2))>>"\n`);
-  const m = await v.waitFor(new RegExp(`<<1${tag}\\r?\\n([\\s\\S]*?)${tag}2>>`), CMD_TIMEOUT, from);
-  return m[1]!.replace(/\r/g, '').trimEnd();
-}
+const sh = (v: VmProcess, cmd: string): Promise<string> => v.sh(cmd, CMD_TIMEOUT);
 
 async function bootAndCheck(args: string[]): Promise<void> {
   vm = new VmProcess(['--engine', 'bt', ...args]);

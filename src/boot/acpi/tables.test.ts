@@ -60,6 +60,7 @@ describe('ACPI tables', () => {
     expect(fadt.v.getUint32(36, true)).toBe(byName(t, 'FACS').address);
     expect(fadt.v.getUint32(40, true)).toBe(byName(t, 'DSDT').address);
     expect(Number(fadt.v.getBigUint64(140, true))).toBe(byName(t, 'DSDT').address);
+    expect(fadt.v.getBigUint64(132, true)).toBe(0n); // only one FACS pointer
   });
 
   it('describe the fixed hardware in the FADT', () => {

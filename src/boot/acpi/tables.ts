@@ -217,7 +217,8 @@ export function buildFadt(facs: number, dsdt: number): Uint8Array {
   gas(v, 116, PORT_RESET_CONTROL, 8, ACCESS_BYTE); // RESET_REG
   v.setUint8(128, ACPI_RESET_VALUE);
   v.setUint8(131, FADT_MINOR_REVISION);
-  v.setBigUint64(132, BigInt(facs), true); // X_FIRMWARE_CTRL
+  // X_FIRMWARE_CTRL stays 0: the spec wants only one of the two FACS pointers set (Linux
+  // installs the FACS twice otherwise), and ours is below 4 GiB.
   v.setBigUint64(140, BigInt(dsdt), true); // X_DSDT
   gas(v, 148, PORT_ACPI_PM1A_EVT, PM1_EVT_LEN * 8, ACCESS_WORD);
   gas(v, 172, PORT_ACPI_PM1A_CNT, PM1_CNT_LEN * 8, ACCESS_WORD);

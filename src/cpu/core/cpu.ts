@@ -66,6 +66,8 @@ export class Cpu implements SystemHost {
   shutdown: string | undefined = undefined;
   retired = 0;
   exitRequested = false;
+  /** Debug hook: called for every exception raised by an instruction (before delivery). */
+  onFault: ((vector: number, errorCode: number, rip: number) => void) | undefined = undefined;
 
   // first RAM region (fast path)
   ram: Uint8Array;
@@ -841,6 +843,7 @@ export class Cpu implements SystemHost {
       } catch (e) {
         if (e instanceof CpuFault) {
           s.rip = this.startRip;
+          this.onFault?.(e.vector, e.errorCode, this.startRip);
           this.pollCounter = IRQ_POLL;
           if (!this.deliverSafe(e.vector, e.errorCode, EventKind.Exception, this.startRip)) {
             this.retired += n;

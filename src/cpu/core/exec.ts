@@ -277,7 +277,7 @@ function fetchImm(c: Cpu, size: number): number {
 function fetchImm8s(c: Cpu, size: number): number {
   const v = (c.fetch8() << 24) >> 24;
   c.hi = v < 0 && size === 8 ? 0xffffffff : 0;
-  return v & MASK[size]!;
+  return (v & MASK[size]!) >>> 0;
 }
 
 // ==== ALU ===================================================================================

@@ -27,7 +27,7 @@ export function syscall(h: SystemHost, nextRip: number): void {
   setGpr64(s.gpr, Reg.RCX, nextRip);
   s.gpr[2 * Reg.R11] = (flags & ~Flag.RF) | 0;
   s.gpr[2 * Reg.R11 + 1] = 0;
-  const sel = (s.star >>> 16) & 0xfffc;
+  const sel = s.starHi & 0xfffc; // STAR[47:32]
   flat(s, SReg.CS, sel, ATTR_CODE64);
   flat(s, SReg.SS, (sel + 8) & 0xffff, ATTR_DATA32);
   s.cpl = 0;
@@ -41,7 +41,7 @@ export function sysret(h: SystemHost, opsize: 4 | 8): void {
   const s = h.s;
   if (!(s.efer & Efer.SCE) || s.mode !== Mode.Long64) throw ud();
   if (s.cpl !== 0) throw gp0();
-  const base = (s.starHi >>> 16) & 0xffff;
+  const base = (s.starHi >>> 16) & 0xffff; // STAR[63:48]
   let rip: number;
   if (opsize === 8) {
     rip = getGpr64(s.gpr, Reg.RCX);

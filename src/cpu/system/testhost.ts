@@ -5,11 +5,12 @@
  * Not used by the real CPU (src/cpu/core implements SystemHost itself).
  */
 import { Access, CpuFault, type SystemHost, type WalkResult } from '../system-api.js';
-import { CpuState, Mode, Vec } from '../state.js';
+import { CpuState, Cr0, Cr4, Efer, Mode, Vec } from '../state.js';
 import { GuestMemory } from '../../machine/memory.js';
 import { hi32 } from './bits.js';
 import { computeMode } from './control.js';
 import { walk } from './paging.js';
+import { descAttr, descBase, descLimit } from './descriptor.js';
 
 export class TestHost implements SystemHost {
   readonly s = new CpuState();
@@ -131,4 +132,68 @@ export function writeGate32(mem: GuestMemory, idt: number, vector: number, sel: 
   const type = opts.type ?? 0xe;
   mem.write32(idt + vector * 8, ((offset & 0xffff) | (sel << 16)) >>> 0);
   mem.write32(idt + vector * 8 + 4, ((offset & 0xffff0000) | ((opts.present ?? true) ? 0x8000 : 0) | ((opts.dpl ?? 0) << 13) | (type << 8)) >>> 0);
+}
+
+/** Selectors of the long-mode test environment (Linux's layout). */
+export const K_CS = 0x10;
+export const K_DS = 0x18;
+export const U_CS32 = 0x23;
+export const U_DS = 0x2b;
+export const U_CS = 0x33;
+export const TSS_SEL = 0x40;
+export const GDT = 0x10000;
+export const TSS = 0x11000;
+export const IDT = 0x12000;
+export const RSP0 = 0x80000;
+export const IST1 = 0x90008;
+
+/**
+ * A host in 64-bit mode at CPL 0: identity-mapped first 16 MiB (2 MiB user-writable pages),
+ * GDT with kernel/user segments and a 64-bit TSS (RSP0, IST1), an empty 256-entry IDT.
+ */
+export function longModeHost(): TestHost {
+  const h = new TestHost();
+  const m = h.memory;
+  const s = h.s;
+  m.write64(0x1000, 0x2000n | 7n);
+  m.write64(0x2000, 0x3000n | 7n);
+  for (let i = 0; i < 8; i++) m.write64(0x3000 + i * 8, BigInt(i * 0x200000) | 0x87n);
+  m.write64(GDT + 0x08, segDesc(0, 0xfffff, 0xc09b));
+  m.write64(GDT + K_CS, segDesc(0, 0xfffff, 0xa09b));
+  m.write64(GDT + K_DS, segDesc(0, 0xfffff, 0xc093));
+  m.write64(GDT + (U_CS32 & ~7), segDesc(0, 0xfffff, 0xc0fb));
+  m.write64(GDT + (U_DS & ~7), segDesc(0, 0xfffff, 0xc0f3));
+  m.write64(GDT + (U_CS & ~7), segDesc(0, 0xfffff, 0xa0fb));
+  writeSysDesc64(m, GDT + TSS_SEL, TSS, 0x67, 0x9);
+  m.write64(TSS + 4, BigInt(RSP0));
+  m.write64(TSS + 0x24, BigInt(IST1));
+  s.gdtrBase = GDT;
+  s.gdtrLimit = 0x4f;
+  s.idtrBase = IDT;
+  s.idtrLimit = 256 * 16 - 1;
+  s.cr0 = Cr0.PE | Cr0.PG | Cr0.WP | Cr0.ET;
+  s.cr4 = Cr4.PAE;
+  s.efer = Efer.LME | Efer.LMA | Efer.NXE | Efer.SCE;
+  s.cr3 = 0x1000;
+  s.cpl = 0;
+  setSeg(h, 1, K_CS);
+  for (const r of [0, 2, 3, 4, 5]) setSeg(h, r, K_DS);
+  h.modeChanged();
+  s.trSel = TSS_SEL;
+  s.trBase = TSS;
+  s.trLimit = 0x67;
+  s.trAttr = 0x8b;
+  s.gpr[8] = 0x70000;
+  return h;
+}
+
+/** Load a segment cache straight from the test GDT (no checks). */
+export function setSeg(h: TestHost, sreg: number, sel: number): void {
+  const v = h.memory.read64(h.s.gdtrBase + (sel & 0xfff8));
+  const lo = Number(v & 0xffffffffn) | 0;
+  const hi = Number(v >> 32n) | 0;
+  h.s.segSel[sreg] = sel;
+  h.s.segBase[sreg] = descBase(lo, hi);
+  h.s.segLimit[sreg] = descLimit(lo, hi);
+  h.s.segAttr[sreg] = descAttr(hi);
 }

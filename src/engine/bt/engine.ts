@@ -24,6 +24,8 @@ const YIELD_MS = 8;
 export interface BtEngineOptions {
   /** The interrupt controller the CPU asks at instruction boundaries (the LAPIC model). */
   interrupts: CpuInterruptController;
+  /** Called after every slice (flush batched console output, ...). */
+  afterSlice?: () => void;
 }
 
 export class BtEngine implements Engine {
@@ -77,6 +79,7 @@ export class BtEngine implements Engine {
         if (spent < SLICE_MS * 0.5 && this.budget < 2_000_000) this.budget *= 2;
         else if (spent > SLICE_MS * 2 && this.budget > 1000) this.budget >>= 1;
       }
+      this.opts.afterSlice?.();
       if (cpu.shutdown !== undefined) {
         machine.requestStop({ kind: 'triple-fault', detail: cpu.shutdown });
         break;

@@ -33,7 +33,7 @@ function setup() {
   const uart = new Uart16550(new IrqLine(sink, 4), (b) => chunks.push(b));
   const output = (): string => {
     uart.flush();
-    return chunks.map((c) => Buffer.from(c).toString('latin1')).join('');
+    return chunks.map((c) => String.fromCharCode(...c)).join('');
   };
   return { sink, uart, output };
 }

@@ -1,6 +1,6 @@
 /**
- * Drive `typevisor run` as a child process over pipes, the way a user's script would:
- * wait for output patterns, type commands, collect the exit status.
+ * Drive a VM process (typevisor run, or QEMU for side-by-side figures) over pipes, the way a
+ * user's script would: wait for output patterns, type commands, collect the exit status.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,11 @@ import path from 'node:path';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = path.join(ROOT, 'src/cli/main.ts');
 
+/** The command line that runs `typevisor run ARGS` from the sources. */
+export function typevisorCommand(args: string[]): [string, string[]] {
+  return [process.execPath, ['--import', 'tsx', CLI, 'run', ...args]];
+}
+
 export class VmProcess {
   readonly child: ChildProcess;
   output = '';
@@ -16,8 +21,12 @@ export class VmProcess {
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   private waiters: { re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }[] = [];
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', ...args], {
+  readonly startedAt = performance.now();
+
+  /** `args` are typevisor's; pass `command` to run something else (QEMU). */
+  constructor(args: string[], env: Record<string, string> = {}, command?: [string, string[]]) {
+    const [file, argv] = command ?? typevisorCommand(args);
+    this.child = spawn(file, argv, {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -50,15 +59,14 @@ export class VmProcess {
     });
   }
 
-  /** Type a command line and return the output that follows it until the next prompt. */
-  async command(line: string, timeoutMs: number, prompt = /(?:^|\n)[^\n]*# $/): Promise<string> {
+  /** Run a shell command in the guest and return what it printed (between unique markers). */
+  async sh(cmd: string, timeoutMs: number): Promise<string> {
+    const tag = Math.random().toString(36).slice(2, 8);
     const from = this.output.length;
-    this.child.stdin!.write(`${line}\n`);
-    await this.waitFor(new RegExp(prompt.source), timeoutMs, from + line.length);
-    const text = this.output.slice(from);
-    // drop the echoed command line and the trailing prompt
-    const lines = text.split(/\r?\n/);
-    return lines.slice(1, -1).join('\n');
+    // The markers are built by the shell, so the echoed command line does not match them.
+    this.send(`echo "<<$((1))${tag}"; ${cmd}; echo "${tag}$((2))>>"\n`);
+    const m = await this.waitFor(new RegExp(`<<1${tag}\\r?\\n([\\s\\S]*?)${tag}2>>`), timeoutMs, from);
+    return m[1]!.replace(/\r/g, '').trimEnd();
   }
 
   send(text: string): void {

@@ -1,0 +1,49 @@
+import { describe, it, expect } from 'vitest';
+import { CpuState } from '../state.js';
+import { CPUID_BRAND, cpuid, cpuidLeaf } from './cpuid.js';
+import { features } from '../features.js';
+import { TestHost } from './testhost.js';
+
+function leaf(l: number, sub = 0): Uint32Array {
+  const out = new Uint32Array(4);
+  cpuidLeaf(new CpuState(), l, sub, out);
+  return out;
+}
+function text(words: number[]): string {
+  return words.map((w) => String.fromCharCode(w & 0xff, (w >>> 8) & 0xff, (w >>> 16) & 0xff, w >>> 24)).join('');
+}
+
+describe('cpuid', () => {
+  it('reports GenuineIntel, the brand string and address sizes', () => {
+    const l0 = leaf(0);
+    expect(text([l0[1]!, l0[3]!, l0[2]!])).toBe('GenuineIntel');
+    const brand = text([...leaf(0x80000002), ...leaf(0x80000003), ...leaf(0x80000004)]);
+    expect(brand.replace(/\0+$/, '')).toBe(CPUID_BRAND);
+    expect(leaf(0x80000008)[0]).toBe(0x3028);
+  });
+
+  it('advertises the x86-64 baseline and the hypervisor bit, nothing unimplemented', () => {
+    const l1 = leaf(1);
+    const edx = l1[3]!;
+    for (const bit of [0, 3, 4, 5, 6, 8, 9, 13, 15, 16, 19, 23, 24, 25, 26]) expect((edx >>> bit) & 1).toBe(1);
+    expect(l1[2]! >>> 31).toBe(1);
+    expect(l1[2]! & (1 << 21)).toBe(0); // x2APIC
+    expect(l1[2]! & (1 << 24)).toBe(0); // TSC-deadline
+    expect(l1[2]! & (1 << 26)).toBe(0); // XSAVE
+    expect(l1[2]! & 1).toBe(features.sse3 ? 1 : 0);
+    const ext = leaf(0x80000001);
+    expect(ext[3]! & ((1 << 11) | (1 << 20) | (1 << 29))).toBe(((1 << 11) | (1 << 20) | (1 << 29)) >>> 0);
+    expect(ext[2]! & 1).toBe(1);
+  });
+
+  it('writes EAX..EDX with cleared upper halves', () => {
+    const h = new TestHost();
+    h.s.gpr[0] = 0x80000008;
+    h.s.gpr[1] = 5;
+    h.s.gpr[7] = 9;
+    cpuid(h);
+    expect(h.s.gpr[0]).toBe(0x3028);
+    expect(h.s.gpr[1]).toBe(0);
+    expect(h.s.gpr[7]).toBe(0);
+  });
+});

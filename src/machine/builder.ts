@@ -1,0 +1,109 @@
+/**
+ * Builds the machine: guest memory plus every device, attached to the buses in one visible,
+ * commented order. The interrupt controllers and the PIT are ours only under the software
+ * engine; under KVM the kernel provides them (KVM_CREATE_IRQCHIP / KVM_CREATE_PIT2) and the
+ * engine installs its own interrupt sink on machine.irq.
+ */
+import { AcpiPm, GPE0_BLK_LEN, PM1_CNT_LEN, PM1_EVT_LEN, PM_TMR_LEN, ResetControl } from '../devices/acpi/pm.js';
+import { DebugExit } from '../devices/legacy/debug-exit/debug-exit.js';
+import { I8042 } from '../devices/legacy/i8042/i8042.js';
+import { LegacyInterruptRouter } from '../devices/legacy/interrupt-router.js';
+import { IoApic } from '../devices/legacy/ioapic/ioapic.js';
+import { LocalApic } from '../devices/legacy/lapic/lapic.js';
+import { PicPair } from '../devices/legacy/pic/pic.js';
+import { Pit8254 } from '../devices/legacy/pit/pit.js';
+import { CmosRtc } from '../devices/legacy/rtc/rtc.js';
+import { Uart16550 } from '../devices/legacy/uart/uart.js';
+import { PciHost } from '../devices/pci/host.js';
+import type { Clock } from './clock.js';
+import * as L from './layout.js';
+import { Machine } from './machine.js';
+import type { GuestMemory } from './memory.js';
+
+export interface MachineOptions {
+  memory: GuestMemory;
+  /** 'bt' attaches our PIC/IOAPIC/LAPIC/PIT models; 'kvm' leaves them to the kernel. */
+  interruptModel: 'emulated' | 'in-kernel';
+  /** Where the guest's COM1 output goes. */
+  serialOut: (bytes: Uint8Array) => void;
+  clock?: Clock;
+}
+
+export interface BuiltMachine {
+  machine: Machine;
+  uart: Uart16550;
+  /** The software engine's interrupt controllers (absent under KVM). */
+  pic?: PicPair;
+  ioapic?: IoApic;
+  lapic?: LocalApic;
+}
+
+export function buildMachine(opts: MachineOptions): BuiltMachine {
+  const machine = new Machine(opts.memory, opts.clock);
+  const { pio, mmio, irq, timers, clock } = machine;
+  const stop = machine.requestStop.bind(machine);
+  const ramBelow4G = opts.memory.regions.filter((r) => r.base < L.MMIO32_START).reduce((n, r) => n + r.size, 0);
+
+  // 1. Interrupt controllers (software engine only): the 8259 pair, the IOAPIC, the boot
+  //    CPU's local APIC; ISA lines go to both the PIC and the IOAPIC, as on a PC.
+  let pic: PicPair | undefined;
+  let ioapic: IoApic | undefined;
+  let lapic: LocalApic | undefined;
+  if (opts.interruptModel === 'emulated') {
+    pic = new PicPair();
+    ioapic = new IoApic();
+    const io = ioapic;
+    lapic = new LocalApic({ clock, timers, pic, id: 0, bsp: true, onLevelEoi: (v) => io.eoi(v) });
+    ioapic.addTarget(lapic);
+    pio.insert(L.PORT_PIC_MASTER, 2, pic.master, 'pic-master');
+    pio.insert(L.PORT_PIC_SLAVE, 2, pic.slave, 'pic-slave');
+    pio.insert(L.PORT_PIC_ELCR, 2, pic.elcr, 'pic-elcr');
+    mmio.insert(L.IOAPIC_START, L.IOAPIC_SIZE, ioapic, 'ioapic');
+    mmio.insert(L.LAPIC_START, L.LAPIC_SIZE, lapic, 'lapic');
+    irq.install(new LegacyInterruptRouter(pic, ioapic));
+  }
+
+  // 2. Timers: the 8254 PIT (software engine; KVM has an in-kernel PIT) and the CMOS RTC.
+  if (opts.interruptModel === 'emulated') {
+    const pit = new Pit8254({ clock, timers, irq: irq.line(L.IRQ_PIT) });
+    pio.insert(L.PORT_PIT, 4, pit, 'pit');
+    pio.insert(L.PORT_SYSTEM_CONTROL_B, 1, pit.systemControl, 'system-control-b');
+  }
+  const rtc = new CmosRtc({
+    clock,
+    timers,
+    irq: irq.line(L.IRQ_RTC),
+    ramBelow4G,
+    ramAbove4G: opts.memory.size - ramBelow4G,
+  });
+  pio.insert(L.PORT_RTC, 2, rtc, 'rtc');
+
+  // 3. The serial console: COM1 16550A on IRQ 4.
+  const uart = new Uart16550(irq.line(L.IRQ_COM1), opts.serialOut);
+  pio.insert(L.PORT_COM1, 8, uart, 'com1');
+
+  // 4. The keyboard controller; its reset command restarts the machine (we stop instead).
+  const i8042 = new I8042(irq.line(L.IRQ_KEYBOARD), irq.line(L.IRQ_MOUSE), () => stop({ kind: 'reset' }));
+  pio.insert(L.PORT_I8042_DATA, 1, i8042.dataPort, 'i8042-data');
+  pio.insert(L.PORT_I8042_COMMAND, 1, i8042.commandPort, 'i8042-command');
+
+  // 5. ACPI fixed hardware: PM1a event/control, PM timer, GPE0; S5 powers off.
+  const pm = new AcpiPm({ clock, timers, sci: irq.line(L.IRQ_ACPI_SCI), onPowerOff: () => stop({ kind: 'poweroff' }) });
+  pio.insert(L.PORT_ACPI_PM1A_EVT, PM1_EVT_LEN, pm.event, 'acpi-pm1a-evt');
+  pio.insert(L.PORT_ACPI_PM1A_CNT, PM1_CNT_LEN, pm.control, 'acpi-pm1a-cnt');
+  pio.insert(L.PORT_ACPI_PM_TMR, PM_TMR_LEN, pm.timer, 'acpi-pm-tmr');
+  pio.insert(L.PORT_ACPI_GPE0, GPE0_BLK_LEN, pm.gpe0, 'acpi-gpe0');
+
+  // 6. PCI configuration mechanism #1 at 0xcf8..0xcff, which also decodes the reset
+  //    control register at 0xcf9 (the FADT's RESET_REG).
+  const pci = new PciHost({ resetControl: new ResetControl(() => stop({ kind: 'reset' })) });
+  pio.insert(L.PORT_PCI_CONFIG_ADDRESS, 8, pci, 'pci-config');
+
+  // 7. The debug-exit port, like QEMU's isa-debug-exit: status (v << 1) | 1.
+  pio.insert(L.PORT_DEBUG_EXIT, 4, new DebugExit((value) => stop({ kind: 'debug-exit', value })), 'debug-exit');
+
+  // 8. Port 0x80 (POST codes): Linux writes it as an I/O delay; accept and ignore.
+  pio.insert(L.PORT_POST, 1, { read: () => 0xff, write: () => {} }, 'post');
+
+  return { machine, uart, pic, ioapic, lapic };
+}
