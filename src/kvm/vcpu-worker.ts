@@ -308,6 +308,14 @@ async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTim
   const apCount = data.cpus - 1;
   let armedDeadline = Infinity;
   const fd = v.fd;
+  const drainHost = (): void => {
+    if (hostPort && Atomics.exchange(control.ctl, CTL_HOST_MESSAGE, 0) !== 0) {
+      for (let m = receiveMessageOnPort(hostPort); m; m = receiveMessageOnPort(hostPort)) {
+        for (const h of hostHandlers) h(m.message);
+      }
+    }
+  };
+  drainHost(); // messages posted before this thread could be kicked
   for (;;) {
     if (localStop || control.stopRequested) return;
     if (timers && clock) {
@@ -334,11 +342,7 @@ async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTim
       }
       eatKick();
       armedDeadline = NaN; // a deadline kick may land a hair early: re-arm from fresh clocks
-      if (hostPort && Atomics.exchange(control.ctl, CTL_HOST_MESSAGE, 0) !== 0) {
-        for (let m = receiveMessageOnPort(hostPort); m; m = receiveMessageOnPort(hostPort)) {
-          for (const h of hostHandlers) h(m.message);
-        }
-      }
+      drainHost();
       // Let this thread's event loop breathe (device promises, stdout flushing).
       await new Promise<void>((resolve) => setImmediate(resolve));
       continue;

@@ -9,7 +9,11 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { exitStatus } from '../../src/machine/machine.js';
+import type { GuestMemory } from '../../src/machine/memory.js';
+import { BOOT_GDT_START, BOOT_STACK_POINTER, PDE_START, PDPTE_START, PML4_START } from '../../src/machine/layout.js';
 import {
+  ENTRY_GUEST_32,
+  ENTRY_GUEST_64,
   EXIT_GUEST,
   HALT_GUEST,
   IRQ_GUEST,
@@ -32,6 +36,34 @@ describe.skipIf(skip)('KvmEngine on small guests', () => {
     expect(r.out).toBe('RPL');
     expect(r.reason).toEqual({ kind: 'debug-exit', value: 0x21 });
     expect(exitStatus(r.reason)).toBe(0x43);
+  });
+
+  it('enters a guest in 64-bit long mode and in 32-bit protected mode as a loader leaves it', async () => {
+    const gdt = { base: BOOT_GDT_START, limit: 4 * 8 - 1, cs: 0x08, ds: 0x10 };
+    const writeGdt = (m: GuestMemory, code: bigint): void => {
+      m.write64(BOOT_GDT_START, 0n);
+      m.write64(BOOT_GDT_START + 8, code);
+      m.write64(BOOT_GDT_START + 16, 0x00cf92000000ffffn); // flat data
+    };
+    const long = await runGuest(ENTRY_GUEST_64, {
+      loadAt: 0x10000,
+      entry: { mode: 'long64', rip: 0x10000, regs: { rsi: 0x41, rsp: BOOT_STACK_POINTER }, cr3: PML4_START, gdt },
+      prepare: (m) => {
+        writeGdt(m, 0x00af9a000000ffffn); // 64-bit code
+        m.write64(PML4_START, BigInt(PDPTE_START | 3));
+        m.write64(PDPTE_START, BigInt(PDE_START | 3));
+        m.write64(PDE_START, 0x83n); // 2 MiB identity page
+      },
+    });
+    expect(long.out).toBe('A');
+    expect(long.reason).toEqual({ kind: 'debug-exit', value: 0x11 });
+    const prot = await runGuest(ENTRY_GUEST_32, {
+      loadAt: 0x10000,
+      entry: { mode: 'protected32', rip: 0x10000, regs: { rsi: 0x42 }, gdt },
+      prepare: (m) => writeGdt(m, 0x00cf9a000000ffffn), // 32-bit code
+    });
+    expect(prot.out).toBe('B');
+    expect(prot.reason).toEqual({ kind: 'debug-exit', value: 0x11 });
   });
 
   it('routes an MMIO write and read to the device on the MMIO bus', async () => {

@@ -286,3 +286,16 @@ ap_end:
 bits 32
 ${GDT}
 `;
+
+/** Entered directly in 64-bit (or 32-bit) mode at 0x10000: prints the low byte of ESI, exits 0x11. */
+export const ENTRY_GUEST_64 = `
+bits 64
+org 0x10000
+  mov dx, 0x3f8
+  mov eax, esi
+  out dx, al
+  mov al, 0x11
+  out 0xf4, al
+  hlt
+`;
+export const ENTRY_GUEST_32 = ENTRY_GUEST_64.replace('bits 64', 'bits 32');

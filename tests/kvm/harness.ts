@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { KvmEngine } from '../../src/kvm/engine.js';
 import { createKvmGuestMemory } from '../../src/kvm/memory.js';
 import type { StopReason } from '../../src/machine/machine.js';
+import type { EntryState } from '../../src/machine/engine.js';
+import type { GuestMemory } from '../../src/machine/memory.js';
 import { MiB } from '../../src/machine/layout.js';
 import { GUEST_ORG, assemble, nasmAvailable } from './guests.js';
 import type { TestEvent } from './test-machine.js';
@@ -25,13 +27,22 @@ const cache = new Map<string, Uint8Array>();
 
 export async function runGuest(
   source: string,
-  opts: { cpus?: number; onEvent?: (e: TestEvent, engine: KvmEngine) => void } = {},
+  opts: {
+    cpus?: number;
+    onEvent?: (e: TestEvent, engine: KvmEngine) => void;
+    /** Entry state (default: real mode at 0000:7c00) and where the image goes (default 0x7c00). */
+    entry?: EntryState;
+    loadAt?: number;
+    /** Write more into guest RAM before the run (GDT, page tables...). */
+    prepare?: (memory: GuestMemory) => void;
+  } = {},
 ): Promise<GuestRun> {
   let image = cache.get(source);
   if (!image) cache.set(source, (image = assemble(source)));
   const ram = createKvmGuestMemory(2 * MiB);
   try {
-    ram.memory.writeBytes(GUEST_ORG, image);
+    ram.memory.writeBytes(opts.loadAt ?? GUEST_ORG, image);
+    opts.prepare?.(ram.memory);
     const events: TestEvent[] = [];
     let out = '';
     const engine: KvmEngine = new KvmEngine({
@@ -45,7 +56,7 @@ export async function runGuest(
         opts.onEvent?.(e, engine);
       },
     });
-    const reason = await engine.run({ mode: 'real16', rip: GUEST_ORG, regs: {}, realCs: 0 });
+    const reason = await engine.run(opts.entry ?? { mode: 'real16', rip: GUEST_ORG, regs: {}, realCs: 0 });
     return { reason, out, events };
   } finally {
     ram.dispose();

@@ -126,6 +126,11 @@ export class X87Side {
   /** Per physical register: mantissa low, mantissa high, sign/exponent (16 bits). */
   readonly raw = new Int32Array(24);
   readonly rawValid = new Uint8Array(8);
+  /** Bit view of cpu.st (NaN payloads must be written as bits, not through JS numbers). */
+  readonly stBits: Int32Array;
+  constructor(cpu: CpuState) {
+    this.stBits = new Int32Array(cpu.st.buffer, cpu.st.byteOffset, 16);
+  }
 }
 
 const sides = new WeakMap<CpuState, X87Side>();
@@ -136,7 +141,7 @@ export function side(cpu: CpuState): X87Side {
   if (cpu === lastCpu) return lastSide!;
   let s = sides.get(cpu);
   if (!s) {
-    s = new X87Side();
+    s = new X87Side(cpu);
     sides.set(cpu, s);
   }
   lastCpu = cpu;

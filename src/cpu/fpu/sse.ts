@@ -15,7 +15,7 @@ import {
 import { group15 } from './fxsave.js';
 import { emms, getMmx, mmxEnter, setMmx } from './mmx.js';
 import {
-  F32, F64, FL_IE, OP_ADD, OP_DIV, OP_MUL, OP_SUB, type Fmt, arith, bits32, bits64, compare, convert, fromInt,
+  F32, F64, OP_ADD, OP_DIV, OP_MUL, OP_SUB, type Fmt, arith, bits32, bits64, compare, convert, fromInt,
   hi32, lo32, sf, sfFromMxcsr, sqrt, toInt, unpack, UA, CLS_ZERO,
 } from './softfloat.js';
 import { byteShift, intOp, isIntBinary, shift } from './sse-int.js';
@@ -361,7 +361,7 @@ function intBinary(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     intOp(op, 16);
     setX(cpu, i.reg, D.d);
   } else if (i.prefix === 0) {
-    if (op === 0x6c || op === 0x6d || op === 0xd4 && false) ud(mem);
+    if (op === 0x6c || op === 0x6d) ud(mem); // PUNPCK*QDQ: XMM only
     loadSrcMmx(cpu, mem, i);
     mmxEnter(cpu);
     getMmx(cpu, i.reg & 7, D.d, 0);
@@ -730,7 +730,8 @@ function maskmov(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     getMmx(cpu, i.rm & 7, S.d, 0);
     mmxEnter(cpu);
   } else ud(mem);
-  const rdi = i.long ? cpu.gpr[14]! + cpu.gpr[15]! * 4294967296 + (cpu.gpr[14]! < 0 ? 4294967296 : 0) : cpu.segBase[3]! + (cpu.gpr[14]! >>> 0);
+  // implicit destination DS:rDI (address-size override not visible here: 64/32-bit by mode)
+  const rdi = i.long ? cpu.gpr[15]! * 4294967296 + (cpu.gpr[14]! >>> 0) : cpu.segBase[3]! + (cpu.gpr[14]! >>> 0);
   for (let k = 0; k < n; k++) {
     if (S.b[k]! & 0x80) {
       const a = rdi + k;
@@ -830,6 +831,3 @@ export function sse(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     default: ud(mem);
   }
 }
-
-/** Exposed for tests: the flag bit raised by an invalid operation. */
-export const MXCSR_IE = FL_IE;

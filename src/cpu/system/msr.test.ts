@@ -65,6 +65,7 @@ describe('MSRs', () => {
   it('stores MTRRs and offsets the TSC on writes', () => {
     const h = longModeHost();
     expect(rd(h, 0xfe)[0]).toBe(0x508);
+    expect(rd(h, 0x2ff)).toEqual([0x806, 0]);
     wr(h, 0x2ff, 0xc06, 0);
     expect(rd(h, 0x2ff)).toEqual([0xc06, 0]);
     h.tsc = 1000;

@@ -44,6 +44,11 @@ export const MSR_TSC_AUX = 0xc0000103;
 
 /** MTRRcap: 8 variable ranges, fixed ranges, write-combining. */
 const MTRRCAP_VALUE = 0x508;
+/**
+ * MTRRdefType before the guest writes it: MTRRs enabled, default type write-back (what firmware
+ * leaves behind; Firecracker sets the same). Linux keeps PAT enabled only when MTRRs are on.
+ */
+const MTRR_DEF_TYPE_RESET = 0x806;
 /** MTRR memory types allowed in the fixed/default fields: UC WC WT WP WB. */
 const MTRR_TYPE_OK = (t: number): boolean => t === 0 || t === 1 || t === 4 || t === 5 || t === 6;
 /** PAT entry types: UC WC WT WP WB UC-. */
@@ -118,6 +123,7 @@ export function readMsr(h: SystemHost, msr: number): number {
       if (isStoredMsr(msr)) {
         const v = storedMsrs(s).get(msr);
         msrHi = v ? v[1] : 0;
+        if (!v && msr === MSR_MTRR_DEF_TYPE) return MTRR_DEF_TYPE_RESET;
         return v ? v[0] : 0;
       }
       throw gp0();

@@ -1,0 +1,194 @@
+/**
+ * End-to-end: real code through the core's Cpu and this module — the path the Linux kernel
+ * takes after startup_64: LGDT + LRETQ to reload CS, LTR, LIDT, the INT3 self-test (IRETQ),
+ * SYSCALL MSRs, IRETQ to ring 3, SYSCALL/SWAPGS/SYSRETQ, then a user page fault with CR2 and
+ * the error code. Skipped when nasm is missing.
+ */
+import { describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cpu } from '../core/cpu.js';
+import { GuestMemory } from '../../machine/memory.js';
+import { Bus } from '../../machine/bus.js';
+import type { CpuInterruptController } from '../../machine/interrupts.js';
+import { BOOT_GDT_START } from '../../machine/layout.js';
+import { Mode, SReg } from '../state.js';
+import { applyEntryState } from './entry.js';
+import { segDesc, writeGate64, writeSysDesc64 } from './testhost.js';
+
+const hasNasm = existsSync('/usr/bin/nasm');
+
+function assemble(src: string, org: number): Uint8Array {
+  const dir = mkdtempSync(join(tmpdir(), 'tv-system-'));
+  writeFileSync(join(dir, 't.asm'), `bits 64\norg 0x${org.toString(16)}\n${src}\n`);
+  execFileSync('nasm', ['-f', 'bin', '-o', join(dir, 't.bin'), join(dir, 't.asm')]);
+  return new Uint8Array(readFileSync(join(dir, 't.bin')));
+}
+
+const CODE = 0x100000;
+const GDT = 0x5000;
+const IDT = 0x6000;
+const TSS = 0x7000;
+
+const KERNEL = `
+start:
+  lgdt [gdt_ptr]
+  push 0x10
+  lea rax, [rel cs_reloaded]
+  push rax
+  o64 retf
+cs_reloaded:
+  mov ax, 0x18
+  mov ds, ax
+  mov es, ax
+  mov ss, ax
+  xor eax, eax
+  mov fs, ax
+  mov gs, ax
+  mov ax, 0x40
+  ltr ax
+  lidt [idt_ptr]
+  xor r15, r15
+  int3
+  cmp r15, 1
+  jne fail
+  mov ecx, 0xc0000080
+  rdmsr
+  or eax, 0x801            ; SCE | NXE
+  wrmsr
+  mov ecx, 0xc0000081
+  xor eax, eax
+  mov edx, 0x00230010
+  wrmsr
+  mov ecx, 0xc0000082
+  lea rax, [rel syscall_entry]
+  mov rdx, rax
+  shr rdx, 32
+  wrmsr
+  mov ecx, 0xc0000084
+  mov eax, 0x47700
+  xor edx, edx
+  wrmsr
+  mov ecx, 0xc0000102
+  mov eax, percpu
+  xor edx, edx
+  wrmsr
+  push 0x2b
+  push 0x200000
+  push 0x202
+  push 0x33
+  push user_code
+  iretq
+
+user_code:
+  mov eax, 39
+  syscall
+  cmp rax, 1234
+  jne user_fail
+  mov rbx, 0x40000000
+  mov qword [rbx], 1
+user_fail:
+  ud2
+
+syscall_entry:
+  swapgs
+  mov [gs:0], rsp
+  mov rsp, [gs:8]
+  push rcx
+  push r11
+  mov r14, rax
+  mov eax, 1234
+  pop r11
+  pop rcx
+  mov rsp, [gs:0]
+  swapgs
+  o64 sysret
+
+fail:
+  mov r10, 0xbad
+  hlt
+
+align 16
+gdt_ptr: dw 0x4f
+  dq ${GDT}
+align 16
+idt_ptr: dw 0xfff
+  dq ${IDT}
+align 16
+percpu: dq 0, 0x88000
+
+times 0x800-($-$$) db 0
+bp_handler:                 ; CODE + 0x800
+  inc r15
+  iretq
+times 0x900-($-$$) db 0
+pf_handler:                 ; CODE + 0x900
+  pop r13
+  mov r12, cr2
+  mov r11, [rsp+8]
+  hlt
+times 0xa00-($-$$) db 0
+other_handler:              ; CODE + 0xa00
+  mov r10, 0xee
+  hlt
+`;
+
+class NoInterrupts implements CpuInterruptController {
+  hasInterrupt(): boolean {
+    return false;
+  }
+  acknowledge(): number {
+    return 0xff;
+  }
+  takeNmi(): boolean {
+    return false;
+  }
+}
+
+describe.skipIf(!hasNasm)('system module through the Cpu', () => {
+  it('runs the kernel startup path: GDT/LRETQ, LTR, INT3 self-test, ring 3, SYSCALL/SYSRET, #PF', () => {
+    const memory = new GuestMemory([{ base: 0, size: 32 * 1024 * 1024 }]);
+    const cpu = new Cpu({ memory, pio: new Bus('pio'), mmio: new Bus('mmio'), interrupts: new NoInterrupts(), clock: { nowNs: () => 0 } });
+    // Identity map of the first 16 MiB with user-accessible 2 MiB pages.
+    memory.write64(0x1000, 0x2000n | 7n);
+    memory.write64(0x2000, 0x3000n | 7n);
+    for (let i = 0; i < 8; i++) memory.write64(0x3000 + i * 8, BigInt(i * 0x200000) | 0x87n);
+    // Loader GDT (boot protocol: CS 0x10, DS 0x18).
+    memory.write64(BOOT_GDT_START + 0x10, segDesc(0, 0xfffff, 0xa09b));
+    memory.write64(BOOT_GDT_START + 0x18, segDesc(0, 0xfffff, 0xc093));
+    // The kernel's own GDT, TSS and IDT.
+    memory.write64(GDT + 0x10, segDesc(0, 0xfffff, 0xa09b));
+    memory.write64(GDT + 0x18, segDesc(0, 0xfffff, 0xc093));
+    memory.write64(GDT + 0x20, segDesc(0, 0xfffff, 0xc0fb));
+    memory.write64(GDT + 0x28, segDesc(0, 0xfffff, 0xc0f3));
+    memory.write64(GDT + 0x30, segDesc(0, 0xfffff, 0xa0fb));
+    writeSysDesc64(memory, GDT + 0x40, TSS, 0x67, 0x9);
+    memory.write64(TSS + 4, 0x90000n);
+    for (let v = 0; v < 32; v++) writeGate64(memory, IDT, v, 0x10, BigInt(CODE + 0xa00));
+    writeGate64(memory, IDT, 3, 0x10, BigInt(CODE + 0x800), { dpl: 3 });
+    writeGate64(memory, IDT, 14, 0x10, BigInt(CODE + 0x900));
+    memory.writeBytes(CODE, assemble(KERNEL, CODE));
+
+    applyEntryState(cpu, {
+      mode: 'long64', rip: CODE, regs: { rsp: 0x80000 }, cr3: 0x1000,
+      gdt: { base: BOOT_GDT_START, limit: 0x1f, cs: 0x10, ds: 0x18 },
+    });
+    cpu.run(10_000);
+    const g = cpu.s.gpr;
+    expect(cpu.shutdown).toBeUndefined();
+    expect(cpu.s.halted).toBe(true);
+    expect(g[2 * 10]).toBe(0); // neither fail nor the catch-all handler ran
+    expect(g[2 * 15]).toBe(1); // INT3 handler ran once
+    expect(g[2 * 14]).toBe(39); // syscall number seen by the kernel
+    expect(g[2 * 13]).toBe(6); // #PF error code: user write, not present
+    expect(g[2 * 12]).toBe(0x40000000); // CR2
+    expect(g[2 * 11]).toBe(0x33); // interrupted CS: user code
+    expect(cpu.s.cpl).toBe(0);
+    expect(cpu.s.mode).toBe(Mode.Long64);
+    expect(cpu.s.segSel[SReg.SS]).toBe(0);
+    expect(g[2 * 4]).toBe(0x90000 - 40); // RSP0 frame, error code popped
+    expect(memory.read8(GDT + 0x45) & 0xf).toBe(0xb); // TSS busy
+  });
+});
