@@ -20,9 +20,9 @@ import { segDesc, writeGate64, writeSysDesc64 } from './testhost.js';
 
 const hasNasm = existsSync('/usr/bin/nasm');
 
-function assemble(src: string, org: number): Uint8Array {
+function assemble(src: string, org: number, bits = 64): Uint8Array {
   const dir = mkdtempSync(join(tmpdir(), 'tv-system-'));
-  writeFileSync(join(dir, 't.asm'), `bits 64\norg 0x${org.toString(16)}\n${src}\n`);
+  writeFileSync(join(dir, 't.asm'), `bits ${bits}\norg 0x${org.toString(16)}\n${src}\n`);
   execFileSync('nasm', ['-f', 'bin', '-o', join(dir, 't.bin'), join(dir, 't.asm')]);
   return new Uint8Array(readFileSync(join(dir, 't.bin')));
 }
@@ -136,21 +136,27 @@ other_handler:              ; CODE + 0xa00
 `;
 
 class NoInterrupts implements CpuInterruptController {
+  readonly pending: number[] = [];
   hasInterrupt(): boolean {
-    return false;
+    return this.pending.length > 0;
   }
   acknowledge(): number {
-    return 0xff;
+    return this.pending.shift() ?? 0xff;
   }
   takeNmi(): boolean {
     return false;
   }
 }
 
-describe.skipIf(!hasNasm)('system module through the Cpu', () => {
-  it('runs the kernel startup path: GDT/LRETQ, LTR, INT3 self-test, ring 3, SYSCALL/SYSRET, #PF', () => {
-    const memory = new GuestMemory([{ base: 0, size: 32 * 1024 * 1024 }]);
-    const cpu = new Cpu({ memory, pio: new Bus('pio'), mmio: new Bus('mmio'), interrupts: new NoInterrupts(), clock: { nowNs: () => 0 } });
+function machine(): { memory: GuestMemory; cpu: Cpu; irq: NoInterrupts } {
+  const memory = new GuestMemory([{ base: 0, size: 32 * 1024 * 1024 }]);
+  const irq = new NoInterrupts();
+  const cpu = new Cpu({ memory, pio: new Bus('pio'), mmio: new Bus('mmio'), interrupts: irq, clock: { nowNs: () => 0 } });
+  return { memory, cpu, irq };
+}
+
+/** Page tables, loader GDT, kernel GDT/TSS/IDT (catch-all gates at CODE + 0xa00). */
+function writeTables(memory: GuestMemory): void {
     // Identity map of the first 16 MiB with user-accessible 2 MiB pages.
     memory.write64(0x1000, 0x2000n | 7n);
     memory.write64(0x2000, 0x3000n | 7n);
@@ -167,6 +173,12 @@ describe.skipIf(!hasNasm)('system module through the Cpu', () => {
     writeSysDesc64(memory, GDT + 0x40, TSS, 0x67, 0x9);
     memory.write64(TSS + 4, 0x90000n);
     for (let v = 0; v < 32; v++) writeGate64(memory, IDT, v, 0x10, BigInt(CODE + 0xa00));
+}
+
+describe.skipIf(!hasNasm)('system module through the Cpu', () => {
+  it('runs the kernel startup path: GDT/LRETQ, LTR, INT3 self-test, ring 3, SYSCALL/SYSRET, #PF', () => {
+    const { memory, cpu } = machine();
+    writeTables(memory);
     writeGate64(memory, IDT, 3, 0x10, BigInt(CODE + 0x800), { dpl: 3 });
     writeGate64(memory, IDT, 14, 0x10, BigInt(CODE + 0x900));
     memory.writeBytes(CODE, assemble(KERNEL, CODE));
@@ -191,4 +203,123 @@ describe.skipIf(!hasNasm)('system module through the Cpu', () => {
     expect(g[2 * 4]).toBe(0x90000 - 40); // RSP0 frame, error code popped
     expect(memory.read8(GDT + 0x45) & 0xf).toBe(0xb); // TSS busy
   });
+
+  it('takes a timer interrupt in ring 3 and IRETQs back to the user loop', () => {
+    const { memory, cpu, irq } = machine();
+    writeTables(memory);
+    writeGate64(memory, IDT, 0x20, 0x10, BigInt(CODE + 0x800));
+    memory.writeBytes(CODE, assemble(TIMER, CODE));
+    applyEntryState(cpu, {
+      mode: 'long64', rip: CODE, regs: { rsp: 0x80000 }, cr3: 0x1000,
+      gdt: { base: BOOT_GDT_START, limit: 0x1f, cs: 0x10, ds: 0x18 },
+    });
+    cpu.run(500);
+    expect(cpu.s.cpl).toBe(3);
+    expect(cpu.s.halted).toBe(false);
+    irq.pending.push(0x20);
+    cpu.run(100_000);
+    const g = cpu.s.gpr;
+    expect(cpu.shutdown).toBeUndefined();
+    expect(g[2 * 15]).toBe(1); // timer handler ran once
+    expect(g[2 * 9]).toBe(0x33); // it interrupted user code
+    expect(g[2 * 8]).toBe(0x2b); // with the user SS in the frame
+    expect(g[2 * 3]).toBeGreaterThan(0); // the user loop ran
+    expect(g[2 * 10]).toBe(0xee); // the UD2 after the loop reached the catch-all handler
+  });
+
+  it('goes from real mode to protected mode to long mode (the AP trampoline path)', () => {
+    const { memory, cpu } = machine();
+    writeTables(memory);
+    memory.writeBytes(0x8000, assemble(TRAMPOLINE, 0x8000, 16));
+    applyEntryState(cpu, { mode: 'real16', rip: 0x8000, regs: {}, realCs: 0 });
+    cpu.run(1000);
+    const g = cpu.s.gpr;
+    expect(cpu.shutdown).toBeUndefined();
+    expect(cpu.s.halted).toBe(true);
+    expect(g[0]! >>> 0).toBe(0x23456789);
+    expect(g[1]).toBe(1);
+    expect(cpu.s.mode).toBe(Mode.Long64);
+    expect(cpu.s.segSel[SReg.CS]).toBe(0x10);
+  });
 });
+
+const TIMER = `
+  lgdt [gdt_ptr]
+  push 0x10
+  lea rax, [rel reloaded]
+  push rax
+  o64 retf
+reloaded:
+  mov ax, 0x18
+  mov ss, ax
+  mov ax, 0x40
+  ltr ax
+  lidt [idt_ptr]
+  push 0x2b
+  push 0x200000
+  push 0x202
+  push 0x33
+  push user
+  iretq
+user:
+  inc rbx
+  cmp r15, 1
+  jne user
+  ud2
+align 16
+gdt_ptr: dw 0x4f
+  dq ${GDT}
+align 16
+idt_ptr: dw 0xfff
+  dq ${IDT}
+times 0x800-($-$$) db 0
+timer:                      ; CODE + 0x800
+  inc r15
+  mov r9, [rsp+8]
+  mov r8, [rsp+32]
+  iretq
+times 0xa00-($-$$) db 0
+  mov r10, 0xee
+  hlt
+`;
+
+const TRAMPOLINE = `
+  cli
+  xor ax, ax
+  mov ds, ax
+  lgdt [gdtp]
+  mov eax, cr0
+  or eax, 1
+  mov cr0, eax
+  jmp dword 0x08:pm32
+bits 32
+pm32:
+  mov ax, 0x18
+  mov ds, ax
+  mov ss, ax
+  mov eax, cr4
+  or eax, 0x20
+  mov cr4, eax
+  mov eax, 0x1000
+  mov cr3, eax
+  mov ecx, 0xc0000080
+  rdmsr
+  or eax, 0x100
+  wrmsr
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  jmp 0x10:lm64
+bits 64
+lm64:
+  mov rax, 0x123456789
+  hlt
+align 8
+gdtp: dw 0x1f
+  dd gdt
+align 8
+gdt: dq 0
+  dq 0x00cf9a000000ffff
+  dq 0x00af9a000000ffff
+  dq 0x00cf92000000ffff
+`;
