@@ -280,8 +280,7 @@ export function arith(op: number, aBits: bigint, bBits: bigint, f: Fmt): bigint 
       }
       if (b.cls === CLS_ZERO) {
         if (a.cls === CLS_ZERO) return invalid(f);
-        noteDenormals(a, b);
-        sf.flags |= FL_ZE;
+        sf.flags |= FL_ZE; // divide-by-zero takes precedence over a denormal dividend (no DE)
         return sbit | f.inf;
       }
       noteDenormals(a, b);

@@ -124,6 +124,9 @@ export function loadNull(s: CpuState, sreg: SReg, sel: number, keepBase: boolean
   s.segAttr[sreg] = 0;
 }
 
+/** The data segment registers nulled by returns to outer privilege and V86 interrupts. */
+export const DATA_SREGS: readonly SReg[] = [SReg.ES, SReg.DS, SReg.FS, SReg.GS];
+
 export function gp(code: number): CpuFault {
   return new CpuFault(Vec.GP, code);
 }

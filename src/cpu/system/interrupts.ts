@@ -21,6 +21,7 @@ import {
   ATTR_CODE, ATTR_DB, ATTR_EC, ATTR_L, ATTR_P, ATTR_RW, ATTR_S, attrDpl, desc, descAttr, descBase,
   descLimit, fetchDescriptor, getSp, gp, loadCache, loadRealSegment, readSized, setSp, stackLin,
   stackWidth, writeSized,
+  DATA_SREGS,
 } from './descriptor.js';
 import { checkReturnCs, checkReturnSs, loadNullSs, nullInaccessibleSegments } from './segments.js';
 
@@ -252,7 +253,7 @@ function deliverProtected(h: SystemHost, vector: number, errorCode: number, kind
   if (switchStack) {
     loadCache(s, SReg.SS, ssSel, ssLo, ssHi);
     if (v86) {
-      for (const r of [SReg.ES, SReg.DS, SReg.FS, SReg.GS]) {
+      for (const r of DATA_SREGS) {
         s.segSel[r] = 0;
         s.segBase[r] = 0;
         s.segLimit[r] = 0;
@@ -324,7 +325,7 @@ export function iret(h: SystemHost, opsize: 2 | 4 | 8): void {
     if (!(csHi & 0x100)) h.writeLin32(csAddr + 4, (csHi | 0x100) >>> 0, true);
     // Commit.
     if (ssUsable) loadCache(s, SReg.SS, ssSel, desc.lo, desc.hi | 0x100);
-    else loadNullSs(s, ssSel);
+    else loadNullSs(s, ssSel, rpl);
     loadCache(s, SReg.CS, csSel, csLo, csHi | 0x100);
     s.cpl = rpl;
     if (lma) setGpr64(s.gpr, Reg.RSP, opsize === 8 ? newSp : newSp >>> 0);

@@ -16,6 +16,7 @@ import {
   ATTR_CODE, ATTR_DB, ATTR_EC, ATTR_L, ATTR_P, ATTR_RW, ATTR_S, SYS_LDT, SYS_TSS16_AVAIL,
   SYS_TSS_AVAIL, attrDpl, desc, descAttr, descBase, descLimit, fetchDescriptor, getSp, gp,
   loadCache, loadNull, loadRealSegment, markAccessed, readSized, setSp, stackLin, writeSized,
+  DATA_SREGS,
 } from './descriptor.js';
 
 function isRealLike(s: CpuState): boolean {
@@ -65,11 +66,11 @@ export function loadSegment(h: SystemHost, sreg: SReg, selector: number): void {
 }
 
 /** A null SS in 64-bit mode (after an interrupt, SYSCALL-free ring switches, IRETQ): usable, base 0. */
-export function loadNullSs(s: CpuState, sel: number): void {
+export function loadNullSs(s: CpuState, sel: number, dpl: number = sel & 3): void {
   s.segSel[SReg.SS] = sel;
   s.segBase[SReg.SS] = 0;
   s.segLimit[SReg.SS] = 0xffffffff;
-  s.segAttr[SReg.SS] = ATTR_DB | ATTR_P | ATTR_S | ATTR_RW | 1 | ((sel & 3) << 5);
+  s.segAttr[SReg.SS] = ATTR_DB | ATTR_P | ATTR_S | ATTR_RW | 1 | ((dpl & 3) << 5);
 }
 
 /**
@@ -171,7 +172,7 @@ export function farCall(h: SystemHost, selector: number, offset: number, opsize:
  * become null (SDM: RET/IRET "if DPL < CPL and not conforming code, load null").
  */
 export function nullInaccessibleSegments(s: CpuState): void {
-  for (const sreg of [SReg.ES, SReg.DS, SReg.FS, SReg.GS]) {
+  for (const sreg of DATA_SREGS) {
     if ((s.segSel[sreg]! & 0xfffc) === 0) continue;
     const attr = s.segAttr[sreg]!;
     const conformingCode = (attr & (ATTR_CODE | ATTR_EC)) === (ATTR_CODE | ATTR_EC);
@@ -186,7 +187,7 @@ export function nullInaccessibleSegments(s: CpuState): void {
 export function checkReturnSs(h: SystemHost, ssSel: number, rpl: number, target64: boolean): boolean {
   const idx = ssSel & 0xfffc;
   if (idx === 0) {
-    if (target64 && rpl !== 3 && (ssSel & 3) === rpl) return false;
+    if (target64 && rpl !== 3) return false; // (like QEMU, the null selector's RPL is not checked)
     throw gp(0);
   }
   if ((ssSel & 3) !== rpl || !fetchDescriptor(h, ssSel, false)) throw gp(idx);
@@ -248,7 +249,7 @@ export function farReturn(h: SystemHost, opsize: 2 | 4 | 8, popBytes: number): v
   const target64 = lma && (csAttr & ATTR_L) !== 0;
   const ssUsable = checkReturnSs(h, ssSel, rpl, target64);
   if (ssUsable) loadCache(s, SReg.SS, ssSel, desc.lo, markAccessed(h));
-  else loadNullSs(s, ssSel);
+  else loadNullSs(s, ssSel, rpl);
   desc.lo = csLo;
   desc.hi = csHi;
   desc.addr = csAddr;

@@ -157,22 +157,22 @@ function machine(): { memory: GuestMemory; cpu: Cpu; irq: NoInterrupts } {
 
 /** Page tables, loader GDT, kernel GDT/TSS/IDT (catch-all gates at CODE + 0xa00). */
 function writeTables(memory: GuestMemory): void {
-    // Identity map of the first 16 MiB with user-accessible 2 MiB pages.
-    memory.write64(0x1000, 0x2000n | 7n);
-    memory.write64(0x2000, 0x3000n | 7n);
-    for (let i = 0; i < 8; i++) memory.write64(0x3000 + i * 8, BigInt(i * 0x200000) | 0x87n);
-    // Loader GDT (boot protocol: CS 0x10, DS 0x18).
-    memory.write64(BOOT_GDT_START + 0x10, segDesc(0, 0xfffff, 0xa09b));
-    memory.write64(BOOT_GDT_START + 0x18, segDesc(0, 0xfffff, 0xc093));
-    // The kernel's own GDT, TSS and IDT.
-    memory.write64(GDT + 0x10, segDesc(0, 0xfffff, 0xa09b));
-    memory.write64(GDT + 0x18, segDesc(0, 0xfffff, 0xc093));
-    memory.write64(GDT + 0x20, segDesc(0, 0xfffff, 0xc0fb));
-    memory.write64(GDT + 0x28, segDesc(0, 0xfffff, 0xc0f3));
-    memory.write64(GDT + 0x30, segDesc(0, 0xfffff, 0xa0fb));
-    writeSysDesc64(memory, GDT + 0x40, TSS, 0x67, 0x9);
-    memory.write64(TSS + 4, 0x90000n);
-    for (let v = 0; v < 32; v++) writeGate64(memory, IDT, v, 0x10, BigInt(CODE + 0xa00));
+  // Identity map of the first 16 MiB with user-accessible 2 MiB pages.
+  memory.write64(0x1000, 0x2000n | 7n);
+  memory.write64(0x2000, 0x3000n | 7n);
+  for (let i = 0; i < 8; i++) memory.write64(0x3000 + i * 8, BigInt(i * 0x200000) | 0x87n);
+  // Loader GDT (boot protocol: CS 0x10, DS 0x18).
+  memory.write64(BOOT_GDT_START + 0x10, segDesc(0, 0xfffff, 0xa09b));
+  memory.write64(BOOT_GDT_START + 0x18, segDesc(0, 0xfffff, 0xc093));
+  // The kernel's own GDT, TSS and IDT.
+  memory.write64(GDT + 0x10, segDesc(0, 0xfffff, 0xa09b));
+  memory.write64(GDT + 0x18, segDesc(0, 0xfffff, 0xc093));
+  memory.write64(GDT + 0x20, segDesc(0, 0xfffff, 0xc0fb));
+  memory.write64(GDT + 0x28, segDesc(0, 0xfffff, 0xc0f3));
+  memory.write64(GDT + 0x30, segDesc(0, 0xfffff, 0xa0fb));
+  writeSysDesc64(memory, GDT + 0x40, TSS, 0x67, 0x9);
+  memory.write64(TSS + 4, 0x90000n);
+  for (let v = 0; v < 32; v++) writeGate64(memory, IDT, v, 0x10, BigInt(CODE + 0xa00));
 }
 
 describe.skipIf(!hasNasm)('system module through the Cpu', () => {

@@ -1,0 +1,23 @@
+/**
+ * The floating-point/SIMD unit of the software CPU: x87 (x87.ts), MMX/SSE/SSE2 (sse.ts,
+ * sse-int.ts, softfloat.ts) and FXSAVE/FXRSTOR/LDMXCSR/STMXCSR (fxsave.ts), behind the
+ * `SimdUnit` interface the core calls (src/cpu/simd-api.ts).
+ */
+import type { CpuState } from '../state.js';
+import type { SimdUnit } from '../simd-api.js';
+import { side } from './common.js';
+import { handles0F, sse } from './sse.js';
+import { fninit, fwait, x87 } from './x87.js';
+
+export { fwait };
+
+/** Power-on/RESET state of the unit: FNINIT, MXCSR = 0x1F80, registers cleared. */
+function reset(cpu: CpuState): void {
+  fninit(cpu);
+  cpu.st.fill(0);
+  side(cpu).rawValid.fill(0);
+  cpu.xmm.fill(0);
+  cpu.mxcsr = 0x1f80;
+}
+
+export const simdUnit: SimdUnit = { x87, sse, handles0F, reset };
