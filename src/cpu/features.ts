@@ -8,6 +8,12 @@
  * PAT, PSE, PSE36, MTRR, CLFLUSH, MMX, FXSR, SSE, SSE2, LM, SYSCALL, NX, LAHF_LM.
  */
 export const features = {
+  /**
+   * KVM's paravirtual clock (CPUID 0x40000000 "KVMKVMKVM", MSR_KVM_SYSTEM_TIME_NEW): gives the
+   * guest its TSC frequency and a stable clocksource, so a slow software CPU that sometimes
+   * delivers timer ticks late does not make Linux's clocksource watchdog distrust the TSC.
+   */
+  kvmClock: true,
   /** CPUID.1:ECX.SSE3 — SSE3 instructions (ADDSUBPS, HADDPS, MOVDDUP, LDDQU, ...). */
   sse3: false,
   /** CPUID.1:ECX.SSSE3 — PSHUFB, PALIGNR, ... */

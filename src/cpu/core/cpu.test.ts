@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12 } from './asm.test-helper.js';
+import { features } from '../features.js';
 import { createTestMachine, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK } from './test-machine.js';
 
 const d = hasNasm ? describe : describe.skip;
@@ -490,6 +491,61 @@ d('CPU core: basics (64-bit)', () => {
       patch: mov eax, 1
       hlt`);
     expect(r64(t, RAX)).toBe(42n);
+  });
+});
+
+d('CPU core: optional features', () => {
+  it('cmpxchg16b (when advertised) and #UD when not', () => {
+    const saved = features.cx16;
+    try {
+      features.cx16 = true;
+      const t = run64(`
+        lea rdi, [rel m]
+        mov rax, 1
+        mov rdx, 2
+        mov rbx, 0x33
+        mov rcx, 0x44
+        cmpxchg16b [rdi]
+        setz r8b
+        mov r9, [rdi]
+        mov r10, [rdi + 8]
+        cmpxchg16b [rdi]      ; now fails: loads rdx:rax
+        setz r11b
+        hlt
+        align 16
+        m: dq 1, 2`);
+      expect(r64(t, R8) & 0xffn).toBe(1n);
+      expect(r64(t, R9)).toBe(0x33n);
+      expect(r64(t, R10)).toBe(0x44n);
+      expect(r64(t, R11) & 0xffn).toBe(0n);
+      expect(r64(t, RAX)).toBe(0x33n);
+      expect(r64(t, RDX)).toBe(0x44n);
+      features.cx16 = false;
+      const u = run64('lea rdi, [rel m]\ncmpxchg16b [rdi]\nhlt\nalign 16\nm: dq 0, 0');
+      expect(r64(u, RAX)).toBe(BigInt(HANDLER_MARK + 6));
+    } finally {
+      features.cx16 = saved;
+    }
+  });
+
+  it('popcnt (when advertised)', () => {
+    const saved = features.popcnt;
+    try {
+      features.popcnt = true;
+      const t = run64(`
+        mov rax, 0xf0f0000000000001
+        popcnt rbx, rax
+        xor ecx, ecx
+        popcnt rdx, rcx
+        pushfq
+        pop r8
+        hlt`);
+      expect(r64(t, RBX)).toBe(9n);
+      expect(r64(t, RDX)).toBe(0n);
+      expect(Number(r64(t, R8)) & FLAGS).toBe(0x40);
+    } finally {
+      features.popcnt = saved;
+    }
   });
 });
 

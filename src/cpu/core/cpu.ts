@@ -25,6 +25,7 @@ import { walk } from '../system/paging.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import { step } from './exec.js';
+import { compileBlock, type Block } from './jit.js';
 import {
   F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_SIZE, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
 } from './consts.js';
@@ -48,8 +49,14 @@ const ACC_FETCH = 4;
 
 const TWO32 = 4294967296;
 
-/** Polling interval (instructions) for interrupts while IF=1. */
+/** Polling interval (instructions or blocks) for interrupts while IF=1. */
 const IRQ_POLL = 64;
+
+/** Block-start executions before a block is translated. */
+const JIT_THRESHOLD = 8;
+const FAST_SIZE = 4096;
+/** Translated blocks kept at most (all are dropped when exceeded). */
+const MAX_BLOCKS = 200_000;
 
 export class Cpu implements SystemHost {
   readonly s = new CpuState();
@@ -138,6 +145,23 @@ export class Cpu implements SystemHost {
   hi = 0;
   pollCounter = IRQ_POLL;
 
+  // ---- block translation (64-bit mode) ----
+  /** Translate hot blocks to JavaScript (set false to interpret only). */
+  jit = true;
+  /** Set when a store hit a page with translated code (the running block exits). */
+  smc = 0;
+  /** Per 64-byte line of the first RAM region: 1 when translated blocks were made from it. */
+  codeLines: Uint8Array;
+  private readonly blocks = new Map<number, Block>();
+  private readonly pageBlocks = new Map<number, Block[]>();
+  private readonly fastRip = new Float64Array(FAST_SIZE).fill(NO_TAG);
+  private readonly fastCpl = new Int8Array(FAST_SIZE);
+  private readonly fastCount = new Int32Array(FAST_SIZE);
+  private readonly fastBlk: (Block | undefined)[] = new Array<Block | undefined>(FAST_SIZE).fill(undefined);
+  /** Blocks compiled / executed so far (statistics). */
+  blocksCompiled = 0;
+  blocksRun = 0;
+
   constructor(opts: CpuOptions) {
     this.memory = opts.memory;
     this.pio = opts.pio;
@@ -157,6 +181,7 @@ export class Cpu implements SystemHost {
       this.ramBase = 0;
       this.ramSize = 0;
     }
+    this.codeLines = new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
     const cpu = this;
     this.simdMem = {
       read8: (lin) => cpu.read8(lin),
@@ -378,6 +403,12 @@ export class Cpu implements SystemHost {
     }
     this.fPage = NO_TAG;
     this.fOff = -1;
+    this.clearFastBlocks();
+  }
+
+  private clearFastBlocks(): void {
+    this.fastRip.fill(NO_TAG);
+    this.fastBlk.fill(undefined);
   }
 
   invlpg(lin: number): void {
@@ -389,6 +420,7 @@ export class Cpu implements SystemHost {
     }
     this.fPage = NO_TAG;
     this.fOff = -1;
+    this.clearFastBlocks();
   }
 
   /**
@@ -528,7 +560,7 @@ export class Cpu implements SystemHost {
     const i = vpn & TLB_MASK;
     if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW)) {
       const a = this.tlbAddr[i]!;
-      if (a >= 0) {
+      if (a >= 0 && this.codeLines[(a + (lin & 0xfff)) >>> 6] === 0) {
         this.ram[a + (lin & 0xfff)] = v;
         return;
       }
@@ -542,7 +574,7 @@ export class Cpu implements SystemHost {
     const o = lin & 0xfff;
     if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4094) {
       const a = this.tlbAddr[i]!;
-      if (a >= 0) {
+      if (a >= 0 && (this.codeLines[(a + o) >>> 6]! | this.codeLines[(a + o + 1) >>> 6]!) === 0) {
         this.ramView.setUint16(a + o, v, true);
         return;
       }
@@ -556,7 +588,7 @@ export class Cpu implements SystemHost {
     const o = lin & 0xfff;
     if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4092) {
       const a = this.tlbAddr[i]!;
-      if (a >= 0) {
+      if (a >= 0 && (this.codeLines[(a + o) >>> 6]! | this.codeLines[(a + o + 3) >>> 6]!) === 0) {
         this.ramView.setInt32(a + o, v, true);
         return;
       }
@@ -570,7 +602,7 @@ export class Cpu implements SystemHost {
     const o = lin & 0xfff;
     if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4088) {
       const a = this.tlbAddr[i]!;
-      if (a >= 0) {
+      if (a >= 0 && (this.codeLines[(a + o) >>> 6]! | this.codeLines[(a + o + 7) >>> 6]!) === 0) {
         this.ramView.setInt32(a + o, lo, true);
         this.ramView.setInt32(a + o + 4, hi, true);
         return;
@@ -650,7 +682,10 @@ export class Cpu implements SystemHost {
   writeLin8(lin: number, v: number, supervisor: boolean): void {
     const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
     const a = this.tlbAddr[i]!;
-    if (a >= 0) this.ram[a + (lin & 0xfff)] = v;
+    if (a >= 0) {
+      this.checkCode(a + (lin & 0xfff), 1);
+      this.ram[a + (lin & 0xfff)] = v;
+    }
     else this.physWrite(this.tlbPhys[i]! + (lin & 0xfff), 1, v & 0xff);
   }
 
@@ -663,7 +698,10 @@ export class Cpu implements SystemHost {
     }
     const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
     const a = this.tlbAddr[i]!;
-    if (a >= 0) this.ramView.setUint16(a + (lin & 0xfff), v, true);
+    if (a >= 0) {
+      this.checkCode(a + (lin & 0xfff), 2);
+      this.ramView.setUint16(a + (lin & 0xfff), v, true);
+    }
     else this.physWrite(this.tlbPhys[i]! + (lin & 0xfff), 2, v & 0xffff);
   }
 
@@ -675,7 +713,10 @@ export class Cpu implements SystemHost {
     }
     const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
     const a = this.tlbAddr[i]!;
-    if (a >= 0) this.ramView.setInt32(a + (lin & 0xfff), v, true);
+    if (a >= 0) {
+      this.checkCode(a + (lin & 0xfff), 4);
+      this.ramView.setInt32(a + (lin & 0xfff), v, true);
+    }
     else this.physWrite(this.tlbPhys[i]! + (lin & 0xfff), 4, v >>> 0);
   }
 
@@ -689,6 +730,7 @@ export class Cpu implements SystemHost {
     const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
     const a = this.tlbAddr[i]!;
     const o = lin & 0xfff;
+    if (a >= 0) this.checkCode(a + o, 8);
     if (a >= 0) {
       this.ramView.setInt32(a + o, lo, true);
       this.ramView.setInt32(a + o + 4, hi, true);
@@ -836,6 +878,16 @@ export class Cpu implements SystemHost {
           }
           if (s.interruptShadow) s.interruptShadow = false;
           this.startRip = s.rip;
+          if (this.long && this.jit) {
+            const b = this.findBlock(s.rip);
+            if (b !== undefined) {
+              this.smc = 0;
+              this.blocksRun++;
+              n += b.run(this);
+              if (this.exitRequested || s.halted) break;
+              continue;
+            }
+          }
           step(this);
           n++;
           if (this.exitRequested || s.halted) break;
@@ -860,6 +912,105 @@ export class Cpu implements SystemHost {
     }
     this.retired += n;
     return n;
+  }
+
+  // ---- translated blocks ---------------------------------------------------------------------
+  /** The translated block starting at `rip` (64-bit mode), or undefined to interpret one instruction. */
+  private findBlock(rip: number): Block | undefined {
+    const h = ((rip >>> 0) ^ (rip >>> 12)) & (FAST_SIZE - 1);
+    const cpl = this.s.cpl;
+    if (this.fastRip[h] === rip && this.fastCpl[h] === cpl) {
+      const b = this.fastBlk[h];
+      if (b !== undefined) {
+        if (b.valid) return b;
+        this.fastBlk[h] = undefined;
+        this.fastCount[h] = JIT_THRESHOLD - 1;
+      }
+      if (++this.fastCount[h]! < JIT_THRESHOLD) return undefined;
+    } else {
+      this.fastRip[h] = rip;
+      this.fastCpl[h] = cpl;
+      this.fastCount[h] = 1;
+      this.fastBlk[h] = undefined;
+      return undefined;
+    }
+    // hot: translate (the fetch check may raise #PF: the caller's restart point is this RIP)
+    const user = cpl === 3;
+    const i = this.lookup(rip, user ? P_UX : P_SX, ACC_FETCH | (user ? ACC_USER : 0));
+    const a = this.tlbAddr[i]!;
+    if (a < 0) {
+      this.fastCount[h] = -1e9; // not RAM: keep interpreting
+      return undefined;
+    }
+    const off = a + (rip & 0xfff);
+    let b = this.blocks.get(rip);
+    if (b === undefined || !b.valid || b.phys !== off) {
+      if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
+      b = compileBlock(this.ram, rip, off);
+      this.blocksCompiled++;
+      this.blocks.set(rip, b);
+      const page = b.page;
+      let list = this.pageBlocks.get(page);
+      if (list === undefined) {
+        list = [];
+        this.pageBlocks.set(page, list);
+      }
+      list.push(b);
+      for (let l = b.phys >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
+    }
+    this.fastBlk[h] = b;
+    return b;
+  }
+
+  /** A store to RAM offset [off, off+len) (within one page): drop translated blocks it overlaps. */
+  checkCode(off: number, len: number): void {
+    const lines = this.codeLines;
+    let hit = false;
+    for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) if (lines[l] !== 0) hit = true;
+    if (hit) this.invalidateRange(off, len);
+  }
+
+  private invalidateRange(off: number, len: number): void {
+    const page = off >>> 12;
+    const list = this.pageBlocks.get(page);
+    const lines = this.codeLines;
+    const p0 = page << 6;
+    for (let l = 0; l < 64; l++) lines[p0 + l] = 0;
+    if (list === undefined) return;
+    const keep: Block[] = [];
+    for (const b of list) {
+      if (b.phys < off + len && off < b.end) {
+        b.valid = false;
+        if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
+        this.smc = 1;
+      } else {
+        keep.push(b);
+        for (let l = b.phys >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
+      }
+    }
+    if (keep.length) this.pageBlocks.set(page, keep);
+    else this.pageBlocks.delete(page);
+  }
+
+  /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */
+  notifyPhysWrite(addr: number, len: number): void {
+    let off = addr - this.ramBase;
+    let end = off + len;
+    if (off < 0) off = 0;
+    if (end > this.ramSize) end = this.ramSize;
+    while (off < end) {
+      const n = Math.min(end - off, 4096 - (off & 0xfff));
+      this.checkCode(off, n);
+      off += n;
+    }
+  }
+
+  private dropAllBlocks(): void {
+    for (const b of this.blocks.values()) b.valid = false;
+    this.blocks.clear();
+    this.pageBlocks.clear();
+    this.codeLines.fill(0);
+    this.clearFastBlocks();
   }
 
   /** Software interrupt / trap raised by an instruction (INT n, INT3, INTO): deliver now. */

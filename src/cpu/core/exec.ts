@@ -362,7 +362,7 @@ function szp(sz: number, r: number, rh: number): number {
 }
 
 
-function incdec(c: Cpu, sz: number, a: number, ah: number, dec: boolean): number {
+export function incdec(c: Cpu, sz: number, a: number, ah: number, dec: boolean): number {
   const cf = c.cf();
   let r: number;
   let rh = 0;
@@ -389,7 +389,7 @@ function incdec(c: Cpu, sz: number, a: number, ah: number, dec: boolean): number
   return r;
 }
 
-function neg(c: Cpu, sz: number, a: number, ah: number): number {
+export function neg(c: Cpu, sz: number, a: number, ah: number): number {
   return alu(c, 5, sz, 0, 0, a, ah);
 }
 
@@ -430,7 +430,7 @@ function bit64(lo: number, hi: number, k: number): number {
  * Group-2 shift/rotate: op 0 ROL, 1 ROR, 2 RCL, 3 RCR, 4 SHL, 5 SHR, 6 SAL(=SHL), 7 SAR.
  * Returns the result (hi in c.hi); flags updated (unchanged when the masked count is 0).
  */
-function shift(c: Cpu, op: number, sz: number, v: number, vh: number, count: number): number {
+export function shift(c: Cpu, op: number, sz: number, v: number, vh: number, count: number): number {
   const bits = sz * 8;
   let n = count & (sz === 8 ? 63 : 31);
   if (n === 0) {
@@ -681,7 +681,7 @@ function mulFlags(c: Cpu, sz: number, r: number, rh: number, ovf: boolean): void
 }
 
 /** Two/three-operand IMUL of size sz: returns truncated product (hi in c.hi), flags set. */
-function imulTrunc(c: Cpu, sz: number, a: number, ah: number, b: number, bh: number): number {
+export function imulTrunc(c: Cpu, sz: number, a: number, ah: number, b: number, bh: number): number {
   if (sz === 8) {
     const p = toBigS(a, ah) * toBigS(b, bh);
     const t = BigInt.asIntN(64, p);
@@ -1189,11 +1189,13 @@ function fastString(c: Cpu, op: number, sz: number, count: number): number {
       const len = n * sz;
       // forward element copy == memmove unless dst overlaps ahead of src
       if (dst > src && dst < src + len) return done;
+      c.checkCode(dst, len);
       ram.copyWithin(dst, src, src + len);
       setAreg(c, 6, wrapA(c, si + len));
     } else {
       const len = n * sz;
       const g = c.s.gpr;
+      c.checkCode(dst, len);
       if (sz === 1) ram.fill(g[0]! & 0xff, dst, dst + len);
       else {
         const lo = g[0]!;

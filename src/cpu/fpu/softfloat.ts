@@ -155,8 +155,11 @@ export function bitLen(x: bigint): number {
 
 let inexact = false;
 
+/** Whether the last `roundShift` discarded non-zero bits (cleared by the caller). */
+export const shiftState = { get inexact(): boolean { return inexact; }, set inexact(v: boolean) { inexact = v; } };
+
 /** mant >> sh rounded per sf.rc (sets `inexact`); sh <= 0 shifts left exactly. */
-function roundShift(mant: bigint, sh: number, sign: number): bigint {
+export function roundShift(mant: bigint, sh: number, sign: number): bigint {
   if (sh <= 0) return mant << BigInt(-sh);
   const bs = BigInt(sh);
   let q = mant >> bs;

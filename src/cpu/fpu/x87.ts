@@ -12,7 +12,11 @@ import type { CpuState } from '../state.js';
 import type { SimdInsn, SimdMemory } from '../simd-api.js';
 import { VEC_MF, VEC_NM, VEC_UD, ea, side } from './common.js';
 import { dbl, doubleBitsToExt, ext, extToDoubleBits } from './f80.js';
-import { F32, F64, RC_DOWN, RC_NEAREST, RC_UP, bits64, convert, lo32, sf } from './softfloat.js';
+import { F32, F64, RC_DOWN, RC_NEAREST, RC_UP, bits64, hi32, lo32, sf } from './softfloat.js';
+import {
+  X_ADD, X_DIV, X_MUL, X_SUB, arithExt, compareExt, fromFloat, fromIntExt, packExt, premExt, rem, roundIntExt,
+  scaleExt, sqrtExt, toFloat, toIntExt, xs,
+} from './extfloat.js';
 
 const SW_IE = 0x01;
 const SW_DE = 0x02;
@@ -96,14 +100,6 @@ export function setRegExt(cpu: CpuState, p: number, lo: number, hi: number, se: 
   setTag(cpu, p, tagOfExt(lo, hi, se));
 }
 
-/** Stores double bits (NaN payload preserved) in physical register p. */
-function setRegBits(cpu: CpuState, p: number, lo: number, hi: number): void {
-  const sd = side(cpu);
-  sd.stBits[2 * p] = lo;
-  sd.stBits[2 * p + 1] = hi;
-  sd.rawValid[p] = 0;
-  setTag(cpu, p, tagOfValue(cpu.st[p]!));
-}
 
 function setIndefinite(cpu: CpuState, p: number): void {
   setRegExt(cpu, p, 0, 0xc0000000, 0xffff);
@@ -121,15 +117,6 @@ export function regExt(cpu: CpuState, p: number): void {
   }
 }
 
-/** Double bits of physical register p (from the exact image if there is one), into `dbl`. */
-function regDoubleBits(cpu: CpuState, p: number): void {
-  const sd = side(cpu);
-  if (sd.rawValid[p]) extToDoubleBits(sd.raw[3 * p]!, sd.raw[3 * p + 1]!, sd.raw[3 * p + 2]!);
-  else {
-    dbl.lo = sd.stBits[2 * p]! >>> 0;
-    dbl.hi = sd.stBits[2 * p + 1]! >>> 0;
-  }
-}
 
 function copyReg(cpu: CpuState, dst: number, src: number): void {
   const sd = side(cpu);
@@ -170,6 +157,7 @@ function push(cpu: CpuState): number {
     return -1;
   }
   setTop(cpu, t);
+  cpu.fpuStatus &= ~SW_C1;
   return t;
 }
 
@@ -195,10 +183,6 @@ function st(cpu: CpuState, i: number): number {
   return cpu.st[p]!;
 }
 
-function isSNaNReg(cpu: CpuState, p: number): boolean {
-  regExt(cpu, p);
-  return (ext.se & 0x7fff) === 0x7fff && (ext.hi & 0x40000000) === 0 && ((ext.hi & 0x3fffffff) !== 0 || ext.lo !== 0);
-}
 
 // ---- pending exceptions and FWAIT --------------------------------------------------------------
 
@@ -244,155 +228,112 @@ function roundInt(v: number, mode: number): number {
   }
 }
 
-// ---- memory operands ------------------------------------------------------------------------------
+// ---- extended arithmetic glue -----------------------------------------------------------------
 
-function readF32(mem: SimdMemory, i: SimdInsn): number {
-  const b = mem.read32(ea(i, 0));
-  F32B.u[0] = b;
-  return F32B.f[0]!;
-}
-const F32B = (() => {
-  const buf = new ArrayBuffer(4);
-  return { u: new Uint32Array(buf), f: new Float32Array(buf) };
-})();
-const F64B = (() => {
-  const buf = new ArrayBuffer(8);
-  return { u: new Uint32Array(buf), f: new Float64Array(buf) };
-})();
-
-function readF64(mem: SimdMemory, i: SimdInsn): number {
-  F64B.u[0] = mem.read32(ea(i, 0));
-  F64B.u[1] = mem.read32(ea(i, 4));
-  return F64B.f[0]!;
+/** Significand precision from CW.PC (0: 24, 2: 53, 3 and reserved 1: 64). */
+function precision(cpu: CpuState): number {
+  const pc = (cpu.fpuControl >> 8) & 3;
+  return pc === 0 ? 24 : pc === 2 ? 53 : 64;
 }
 
-/** Memory operand of the D8/DC/DA/DE arithmetic groups. */
-function readArithOperand(mem: SimdMemory, i: SimdInsn): number {
+function begin(cpu: CpuState): void {
+  sf.flags = 0;
+  sf.rc = rc(cpu);
+  sf.ftz = false;
+  sf.daz = false;
+  xs.roundedUp = false;
+}
+
+const PRE_EXC = SW_IE | SW_DE | SW_ZE;
+
+/** Applies sf.flags (and C1 = rounded up); false when an unmasked IE/DE/ZE suppresses the result. */
+function end(cpu: CpuState): boolean {
+  const f = sf.flags & 0x3f;
+  cpu.fpuStatus &= ~SW_C1;
+  if (f & SW_PE && xs.roundedUp) cpu.fpuStatus |= SW_C1;
+  if (f === 0) return true;
+  raise(cpu, f);
+  return (f & ~cpu.fpuControl & PRE_EXC) === 0;
+}
+
+/** Packed extended value of physical register p. */
+function getX(cpu: CpuState, p: number): bigint {
+  regExt(cpu, p);
+  return packExt(ext.lo, ext.hi, ext.se);
+}
+
+function putX(cpu: CpuState, p: number, x: bigint): void {
+  setRegExt(cpu, p, Number(x & 0xffffffffn), Number((x >> 32n) & 0xffffffffn), Number(x >> 64n));
+}
+
+function readF32Bits(mem: SimdMemory, i: SimdInsn): bigint {
+  return BigInt(mem.read32(ea(i, 0)) >>> 0);
+}
+
+function readF64Bits(mem: SimdMemory, i: SimdInsn): bigint {
+  return bits64(mem.read32(ea(i, 0)), mem.read32(ea(i, 4)));
+}
+
+/** Memory operand of the D8/DC/DA/DE arithmetic groups as an extended value (flags into sf). */
+function readArithOperand(mem: SimdMemory, i: SimdInsn): bigint {
   switch (i.opcode) {
-    case 0xd8: return readF32(mem, i);
-    case 0xdc: return readF64(mem, i);
-    case 0xda: return mem.read32(ea(i, 0)) | 0;
-    default: return (mem.read16(ea(i, 0)) << 16) >> 16;
+    case 0xd8: return fromFloat(readF32Bits(mem, i), F32);
+    case 0xdc: return fromFloat(readF64Bits(mem, i), F64);
+    case 0xda: return fromIntExt(BigInt(mem.read32(ea(i, 0)) | 0));
+    default: return fromIntExt(BigInt((mem.read16(ea(i, 0)) << 16) >> 16));
   }
 }
-
-/** Is the 32/64-bit memory operand (bits) a signalling NaN? */
-function memIsSNaN(mem: SimdMemory, i: SimdInsn): boolean {
-  if (i.opcode === 0xd8) {
-    const b = mem.read32(ea(i, 0));
-    return (b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0 && (b & 0x400000) === 0;
-  }
-  if (i.opcode === 0xdc) {
-    const hi = mem.read32(ea(i, 4));
-    const lo = mem.read32(ea(i, 0));
-    return (hi & 0x7ff00000) === 0x7ff00000 && ((hi & 0xfffff) !== 0 || lo !== 0) && (hi & 0x80000) === 0;
-  }
-  return false;
-}
-
-// ---- arithmetic core ---------------------------------------------------------------------------
 
 /**
- * Binary arithmetic op (0 add, 1 mul, 4 sub, 5 subr, 6 div, 7 divr) of a and b, written to
- * physical register `dst`. `snan` says an operand was a signalling NaN. Returns false if an
- * unmasked exception suppressed the write.
+ * Binary op k (0 add, 1 mul, 4 sub, 5 subr, 6 div, 7 divr) of a and b into physical register
+ * dst; sf must have been prepared by begin() (operand conversion flags included).
  */
-function arith(cpu: CpuState, op: number, a: number, b: number, dst: number, snan: boolean): boolean {
-  let r: number;
-  if (a !== a || b !== b) {
-    if (snan && !raise(cpu, SW_IE)) return false;
-    // propagate: keep the NaN (quiet) of the operand; JS arithmetic keeps one of them
-    const nanSrc = a !== a ? a : b;
-    setReg(cpu, dst, nanSrc);
-    return true;
+function arith(cpu: CpuState, k: number, a: bigint, b: bigint, dst: number): void {
+  const p = precision(cpu);
+  let r: bigint;
+  switch (k) {
+    case 0: r = arithExt(X_ADD, a, b, p); break;
+    case 1: r = arithExt(X_MUL, a, b, p); break;
+    case 4: r = arithExt(X_SUB, a, b, p); break;
+    case 5: r = arithExt(X_SUB, b, a, p); break;
+    case 6: r = arithExt(X_DIV, a, b, p); break;
+    default: r = arithExt(X_DIV, b, a, p); break;
   }
-  switch (op) {
-    case 0: r = a + b; break;
-    case 1: r = a * b; break;
-    case 4: r = a - b; break;
-    case 5: r = b - a; break;
-    case 6:
-      if (b === 0 && a === a && a !== 0 && Number.isFinite(a)) {
-        if (!raise(cpu, SW_ZE)) return false;
-      }
-      r = a / b;
-      break;
-    default:
-      if (a === 0 && b !== 0 && Number.isFinite(b)) {
-        if (!raise(cpu, SW_ZE)) return false;
-      }
-      r = b / a;
-      break;
-  }
-  if (r !== r) {
-    if (!raise(cpu, SW_IE)) return false;
-  }
-  setReg(cpu, dst, r);
-  return true;
-}
-
-/** Compare a with b: sets C3 C2 C0 (and returns 0 gt, 1 lt, 2 eq, 3 unordered). */
-function fcompare(cpu: CpuState, a: number, b: number, signalQNaN: boolean, snan: boolean): number {
-  let r: number;
-  if (a !== a || b !== b) {
-    r = 3;
-    if (signalQNaN || snan) raise(cpu, SW_IE);
-  } else r = a > b ? 0 : a < b ? 1 : 2;
-  return r;
+  if (end(cpu)) putX(cpu, dst, r);
 }
 
 function setCC(cpu: CpuState, r: number): void {
+  // r: -1 less, 0 equal, 1 greater, 2 unordered
   let cc = 0;
-  if (r === 1) cc = SW_C0;
-  else if (r === 2) cc = SW_C3;
-  else if (r === 3) cc = SW_C0 | SW_C2 | SW_C3;
+  if (r === -1) cc = SW_C0;
+  else if (r === 0) cc = SW_C3;
+  else if (r === 2) cc = SW_C0 | SW_C2 | SW_C3;
   cpu.fpuStatus = (cpu.fpuStatus & ~SW_CC) | cc;
 }
 
 function setEflagsFromCompare(mem: SimdMemory, r: number): void {
-  mem.setFlagsZPC(r === 2 || r === 3, r === 3, r === 1 || r === 3);
+  mem.setFlagsZPC(r === 0 || r === 2, r === 2, r === -1 || r === 2);
 }
 
-// ---- integer stores --------------------------------------------------------------------------------
+// ---- stores ------------------------------------------------------------------------------------------
 
 function storeInt(cpu: CpuState, mem: SimdMemory, i: SimdInsn, size: number, truncate: boolean, popAfter: boolean): void {
   const p = phys(cpu, 0);
-  let v = cpu.st[p]!;
-  let indefinite = false;
+  let v: bigint | undefined;
+  begin(cpu);
   if (tag(cpu, p) === TAG_EMPTY) {
     if (!underflow(cpu)) return;
-    indefinite = true;
-  } else if (v !== v || !Number.isFinite(v)) {
-    indefinite = true;
   } else {
-    const r = truncate ? Math.trunc(v) : roundInt(v, rc(cpu));
-    const lim = size === 2 ? 32768 : size === 4 ? 2147483648 : 9223372036854775808;
-    if (r >= lim || r < -lim) indefinite = true;
-    else {
-      if (r !== v) {
-        cpu.fpuStatus = (cpu.fpuStatus & ~SW_C1) | (Math.abs(r) > Math.abs(v) ? SW_C1 : 0);
-        if (!raise(cpu, SW_PE)) return;
-      }
-      v = r;
-    }
+    v = toIntExt(getX(cpu, p), size * 8, truncate);
+    if (!end(cpu)) return;
   }
-  if (indefinite) {
-    if (tag(cpu, p) !== TAG_EMPTY && !raise(cpu, SW_IE)) return;
-    if (size === 2) mem.write16(ea(i, 0), 0x8000);
-    else if (size === 4) mem.write32(ea(i, 0), 0x80000000);
-    else {
-      mem.probeWrite(ea(i, 0), 8);
-      mem.write32(ea(i, 0), 0);
-      mem.write32(ea(i, 4), 0x80000000);
-    }
-  } else if (size === 2) mem.write16(ea(i, 0), v & 0xffff);
-  else if (size === 4) mem.write32(ea(i, 0), v | 0);
+  if (v === undefined) v = -(1n << BigInt(size * 8 - 1));
+  if (size === 2) mem.write16(ea(i, 0), Number(v & 0xffffn));
+  else if (size === 4) mem.write32(ea(i, 0), Number(v & 0xffffffffn));
   else {
-    const hi = Math.floor(v / 4294967296);
-    const lo = v - hi * 4294967296;
     mem.probeWrite(ea(i, 0), 8);
-    mem.write32(ea(i, 0), lo | 0);
-    mem.write32(ea(i, 4), hi | 0);
+    mem.write32(ea(i, 0), lo32(v));
+    mem.write32(ea(i, 4), hi32(v));
   }
   if (popAfter) pop(cpu);
 }
@@ -400,38 +341,29 @@ function storeInt(cpu: CpuState, mem: SimdMemory, i: SimdInsn, size: number, tru
 /** FST/FSTP m32 / m64. */
 function storeFloat(cpu: CpuState, mem: SimdMemory, i: SimdInsn, size: number, popAfter: boolean): void {
   const p = phys(cpu, 0);
-  let lo: number;
-  let hi = 0;
+  let r: bigint;
+  begin(cpu);
   if (tag(cpu, p) === TAG_EMPTY) {
     if (!underflow(cpu)) return;
-    lo = size === 4 ? 0xffc00000 : 0;
-    hi = 0xfff80000;
+    r = size === 4 ? F32.defaultNaN : F64.defaultNaN;
   } else {
-    regDoubleBits(cpu, p);
-    sf.flags = 0;
-    sf.rc = rc(cpu);
-    sf.ftz = false;
-    sf.daz = false;
-    if (size === 4) {
-      lo = lo32(convert(bits64(dbl.lo, dbl.hi), F64, F32));
-    } else {
-      lo = dbl.lo;
-      hi = dbl.hi;
-      if ((hi & 0x7ff00000) === 0x7ff00000 && ((hi & 0xfffff) !== 0 || lo !== 0) && (hi & 0x80000) === 0) {
-        sf.flags |= SW_IE;
-        hi |= 0x80000;
-      }
-    }
-    const f = sf.flags & ~SW_DE;
-    if (f && !raise(cpu, f)) return;
+    r = toFloat(getX(cpu, p), size === 4 ? F32 : F64);
+    if (!end(cpu)) return;
   }
-  if (size === 4) mem.write32(ea(i, 0), lo);
+  if (size === 4) mem.write32(ea(i, 0), lo32(r));
   else {
     mem.probeWrite(ea(i, 0), 8);
-    mem.write32(ea(i, 0), lo);
-    mem.write32(ea(i, 4), hi);
+    mem.write32(ea(i, 0), lo32(r));
+    mem.write32(ea(i, 4), hi32(r));
   }
   if (popAfter) pop(cpu);
+}
+
+/** Pushes an extended value computed under begin() (FLD m32/m64, FILD). */
+function pushX(cpu: CpuState, x: bigint): void {
+  if (!end(cpu)) return;
+  const p = push(cpu);
+  if (p >= 0) putX(cpu, p, x);
 }
 
 function loadExt(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
@@ -455,12 +387,6 @@ function storeExt(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
   mem.write32(ea(i, 4), ext.hi);
   mem.write16(ea(i, 8), ext.se);
   pop(cpu);
-}
-
-function loadInt64(mem: SimdMemory, i: SimdInsn): number {
-  const lo = mem.read32(ea(i, 0)) >>> 0;
-  const hi = mem.read32(ea(i, 4)) | 0;
-  return hi * 4294967296 + lo;
 }
 
 // ---- packed BCD (FBLD / FBSTP) -----------------------------------------------------------------------
@@ -619,48 +545,63 @@ function frstor(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
 
 const TWO63 = 9223372036854775808;
 
+/** ST(0) and ST(1) both present? Otherwise handles the underflow (indefinite into `dst`). */
+function twoOperands(cpu: CpuState, dst: number): boolean {
+  if (tag(cpu, phys(cpu, 0)) !== TAG_EMPTY && tag(cpu, phys(cpu, 1)) !== TAG_EMPTY) return true;
+  if (underflow(cpu)) setIndefinite(cpu, dst);
+  return false;
+}
+
 function fprem(cpu: CpuState, ieee: boolean): void {
   const pa = phys(cpu, 0);
-  const a = st(cpu, 0);
-  const b = st(cpu, 1);
-  if (stackFault) {
-    stackFault = false;
-    if (underflow(cpu)) setIndefinite(cpu, pa);
-    return;
+  if (!twoOperands(cpu, pa)) return;
+  begin(cpu);
+  premExt(getX(cpu, pa), getX(cpu, phys(cpu, 1)), ieee);
+  if (!end(cpu)) return;
+  putX(cpu, pa, rem.value);
+  let cc = 0;
+  if (!rem.complete) cc |= SW_C2;
+  else {
+    if (rem.q & 1) cc |= SW_C1;
+    if (rem.q & 2) cc |= SW_C3;
+    if (rem.q & 4) cc |= SW_C0;
   }
-  if (a !== a || b !== b || !Number.isFinite(a) || b === 0) {
-    if (a !== a || b !== b) {
-      setReg(cpu, pa, a !== a ? a : b);
+  cpu.fpuStatus = (cpu.fpuStatus & ~SW_CC) | cc;
+}
+
+/** FXTRACT results. */
+const xt = { exp: 0n, sig: 0n };
+
+function fxtract(x: bigint): void {
+  const se = Number(x >> 64n);
+  const e = se & 0x7fff;
+  let mant = x & 0xffffffffffffffffn;
+  const sign = BigInt(se & 0x8000) << 64n;
+  if (e === 0x7fff) {
+    if ((mant & 0x7fffffffffffffffn) === 0n) { // infinity
+      xt.exp = 0x7fffn << 64n | (1n << 63n);
+      xt.sig = x;
       return;
     }
-    if (!raise(cpu, SW_IE)) return;
-    setIndefinite(cpu, pa);
-    cpu.fpuStatus &= ~SW_C2;
+    if (!(mant & (1n << 62n))) sf.flags |= SW_IE;
+    xt.exp = x | (1n << 62n);
+    xt.sig = xt.exp;
     return;
   }
-  if (!Number.isFinite(b) || a === 0) {
-    cpu.fpuStatus &= ~(SW_C0 | SW_C1 | SW_C2 | SW_C3);
+  if (mant === 0n) {
+    sf.flags |= SW_ZE;
+    xt.exp = (0xffffn << 64n) | (1n << 63n); // -infinity
+    xt.sig = x;
     return;
   }
-  // JS % is an exact fmod; quotient bits from the remainder modulo 8|b|
-  let r = a % b;
-  let q: number;
-  const ab = Math.abs(b);
-  const m8 = Math.abs(a % (8 * ab));
-  q = Number.isFinite(8 * ab) ? Math.round((m8 - Math.abs(r)) / ab) & 7 : Math.trunc(Math.abs(a / b)) & 7;
-  if (ieee) {
-    const ar = Math.abs(r);
-    if (ar > ab / 2 || (ar === ab / 2 && q & 1)) {
-      r = r - Math.sign(r) * ab;
-      q = (q + 1) & 7;
-    }
+  let ue = (e === 0 ? 1 : e) - 16383;
+  if (e === 0) sf.flags |= SW_DE;
+  while (!(mant & (1n << 63n))) {
+    mant <<= 1n;
+    ue--;
   }
-  setReg(cpu, pa, r === 0 ? (a < 0 || Object.is(a, -0) ? -0 : 0) : r);
-  let cc = 0;
-  if (q & 1) cc |= SW_C1;
-  if (q & 2) cc |= SW_C3;
-  if (q & 4) cc |= SW_C0;
-  cpu.fpuStatus = (cpu.fpuStatus & ~SW_CC) | cc;
+  xt.exp = fromIntExt(BigInt(ue));
+  xt.sig = sign | (0x3fffn << 64n) | mant;
 }
 
 // ---- the dispatcher -----------------------------------------------------------------------------------
@@ -700,31 +641,33 @@ export function x87(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
 function x87Mem(cpu: CpuState, mem: SimdMemory, i: SimdInsn, op: number, reg: number): void {
   switch (op) {
     case 0xd8: case 0xdc: case 0xda: case 0xde: {
+      begin(cpu);
       const b = readArithOperand(mem, i);
-      const snan = memIsSNaN(mem, i);
       const p = phys(cpu, 0);
-      const a = st(cpu, 0);
-      if (stackFault) {
-        stackFault = false;
+      if (tag(cpu, p) === TAG_EMPTY) {
         if (underflow(cpu) && reg !== 2 && reg !== 3) setIndefinite(cpu, p);
         if (reg === 2 || reg === 3) {
-          setCC(cpu, 3);
+          setCC(cpu, 2);
           if (reg === 3) pop(cpu);
         }
         return;
       }
-      const asnan = isSNaNReg(cpu, p);
       if (reg === 2 || reg === 3) {
-        setCC(cpu, fcompare(cpu, a, b, true, snan || asnan));
+        const r = compareExt(getX(cpu, p), b, true);
+        if (!end(cpu)) return;
+        setCC(cpu, r);
         if (reg === 3) pop(cpu);
         return;
       }
-      arith(cpu, reg, a, b, p, snan || asnan);
+      arith(cpu, reg, getX(cpu, p), b, p);
       return;
     }
     case 0xd9:
       switch (reg) {
-        case 0: pushValue(cpu, readF32(mem, i)); return; // FLD m32 (double holds every float exactly)
+        case 0: // FLD m32
+          begin(cpu);
+          pushX(cpu, fromFloat(readF32Bits(mem, i), F32));
+          return;
         case 2: storeFloat(cpu, mem, i, 4, false); return;
         case 3: storeFloat(cpu, mem, i, 4, true); return;
         case 4: fldenv(cpu, mem, i); return;
@@ -742,7 +685,7 @@ function x87Mem(cpu: CpuState, mem: SimdMemory, i: SimdInsn, op: number, reg: nu
       return;
     case 0xdb:
       switch (reg) {
-        case 0: pushValue(cpu, mem.read32(ea(i, 0)) | 0); return;
+        case 0: begin(cpu); pushX(cpu, fromIntExt(BigInt(mem.read32(ea(i, 0)) | 0))); return;
         case 1: storeInt(cpu, mem, i, 4, true, true); return;
         case 2: storeInt(cpu, mem, i, 4, false, false); return;
         case 3: storeInt(cpu, mem, i, 4, false, true); return;
@@ -753,13 +696,10 @@ function x87Mem(cpu: CpuState, mem: SimdMemory, i: SimdInsn, op: number, reg: nu
       return;
     case 0xdd:
       switch (reg) {
-        case 0: { // FLD m64 (keeps the NaN payload)
-          const lo = mem.read32(ea(i, 0));
-          const hi = mem.read32(ea(i, 4));
-          const p = push(cpu);
-          if (p >= 0) setRegBits(cpu, p, lo, hi);
+        case 0: // FLD m64
+          begin(cpu);
+          pushX(cpu, fromFloat(readF64Bits(mem, i), F64));
           return;
-        }
         case 1: storeInt(cpu, mem, i, 8, true, true); return;
         case 2: storeFloat(cpu, mem, i, 8, false); return;
         case 3: storeFloat(cpu, mem, i, 8, true); return;
@@ -771,12 +711,12 @@ function x87Mem(cpu: CpuState, mem: SimdMemory, i: SimdInsn, op: number, reg: nu
       return;
     case 0xdf:
       switch (reg) {
-        case 0: pushValue(cpu, (mem.read16(ea(i, 0)) << 16) >> 16); return;
+        case 0: begin(cpu); pushX(cpu, fromIntExt(BigInt((mem.read16(ea(i, 0)) << 16) >> 16))); return;
         case 1: storeInt(cpu, mem, i, 2, true, true); return;
         case 2: storeInt(cpu, mem, i, 2, false, false); return;
         case 3: storeInt(cpu, mem, i, 2, false, true); return;
         case 4: fbld(cpu, mem, i); return;
-        case 5: pushValue(cpu, loadInt64(mem, i)); return;
+        case 5: begin(cpu); pushX(cpu, fromIntExt(BigInt.asIntN(64, readF64Bits(mem, i)))); return;
         case 6: fbstp(cpu, mem, i); return;
         default: storeInt(cpu, mem, i, 8, false, true); return;
       }
@@ -802,33 +742,37 @@ function x87Reg(cpu: CpuState, mem: SimdMemory, op: number, reg: number, r: numb
       if ((reg === 2 || reg === 3) && op !== 0xd8) {
         if (op === 0xde && !(reg === 3 && r === 1)) return ud(mem);
       }
-      const a = st(cpu, 0);
-      const b = st(cpu, r);
       const pa = phys(cpu, 0);
       const pb = phys(cpu, r);
+      const empty = tag(cpu, pa) === TAG_EMPTY || tag(cpu, pb) === TAG_EMPTY;
       if (reg === 2 || reg === 3) { // FCOM / FCOMP / FCOMPP (DE D9)
-        if (stackFault) {
-          stackFault = false;
-          underflow(cpu);
-          setCC(cpu, 3);
-        } else setCC(cpu, fcompare(cpu, a, b, true, isSNaNReg(cpu, pa) || isSNaNReg(cpu, pb)));
+        if (empty) {
+          if (!underflow(cpu)) return;
+          setCC(cpu, 2);
+        } else {
+          begin(cpu);
+          const res = compareExt(getX(cpu, pa), getX(cpu, pb), true);
+          if (!end(cpu)) return;
+          setCC(cpu, res);
+        }
         if (reg === 3) pop(cpu);
         if (op === 0xde) pop(cpu);
         return;
       }
       const dst = op === 0xd8 ? pa : pb;
-      if (stackFault) {
-        stackFault = false;
-        if (underflow(cpu)) setIndefinite(cpu, dst);
-        if (op === 0xde) pop(cpu);
+      if (empty) {
+        if (underflow(cpu)) {
+          setIndefinite(cpu, dst);
+          if (op === 0xde) pop(cpu);
+        }
         return;
       }
-      const snan = isSNaNReg(cpu, pa) || isSNaNReg(cpu, pb);
       let k = reg;
       // DC/DE encodings swap SUB/SUBR and DIV/DIVR relative to D8
       if (op !== 0xd8 && k >= 4) k ^= 1;
-      if (op === 0xd8) arith(cpu, k, a, b, dst, snan);
-      else arith(cpu, k, b, a, dst, snan);
+      begin(cpu);
+      if (op === 0xd8) arith(cpu, k, getX(cpu, pa), getX(cpu, pb), dst);
+      else arith(cpu, k, getX(cpu, pb), getX(cpu, pa), dst);
       if (op === 0xde) pop(cpu);
       return;
     }
@@ -860,7 +804,10 @@ function x87Reg(cpu: CpuState, mem: SimdMemory, op: number, reg: number, r: numb
           if (tag(cpu, p0) === TAG_EMPTY) {
             if (!underflow(cpu)) return;
             setIndefinite(cpu, phys(cpu, r));
-          } else copyReg(cpu, phys(cpu, r), p0);
+          } else {
+            copyReg(cpu, phys(cpu, r), p0);
+            cpu.fpuStatus &= ~SW_C1;
+          }
           if (reg === 3) pop(cpu);
           return;
         }
@@ -899,14 +846,17 @@ function x87Reg(cpu: CpuState, mem: SimdMemory, op: number, reg: number, r: numb
  * -2 = pop: set ZF PF CF).
  */
 function fucomFamily(cpu: CpuState, mem: SimdMemory, r: number, signal: boolean, pops: number): void {
-  const a = st(cpu, 0);
-  const b = st(cpu, r);
+  const p0 = phys(cpu, 0);
+  const pr = phys(cpu, r);
   let res: number;
-  if (stackFault) {
-    stackFault = false;
+  if (tag(cpu, p0) === TAG_EMPTY || tag(cpu, pr) === TAG_EMPTY) {
     if (!underflow(cpu)) return;
-    res = 3;
-  } else res = fcompare(cpu, a, b, signal, isSNaNReg(cpu, phys(cpu, 0)) || isSNaNReg(cpu, phys(cpu, r)));
+    res = 2;
+  } else {
+    begin(cpu);
+    res = compareExt(getX(cpu, p0), getX(cpu, pr), signal);
+    if (!end(cpu)) return;
+  }
   if (pops >= 0) {
     setCC(cpu, res);
     for (let k = 0; k < pops; k++) pop(cpu);
@@ -1016,10 +966,13 @@ function d9E0(cpu: CpuState, mem: SimdMemory, r: number): void {
     case 4: { // FTST
       if (empty) {
         underflow(cpu);
-        setCC(cpu, 3);
+        setCC(cpu, 2);
         return;
       }
-      setCC(cpu, fcompare(cpu, cpu.st[p]!, 0, true, isSNaNReg(cpu, p)));
+      begin(cpu);
+      const res = compareExt(getX(cpu, p), 0n, true);
+      if (!end(cpu)) return;
+      setCC(cpu, res);
       return;
     }
     case 5: { // FXAM
@@ -1099,35 +1052,15 @@ function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     case 4: { // FXTRACT: ST0 = exponent, push significand
-      const x = unaryOperand(cpu);
-      if (x === undefined) return;
       const p = phys(cpu, 0);
-      if (x === 0) {
-        if (!raise(cpu, SW_ZE)) return;
-        setReg(cpu, p, -Infinity);
-        pushValue(cpu, x);
-        return;
-      }
-      if (!Number.isFinite(x)) {
-        if (x === x) setReg(cpu, p, Infinity);
-        pushValue(cpu, x);
-        return;
-      }
-      regExt(cpu, p);
-      let e = (ext.se & 0x7fff) - 16383;
-      let mhi = ext.hi;
-      let mlo = ext.lo;
-      if (!(mhi & 0x80000000)) { // denormal/unnormal: normalize
-        while (!(mhi & 0x80000000)) {
-          mhi = ((mhi << 1) | (mlo >>> 31)) >>> 0;
-          mlo = (mlo << 1) >>> 0;
-          e--;
-        }
-        if ((ext.se & 0x7fff) === 0) e++;
-      }
-      setReg(cpu, p, e);
+      if (unaryOperand(cpu) === undefined) return;
+      begin(cpu);
+      const x = getX(cpu, p);
+      fxtract(x);
+      if (!end(cpu)) return;
+      putX(cpu, p, xt.exp);
       const q = push(cpu);
-      if (q >= 0) setRegExt(cpu, q, mlo, mhi, (ext.se & 0x8000) | 0x3fff);
+      if (q >= 0) putX(cpu, q, xt.sig);
       return;
     }
     case 5: fprem(cpu, true); return;
@@ -1155,13 +1088,11 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     case 2: { // FSQRT
-      const x = unaryOperand(cpu);
-      if (x === undefined) return;
-      if (x < 0 && !raise(cpu, SW_IE)) return;
       const p = phys(cpu, 0);
-      if (x !== x || x === 0) return; // NaN stays; sqrt(±0) = ±0
-      setReg(cpu, p, Math.sqrt(x));
-      if (Math.sqrt(x) ** 2 !== x) raise(cpu, SW_PE);
+      if (unaryOperand(cpu) === undefined) return;
+      begin(cpu);
+      const v = sqrtExt(getX(cpu, p), precision(cpu));
+      if (end(cpu)) putX(cpu, p, v);
       return;
     }
     case 3: { // FSINCOS: ST0 = sin, push cos
@@ -1181,40 +1112,19 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     case 4: { // FRNDINT
-      const x = unaryOperand(cpu);
-      if (x === undefined) return;
-      if (!Number.isFinite(x)) return;
-      const v = roundInt(x, rc(cpu));
-      if (v !== x) {
-        if (!raise(cpu, SW_PE)) return;
-        setReg(cpu, phys(cpu, 0), v === 0 && (x < 0) ? -0 : v);
-      }
+      const p = phys(cpu, 0);
+      if (unaryOperand(cpu) === undefined) return;
+      begin(cpu);
+      const v = roundIntExt(getX(cpu, p));
+      if (end(cpu)) putX(cpu, p, v);
       return;
     }
     case 5: { // FSCALE: ST0 × 2^trunc(ST1)
-      const x = st(cpu, 0);
-      const y = st(cpu, 1);
       const p = phys(cpu, 0);
-      if (stackFault) {
-        stackFault = false;
-        if (underflow(cpu)) setIndefinite(cpu, p);
-        return;
-      }
-      if (x !== x || y !== y) {
-        setReg(cpu, p, x !== x ? x : y);
-        return;
-      }
-      let n = Math.trunc(y);
-      if ((x === 0 && n === Infinity) || (!Number.isFinite(x) && n === -Infinity)) {
-        if (raise(cpu, SW_IE)) setIndefinite(cpu, p);
-        return;
-      }
-      n = Math.max(-4000, Math.min(4000, n));
-      // scale in steps that stay exact
-      let v = x;
-      while (n > 1000) { v *= 2 ** 1000; n -= 1000; }
-      while (n < -1000) { v *= 2 ** -1000; n += 1000; }
-      setReg(cpu, p, v * 2 ** n);
+      if (!twoOperands(cpu, p)) return;
+      begin(cpu);
+      const v = scaleExt(getX(cpu, p), getX(cpu, phys(cpu, 1)), precision(cpu));
+      if (end(cpu)) putX(cpu, p, v);
       return;
     }
     default: { // FSIN / FCOS

@@ -67,6 +67,12 @@ const ECX_EXT_BASE = 1 << 0; // LAHF/SAHF in 64-bit mode
 
 const regs = new Uint32Array(4);
 
+/** KVM paravirtual interface leaves (Documentation/virt/kvm/x86/cpuid.rst). */
+const KVM_CPUID_SIGNATURE = 0x40000000;
+const KVM_CPUID_FEATURES = 0x40000001;
+const KVM_FEATURE_CLOCKSOURCE2 = 1 << 3;
+const KVM_FEATURE_CLOCKSOURCE_STABLE_BIT = 1 << 24;
+
 /** Compute the leaf into `out` = [EAX, EBX, ECX, EDX]. */
 export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Array): void {
   out.fill(0);
@@ -154,8 +160,20 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
     case 0x80000008:
       out[0] = (MAX_LIN_BITS << 8) | MAX_PHYS_BITS;
       return;
+    case KVM_CPUID_SIGNATURE:
+      if (features.kvmClock) {
+        out[0] = KVM_CPUID_FEATURES;
+        textDwords('KVMKVMKVM\0\0\0', 0, regs);
+        out[1] = regs[0]!;
+        out[2] = regs[1]!;
+        out[3] = regs[2]!;
+      }
+      return;
+    case KVM_CPUID_FEATURES:
+      if (features.kvmClock) out[0] = KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT;
+      return;
     default:
-      return; // leaves 3..0xd we do not describe, hypervisor and unknown leaves: all zero
+      return; // leaves 3..0xd we do not describe, and unknown leaves: all zero
   }
 }
 

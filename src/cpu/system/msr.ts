@@ -10,6 +10,7 @@ import { CpuFault, type SystemHost } from '../system-api.js';
 import { Cr0, Efer, Mode, Reg, SReg, Vec, type CpuState } from '../state.js';
 import { features } from '../features.js';
 import { LAPIC_START } from '../../machine/layout.js';
+import { MSR_KVM_SYSTEM_TIME, MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_WALL_CLOCK, MSR_KVM_WALL_CLOCK_NEW, writeSystemTime, writeWallClock } from './pvclock.js';
 import { hi32, isCanonical, join64, joinU64, TWO32 } from './bits.js';
 
 export const MSR_TSC = 0x10;
@@ -71,7 +72,9 @@ function isStoredMsr(msr: number): boolean {
     (msr >= MSR_MTRR_PHYS_FIRST && msr <= MSR_MTRR_PHYS_LAST) ||
     msr === MSR_MTRR_FIX64K || msr === MSR_MTRR_FIX16K_80000 || msr === MSR_MTRR_FIX16K_A0000 ||
     (msr >= MSR_MTRR_FIX4K_FIRST && msr <= MSR_MTRR_FIX4K_LAST) ||
-    msr === MSR_MTRR_DEF_TYPE || msr === MSR_MCG_STATUS || msr === MSR_DEBUGCTL
+    msr === MSR_MTRR_DEF_TYPE || msr === MSR_MCG_STATUS || msr === MSR_DEBUGCTL ||
+    (features.kvmClock &&
+      (msr === MSR_KVM_SYSTEM_TIME_NEW || msr === MSR_KVM_SYSTEM_TIME || msr === MSR_KVM_WALL_CLOCK_NEW || msr === MSR_KVM_WALL_CLOCK))
   );
 }
 
@@ -223,6 +226,18 @@ export function writeMsr(h: SystemHost, msr: number, lo: number, hi: number): vo
       return;
     case MSR_MCG_STATUS:
       if (!features.mca) throw gp0();
+      storedMsrs(s).set(msr, [lo, hi]);
+      return;
+    case MSR_KVM_SYSTEM_TIME_NEW:
+    case MSR_KVM_SYSTEM_TIME:
+      if (!features.kvmClock) throw gp0();
+      writeSystemTime(h, lo, hi);
+      storedMsrs(s).set(msr, [lo, hi]);
+      return;
+    case MSR_KVM_WALL_CLOCK_NEW:
+    case MSR_KVM_WALL_CLOCK:
+      if (!features.kvmClock) throw gp0();
+      writeWallClock(h, lo, hi);
       storedMsrs(s).set(msr, [lo, hi]);
       return;
     default:

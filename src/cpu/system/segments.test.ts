@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { Mode, SReg } from '../state.js';
 import { farCall, farJump, farReturn, lar, lgdt, lidt, lldt, loadSegment, lsl, ltr, sgdt, verr, verw } from './segments.js';
-import { GDT, K_CS, K_DS, TSS, TSS_SEL, U_CS, U_CS32, U_DS, longModeHost, segDesc, setSeg, writeSysDesc64 } from './testhost.js';
+import { GDT, K_CS, K_DS, RSP0, TSS, TSS_SEL, U_CS, U_CS32, U_DS, longModeHost, segDesc, setSeg, writeSysDesc64 } from './testhost.js';
 
 function fault(fn: () => void): CpuFault | undefined {
   try {
@@ -125,6 +125,53 @@ describe('far transfers', () => {
     farJump(h, 0xf000, 0xfff0, 2);
     expect(h.s.segBase[SReg.CS]).toBe(0xf0000);
     expect(h.s.rip).toBe(0xfff0);
+  });
+});
+
+describe('call gates', () => {
+  /** A 16-byte 64-bit call gate at GDT + 0x50 (selector 0x50, DPL 3) to K_CS:target. */
+  function gateHost(target: number) {
+    const h = longModeHost();
+    h.s.gdtrLimit = 0x5f;
+    const m = h.memory;
+    m.write32(GDT + 0x50, ((target & 0xffff) | (K_CS << 16)) >>> 0);
+    m.write32(GDT + 0x54, ((target & 0xffff0000) | 0x8000 | (3 << 13) | (0xc << 8)) >>> 0);
+    m.write32(GDT + 0x58, 0);
+    m.write32(GDT + 0x5c, 0);
+    setSeg(h, SReg.CS, U_CS);
+    setSeg(h, SReg.SS, U_DS);
+    h.s.cpl = 3;
+    h.modeChanged();
+    h.s.gpr[8] = 0x7ff00;
+    return h;
+  }
+
+  it('CALL through a 64-bit gate switches to RSP0 and RETF returns to ring 3', () => {
+    const h = gateHost(0x4000);
+    farCall(h, 0x53, 0, 4, 0x401005);
+    expect(h.s.cpl).toBe(0);
+    expect(h.s.rip).toBe(0x4000);
+    expect(h.s.segSel[SReg.SS]).toBe(0);
+    const rsp = RSP0 - 32;
+    expect(h.s.gpr[8]).toBe(rsp);
+    const q = (a: number) => Number(h.memory.read64(a));
+    expect([q(rsp), q(rsp + 8), q(rsp + 16), q(rsp + 24)]).toEqual([0x401005, U_CS, 0x7ff00, U_DS]);
+    farReturn(h, 8, 0);
+    expect(h.s.cpl).toBe(3);
+    expect(h.s.rip).toBe(0x401005);
+    expect(h.s.gpr[8]).toBe(0x7ff00);
+    expect(h.s.segSel[SReg.SS]).toBe(U_DS);
+  });
+
+  it('JMP through a gate to a more privileged non-conforming segment is #GP', () => {
+    const h = gateHost(0x4000);
+    expect(fault(() => farJump(h, 0x53, 0, 4))).toEqual(new CpuFault(13, K_CS));
+  });
+
+  it('a gate with DPL < CPL is #GP(gate)', () => {
+    const h = gateHost(0x4000);
+    h.memory.write8(GDT + 0x55, 0x8c); // DPL 0
+    expect(fault(() => farCall(h, 0x53, 0, 4, 0))).toEqual(new CpuFault(13, 0x50));
   });
 });
 

@@ -5,15 +5,15 @@
  * selector * 16 loads in real and V86 mode.
  *
  * Faults are thrown as CpuFault: #GP(selector) for bad descriptors, #NP/#SS(selector) for
- * not-present ones, #GP(0) for null selectors where they are not allowed. Call gates and task
- * switches are not implemented (#GP(selector)).
+ * not-present ones, #GP(0) for null selectors where they are not allowed. Call gates are
+ * supported for far JMP/CALL (RET handles the outer return); task switches are not (#GP(selector)).
  */
 import { CpuFault } from '../system-api.js';
 import type { SystemHost } from '../system-api.js';
-import { Efer, Mode, SReg, Vec, type CpuState } from '../state.js';
-import { isCanonical, join64 } from './bits.js';
+import { Efer, Mode, Reg, SReg, Vec, type CpuState } from '../state.js';
+import { isCanonical, join64, setGpr64 } from './bits.js';
 import {
-  ATTR_CODE, ATTR_DB, ATTR_EC, ATTR_L, ATTR_P, ATTR_RW, ATTR_S, SYS_LDT, SYS_TSS16_AVAIL,
+  ATTR_CODE, ATTR_DB, ATTR_EC, ATTR_L, ATTR_P, ATTR_RW, ATTR_S, SYS_CALL_GATE, SYS_LDT, SYS_TSS16_AVAIL,
   SYS_TSS_AVAIL, attrDpl, desc, descAttr, descBase, descLimit, fetchDescriptor, getSp, gp,
   loadCache, loadNull, loadRealSegment, markAccessed, readSized, setSp, stackLin, writeSized,
   DATA_SREGS,
@@ -121,7 +121,11 @@ export function farJump(h: SystemHost, selector: number, offset: number, opsize:
   if (idx === 0) throw gp(0);
   if (!fetchDescriptor(h, sel, false)) throw gp(idx);
   const attr = descAttr(desc.hi);
-  if (!(attr & ATTR_S) || !(attr & ATTR_CODE)) throw gp(idx); // call gates / TSS: not implemented
+  if (!(attr & ATTR_S)) {
+    viaCallGate(h, sel, false, 0);
+    return;
+  }
+  if (!(attr & ATTR_CODE)) throw gp(idx);
   const cpl = s.cpl;
   checkDirectCodeTarget(s, idx, sel & 3, cpl);
   const rip = targetRip(attr, descLimit(desc.lo, desc.hi), offset, opsize, (s.efer & Efer.LMA) !== 0);
@@ -149,7 +153,11 @@ export function farCall(h: SystemHost, selector: number, offset: number, opsize:
   if (idx === 0) throw gp(0);
   if (!fetchDescriptor(h, sel, false)) throw gp(idx);
   const attr = descAttr(desc.hi);
-  if (!(attr & ATTR_S) || !(attr & ATTR_CODE)) throw gp(idx); // call gates / TSS: not implemented
+  if (!(attr & ATTR_S)) {
+    viaCallGate(h, sel, true, returnRip);
+    return;
+  }
+  if (!(attr & ATTR_CODE)) throw gp(idx);
   const cpl = s.cpl;
   checkDirectCodeTarget(s, idx, sel & 3, cpl);
   const rip = targetRip(attr, descLimit(desc.lo, desc.hi), offset, opsize, (s.efer & Efer.LMA) !== 0);
@@ -163,6 +171,132 @@ export function farCall(h: SystemHost, selector: number, offset: number, opsize:
   desc.hi = hi;
   desc.addr = addr;
   commitCs(h, idx | cpl);
+  s.rip = rip;
+  h.modeChanged();
+}
+
+/**
+ * Far JMP/CALL through a call gate (32/16-bit gates in legacy mode, 16-byte 64-bit gates in long
+ * mode). CALL to a more privileged non-conforming segment switches to the TSS stack of the new
+ * CPL and pushes the old SS:SP (plus the gate's parameter dwords/words in legacy mode), then CS
+ * and the return offset. Task gates and TSS targets (task switches) are #GP(selector).
+ */
+function viaCallGate(h: SystemHost, gateSel: number, call: boolean, returnRip: number): void {
+  const s = h.s;
+  const lma = (s.efer & Efer.LMA) !== 0;
+  const gateIdx = gateSel & 0xfffc;
+  const gateAttr = descAttr(desc.hi);
+  const type = gateAttr & 0x1f;
+  if (lma ? type !== SYS_CALL_GATE : type !== SYS_CALL_GATE && type !== 0x4) throw gp(gateIdx);
+  const cpl = s.cpl;
+  const gateDpl = attrDpl(gateAttr);
+  if (gateDpl < cpl || gateDpl < (gateSel & 3)) throw gp(gateIdx);
+  if (!(gateAttr & ATTR_P)) throw new CpuFault(Vec.NP, gateIdx);
+  const gLo = desc.lo;
+  const gHi = desc.hi;
+  let target = ((gLo & 0xffff) | (gHi & 0xffff0000)) >>> 0;
+  const size: 2 | 4 | 8 = lma ? 8 : type === SYS_CALL_GATE ? 4 : 2;
+  if (lma) {
+    if (!fetchDescriptor(h, gateSel, true)) throw gp(gateIdx);
+    target = join64(target, desc.baseHi);
+    if (h.readLin32(desc.addr + 12, true) & 0x1f00) throw gp(gateIdx); // upper half type must be 0
+  } else if (size === 2) {
+    target &= 0xffff;
+  }
+  const params = gHi & 0x1f;
+  const csSel = gLo >>> 16;
+  const csIdx = csSel & 0xfffc;
+  if (csIdx === 0) throw gp(0);
+  if (!fetchDescriptor(h, csSel, false)) throw gp(csIdx);
+  const csAttr = descAttr(desc.hi);
+  const dpl = attrDpl(csAttr);
+  if ((csAttr & (ATTR_S | ATTR_CODE)) !== (ATTR_S | ATTR_CODE) || dpl > cpl) throw gp(csIdx);
+  const conforming = (csAttr & ATTR_EC) !== 0;
+  if (!call && !conforming && dpl !== cpl) throw gp(csIdx);
+  if (lma && (!(csAttr & ATTR_L) || csAttr & ATTR_DB)) throw gp(csIdx);
+  if (!(csAttr & ATTR_P)) throw new CpuFault(Vec.NP, csIdx);
+  const rip = targetRip(csAttr, descLimit(desc.lo, desc.hi), target, size, lma);
+  const csLo = desc.lo;
+  const csHi = desc.hi;
+  const csAddr = desc.addr;
+  const restoreCs = (): void => {
+    desc.lo = csLo;
+    desc.hi = csHi;
+    desc.addr = csAddr;
+  };
+  const newCpl = conforming ? cpl : dpl;
+  if (!call) {
+    restoreCs();
+    commitCs(h, csIdx | cpl);
+    s.rip = rip;
+    h.modeChanged();
+    return;
+  }
+  const oldCs = s.segSel[SReg.CS]!;
+  if (newCpl === cpl) {
+    const sp = getSp(s);
+    writeSized(h, stackLin(s, sp - size), size, oldCs, false);
+    writeSized(h, stackLin(s, sp - 2 * size), size, returnRip, false);
+    setSp(s, sp - 2 * size);
+    restoreCs();
+    commitCs(h, csIdx | cpl);
+    s.rip = rip;
+    h.modeChanged();
+    return;
+  }
+  // Inner privilege: new stack from the TSS.
+  const oldSs = s.segSel[SReg.SS]!;
+  const oldSp = getSp(s);
+  const sup = newCpl < 3;
+  if (lma) {
+    const off = 4 + newCpl * 8;
+    if (off + 7 > s.trLimit) throw new CpuFault(Vec.TS, s.trSel & 0xfffc);
+    let rsp = readSized(h, s.trBase + off, 8, true);
+    if (!isCanonical(rsp)) throw new CpuFault(Vec.SS, 0);
+    writeSized(h, rsp - 8, 8, oldSs, sup);
+    writeSized(h, rsp - 16, 8, oldSp, sup);
+    writeSized(h, rsp - 24, 8, oldCs, sup);
+    writeSized(h, rsp - 32, 8, returnRip, sup);
+    rsp -= 32;
+    loadNullSs(s, newCpl);
+    restoreCs();
+    commitCs(h, csIdx | newCpl);
+    setGpr64(s.gpr, Reg.RSP, rsp);
+    s.rip = rip;
+    h.modeChanged();
+    return;
+  }
+  const tss32 = (s.trAttr & 8) !== 0;
+  const off = tss32 ? 4 + newCpl * 8 : 2 + newCpl * 4;
+  if (off + (tss32 ? 5 : 3) > s.trLimit) throw new CpuFault(Vec.TS, s.trSel & 0xfffc);
+  let sp = tss32 ? h.readLin32(s.trBase + off, true) >>> 0 : h.readLin16(s.trBase + off, true);
+  const ssSel = h.readLin16(s.trBase + off + (tss32 ? 4 : 2), true);
+  const ssIdx = ssSel & 0xfffc;
+  if (ssIdx === 0) throw new CpuFault(Vec.TS, 0);
+  if ((ssSel & 3) !== newCpl || !fetchDescriptor(h, ssSel, false)) throw new CpuFault(Vec.TS, ssIdx);
+  const ssAttr = descAttr(desc.hi);
+  if ((ssAttr & (ATTR_S | ATTR_CODE | ATTR_RW)) !== (ATTR_S | ATTR_RW) || attrDpl(ssAttr) !== newCpl) {
+    throw new CpuFault(Vec.TS, ssIdx);
+  }
+  if (!(ssAttr & ATTR_P)) throw new CpuFault(Vec.SS, ssIdx);
+  const ssLo = desc.lo;
+  const ssHi = desc.hi;
+  const ssBase = descBase(ssLo, ssHi);
+  const ssMask = ssAttr & ATTR_DB ? 0xffffffff : 0xffff;
+  const push = (v: number): void => {
+    sp = (sp - size) >>> 0;
+    writeSized(h, ssBase + (sp & ssMask), size, v, sup);
+  };
+  push(oldSs);
+  push(oldSp);
+  for (let i = params - 1; i >= 0; i--) push(readSized(h, stackLin(s, oldSp + i * size), size, false));
+  push(oldCs);
+  push(returnRip);
+  loadCache(s, SReg.SS, ssSel, ssLo, ssHi | 0x100);
+  if (ssMask === 0xffff) s.gpr[2 * Reg.RSP] = (s.gpr[2 * Reg.RSP]! & ~0xffff) | (sp & 0xffff);
+  else s.gpr[2 * Reg.RSP] = sp | 0;
+  restoreCs();
+  commitCs(h, csIdx | newCpl);
   s.rip = rip;
   h.modeChanged();
 }

@@ -1,0 +1,917 @@
+/**
+ * Block translator for 64-bit mode: decodes a run of instructions (a basic block, within one
+ * 4 KiB code page) and turns it into one JavaScript function (`new Function`), so V8 compiles
+ * the guest code path instead of re-decoding it on every execution.
+ *
+ * What is translated inline: MOV/LEA/MOVZX/MOVSX/MOVSXD, the ALU group (ADD/OR/ADC/SBB/AND/SUB/
+ * XOR/CMP/TEST, with lazy flags kept in the Cpu fields exactly as the interpreter keeps them),
+ * INC/DEC/NEG/NOT, shifts, IMUL, PUSH/POP, CALL/RET/JMP/Jcc (block exits), CMOVcc/SETcc, NOPs.
+ * Every other instruction whose length we know is run by the interpreter (`step`) from inside
+ * the block; instructions that may change mode, privilege, or control flow end the block after
+ * the interpreter ran them.
+ *
+ * Invariants shared with the interpreter:
+ *  - before an instruction that may fault, `c.startRip` is set to its RIP (the run loop restarts
+ *    there and delivers the exception);
+ *  - a block ends with `s.rip` = next RIP and returns the number of instructions it executed;
+ *  - arithmetic flags may be left unmaterialised only when a later instruction of the same
+ *    block overwrites all of them before any reader (they are live at every block exit);
+ *  - a store that hits a page holding translated code invalidates that page's blocks and sets
+ *    `c.smc`; the block checks it after each store and exits, so the new code is fetched.
+ */
+import type { Cpu } from './cpu.js';
+import { step, alu, shift, incdec, imulTrunc, neg } from './exec.js';
+import { CpuFault } from '../system-api.js';
+
+const TWO47 = 140737488355328;
+/** Instructions per block at most. */
+const MAX_BLOCK = 48;
+
+export interface Block {
+  run: (c: Cpu) => number;
+  /** Linear RIP of the first instruction. */
+  rip: number;
+  /** Offset of the first instruction in the first RAM region. */
+  phys: number;
+  /** RAM page index (phys >> 12). */
+  page: number;
+  /** End offset (exclusive) of the block's bytes in the first RAM region. */
+  end: number;
+  n: number;
+  valid: boolean;
+}
+
+// ---- decoded instruction (compile time only) ----
+interface D {
+  rip: number;
+  len: number;
+  /** Opcode: 0x00..0xff one-byte map, 0x100 | b for the 0F map, -1 unknown. */
+  op: number;
+  opsize: number;
+  rex: number;
+  rexW: boolean;
+  seg: number;
+  rep: number;
+  lock: boolean;
+  ad32: boolean;
+  hasModrm: boolean;
+  mod: number;
+  reg: number;
+  rm: number;
+  base: number;
+  index: number;
+  scale: number;
+  disp: number;
+  ripRel: boolean;
+  imm: number;
+  immHi: number;
+  /** Second immediate (ENTER) or imm8 of SHLD/SHRD. */
+  imm2: number;
+}
+
+function newD(): D {
+  return {
+    rip: 0, len: 0, op: -1, opsize: 4, rex: 0, rexW: false, seg: -1, rep: 0, lock: false, ad32: false,
+    hasModrm: false, mod: 0, reg: 0, rm: 0, base: -1, index: -1, scale: 1, disp: 0, ripRel: false, imm: 0, immHi: 0, imm2: 0,
+  };
+}
+
+// One-byte opcodes with a ModRM byte (64-bit mode).
+const MODRM1 = new Uint8Array(256);
+for (const r of [[0x00, 0x03], [0x08, 0x0b], [0x10, 0x13], [0x18, 0x1b], [0x20, 0x23], [0x28, 0x2b], [0x30, 0x33], [0x38, 0x3b],
+  [0x63, 0x63], [0x69, 0x69], [0x6b, 0x6b], [0x80, 0x8f], [0xc0, 0xc1], [0xc6, 0xc7], [0xd0, 0xd3], [0xd8, 0xdf], [0xf6, 0xf7], [0xfe, 0xff]]) {
+  for (let i = r[0]!; i <= r[1]!; i++) MODRM1[i] = 1;
+}
+// 0F-map opcodes without ModRM.
+const NO_MODRM2 = new Uint8Array(256);
+for (const r of [[0x05, 0x0b], [0x0e, 0x0e], [0x30, 0x37], [0x77, 0x77], [0x80, 0x8f], [0xa0, 0xa2], [0xa8, 0xaa], [0xc8, 0xcf]]) {
+  for (let i = r[0]!; i <= r[1]!; i++) NO_MODRM2[i] = 1;
+}
+
+/**
+ * Decode one instruction at `off` in `ram` (64-bit mode). Returns false when the instruction
+ * may run past `limit` (end of the page) or uses a form we do not decode (VEX, 67h, 0F38/3A...).
+ */
+function decode(ram: Uint8Array, off: number, limit: number, rip: number, d: D): boolean {
+  let p = off;
+  const end = Math.min(limit, off + 15);
+  d.rip = rip;
+  d.rex = 0;
+  d.seg = -1;
+  d.rep = 0;
+  d.lock = false;
+  d.ad32 = false;
+  let opo = false;
+  let b: number;
+  for (;;) {
+    if (p >= end) return false;
+    b = ram[p++]!;
+    if (b === 0x66) { opo = true; d.rex = 0; continue; }
+    if (b === 0x67) { d.ad32 = true; d.rex = 0; continue; }
+    if (b === 0xf0) { d.lock = true; d.rex = 0; continue; }
+    if (b === 0xf2 || b === 0xf3) { d.rep = b; d.rex = 0; continue; }
+    if (b === 0x64 || b === 0x65) { d.seg = b - 0x60; d.rex = 0; continue; }
+    if (b === 0x26 || b === 0x2e || b === 0x36 || b === 0x3e) { d.rex = 0; continue; }
+    if ((b & 0xf0) === 0x40) { d.rex = b; continue; }
+    break;
+  }
+  d.rexW = (d.rex & 8) !== 0;
+  d.opsize = d.rexW ? 8 : opo ? 2 : 4;
+  let op = b;
+  let hasModrm: boolean;
+  let imm = 0; // immediate bytes: 1, 2, 4, 8, or -1 = operand-sized (2/4), -2 = imm64 for B8+
+  if (b === 0x0f) {
+    if (p >= end) return false;
+    const b2 = ram[p++]!;
+    if (b2 === 0x38 || b2 === 0x3a || b2 === 0x0f) return false;
+    op = 0x100 | b2;
+    hasModrm = NO_MODRM2[b2] === 0;
+    if ((b2 >= 0x70 && b2 <= 0x73) || b2 === 0xa4 || b2 === 0xac || b2 === 0xba || b2 === 0xc2 || (b2 >= 0xc4 && b2 <= 0xc6)) imm = 1;
+    else if (b2 >= 0x80 && b2 <= 0x8f) imm = 4;
+  } else {
+    hasModrm = MODRM1[b] === 1;
+    if (b === 0x62 || b === 0xc4 || b === 0xc5 || b === 0xd6 || b === 0x8e || b === 0x9a || b === 0xea) return false;
+    if (b < 0x40 && (b & 7) === 4) imm = 1;
+    else if (b < 0x40 && (b & 7) === 5) imm = -1;
+    else if (b === 0x68 || b === 0x69 || b === 0x81 || b === 0xa9 || b === 0xc7) imm = -1;
+    else if (b === 0x6a || b === 0x6b || b === 0x80 || b === 0x83 || b === 0xa8 || b === 0xc0 || b === 0xc1 || b === 0xc6 ||
+      (b >= 0x70 && b <= 0x7f) || (b >= 0xb0 && b <= 0xb7) || b === 0xcd || (b >= 0xe0 && b <= 0xe7) || b === 0xeb || b === 0xd4 || b === 0xd5) imm = 1;
+    else if (b >= 0xb8 && b <= 0xbf) imm = d.rexW ? 8 : -1;
+    else if (b === 0xc2 || b === 0xca) imm = 2;
+    else if (b === 0xc8) imm = 3;
+    else if (b === 0xe8 || b === 0xe9) imm = 4;
+    else if (b >= 0xa0 && b <= 0xa3) imm = d.ad32 ? 4 : 8;
+  }
+  d.op = op;
+  d.hasModrm = hasModrm;
+  d.base = -1;
+  d.index = -1;
+  d.scale = 1;
+  d.disp = 0;
+  d.ripRel = false;
+  if (hasModrm) {
+    if (p >= end) return false;
+    const m = ram[p++]!;
+    const mod = m >> 6;
+    d.mod = mod;
+    d.reg = ((m >> 3) & 7) | ((d.rex & 4) << 1);
+    const rm = m & 7;
+    if (op === 0x120 || op === 0x121 || op === 0x122 || op === 0x123) {
+      d.mod = 3;
+      d.rm = rm | ((d.rex & 1) << 3);
+    } else if (mod === 3) {
+      d.rm = rm | ((d.rex & 1) << 3);
+    } else {
+      d.rm = rm;
+      if (rm === 4) {
+        if (p >= end) return false;
+        const sib = ram[p++]!;
+        const idx = ((sib >> 3) & 7) | ((d.rex & 2) << 2);
+        const base = (sib & 7) | ((d.rex & 1) << 3);
+        if (idx !== 4) {
+          d.index = idx;
+          d.scale = 1 << (sib >> 6);
+        }
+        if ((base & 7) === 5 && mod === 0) {
+          if (p + 4 > end) return false;
+          d.disp = ram[p]! | (ram[p + 1]! << 8) | (ram[p + 2]! << 16) | (ram[p + 3]! << 24);
+          p += 4;
+        } else d.base = base;
+      } else if (rm === 5 && mod === 0) {
+        if (p + 4 > end) return false;
+        d.disp = ram[p]! | (ram[p + 1]! << 8) | (ram[p + 2]! << 16) | (ram[p + 3]! << 24);
+        p += 4;
+        d.ripRel = true;
+      } else d.base = rm | ((d.rex & 1) << 3);
+      if (mod === 1) {
+        if (p >= end) return false;
+        d.disp = (ram[p++]! << 24) >> 24;
+      } else if (mod === 2) {
+        if (p + 4 > end) return false;
+        d.disp = ram[p]! | (ram[p + 1]! << 8) | (ram[p + 2]! << 16) | (ram[p + 3]! << 24);
+        p += 4;
+      }
+    }
+    // group 3 TEST has an immediate
+    if ((op === 0xf6 || op === 0xf7) && (d.reg & 7) <= 1) imm = op === 0xf6 ? 1 : -1;
+  }
+  if (imm === -1) imm = d.opsize === 2 ? 2 : 4;
+  if (p + imm > end) return false;
+  d.imm = 0;
+  d.immHi = 0;
+  d.imm2 = 0;
+  if (imm === 1) d.imm = ram[p]!;
+  else if (imm === 2) d.imm = ram[p]! | (ram[p + 1]! << 8);
+  else if (imm === 3) {
+    d.imm = ram[p]! | (ram[p + 1]! << 8);
+    d.imm2 = ram[p + 2]!;
+  } else if (imm >= 4) {
+    d.imm = ram[p]! | (ram[p + 1]! << 8) | (ram[p + 2]! << 16) | (ram[p + 3]! << 24);
+    if (imm === 8) d.immHi = ram[p + 4]! | (ram[p + 5]! << 8) | (ram[p + 6]! << 16) | (ram[p + 7]! << 24);
+  }
+  p += imm;
+  d.len = p - off;
+  return true;
+}
+
+// ---- code generation ------------------------------------------------------------------------
+
+const MASKS = [0, 0xff, 0xffff, 0, 0xffffffff];
+
+/** Flags producer known at compile time (for direct Jcc/SETcc/CMOVcc conditions). */
+interface FlagSrc {
+  kind: 'sub' | 'logic';
+  sz: number;
+  a: string;
+  ah: string;
+  b: string;
+  bh: string;
+  r: string;
+  rh: string;
+}
+
+class Gen {
+  out: string[] = [];
+  tmp = 0;
+  lastF: FlagSrc | undefined;
+
+  v(prefix: string): string {
+    return `${prefix}${this.tmp++}`;
+  }
+
+  emit(s: string): void {
+    this.out.push(s);
+  }
+}
+
+function regLo(r: number): string {
+  return `g[${2 * r}]`;
+}
+
+/** Unsigned value of register r at size (8: the low half). */
+function rd(d: D, r: number, sz: number): string {
+  switch (sz) {
+    case 1:
+      return d.rex !== 0 || r < 4 ? `(g[${2 * r}] & 255)` : `((g[${2 * (r - 4)}] >> 8) & 255)`;
+    case 2:
+      return `(g[${2 * r}] & 65535)`;
+    default:
+      return `(g[${2 * r}] >>> 0)`;
+  }
+}
+
+function rdHi(r: number): string {
+  return `(g[${2 * r + 1}] >>> 0)`;
+}
+
+function wr(d: D, r: number, sz: number, v: string, vh: string): string {
+  switch (sz) {
+    case 1:
+      if (d.rex !== 0 || r < 4) return `g[${2 * r}] = (g[${2 * r}] & -256) | (${v} & 255);`;
+      return `g[${2 * (r - 4)}] = (g[${2 * (r - 4)}] & -65281) | ((${v} & 255) << 8);`;
+    case 2:
+      return `g[${2 * r}] = (g[${2 * r}] & -65536) | (${v} & 65535);`;
+    case 4:
+      return `g[${2 * r}] = ${v}; g[${2 * r + 1}] = 0;`;
+    default:
+      return `g[${2 * r}] = ${v}; g[${2 * r + 1}] = ${vh};`;
+  }
+}
+
+/** Expression for the linear address of the memory operand (64-bit addressing). */
+function eaExpr(d: D): string {
+  const parts: string[] = [];
+  if (d.ripRel) parts.push(String(d.rip + d.len + d.disp));
+  else {
+    if (d.base >= 0) parts.push(`(g[${2 * d.base + 1}] * 4294967296 + (g[${2 * d.base}] >>> 0))`);
+    if (d.index >= 0) parts.push(`(g[${2 * d.index + 1}] * 4294967296 + (g[${2 * d.index}] >>> 0)) * ${d.scale}`);
+    if (d.disp !== 0 || parts.length === 0) parts.push(String(d.disp));
+  }
+  if (d.seg >= 4) parts.push(`s.segBase[${d.seg}]`);
+  return parts.join(' + ');
+}
+
+/** Emit `L = <linear address>` with the canonical check; returns the variable name. */
+function emitEa(gn: Gen, d: D): string {
+  const L = gn.v('L');
+  const stack = d.base === 4 || d.base === 5;
+  gn.emit(`var ${L} = ${eaExpr(d)}; if (${L} < -${TWO47} || ${L} >= ${TWO47}) nc(${stack ? 12 : 13});`);
+  return L;
+}
+
+function readMem(sz: number, L: string): string {
+  return sz === 1 ? `c.read8(${L})` : sz === 2 ? `c.read16(${L})` : sz === 4 ? `c.read32(${L})` : `c.read64(${L})`;
+}
+
+function writeMem(sz: number, L: string, v: string, vh: string): string {
+  return sz === 1 ? `c.write8(${L}, ${v});` : sz === 2 ? `c.write16(${L}, ${v});` : sz === 4 ? `c.write32(${L}, ${v});` : `c.write64(${L}, ${v}, ${vh});`;
+}
+
+/** Condition expression for cc from a known flag source, or the lazy evaluator. */
+function condExpr(gn: Gen, cc: number): string {
+  const f = gn.lastF;
+  const neg = (cc & 1) !== 0;
+  const base = cc & ~1;
+  let e: string | undefined;
+  if (f !== undefined) {
+    const sz = f.sz;
+    const signBit = sz === 8 ? `(${f.rh} >>> 31)` : `((${f.r} >>> ${sz * 8 - 1}) & 1)`;
+    const zero = sz === 8 ? `((${f.r} | ${f.rh}) === 0)` : `(${f.r} === 0)`;
+    if (f.kind === 'sub') {
+      const ext = (x: string): string => (sz === 4 ? `(${x} | 0)` : sz === 2 ? `((${x} << 16) >> 16)` : sz === 1 ? `((${x} << 24) >> 24)` : x);
+      switch (base) {
+        case 2: e = sz === 8 ? `(${f.ah} !== ${f.bh} ? ${f.ah} < ${f.bh} : ${f.a} < ${f.b})` : `(${f.a} < ${f.b})`; break;
+        case 4: e = sz === 8 ? `(${f.a} === ${f.b} && ${f.ah} === ${f.bh})` : `(${f.a} === ${f.b})`; break;
+        case 6: e = sz === 8 ? `(${f.ah} !== ${f.bh} ? ${f.ah} < ${f.bh} : ${f.a} <= ${f.b})` : `(${f.a} <= ${f.b})`; break;
+        case 8: e = `(${signBit} === 1)`; break;
+        case 12: e = sz === 8 ? `(${f.ah} !== ${f.bh} ? (${f.ah} | 0) < (${f.bh} | 0) : ${f.a} < ${f.b})` : `(${ext(f.a)} < ${ext(f.b)})`; break;
+        case 14: e = sz === 8 ? `(${f.ah} !== ${f.bh} ? (${f.ah} | 0) < (${f.bh} | 0) : ${f.a} <= ${f.b})` : `(${ext(f.a)} <= ${ext(f.b)})`; break;
+      }
+    } else {
+      switch (base) {
+        case 0: e = 'false'; break;
+        case 2: e = 'false'; break;
+        case 4: e = zero; break;
+        case 6: e = zero; break;
+        case 8: case 12: e = `(${signBit} === 1)`; break;
+        case 14: e = `(${zero} || ${signBit} === 1)`; break;
+      }
+    }
+  }
+  if (e === undefined) return `c.cond(${cc})`;
+  return neg ? `!${e}` : e;
+}
+
+/** Instruction classes for the flag-liveness pass. */
+const enum FlagUse { None = 0, Reads = 1, WritesAll = 2, ReadsWrites = 3 }
+
+function flagUse(d: D): FlagUse {
+  const op = d.op;
+  if (op < 0x40 && (op & 7) < 6) {
+    const aop = op >> 3;
+    return aop === 2 || aop === 3 ? FlagUse.ReadsWrites : FlagUse.WritesAll;
+  }
+  if (op === 0x80 || op === 0x81 || op === 0x83) {
+    const aop = d.reg & 7;
+    return aop === 2 || aop === 3 ? FlagUse.ReadsWrites : FlagUse.WritesAll;
+  }
+  if (op === 0x84 || op === 0x85 || op === 0xa8 || op === 0xa9) return FlagUse.WritesAll;
+  if ((op === 0xf6 || op === 0xf7) && ((d.reg & 7) <= 1 || (d.reg & 7) === 3)) return FlagUse.WritesAll;
+  if ((op === 0xf6 || op === 0xf7) && (d.reg & 7) === 2) return FlagUse.None;
+  if (op >= 0x88 && op <= 0x8b) return FlagUse.None;
+  if (op === 0x8d || op === 0x63 || (op >= 0xb0 && op <= 0xbf) || op === 0xc6 || op === 0xc7) return FlagUse.None;
+  if ((op >= 0x50 && op <= 0x5f) || op === 0x68 || op === 0x6a || op === 0x90) return FlagUse.None;
+  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x11f) return FlagUse.None;
+  return FlagUse.ReadsWrites; // conservatively: reads and keeps flags
+}
+
+/** Instructions the interpreter may run inside a block without ending it. */
+function continueSafe(d: D): boolean {
+  const op = d.op;
+  if (op < 0) return false;
+  if (op < 0x100) {
+    if (op < 0x40) return (op & 7) < 6;
+    if (op >= 0x50 && op <= 0x5f) return true;
+    if (op === 0x63 || op === 0x69 || op === 0x6b || op === 0x68 || op === 0x6a) return true;
+    if (op >= 0x80 && op <= 0x8d) return true;
+    if (op === 0x8f) return true;
+    if (op >= 0x90 && op <= 0x99) return true;
+    if (op === 0x9c || op === 0x9e || op === 0x9f) return true;
+    if (op >= 0xa0 && op <= 0xaf) return d.rep === 0;
+    if (op >= 0xb0 && op <= 0xbf) return true;
+    if (op === 0xc0 || op === 0xc1 || op === 0xc6 || op === 0xc7 || op === 0xc8 || op === 0xc9) return true;
+    if (op >= 0xd0 && op <= 0xd3) return true;
+    if (op === 0xd7 || (op >= 0xd8 && op <= 0xdf)) return true;
+    if (op === 0xf5 || op === 0xf6 || op === 0xf7 || op === 0xf8 || op === 0xf9 || op === 0xfc || op === 0xfd) return true;
+    if (op === 0xfe) return true;
+    if (op === 0xff) return (d.reg & 7) <= 1 || (d.reg & 7) === 6;
+    return false;
+  }
+  const b = op & 0xff;
+  if (b === 0x0d || (b >= 0x18 && b <= 0x1f)) return true;
+  if ((b >= 0x10 && b <= 0x17) || (b >= 0x28 && b <= 0x2f) || (b >= 0x50 && b <= 0x7f && b !== 0x77)) return true;
+  if (b >= 0x40 && b <= 0x4f) return true;
+  if (b >= 0x90 && b <= 0x9f) return true;
+  if (b === 0xa3 || b === 0xa4 || b === 0xa5 || b === 0xab || b === 0xac || b === 0xad || b === 0xaf) return true;
+  if (b === 0xae) return d.mod !== 3 || (d.reg & 7) >= 5;
+  if (b === 0xb0 || b === 0xb1 || b === 0xb3 || (b >= 0xb6 && b <= 0xbf && b !== 0xb9)) return true;
+  if (b >= 0xc0 && b <= 0xc7) return true;
+  if (b >= 0xc8) return true;
+  return false;
+}
+
+/** Operand value of the r/m operand: emits loads; returns [lo, hi] expressions (variables). */
+function loadRm(gn: Gen, d: D, sz: number, L: string | undefined): [string, string] {
+  const v = gn.v('v');
+  const vh = gn.v('w');
+  if (d.mod === 3) {
+    gn.emit(`var ${v} = ${rd(d, d.rm, sz)}, ${vh} = ${sz === 8 ? rdHi(d.rm) : '0'};`);
+  } else if (sz === 8) {
+    gn.emit(`var ${v} = ${readMem(8, L!)}, ${vh} = c.hi;`);
+  } else gn.emit(`var ${v} = ${readMem(sz, L!)}, ${vh} = 0;`);
+  return [v, vh];
+}
+
+function storeRm(gn: Gen, d: D, sz: number, L: string | undefined, v: string, vh: string): void {
+  if (d.mod === 3) gn.emit(wr(d, d.rm, sz, v, vh));
+  else gn.emit(writeMem(sz, L!, v, vh));
+}
+
+/**
+ * Emit an ALU operation r = a op b (op 0..7 as the x86 encoding) at size sz; returns [r, rh].
+ * `live`: whether the flags must be stored into the Cpu's lazy-flag fields.
+ */
+function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: string, bh: string, live: boolean): [string, string] {
+  const r = gn.v('r');
+  const rh = gn.v('h');
+  if ((op === 2 || op === 3) || sz < 4) {
+    gn.emit(`var ${r} = alu(c, ${op}, ${sz}, ${a}, ${ah}, ${b}, ${bh}), ${rh} = c.hi;`);
+    if (op === 0 || op === 5 || op === 7) gn.lastF = undefined; // alu stored the flags
+    if (op === 1 || op === 4 || op === 6) gn.lastF = { kind: 'logic', sz, a, ah, b, bh, r, rh };
+    else if (op === 5 || op === 7) gn.lastF = { kind: 'sub', sz, a, ah, b, bh, r, rh };
+    else gn.lastF = undefined;
+    return [r, rh];
+  }
+  if (op === 0) {
+    if (sz === 8) {
+      const l = gn.v('l');
+      gn.emit(`var ${l} = ${a} + ${b}, ${r} = ${l} >>> 0, ${rh} = (${ah} + ${bh} + (${l} > 4294967295 ? 1 : 0)) >>> 0;`);
+    } else gn.emit(`var ${r} = (${a} + ${b}) >>> 0, ${rh} = 0;`);
+    if (live) gn.emit(`c.fOp = 1; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fAHi = ${ah}; c.fB = ${b}; c.fBHi = ${bh}; c.fRes = ${r}; c.fResHi = ${rh};`);
+    gn.lastF = undefined;
+    return [r, rh];
+  }
+  if (op === 5 || op === 7) {
+    if (sz === 8) {
+      const l = gn.v('l');
+      gn.emit(`var ${l} = ${a} - ${b}, ${r} = ${l} >>> 0, ${rh} = (${ah} - ${bh} - (${l} < 0 ? 1 : 0)) >>> 0;`);
+    } else gn.emit(`var ${r} = (${a} - ${b}) >>> 0, ${rh} = 0;`);
+    if (live) gn.emit(`c.fOp = 2; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fAHi = ${ah}; c.fB = ${b}; c.fBHi = ${bh}; c.fRes = ${r}; c.fResHi = ${rh};`);
+    gn.lastF = { kind: 'sub', sz, a, ah, b, bh, r, rh };
+    return [r, rh];
+  }
+  const o = op === 1 ? '|' : op === 4 ? '&' : '^';
+  gn.emit(`var ${r} = (${a} ${o} ${b}) >>> 0, ${rh} = ${sz === 8 ? `(${ah} ${o} ${bh}) >>> 0` : '0'};`);
+  if (live) gn.emit(`c.fOp = 3; c.fSz = ${sz}; c.fRes = ${r}; c.fResHi = ${rh};`);
+  gn.lastF = { kind: 'logic', sz, a, ah, b, bh, r, rh };
+  return [r, rh];
+}
+
+/** Sign-extended immediate (imm32 or imm8) as [lo, hi] literal strings for size sz. */
+function immLit(v: number, sz: number): [string, string] {
+  if (sz === 8) return [String(v >>> 0), v < 0 ? '4294967295' : '0'];
+  return [String((v & MASKS[sz]!) >>> 0), '0'];
+}
+
+function emitPush(gn: Gen, lo: string, hi: string): void {
+  const sp = gn.v('sp');
+  gn.emit(`var ${sp} = g[9] * 4294967296 + (g[8] >>> 0) - 8; if (${sp} < -${TWO47} || ${sp} >= ${TWO47}) nc(12);`);
+  gn.emit(`c.write64(${sp}, ${lo}, ${hi}); g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296);`);
+}
+
+/** Returns false if the instruction cannot be generated inline (caller falls back). */
+function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' | 'exit' | false {
+  const op = d.op;
+  const sz = d.opsize;
+  const ripC = `c.startRip = ${d.rip};`;
+  const mem = d.hasModrm && d.mod !== 3;
+  if (mem && d.ad32) return false;
+  // ---- ALU ----
+  if (op < 0x40 && (op & 7) < 6) {
+    const kind = op & 7;
+    const aop = op >> 3;
+    const s1 = kind & 1 ? sz : 1;
+    if (kind === 4 || kind === 5) {
+      const [b, bh] = immLit(kind === 4 ? d.imm : d.imm, s1);
+      const a = gn.v('a');
+      const ah = gn.v('b');
+      gn.emit(`var ${a} = ${rd(d, 0, s1)}, ${ah} = ${s1 === 8 ? rdHi(0) : '0'};`);
+      const [r, rh] = emitAlu(gn, aop, s1, a, ah, kind === 4 ? String(d.imm & 0xff) : b, bh, live);
+      if (aop !== 7) gn.emit(wr(d, 0, s1, r, rh));
+      return 'cont';
+    }
+    if (mem) gn.emit(ripC);
+    const L = mem ? emitEa(gn, d) : undefined;
+    const [rmv, rmh] = loadRm(gn, d, s1, L);
+    const g1 = gn.v('x');
+    const g1h = gn.v('y');
+    gn.emit(`var ${g1} = ${rd(d, d.reg, s1)}, ${g1h} = ${s1 === 8 ? rdHi(d.reg) : '0'};`);
+    if (kind < 2) {
+      // xor r, r / sub r, r idiom: still correct through the general path
+      const [r, rh] = emitAlu(gn, aop, s1, rmv, rmh, g1, g1h, live);
+      if (aop !== 7) storeRm(gn, d, s1, L, r, rh);
+      if (mem && aop !== 7) return 'cont';
+    } else {
+      const [r, rh] = emitAlu(gn, aop, s1, g1, g1h, rmv, rmh, live);
+      if (aop !== 7) gn.emit(wr(d, d.reg, s1, r, rh));
+    }
+    return 'cont';
+  }
+  switch (op) {
+    case 0x80: case 0x81: case 0x83: {
+      const s1 = op === 0x80 ? 1 : sz;
+      const aop = d.reg & 7;
+      const immv = op === 0x81 ? d.imm : (d.imm << 24) >> 24;
+      const [b, bh] = op === 0x80 ? [String(d.imm & 0xff), '0'] : immLit(immv, s1);
+      if (mem) gn.emit(ripC);
+      const L = mem ? emitEa(gn, d) : undefined;
+      const [a, ah] = loadRm(gn, d, s1, L);
+      const [r, rh] = emitAlu(gn, aop, s1, a, ah, b, bh, live);
+      if (aop !== 7) storeRm(gn, d, s1, L, r, rh);
+      return 'cont';
+    }
+    case 0x84: case 0x85: case 0xa8: case 0xa9: {
+      const s1 = op & 1 ? sz : 1;
+      let a: string, ah: string, b: string, bh: string;
+      if (op >= 0xa8) {
+        a = gn.v('a');
+        ah = gn.v('b');
+        gn.emit(`var ${a} = ${rd(d, 0, s1)}, ${ah} = ${s1 === 8 ? rdHi(0) : '0'};`);
+        [b, bh] = op === 0xa8 ? [String(d.imm & 0xff), '0'] : immLit(d.imm, s1);
+      } else {
+        if (mem) gn.emit(ripC);
+        const L = mem ? emitEa(gn, d) : undefined;
+        [a, ah] = loadRm(gn, d, s1, L);
+        b = gn.v('x');
+        bh = gn.v('y');
+        gn.emit(`var ${b} = ${rd(d, d.reg, s1)}, ${bh} = ${s1 === 8 ? rdHi(d.reg) : '0'};`);
+      }
+      emitAlu(gn, 4, s1, a, ah, b, bh, live);
+      return 'cont';
+    }
+    case 0x88: case 0x89: {
+      const s1 = op & 1 ? sz : 1;
+      if (mem) {
+        gn.emit(ripC);
+        const L = emitEa(gn, d);
+        gn.emit(writeMem(s1, L, rd(d, d.reg, s1), s1 === 8 ? `g[${2 * d.reg + 1}]` : '0'));
+      } else gn.emit(wr(d, d.rm, s1, rd(d, d.reg, s1), s1 === 8 ? `g[${2 * d.reg + 1}]` : '0'));
+      return 'cont';
+    }
+    case 0x8a: case 0x8b: {
+      const s1 = op & 1 ? sz : 1;
+      if (mem) {
+        gn.emit(ripC);
+        const L = emitEa(gn, d);
+        if (s1 === 8) {
+          const v = gn.v('v');
+          gn.emit(`var ${v} = c.read64(${L}); g[${2 * d.reg}] = ${v}; g[${2 * d.reg + 1}] = c.hi;`);
+        } else gn.emit(wr(d, d.reg, s1, readMem(s1, L), '0'));
+      } else if (s1 === 8) gn.emit(`g[${2 * d.reg}] = g[${2 * d.rm}]; g[${2 * d.reg + 1}] = g[${2 * d.rm + 1}];`);
+      else gn.emit(wr(d, d.reg, s1, rd(d, d.rm, s1), '0'));
+      return 'cont';
+    }
+    case 0x8d: {
+      if (!mem) return false;
+      if (d.ripRel) {
+        const t = d.rip + d.len + d.disp;
+        gn.emit(wr(d, d.reg, sz, String(t >>> 0), String(Math.floor(t / 4294967296) >>> 0)));
+        return 'cont';
+      }
+      const lo = gn.v('lo');
+      const parts: string[] = [];
+      const hparts: string[] = [];
+      if (d.base >= 0) {
+        parts.push(`(g[${2 * d.base}] >>> 0)`);
+        hparts.push(`g[${2 * d.base + 1}]`);
+      }
+      if (d.index >= 0) {
+        parts.push(`(g[${2 * d.index}] >>> 0) * ${d.scale}`);
+        hparts.push(`g[${2 * d.index + 1}] * ${d.scale}`);
+      }
+      parts.push(String(d.disp));
+      gn.emit(`var ${lo} = ${parts.join(' + ')};`);
+      if (sz === 8) {
+        gn.emit(`g[${2 * d.reg}] = ${lo}; g[${2 * d.reg + 1}] = ${hparts.length ? hparts.join(' + ') + ' + ' : ''}Math.floor(${lo} / 4294967296);`);
+      } else gn.emit(wr(d, d.reg, sz, sz === 2 ? `(${lo} & 65535)` : `(${lo} >>> 0)`, '0'));
+      return 'cont';
+    }
+    case 0x63: {
+      if (sz !== 8) return false;
+      if (mem) gn.emit(ripC);
+      const L = mem ? emitEa(gn, d) : undefined;
+      const v = gn.v('v');
+      gn.emit(`var ${v} = ${mem ? readMem(4, L!) : rd(d, d.rm, 4)}; g[${2 * d.reg}] = ${v}; g[${2 * d.reg + 1}] = (${v} | 0) >> 31;`);
+      return 'cont';
+    }
+    case 0xb0: case 0xb1: case 0xb2: case 0xb3: case 0xb4: case 0xb5: case 0xb6: case 0xb7: {
+      const r = (op & 7) | ((d.rex & 1) << 3);
+      gn.emit(wr(d, r, 1, String(d.imm & 0xff), '0'));
+      return 'cont';
+    }
+    case 0xb8: case 0xb9: case 0xba: case 0xbb: case 0xbc: case 0xbd: case 0xbe: case 0xbf: {
+      const r = (op & 7) | ((d.rex & 1) << 3);
+      if (sz === 8) gn.emit(`g[${2 * r}] = ${d.imm | 0}; g[${2 * r + 1}] = ${d.immHi | 0};`);
+      else gn.emit(wr(d, r, sz, String(sz === 2 ? d.imm & 0xffff : d.imm >>> 0), '0'));
+      return 'cont';
+    }
+    case 0xc6: case 0xc7: {
+      if ((d.reg & 7) !== 0) return false;
+      const s1 = op & 1 ? sz : 1;
+      const [v, vh] = s1 === 1 ? [String(d.imm & 0xff), '0'] : immLit(d.imm, s1);
+      if (mem) {
+        gn.emit(ripC);
+        const L = emitEa(gn, d);
+        gn.emit(writeMem(s1, L, v, vh));
+      } else gn.emit(wr(d, d.rm, s1, v, vh));
+      return 'cont';
+    }
+    case 0x50: case 0x51: case 0x52: case 0x53: case 0x54: case 0x55: case 0x56: case 0x57: {
+      if (sz === 2) return false;
+      const r = (op & 7) | ((d.rex & 1) << 3);
+      gn.emit(ripC);
+      const lo = gn.v('p');
+      const hi = gn.v('q');
+      gn.emit(`var ${lo} = g[${2 * r}], ${hi} = g[${2 * r + 1}];`);
+      emitPush(gn, lo, hi);
+      return 'cont';
+    }
+    case 0x58: case 0x59: case 0x5a: case 0x5b: case 0x5c: case 0x5d: case 0x5e: case 0x5f: {
+      if (sz === 2) return false;
+      const r = (op & 7) | ((d.rex & 1) << 3);
+      gn.emit(ripC);
+      const sp = gn.v('sp');
+      const v = gn.v('v');
+      gn.emit(`var ${sp} = g[9] * 4294967296 + (g[8] >>> 0); if (${sp} < -${TWO47} || ${sp} >= ${TWO47}) nc(12);`);
+      gn.emit(`var ${v} = c.read64(${sp}); ${sp} += 8; g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296); g[${2 * r}] = ${v}; g[${2 * r + 1}] = c.hi;`);
+      return 'cont';
+    }
+    case 0x68: case 0x6a: {
+      if (sz === 2) return false;
+      const v = op === 0x68 ? d.imm : (d.imm << 24) >> 24;
+      gn.emit(ripC);
+      emitPush(gn, String(v | 0), v < 0 ? '-1' : '0');
+      return 'cont';
+    }
+    case 0x69: case 0x6b: case 0x1af: {
+      if (mem) gn.emit(ripC);
+      const L = mem ? emitEa(gn, d) : undefined;
+      const [a, ah] = loadRm(gn, d, sz, L);
+      let b: string, bh: string;
+      if (op === 0x1af) {
+        b = gn.v('x');
+        bh = gn.v('y');
+        gn.emit(`var ${b} = ${rd(d, d.reg, sz)}, ${bh} = ${sz === 8 ? rdHi(d.reg) : '0'};`);
+      } else [b, bh] = immLit(op === 0x69 ? d.imm : (d.imm << 24) >> 24, sz);
+      const r = gn.v('r');
+      gn.emit(`var ${r} = imulTrunc(c, ${sz}, ${a}, ${ah}, ${b}, ${bh});`);
+      gn.emit(wr(d, d.reg, sz, r, 'c.hi'));
+      gn.lastF = undefined;
+      return 'cont';
+    }
+    case 0x90:
+      if (d.rex & 1 || d.rep === 0xf3) return false;
+      return 'cont';
+    case 0x11f:
+      return 'cont';
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd3: {
+      const s1 = op & 1 ? sz : 1;
+      if (mem) gn.emit(ripC);
+      const L = mem ? emitEa(gn, d) : undefined;
+      const [v, vh] = loadRm(gn, d, s1, L);
+      const n = op < 0xd0 ? String(d.imm & 0xff) : op < 0xd2 ? '1' : '(g[2] & 255)';
+      const r = gn.v('r');
+      gn.emit(`var ${r} = shift(c, ${d.reg & 7}, ${s1}, ${v}, ${vh}, ${n});`);
+      storeRm(gn, d, s1, L, r, 'c.hi');
+      gn.lastF = undefined;
+      return 'cont';
+    }
+    case 0xf6: case 0xf7: {
+      const s1 = op & 1 ? sz : 1;
+      const o = d.reg & 7;
+      if (o === 0 || o === 1) {
+        if (mem) gn.emit(ripC);
+        const L = mem ? emitEa(gn, d) : undefined;
+        const [a, ah] = loadRm(gn, d, s1, L);
+        const [b, bh] = s1 === 1 ? [String(d.imm & 0xff), '0'] : immLit(d.imm, s1);
+        emitAlu(gn, 4, s1, a, ah, b, bh, live);
+        return 'cont';
+      }
+      if (o === 2 || o === 3) {
+        if (mem) gn.emit(ripC);
+        const L = mem ? emitEa(gn, d) : undefined;
+        const [a, ah] = loadRm(gn, d, s1, L);
+        const r = gn.v('r');
+        if (o === 2) {
+          gn.emit(`var ${r} = (~${a} & ${MASKS[Math.min(s1, 4)]}) >>> 0;`);
+          storeRm(gn, d, s1, L, r, `(~${ah}) >>> 0`);
+        } else {
+          gn.emit(`var ${r} = neg(c, ${s1}, ${a}, ${ah});`);
+          storeRm(gn, d, s1, L, r, 'c.hi');
+          gn.lastF = undefined;
+        }
+        return 'cont';
+      }
+      return false;
+    }
+    case 0xfe: case 0xff: {
+      const o = d.reg & 7;
+      const s1 = op === 0xfe ? 1 : sz;
+      if (o <= 1) {
+        if (mem) gn.emit(ripC);
+        const L = mem ? emitEa(gn, d) : undefined;
+        const [a, ah] = loadRm(gn, d, s1, L);
+        const r = gn.v('r');
+        gn.emit(`var ${r} = incdec(c, ${s1}, ${a}, ${ah}, ${o === 1});`);
+        storeRm(gn, d, s1, L, r, 'c.hi');
+        gn.lastF = undefined;
+        return 'cont';
+      }
+      if (op === 0xfe || sz === 2) return false;
+      if (o === 2 || o === 4) { // CALL/JMP near indirect
+        gn.emit(ripC);
+        const L = mem ? emitEa(gn, d) : undefined;
+        const [lo, hi] = loadRm(gn, d, 8, L);
+        const t = gn.v('t');
+        gn.emit(`var ${t} = (${hi} | 0) * 4294967296 + ${lo}; if (${t} < -${TWO47} || ${t} >= ${TWO47}) nc(13);`);
+        if (o === 2) emitPush(gn, String(next >>> 0), String(Math.floor(next / 4294967296) | 0));
+        gn.emit(`s.rip = ${t}; return ${k + 1};`);
+        return 'exit';
+      }
+      if (o === 6) {
+        gn.emit(ripC);
+        const L = mem ? emitEa(gn, d) : undefined;
+        const [lo, hi] = loadRm(gn, d, 8, L);
+        emitPush(gn, lo, hi);
+        return 'cont';
+      }
+      return false;
+    }
+    case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
+      const ssz = op & 1 ? 2 : 1;
+      if (mem) gn.emit(ripC);
+      const L = mem ? emitEa(gn, d) : undefined;
+      const [v] = loadRm(gn, d, ssz, L);
+      if (op < 0x1be) gn.emit(wr(d, d.reg, sz, v, '0'));
+      else {
+        const x = gn.v('x');
+        const sh = ssz === 1 ? 24 : 16;
+        gn.emit(`var ${x} = (${v} << ${sh}) >> ${sh};`);
+        gn.emit(wr(d, d.reg, sz, sz === 2 ? `(${x} & 65535)` : `(${x} >>> 0)`, `(${x} >> 31) >>> 0`));
+      }
+      return 'cont';
+    }
+    default:
+      break;
+  }
+  if (op >= 0x140 && op <= 0x14f) { // CMOVcc
+    if (mem) gn.emit(ripC);
+    const L = mem ? emitEa(gn, d) : undefined;
+    const [v, vh] = loadRm(gn, d, sz, L);
+    gn.emit(`if (${condExpr(gn, op & 15)}) { ${wr(d, d.reg, sz, v, vh)} }${sz === 4 ? ` else g[${2 * d.reg + 1}] = 0;` : ''}`);
+    return 'cont';
+  }
+  if (op >= 0x190 && op <= 0x19f) { // SETcc
+    const cnd = `(${condExpr(gn, op & 15)} ? 1 : 0)`;
+    if (mem) {
+      gn.emit(ripC);
+      const L = emitEa(gn, d);
+      gn.emit(`c.write8(${L}, ${cnd});`);
+    } else gn.emit(wr(d, d.rm, 1, cnd, '0'));
+    return 'cont';
+  }
+  // ---- control transfer: block exits ----
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) {
+    const rel = op < 0x100 ? (d.imm << 24) >> 24 : d.imm | 0;
+    const t = next + rel;
+    if (t < -TWO47 || t >= TWO47) return false;
+    gn.emit(`s.rip = ${condExpr(gn, op & 15)} ? ${t} : ${next}; return ${k + 1};`);
+    return 'exit';
+  }
+  if (op === 0xeb || op === 0xe9) {
+    const rel = op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
+    const t = next + rel;
+    if (t < -TWO47 || t >= TWO47) return false;
+    gn.emit(`s.rip = ${t}; return ${k + 1};`);
+    return 'exit';
+  }
+  if (op === 0xe8) {
+    if (sz === 2) return false;
+    const t = next + (d.imm | 0);
+    if (t < -TWO47 || t >= TWO47) return false;
+    gn.emit(ripC);
+    emitPush(gn, String(next >>> 0), String(Math.floor(next / 4294967296) | 0));
+    gn.emit(`s.rip = ${t}; return ${k + 1};`);
+    return 'exit';
+  }
+  if (op === 0xc3) {
+    if (sz === 2) return false;
+    gn.emit(ripC);
+    const sp = gn.v('sp');
+    const t = gn.v('t');
+    gn.emit(`var ${sp} = g[9] * 4294967296 + (g[8] >>> 0); if (${sp} < -${TWO47} || ${sp} >= ${TWO47}) nc(12);`);
+    gn.emit(`var ${t} = c.read64(${sp}); ${t} = (c.hi | 0) * 4294967296 + ${t}; if (${t} < -${TWO47} || ${t} >= ${TWO47}) nc(13);`);
+    gn.emit(`${sp} += 8; g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296); s.rip = ${t}; return ${k + 1};`);
+    return 'exit';
+  }
+  return false;
+}
+
+function nc(vector: number): never {
+  throw new CpuFault(vector, 0);
+}
+
+/** Does the instruction store to memory (so the block must check for self-modification)? */
+function stores(d: D): boolean {
+  if (!d.hasModrm) {
+    const op = d.op;
+    return (op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a || op === 0xe8 || (op >= 0xa0 && op <= 0xaf);
+  }
+  if (d.mod === 3) return d.op === 0xff && (d.reg & 7) === 2;
+  const op = d.op;
+  if (op === 0x38 || op === 0x39 || op === 0x3a || op === 0x3b || op === 0x84 || op === 0x85 || op === 0x8a || op === 0x8b || op === 0x8d) return false;
+  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63 || (op >= 0x140 && op <= 0x14f) || op === 0x1af) return false;
+  if ((op === 0x80 || op === 0x81 || op === 0x83) && (d.reg & 7) === 7) return false;
+  return true;
+}
+
+const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'neg', 'nc'] as const;
+const helperValues = [step, alu, shift, incdec, imulTrunc, neg, nc];
+
+const scratch: D[] = [];
+for (let i = 0; i < MAX_BLOCK; i++) scratch.push(newD());
+
+/** Compile the block starting at linear `rip` whose bytes are at `off` in the first RAM region. */
+export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
+  const pageEnd = off - (off & 0xfff) + 4096;
+  const insns: D[] = [];
+  let p = off;
+  let r = rip;
+  let terminal: D | undefined;
+  while (insns.length < MAX_BLOCK && p < pageEnd) {
+    const d = scratch[insns.length]!;
+    if (!decode(ram, p, pageEnd, r, d)) break;
+    insns.push(d);
+    p += d.len;
+    r += d.len;
+    const op = d.op;
+    const isBranch = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe8 || op === 0xe9 || op === 0xeb || op === 0xc3 ||
+      (op === 0xff && ((d.reg & 7) === 2 || (d.reg & 7) === 4));
+    if (isBranch) break;
+    if (!continueSafe(d) && !isInline(d)) {
+      terminal = d;
+      break;
+    }
+  }
+  // flag liveness, backwards (live at exit)
+  const live = new Array<boolean>(insns.length);
+  let lv = true;
+  for (let i = insns.length - 1; i >= 0; i--) {
+    live[i] = lv;
+    const u = flagUse(insns[i]!);
+    if (u === FlagUse.WritesAll) lv = false;
+    else if (u !== FlagUse.None) lv = true;
+  }
+  const gn = new Gen();
+  let k = 0;
+  let exited = false;
+  for (let i = 0; i < insns.length; i++) {
+    const d = insns[i]!;
+    const next = d.rip + d.len;
+    const res = d === terminal ? false : genInsn(gn, d, live[i]!, k, next);
+    if (res === 'exit') {
+      exited = true;
+      k++;
+      break;
+    }
+    if (res === false) {
+      // run it in the interpreter
+      gn.emit(`c.startRip = ${d.rip}; s.rip = ${d.rip}; step(c);`);
+      gn.lastF = undefined;
+      k++;
+      if (d === terminal || !continueSafe(d)) {
+        gn.emit(`return ${k};`);
+        exited = true;
+        break;
+      }
+      gn.emit(`if (c.smc !== 0 || s.rip !== ${next}) return ${k};`);
+      continue;
+    }
+    k++;
+    if (stores(d)) gn.emit(`if (c.smc !== 0) { s.rip = ${next}; return ${k}; }`);
+  }
+  if (!exited) {
+    if (insns.length === 0) {
+      // nothing decodable: interpret one instruction
+      gn.emit(`c.startRip = ${rip}; step(c); return 1;`);
+      k = 1;
+    } else gn.emit(`s.rip = ${r}; return ${k};`);
+  }
+  const body = `return function blk(c) {\n const s = c.s, g = s.gpr;\n${gn.out.join('\n')}\n};`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const factory = new Function(...helperNames, body) as (...h: unknown[]) => (c: Cpu) => number;
+  const fn = factory(...helperValues);
+  return { run: fn, rip, phys: off, page: off >>> 12, end: Math.max(p, off + 1), n: k, valid: true };
+}
+
+function isInline(d: D): boolean {
+  const op = d.op;
+  return (op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f) || op === 0x11f || op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x1af;
+}
+
+/** The source of a block's function (debugging aid). */
+export function blockSource(ram: Uint8Array, rip: number, off: number): string {
+  return compileBlock(ram, rip, off).run.toString();
+}
+
+void regLo;
