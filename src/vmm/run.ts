@@ -83,14 +83,13 @@ export async function runVm(config: VmConfig): Promise<number> {
 
   // 3. The machine, with its console wired to this process's stdio.
   const memory = new GuestMemory(ramRegionSpecs(config.memoryBytes));
-  let hostConsole: HostConsole | undefined;
   const built = buildMachine({
     memory,
     interruptModel: 'emulated',
-    serialOut: (bytes) => hostConsole?.write(bytes),
+    serialOut: (bytes) => process.stdout.write(bytes),
   });
   const { machine, uart } = built;
-  hostConsole = new HostConsole(uart, () => machine.requestStop({ kind: 'quit' }));
+  const hostConsole = new HostConsole(uart, () => machine.requestStop({ kind: 'quit' }));
 
   // 4. The kernel, its initrd, the e820 map and the ACPI tables.
   const booted = bootImage(memory, image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd, cpus: config.cpus });

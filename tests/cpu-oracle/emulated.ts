@@ -18,7 +18,7 @@ import type { EntryState } from '../../src/machine/engine.js';
 import { GuestMemory } from '../../src/machine/memory.js';
 import { Cpu } from '../../src/cpu/core/cpu.js';
 import { applyEntryState } from '../../src/cpu/system/entry.js';
-import type { SimdUnit } from '../../src/cpu/simd-api.js';
+import { simdUnit } from '../../src/cpu/fpu/index.js';
 import { DATA_SIZE, FLAGS_LOADABLE, MASK64, type OracleState, type RunOptions } from './state.js';
 
 export const GDT_BASE = 0x1000;
@@ -89,16 +89,6 @@ export interface EmuResult extends OracleState {
   /** RIP after the run (just past the final HLT on success). */
   rip: number;
 }
-
-/**
- * The x87/SSE unit, loaded when its module exists (it lands separately from the core; without it
- * the CPU raises #UD for x87/SSE opcodes and those oracle families fail, as they should).
- */
-const FPU_MODULE = '../../src/cpu/fpu/index.js';
-const simdUnit: SimdUnit | undefined = await import(FPU_MODULE).then(
-  (m: { simdUnit?: SimdUnit }) => m.simdUnit,
-  () => undefined,
-);
 
 const quietInterrupts: CpuInterruptController = {
   hasInterrupt: () => false,

@@ -6,7 +6,7 @@
  * Random cases come from a seeded PRNG (xorshift128+ over BigInt-free 32-bit state); the seed is
  * printed with every failure and can be forced with ORACLE_SEED=<n>.
  */
-import { expect } from 'vitest';
+import { afterAll, expect } from 'vitest';
 import { assembleMany } from './assemble.js';
 import { CODE_BASE, EmulatedRunner, type EmuResult } from './emulated.js';
 import { NativeRunner } from './native.js';
@@ -287,8 +287,14 @@ export function runOracle(cases: readonly OracleCase[], seed?: number): OracleRe
   return { total: cases.length, failures, undefinedDiffs };
 }
 
-/** Collected undefined-behaviour differences across the suite (printed once per file). */
+/** Collected undefined-behaviour differences of the current test file (printed after it). */
 export const undefinedLog: string[] = [];
+
+afterAll(() => {
+  if (undefinedLog.length > 0) {
+    console.log(`differences in SDM-undefined flags/registers only (informative, not failures):\n  ${undefinedLog.join('\n  ')}`);
+  }
+});
 
 /** Shape failures into one assertion message (first few in full). */
 export function summarize(r: OracleReport, max = 6): string {

@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { features } from '../../src/cpu/features.js';
 import { assemble, nasmMissing } from './assemble.js';
 import {
-  CODE_BASE, EmulatedRunner, type EmuResult, PT_BASE, PTE_P, PTE_U, PTE_W, SEL_USER_CODE64, SEL_USER_DATA, setIdtGate, TSS_RSP0,
+  CODE_BASE, EmulatedRunner, type EmuResult, PT_BASE, PTE_P, PTE_U, PTE_W, SEL_USER_CODE64, SEL_USER_DATA, setIdtGate, TSS_BASE,
+  TSS_RSP0,
 } from './emulated.js';
 import { blankState, type OracleState } from './state.js';
 
@@ -262,6 +263,112 @@ describe.skipIf(nasmMissing)('emulator: exceptions and system behaviour', () => 
       const rsp = (emu.cpu!.s.gpr[8]! >>> 0) + (emu.cpu!.s.gpr[9]! >>> 0) * 2 ** 32;
       expect((rsp + 40) % 16).toBe(0); // 5 qwords below an aligned boundary
       expect(rsp + 40).toBe(Number(r.gpr[0]!) - 8);
+    });
+  });
+
+  describe('more exceptions', () => {
+    const PAGE = 0x50000;
+    it('instruction fetch from an NX page with EFER.NXE: #PF error code P|I/D', () => {
+      const code = assemble('mov ecx, 0xc0000080\nrdmsr\nbts eax, 11\nwrmsr\nmov rcx, rsi\njmp rcx');
+      const r = emu.run(code, state({ 6: BigInt(PAGE) }), {
+        setup: () => emu.memory.write64(PT_BASE + 8 * (PAGE >>> 12), BigInt(PAGE + (PTE_P | PTE_W | PTE_U)) | (1n << 63n)),
+      });
+      expectException(r, PF, PFE_P | 0x10, PAGE);
+      expect(emu.cpu!.s.cr2).toBe(PAGE);
+    });
+    it('the NX bit without EFER.NXE is a reserved-bit #PF (error code P|RSVD)', () => {
+      const code = assemble('mov eax, [rcx]');
+      const r = emu.run(code, state({ 1: BigInt(PAGE) }), {
+        setup: () => emu.memory.write64(PT_BASE + 8 * (PAGE >>> 12), BigInt(PAGE + (PTE_P | PTE_W | PTE_U)) | (1n << 63n)),
+      });
+      expectException(r, PF, PFE_P | 0x8, CODE_BASE);
+    });
+    it('x87 and SSE instructions with CR0.TS=1 → #NM', () => {
+      for (const insn of ['fld1', 'addps xmm0, xmm1', 'fwait']) {
+        const code = assemble(`mov rax, cr0\nor eax, 0xa\nmov cr0, rax\n${insn}`); // TS | MP
+        expectException(emu.run(code, state()), 7, -1, lastInsn(code, insn));
+      }
+    });
+    it('SSE instructions with CR4.OSFXSR=0 → #UD', () => {
+      const code = assemble('mov rax, cr4\nbtr rax, 9\nmov cr4, rax\naddps xmm0, xmm1');
+      expectException(emu.run(code, state()), UD, -1, lastInsn(code, 'addps xmm0, xmm1'));
+    });
+    it('MOVDQA from a misaligned address → #GP(0); MOVDQU is fine', () => {
+      const code = assemble('movdqu xmm1, [rbx+1]\nmovdqa xmm0, [rbx+1]');
+      const r = emu.run(code, state({ 3: 0x100n }), { ptrRegs: [3] });
+      expectException(r, GP, 0, lastInsn(code, 'movdqa xmm0, [rbx+1]'));
+    });
+    it('RDMSR/WRMSR of an unknown MSR → #GP(0)', () => {
+      for (const insn of ['rdmsr', 'wrmsr']) {
+        const code = assemble(`mov ecx, 0x12345678\n${insn}`);
+        expectException(emu.run(code, state()), GP, 0, lastInsn(code, insn));
+      }
+    });
+    it('opcodes that are invalid in 64-bit mode raise #UD', () => {
+      for (const op of [0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0xce, 0xd4, 0xd5, 0xd6, 0x82]) {
+        const code = new Uint8Array([0x90, op, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00]);
+        const r = emu.run(code, state());
+        expect({ op, vector: r.exception?.vector, rip: r.exception?.rip }).toEqual({ op, vector: UD, rip: CODE_BASE + 1 });
+      }
+    });
+    it('UD0 and UD1 raise #UD', () => {
+      for (const bytes of [[0x0f, 0xff, 0xc0], [0x0f, 0xb9, 0xc0]]) {
+        const r = emu.run(new Uint8Array(bytes), state());
+        expectException(r, UD, -1, CODE_BASE);
+      }
+    });
+    it('an exception that cannot be delivered (IDT limit 0) ends in a triple fault', () => {
+      const r = emu.run(assemble('ud2'), state(), { setup: (cpu) => void (cpu.s.idtrLimit = 0) });
+      expect(r.error, r.error).toBeUndefined();
+      expect(r.shutdown).toBeDefined();
+    });
+    it('an IST gate switches to the TSS IST stack', () => {
+      const IST1 = 0x18000;
+      const r = emu.run(assemble('int3'), state(), {
+        setup: (_cpu, mem) => {
+          mem.write64(TSS_BASE + 0x24, BigInt(IST1));
+          setIdtGate(mem, BP, 0x8000 + 16 * BP, 3, 0xe, 1);
+        },
+      });
+      expect(r.exception?.vector).toBe(BP);
+      expect((emu.cpu!.s.gpr[8]! >>> 0)).toBe(IST1 - 40);
+    });
+  });
+
+  describe('SYSCALL / SYSRET', () => {
+    it('ring 3 → SYSCALL → handler → SYSRETQ → ring 3', () => {
+      const src = [
+        '.start:',
+        'mov ecx, 0xc0000080', 'rdmsr', 'or eax, 1', 'wrmsr', // EFER.SCE
+        'mov ecx, 0xc0000081', 'xor eax, eax', 'mov edx, 0x00180008', 'wrmsr', // STAR: SYSCALL CS 0x08, SYSRET base 0x18
+        'mov ecx, 0xc0000082', `mov eax, ${CODE_BASE} + .handler - .start`, 'xor edx, edx', 'wrmsr', // LSTAR
+        'mov ecx, 0xc0000084', 'mov eax, 0x4700', 'xor edx, edx', 'wrmsr', // SFMASK: TF DF IF AC? (IF|DF|TF|NT)
+        toRing3('mov r12, 0x55\nstd\nsyscall\nmov r10, rsp\nud2'),
+        'times 0x200 - ($ - .start) nop',
+        '.handler:',
+        'mov r15, rcx', // return RIP
+        'mov r14, r11', // saved RFLAGS
+        'pushfq',
+        'pop r13', // RFLAGS inside the handler (masked)
+        'mov r9, rsp', // RSP is not switched by SYSCALL
+        'o64 sysret',
+      ].join('\n');
+      const code = assemble(src);
+      const r = emu.run(code, state());
+      expect(r.error, r.error).toBeUndefined();
+      expect(r.exception?.vector).toBe(UD);
+      expect(r.exception!.cs).toBe(SEL_USER_CODE64);
+      expect(r.exception!.ss).toBe(SEL_USER_DATA);
+      const ud2At = r.exception!.rip;
+      expect(r.gpr[15]).toBe(BigInt(ud2At - assemble('mov r10, rsp').length)); // RCX = RIP after SYSCALL
+      expect(Number(r.gpr[14]! & 0x400n)).toBe(0x400); // R11 holds RFLAGS with DF set
+      expect(Number(r.gpr[13]! & 0x4700n)).toBe(0); // SFMASK cleared DF (and IF/TF/NT) in the handler
+      expect(r.gpr[9]).toBe(BigInt(USER_STACK));
+      expect(r.gpr[10]).toBe(BigInt(USER_STACK));
+    });
+    it('SYSCALL with EFER.SCE=0 → #UD', () => {
+      const code = assemble('mov ecx, 0xc0000080\nrdmsr\nbtr eax, 0\nwrmsr\nsyscall');
+      expectException(emu.run(code, state()), UD, -1, lastInsn(code, 'syscall'));
     });
   });
 

@@ -126,7 +126,31 @@ function m80Case(rng: Rng): OracleCase {
   return c;
 }
 
+/** Zero the FXSAVE fields that legitimately differ: FOP/FIP/FCS/FDP/FDS and MXCSR_MASK. */
+const FXSAVE_SCRUB = 'mov word [rbx+0x106], 0\nmov qword [rbx+0x108], 0\nmov qword [rbx+0x110], 0\nmov dword [rbx+0x11c], 0';
+
+function fxsaveCase(rng: Rng): OracleCase {
+  const c = baseCase(rng, controlWord(rng.pick([2, 3]), rng.int(4)), true);
+  c.state.mxcsr = 0x1f80 | (rng.int(4) << 13) | (rng.u32() & 0x3f);
+  const loads = ['fld qword [rbx+8]', 'fld qword [rbx+16]', 'fldpi', 'fld1', 'fadd st0, st1', 'fdiv st0, st2', 'fild dword [rbx+24]'];
+  const n = rng.int(5);
+  const body: string[] = [];
+  for (let i = 0; i < n; i++) body.push(rng.pick(loads.slice(0, i === 0 ? 4 : loads.length)));
+  if (rng.bool(0.5)) {
+    // save, clobber, restore, save again: FXRSTOR must bring everything back
+    body.push('fxsave [rbx+0x100]', 'fninit', 'pxor xmm3, xmm3', 'mov dword [rbx+0x200], 0x1f80', 'ldmxcsr [rbx+0x200]', 'fxrstor [rbx+0x100]');
+  }
+  body.push('fxsave [rbx+0x100]', FXSAVE_SCRUB);
+  // FXSAVE stores empty physical registers too, whose contents FNINIT keeps: zero them first
+  c.asm = `fninit\n${'fldz\n'.repeat(8)}${PROLOGUE}${body.join('\n')}`;
+  return c;
+}
+
 describe.skipIf(nasmMissing || !nativeSupported)('oracle: x87', () => {
+  it('FXSAVE image (x87 stack, tags, status, MXCSR, XMM) and FXRSTOR round trip', () => {
+    const r = fuzz('fxsave', N, fxsaveCase);
+    expectClean(r);
+  });
   it('arithmetic at double precision (PC=53), results as m64', () => {
     const r = fuzz('x87-pc53-m64', 2 * N, (rng) => arithCase(rng, 2, false));
     expectClean(r);

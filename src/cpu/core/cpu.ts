@@ -52,8 +52,7 @@ const TWO32 = 4294967296;
 /** Polling interval (instructions or blocks) for interrupts while IF=1. */
 const IRQ_POLL = 64;
 
-/** Block-start executions before a block is translated. */
-const JIT_THRESHOLD = 8;
+
 const FAST_SIZE = 4096;
 /** Translated blocks kept at most (all are dropped when exceeded). */
 const MAX_BLOCKS = 200_000;
@@ -146,8 +145,15 @@ export class Cpu implements SystemHost {
   pollCounter = IRQ_POLL;
 
   // ---- block translation (64-bit mode) ----
+  /**
+   * Default for `jitThreshold` of new CPUs (tests set 1 to translate everything, or Infinity to
+   * interpret only).
+   */
+  static defaultJitThreshold = 8;
   /** Translate hot blocks to JavaScript (set false to interpret only). */
-  jit = true;
+  jit = Cpu.defaultJitThreshold !== Infinity;
+  /** Block-start executions before a block is translated. */
+  jitThreshold = Cpu.defaultJitThreshold;
   /** Set when a store hit a page with translated code (the running block exits). */
   smc = 0;
   /** Per 64-byte line of the first RAM region: 1 when translated blocks were made from it. */
@@ -924,15 +930,15 @@ export class Cpu implements SystemHost {
       if (b !== undefined) {
         if (b.valid) return b;
         this.fastBlk[h] = undefined;
-        this.fastCount[h] = JIT_THRESHOLD - 1;
+        this.fastCount[h] = this.jitThreshold - 1;
       }
-      if (++this.fastCount[h]! < JIT_THRESHOLD) return undefined;
+      if (++this.fastCount[h]! < this.jitThreshold) return undefined;
     } else {
       this.fastRip[h] = rip;
       this.fastCpl[h] = cpl;
       this.fastCount[h] = 1;
       this.fastBlk[h] = undefined;
-      return undefined;
+      if (this.jitThreshold > 1) return undefined;
     }
     // hot: translate (the fetch check may raise #PF: the caller's restart point is this RIP)
     const user = cpl === 3;

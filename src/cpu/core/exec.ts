@@ -1354,8 +1354,35 @@ export function step(c: Cpu): void {
   }
   c.opsize = c.rexW ? 8 : c.opOverride ? (c.defOp === 4 ? 2 : 4) : c.defOp;
   c.adsize = adOverride ? (long ? 4 : c.defAddr === 4 ? 2 : 4) : c.defAddr;
+  if (c.lock) checkLock(c, op);
   exec1(c, op);
   s.rip = c.ip;
+}
+
+/** LOCK is only legal on read-modify-write memory forms: #UD otherwise. */
+function checkLock(c: Cpu, op: number): void {
+  const save = c.ip;
+  let b = op;
+  const two = op === 0x0f;
+  if (two) b = c.fetch8();
+  const m = c.fetch8();
+  c.ip = save;
+  const mem = m >> 6 !== 3;
+  const r = (m >> 3) & 7;
+  let ok = false;
+  if (!two) {
+    if (b < 0x38 && (b & 7) < 2) ok = true;
+    else if (b >= 0x80 && b <= 0x83) ok = r !== 7;
+    else if (b === 0x86 || b === 0x87) ok = true;
+    else if (b === 0xfe || b === 0xff) ok = r <= 1;
+    else if (b === 0xf6 || b === 0xf7) ok = r === 2 || r === 3;
+  } else {
+    if (b === 0xab || b === 0xb3 || b === 0xbb || b === 0xb0 || b === 0xb1 || b === 0xc0 || b === 0xc1) ok = true;
+    else if (b === 0xba) ok = r >= 5;
+    else if (b === 0xc7) ok = r === 1;
+    else if ((b === 0x20 || b === 0x22) && !c.long) return; // AMD: LOCK MOV CR0 = MOV CR8
+  }
+  if (!ok || !mem) fault(UD);
 }
 
 function exec1(c: Cpu, op: number): void {

@@ -220,7 +220,8 @@ const MASKS = [0, 0xff, 0xffff, 0, 0xffffffff];
 
 /** Flags producer known at compile time (for direct Jcc/SETcc/CMOVcc conditions). */
 interface FlagSrc {
-  kind: 'sub' | 'logic';
+  /** sub: a - b; logic: CF = OF = 0; incdec: only ZF/SF are known (CF kept, OF not computed). */
+  kind: 'sub' | 'logic' | 'incdec';
   sz: number;
   a: string;
   ah: string;
@@ -313,6 +314,7 @@ function condExpr(gn: Gen, cc: number): string {
   const neg = (cc & 1) !== 0;
   const base = cc & ~1;
   let e: string | undefined;
+  if (f !== undefined && f.kind === 'incdec' && base !== 4 && base !== 8) return `c.cond(${cc})`;
   if (f !== undefined) {
     const sz = f.sz;
     const signBit = sz === 8 ? `(${f.rh} >>> 31)` : `((${f.r} >>> ${sz * 8 - 1}) & 1)`;
@@ -475,7 +477,7 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
   const sz = d.opsize;
   const ripC = `c.startRip = ${d.rip};`;
   const mem = d.hasModrm && d.mod !== 3;
-  if (mem && d.ad32) return false;
+  if ((mem && d.ad32) || d.lock) return false;
   // ---- ALU ----
   if (op < 0x40 && (op & 7) < 6) {
     const kind = op & 7;
@@ -712,6 +714,14 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
         const L = mem ? emitEa(gn, d) : undefined;
         const [a, ah] = loadRm(gn, d, s1, L);
         const r = gn.v('r');
+        if (s1 === 4) {
+          // inline: CF is preserved (materialised first), the rest as ADD/SUB 1
+          gn.emit(`var ${r} = (${a} ${o === 1 ? '-' : '+'} 1) >>> 0;`);
+          if (live) gn.emit(`c.fCin = c.cf(); c.fOp = ${o === 1 ? 5 : 4}; c.fSz = 4; c.fA = ${a}; c.fB = 1; c.fRes = ${r};`);
+          storeRm(gn, d, s1, L, r, '0');
+          gn.lastF = { kind: 'incdec', sz: 4, a, ah, b: '1', bh: '0', r, rh: '0' };
+          return 'cont';
+        }
         gn.emit(`var ${r} = incdec(c, ${s1}, ${a}, ${ah}, ${o === 1});`);
         storeRm(gn, d, s1, L, r, 'c.hi');
         gn.lastF = undefined;

@@ -128,8 +128,23 @@ export class X87Side {
   readonly rawValid = new Uint8Array(8);
   /** Bit view of cpu.st (NaN payloads must be written as bits, not through JS numbers). */
   readonly stBits: Int32Array;
+  /**
+   * cpu.st bits at the time each image was written: if cpu.st was changed by someone else (a
+   * snapshot restore, a debugger), the image is stale and the double wins.
+   */
+  readonly mirror = new Int32Array(16);
   constructor(cpu: CpuState) {
     this.stBits = new Int32Array(cpu.st.buffer, cpu.st.byteOffset, 16);
+  }
+  /** Records the image of physical register p as current (after cpu.st[p] was updated). */
+  markRaw(p: number): void {
+    this.rawValid[p] = 1;
+    this.mirror[2 * p] = this.stBits[2 * p]!;
+    this.mirror[2 * p + 1] = this.stBits[2 * p + 1]!;
+  }
+  /** Is the 80-bit image of physical register p authoritative? */
+  rawOk(p: number): boolean {
+    return this.rawValid[p] === 1 && this.mirror[2 * p] === this.stBits[2 * p] && this.mirror[2 * p + 1] === this.stBits[2 * p + 1];
   }
 }
 

@@ -250,3 +250,104 @@ describe('extended precision conversions', () => {
     expect(extToDouble(0x401, 0x80000000, 0x3fff)).toBe(1 + 2 ** -52);
   });
 });
+
+describe('x87 odds and ends', () => {
+  it('FILD m64 → FBSTP → FBLD → FISTP m64 round-trips an 18-digit value exactly', () => {
+    const { cpu, mem } = setup();
+    const v = 123456789012345678n;
+    new DataView(mem.bytes.buffer).setBigInt64(0x100, -v, true);
+    simdUnit.x87(cpu, mem, x87insn(0xdf, 5, 0, 0x100)); // fild qword
+    simdUnit.x87(cpu, mem, x87insn(0xdf, 6, 0, 0x110)); // fbstp
+    expect(hexBytes(mem.bytes.subarray(0x110, 0x11a))).toBe('78 56 34 12 90 78 56 34 12 80');
+    simdUnit.x87(cpu, mem, x87insn(0xdf, 4, 0, 0x110)); // fbld
+    simdUnit.x87(cpu, mem, x87insn(0xdf, 7, 0, 0x120)); // fistp qword
+    expect(new DataView(mem.bytes.buffer).getBigInt64(0x120, true)).toBe(-v);
+  });
+
+  it('a value written to cpu.st from outside (snapshot restore) wins over a stale 80-bit image', () => {
+    const { cpu, mem } = setup();
+    simdUnit.x87(cpu, mem, x87op(0xd9, 0xeb)); // fldpi → R7
+    cpu.st[7] = 2.5;
+    simdUnit.x87(cpu, mem, x87insn(0xdd, 3, 0, 0x100)); // fstp qword
+    expect(new DataView(mem.bytes.buffer).getFloat64(0x100, true)).toBe(2.5);
+  });
+
+  it('FSIN / FCOS / FPTAN / FPATAN are close to the libm values and raise PE', () => {
+    const { cpu, mem } = setup();
+    new DataView(mem.bytes.buffer).setFloat64(0x100, 0.5, true);
+    simdUnit.x87(cpu, mem, x87insn(0xdd, 0, 0, 0x100)); // fld 0.5
+    simdUnit.x87(cpu, mem, x87op(0xd9, 0xfe)); // fsin
+    simdUnit.x87(cpu, mem, x87insn(0xdd, 3, 0, 0x108));
+    expect(new DataView(mem.bytes.buffer).getFloat64(0x108, true)).toBeCloseTo(Math.sin(0.5), 15);
+    expect(cpu.fpuStatus & 0x20).toBe(0x20);
+    simdUnit.x87(cpu, mem, x87insn(0xdd, 0, 0, 0x100));
+    simdUnit.x87(cpu, mem, x87op(0xd9, 0xf2)); // fptan: ST0 = 1, ST1 = tan
+    simdUnit.x87(cpu, mem, x87op(0xd9, 0xf3)); // fpatan: atan2(tan(0.5), 1)
+    simdUnit.x87(cpu, mem, x87insn(0xdd, 3, 0, 0x110));
+    expect(new DataView(mem.bytes.buffer).getFloat64(0x110, true)).toBeCloseTo(0.5, 15);
+    expect((cpu.fpuStatus >> 11) & 7).toBe(0);
+  });
+});
+
+function hexBytes(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
+}
+
+describe('less common SSE/MMX forms', () => {
+  it('MASKMOVDQU stores the selected bytes at RDI; MOVNTI stores a GPR', () => {
+    const { cpu, mem } = setup();
+    cpu.gpr[14] = 0x300; // RDI
+    cpu.xmmU8.set([...Array(16).keys()].map((k) => 0xa0 + k), 0);
+    cpu.xmmU8.set([0x80, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff], 16);
+    simdUnit.sse(cpu, mem, insn(0xf7, 0x66, 0, 1));
+    expect(Array.from(mem.bytes.subarray(0x300, 0x310))).toEqual([0xa0, 0, 0xa2, ...Array(12).fill(0), 0xaf]);
+    cpu.gpr[2] = 0x12345678;
+    cpu.gpr[3] = -1;
+    simdUnit.sse(cpu, mem, insn(0xc3, 0, 1, 0, { ea: 0x320, rexW: true }));
+    expect(mem.read32(0x320)).toBe(0x12345678);
+    expect(mem.read32(0x324)).toBe(0xffffffff);
+  });
+
+  it('PINSRW / PEXTRW / PSHUFW on MMX and CVTPI2PS / CVTTPS2PI', () => {
+    const { cpu, mem } = setup();
+    cpu.gpr[0] = 0xbeef;
+    simdUnit.sse(cpu, mem, insn(0xc4, 0, 1, 0, { imm8: 2 })); // pinsrw mm1, eax, 2
+    simdUnit.sse(cpu, mem, insn(0x70, 0, 2, 1, { imm8: 0xaa })); // pshufw mm2, mm1, all lanes ← word 2
+    simdUnit.sse(cpu, mem, insn(0xc5, 0, 3, 2, { imm8: 3 })); // pextrw ebx, mm2, 3
+    expect(cpu.gpr[6]).toBe(0xbeef);
+    cpu.gpr[0] = 7;
+    simdUnit.sse(cpu, mem, insn(0x6e, 0, 4, 0)); // movd mm4, eax → (7, 0)
+    simdUnit.sse(cpu, mem, insn(0x2a, 0, 5, 4)); // cvtpi2ps xmm5, mm4
+    expect(Array.from(cpu.xmmF32.subarray(20, 22))).toEqual([7, 0]);
+    cpu.xmmF32[20] = -2.75;
+    simdUnit.sse(cpu, mem, insn(0x2c, 0, 6, 5)); // cvttps2pi mm6, xmm5
+    simdUnit.sse(cpu, mem, insn(0x7e, 0, 6, 1)); // movd ecx, mm6
+    expect(cpu.gpr[2]).toBe(-2);
+  });
+
+  it('CVTSD2SI honours MXCSR.RC; overflow gives the integer indefinite with IE', () => {
+    const { cpu, mem } = setup();
+    cpu.xmmF64[0] = 2.5;
+    simdUnit.sse(cpu, mem, insn(0x2d, 0xf2, 1, 0)); // cvtsd2si ecx, xmm0 (nearest even)
+    expect(cpu.gpr[2]).toBe(2);
+    cpu.mxcsr = 0x1f80 | (2 << 13); // round up
+    simdUnit.sse(cpu, mem, insn(0x2d, 0xf2, 1, 0));
+    expect(cpu.gpr[2]).toBe(3);
+    expect(cpu.mxcsr & 0x20).toBe(0x20); // PE
+    cpu.xmmF64[0] = 1e10;
+    simdUnit.sse(cpu, mem, insn(0x2d, 0xf2, 1, 0));
+    expect(cpu.gpr[2]! >>> 0).toBe(0x80000000);
+    expect(cpu.mxcsr & 1).toBe(1);
+  });
+
+  it('an unmasked SSE exception raises #XM (with CR4.OSXMMEXCPT) and leaves the destination alone', () => {
+    const { cpu, mem } = setup();
+    cpu.cr4 |= 1 << 10;
+    cpu.mxcsr = 0x1f80 & ~(1 << 9); // unmask ZE
+    cpu.xmmF64[0] = 1;
+    cpu.xmmF64[2] = 0;
+    expect(faultOf(() => simdUnit.sse(cpu, mem, insn(0x5e, 0xf2, 0, 1)))).toBe(19); // divsd xmm0, xmm1
+    expect(cpu.xmmF64[0]).toBe(1);
+    expect(cpu.mxcsr & 4).toBe(4);
+  });
+});

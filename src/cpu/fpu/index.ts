@@ -20,4 +20,8 @@ function reset(cpu: CpuState): void {
   cpu.mxcsr = 0x1f80;
 }
 
-export const simdUnit: SimdUnit = { x87, sse, handles0F, reset };
+/**
+ * The unit. `fwait` is the 9B (FWAIT) hook: #NM when CR0.MP and CR0.TS, #MF when an unmasked x87
+ * exception is pending and CR0.NE is set (proposed as an optional SimdUnit member).
+ */
+export const simdUnit: SimdUnit & { fwait: typeof fwait } = { x87, sse, handles0F, reset, fwait };

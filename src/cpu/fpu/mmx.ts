@@ -10,7 +10,7 @@ import { doubleToExt, ext, extToDouble } from './f80.js';
 /** Reads MM`r` into out[lane], out[lane+1] (low, high). */
 export function getMmx(cpu: CpuState, r: number, out: Int32Array, lane: number): void {
   const sd = side(cpu);
-  if (sd.rawValid[r]) {
+  if (sd.rawOk(r)) {
     out[lane] = sd.raw[3 * r]!;
     out[lane + 1] = sd.raw[3 * r + 1]!;
   } else {
@@ -26,8 +26,8 @@ export function setMmx(cpu: CpuState, r: number, lo: number, hi: number): void {
   sd.raw[3 * r] = lo;
   sd.raw[3 * r + 1] = hi;
   sd.raw[3 * r + 2] = 0xffff;
-  sd.rawValid[r] = 1;
   cpu.st[r] = extToDouble(lo, hi, 0xffff);
+  sd.markRaw(r);
 }
 
 /** The x87 → MMX transition performed by every MMX instruction. */

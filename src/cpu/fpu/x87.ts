@@ -1,9 +1,10 @@
 /**
- * The x87 FPU (opcodes D8..DF). Arithmetic runs in binary64 (`cpu.st`, physical registers);
- * values loaded from 80-bit images keep the exact image until changed (X87Side), so FLD/FSTP
- * m80, FXSAVE/FXRSTOR and MMX values round-trip bit-exactly. Precision control is ignored
- * (results are rounded to double, nearest-even); rounding control applies to integer stores,
- * FRNDINT and stores to m32/m64.
+ * The x87 FPU (opcodes D8..DF). Registers hold exact 80-bit images (X87Side, per physical
+ * register) and `cpu.st` mirrors them as doubles. Loads, stores, + - × ÷, square root, compares,
+ * FRNDINT, FSCALE, FXTRACT, FPREM/FPREM1 and integer/BCD conversions are exact (extfloat.ts)
+ * under the control word's precision and rounding control, with IE DE ZE OE UE PE, C1 =
+ * "rounded up", stack faults (IE|SF, masked → QNaN indefinite) and pending-exception #MF.
+ * Transcendentals (F2XM1 FYL2X FYL2XP1 FPTAN FPATAN FSIN FCOS FSINCOS) are computed in double.
  *
  * Status word: IE DE ZE OE UE PE SF ES (bits 0..7), C0 C1 C2 (8..10), TOP (11..13), C3 (14),
  * B (15). Tag word: two bits per physical register (00 valid, 01 zero, 10 special, 11 empty).
@@ -12,7 +13,7 @@ import type { CpuState } from '../state.js';
 import type { SimdInsn, SimdMemory } from '../simd-api.js';
 import { VEC_MF, VEC_NM, VEC_UD, ea, side } from './common.js';
 import { dbl, doubleBitsToExt, ext, extToDoubleBits } from './f80.js';
-import { F32, F64, RC_DOWN, RC_NEAREST, RC_UP, bits64, hi32, lo32, sf } from './softfloat.js';
+import { F32, F64, RC_DOWN, RC_UP, bits64, hi32, lo32, sf } from './softfloat.js';
 import {
   X_ADD, X_DIV, X_MUL, X_SUB, arithExt, compareExt, fromFloat, fromIntExt, packExt, premExt, rem, roundIntExt,
   scaleExt, sqrtExt, toFloat, toIntExt, xs,
@@ -76,6 +77,12 @@ export function tagOfExt(lo: number, hi: number, se: number): number {
   return hi & 0x80000000 ? TAG_VALID : TAG_SPECIAL;
 }
 
+/** Transcendental result: stored from a double, flagged inexact unless zero or infinite. */
+function setApprox(cpu: CpuState, p: number, v: number): void {
+  setReg(cpu, p, v);
+  if (v !== 0 && Number.isFinite(v)) raise(cpu, SW_PE);
+}
+
 function setReg(cpu: CpuState, p: number, v: number): void {
   if (v !== v) {
     // a NaN produced by JS arithmetic: store the x87 default (negative quiet NaN indefinite)
@@ -93,10 +100,10 @@ export function setRegExt(cpu: CpuState, p: number, lo: number, hi: number, se: 
   sd.raw[3 * p] = lo;
   sd.raw[3 * p + 1] = hi;
   sd.raw[3 * p + 2] = se & 0xffff;
-  sd.rawValid[p] = 1;
   extToDoubleBits(lo, hi, se);
   sd.stBits[2 * p] = dbl.lo;
   sd.stBits[2 * p + 1] = dbl.hi;
+  sd.markRaw(p);
   setTag(cpu, p, tagOfExt(lo, hi, se));
 }
 
@@ -108,7 +115,7 @@ function setIndefinite(cpu: CpuState, p: number): void {
 /** The 80-bit image of physical register p, into `ext`. */
 export function regExt(cpu: CpuState, p: number): void {
   const sd = side(cpu);
-  if (sd.rawValid[p]) {
+  if (sd.rawOk(p)) {
     ext.lo = sd.raw[3 * p]! >>> 0;
     ext.hi = sd.raw[3 * p + 1]! >>> 0;
     ext.se = sd.raw[3 * p + 2]! & 0xffff;
@@ -125,7 +132,8 @@ function copyReg(cpu: CpuState, dst: number, src: number): void {
   sd.raw[3 * dst] = sd.raw[3 * src]!;
   sd.raw[3 * dst + 1] = sd.raw[3 * src + 1]!;
   sd.raw[3 * dst + 2] = sd.raw[3 * src + 2]!;
-  sd.rawValid[dst] = sd.rawValid[src]!;
+  if (sd.rawOk(src)) sd.markRaw(dst);
+  else sd.rawValid[dst] = 0;
   setTag(cpu, dst, tag(cpu, src));
 }
 
@@ -212,21 +220,6 @@ function rc(cpu: CpuState): number {
   return (cpu.fpuControl >> 10) & 3;
 }
 
-/** Rounds to an integer per rounding control. */
-function roundInt(v: number, mode: number): number {
-  switch (mode) {
-    case RC_NEAREST: {
-      const f = Math.floor(v);
-      const d = v - f;
-      if (d > 0.5) return f + 1;
-      if (d < 0.5) return f;
-      return f % 2 === 0 ? f : f + 1;
-    }
-    case RC_DOWN: return Math.floor(v);
-    case RC_UP: return Math.ceil(v);
-    default: return Math.trunc(v);
-  }
-}
 
 // ---- extended arithmetic glue -----------------------------------------------------------------
 
@@ -392,35 +385,52 @@ function storeExt(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
 // ---- packed BCD (FBLD / FBSTP) -----------------------------------------------------------------------
 
 function fbld(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
-  let v = 0;
+  let v = 0n;
   for (let k = 8; k >= 0; k--) {
     const b = mem.read8(ea(i, k));
-    v = v * 100 + (b >> 4) * 10 + (b & 15);
+    v = v * 100n + BigInt((b >> 4) * 10 + (b & 15));
   }
-  if (mem.read8(ea(i, 9)) & 0x80) v = -v;
-  pushValue(cpu, v);
+  const neg = (mem.read8(ea(i, 9)) & 0x80) !== 0;
+  begin(cpu);
+  let x = fromIntExt(v);
+  if (neg) x |= 0x8000n << 64n;
+  pushX(cpu, x);
 }
+
+const BCD_LIMIT = 10n ** 18n;
 
 function fbstp(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
   const p = phys(cpu, 0);
-  const v0 = cpu.st[p]!;
-  if (tag(cpu, p) === TAG_EMPTY && !underflow(cpu)) return;
-  let v = Math.abs(roundInt(v0, rc(cpu)));
+  let v: bigint | undefined;
+  let neg = false;
+  begin(cpu);
+  if (tag(cpu, p) === TAG_EMPTY) {
+    if (!underflow(cpu)) return;
+  } else {
+    const x = getX(cpu, p);
+    neg = (x >> 79n) === 1n;
+    v = toIntExt(x, 64, false);
+    if (v !== undefined && (v >= BCD_LIMIT || v <= -BCD_LIMIT)) {
+      v = undefined;
+      sf.flags = (sf.flags & ~SW_PE) | SW_IE;
+    }
+    if (!end(cpu)) return;
+  }
   mem.probeWrite(ea(i, 0), 10);
-  if (v0 !== v0 || v >= 1e18 || tag(cpu, p) === TAG_EMPTY) {
-    if (!raise(cpu, SW_IE)) return;
+  if (v === undefined) {
     // packed BCD indefinite
     for (let k = 0; k < 7; k++) mem.write8(ea(i, k), 0);
     mem.write8(ea(i, 7), 0xc0);
     mem.write8(ea(i, 8), 0xff);
     mem.write8(ea(i, 9), 0xff);
   } else {
+    let m = v < 0n ? -v : v;
     for (let k = 0; k < 9; k++) {
-      const d = v % 100;
-      v = Math.floor(v / 100);
-      mem.write8(ea(i, k), ((Math.floor(d / 10)) << 4) | (d % 10));
+      const d = Number(m % 100n);
+      m /= 100n;
+      mem.write8(ea(i, k), (Math.floor(d / 10) << 4) | (d % 10));
     }
-    mem.write8(ea(i, 9), v0 < 0 || Object.is(v0, -0) ? 0x80 : 0);
+    mem.write8(ea(i, 9), neg ? 0x80 : 0);
   }
   pop(cpu);
 }
@@ -885,23 +895,12 @@ function fxch(cpu: CpuState, r: number): void {
     if (tag(cpu, p0) === TAG_EMPTY) setIndefinite(cpu, p0);
     if (tag(cpu, pr) === TAG_EMPTY) setIndefinite(cpu, pr);
   }
-  // swap via a free slot-less three-way copy using the side image
-  const sd = side(cpu);
-  const b0 = sd.stBits[2 * p0]!;
-  const b1 = sd.stBits[2 * p0 + 1]!;
-  const r0 = sd.raw[3 * p0]!;
-  const r1 = sd.raw[3 * p0 + 1]!;
-  const r2 = sd.raw[3 * p0 + 2]!;
-  const rv = sd.rawValid[p0]!;
-  const t = tag(cpu, p0);
+  regExt(cpu, p0);
+  const lo = ext.lo;
+  const hi = ext.hi;
+  const se = ext.se;
   copyReg(cpu, p0, pr);
-  sd.stBits[2 * pr] = b0;
-  sd.stBits[2 * pr + 1] = b1;
-  sd.raw[3 * pr] = r0;
-  sd.raw[3 * pr + 1] = r1;
-  sd.raw[3 * pr + 2] = r2;
-  sd.rawValid[pr] = rv;
-  setTag(cpu, pr, t);
+  setRegExt(cpu, pr, lo, hi, se);
   cpu.fpuStatus &= ~SW_C1;
 }
 
@@ -1010,7 +1009,7 @@ function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
     case 0: { // F2XM1
       const x = unaryOperand(cpu);
       if (x === undefined) return;
-      setReg(cpu, phys(cpu, 0), x !== x ? x : Math.expm1(x * Math.LN2));
+      setApprox(cpu, phys(cpu, 0), x !== x ? x : Math.expm1(x * Math.LN2));
       return;
     }
     case 1: case 3: { // FYL2X / FPATAN: ST1 = f(ST1, ST0), pop
@@ -1031,7 +1030,7 @@ function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
         if (x === 1 && !Number.isFinite(y)) v = NaN;
         if (v !== v && !(x !== x || y !== y) && !raise(cpu, SW_IE)) return;
       }
-      setReg(cpu, p1, v);
+      setApprox(cpu, p1, v);
       pop(cpu);
       return;
     }
@@ -1047,7 +1046,7 @@ function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
         if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
         return;
       }
-      setReg(cpu, phys(cpu, 0), Math.tan(x));
+      setApprox(cpu, phys(cpu, 0), Math.tan(x));
       pushValue(cpu, 1);
       return;
     }
@@ -1083,7 +1082,7 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
         pop(cpu);
         return;
       }
-      setReg(cpu, p1, (y * Math.log1p(x)) / Math.LN2);
+      setApprox(cpu, p1, (y * Math.log1p(x)) / Math.LN2);
       pop(cpu);
       return;
     }
@@ -1107,7 +1106,7 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
         if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
         return;
       }
-      setReg(cpu, phys(cpu, 0), Math.sin(x));
+      setApprox(cpu, phys(cpu, 0), Math.sin(x));
       pushValue(cpu, Math.cos(x));
       return;
     }
@@ -1139,7 +1138,7 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
         if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
         return;
       }
-      setReg(cpu, phys(cpu, 0), r === 6 ? Math.sin(x) : Math.cos(x));
+      setApprox(cpu, phys(cpu, 0), r === 6 ? Math.sin(x) : Math.cos(x));
     }
   }
 }
