@@ -59,6 +59,8 @@ export interface SimdUnit {
   sse(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void;
   /** Which 0F-map opcodes the unit handles (so the core routes them here). */
   handles0F(opcode: number): boolean;
+  /** FWAIT/WAIT: raise #MF for a pending unmasked x87 exception (when CR0.NE is set). */
+  fwait?(cpu: CpuState, mem: SimdMemory): void;
   /** Reset to the power-on state (FNINIT + MXCSR default). */
   reset(cpu: CpuState): void;
 }

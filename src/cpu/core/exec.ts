@@ -1697,6 +1697,7 @@ function exec1(c: Cpu, op: number): void {
     }
     case 0x9b: // FWAIT
       if ((s.cr0 & 0xa) === 0xa) fault(7);
+      c.simd?.fwait?.(s, c.simdMem);
       return;
     case 0x9c: { // PUSHF
       if (s.mode === 6 && ((s.rflagsRest >> 12) & 3) < 3) fault(GP, 0);
