@@ -188,20 +188,19 @@ export class Cpu implements SystemHost {
       this.ramSize = 0;
     }
     this.codeLines = new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
-    const cpu = this;
     this.simdMem = {
-      read8: (lin) => cpu.read8(lin),
-      read16: (lin) => cpu.read16(lin),
-      read32: (lin) => cpu.read32(lin),
-      write8: (lin, v) => cpu.write8(lin, v),
-      write16: (lin, v) => cpu.write16(lin, v),
-      write32: (lin, v) => cpu.write32(lin, v),
-      probeWrite: (lin, len) => cpu.probeWrite(lin, len),
+      read8: (lin) => this.read8(lin),
+      read16: (lin) => this.read16(lin),
+      read32: (lin) => this.read32(lin),
+      write8: (lin, v) => this.write8(lin, v),
+      write16: (lin, v) => this.write16(lin, v),
+      write32: (lin, v) => this.write32(lin, v),
+      probeWrite: (lin, len) => this.probeWrite(lin, len),
       fault: (vector, errorCode = -1) => {
         throw new CpuFault(vector, errorCode);
       },
-      setFlagsZPC: (zf, pf, cf) => cpu.setArith((zf ? 0x40 : 0) | (pf ? 4 : 0) | (cf ? 1 : 0)),
-      getRflags: () => cpu.getRflags(),
+      setFlagsZPC: (zf, pf, cf) => this.setArith((zf ? 0x40 : 0) | (pf ? 4 : 0) | (cf ? 1 : 0)),
+      getRflags: () => this.getRflags(),
     };
     this.reset();
   }

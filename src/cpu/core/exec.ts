@@ -83,11 +83,6 @@ function reg64(c: Cpu, r: number): number {
   return g[2 * r + 1]! * TWO32 + (g[2 * r]! >>> 0);
 }
 
-function setReg64n(c: Cpu, r: number, n: number): void {
-  const g = c.s.gpr;
-  g[2 * r] = n;
-  g[2 * r + 1] = Math.floor(n / TWO32);
-}
 
 // ==== effective addresses ===================================================================
 

@@ -908,7 +908,6 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
     } else gn.emit(`s.rip = ${r}; return ${k};`);
   }
   const body = `return function blk(c) {\n const s = c.s, g = s.gpr;\n${gn.out.join('\n')}\n};`;
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const factory = new Function(...helperNames, body) as (...h: unknown[]) => (c: Cpu) => number;
   const fn = factory(...helperValues);
   return { run: fn, rip, phys: off, page: off >>> 12, end: Math.max(p, off + 1), n: k, valid: true };
