@@ -1,0 +1,32 @@
+/**
+ * A multiboot kernel on the bt engine: 32-bit protected-mode entry, the multiboot information
+ * (command line, module, memory sizes), serial output and the debug-exit port's status.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { CLI } from '../support/guest-process.js';
+
+const NASM = '/usr/bin/nasm';
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+describe('multiboot kernel on the bt engine', () => {
+  it.skipIf(!existsSync(NASM))(`gets its command line and module, and exits through port 0xf4${existsSync(NASM) ? '' : ' (skipped: nasm missing)'}`, () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-mb-'));
+    const kernel = path.join(dir, 'hello.bin');
+    execFileSync(NASM, ['-f', 'bin', '-o', kernel, path.join(here, 'guests/multiboot-hello.asm')]);
+    const mod = path.join(dir, 'module.bin');
+    writeFileSync(mod, 'MODULE42 and more');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', 'bt', '-m', '64M', '--kernel', kernel, '--initrd', mod, '--cmdline', 'hello from the test'], {
+      encoding: 'latin1',
+      input: '',
+      timeout: 60_000,
+    });
+    expect(r.stdout).toContain('multiboot ok, cmdline: hello from the test\n');
+    expect(r.stdout).toContain('MODULE42\n');
+    expect(r.status).toBe((0x21 << 1) | 1);
+  });
+});
