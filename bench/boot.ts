@@ -40,7 +40,7 @@ async function measure(vm: VmProcess): Promise<Sample> {
     const t0 = performance.now();
     const out = await vm.sh(COMPUTE, TIMEOUT);
     const compute = (performance.now() - t0) / 1000;
-    if (!out.startsWith(ZERO64M_SHA)) throw new Error(`guest computed a wrong hash: ${out}`);
+    if (!out.includes(ZERO64M_SHA)) throw new Error(`guest computed a wrong hash: ${out}`);
     vm.send('poweroff\n');
     await Promise.race([vm.exited, new Promise((r) => setTimeout(r, 30_000))]);
     return { boot, compute };

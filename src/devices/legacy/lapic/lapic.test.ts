@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { FakeTime } from '../../testing/fake-clock.js';
+import { TimerQueue, type Clock } from '../../../machine/clock.js';
 import { PicPair } from '../pic/pic.js';
 import { IoApic, REDIR_TRIGGER_LEVEL } from '../ioapic/ioapic.js';
 import {
@@ -169,6 +170,55 @@ describe('LocalApic', () => {
     time.advance(100_000);
     expect(lapic.hasInterrupt()).toBe(false);
     expect(lapic.nextEventNs()).toBe(Infinity);
+  });
+
+  it('a one-shot count that ends before the write returns still fires (host time moves between clock reads)', () => {
+    // like the host clock: every read is a little later than the previous one
+    class MovingClock implements Clock {
+      now = 0;
+      nowNs(): number {
+        this.now += 2_000;
+        return this.now;
+      }
+    }
+    const clock = new MovingClock();
+    const timers = new TimerQueue(clock);
+    const lapic = new LocalApic({ clock, timers });
+    enable(lapic);
+    lapic.write(APIC_TIMER_DIVIDE, 4, 0x3); // divide by 16
+    lapic.write(APIC_LVT_TIMER, 4, 0xec); // one-shot
+    // Linux's tickless idle programs counts this small (62 x 16 ns = 992 ns < one clock step)
+    lapic.write(APIC_TIMER_INITIAL_COUNT, 4, 62);
+    expect(timers.nextDeadline()).toBeLessThan(Infinity);
+    timers.runDue();
+    expect(lapic.hasInterrupt()).toBe(true);
+    expect(lapic.acknowledge()).toBe(0xec);
+    lapic.write(APIC_EOI, 4, 0);
+    // fired once, not again
+    timers.runDue(clock.now + 1e9);
+    expect(lapic.hasInterrupt()).toBe(false);
+  });
+
+  it('a one-shot expiry still pending when the divider or mode is rewritten is not lost', () => {
+    const { lapic, time } = setup();
+    enable(lapic);
+    lapic.write(APIC_TIMER_DIVIDE, 4, 0xb); // divide by 1
+    lapic.write(APIC_LVT_TIMER, 4, 0xec);
+    lapic.write(APIC_TIMER_INITIAL_COUNT, 4, 1000);
+    // time passes the deadline but the engine has not run the timer queue yet (mid-slice)
+    time.clock.now = 5_000;
+    lapic.write(APIC_LVT_TIMER, 4, 0xec | LVT_TIMER_PERIODIC);
+    lapic.write(APIC_LVT_TIMER, 4, 0xec); // back to one-shot: re-evaluated while pending
+    expect(lapic.hasInterrupt()).toBe(false);
+    time.advance(0);
+    expect(lapic.hasInterrupt()).toBe(true);
+    expect(lapic.acknowledge()).toBe(0xec);
+    lapic.write(APIC_EOI, 4, 0);
+    // delivered: rewriting the divider or the vector does not fire the old count again
+    lapic.write(APIC_TIMER_DIVIDE, 4, 0x3);
+    lapic.write(APIC_LVT_TIMER, 4, 0xed);
+    time.advance(1_000_000);
+    expect(lapic.hasInterrupt()).toBe(false);
   });
 
   it('periodic timer reloads and fires every period; writing 0 stops it', () => {

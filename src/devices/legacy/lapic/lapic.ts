@@ -359,7 +359,10 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     this.timerStartNs = Number.isFinite(s.timerStartNs) ? s.timerStartNs : this.clock.nowNs();
     this.nmiPending = !!s.nmiPending;
     this.extIntPending = !!s.extIntPending;
-    this.rescheduleTimer();
+    // a restored one-shot count that is already over was delivered before the snapshot
+    this.timers.cancel(this.timer);
+    this.timer = undefined;
+    this.rescheduleTimer(false);
     this.update();
   }
 
@@ -517,14 +520,14 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
         if (!this.softwareEnabled()) val |= LVT_MASKED; // mask cannot be cleared while disabled
         const old = this.lvt[i]!;
         this.lvt[i] = val;
-        if (i === LVT_TIMER && (old & LVT_TIMER_MODE_MASK) !== (val & LVT_TIMER_MODE_MASK)) this.rescheduleTimer();
+        if (i === LVT_TIMER && (old & LVT_TIMER_MODE_MASK) !== (val & LVT_TIMER_MODE_MASK)) this.rescheduleTimer(false);
         this.update();
         return;
       }
       case APIC_TIMER_INITIAL_COUNT:
         this.initialCount = v;
         this.timerStartNs = this.clock.nowNs();
-        this.rescheduleTimer();
+        this.rescheduleTimer(true);
         return;
       case APIC_TIMER_DIVIDE: {
         // keep the current count continuous across the change of rate
@@ -532,7 +535,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
         this.setDivide(v);
         if (this.initialCount !== 0 && cur !== 0) {
           this.timerStartNs = this.clock.nowNs() - (this.initialCount - cur) * this.tickNs;
-          this.rescheduleTimer();
+          this.rescheduleTimer(false);
         }
         return;
       }
@@ -599,8 +602,18 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     return this.initialCount * this.tickNs;
   }
 
-  /** Cancel and re-arm the expiry timer from the current start, count and mode. */
-  private rescheduleTimer(): void {
+  /**
+   * Cancel and re-arm the expiry timer from the current start, count and mode.
+   *
+   * One-shot: a count that reached zero before this call fires anyway (late, at the engine's next
+   * timer check) when it was just written (`fresh`, a TMICT write) or its expiry was still pending;
+   * only a count whose expiry was already delivered stays expired. The host clock moves between
+   * the TMICT write and this check: a short count (Linux programs as little as 0xf ticks in
+   * one-shot mode) may already be over, and dropping its only interrupt leaves a tickless guest
+   * waiting forever for a timer it believes is armed.
+   */
+  private rescheduleTimer(fresh: boolean): void {
+    const wasPending = this.timer !== undefined;
     this.timers.cancel(this.timer);
     this.timer = undefined;
     this.timerDeadline = Infinity;
@@ -616,7 +629,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
       if (deadline <= now) deadline += step;
     } else if (mode === 0) {
       deadline = this.timerStartNs + period;
-      if (deadline <= now && now > this.timerStartNs) return; // already expired
+      if (deadline <= now && !fresh && !wasPending) return; // expired and already delivered
     } else {
       return; // TSC-deadline / reserved: not offered
     }
