@@ -47,7 +47,9 @@ function chooseEngine(choice: VmConfig['engine'], log: (s: string) => void): 'bt
   const kvm = kvmAvailability();
   if (choice === 'kvm') {
     if (!kvm.opens) throw new ConfigError(kvm.reason);
-    if (!kvm.hardware) log(`typevisor: warning: ${kvm.reason}; ordinary kernels will not boot with --engine kvm`);
+    if (!kvm.hardware) {
+      log(`typevisor: warning: this host's KVM (${kvm.module ?? 'unknown module'}) has no hardware virtualization: small guests run, ordinary kernels will not boot with --engine kvm (use --engine bt)`);
+    }
     return 'kvm';
   }
   const pick = kvm.usable ? 'kvm' : 'bt';

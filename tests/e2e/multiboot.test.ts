@@ -8,19 +8,26 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { kvmAvailability } from '../../src/kvm/detect.js';
 import { CLI } from '../support/guest-process.js';
 
 const NASM = '/usr/bin/nasm';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-describe('multiboot kernel on the bt engine', () => {
-  it.skipIf(!existsSync(NASM))(`gets its command line and module, and exits through port 0xf4${existsSync(NASM) ? '' : ' (skipped: nasm missing)'}`, () => {
+const kvm = kvmAvailability();
+const engines: { engine: string; skip: string | undefined }[] = [
+  { engine: 'bt', skip: existsSync(NASM) ? undefined : 'nasm missing' },
+  { engine: 'kvm', skip: !existsSync(NASM) ? 'nasm missing' : kvm.opens ? undefined : kvm.reason },
+];
+
+describe.each(engines)('multiboot kernel on the $engine engine', ({ engine, skip }) => {
+  it.skipIf(skip !== undefined)(`gets its command line and module, and exits through port 0xf4${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-mb-'));
     const kernel = path.join(dir, 'hello.bin');
     execFileSync(NASM, ['-f', 'bin', '-o', kernel, path.join(here, 'guests/multiboot-hello.asm')]);
     const mod = path.join(dir, 'module.bin');
     writeFileSync(mod, 'MODULE42 and more');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', 'bt', '-m', '64M', '--kernel', kernel, '--initrd', mod, '--cmdline', 'hello from the test'], {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', engine, '-m', '64M', '--kernel', kernel, '--initrd', mod, '--cmdline', 'hello from the test'], {
       encoding: 'latin1',
       input: '',
       timeout: 60_000,
