@@ -17,12 +17,8 @@ import { prepareDefaultGuest } from '../guest/default-guest.js';
 import { kvmAvailability } from '../kvm/detect.js';
 import { ConfigError, validateMemory, type VmConfig } from './config.js';
 
-/**
- * The default kernel command line: serial console, and no reboot on panic (the VM ends).
- * `nohz=off highres=off` keeps a periodic tick: on the bt engine the tickless path currently
- * loses a wakeup after the first shell command (under investigation; see the closing notes).
- */
-export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=-1 nohz=off highres=off';
+/** The default kernel command line: serial console, and no reboot on panic (the VM ends). */
+export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=-1';
 
 export class VmError extends Error {
   override name = 'VmError';
