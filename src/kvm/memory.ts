@@ -11,8 +11,9 @@
  * stale view reads zeros instead of crashing) and unmaps that only when the views have been
  * garbage-collected.
  */
+import { ramRegionSpecs } from '../machine/ram.js';
 import { GuestMemory, type RegionSpec } from '../machine/memory.js';
-import { GiB, MMIO32_START, PAGE_SIZE, RAM_ABOVE_4G_START } from '../machine/layout.js';
+import { GiB, PAGE_SIZE } from '../machine/layout.js';
 import { C, KvmSysError, addressOf, check, mmapChecked, pointerFromAddress, sys, viewOf } from './sys.js';
 
 /** Largest single region (one KVM slot, one view). */
@@ -39,18 +40,16 @@ export function ramRegions(sizeBytes: number): KvmRegion[] {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0) {
     throw new KvmSysError(`guest RAM size ${sizeBytes} must be a positive multiple of ${PAGE_SIZE}`, 0);
   }
+  // Same layout as the bt engine (src/machine/ram.ts), in slots of at most MAX_REGION_SIZE.
   const regions: KvmRegion[] = [];
   let offset = 0;
-  const add = (base: number, size: number): void => {
-    for (let done = 0; done < size; done += MAX_REGION_SIZE) {
-      const n = Math.min(MAX_REGION_SIZE, size - done);
-      regions.push({ guestBase: base + done, size: n, offset });
+  for (const r of ramRegionSpecs(sizeBytes)) {
+    for (let done = 0; done < r.size; done += MAX_REGION_SIZE) {
+      const n = Math.min(MAX_REGION_SIZE, r.size - done);
+      regions.push({ guestBase: r.base + done, size: n, offset });
       offset += n;
     }
-  };
-  const low = Math.min(sizeBytes, MMIO32_START);
-  add(0, low);
-  if (sizeBytes > low) add(RAM_ABOVE_4G_START, sizeBytes - low);
+  }
   return regions;
 }
 

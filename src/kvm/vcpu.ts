@@ -4,6 +4,7 @@
  * mode), the MSRs and FPU state the Linux boot protocol expects, LAPIC LINT0/LINT1, and the
  * signal mask that lets a kick (SIGUSR2) interrupt KVM_RUN without a race.
  */
+import { decodeGdtEntry } from '../boot/x86-setup.js';
 import type { EntryState } from '../machine/engine.js';
 import type { GuestMemory } from '../machine/memory.js';
 import { BOOT_IDT_START } from '../machine/layout.js';
@@ -215,23 +216,7 @@ export function segmentFromGdt(memory: GuestMemory, gdtBase: number, gdtLimit: n
   if (index === 0 || index + 7 > gdtLimit) {
     throw new KvmSysError(`entry selector 0x${selector.toString(16)} is outside the GDT (limit 0x${gdtLimit.toString(16)})`, 0);
   }
-  const lo = memory.read32(gdtBase + index);
-  const hi = memory.read32(gdtBase + index + 4);
-  const g = (hi >>> 23) & 1;
-  const rawLimit = (lo & 0xffff) | (hi & 0xf_0000);
-  return {
-    base: ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff00_0000)) >>> 0,
-    limit: g ? ((rawLimit << 12) | 0xfff) >>> 0 : rawLimit,
-    selector,
-    type: (hi >>> 8) & 0xf,
-    s: (hi >>> 12) & 1,
-    dpl: (hi >>> 13) & 3,
-    present: (hi >>> 15) & 1,
-    avl: (hi >>> 20) & 1,
-    l: (hi >>> 21) & 1,
-    db: (hi >>> 22) & 1,
-    g,
-  };
+  return { ...decodeGdtEntry(memory.read64(gdtBase + index)), selector };
 }
 
 function writeSegment(dv: DataView, at: number, s: Segment): void {
