@@ -37,3 +37,20 @@ describe.each(engines)('multiboot kernel on the $engine engine', ({ engine, skip
     expect(r.status).toBe((0x21 << 1) | 1);
   });
 });
+
+describe('a guest that triple-faults', () => {
+  it.skipIf(!existsSync(NASM))(`ends with one line and status 1${existsSync(NASM) ? '' : ' (skipped: nasm missing)'}`, () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-tf-'));
+    const kernel = path.join(dir, 'tf.bin');
+    execFileSync(NASM, ['-f', 'bin', '-o', kernel, path.join(here, 'guests/triple-fault.asm')]);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', 'bt', '-m', '64M', '--kernel', kernel], {
+      encoding: 'utf8',
+      input: '',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^typevisor: the guest triple-faulted .*: .*--kernel/);
+  });
+});
