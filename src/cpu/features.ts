@@ -22,9 +22,9 @@ export const features = {
   sse41: false,
   sse42: false,
   /** CPUID.1:ECX.CX16 — CMPXCHG16B. */
-  cx16: false,
+  cx16: true,
   /** CPUID.1:ECX.POPCNT. */
-  popcnt: false,
+  popcnt: true,
   /** CPUID.1:ECX.MOVBE. */
   movbe: false,
   /** CPUID.80000001:ECX.ABM/LZCNT. */
