@@ -2,9 +2,14 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'tests/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 600_000,
     pool: 'forks',
+    projects: [
+      // every unit, integration and end-to-end test
+      { extends: true, test: { name: 'main', include: ['src/**/*.test.ts', 'tests/**/*.test.ts'] } },
+      // the CPU oracle once more with every block translated on first execution
+      'src/cpu/core/oracle-jit.vitest.config.ts',
+    ],
   },
 });

@@ -6,8 +6,9 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    name: 'oracle-jit',
     root: new URL('../../..', import.meta.url).pathname,
-    include: ['tests/cpu-oracle/**/*.test.ts', 'src/cpu/core/**/*.test.ts'],
+    include: ['tests/cpu-oracle/**/*.test.ts'],
     setupFiles: ['src/cpu/core/jit-setup.test-helper.ts'],
     testTimeout: 60_000,
     pool: 'forks',
