@@ -654,6 +654,54 @@ function mulU32(c: Cpu, a: number, b: number): number {
   return low >>> 0;
 }
 
+/** Result words of mul64 (w0 lowest), unsigned 32-bit values. */
+const MW = new Float64Array(4);
+
+/** Unsigned 32x32 -> 64 without a Cpu: lo returned, hi in MW_HI[0]. */
+const MW_HI = new Float64Array(1);
+function mul32(a: number, b: number): number {
+  const al = a & 0xffff;
+  const ah = a >>> 16;
+  const bl = b & 0xffff;
+  const bh = b >>> 16;
+  const mid = ah * bl + al * bh;
+  const low = al * bl + (mid % 65536) * 65536;
+  MW_HI[0] = (ah * bh + Math.floor(mid / 65536) + Math.floor(low / TWO32)) >>> 0;
+  return low >>> 0;
+}
+
+/**
+ * Exact 64x64 -> 128-bit multiply over 32-bit limbs into MW (w0..w3). `signed`: the operands
+ * are two's-complement (the high 64 bits are corrected as hi -= (a<0 ? b : 0) + (b<0 ? a : 0)).
+ */
+function mul64(a: number, ah: number, b: number, bh: number, signed: boolean): void {
+  a >>>= 0; ah >>>= 0; b >>>= 0; bh >>>= 0;
+  const l0 = mul32(a, b); const h0 = MW_HI[0]!;
+  const l1 = mul32(a, bh); const h1 = MW_HI[0]!;
+  const l2 = mul32(ah, b); const h2 = MW_HI[0]!;
+  const l3 = mul32(ah, bh); const h3 = MW_HI[0]!;
+  const s1 = h0 + l1 + l2;
+  const s2 = h1 + h2 + l3 + Math.floor(s1 / TWO32);
+  let w2 = s2 % TWO32;
+  let w3 = (h3 + Math.floor(s2 / TWO32)) % TWO32;
+  if (signed) {
+    // subtract (ah<0 ? b:bh : 0) + (bh<0 ? a:ah : 0) from w3:w2, modulo 2^64
+    if (ah >= 0x80000000) {
+      w2 -= b; w3 -= bh;
+      if (w2 < 0) { w2 += TWO32; w3 -= 1; }
+    }
+    if (bh >= 0x80000000) {
+      w2 -= a; w3 -= ah;
+      if (w2 < 0) { w2 += TWO32; w3 -= 1; }
+    }
+    w3 = ((w3 % TWO32) + TWO32) % TWO32;
+  }
+  MW[0] = l0;
+  MW[1] = s1 % TWO32;
+  MW[2] = w2;
+  MW[3] = w3;
+}
+
 function toBig(lo: number, hi: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
@@ -678,11 +726,12 @@ function mulFlags(c: Cpu, sz: number, r: number, rh: number, ovf: boolean): void
 /** Two/three-operand IMUL of size sz: returns truncated product (hi in c.hi), flags set. */
 export function imulTrunc(c: Cpu, sz: number, a: number, ah: number, b: number, bh: number): number {
   if (sz === 8) {
-    const p = toBigS(a, ah) * toBigS(b, bh);
-    const t = BigInt.asIntN(64, p);
-    const r = bigLo(t);
-    const rh = bigHi(t);
-    mulFlags(c, 8, r, rh, t !== p);
+    mul64(a, ah, b, bh, true);
+    const r = MW[0]!;
+    const rh = MW[1]!;
+    // fits in 64 bits iff the high 64 bits are the sign extension of bit 63
+    const ext = rh >= 0x80000000 ? 0xffffffff : 0;
+    mulFlags(c, 8, r, rh, MW[2] !== ext || MW[3] !== ext);
     c.hi = rh;
     return r;
   }
@@ -832,25 +881,32 @@ function mulDiv(c: Cpu, op: number, sz: number, src: number, srcHi: number): voi
       return;
     }
     default: {
-      const rax = toBig(g[0]!, g[1]!);
-      const rdx = toBig(g[4]!, g[5]!);
       if (op === 4 || op === 5) {
-        let p: bigint;
+        mul64(g[0]!, g[1]!, src, srcHi, op === 5);
+        const w0 = MW[0]!, w1 = MW[1]!, w2 = MW[2]!, w3 = MW[3]!;
         let ovf: boolean;
-        if (op === 4) {
-          p = rax * toBig(src, srcHi);
-          ovf = p >> 64n !== 0n;
-        } else {
-          p = BigInt.asIntN(64, rax) * toBigS(src, srcHi);
-          ovf = BigInt.asIntN(64, p) !== p;
+        if (op === 4) ovf = w2 !== 0 || w3 !== 0;
+        else {
+          const ext = w1 >= 0x80000000 ? 0xffffffff : 0;
+          ovf = w2 !== ext || w3 !== ext;
         }
-        const lo = BigInt.asUintN(64, p);
-        const hi = BigInt.asUintN(64, p >> 64n);
-        g[0] = bigLo(lo); g[1] = bigHi(lo); g[4] = bigLo(hi); g[5] = bigHi(hi);
-        mulFlags(c, 8, bigLo(lo), bigHi(lo), ovf);
+        g[0] = w0; g[1] = w1; g[4] = w2; g[5] = w3;
+        mulFlags(c, 8, w0, w1, ovf);
         return;
       }
       if (src === 0 && srcHi === 0) fault(0);
+      if (op === 6 && g[4] === 0 && g[5] === 0 && srcHi === 0) {
+        // RDX = 0 and a 32-bit divisor: two exact 64/32 steps
+        const d = src >>> 0;
+        const nh = g[1]! >>> 0;
+        const qh = Math.floor(nh / d);
+        const ql = div64by32(c, g[0]!, nh - qh * d, d);
+        const rem = c.hi;
+        g[0] = ql; g[1] = qh; g[4] = rem; g[5] = 0;
+        return;
+      }
+      const rax = toBig(g[0]!, g[1]!);
+      const rdx = toBig(g[4]!, g[5]!);
       if (op === 6) {
         const d = toBig(src, srcHi);
         if (rdx >= d) fault(0);
@@ -1149,7 +1205,10 @@ function stringOp(c: Cpu, op: number, sz: number): void {
       if (rep === 0xf3 ? z === 0 : z !== 0) return;
     }
     if (--limit <= 0) {
-      c.ip = c.startRip; // continue on the next step (interrupts may come in between)
+      // Continue on the next step, after the engine has had its turn: a guest-chosen count
+      // (up to 2^64) must not hold the host's event loop for the whole instruction.
+      c.ip = c.startRip;
+      c.requestExit();
       return;
     }
   }
