@@ -6,8 +6,11 @@
  * signals, and uncaught errors.
  *
  * Without a terminal: guest output goes to stdout, stdin feeds the guest's serial input. Input
- * is held back until the guest's UART can take it (the UART accepts only what fits its FIFO),
- * so nothing sent early is lost; stdin is paused while the backlog is large.
+ * is held back until the guest's UART can take it (the UART accepts only what fits its FIFO,
+ * and nothing before a program has opened the port), so nothing sent early is lost; stdin is
+ * paused while the backlog is large. With no terminal to answer them, the console itself
+ * answers the guest's cursor-position queries (ESC [ 6 n), as a terminal would: busybox's shell
+ * asks one at every prompt and otherwise swallows the first keys typed after it.
  */
 
 export interface SerialPort {
@@ -18,6 +21,9 @@ export interface SerialPort {
 }
 
 const CTRL_A = 0x01;
+const ESC = 0x1b;
+/** "ESC [ 6 n": Device Status Report, cursor position. */
+const DSR_CPR = [ESC, 0x5b, 0x36, 0x6e];
 const BACKLOG_HIGH = 1 << 16;
 
 export class HostConsole {
@@ -25,6 +31,10 @@ export class HostConsole {
   private backlogBytes = 0;
   private escape = false;
   private rawMode = false;
+  private stopped = false;
+  /** Pipe mode: how far into DSR_CPR the guest's output is, and the cursor column. */
+  private dsrMatch = 0;
+  private column = 0;
   private readonly restoreHandlers: (() => void)[] = [];
   private readonly onData = (chunk: Buffer) => this.input(chunk);
 
@@ -55,9 +65,11 @@ export class HostConsole {
   /** Guest output. */
   write(bytes: Uint8Array): void {
     this.stdout.write(bytes);
+    if (!this.stdin.isTTY) this.answerTerminalQueries(bytes);
   }
 
   stop(): void {
+    this.stopped = true;
     this.stdin.off('data', this.onData);
     this.stdin.pause();
     this.restoreTerminal();
@@ -105,8 +117,28 @@ export class HostConsole {
     return Uint8Array.from(out);
   }
 
+  /** Reply "ESC [ row ; col R" to each cursor-position query, ahead of any pending input. */
+  private answerTerminalQueries(bytes: Uint8Array): void {
+    for (const b of bytes) {
+      if (b === DSR_CPR[this.dsrMatch]) {
+        if (++this.dsrMatch === DSR_CPR.length) {
+          this.dsrMatch = 0;
+          const reply = new TextEncoder().encode(`\x1b[1;${this.column + 1}R`);
+          this.backlog.unshift(reply);
+          this.backlogBytes += reply.length;
+          this.pump();
+        }
+        continue;
+      }
+      this.dsrMatch = b === ESC ? 1 : 0;
+      if (b === 0x0a || b === 0x0d) this.column = 0;
+      else if (b >= 0x20 && b !== 0x7f) this.column++;
+    }
+  }
+
   /** Move as much backlog as the UART accepts. */
   private pump(): void {
+    if (this.stopped) return;
     while (this.backlog.length) {
       const head = this.backlog[0]!;
       const n = this.port.receive(head);

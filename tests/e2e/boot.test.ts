@@ -49,6 +49,14 @@ describe('Debian cloud kernel on the bt engine', () => {
     await bootAndCheck([]);
   }, BOOT_TIMEOUT + 10 * CMD_TIMEOUT);
 
+  it('takes its commands from a pipe, as in `printf \'uname -r\\npoweroff\\n\' | typevisor run`', async () => {
+    vm = new VmProcess(['--engine', 'bt']);
+    vm.send('uname -r\npoweroff\n'); // sent before the guest is up: held back, not lost
+    const { code } = await vm.exited;
+    expect(code).toBe(0);
+    expect(vm.output).toMatch(/# uname -r\r?\n\d+\.\d+\.\d+-\d+-cloud-amd64\r?\n/);
+  }, BOOT_TIMEOUT);
+
   it('boots the extracted vmlinux the same way', async () => {
     await bootAndCheck(['--vmlinux']);
   }, BOOT_TIMEOUT + 10 * CMD_TIMEOUT);

@@ -16,7 +16,9 @@ import {
   LSR_OE,
   LSR_TEMT,
   LSR_THRE,
+  MCR_DTR,
   MCR_LOOP,
+  MCR_RTS,
   MCR_OUT2,
   UART_IER,
   UART_IIR_FCR,
@@ -112,7 +114,7 @@ describe('Uart16550', () => {
     expect(uart.canReceive()).toBe(false);
     expect(uart.receive(input)).toBe(0);
     uart.write(UART_IIR_FCR, 1, 0x81); // FIFO on, trigger 8
-    uart.write(UART_MCR, 1, MCR_OUT2);
+    uart.write(UART_MCR, 1, MCR_OUT2 | MCR_RTS);
     uart.write(UART_IER, 1, IER_ERBFI);
     expect(uart.receive(input)).toBe(16);
     expect(uart.canReceive()).toBe(false);
@@ -125,6 +127,16 @@ describe('Uart16550', () => {
     expect(sink.level(4)).toBe(false);
   });
 
+  it('holds host input back until the guest enables the received-data interrupt and raises RTS', () => {
+    const { uart } = setup();
+    uart.write(UART_MCR, 1, MCR_OUT2); // the console is set up, but no program has opened the port
+    expect(uart.receive(new Uint8Array([0x41]))).toBe(0);
+    uart.write(UART_IER, 1, IER_ERBFI);
+    expect(uart.receive(new Uint8Array([0x41]))).toBe(0); // FIFO set-up may still clear the receiver
+    uart.write(UART_MCR, 1, MCR_OUT2 | MCR_RTS | MCR_DTR);
+    expect(uart.receive(new Uint8Array([0x41]))).toBe(1);
+  });
+
   it('calls onRxSpace when the guest drains the FIFO, so the host can feed more', () => {
     const { uart } = setup();
     const input = new TextEncoder().encode('0123456789abcdefXYZ');
@@ -134,6 +146,7 @@ describe('Uart16550', () => {
     };
     uart.onRxSpace(feed);
     uart.write(UART_IIR_FCR, 1, 0x01);
+    uart.write(UART_MCR, 1, MCR_RTS | (uart.read(UART_MCR, 1) & MCR_OUT2)); // becoming ready feeds
     uart.write(UART_IER, 1, IER_ERBFI); // becoming ready feeds
     expect(offset).toBe(16);
     let got = '';
@@ -145,6 +158,7 @@ describe('Uart16550', () => {
   it('reports a character timeout below the trigger level', () => {
     const { uart } = setup();
     uart.write(UART_IIR_FCR, 1, 0xc1); // trigger 14
+    uart.write(UART_MCR, 1, MCR_RTS | (uart.read(UART_MCR, 1) & MCR_OUT2));
     uart.write(UART_IER, 1, IER_ERBFI);
     uart.receive(new Uint8Array([1, 2]));
     expect(uart.read(UART_IIR_FCR, 1)).toBe(IIR_FIFO_ENABLED | IIR_CHAR_TIMEOUT);
@@ -173,6 +187,7 @@ describe('Uart16550', () => {
   it('round-trips its state including the RX FIFO', () => {
     const { uart } = setup();
     uart.write(UART_IIR_FCR, 1, 0x01);
+    uart.write(UART_MCR, 1, MCR_RTS | (uart.read(UART_MCR, 1) & MCR_OUT2));
     uart.write(UART_IER, 1, IER_ERBFI);
     uart.receive(new Uint8Array([7, 8, 9]));
     const other = setup();

@@ -288,8 +288,14 @@ export class Uart16550 implements BusDevice {
     return this.fifoEnabled ? UART_FIFO_SIZE : 1;
   }
 
+  /**
+   * Host input is held back (RTS/CTS-style flow control) until the guest has enabled the
+   * received-data interrupt and raised RTS. Linux's 8250 driver does both when a program opens
+   * the port, RTS last, after its probe and FIFO set-up have read and cleared the receiver:
+   * bytes offered earlier would be lost there.
+   */
   private ready(): boolean {
-    return (this.mcr & MCR_LOOP) === 0 && ((this.ier & IER_ERBFI) !== 0 || (this.mcr & MCR_OUT2) !== 0);
+    return (this.mcr & (MCR_LOOP | MCR_RTS)) === MCR_RTS && (this.ier & IER_ERBFI) !== 0;
   }
 
   private pushRx(b: number): void {
