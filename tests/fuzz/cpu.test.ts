@@ -5,23 +5,12 @@
  * a shutdown, never a host exception.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../support/rng.js';
 import { createTestMachine, enterLongMode, enterProtected32, enterReal, CODE_BASE } from '../../src/cpu/core/test-machine.js';
 import { Cpu } from '../../src/cpu/core/cpu.js';
 import { simdUnit } from '../../src/cpu/fpu/index.js';
 
 const CASES = Number(process.env['FUZZ_ITERATIONS'] ?? 400);
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 const modes = ['long', 'protected32', 'real'] as const;
 

@@ -4,24 +4,13 @@
  * and check that no device throws, timers stay bounded, and reads stay in range.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../support/rng.js';
 import { FakeClock } from '../../src/devices/testing/fake-clock.js';
 import { buildMachine } from '../../src/machine/builder.js';
 import type { AccessSize } from '../../src/machine/bus.js';
 import { GuestMemory } from '../../src/machine/memory.js';
 
 const ACCESSES = Number(process.env['FUZZ_ITERATIONS'] ?? 20000);
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 describe('random register traffic to every device', () => {
   it.each([1, 2, 3])(`${ACCESSES} accesses (seed %i) never throw`, (seed) => {

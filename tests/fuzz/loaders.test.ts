@@ -5,6 +5,7 @@
  * Seeded, so a failure names its case and replays.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../support/rng.js';
 import { BootError } from '../../src/boot/errors.js';
 import { extractVmlinux } from '../../src/boot/extract.js';
 import { bootImage } from '../../src/boot/loader.js';
@@ -13,18 +14,6 @@ import { GuestMemory } from '../../src/machine/memory.js';
 
 const ITERATIONS = Number(process.env['FUZZ_ITERATIONS'] ?? 1500);
 const memory = new GuestMemory([{ base: 0, size: 96 * 1024 * 1024 }]);
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 function mutate(input: Uint8Array, rand: () => number): Uint8Array {
   let out = input.slice();

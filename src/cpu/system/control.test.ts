@@ -2,17 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { CpuState, Cr0, Cr4, Efer, Flag, Mode, SReg } from '../state.js';
 import { clts, computeMode, lmsw, readCr, readDr, writeCr, writeDr } from './control.js';
-import { TestHost, longModeHost } from './testhost.js';
-
-function fault(fn: () => void): CpuFault | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CpuFault) return e;
-    throw e;
-  }
-  return undefined;
-}
+import { TestHost, longModeHost, fault } from './testhost.js';
 
 describe('computeMode', () => {
   it('derives the mode from CR0.PE, EFER.LMA, CS.L/D and RFLAGS.VM', () => {

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { Efer, SReg } from '../state.js';
 import { MSR_EFER, MSR_FS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_PAT, MSR_STAR, MSR_TSC, rdmsr, wrmsr } from './msr.js';
-import { longModeHost, type TestHost } from './testhost.js';
+import { longModeHost, type TestHost, fault } from './testhost.js';
 
 function wr(h: TestHost, msr: number, lo: number, hi: number): void {
   h.s.gpr[2] = msr | 0;
@@ -17,16 +17,6 @@ function rd(h: TestHost, msr: number): [number, number] {
   expect(h.s.gpr[1]).toBe(0);
   return [h.s.gpr[0]! >>> 0, h.s.gpr[4]! >>> 0];
 }
-function fault(fn: () => void): CpuFault | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CpuFault) return e;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('MSRs', () => {
   it('round-trips the syscall MSRs and segment bases', () => {
     const h = longModeHost();

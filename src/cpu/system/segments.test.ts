@@ -2,17 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { Mode, SReg } from '../state.js';
 import { farCall, farJump, farReturn, lar, lgdt, lidt, lldt, loadSegment, lsl, ltr, sgdt, verr, verw } from './segments.js';
-import { GDT, K_CS, K_DS, RSP0, TSS, TSS_SEL, U_CS, U_CS32, U_DS, longModeHost, segDesc, setSeg, writeSysDesc64 } from './testhost.js';
-
-function fault(fn: () => void): CpuFault | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CpuFault) return e;
-    throw e;
-  }
-  return undefined;
-}
+import { GDT, K_CS, K_DS, RSP0, TSS, TSS_SEL, U_CS, U_CS32, U_DS, longModeHost, segDesc, setSeg, writeSysDesc64, fault } from './testhost.js';
 
 describe('loadSegment', () => {
   it('loads a data segment, setting the accessed bit in the GDT', () => {

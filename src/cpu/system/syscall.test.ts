@@ -2,17 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { Efer, Flag, Mode, SReg } from '../state.js';
 import { swapgs, syscall, sysenter, sysret } from './syscall.js';
-import { K_CS, K_DS, U_CS, U_CS32, U_DS, longModeHost, setSeg } from './testhost.js';
-
-function fault(fn: () => void): CpuFault | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CpuFault) return e;
-    throw e;
-  }
-  return undefined;
-}
+import { K_CS, K_DS, U_CS, U_CS32, U_DS, longModeHost, setSeg, fault } from './testhost.js';
 
 function userHost() {
   const h = longModeHost();

@@ -197,3 +197,14 @@ export function setSeg(h: TestHost, sreg: number, sel: number): void {
   h.s.segLimit[sreg] = descLimit(lo, hi);
   h.s.segAttr[sreg] = descAttr(hi);
 }
+
+/** Run `fn`; return the CpuFault it raised, or undefined when it completed. */
+export function fault(fn: () => void): CpuFault | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CpuFault) return e;
+    throw e;
+  }
+  return undefined;
+}
