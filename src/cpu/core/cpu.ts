@@ -53,7 +53,7 @@ const TWO32 = 4294967296;
 const IRQ_POLL = 64;
 
 
-const FAST_SIZE = 4096;
+const FAST_SIZE = 32768;
 /** Translated blocks kept at most (all are dropped when exceeded). */
 const MAX_BLOCKS = 200_000;
 
@@ -149,7 +149,7 @@ export class Cpu implements SystemHost {
    * Default for `jitThreshold` of new CPUs (tests set 1 to translate everything, or Infinity to
    * interpret only).
    */
-  static defaultJitThreshold = 8;
+  static defaultJitThreshold = 256;
   /** Translate hot blocks to JavaScript (set false to interpret only). */
   jit = Cpu.defaultJitThreshold !== Infinity;
   /** Block-start executions before a block is translated. */
@@ -167,6 +167,15 @@ export class Cpu implements SystemHost {
   /** Blocks compiled / executed so far (statistics). */
   blocksCompiled = 0;
   blocksRun = 0;
+  /**
+   * Bumped whenever translations may have changed (TLB flush, INVLPG, mode change): the block
+   * successor links (Block.s0/s1) are valid only for the epoch (and CPL) they were made in.
+   */
+  tlbEpoch = 0;
+  /** Exceptions raised by instructions (statistics). */
+  faultsTaken = 0;
+  /** Instructions interpreted by the run loop (outside translated blocks). */
+  stepsRun = 0;
 
   constructor(opts: CpuOptions) {
     this.memory = opts.memory;
@@ -390,6 +399,7 @@ export class Cpu implements SystemHost {
     else if (mode === Mode.V86) s.cpl = 3;
     this.fPage = NO_TAG;
     this.fOff = -1;
+    this.tlbEpoch++;
   }
 
   /** Recompute the stack size after an SS load (called by the core after loadSegment(SS)). */
@@ -408,7 +418,7 @@ export class Cpu implements SystemHost {
     }
     this.fPage = NO_TAG;
     this.fOff = -1;
-    this.clearFastBlocks();
+    this.tlbEpoch++;
   }
 
   private clearFastBlocks(): void {
@@ -425,7 +435,7 @@ export class Cpu implements SystemHost {
     }
     this.fPage = NO_TAG;
     this.fOff = -1;
-    this.clearFastBlocks();
+    this.tlbEpoch++;
   }
 
   /**
@@ -884,21 +894,51 @@ export class Cpu implements SystemHost {
           if (s.interruptShadow) s.interruptShadow = false;
           this.startRip = s.rip;
           if (this.long && this.jit) {
-            const b = this.findBlock(s.rip);
+            let b = this.findBlock(s.rip);
             if (b !== undefined) {
-              this.smc = 0;
-              this.blocksRun++;
-              n += b.run(this);
+              // run translated blocks back to back; anything unusual goes back to the outer loop
+              for (;;) {
+                this.smc = 0;
+                this.blocksRun++;
+                n += b.run(this);
+                if (this.exitRequested || s.halted || s.interruptShadow || !this.long || n >= budget) break;
+                if (--this.pollCounter <= 0) {
+                  this.pollCounter = 1; // the outer loop polls now
+                  break;
+                }
+                const rip = s.rip;
+                this.startRip = rip;
+                const key = this.tlbEpoch * 4 + s.cpl;
+                let nb: Block | undefined;
+                if (b.s0Rip === rip && b.s0Key === key && b.s0!.valid) nb = b.s0;
+                else if (b.s1Rip === rip && b.s1Key === key && b.s1!.valid) nb = b.s1;
+                else {
+                  nb = this.findBlock(rip);
+                  if (nb === undefined) break;
+                  // remember the successor (two slots: a conditional branch has two)
+                  if (b.s1Rip === rip) {
+                    b.s1 = nb; b.s1Key = key;
+                  } else {
+                    if (b.s0Rip !== rip) {
+                      b.s1 = b.s0; b.s1Rip = b.s0Rip; b.s1Key = b.s0Key;
+                    }
+                    b.s0 = nb; b.s0Rip = rip; b.s0Key = key;
+                  }
+                }
+                b = nb!;
+              }
               if (this.exitRequested || s.halted) break;
               continue;
             }
           }
           step(this);
           n++;
+          this.stepsRun++;
           if (this.exitRequested || s.halted) break;
         }
       } catch (e) {
         if (e instanceof CpuFault) {
+          this.faultsTaken++;
           s.rip = this.startRip;
           this.onFault?.(e.vector, e.errorCode, this.startRip);
           this.pollCounter = IRQ_POLL;
@@ -920,28 +960,33 @@ export class Cpu implements SystemHost {
   }
 
   // ---- translated blocks ---------------------------------------------------------------------
-  /** The translated block starting at `rip` (64-bit mode), or undefined to interpret one instruction. */
+  /**
+   * The translated block starting at `rip` (64-bit mode), or undefined to interpret one
+   * instruction. The fast cache is keyed by rip and validated against the current TLB entry of
+   * the code page (same physical page, execute permission), so TLB flushes need not clear it.
+   */
   private findBlock(rip: number): Block | undefined {
     const h = ((rip >>> 0) ^ (rip >>> 12)) & (FAST_SIZE - 1);
     const cpl = this.s.cpl;
+    const need = cpl === 3 ? P_UX : P_SX;
+    const vpn = Math.floor(rip / 4096);
+    const ti = vpn & TLB_MASK;
     if (this.fastRip[h] === rip && this.fastCpl[h] === cpl) {
       const b = this.fastBlk[h];
       if (b !== undefined) {
-        if (b.valid) return b;
+        if (b.valid && this.tlbTag[ti] === vpn && this.tlbPerm[ti]! & need && this.tlbAddr[ti]! + (rip & 0xfff) === b.phys) return b;
         this.fastBlk[h] = undefined;
         this.fastCount[h] = this.jitThreshold - 1;
-      }
-      if (++this.fastCount[h]! < this.jitThreshold) return undefined;
+      } else if (this.fastCount[h]! < 0) return undefined; // not RAM
+      ++this.fastCount[h];
     } else {
       this.fastRip[h] = rip;
       this.fastCpl[h] = cpl;
       this.fastCount[h] = 1;
       this.fastBlk[h] = undefined;
-      if (this.jitThreshold > 1) return undefined;
     }
-    // hot: translate (the fetch check may raise #PF: the caller's restart point is this RIP)
-    const user = cpl === 3;
-    const i = this.lookup(rip, user ? P_UX : P_SX, ACC_FETCH | (user ? ACC_USER : 0));
+    // translate the fetch address (may raise #PF: the caller's restart point is this RIP)
+    const i = this.lookup(rip, need, ACC_FETCH | (cpl === 3 ? ACC_USER : 0));
     const a = this.tlbAddr[i]!;
     if (a < 0) {
       this.fastCount[h] = -1e9; // not RAM: keep interpreting
@@ -950,6 +995,8 @@ export class Cpu implements SystemHost {
     const off = a + (rip & 0xfff);
     let b = this.blocks.get(rip);
     if (b === undefined || !b.valid || b.phys !== off) {
+      // not translated yet (or stale): only hot code is worth translating
+      if (this.fastCount[h]! < this.jitThreshold) return undefined;
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
       b = compileBlock(this.ram, rip, off);
       this.blocksCompiled++;
@@ -961,7 +1008,7 @@ export class Cpu implements SystemHost {
         this.pageBlocks.set(page, list);
       }
       list.push(b);
-      for (let l = b.phys >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
+      for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
     }
     this.fastBlk[h] = b;
     return b;
@@ -984,13 +1031,13 @@ export class Cpu implements SystemHost {
     if (list === undefined) return;
     const keep: Block[] = [];
     for (const b of list) {
-      if (b.phys < off + len && off < b.end) {
+      if (b.lo < off + len && off < b.end) {
         b.valid = false;
         if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
         this.smc = 1;
       } else {
         keep.push(b);
-        for (let l = b.phys >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
+        for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
       }
     }
     if (keep.length) this.pageBlocks.set(page, keep);

@@ -432,7 +432,8 @@ export function shift(c: Cpu, op: number, sz: number, v: number, vh: number, cou
     c.hi = vh;
     return v;
   }
-  const flags = c.getArith();
+  // rotates keep SF/ZF/AF/PF (and RCL/RCR read CF); SHL/SHR/SAR replace all six
+  const flags = op < 4 ? c.getArith() : 0;
   let cf = 0;
   let of = 0;
   let r: number;
@@ -657,17 +658,22 @@ function mulU32(c: Cpu, a: number, b: number): number {
 /** Result words of mul64 (w0 lowest), unsigned 32-bit values. */
 const MW = new Float64Array(4);
 
-/** Unsigned 32x32 -> 64 without a Cpu: lo returned, hi in MW_HI[0]. */
-const MW_HI = new Float64Array(1);
-function mul32(a: number, b: number): number {
+/** High 32 bits of the unsigned product a * b (a, b taken as uint32), exact in int arithmetic. */
+export function mulHiU32(a: number, b: number): number {
   const al = a & 0xffff;
   const ah = a >>> 16;
   const bl = b & 0xffff;
   const bh = b >>> 16;
-  const mid = ah * bl + al * bh;
-  const low = al * bl + (mid % 65536) * 65536;
-  MW_HI[0] = (ah * bh + Math.floor(mid / 65536) + Math.floor(low / TWO32)) >>> 0;
-  return low >>> 0;
+  const lh = al * bh;
+  const hl = ah * bl;
+  const mid = ((al * bl) >>> 16) + (lh & 0xffff) + (hl & 0xffff);
+  return (ah * bh + (lh >>> 16) + (hl >>> 16) + (mid >>> 16)) >>> 0;
+}
+
+/** Low 64 bits of a 64x64 product (signed and unsigned agree): lo returned, hi in c.hi. */
+export function imul64lo(c: Cpu, a: number, ah: number, b: number, bh: number): number {
+  c.hi = (mulHiU32(a, b) + Math.imul(a, bh) + Math.imul(ah, b)) >>> 0;
+  return Math.imul(a, b) >>> 0;
 }
 
 /**
@@ -676,28 +682,28 @@ function mul32(a: number, b: number): number {
  */
 function mul64(a: number, ah: number, b: number, bh: number, signed: boolean): void {
   a >>>= 0; ah >>>= 0; b >>>= 0; bh >>>= 0;
-  const l0 = mul32(a, b); const h0 = MW_HI[0]!;
-  const l1 = mul32(a, bh); const h1 = MW_HI[0]!;
-  const l2 = mul32(ah, b); const h2 = MW_HI[0]!;
-  const l3 = mul32(ah, bh); const h3 = MW_HI[0]!;
-  const s1 = h0 + l1 + l2;
-  const s2 = h1 + h2 + l3 + Math.floor(s1 / TWO32);
-  let w2 = s2 % TWO32;
-  let w3 = (h3 + Math.floor(s2 / TWO32)) % TWO32;
+  const l0 = Math.imul(a, b) >>> 0; const h0 = mulHiU32(a, b);
+  const l1 = Math.imul(a, bh) >>> 0; const h1 = mulHiU32(a, bh);
+  const l2 = Math.imul(ah, b) >>> 0; const h2 = mulHiU32(ah, b);
+  const l3 = Math.imul(ah, bh) >>> 0; const h3 = mulHiU32(ah, bh);
+  const s1 = h0 + l1 + l2; // < 3 * 2^32: exact
+  const w1 = s1 >>> 0;
+  const s2 = h1 + h2 + l3 + (s1 - w1) / TWO32;
+  let w2 = s2 >>> 0;
+  let w3 = (h3 + (s2 - w2) / TWO32) >>> 0;
   if (signed) {
     // subtract (ah<0 ? b:bh : 0) + (bh<0 ? a:ah : 0) from w3:w2, modulo 2^64
     if (ah >= 0x80000000) {
-      w2 -= b; w3 -= bh;
-      if (w2 < 0) { w2 += TWO32; w3 -= 1; }
+      w3 = (w3 - bh - (w2 < b ? 1 : 0)) >>> 0;
+      w2 = (w2 - b) >>> 0;
     }
     if (bh >= 0x80000000) {
-      w2 -= a; w3 -= ah;
-      if (w2 < 0) { w2 += TWO32; w3 -= 1; }
+      w3 = (w3 - ah - (w2 < a ? 1 : 0)) >>> 0;
+      w2 = (w2 - a) >>> 0;
     }
-    w3 = ((w3 % TWO32) + TWO32) % TWO32;
   }
   MW[0] = l0;
-  MW[1] = s1 % TWO32;
+  MW[1] = w1;
   MW[2] = w2;
   MW[3] = w3;
 }
@@ -726,6 +732,14 @@ function mulFlags(c: Cpu, sz: number, r: number, rh: number, ovf: boolean): void
 /** Two/three-operand IMUL of size sz: returns truncated product (hi in c.hi), flags set. */
 export function imulTrunc(c: Cpu, sz: number, a: number, ah: number, b: number, bh: number): number {
   if (sz === 8) {
+    if ((ah | 0) === (a >> 31) && (bh | 0) === (b >> 31)) {
+      // both operands fit in int32: the product fits in 64 bits (no overflow)
+      const r = imul64lo(c, a, ah, b, bh);
+      const rh = c.hi;
+      mulFlags(c, 8, r, rh, false);
+      c.hi = rh;
+      return r;
+    }
     mul64(a, ah, b, bh, true);
     const r = MW[0]!;
     const rh = MW[1]!;
@@ -2263,6 +2277,11 @@ function bcd(c: Cpu, op: number): void {
 
 // ==== two-byte opcodes ======================================================================
 
+/** Byte-reversed 32-bit value (int32). */
+function bswap32(x: number): number {
+  return (x >>> 24) | ((x >> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24);
+}
+
 function exec0F(c: Cpu): void {
   const s = c.s;
   const g = s.gpr;
@@ -2564,13 +2583,12 @@ function exec0F(c: Cpu): void {
     case 0xc8: case 0xc9: case 0xca: case 0xcb: case 0xcc: case 0xcd: case 0xce: case 0xcf: { // BSWAP
       const r = (op & 7) | c.rexB;
       const lo = g[2 * r]!;
-      const sw = (x: number): number => ((x >>> 24) | ((x >> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24)) | 0;
       if (c.opsize === 8) {
         const hi = g[2 * r + 1]!;
-        g[2 * r] = sw(hi);
-        g[2 * r + 1] = sw(lo);
+        g[2 * r] = bswap32(hi);
+        g[2 * r + 1] = bswap32(lo);
       } else if (c.opsize === 4) {
-        g[2 * r] = sw(lo);
+        g[2 * r] = bswap32(lo);
         g[2 * r + 1] = 0;
       } else g[2 * r] = lo & ~0xffff; // BSWAP r16 is undefined: zero (as hardware does)
       return;

@@ -1,7 +1,12 @@
 /**
- * Block translator for 64-bit mode: decodes a run of instructions (a basic block, within one
- * 4 KiB code page) and turns it into one JavaScript function (`new Function`), so V8 compiles
- * the guest code path instead of re-decoding it on every execution.
+ * Block translator for 64-bit mode: decodes a run of instructions (a trace within one 4 KiB
+ * code page) and turns it into one JavaScript function (`new Function`), so V8 compiles the
+ * guest code path instead of re-decoding it on every execution.
+ *
+ * Traces: the decoder follows direct JMP/CALL targets and the fall-through of Jcc inside the
+ * page (a taken Jcc is a side exit), and a RET that returns to a CALL of the same trace (checked
+ * at run time). A trace that branches back to its own start becomes a loop inside the function
+ * (LOOP_CAP instructions per call at most). Flag liveness is computed over the whole trace.
  *
  * What is translated inline: MOV/LEA/MOVZX/MOVSX/MOVSXD, the ALU group (ADD/OR/ADC/SBB/AND/SUB/
  * XOR/CMP/TEST, with lazy flags kept in the Cpu fields exactly as the interpreter keeps them),
@@ -20,12 +25,14 @@
  *    `c.smc`; the block checks it after each store and exits, so the new code is fetched.
  */
 import type { Cpu } from './cpu.js';
-import { step, alu, shift, incdec, imulTrunc, neg } from './exec.js';
+import { step, alu, shift, incdec, imulTrunc, imul64lo, neg } from './exec.js';
 import { CpuFault } from '../system-api.js';
 
 const TWO47 = 140737488355328;
 /** Instructions per block at most. */
-const MAX_BLOCK = 48;
+const MAX_BLOCK = 128;
+/** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
+const LOOP_CAP = 2048;
 
 export interface Block {
   run: (c: Cpu) => number;
@@ -33,12 +40,24 @@ export interface Block {
   rip: number;
   /** Offset of the first instruction in the first RAM region. */
   phys: number;
+  /** Lowest offset of the block's bytes (a trace may jump backwards within its page). */
+  lo: number;
   /** RAM page index (phys >> 12). */
   page: number;
   /** End offset (exclusive) of the block's bytes in the first RAM region. */
   end: number;
   n: number;
   valid: boolean;
+  /**
+   * Successor links kept by the run loop: the block that ran next from RIP s0Rip / s1Rip,
+   * valid while its key (TLB epoch * 4 + CPL) matches and the block is valid.
+   */
+  s0: Block | undefined;
+  s0Rip: number;
+  s0Key: number;
+  s1: Block | undefined;
+  s1Rip: number;
+  s1Key: number;
 }
 
 // ---- decoded instruction (compile time only) ----
@@ -67,12 +86,20 @@ interface D {
   immHi: number;
   /** Second immediate (ENTER) or imm8 of SHLD/SHRD. */
   imm2: number;
+  /**
+   * Set by the trace builder on a direct branch the block continues past: Jcc exits only
+   * when taken (the trace goes on at the fall-through); JMP/CALL go on at their target; RET
+   * (returning to a CALL made earlier in the same trace) goes on at `retTo` and exits when
+   * the popped address is another one.
+   */
+  follow: boolean;
+  retTo: number;
 }
 
 function newD(): D {
   return {
     rip: 0, len: 0, op: -1, opsize: 4, rex: 0, rexW: false, seg: -1, rep: 0, lock: false, ad32: false,
-    hasModrm: false, mod: 0, reg: 0, rm: 0, base: -1, index: -1, scale: 1, disp: 0, ripRel: false, imm: 0, immHi: 0, imm2: 0,
+    hasModrm: false, mod: 0, reg: 0, rm: 0, base: -1, index: -1, scale: 1, disp: 0, ripRel: false, imm: 0, immHi: 0, imm2: 0, follow: false, retTo: 0,
   };
 }
 
@@ -235,6 +262,26 @@ class Gen {
   out: string[] = [];
   tmp = 0;
   lastF: FlagSrc | undefined;
+  /** RIP of the block's first instruction. */
+  start = 0;
+  /**
+   * The block branches back to its own start: its body runs in a loop (up to LOOP_CAP
+   * instructions per call) and N counts the instructions of the finished iterations.
+   */
+  loop = false;
+
+  /** `return` of the instructions executed, k in this iteration. */
+  ret(k: number): string {
+    return this.loop ? `return N + ${k};` : `return ${k};`;
+  }
+
+  /** Go to `t` after k instructions of this iteration: loop when t is the block start. */
+  jump(t: number | string, k: number): string {
+    if (this.loop && t === this.start) {
+      return `{ N += ${k}; if (N < ${LOOP_CAP} && c.smc === 0 && !c.exitRequested) continue; s.rip = ${t}; return N; }`;
+    }
+    return `{ s.rip = ${t}; ${this.ret(k)} }`;
+  }
 
   v(prefix: string): string {
     return `${prefix}${this.tmp++}`;
@@ -364,6 +411,17 @@ function flagUse(d: D): FlagUse {
   if (op === 0x8d || op === 0x63 || (op >= 0xb0 && op <= 0xbf) || op === 0xc6 || op === 0xc7) return FlagUse.None;
   if ((op >= 0x50 && op <= 0x5f) || op === 0x68 || op === 0x6a || op === 0x90) return FlagUse.None;
   if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x11f) return FlagUse.None;
+  if (op === 0xe8 || op === 0xe9 || op === 0xeb) return FlagUse.None;
+  if (op === 0x69 || op === 0x6b || op === 0x1af) return FlagUse.WritesAll;
+  if (constShiftCount(d) > 0) return FlagUse.WritesAll;
+  // Partial writers that read no flag (rotates, shifts by CL or 0, INC/DEC): the flags they
+  // keep pass through, so liveness before them is liveness after them.
+  if (op === 0xc0 || op === 0xc1 || (op >= 0xd0 && op <= 0xd3)) {
+    const o = d.reg & 7;
+    if (o !== 2 && o !== 3) return FlagUse.None;
+  }
+  if ((op === 0xfe || op === 0xff) && (d.reg & 7) <= 1) return FlagUse.None;
+  if (op >= 0x1c8 && op <= 0x1cf) return FlagUse.None;
   return FlagUse.ReadsWrites; // conservatively: reads and keeps flags
 }
 
@@ -456,6 +514,66 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
   gn.emit(`var ${r} = (${a} ${o} ${b}) >>> 0, ${rh} = ${sz === 8 ? `(${ah} ${o} ${bh}) >>> 0` : '0'};`);
   if (live) gn.emit(`c.fOp = 3; c.fSz = ${sz}; c.fRes = ${r}; c.fResHi = ${rh};`);
   gn.lastF = { kind: 'logic', sz, a, ah, b, bh, r, rh };
+  return [r, rh];
+}
+
+/**
+ * Masked count of a SHL/SAL/SHR/SAR with an immediate (or implicit 1) count, or 0 when the
+ * count is not a constant, is zero, or the operation is a rotate.
+ */
+function constShiftCount(d: D): number {
+  const o = d.reg & 7;
+  if (o < 4) return 0;
+  const op = d.op;
+  if (op !== 0xc0 && op !== 0xc1 && op !== 0xd0 && op !== 0xd1) return 0;
+  const n = op < 0xd0 ? d.imm & 0xff : 1;
+  return n & (op & 1 && d.opsize === 8 ? 63 : 31);
+}
+
+/** r = v shifted (o: 4/6 SHL, 5 SHR, 7 SAR) by the constant n (1..63), sz 4 or 8, no flags. */
+function emitShiftNoFlags(gn: Gen, o: number, sz: number, v: string, vh: string, n: number): [string, string] {
+  const r = gn.v('r');
+  const rh = gn.v('h');
+  let lo: string;
+  let hi: string;
+  if (sz === 4) {
+    lo = o === 5 ? `${v} >>> ${n}` : o === 7 ? `(${v} >> ${n}) >>> 0` : `(${v} << ${n}) >>> 0`;
+    hi = '0';
+  } else if (o === 4 || o === 6) {
+    if (n < 32) {
+      lo = `(${v} << ${n}) >>> 0`;
+      hi = `((${vh} << ${n}) | (${v} >>> ${32 - n})) >>> 0`;
+    } else {
+      lo = '0';
+      hi = `(${v} << ${n - 32}) >>> 0`;
+    }
+  } else {
+    const sign = o === 7;
+    if (n < 32) {
+      lo = `((${v} >>> ${n}) | (${vh} << ${32 - n})) >>> 0`;
+      hi = sign ? `(${vh} >> ${n}) >>> 0` : `${vh} >>> ${n}`;
+    } else {
+      lo = sign ? `(${vh} >> ${n - 32}) >>> 0` : `${vh} >>> ${n - 32}`;
+      hi = sign ? `(${vh} >> 31) >>> 0` : '0';
+    }
+  }
+  gn.emit(`var ${r} = ${lo}, ${rh} = ${hi};`);
+  return [r, rh];
+}
+
+/** r = v rotated left by k (1 .. bits-1), sz 4 or 8, no flags. */
+function emitRotateNoFlags(gn: Gen, k: number, sz: number, v: string, vh: string): [string, string] {
+  const r = gn.v('r');
+  const rh = gn.v('h');
+  if (sz === 4) {
+    gn.emit(`var ${r} = ((${v} << ${k}) | (${v} >>> ${32 - k})) >>> 0, ${rh} = 0;`);
+  } else if (k === 32) {
+    gn.emit(`var ${r} = ${vh} >>> 0, ${rh} = ${v} >>> 0;`);
+  } else {
+    // rotating left by k >= 32 is swapping the halves and rotating by k - 32
+    const [a, b, j] = k < 32 ? [v, vh, k] : [vh, v, k - 32];
+    gn.emit(`var ${r} = ((${a} << ${j}) | (${b} >>> ${32 - j})) >>> 0, ${rh} = ((${b} << ${j}) | (${a} >>> ${32 - j})) >>> 0;`);
+  }
   return [r, rh];
 }
 
@@ -656,7 +774,9 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
         gn.emit(`var ${b} = ${rd(d, d.reg, sz)}, ${bh} = ${sz === 8 ? rdHi(d.reg) : '0'};`);
       } else [b, bh] = immLit(op === 0x69 ? d.imm : (d.imm << 24) >> 24, sz);
       const r = gn.v('r');
-      gn.emit(`var ${r} = imulTrunc(c, ${sz}, ${a}, ${ah}, ${b}, ${bh});`);
+      if (sz === 8 && !live) gn.emit(`var ${r} = imul64lo(c, ${a}, ${ah}, ${b}, ${bh});`); // flags dead: no overflow check
+      else if (sz === 4 && !live) gn.emit(`var ${r} = Math.imul(${a}, ${b}) >>> 0; c.hi = 0;`);
+      else gn.emit(`var ${r} = imulTrunc(c, ${sz}, ${a}, ${ah}, ${b}, ${bh});`);
       gn.emit(wr(d, d.reg, sz, r, 'c.hi'));
       gn.lastF = undefined;
       return 'cont';
@@ -671,6 +791,25 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
       if (mem) gn.emit(ripC);
       const L = mem ? emitEa(gn, d) : undefined;
       const [v, vh] = loadRm(gn, d, s1, L);
+      const rot = d.reg & 7;
+      if (!live && rot <= 1 && (s1 === 4 || s1 === 8) && op !== 0xd3) {
+        // ROL/ROR by a nonzero constant with dead flags (rotates write only CF/OF)
+        const k = (op < 0xd0 ? d.imm & 0xff : 1) & (s1 === 8 ? 63 : 31);
+        if (k !== 0) {
+          const [r, rh] = emitRotateNoFlags(gn, rot === 0 ? k : s1 * 8 - k, s1, v, vh);
+          storeRm(gn, d, s1, L, r, rh);
+          gn.lastF = undefined;
+          return 'cont';
+        }
+      }
+      const cnt = constShiftCount(d);
+      if (!live && cnt > 0 && (s1 === 4 || s1 === 8)) {
+        // SHL/SHR/SAR by a constant with dead flags: plain JS shifts
+        const [r, rh] = emitShiftNoFlags(gn, d.reg & 7, s1, v, vh, cnt);
+        storeRm(gn, d, s1, L, r, rh);
+        gn.lastF = undefined;
+        return 'cont';
+      }
       const n = op < 0xd0 ? String(d.imm & 0xff) : op < 0xd2 ? '1' : '(g[2] & 255)';
       const r = gn.v('r');
       gn.emit(`var ${r} = shift(c, ${d.reg & 7}, ${s1}, ${v}, ${vh}, ${n});`);
@@ -735,7 +874,7 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
         const t = gn.v('t');
         gn.emit(`var ${t} = (${hi} | 0) * 4294967296 + ${lo}; if (${t} < -${TWO47} || ${t} >= ${TWO47}) nc(13);`);
         if (o === 2) emitPush(gn, String(next >>> 0), String(Math.floor(next / 4294967296) | 0));
-        gn.emit(`s.rip = ${t}; return ${k + 1};`);
+        gn.emit(`s.rip = ${t}; ${gn.ret(k + 1)}`);
         return 'exit';
       }
       if (o === 6) {
@@ -771,6 +910,16 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
     gn.emit(`if (${condExpr(gn, op & 15)}) { ${wr(d, d.reg, sz, v, vh)} }${sz === 4 ? ` else g[${2 * d.reg + 1}] = 0;` : ''}`);
     return 'cont';
   }
+  if (op >= 0x1c8 && op <= 0x1cf && sz !== 2) { // BSWAP
+    const r = (op & 7) | ((d.rex & 1) << 3);
+    const sw = (x: string): string => `((${x} >>> 24) | ((${x} >> 8) & 0xff00) | ((${x} << 8) & 0xff0000) | (${x} << 24))`;
+    if (sz === 8) {
+      const t = gn.v('t');
+      gn.emit(`var ${t} = g[${2 * r}]; g[${2 * r}] = ${sw(`g[${2 * r + 1}]`)}; g[${2 * r + 1}] = ${sw(t)};`);
+    }
+    else gn.emit(`g[${2 * r}] = ${sw(`g[${2 * r}]`)}; g[${2 * r + 1}] = 0;`);
+    return 'cont';
+  }
   if (op >= 0x190 && op <= 0x19f) { // SETcc
     const cnd = `(${condExpr(gn, op & 15)} ? 1 : 0)`;
     if (mem) {
@@ -785,14 +934,20 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
     const rel = op < 0x100 ? (d.imm << 24) >> 24 : d.imm | 0;
     const t = next + rel;
     if (t < -TWO47 || t >= TWO47) return false;
-    gn.emit(`s.rip = ${condExpr(gn, op & 15)} ? ${t} : ${next}; return ${k + 1};`);
+    if (d.follow) {
+      gn.emit(`if (${condExpr(gn, op & 15)}) ${gn.jump(t, k + 1)}`);
+      return 'cont';
+    }
+    if (gn.loop && t === gn.start) gn.emit(`if (${condExpr(gn, op & 15)}) ${gn.jump(t, k + 1)} s.rip = ${next}; ${gn.ret(k + 1)}`);
+    else gn.emit(`s.rip = ${condExpr(gn, op & 15)} ? ${t} : ${next}; ${gn.ret(k + 1)}`);
     return 'exit';
   }
   if (op === 0xeb || op === 0xe9) {
     const rel = op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
     const t = next + rel;
     if (t < -TWO47 || t >= TWO47) return false;
-    gn.emit(`s.rip = ${t}; return ${k + 1};`);
+    if (d.follow) return 'cont';
+    gn.emit(gn.jump(t, k + 1));
     return 'exit';
   }
   if (op === 0xe8) {
@@ -801,7 +956,8 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
     if (t < -TWO47 || t >= TWO47) return false;
     gn.emit(ripC);
     emitPush(gn, String(next >>> 0), String(Math.floor(next / 4294967296) | 0));
-    gn.emit(`s.rip = ${t}; return ${k + 1};`);
+    if (d.follow) return 'cont';
+    gn.emit(`s.rip = ${t}; ${gn.ret(k + 1)}`);
     return 'exit';
   }
   if (op === 0xc3) {
@@ -811,7 +967,11 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
     const t = gn.v('t');
     gn.emit(`var ${sp} = g[9] * 4294967296 + (g[8] >>> 0); if (${sp} < -${TWO47} || ${sp} >= ${TWO47}) nc(12);`);
     gn.emit(`var ${t} = c.read64(${sp}); ${t} = (c.hi | 0) * 4294967296 + ${t}; if (${t} < -${TWO47} || ${t} >= ${TWO47}) nc(13);`);
-    gn.emit(`${sp} += 8; g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296); s.rip = ${t}; return ${k + 1};`);
+    if (d.follow) {
+      gn.emit(`${sp} += 8; g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296); if (${t} !== ${d.retTo}) { s.rip = ${t}; ${gn.ret(k + 1)} }`);
+      return 'cont';
+    }
+    gn.emit(`${sp} += 8; g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296); s.rip = ${t}; ${gn.ret(k + 1)}`);
     return 'exit';
   }
   return false;
@@ -835,29 +995,69 @@ function stores(d: D): boolean {
   return true;
 }
 
-const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'neg', 'nc'] as const;
-const helperValues = [step, alu, shift, incdec, imulTrunc, neg, nc];
+const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'nc'] as const;
+const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, nc];
 
 const scratch: D[] = [];
 for (let i = 0; i < MAX_BLOCK; i++) scratch.push(newD());
 
 /** Compile the block starting at linear `rip` whose bytes are at `off` in the first RAM region. */
 export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
-  const pageEnd = off - (off & 0xfff) + 4096;
+  const pageStart = off - (off & 0xfff);
+  const pageEnd = pageStart + 4096;
   const insns: D[] = [];
   let p = off;
   let r = rip;
+  let lo = off;
+  let hiEnd = off + 1;
   let terminal: D | undefined;
-  while (insns.length < MAX_BLOCK && p < pageEnd) {
+  /** Return addresses (rip, offset) pushed by CALLs this trace followed. */
+  const calls: number[] = [];
+  trace: while (insns.length < MAX_BLOCK && p < pageEnd) {
+    // a trace never re-enters an instruction it already holds (no loops inside one block)
+    for (const x of insns) if (x.rip === r) break trace;
     const d = scratch[insns.length]!;
     if (!decode(ram, p, pageEnd, r, d)) break;
+    d.follow = false;
     insns.push(d);
+    if (p < lo) lo = p;
     p += d.len;
     r += d.len;
+    if (p > hiEnd) hiEnd = p;
     const op = d.op;
     const isBranch = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe8 || op === 0xe9 || op === 0xeb || op === 0xc3 ||
       (op === 0xff && ((d.reg & 7) === 2 || (d.reg & 7) === 4));
-    if (isBranch) break;
+    if (isBranch) {
+      // direct branches: continue the trace (fall-through of Jcc, target of JMP/CALL) in this page
+      if (d.lock || insns.length >= MAX_BLOCK) break;
+      if (op === 0xc3) {
+        // a RET to a CALL this trace followed: go on after that CALL (checked at run time)
+        if (d.opsize === 2 || calls.length === 0) break;
+        const ro = calls.pop()!;
+        const rr = calls.pop()!;
+        if (ro >= pageEnd) break;
+        d.follow = true;
+        d.retTo = rr;
+        p = ro;
+        r = rr;
+        continue;
+      }
+      const jcc = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f);
+      if (!jcc && op !== 0xe8 && op !== 0xe9 && op !== 0xeb) break;
+      if (op === 0xe8 && d.opsize === 2) break;
+      const rel = op < 0x80 || op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
+      const t = r + rel;
+      if (t < -TWO47 || t >= TWO47) break;
+      if (!jcc) {
+        const tp = p + rel;
+        if (tp < pageStart || tp >= pageEnd) break;
+        if (op === 0xe8) calls.push(r, p);
+        p = tp;
+        r = t;
+      }
+      d.follow = true;
+      continue;
+    }
     if (!continueSafe(d) && !isInline(d)) {
       terminal = d;
       break;
@@ -873,11 +1073,21 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
     else if (u !== FlagUse.None) lv = true;
   }
   const gn = new Gen();
+  gn.start = rip;
+  // a block that branches back to its own start runs as a loop
+  gn.loop = insns.length > 0 && (r === rip || insns.some((d) => {
+    const op = d.op;
+    if (!((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb)) return false;
+    const rel = op < 0x80 || op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
+    return d.rip + d.len + rel === rip;
+  }));
   let k = 0;
   let exited = false;
   for (let i = 0; i < insns.length; i++) {
     const d = insns[i]!;
     const next = d.rip + d.len;
+    // where execution goes on after d inside this block (a followed JMP/CALL: its target)
+    const cont = !d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3) ? next : i + 1 < insns.length ? insns[i + 1]!.rip : r;
     const res = d === terminal ? false : genInsn(gn, d, live[i]!, k, next);
     if (res === 'exit') {
       exited = true;
@@ -890,27 +1100,31 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
       gn.lastF = undefined;
       k++;
       if (d === terminal || !continueSafe(d)) {
-        gn.emit(`return ${k};`);
+        gn.emit(gn.ret(k));
         exited = true;
         break;
       }
-      gn.emit(`if (c.smc !== 0 || s.rip !== ${next}) return ${k};`);
+      gn.emit(`if (c.smc !== 0 || s.rip !== ${next}) ${gn.ret(k)}`);
       continue;
     }
     k++;
-    if (stores(d)) gn.emit(`if (c.smc !== 0) { s.rip = ${next}; return ${k}; }`);
+    if (stores(d)) gn.emit(`if (c.smc !== 0) { s.rip = ${cont}; ${gn.ret(k)} }`);
   }
   if (!exited) {
     if (insns.length === 0) {
       // nothing decodable: interpret one instruction
       gn.emit(`c.startRip = ${rip}; step(c); return 1;`);
       k = 1;
-    } else gn.emit(`s.rip = ${r}; return ${k};`);
+    } else gn.emit(gn.jump(r, k));
   }
-  const body = `return function blk(c) {\n const s = c.s, g = s.gpr;\n${gn.out.join('\n')}\n};`;
+  const code = gn.loop ? `var N = 0;\nfor (;;) {\n${gn.out.join('\n')}\n}` : gn.out.join('\n');
+  const body = `return function blk(c) {\n const s = c.s, g = s.gpr;\n${code}\n};`;
   const factory = new Function(...helperNames, body) as (...h: unknown[]) => (c: Cpu) => number;
   const fn = factory(...helperValues);
-  return { run: fn, rip, phys: off, page: off >>> 12, end: Math.max(p, off + 1), n: k, valid: true };
+  return {
+    run: fn, rip, phys: off, lo, page: off >>> 12, end: hiEnd, n: k, valid: true,
+    s0: undefined, s0Rip: 0.5, s0Key: -1, s1: undefined, s1Rip: 0.5, s1Key: -1,
+  };
 }
 
 function isInline(d: D): boolean {

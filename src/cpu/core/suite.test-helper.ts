@@ -499,6 +499,180 @@ export function coreSuite(label: string, jitThreshold: number): void {
         hlt`);
       expect(r64(t, RAX)).toBe(42n);
     });
+
+    it('direct jumps, calls and conditional branches inside one page (traces)', () => {
+      const t = run64(`
+        xor eax, eax
+        xor esi, esi
+        mov ecx, 30
+        .l: jmp .a
+        .b: add eax, 2
+        call f
+        jmp .c
+        .a: add eax, 1
+        jmp .b
+        .c: test ecx, 1
+        jz .even
+        add esi, 1
+        .even: dec ecx
+        jnz .l
+        hlt
+        f: add eax, 100
+        ret`);
+      expect(r64(t, RAX)).toBe(3090n);
+      expect(r64(t, RSI)).toBe(15n);
+      expect(r64(t, RSP)).toBe(BigInt(STACK_TOP));
+      expect(t.n).toBe(379);
+    });
+
+    it('constant shifts and rotates whose flags are overwritten, bswap (32 and 64 bits)', () => {
+      const v = 0x8badf00dfeedc0den;
+      const lines: string[] = [];
+      const expected: bigint[] = [];
+      const M64 = (1n << 64n) - 1n;
+      const sar64 = (x: bigint, n: bigint): bigint => (BigInt.asIntN(64, x) >> n) & M64;
+      for (const n of [1, 5, 31, 32, 33, 63]) {
+        lines.push(`mov rax, ${v}`, `shl rax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+        lines.push(`mov rax, ${v}`, `shr rax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+        lines.push(`mov rax, ${v}`, `sar rax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+        expected.push((v << BigInt(n)) & M64, v >> BigInt(n), sar64(v, BigInt(n)));
+        if (n < 32) {
+          lines.push(`mov eax, 0x${(v & 0xffffffffn).toString(16)}`, `shl eax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+          lines.push(`mov eax, 0x${(v & 0xffffffffn).toString(16)}`, `sar eax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+          const x = v & 0xffffffffn;
+          expected.push((x << BigInt(n)) & 0xffffffffn, BigInt((Number(x) | 0) >> n) & 0xffffffffn);
+        }
+      }
+      const rol = (x: bigint, k: bigint, bits: bigint): bigint => {
+        const m = (1n << bits) - 1n;
+        return ((x << k) | (x >> (bits - k))) & m;
+      };
+      for (const n of [1, 7, 31, 32, 33, 63]) {
+        lines.push(`mov rax, ${v}`, `rol rax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+        lines.push(`mov rax, ${v}`, `ror rax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+        expected.push(rol(v, BigInt(n), 64n), rol(v, 64n - BigInt(n), 64n));
+        if (n < 32) {
+          const x = v & 0xffffffffn;
+          lines.push(`mov rax, ${v}`, `rol eax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+          lines.push(`mov rax, ${v}`, `ror eax, ${n}`, 'xor ecx, ecx', 'add r8, rax');
+          expected.push(rol(x, BigInt(n), 32n), rol(x, 32n - BigInt(n), 32n));
+        }
+      }
+      lines.push(`mov rax, ${v}`, 'bswap rax', 'add r8, rax', `mov rax, ${v}`, 'bswap eax', 'add r8, rax');
+      const bs = (x: bigint, bytes: number): bigint => {
+        let r = 0n;
+        for (let i = 0; i < bytes; i++) r = (r << 8n) | ((x >> BigInt(8 * i)) & 0xffn);
+        return r;
+      };
+      expected.push(bs(v, 8), bs(v & 0xffffffffn, 4));
+      const t = run64(`xor r8d, r8d\n${lines.join('\n')}\nhlt`);
+      expect(r64(t, R8)).toBe(expected.reduce((a, b) => (a + b) & M64, 0n));
+    });
+
+    it('flags pass through inc, shift by CL = 0 and rotates to a later reader', () => {
+      const t = run64(`
+        mov eax, 1
+        mov ecx, -1
+        mov edx, 5
+        cmp eax, 2        ; CF = 1
+        inc ecx           ; ZF = 1, CF kept
+        shl edx, cl       ; count 0: no flag changes
+        setc r8b
+        setz r9b
+        mov ecx, 1
+        cmp ecx, 0        ; ZF = 0, SF = 0
+        ror edx, 1        ; CF = OF = bit moved; ZF/SF kept
+        setz r10b
+        sets r11b
+        hlt`);
+      expect(r64(t, R8) & 0xffn).toBe(1n);
+      expect(r64(t, R9) & 0xffn).toBe(1n);
+      expect(r64(t, R10) & 0xffn).toBe(0n);
+      expect(r64(t, R11) & 0xffn).toBe(0n);
+      expect(r64(t, RDX)).toBe(0x80000002n);
+    });
+
+    it('calls and returns inside one trace, and a return to a changed address', () => {
+      const t = run64(`
+        xor eax, eax
+        xor esi, esi
+        mov ecx, 5
+        .l: call f
+        add eax, 1
+        call g
+        inc esi            ; skipped: g returns 2 bytes further
+        dec ecx
+        jnz .l
+        hlt
+        f: add eax, 10
+        ret
+        g: add qword [rsp], 2
+        ret`);
+      expect(r64(t, RAX)).toBe(55n);
+      expect(r64(t, RSI)).toBe(0n);
+      expect(r64(t, RSP)).toBe(BigInt(STACK_TOP));
+      expect(t.n).toBe(3 + 9 * 5 + 1);
+    });
+
+    it('a long self-loop retires exactly its instructions', () => {
+      const t = run64(`
+        xor eax, eax
+        mov ecx, 10000
+        .l: add rax, 3
+        dec ecx
+        jnz .l
+        hlt`);
+      expect(r64(t, RAX)).toBe(30000n);
+      expect(t.n).toBe(2 + 3 * 10000 + 1);
+    });
+
+    it('self-modifying code after a followed jump is seen', () => {
+      const t = run64(`
+        lea rdi, [rel patch]
+        xor esi, esi
+        mov ecx, 3
+        .l: mov byte [rdi + 1], cl
+        jmp .x
+        .x:
+        patch: mov eax, 1
+        add esi, eax
+        dec ecx
+        jnz .l
+        hlt`);
+      expect(r64(t, RSI)).toBe(6n);
+    });
+
+    it('code at the same linear address on a remapped page runs the new bytes', () => {
+      const t = run64(`
+        mov ebx, 0x200000
+        xor esi, esi
+        xor edi, edi
+        mov ecx, 20
+        .a: call rbx
+        add esi, eax
+        loop .a
+        mov dword [0x3008], 0x400083   ; remap 2 MiB -> 4 MiB
+        invlpg [0x200000]
+        mov rax, [0x200000]            ; refill the TLB entry with the new page first
+        mov ecx, 20
+        .b: call rbx
+        add edi, eax
+        loop .b
+        mov dword [0x3008], 0x200083   ; and back, through a CR3 reload
+        mov rdx, cr3
+        mov cr3, rdx
+        call rbx
+        mov ebp, eax
+        hlt`,
+        (m) => {
+          m.memory.writeBytes(0x200000, new Uint8Array([0xb8, 1, 0, 0, 0, 0xc3])); // mov eax, 1; ret
+          m.memory.writeBytes(0x400000, new Uint8Array([0xb8, 2, 0, 0, 0, 0xc3])); // mov eax, 2; ret
+        },
+      );
+      expect(r64(t, RSI)).toBe(20n);
+      expect(r64(t, RDI)).toBe(40n);
+      expect(r64(t, 5)).toBe(1n);
+    });
   });
 
   d(`${label}: optional features`, () => {

@@ -33,6 +33,9 @@ export class BtEngine implements Engine {
   readonly cpu: Cpu;
   private wakeup: (() => void) | undefined;
   private budget = 20_000;
+  /** Host time spent halted (sleeping until an event) and yielding to the event loop (statistics). */
+  sleptMs = 0;
+  yieldedMs = 0;
 
   constructor(
     private readonly machine: Machine,
@@ -46,6 +49,8 @@ export class BtEngine implements Engine {
       clock: machine.clock,
       simd: simdUnit,
     });
+    const threshold = Number(process.env.TYPEVISOR_JIT_THRESHOLD);
+    if (threshold > 0) this.cpu.jitThreshold = threshold;
     machine.onStop(() => {
       this.cpu.requestExit();
       this.wake();
@@ -89,11 +94,19 @@ export class BtEngine implements Engine {
       if (cpu.s.halted && !this.opts.interrupts.hasInterrupt()) {
         await this.sleepUntilEvent();
         lastYield = performance.now();
+        this.sleptMs += lastYield - t1;
         timers.runDue();
       } else if (t1 - lastYield >= YIELD_MS) {
         await new Promise<void>((r) => setImmediate(r));
         lastYield = performance.now();
+        this.yieldedMs += lastYield - t1;
       }
+    }
+    if (process.env.TYPEVISOR_BT_STATS) {
+      process.stderr.write(`bt stats: retired ${cpu.retired}, blocks run ${cpu.blocksRun} (avg ${(cpu.retired - cpu.stepsRun) / cpu.blocksRun} insns), ` +
+        `compiled ${cpu.blocksCompiled}, interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
+        `${(cpu.retired / (process.cpuUsage().user / 1e6) / 1e6).toFixed(1)} M instructions per CPU-second (user), ` +
+        `halted ${(this.sleptMs / 1000).toFixed(1)} s, yielding ${(this.yieldedMs / 1000).toFixed(1)} s\n`);
     }
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
   }
