@@ -21,6 +21,15 @@
  *   plus control/status/tag words.
  */
 
+/**
+ * Initial value for number fields that will hold values outside V8's small-integer range
+ * (addresses, 32-bit unsigned halves, counters). -0 is not a small integer, so the field is a
+ * double from the start; a field that starts as a small integer and later receives a large
+ * value changes representation, which deprecates the object's map and deoptimizes every
+ * function compiled against it — including every translated block. Behaves as 0 everywhere.
+ */
+export const F64_ZERO = -0;
+
 export const enum Reg {
   RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7,
   R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15,
@@ -59,7 +68,7 @@ export const enum Mode { Real = 0, Protected16 = 1, Protected32 = 2, Long64 = 3,
 
 export class CpuState {
   readonly gpr = new Int32Array(32);
-  rip = 0;
+  rip = F64_ZERO;
   /**
    * RFLAGS bits other than the six arithmetic flags (CF PF AF ZF SF OF), which the interpreter
    * may keep lazily; read the full value through the CPU's getRflags().
@@ -74,22 +83,22 @@ export class CpuState {
   readonly segAttr = new Uint16Array(6);
 
   // descriptor tables
-  gdtrBase = 0;
+  gdtrBase = F64_ZERO;
   gdtrLimit = 0xffff;
-  idtrBase = 0;
+  idtrBase = F64_ZERO;
   idtrLimit = 0xffff;
   ldtrSel = 0;
-  ldtrBase = 0;
+  ldtrBase = F64_ZERO;
   ldtrLimit = 0;
   trSel = 0;
-  trBase = 0;
+  trBase = F64_ZERO;
   trLimit = 0;
   trAttr = 0;
 
   // control registers (CR0/CR4 fit in 32 bits for what we implement; CR3 is a physical address)
   cr0 = 0x60000010;
-  cr2 = 0; // linear address (signed canonical)
-  cr3 = 0;
+  cr2 = F64_ZERO; // linear address (signed canonical)
+  cr3 = F64_ZERO;
   cr4 = 0;
   cr8 = 0;
   efer = 0;
@@ -100,21 +109,21 @@ export class CpuState {
   mode: Mode = Mode.Real;
 
   // MSRs kept as numbers where they are addresses, bigint-free
-  kernelGsBase = 0;
-  star = 0; // STAR high 32 bits hold SYSRET/SYSCALL selectors: keep halves
-  starHi = 0;
-  lstar = 0;
-  cstar = 0;
-  sfmask = 0;
+  kernelGsBase = F64_ZERO;
+  star = F64_ZERO; // STAR high 32 bits hold SYSRET/SYSCALL selectors: keep halves
+  starHi = F64_ZERO;
+  lstar = F64_ZERO;
+  cstar = F64_ZERO;
+  sfmask = F64_ZERO;
   sysenterCs = 0;
-  sysenterEsp = 0;
-  sysenterEip = 0;
+  sysenterEsp = F64_ZERO;
+  sysenterEip = F64_ZERO;
   apicBase = 0xfee00900; // enabled, BSP
   pat = 0x0007040600070406n;
   miscEnable = 1;
   tscAux = 0;
   /** TSC = host-derived counter + offset (the system module decides the source). */
-  tscOffset = 0;
+  tscOffset = F64_ZERO;
 
   // debug registers (stored, not acted upon)
   readonly dr = new Float64Array(8);
@@ -133,8 +142,8 @@ export class CpuState {
   fpuStatus = 0; // TOP lives in bits 11..13
   fpuTag = 0xffff; // 2 bits per physical register, 11 = empty
   fpuOpcode = 0;
-  fpuIp = 0;
-  fpuDp = 0;
+  fpuIp = F64_ZERO;
+  fpuDp = F64_ZERO;
 
   /** Halted by HLT until an interrupt (or NMI/INIT). */
   halted = false;

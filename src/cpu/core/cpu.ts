@@ -13,7 +13,7 @@
  * physical pages (other RAM regions, MMIO) take the slow path through GuestMemory / the mmio Bus.
  * Write permission is only granted after a walk for a write (so the D bit is set).
  */
-import { CpuState, Mode } from '../state.js';
+import { CpuState, Mode, F64_ZERO } from '../state.js';
 import { CpuFault, TripleFault, EventKind, type SystemHost, type WalkResult } from '../system-api.js';
 import type { SimdMemory, SimdUnit } from '../simd-api.js';
 import type { GuestMemory } from '../../machine/memory.js';
@@ -68,9 +68,9 @@ export class Cpu implements SystemHost {
   /** SimdMemory view handed to the SIMD unit (paging/permissions of the current CPL). */
   readonly simdMem: SimdMemory;
 
-  scratchHi = 0;
+  scratchHi = F64_ZERO;
   shutdown: string | undefined = undefined;
-  retired = 0;
+  retired = F64_ZERO;
   exitRequested = false;
   /** Debug hook: called for every exception raised by an instruction (before delivery). */
   onFault: ((vector: number, errorCode: number, rip: number) => void) | undefined = undefined;
@@ -93,12 +93,12 @@ export class Cpu implements SystemHost {
   // lazy flags
   fOp = F_EAGER;
   fSz = 4;
-  fRes = 0;
-  fResHi = 0;
-  fA = 0;
-  fAHi = 0;
-  fB = 0;
-  fBHi = 0;
+  fRes = F64_ZERO;
+  fResHi = F64_ZERO;
+  fA = F64_ZERO;
+  fAHi = F64_ZERO;
+  fB = F64_ZERO;
+  fBHi = F64_ZERO;
   fCin = 0;
   fFlags = 0;
 
@@ -115,9 +115,9 @@ export class Cpu implements SystemHost {
 
   // ---- decoder scratch (one instruction at a time; reused) ----
   /** Instruction pointer while decoding (offset within CS, like rip). */
-  ip = 0;
+  ip = F64_ZERO;
   /** RIP at the start of the current instruction (fault restart point). */
-  startRip = 0;
+  startRip = F64_ZERO;
   /** Fetch window: linear address of the current code page, and its offset in `ram` (-1 none). */
   fPage = NO_TAG;
   fOff = -1;
@@ -135,13 +135,13 @@ export class Cpu implements SystemHost {
   mod = 0;
   reg = 0;
   rm = 0;
-  eaLo = 0;
-  eaHi = 0;
+  eaLo = F64_ZERO;
+  eaHi = F64_ZERO;
   eaSeg = 3;
   /** Base register of the memory operand (-1 none). */
   eaBase = -1;
   /** Result high half of the last 64-bit helper. */
-  hi = 0;
+  hi = F64_ZERO;
   pollCounter = IRQ_POLL;
 
   // ---- block translation (64-bit mode) ----
@@ -165,17 +165,17 @@ export class Cpu implements SystemHost {
   private readonly fastCount = new Int32Array(FAST_SIZE);
   private readonly fastBlk: (Block | undefined)[] = new Array<Block | undefined>(FAST_SIZE).fill(undefined);
   /** Blocks compiled / executed so far (statistics). */
-  blocksCompiled = 0;
-  blocksRun = 0;
+  blocksCompiled = F64_ZERO;
+  blocksRun = F64_ZERO;
   /**
    * Bumped whenever translations may have changed (TLB flush, INVLPG, mode change): the block
    * successor links (Block.s0/s1) are valid only for the epoch (and CPL) they were made in.
    */
-  tlbEpoch = 0;
+  tlbEpoch = F64_ZERO;
   /** Exceptions raised by instructions (statistics). */
-  faultsTaken = 0;
+  faultsTaken = F64_ZERO;
   /** Instructions interpreted by the run loop (outside translated blocks). */
-  stepsRun = 0;
+  stepsRun = F64_ZERO;
 
   constructor(opts: CpuOptions) {
     this.memory = opts.memory;

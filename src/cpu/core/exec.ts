@@ -708,22 +708,6 @@ function mul64(a: number, ah: number, b: number, bh: number, signed: boolean): v
   MW[3] = w3;
 }
 
-function toBig(lo: number, hi: number): bigint {
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-}
-
-function toBigS(lo: number, hi: number): bigint {
-  return BigInt.asIntN(64, toBig(lo, hi));
-}
-
-function bigLo(v: bigint): number {
-  return Number(BigInt.asUintN(32, v));
-}
-
-function bigHi(v: bigint): number {
-  return Number(BigInt.asUintN(32, v >> 32n));
-}
-
 /** Flags after MUL/IMUL: CF=OF=overflow; SF/ZF/PF from the low result, AF=0. */
 function mulFlags(c: Cpu, sz: number, r: number, rh: number, ovf: boolean): void {
   c.setArith(szp(sz, r, rh) | (ovf ? 0x801 : 0));
@@ -908,34 +892,12 @@ function mulDiv(c: Cpu, op: number, sz: number, src: number, srcHi: number): voi
         mulFlags(c, 8, w0, w1, ovf);
         return;
       }
-      if (src === 0 && srcHi === 0) fault(0);
-      if (op === 6 && g[4] === 0 && g[5] === 0 && srcHi === 0) {
-        // RDX = 0 and a 32-bit divisor: two exact 64/32 steps
-        const d = src >>> 0;
-        const nh = g[1]! >>> 0;
-        const qh = Math.floor(nh / d);
-        const ql = div64by32(c, g[0]!, nh - qh * d, d);
-        const rem = c.hi;
-        g[0] = ql; g[1] = qh; g[4] = rem; g[5] = 0;
-        return;
-      }
-      const rax = toBig(g[0]!, g[1]!);
-      const rdx = toBig(g[4]!, g[5]!);
-      if (op === 6) {
-        const d = toBig(src, srcHi);
-        if (rdx >= d) fault(0);
-        const n = (rdx << 64n) | rax;
-        const q = n / d;
-        const r = n % d;
-        g[0] = bigLo(q); g[1] = bigHi(q); g[4] = bigLo(r); g[5] = bigHi(r);
-        return;
-      }
-      const n = BigInt.asIntN(128, (rdx << 64n) | rax);
-      const d = toBigS(src, srcHi);
-      const q = n / d;
-      const r = n % d;
-      if (BigInt.asIntN(64, q) !== q) fault(0);
-      g[0] = bigLo(q); g[1] = bigHi(q); g[4] = bigLo(r); g[5] = bigHi(r);
+      // RDX:RAX / r/m64: #DE on a zero divisor or a quotient that does not fit
+      const ok = op === 6
+        ? udiv128by64(g[0]!, g[1]!, g[4]!, g[5]!, src, srcHi)
+        : idiv128by64(g[0]!, g[1]!, g[4]!, g[5]!, src, srcHi);
+      if (!ok) fault(0);
+      g[0] = DQ[0]!; g[1] = DQ[1]!; g[4] = DQ[2]!; g[5] = DQ[3]!;
     }
   }
 }
@@ -950,6 +912,156 @@ function div64by32(c: Cpu, lo: number, hi: number, d: number): number {
   rem = t - q0 * d;
   c.hi = rem >>> 0;
   return (q1 * 65536 + q0) >>> 0;
+}
+
+/** Results of the 128/64 divisions: quotient lo, hi, remainder lo, hi (unsigned 32-bit values). */
+export const DQ = new Float64Array(4);
+
+const TWO64 = 18446744073709551616;
+
+/** Remainder of the last div64by32u; remainder limbs (lo, hi) of the last divDigit. */
+let divRem = 0;
+let digR0 = 0;
+let digR1 = 0;
+
+/** (hi:lo) / d for unsigned hi < d < 2^32 in two 16-bit steps: quotient returned, remainder in divRem. */
+function div64by32u(lo: number, hi: number, d: number): number {
+  let t = hi * 65536 + (lo >>> 16); // < 2^48
+  const q1 = Math.floor(t / d);
+  t = (t - q1 * d) * 65536 + (lo & 0xffff);
+  const q0 = Math.floor(t / d);
+  divRem = t - q0 * d;
+  return q1 * 65536 + q0;
+}
+
+/**
+ * One 32-bit quotient digit floor((u2:u1:u0) / (dh:dl)) for unsigned limbs with (u2:u1) < (dh:dl):
+ * a floating-point estimate (off by at most one: the quotient is < 2^32 and the operands carry a
+ * few ulps of rounding), then the exact remainder over 32-bit limbs corrects it. Remainder in
+ * digR1:digR0.
+ */
+function divDigit(u0: number, u1: number, u2: number, dl: number, dh: number): number {
+  let q = Math.floor((u2 * TWO64 + u1 * TWO32 + u0) / (dh * TWO32 + dl));
+  if (q > 0xffffffff) q = 0xffffffff;
+  // q * d = p2:p1:pl (< 2^96)
+  const pl = Math.imul(q, dl) >>> 0;
+  const s1 = mulHiU32(q, dl) + (Math.imul(q, dh) >>> 0); // < 2^33
+  const p1 = s1 >>> 0;
+  const p2 = mulHiU32(q, dh) + (s1 - p1) / TWO32;
+  // r = u - q * d as limbs r2 (signed) : r1 : r0
+  let r0 = u0 - pl;
+  let r1 = u1 - p1;
+  let r2 = u2 - p2;
+  if (r0 < 0) { r0 += TWO32; r1--; }
+  if (r1 < 0) { r1 += TWO32; r2--; }
+  while (r2 < 0) { // estimate too large: r += d
+    q--;
+    r0 += dl;
+    if (r0 >= TWO32) { r0 -= TWO32; r1++; }
+    r1 += dh;
+    if (r1 >= TWO32) { r1 -= TWO32; r2++; }
+  }
+  while (r2 > 0 || r1 > dh || (r1 === dh && r0 >= dl)) { // estimate too small: r -= d
+    q++;
+    r0 -= dl;
+    if (r0 < 0) { r0 += TWO32; r1--; }
+    r1 -= dh;
+    if (r1 < 0) { r1 += TWO32; r2--; }
+  }
+  digR0 = r0;
+  digR1 = r1;
+  return q;
+}
+
+/**
+ * Unsigned (n3:n2:n1:n0) / (dh:dl) over unsigned 32-bit limbs, requiring (n3:n2) < (dh:dl) (so
+ * the quotient fits in 64 bits and d != 0): quotient and remainder into DQ. Number arithmetic
+ * only, no allocation.
+ */
+function div128by64(n0: number, n1: number, n2: number, n3: number, dl: number, dh: number): void {
+  if (dh === 0) {
+    // n3 = 0 and n2 < dl: long division by a 32-bit divisor
+    let qh: number;
+    let r: number;
+    if (n2 === 0) {
+      qh = Math.floor(n1 / dl);
+      r = n1 - qh * dl;
+    } else {
+      qh = div64by32u(n1, n2, dl);
+      r = divRem;
+    }
+    DQ[0] = div64by32u(n0, r, dl);
+    DQ[1] = qh;
+    DQ[2] = divRem;
+    DQ[3] = 0;
+    return;
+  }
+  const qh = divDigit(n1, n2, n3, dl, dh);
+  DQ[0] = divDigit(n0, digR0, digR1, dl, dh);
+  DQ[1] = qh;
+  DQ[2] = digR0;
+  DQ[3] = digR1;
+}
+
+/**
+ * DIV r/m64: unsigned (nh:nl) / (dh:dl), operands as 32-bit limbs (any int32/uint32 view).
+ * Returns false (#DE) for a zero divisor or a quotient >= 2^64, else quotient and remainder in DQ.
+ */
+export function udiv128by64(
+  nl: number, nlh: number, nh: number, nhh: number, dl: number, dh: number,
+): boolean {
+  nl >>>= 0; nlh >>>= 0; nh >>>= 0; nhh >>>= 0; dl >>>= 0; dh >>>= 0;
+  if (dl === 0 && dh === 0) return false;
+  if (nhh > dh || (nhh === dh && nh >= dl)) return false;
+  div128by64(nl, nlh, nh, nhh, dl, dh);
+  return true;
+}
+
+/**
+ * IDIV r/m64: signed (nh:nl) / (dh:dl) (two's complement, 32-bit limbs), quotient truncated
+ * toward zero, remainder with the dividend's sign. Returns false (#DE) for a zero divisor or a
+ * quotient outside [-2^63, 2^63 - 1], else quotient and remainder in DQ.
+ */
+export function idiv128by64(
+  n0: number, n1: number, n2: number, n3: number, dl: number, dh: number,
+): boolean {
+  n0 >>>= 0; n1 >>>= 0; n2 >>>= 0; n3 >>>= 0; dl >>>= 0; dh >>>= 0;
+  if (dl === 0 && dh === 0) return false;
+  const neg = n3 >= 0x80000000;
+  if (neg) { // |n|: 128-bit two's-complement negate (-2^127 stays 2^127 unsigned)
+    let carry = n0 === 0 ? 1 : 0;
+    n0 = (~n0 + 1) >>> 0;
+    const m1 = (~n1 + carry) >>> 0;
+    carry &= n1 === 0 ? 1 : 0;
+    const m2 = (~n2 + carry) >>> 0;
+    carry &= n2 === 0 ? 1 : 0;
+    n3 = (~n3 + carry) >>> 0;
+    n1 = m1;
+    n2 = m2;
+  }
+  const dneg = dh >= 0x80000000;
+  if (dneg) { // |d| (-2^63 stays 2^63 unsigned)
+    dh = (~dh + (dl === 0 ? 1 : 0)) >>> 0;
+    dl = (~dl + 1) >>> 0;
+  }
+  // |q| >= 2^64 overflows in any case
+  if (n3 > dh || (n3 === dh && n2 >= dl)) return false;
+  div128by64(n0, n1, n2, n3, dl, dh);
+  let ql = DQ[0]!;
+  let qh = DQ[1]!;
+  if (neg !== dneg) {
+    if (qh > 0x80000000 || (qh === 0x80000000 && ql !== 0)) return false;
+    qh = (~qh + (ql === 0 ? 1 : 0)) >>> 0;
+    ql = (~ql + 1) >>> 0;
+  } else if (qh >= 0x80000000) return false;
+  DQ[0] = ql;
+  DQ[1] = qh;
+  if (neg) {
+    const rl = DQ[2]!;
+    DQ[3] = (~DQ[3]! + (rl === 0 ? 1 : 0)) >>> 0;
+    DQ[2] = (~rl + 1) >>> 0;
+  }
+  return true;
 }
 
 // ==== stack =================================================================================

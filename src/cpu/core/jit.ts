@@ -27,6 +27,8 @@
 import type { Cpu } from './cpu.js';
 import { step, alu, shift, incdec, imulTrunc, imul64lo, neg } from './exec.js';
 import { CpuFault } from '../system-api.js';
+import { F64_ZERO } from '../state.js';
+import { NO_TAG } from './consts.js';
 
 const TWO47 = 140737488355328;
 /** Instructions per block at most. */
@@ -34,30 +36,45 @@ const MAX_BLOCK = 128;
 /** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
 const LOOP_CAP = 2048;
 
-export interface Block {
-  run: (c: Cpu) => number;
+/** A translated block. Number fields are doubles from the start (see F64_ZERO). */
+export class Block {
   /** Linear RIP of the first instruction. */
-  rip: number;
+  rip = F64_ZERO;
   /** Offset of the first instruction in the first RAM region. */
-  phys: number;
+  phys = F64_ZERO;
   /** Lowest offset of the block's bytes (a trace may jump backwards within its page). */
-  lo: number;
+  lo = F64_ZERO;
   /** RAM page index (phys >> 12). */
-  page: number;
+  page = F64_ZERO;
   /** End offset (exclusive) of the block's bytes in the first RAM region. */
-  end: number;
-  n: number;
-  valid: boolean;
+  end = F64_ZERO;
+  valid = true;
   /**
    * Successor links kept by the run loop: the block that ran next from RIP s0Rip / s1Rip,
    * valid while its key (TLB epoch * 4 + CPL) matches and the block is valid.
    */
-  s0: Block | undefined;
-  s0Rip: number;
-  s0Key: number;
-  s1: Block | undefined;
-  s1Rip: number;
-  s1Key: number;
+  s0: Block | undefined = undefined;
+  s0Rip = NO_TAG;
+  s0Key = NO_TAG;
+  s1: Block | undefined = undefined;
+  s1Rip = NO_TAG;
+  s1Key = NO_TAG;
+
+  constructor(
+    readonly run: (c: Cpu) => number,
+    rip: number,
+    phys: number,
+    lo: number,
+    end: number,
+    /** Instructions in the block. */
+    readonly n: number,
+  ) {
+    this.rip = rip;
+    this.phys = phys;
+    this.lo = lo;
+    this.page = phys >>> 12;
+    this.end = end;
+  }
 }
 
 // ---- decoded instruction (compile time only) ----
@@ -995,8 +1012,33 @@ function stores(d: D): boolean {
   return true;
 }
 
-const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'nc'] as const;
-const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, nc];
+/**
+ * Statistics (TYPEVISOR_BT_STATS): how often translated blocks ran each kind of instruction in
+ * the interpreter, keyed by opcode and ModRM reg field; undefined when not collecting.
+ */
+export let fallbackCounts: Map<number, number> | undefined = undefined;
+
+export function collectFallbackCounts(): void {
+  fallbackCounts ??= new Map();
+}
+
+function fallbackKey(d: D): number {
+  return d.op * 8 + (d.hasModrm ? d.reg & 7 : 0);
+}
+
+/** "0f af /3"-style name of a fallback key. */
+export function fallbackName(key: number): string {
+  const op = key >> 3;
+  const hex = (v: number): string => v.toString(16).padStart(2, '0');
+  return `${op >= 0x100 ? `0f ${hex(op & 0xff)}` : hex(op)} /${key & 7}`;
+}
+
+function fb(key: number): void {
+  fallbackCounts!.set(key, (fallbackCounts!.get(key) ?? 0) + 1);
+}
+
+const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'nc', 'fb'] as const;
+const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, nc, fb];
 
 const scratch: D[] = [];
 for (let i = 0; i < MAX_BLOCK; i++) scratch.push(newD());
@@ -1096,6 +1138,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
     }
     if (res === false) {
       // run it in the interpreter
+      if (fallbackCounts !== undefined) gn.emit(`fb(${fallbackKey(d)});`);
       gn.emit(`c.startRip = ${d.rip}; s.rip = ${d.rip}; step(c);`);
       gn.lastF = undefined;
       k++;
@@ -1121,10 +1164,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
   const body = `return function blk(c) {\n const s = c.s, g = s.gpr;\n${code}\n};`;
   const factory = new Function(...helperNames, body) as (...h: unknown[]) => (c: Cpu) => number;
   const fn = factory(...helperValues);
-  return {
-    run: fn, rip, phys: off, lo, page: off >>> 12, end: hiEnd, n: k, valid: true,
-    s0: undefined, s0Rip: 0.5, s0Key: -1, s1: undefined, s1Rip: 0.5, s1Key: -1,
-  };
+  return new Block(fn, rip, off, lo, hiEnd, k);
 }
 
 function isInline(d: D): boolean {

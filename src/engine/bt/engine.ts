@@ -13,6 +13,7 @@ import type { Engine, EntryState } from '../../machine/engine.js';
 import type { Machine, StopReason } from '../../machine/machine.js';
 import type { CpuInterruptController } from '../../machine/interrupts.js';
 import { Cpu } from '../../cpu/core/cpu.js';
+import { collectFallbackCounts, fallbackCounts, fallbackName } from '../../cpu/core/jit.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 
@@ -49,6 +50,7 @@ export class BtEngine implements Engine {
       clock: machine.clock,
       simd: simdUnit,
     });
+    if (process.env.TYPEVISOR_BT_STATS) collectFallbackCounts();
     const threshold = Number(process.env.TYPEVISOR_JIT_THRESHOLD);
     if (threshold > 0) this.cpu.jitThreshold = threshold;
     machine.onStop(() => {
@@ -107,6 +109,8 @@ export class BtEngine implements Engine {
         `compiled ${cpu.blocksCompiled}, interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
         `${(cpu.retired / (process.cpuUsage().user / 1e6) / 1e6).toFixed(1)} M instructions per CPU-second (user), ` +
         `halted ${(this.sleptMs / 1000).toFixed(1)} s, yielding ${(this.yieldedMs / 1000).toFixed(1)} s\n`);
+      const top = [...(fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
+      process.stderr.write(`bt stats: interpreted inside blocks: ${top.map(([k, n]) => `${fallbackName(k)} ${n}`).join(', ')}\n`);
     }
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
   }
