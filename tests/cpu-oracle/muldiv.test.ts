@@ -110,6 +110,58 @@ function divCase(rng: Rng, op: 'div' | 'idiv', size: Size): OracleCase {
   return c;
 }
 
+/** Put the divisor in a register (not RAX/RDX) or a memory operand: the operand text. */
+function divisorOperand(rng: Rng, c: OracleCase, size: Size, divisor: bigint): string {
+  if (rng.bool(0.35)) {
+    const src = memOperand(rng, c, size);
+    putMem(c, memOffset(c, src), divisor, size);
+    return src;
+  }
+  const r = pickReg(rng, [0, 2, 3]);
+  c.state.gpr[r] = mixLow(c.state.gpr[r]!, divisor, size);
+  return size === 8 ? GPR8[r]! : regName(size, r);
+}
+
+/**
+ * DIV/IDIV r/m64 with RDX != 0, the multi-precision pattern (the kernel's mpihelp_divrem runs
+ * udiv_qrnnd this way): divisors of every width, often normalized (bit 63 set), quotients and
+ * remainders at the ends of their ranges. Never #DE: RDX < d for DIV, a quotient that fits for IDIV.
+ */
+function div64Case(rng: Rng, op: 'div' | 'idiv'): OracleCase {
+  const c: OracleCase = { asm: '', state: randomState(rng), undefFlags: ALL_ARITH };
+  const M64 = (1n << 64n) - 1n;
+  let d = 0n;
+  while (d === 0n) {
+    switch (rng.int(5)) {
+      case 0: d = rng.u64() | (1n << 63n); break;
+      case 1: d = BigInt(rng.u32()); break;
+      case 2: d = rng.u64() >> BigInt(rng.int(64)); break;
+      case 3: d = rng.pick([1n, 3n, 0xffff_ffffn, 1n << 32n, (1n << 32n) + 1n, 1n << 63n, (1n << 63n) + 1n, M64 - 1n, M64]); break;
+      default: d = rng.u64();
+    }
+  }
+  let n: bigint; // RDX:RAX, 128-bit two's complement
+  if (op === 'div') {
+    const q = rng.bool(0.2) ? M64 - BigInt(rng.int(3)) : rng.u64() >> BigInt(rng.int(64));
+    const r = rng.bool(0.2) ? d - 1n : rng.u64() % d;
+    n = rng.bool(0.5) ? ((rng.u64() % d) << 64n) | rng.u64() : q * d + r; // RDX < d: the quotient fits
+  } else {
+    const sd = toSigned(d, 64);
+    const absD = sd < 0n ? -sd : sd;
+    const qmax = 1n << 63n;
+    const q = rng.bool(0.2) ? rng.pick([qmax - 1n, -qmax, qmax - 2n, -qmax + 1n]) : toSigned(rng.u64(), 64) >> BigInt(rng.int(64));
+    const r = rng.bool(0.2) ? absD - 1n : rng.u64() % absD;
+    const prod = q * sd;
+    const neg = prod < 0n || (prod === 0n && rng.bool());
+    n = prod + (neg ? -r : r); // |r| < |d| with the dividend's sign: the truncated quotient is q
+  }
+  n = toUnsigned(n, 128);
+  c.state.gpr[0] = n & M64;
+  c.state.gpr[2] = n >> 64n;
+  c.asm = `${op} ${divisorOperand(rng, c, 64, d)}`;
+  return c;
+}
+
 describe.skipIf(nasmMissing || !nativeSupported)('oracle: multiply and divide', () => {
   for (const op of ['mul', 'imul'] as const) {
     for (const size of SIZES) {
@@ -132,5 +184,9 @@ describe.skipIf(nasmMissing || !nativeSupported)('oracle: multiply and divide', 
         expectClean(r);
       });
     }
+    it(`${op} r/m64 with RDX != 0 (multi-precision operands)`, () => {
+      const r = fuzz(`${op}-64-wide`, 2 * N, (rng) => div64Case(rng, op));
+      expectClean(r);
+    });
   }
 });

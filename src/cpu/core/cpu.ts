@@ -998,7 +998,7 @@ export class Cpu implements SystemHost {
       // not translated yet (or stale): only hot code is worth translating
       if (this.fastCount[h]! < this.jitThreshold) return undefined;
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
-      b = compileBlock(this.ram, rip, off);
+      b = compileBlock(this.ram, rip, off, this.isBlockStart);
       this.blocksCompiled++;
       this.blocks.set(rip, b);
       const page = b.page;
@@ -1013,6 +1013,12 @@ export class Cpu implements SystemHost {
     this.fastBlk[h] = b;
     return b;
   }
+
+  /** Does a valid translated block start at linear `rip` with its bytes at RAM offset `off`? */
+  private readonly isBlockStart = (rip: number, off: number): boolean => {
+    const b = this.blocks.get(rip);
+    return b !== undefined && b.valid && b.phys === off;
+  };
 
   /** A store to RAM offset [off, off+len) (within one page): drop translated blocks it overlaps. */
   checkCode(off: number, len: number): void {

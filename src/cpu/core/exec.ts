@@ -755,7 +755,7 @@ export function imulTrunc(c: Cpu, sz: number, a: number, ah: number, b: number, 
 }
 
 /** F6/F7 /4../7: MUL, IMUL, DIV, IDIV with the accumulator. */
-function mulDiv(c: Cpu, op: number, sz: number, src: number, srcHi: number): void {
+export function mulDiv(c: Cpu, op: number, sz: number, src: number, srcHi: number): void {
   const g = c.s.gpr;
   switch (sz) {
     case 1: {
@@ -919,112 +919,113 @@ export const DQ = new Float64Array(4);
 
 const TWO64 = 18446744073709551616;
 
-/** Remainder of the last div64by32u; remainder limbs (lo, hi) of the last divDigit. */
-let divRem = 0;
-let digR0 = 0;
-let digR1 = 0;
-
-/** (hi:lo) / d for unsigned hi < d < 2^32 in two 16-bit steps: quotient returned, remainder in divRem. */
-function div64by32u(lo: number, hi: number, d: number): number {
-  let t = hi * 65536 + (lo >>> 16); // < 2^48
-  const q1 = Math.floor(t / d);
-  t = (t - q1 * d) * 65536 + (lo & 0xffff);
-  const q0 = Math.floor(t / d);
-  divRem = t - q0 * d;
-  return q1 * 65536 + q0;
-}
-
-/**
- * One 32-bit quotient digit floor((u2:u1:u0) / (dh:dl)) for unsigned limbs with (u2:u1) < (dh:dl):
- * a floating-point estimate (off by at most one: the quotient is < 2^32 and the operands carry a
- * few ulps of rounding), then the exact remainder over 32-bit limbs corrects it. Remainder in
- * digR1:digR0.
+/*
+ * Speed notes (this is the hot path of the kernel's multi-precision division): values that cross
+ * a call boundary are passed as int32 (`| 0`, a small integer to V8) and results come back through
+ * DQ, because a uint32 >= 2^31 passed, returned or kept in a module `let` is boxed into a fresh
+ * heap number; inside a function, `>>> 0` views stay unboxed.
  */
-function divDigit(u0: number, u1: number, u2: number, dl: number, dh: number): number {
-  let q = Math.floor((u2 * TWO64 + u1 * TWO32 + u0) / (dh * TWO32 + dl));
-  if (q > 0xffffffff) q = 0xffffffff;
-  // q * d = p2:p1:pl (< 2^96)
-  const pl = Math.imul(q, dl) >>> 0;
-  const s1 = mulHiU32(q, dl) + (Math.imul(q, dh) >>> 0); // < 2^33
-  const p1 = s1 >>> 0;
-  const p2 = mulHiU32(q, dh) + (s1 - p1) / TWO32;
-  // r = u - q * d as limbs r2 (signed) : r1 : r0
-  let r0 = u0 - pl;
-  let r1 = u1 - p1;
-  let r2 = u2 - p2;
-  if (r0 < 0) { r0 += TWO32; r1--; }
-  if (r1 < 0) { r1 += TWO32; r2--; }
-  while (r2 < 0) { // estimate too large: r += d
-    q--;
-    r0 += dl;
-    if (r0 >= TWO32) { r0 -= TWO32; r1++; }
-    r1 += dh;
-    if (r1 >= TWO32) { r1 -= TWO32; r2++; }
-  }
-  while (r2 > 0 || r1 > dh || (r1 === dh && r0 >= dl)) { // estimate too small: r -= d
-    q++;
-    r0 -= dl;
-    if (r0 < 0) { r0 += TWO32; r1--; }
-    r1 -= dh;
-    if (r1 < 0) { r1 += TWO32; r2--; }
-  }
-  digR0 = r0;
-  digR1 = r1;
-  return q;
-}
 
 /**
- * Unsigned (n3:n2:n1:n0) / (dh:dl) over unsigned 32-bit limbs, requiring (n3:n2) < (dh:dl) (so
- * the quotient fits in 64 bits and d != 0): quotient and remainder into DQ. Number arithmetic
- * only, no allocation.
+ * Unsigned (n3:n2:n1:n0) / (dh:dl) over 32-bit limbs (any int32/uint32 view), requiring
+ * (n3:n2) < (dh:dl) (so d != 0 and the quotient fits in 64 bits): quotient and remainder into DQ.
+ * Number arithmetic only, no allocation.
  */
 function div128by64(n0: number, n1: number, n2: number, n3: number, dl: number, dh: number): void {
+  n0 >>>= 0; n1 >>>= 0; n2 >>>= 0; dl >>>= 0; dh >>>= 0;
   if (dh === 0) {
-    // n3 = 0 and n2 < dl: long division by a 32-bit divisor
+    // n3 = 0 and n2 < dl: long division by a 32-bit divisor in 16-bit digits (partials < 2^48)
+    let r = n2;
     let qh: number;
-    let r: number;
-    if (n2 === 0) {
+    if (r === 0) {
       qh = Math.floor(n1 / dl);
       r = n1 - qh * dl;
     } else {
-      qh = div64by32u(n1, n2, dl);
-      r = divRem;
+      let t = r * 65536 + (n1 >>> 16);
+      const a = Math.floor(t / dl);
+      t = (t - a * dl) * 65536 + (n1 & 0xffff);
+      const b = Math.floor(t / dl);
+      r = t - b * dl;
+      qh = a * 65536 + b;
     }
-    DQ[0] = div64by32u(n0, r, dl);
+    let t = r * 65536 + (n0 >>> 16);
+    const a = Math.floor(t / dl);
+    t = (t - a * dl) * 65536 + (n0 & 0xffff);
+    const b = Math.floor(t / dl);
+    DQ[0] = a * 65536 + b;
     DQ[1] = qh;
-    DQ[2] = divRem;
+    DQ[2] = t - b * dl;
     DQ[3] = 0;
     return;
   }
-  const qh = divDigit(n1, n2, n3, dl, dh);
-  DQ[0] = divDigit(n0, digR0, digR1, dl, dh);
-  DQ[1] = qh;
-  DQ[2] = digR0;
-  DQ[3] = digR1;
+  // two 32-bit quotient digits floor((u2:u1:u0) / d), each with (u2:u1) < d: a floating-point
+  // estimate (off by at most one: the digit is < 2^32 and the operands carry a few ulps of
+  // rounding), then the exact remainder over 32-bit limbs corrects it
+  const d = dh * TWO32 + dl;
+  let u2 = n3 >>> 0;
+  let u1 = n2;
+  let u0 = n1;
+  let qh = 0;
+  for (let k = 0; ; k++) {
+    let q = Math.floor((u2 * TWO64 + u1 * TWO32 + u0) / d);
+    if (q > 0xffffffff) q = 0xffffffff;
+    // q * d = p2:p1:p0 (< 2^96)
+    const s1 = mulHiU32(q, dl) + (Math.imul(q, dh) >>> 0); // < 2^33
+    const p1 = s1 >>> 0;
+    const p2 = mulHiU32(q, dh) + (s1 - p1) / TWO32;
+    // r = u - q * d as limbs r2 (signed) : r1 : r0
+    let r0 = u0 - (Math.imul(q, dl) >>> 0);
+    let r1 = u1 - p1;
+    let r2 = u2 - p2;
+    if (r0 < 0) { r0 += TWO32; r1--; }
+    if (r1 < 0) { r1 += TWO32; r2--; }
+    while (r2 < 0) { // estimate too large: r += d
+      q--;
+      r0 += dl;
+      if (r0 >= TWO32) { r0 -= TWO32; r1++; }
+      r1 += dh;
+      if (r1 >= TWO32) { r1 -= TWO32; r2++; }
+    }
+    while (r2 > 0 || r1 > dh || (r1 === dh && r0 >= dl)) { // estimate too small: r -= d
+      q++;
+      r0 -= dl;
+      if (r0 < 0) { r0 += TWO32; r1--; }
+      r1 -= dh;
+      if (r1 < 0) { r1 += TWO32; r2--; }
+    }
+    if (k === 1) {
+      DQ[0] = q;
+      DQ[1] = qh;
+      DQ[2] = r0;
+      DQ[3] = r1;
+      return;
+    }
+    qh = q;
+    u2 = r1;
+    u1 = r0;
+    u0 = n0;
+  }
 }
 
 /**
- * DIV r/m64: unsigned (nh:nl) / (dh:dl), operands as 32-bit limbs (any int32/uint32 view).
+ * DIV r/m64: unsigned (n3:n2:n1:n0) = RDX:RAX by (dh:dl), 32-bit limbs (any int32/uint32 view).
  * Returns false (#DE) for a zero divisor or a quotient >= 2^64, else quotient and remainder in DQ.
  */
-export function udiv128by64(
-  nl: number, nlh: number, nh: number, nhh: number, dl: number, dh: number,
-): boolean {
-  nl >>>= 0; nlh >>>= 0; nh >>>= 0; nhh >>>= 0; dl >>>= 0; dh >>>= 0;
-  if (dl === 0 && dh === 0) return false;
-  if (nhh > dh || (nhh === dh && nh >= dl)) return false;
-  div128by64(nl, nlh, nh, nhh, dl, dh);
+export function udiv128by64(n0: number, n1: number, n2: number, n3: number, dl: number, dh: number): boolean {
+  const h = dh >>> 0;
+  const l = dl >>> 0;
+  const m = n3 >>> 0;
+  if (m > h || (m === h && n2 >>> 0 >= l)) return false; // also d = 0
+  div128by64(n0 | 0, n1 | 0, n2 | 0, n3 | 0, dl | 0, dh | 0);
   return true;
 }
 
 /**
- * IDIV r/m64: signed (nh:nl) / (dh:dl) (two's complement, 32-bit limbs), quotient truncated
- * toward zero, remainder with the dividend's sign. Returns false (#DE) for a zero divisor or a
- * quotient outside [-2^63, 2^63 - 1], else quotient and remainder in DQ.
+ * IDIV r/m64: signed (n3:n2:n1:n0) = RDX:RAX by (dh:dl) (two's complement, 32-bit limbs),
+ * quotient truncated toward zero, remainder with the dividend's sign. Returns false (#DE) for a
+ * zero divisor or a quotient outside [-2^63, 2^63 - 1], else quotient and remainder in DQ.
  */
-export function idiv128by64(
-  n0: number, n1: number, n2: number, n3: number, dl: number, dh: number,
-): boolean {
+export function idiv128by64(n0: number, n1: number, n2: number, n3: number, dl: number, dh: number): boolean {
   n0 >>>= 0; n1 >>>= 0; n2 >>>= 0; n3 >>>= 0; dl >>>= 0; dh >>>= 0;
   if (dl === 0 && dh === 0) return false;
   const neg = n3 >= 0x80000000;
@@ -1046,7 +1047,7 @@ export function idiv128by64(
   }
   // |q| >= 2^64 overflows in any case
   if (n3 > dh || (n3 === dh && n2 >= dl)) return false;
-  div128by64(n0, n1, n2, n3, dl, dh);
+  div128by64(n0 | 0, n1 | 0, n2 | 0, n3 | 0, dl | 0, dh | 0);
   let ql = DQ[0]!;
   let qh = DQ[1]!;
   if (neg !== dneg) {

@@ -25,14 +25,22 @@
  *    `c.smc`; the block checks it after each store and exits, so the new code is fetched.
  */
 import type { Cpu } from './cpu.js';
-import { step, alu, shift, incdec, imulTrunc, imul64lo, neg } from './exec.js';
+import { step, alu, shift, incdec, imulTrunc, imul64lo, neg, mulDiv } from './exec.js';
 import { CpuFault } from '../system-api.js';
 import { F64_ZERO } from '../state.js';
 import { NO_TAG } from './consts.js';
 
 const TWO47 = 140737488355328;
 /** Instructions per block at most. */
-const MAX_BLOCK = 128;
+const MAX_BLOCK = 192;
+/**
+ * Straight-line code ends a block at the first instruction past a CONVERGE_BYTES boundary once
+ * the block holds CONVERGE_MIN instructions, so blocks entered at different points of one run
+ * of code end at the same place and share their successors instead of each translating its
+ * own copy of the rest.
+ */
+const CONVERGE_BYTES = 512;
+const CONVERGE_MIN = 48;
 /** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
 const LOOP_CAP = 2048;
 
@@ -337,7 +345,8 @@ function wr(d: D, r: number, sz: number, v: string, vh: string): string {
     case 2:
       return `g[${2 * r}] = (g[${2 * r}] & -65536) | (${v} & 65535);`;
     case 4:
-      return `g[${2 * r}] = ${v}; g[${2 * r + 1}] = 0;`;
+      // the store truncates to 32 bits: an unsigned view of a register needs no conversion
+      return `g[${2 * r}] = ${/^\(g\[\d+\] >>> 0\)$/.test(v) ? v.slice(1, -7) : v}; g[${2 * r + 1}] = 0;`;
     default:
       return `g[${2 * r}] = ${v}; g[${2 * r + 1}] = ${vh};`;
   }
@@ -606,6 +615,36 @@ function emitPush(gn: Gen, lo: string, hi: string): void {
   gn.emit(`c.write64(${sp}, ${lo}, ${hi}); g[8] = ${sp}; g[9] = Math.floor(${sp} / 4294967296);`);
 }
 
+/**
+ * ALU operations whose flags nobody reads (ADD/OR/AND/SUB/XOR at 32 or 64 bits): emitted as
+ * plain statements on the register file, with no temporaries and no lazy-flag stores, so a
+ * block costs few JavaScript operations even before V8 optimizes it. `dst`/`src` are register
+ * numbers; `src` < 0 means the immediate `imm` (sign-extended). Returns false for other cases.
+ */
+function emitDeadAluReg(gn: Gen, aop: number, sz: number, dst: number, src: number, imm: number): boolean {
+  if (!(aop === 0 || aop === 1 || aop === 4 || aop === 5 || aop === 6) || (sz !== 4 && sz !== 8)) return false;
+  const a = 2 * dst;
+  const bLo = src >= 0 ? `g[${2 * src}]` : String(imm | 0);
+  const bHi = src >= 0 ? `g[${2 * src + 1}]` : imm < 0 ? '-1' : '0';
+  if (aop === 1 || aop === 4 || aop === 6) {
+    const o = aop === 1 ? '|' : aop === 4 ? '&' : '^';
+    if (sz === 4) gn.emit(`g[${a}] ${o}= ${bLo}; g[${a + 1}] = 0;`);
+    else gn.emit(`g[${a}] ${o}= ${bLo}; g[${a + 1}] ${o}= ${bHi};`);
+    return true;
+  }
+  const o = aop === 0 ? '+' : '-';
+  if (sz === 4) {
+    gn.emit(`g[${a}] ${o}= ${bLo}; g[${a + 1}] = 0;`);
+    return true;
+  }
+  // 64-bit: the carry (borrow) out of the low halves, computed on their unsigned values
+  const l = gn.v('l');
+  const bU = src >= 0 ? `(${bLo} >>> 0)` : String(imm >>> 0);
+  const carry = aop === 0 ? `(${l} > 4294967295 ? 1 : 0)` : `(${l} < 0 ? 1 : 0)`;
+  gn.emit(`var ${l} = (g[${a}] >>> 0) ${o} ${bU}; g[${a + 1}] = g[${a + 1}] ${o} ${bHi} ${o} ${carry}; g[${a}] = ${l};`);
+  return true;
+}
+
 /** Returns false if the instruction cannot be generated inline (caller falls back). */
 function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' | 'exit' | false {
   const op = d.op;
@@ -618,6 +657,11 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
     const kind = op & 7;
     const aop = op >> 3;
     const s1 = kind & 1 ? sz : 1;
+    if (!live) {
+      if (kind === 5 && emitDeadAluReg(gn, aop, sz, 0, -1, d.imm)) return 'cont';
+      if (!mem && kind === 1 && emitDeadAluReg(gn, aop, sz, d.rm, d.reg, 0)) return 'cont';
+      if (!mem && kind === 3 && emitDeadAluReg(gn, aop, sz, d.reg, d.rm, 0)) return 'cont';
+    }
     if (kind === 4 || kind === 5) {
       const [b, bh] = immLit(kind === 4 ? d.imm : d.imm, s1);
       const a = gn.v('a');
@@ -649,6 +693,7 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
       const s1 = op === 0x80 ? 1 : sz;
       const aop = d.reg & 7;
       const immv = op === 0x81 ? d.imm : (d.imm << 24) >> 24;
+      if (!live && !mem && op !== 0x80 && emitDeadAluReg(gn, aop, sz, d.rm, -1, immv)) return 'cont';
       const [b, bh] = op === 0x80 ? [String(d.imm & 0xff), '0'] : immLit(immv, s1);
       if (mem) gn.emit(ripC);
       const L = mem ? emitEa(gn, d) : undefined;
@@ -860,7 +905,13 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
         }
         return 'cont';
       }
-      return false;
+      // MUL, IMUL, DIV, IDIV with the accumulator (DIV and IDIV may raise #DE)
+      gn.emit(ripC);
+      const L = mem ? emitEa(gn, d) : undefined;
+      const [a, ah] = loadRm(gn, d, s1, L);
+      gn.emit(`mulDiv(c, ${o}, ${s1}, ${a}, ${ah});`);
+      gn.lastF = undefined;
+      return 'cont';
     }
     case 0xfe: case 0xff: {
       const o = d.reg & 7;
@@ -1037,14 +1088,18 @@ function fb(key: number): void {
   fallbackCounts!.set(key, (fallbackCounts!.get(key) ?? 0) + 1);
 }
 
-const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'nc', 'fb'] as const;
-const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, nc, fb];
+const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'mulDiv', 'nc', 'fb'] as const;
+const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, mulDiv, nc, fb];
 
 const scratch: D[] = [];
 for (let i = 0; i < MAX_BLOCK; i++) scratch.push(newD());
 
-/** Compile the block starting at linear `rip` whose bytes are at `off` in the first RAM region. */
-export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
+/**
+ * Compile the block starting at linear `rip` whose bytes are at `off` in the first RAM region.
+ * `isBlockStart(rip, off)`: a translated block already starts there (the trace ends before it,
+ * so the two chain instead of overlapping).
+ */
+export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): Block {
   const pageStart = off - (off & 0xfff);
   const pageEnd = pageStart + 4096;
   const insns: D[] = [];
@@ -1058,6 +1113,12 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number): Block {
   trace: while (insns.length < MAX_BLOCK && p < pageEnd) {
     // a trace never re-enters an instruction it already holds (no loops inside one block)
     for (const x of insns) if (x.rip === r) break trace;
+    if (insns.length > 0) {
+      const prev = insns[insns.length - 1]!;
+      const straight = prev.rip + prev.len === r;
+      if (straight && insns.length >= CONVERGE_MIN && Math.floor(p / CONVERGE_BYTES) !== Math.floor((p - prev.len) / CONVERGE_BYTES)) break;
+      if (isBlockStart?.(r, p)) break;
+    }
     const d = scratch[insns.length]!;
     if (!decode(ram, p, pageEnd, r, d)) break;
     d.follow = false;
