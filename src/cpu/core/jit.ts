@@ -287,6 +287,15 @@ class Gen {
   out: string[] = [];
   tmp = 0;
   lastF: FlagSrc | undefined;
+  /**
+   * Lazy-flag stores of the last inline flag writer, not yet made: they are emitted on every
+   * path that leaves the block and before any instruction that may fault or look at the Cpu's
+   * flag fields (see pendingSafe), so a compare whose result only steers a branch inside the
+   * block stores nothing on the path that stays.
+   */
+  pending: string | undefined = undefined;
+  /** Flags are read at the block start before being written (a loop must store them first). */
+  liveAtStart = true;
   /** RIP of the block's first instruction. */
   start = 0;
   /**
@@ -297,13 +306,20 @@ class Gen {
 
   /** `return` of the instructions executed, k in this iteration. */
   ret(k: number): string {
-    return this.loop ? `return N + ${k};` : `return ${k};`;
+    return `${this.pending ?? ''}${this.loop ? `return N + ${k};` : `return ${k};`}`;
+  }
+
+  /** Make the pending flag stores now. */
+  flush(): void {
+    if (this.pending !== undefined) this.emit(this.pending);
+    this.pending = undefined;
   }
 
   /** Go to `t` after k instructions of this iteration: loop when t is the block start. */
   jump(t: number | string, k: number): string {
     if (this.loop && t === this.start) {
-      return `{ N += ${k}; if (N < ${LOOP_CAP} && c.smc === 0 && !c.exitRequested) continue; s.rip = ${t}; return N; }`;
+      const p = this.pending ?? '';
+      return `{ N += ${k}; if (N < ${LOOP_CAP} && c.smc === 0 && !c.exitRequested) { ${this.liveAtStart ? p : ''}continue; } s.rip = ${t}; ${p}return N; }`;
     }
     return `{ s.rip = ${t}; ${this.ret(k)} }`;
   }
@@ -512,7 +528,7 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
   const rh = gn.v('h');
   if ((op === 2 || op === 3) || sz < 4) {
     gn.emit(`var ${r} = alu(c, ${op}, ${sz}, ${a}, ${ah}, ${b}, ${bh}), ${rh} = c.hi;`);
-    if (op === 0 || op === 5 || op === 7) gn.lastF = undefined; // alu stored the flags
+    gn.pending = undefined; // alu stored the flags
     if (op === 1 || op === 4 || op === 6) gn.lastF = { kind: 'logic', sz, a, ah, b, bh, r, rh };
     else if (op === 5 || op === 7) gn.lastF = { kind: 'sub', sz, a, ah, b, bh, r, rh };
     else gn.lastF = undefined;
@@ -523,7 +539,7 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
       const l = gn.v('l');
       gn.emit(`var ${l} = ${a} + ${b}, ${r} = ${l} >>> 0, ${rh} = (${ah} + ${bh} + (${l} > 4294967295 ? 1 : 0)) >>> 0;`);
     } else gn.emit(`var ${r} = (${a} + ${b}) >>> 0, ${rh} = 0;`);
-    if (live) gn.emit(`c.fOp = 1; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fAHi = ${ah}; c.fB = ${b}; c.fBHi = ${bh}; c.fRes = ${r}; c.fResHi = ${rh};`);
+    gn.pending = live ? `c.fOp = 1; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fB = ${b}; c.fRes = ${r}; ${sz === 8 ? `c.fAHi = ${ah}; c.fBHi = ${bh}; c.fResHi = ${rh}; ` : ''}` : undefined;
     gn.lastF = undefined;
     return [r, rh];
   }
@@ -532,13 +548,13 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
       const l = gn.v('l');
       gn.emit(`var ${l} = ${a} - ${b}, ${r} = ${l} >>> 0, ${rh} = (${ah} - ${bh} - (${l} < 0 ? 1 : 0)) >>> 0;`);
     } else gn.emit(`var ${r} = (${a} - ${b}) >>> 0, ${rh} = 0;`);
-    if (live) gn.emit(`c.fOp = 2; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fAHi = ${ah}; c.fB = ${b}; c.fBHi = ${bh}; c.fRes = ${r}; c.fResHi = ${rh};`);
+    gn.pending = live ? `c.fOp = 2; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fB = ${b}; c.fRes = ${r}; ${sz === 8 ? `c.fAHi = ${ah}; c.fBHi = ${bh}; c.fResHi = ${rh}; ` : ''}` : undefined;
     gn.lastF = { kind: 'sub', sz, a, ah, b, bh, r, rh };
     return [r, rh];
   }
   const o = op === 1 ? '|' : op === 4 ? '&' : '^';
   gn.emit(`var ${r} = (${a} ${o} ${b}) >>> 0, ${rh} = ${sz === 8 ? `(${ah} ${o} ${bh}) >>> 0` : '0'};`);
-  if (live) gn.emit(`c.fOp = 3; c.fSz = ${sz}; c.fRes = ${r}; c.fResHi = ${rh};`);
+  gn.pending = live ? `c.fOp = 3; c.fSz = ${sz}; c.fRes = ${r}; ${sz === 8 ? `c.fResHi = ${rh}; ` : ''}` : undefined;
   gn.lastF = { kind: 'logic', sz, a, ah, b, bh, r, rh };
   return [r, rh];
 }
@@ -623,6 +639,9 @@ function emitPush(gn: Gen, lo: string, hi: string): void {
  */
 function emitDeadAluReg(gn: Gen, aop: number, sz: number, dst: number, src: number, imm: number): boolean {
   if (!(aop === 0 || aop === 1 || aop === 4 || aop === 5 || aop === 6) || (sz !== 4 && sz !== 8)) return false;
+  // every arithmetic flag is overwritten and none is read before the next writer
+  gn.pending = undefined;
+  gn.lastF = undefined;
   const a = 2 * dst;
   const bLo = src >= 0 ? `g[${2 * src}]` : String(imm | 0);
   const bHi = src >= 0 ? `g[${2 * src + 1}]` : imm < 0 ? '-1' : '0';
@@ -643,6 +662,48 @@ function emitDeadAluReg(gn: Gen, aop: number, sz: number, dst: number, src: numb
   const carry = aop === 0 ? `(${l} > 4294967295 ? 1 : 0)` : `(${l} < 0 ? 1 : 0)`;
   gn.emit(`var ${l} = (g[${a}] >>> 0) ${o} ${bU}; g[${a + 1}] = g[${a + 1}] ${o} ${bHi} ${o} ${carry}; g[${a}] = ${l};`);
   return true;
+}
+
+/**
+ * May the instruction run with flag stores still pending (Gen.pending)? True for inline
+ * register forms that cannot fault and neither read nor write the Cpu's flag fields (inline
+ * flag writers replace the pending stores; branches emit them on their exit paths).
+ */
+function pendingSafe(gn: Gen, d: D, live: boolean): boolean {
+  const op = d.op;
+  const reg = !d.hasModrm || d.mod === 3;
+  const sz = d.opsize;
+  if (d.lock) return false;
+  const cc = (x: number): boolean => !condExpr(gn, x & 15).includes('c.cond');
+  if (op < 0x40 && (op & 7) < 6) {
+    const kind = op & 7;
+    const aop = op >> 3;
+    if (aop === 2 || aop === 3 || sz < 4) return false;
+    return kind === 5 || (reg && (kind === 1 || kind === 3));
+  }
+  if (op === 0x81 || op === 0x83) return reg && sz >= 4 && (d.reg & 7) !== 2 && (d.reg & 7) !== 3;
+  if (op === 0x85 || op === 0xa9) return (reg || op === 0xa9) && sz >= 4;
+  if (op >= 0x88 && op <= 0x8b) return reg;
+  if (op === 0x8d) return !reg && !d.ad32;
+  if (op === 0x63) return reg && sz === 8;
+  if (op >= 0xb0 && op <= 0xbf) return true;
+  if (op === 0xc6 || op === 0xc7) return reg && (d.reg & 7) === 0;
+  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf) return reg;
+  if (op === 0x90) return (d.rex & 1) === 0 && d.rep !== 0xf3;
+  if (op === 0x11f) return true;
+  if (op >= 0x1c8 && op <= 0x1cf) return sz !== 2;
+  if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1) {
+    if (live || !reg || (op & 1) === 0 || sz < 4) return false;
+    const o = d.reg & 7;
+    if (o <= 1) return ((op < 0xd0 ? d.imm & 0xff : 1) & (sz === 8 ? 63 : 31)) !== 0;
+    return constShiftCount(d) > 0;
+  }
+  if (op === 0xff && (d.reg & 7) <= 1) return reg && sz >= 4 && !live;
+  if (op === 0xf7 && (d.reg & 7) === 2) return reg;
+  if (op === 0x69 || op === 0x6b || op === 0x1af) return reg && !live && sz >= 4;
+  if ((op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f)) return reg && cc(op);
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) return cc(op);
+  return op === 0xeb || op === 0xe9;
 }
 
 /** Returns false if the instruction cannot be generated inline (caller falls back). */
@@ -916,6 +977,8 @@ function genInsn(gn: Gen, d: D, live: boolean, k: number, next: number): 'cont' 
     case 0xfe: case 0xff: {
       const o = d.reg & 7;
       const s1 = op === 0xfe ? 1 : sz;
+      // INC/DEC of a register whose flags nobody reads: add/subtract 1
+      if (o <= 1 && !live && !mem && op === 0xff && emitDeadAluReg(gn, o === 0 ? 0 : 5, sz, d.rm, -1, 1)) return 'cont';
       if (o <= 1) {
         if (mem) gn.emit(ripC);
         const L = mem ? emitEa(gn, d) : undefined;
@@ -1057,6 +1120,7 @@ function stores(d: D): boolean {
   }
   if (d.mod === 3) return d.op === 0xff && (d.reg & 7) === 2;
   const op = d.op;
+  if (op < 0x40 && (op & 7) < 4 && (op & 2) !== 0) return false; // ALU into a register
   if (op === 0x38 || op === 0x39 || op === 0x3a || op === 0x3b || op === 0x84 || op === 0x85 || op === 0x8a || op === 0x8b || op === 0x8d) return false;
   if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63 || (op >= 0x140 && op <= 0x14f) || op === 0x1af) return false;
   if ((op === 0x80 || op === 0x81 || op === 0x83) && (d.reg & 7) === 7) return false;
@@ -1177,6 +1241,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
   }
   const gn = new Gen();
   gn.start = rip;
+  gn.liveAtStart = lv;
   // a block that branches back to its own start runs as a loop
   gn.loop = insns.length > 0 && (r === rip || insns.some((d) => {
     const op = d.op;
@@ -1191,6 +1256,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
     const next = d.rip + d.len;
     // where execution goes on after d inside this block (a followed JMP/CALL: its target)
     const cont = !d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3) ? next : i + 1 < insns.length ? insns[i + 1]!.rip : r;
+    if (gn.pending !== undefined && (d === terminal || !pendingSafe(gn, d, live[i]!))) gn.flush();
     const res = d === terminal ? false : genInsn(gn, d, live[i]!, k, next);
     if (res === 'exit') {
       exited = true;
@@ -1199,6 +1265,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
     }
     if (res === false) {
       // run it in the interpreter
+      gn.flush();
       if (fallbackCounts !== undefined) gn.emit(`fb(${fallbackKey(d)});`);
       gn.emit(`c.startRip = ${d.rip}; s.rip = ${d.rip}; step(c);`);
       gn.lastF = undefined;

@@ -743,6 +743,23 @@ export function coreSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read32(sp + 8)).toBe(CODE_BASE + 5);
     });
 
+    it('flags of a compare reach the #PF frame of a later load (and a later branch)', () => {
+      const t = run64(`
+        mov rax, 5
+        cmp rax, 5              ; ZF=1 CF=0: read by the jz below, after the load
+        mov edx, 7
+        mov rbx, 0x40000000     ; not mapped
+        mov rcx, [rbx]
+        jz .z
+        hlt
+      .z:
+        hlt`);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      const sp = Number(r64(t, RSP));
+      expect(t.memory.read32(sp + 8)).toBe(CODE_BASE + 19); // the load (nasm shortens the movs to 5 bytes)
+      expect(t.memory.read32(sp + 24) & 0x41).toBe(0x40); // RFLAGS: ZF set, CF clear
+    });
+
     it('#PF on write to a read-only page with W bit in the error code', () => {
       const t = run64(
         `
