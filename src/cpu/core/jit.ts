@@ -116,6 +116,15 @@ class Gen {
   pending: string | undefined = undefined;
   /** Flags are read at the block start before being written (a loop must store them first). */
   liveAtStart = true;
+  /**
+   * Register cache: guest register halves (indices into gpr) held in locals R<n> by the
+   * instructions that cannot fault or reach the register file behind the block's back (see
+   * cacheInsn); `dirty` ones are newer than gpr and are stored back on every path that leaves
+   * the block and before any other instruction.
+   */
+  readonly loaded = new Set<number>();
+  readonly dirty = new Set<number>();
+  readonly used = new Set<number>();
   /** RIP of the block's first instruction. */
   start = 0;
   /**
@@ -126,7 +135,21 @@ class Gen {
 
   /** `return` of the instructions executed, k in this iteration. */
   ret(k: number): string {
-    return `${this.pending ?? ''}${this.loop ? `return N + ${k};` : `return ${k};`}`;
+    return `${this.pending ?? ''}${this.regStores()}${this.loop ? `return N + ${k};` : `return ${k};`}`;
+  }
+
+  /** Stores of the dirty cached registers (to G, the register file under a name cacheInsn leaves alone). */
+  regStores(): string {
+    let out = '';
+    for (const n of this.dirty) out += `G[${n}] = R${n}; `;
+    return out;
+  }
+
+  /** Store the dirty cached registers now. */
+  flushRegs(): void {
+    const st = this.regStores();
+    if (st !== '') this.emit(st);
+    this.dirty.clear();
   }
 
   /** Make the pending flag stores now. */
@@ -139,7 +162,8 @@ class Gen {
   jump(t: number | string, k: number): string {
     if (this.loop && t === this.start) {
       const p = this.pending ?? '';
-      return `{ N += ${k}; if (N < ${LOOP_CAP} && c.smc === 0 && !c.exitRequested) { ${this.liveAtStart ? p : ''}continue; } s.rip = ${t}; ${p}return N; }`;
+      const r = this.regStores();
+      return `{ N += ${k}; if (N < ${LOOP_CAP} && c.smc === 0 && !c.exitRequested) { ${this.liveAtStart ? p : ''}${r}continue; } s.rip = ${t}; ${p}${r}return N; }`;
     }
     return `{ s.rip = ${t}; ${this.ret(k)} }`;
   }
@@ -978,6 +1002,47 @@ const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, mulDiv
 const scratch: D[] = [];
 for (let i = 0; i < MAX_BLOCK; i++) scratch.push(newD());
 
+const STORE_RE = /\bg\[(\d+)\] (=|\^=|\|=|&=|\+=|-=) ([^;]*);/g;
+
+/**
+ * Rewrite the code of an instruction that only computes on registers (pendingSafe) to use the
+ * register cache: loads of the registers it reads that are not cached yet go first, stores
+ * become assignments to locals (kept as int32, as the Int32Array would), reads use the locals.
+ */
+function cacheInsn(gn: Gen, code: string[]): string[] {
+  let text = code.join('\n');
+  const loads: string[] = [];
+  // a store under a condition (CMOVcc) keeps the old value on the other path: load it too
+  const readRe = text.includes('if (') ? /\bg\[(\d+)\]/g : /\bg\[(\d+)\](?! = )/g;
+  for (const m of text.matchAll(readRe)) {
+    const n = Number(m[1]);
+    if (!gn.loaded.has(n)) {
+      loads.push(`R${n} = G[${n}];`);
+      gn.loaded.add(n);
+      gn.used.add(n);
+    }
+  }
+  text = text.replace(STORE_RE, (_m, ns: string, op: string, e: string) => {
+    const n = Number(ns);
+    gn.loaded.add(n);
+    gn.dirty.add(n);
+    gn.used.add(n);
+    return op === '=' ? `R${n} = (${e}) | 0;` : `R${n} = (R${n} ${op[0]} (${e})) | 0;`;
+  });
+  text = text.replace(/\bg\[(\d+)\]/g, (_m, ns: string) => `R${ns}`);
+  return loads.length ? [loads.join(' '), text] : [text];
+}
+
+/** After an instruction that used the register file directly: drop the cached copies it changed. */
+function uncacheInsn(gn: Gen, code: string[]): void {
+  const text = code.join('\n');
+  if (text.includes('step(c)') || text.includes('mulDiv(')) {
+    gn.loaded.clear();
+    return;
+  }
+  for (const m of text.matchAll(STORE_RE)) gn.loaded.delete(Number(m[1]));
+}
+
 /**
  * Compile the block starting at linear `rip` whose bytes are at `off` in the first RAM region.
  * `isBlockStart(rip, off)`: a translated block already starts there (the trace ends before it,
@@ -1076,8 +1141,19 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
     const next = d.rip + d.len;
     // where execution goes on after d inside this block (a followed JMP/CALL: its target)
     const cont = !d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3) ? next : i + 1 < insns.length ? insns[i + 1]!.rip : r;
-    if (gn.pending !== undefined && (d === terminal || !pendingSafe(gn, d, live[i]!))) gn.flush();
+    const safe = d !== terminal && pendingSafe(gn, d, live[i]!);
+    if (!safe) {
+      gn.flush();
+      gn.flushRegs();
+    }
+    const at = gn.out.length;
     const res = d === terminal ? false : genInsn(gn, d, live[i]!, k, next);
+    const code = gn.out.splice(at);
+    if (safe && res !== false) gn.out.push(...cacheInsn(gn, code));
+    else {
+      gn.out.push(...code);
+      uncacheInsn(gn, code);
+    }
     if (res === 'exit') {
       exited = true;
       k++;
@@ -1086,6 +1162,8 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
     if (res === false) {
       // run it in the interpreter
       gn.flush();
+      gn.flushRegs();
+      gn.loaded.clear();
       if (fallbackCounts !== undefined) gn.emit(`fb(${fallbackKey(d)});`);
       gn.emit(`c.startRip = ${d.rip}; s.rip = ${d.rip}; step(c);`);
       gn.lastF = undefined;
@@ -1109,7 +1187,8 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
     } else gn.emit(gn.jump(r, k));
   }
   const code = gn.loop ? `var N = 0;\nfor (;;) {\n${gn.out.join('\n')}\n}` : gn.out.join('\n');
-  const body = `return function blk(c) {\n const s = c.s, g = s.gpr;\n${code}\n};`;
+  const regs = [...gn.used].map((n) => `R${n} = 0`).join(', ');
+  const body = `return function blk(c) {\n const s = c.s, g = s.gpr, G = g;\n${regs ? `var ${regs};\n` : ''}${code}\n};`;
   const factory = new Function(...helperNames, body) as (...h: unknown[]) => (c: Cpu) => number;
   const fn = factory(...helperValues);
   return new Block(fn, rip, off, lo, hiEnd, k);
