@@ -985,6 +985,10 @@ export class Cpu implements SystemHost {
       this.fastCount[h] = 1;
       this.fastBlk[h] = undefined;
     }
+    // cold code: look for a translation (made earlier, or due now) on first sight and then only
+    // every 16th time, so interpreting stays cheap
+    const count = this.fastCount[h]!;
+    if (count < this.jitThreshold && (count & 15) !== 1) return undefined;
     // translate the fetch address (may raise #PF: the caller's restart point is this RIP)
     const i = this.lookup(rip, need, ACC_FETCH | (cpl === 3 ? ACC_USER : 0));
     const a = this.tlbAddr[i]!;
