@@ -645,14 +645,8 @@ function shiftDouble(c: Cpu, left: boolean, sz: number, d: number, dh: number, s
 
 /** Unsigned 32x32 -> 64: lo returned, hi in c.hi. */
 function mulU32(c: Cpu, a: number, b: number): number {
-  const al = a & 0xffff;
-  const ah = a >>> 16;
-  const bl = b & 0xffff;
-  const bh = b >>> 16;
-  const mid = ah * bl + al * bh;
-  const low = al * bl + (mid % 65536) * 65536;
-  c.hi = (ah * bh + Math.floor(mid / 65536) + Math.floor(low / TWO32)) >>> 0;
-  return low >>> 0;
+  c.hi = mulHiU32(a, b);
+  return Math.imul(a, b) >>> 0;
 }
 
 /** Result words of mul64 (w0 lowest), unsigned 32-bit values. */

@@ -17,8 +17,11 @@
  *
  * Invariants shared with the interpreter:
  *  - before an instruction that may fault, `c.startRip` is set to its RIP (the run loop restarts
- *    there and delivers the exception);
- *  - a block ends with `s.rip` = next RIP and returns the number of instructions it executed;
+ *    there and delivers the exception), and the register file and the lazy-flag fields hold
+ *    the architectural state (registers kept in locals and deferred flag stores are written
+ *    back first: see Gen.pending and Gen.dirty);
+ *  - a block ends with `s.rip` = next RIP and returns the number of instructions it executed,
+ *    with registers and flags written back;
  *  - arithmetic flags may be left unmaterialised only when a later instruction of the same
  *    block overwrites all of them before any reader (they are live at every block exit);
  *  - a store that hits a page holding translated code invalidates that page's blocks and sets
@@ -175,10 +178,6 @@ class Gen {
   emit(s: string): void {
     this.out.push(s);
   }
-}
-
-function regLo(r: number): string {
-  return `g[${2 * r}]`;
 }
 
 /** Unsigned value of register r at size (8: the low half). */
@@ -364,6 +363,15 @@ function storeRm(gn: Gen, d: D, sz: number, L: string | undefined, v: string, vh
 }
 
 /**
+ * Lazy-flag stores of an ADD (fOp 1) or SUB/CMP (fOp 2) without carry in; the high halves
+ * matter only at 64 bits (the flag evaluators read them only when fSz is 8).
+ */
+function arithFlagStores(fOp: number, sz: number, a: string, ah: string, b: string, bh: string, r: string, rh: string): string {
+  const hi = sz === 8 ? `c.fAHi = ${ah}; c.fBHi = ${bh}; c.fResHi = ${rh}; ` : '';
+  return `c.fOp = ${fOp}; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fB = ${b}; c.fRes = ${r}; ${hi}`;
+}
+
+/**
  * Emit an ALU operation r = a op b (op 0..7 as the x86 encoding) at size sz; returns [r, rh].
  * `live`: whether the flags must be stored into the Cpu's lazy-flag fields.
  */
@@ -383,7 +391,7 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
       const l = gn.v('l');
       gn.emit(`var ${l} = ${a} + ${b}, ${r} = ${l} >>> 0, ${rh} = (${ah} + ${bh} + (${l} > 4294967295 ? 1 : 0)) >>> 0;`);
     } else gn.emit(`var ${r} = (${a} + ${b}) >>> 0, ${rh} = 0;`);
-    gn.pending = live ? `c.fOp = 1; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fB = ${b}; c.fRes = ${r}; ${sz === 8 ? `c.fAHi = ${ah}; c.fBHi = ${bh}; c.fResHi = ${rh}; ` : ''}` : undefined;
+    gn.pending = live ? arithFlagStores(1, sz, a, ah, b, bh, r, rh) : undefined;
     gn.lastF = undefined;
     return [r, rh];
   }
@@ -392,7 +400,7 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
       const l = gn.v('l');
       gn.emit(`var ${l} = ${a} - ${b}, ${r} = ${l} >>> 0, ${rh} = (${ah} - ${bh} - (${l} < 0 ? 1 : 0)) >>> 0;`);
     } else gn.emit(`var ${r} = (${a} - ${b}) >>> 0, ${rh} = 0;`);
-    gn.pending = live ? `c.fOp = 2; c.fSz = ${sz}; c.fCin = 0; c.fA = ${a}; c.fB = ${b}; c.fRes = ${r}; ${sz === 8 ? `c.fAHi = ${ah}; c.fBHi = ${bh}; c.fResHi = ${rh}; ` : ''}` : undefined;
+    gn.pending = live ? arithFlagStores(2, sz, a, ah, b, bh, r, rh) : undefined;
     gn.lastF = { kind: 'sub', sz, a, ah, b, bh, r, rh };
     return [r, rh];
   }
@@ -1199,9 +1207,3 @@ function isInline(d: D): boolean {
   return (op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f) || op === 0x11f || op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x1af;
 }
 
-/** The source of a block's function (debugging aid). */
-export function blockSource(ram: Uint8Array, rip: number, off: number): string {
-  return compileBlock(ram, rip, off).run.toString();
-}
-
-void regLo;
