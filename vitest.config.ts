@@ -10,6 +10,8 @@ export default defineConfig({
       { extends: true, test: { name: 'main', include: ['src/**/*.test.ts', 'tests/**/*.test.ts'] } },
       // the CPU oracle once more with every block translated on first execution
       'src/cpu/core/oracle-jit.vitest.config.ts',
+      // and once more with every block translated to WebAssembly
+      'src/cpu/core/oracle-wasm.vitest.config.ts',
     ],
   },
 });

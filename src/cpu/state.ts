@@ -66,8 +66,14 @@ export const enum Vec {
 /** Execution mode, recomputed whenever CR0.PE, EFER.LMA, CS.L/D or RFLAGS.VM change. */
 export const enum Mode { Real = 0, Protected16 = 1, Protected32 = 2, Long64 = 3, Compat16 = 4, Compat32 = 5, V86 = 6 }
 
+/** Where a CpuState keeps the arrays that translated wasm code shares (see cpu/wasm/arena.ts). */
+export interface SharedStateViews {
+  gpr: Int32Array;
+  segBase: Float64Array;
+}
+
 export class CpuState {
-  readonly gpr = new Int32Array(32);
+  readonly gpr: Int32Array;
   rip = F64_ZERO;
   /**
    * RFLAGS bits other than the six arithmetic flags (CF PF AF ZF SF OF), which the interpreter
@@ -77,7 +83,7 @@ export class CpuState {
 
   // segments
   readonly segSel = new Uint16Array(6);
-  readonly segBase = new Float64Array(6); // 64-bit bases (FS/GS in long mode) as numbers
+  readonly segBase: Float64Array; // 64-bit bases (FS/GS in long mode) as numbers
   readonly segLimit = new Uint32Array(6);
   /** Descriptor attribute bits: type(4) S DPL(2) P | AVL L D/B G, i.e. bits 8..23 of the high dword >> 8. */
   readonly segAttr = new Uint16Array(6);
@@ -149,4 +155,9 @@ export class CpuState {
   halted = false;
   /** Interrupt shadow after STI / MOV SS: no interrupt before the next instruction completes. */
   interruptShadow = false;
+
+  constructor(shared?: SharedStateViews) {
+    this.gpr = shared?.gpr ?? new Int32Array(32);
+    this.segBase = shared?.segBase ?? new Float64Array(6);
+  }
 }

@@ -12,6 +12,8 @@ import { buildMachine } from '../machine/builder.js';
 import { exitStatus, type StopReason } from '../machine/machine.js';
 import { GuestMemory } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
+import { Cpu } from '../cpu/core/cpu.js';
+import { withArena } from '../cpu/wasm/arena.js';
 import { HostConsole } from '../cli/console.js';
 import { prepareDefaultGuest } from '../guest/default-guest.js';
 import { kvmAvailability } from '../kvm/detect.js';
@@ -84,7 +86,10 @@ export async function runVm(config: VmConfig): Promise<number> {
   }
 
   // 3. The machine, with its console wired to this process's stdio.
-  const memory = new GuestMemory(ramRegionSpecs(config.memoryBytes));
+  const backend = process.env.TYPEVISOR_BT_BACKEND;
+  if (backend === 'js' || backend === 'wasm') Cpu.defaultBackend = backend;
+  const specs = ramRegionSpecs(config.memoryBytes);
+  const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
   const built = buildMachine({
     memory,
     interruptModel: 'emulated',

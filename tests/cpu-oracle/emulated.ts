@@ -17,6 +17,7 @@ import type { CpuInterruptController } from '../../src/machine/interrupts.js';
 import type { EntryState } from '../../src/machine/engine.js';
 import { GuestMemory } from '../../src/machine/memory.js';
 import { Cpu } from '../../src/cpu/core/cpu.js';
+import { allocArenaRam } from '../../src/cpu/wasm/arena.js';
 import { applyEntryState } from '../../src/cpu/system/entry.js';
 import { simdUnit } from '../../src/cpu/fpu/index.js';
 import { DATA_SIZE, FLAGS_LOADABLE, MASK64, type OracleState, type RunOptions } from './state.js';
@@ -159,7 +160,7 @@ export interface EmulatedRunOptions extends RunOptions {
 }
 
 export class EmulatedRunner {
-  readonly memory = new GuestMemory([{ base: 0, size: RAM_SIZE }]);
+  readonly memory = new GuestMemory([{ base: 0, size: RAM_SIZE, buffer: Cpu.defaultBackend === 'wasm' ? allocArenaRam(RAM_SIZE) : undefined }]);
   /** The CPU of the last run (directed tests inspect it). */
   cpu: Cpu | undefined;
   /** Pristine copy of the low 128 KiB (system structures, stubs, stack), restored before each run. */

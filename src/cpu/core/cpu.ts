@@ -26,6 +26,8 @@ import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import { step } from './exec.js';
 import { compileBlock, type Block } from './jit.js';
+import { arenaOf, type Arena } from '../wasm/arena.js';
+import { WasmBackend } from '../wasm/backend.js';
 import {
   F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_SIZE, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
 } from './consts.js';
@@ -58,7 +60,9 @@ const FAST_SIZE = 32768;
 const MAX_BLOCKS = 200_000;
 
 export class Cpu implements SystemHost {
-  readonly s = new CpuState();
+  readonly s: CpuState;
+  /** The wasm arena holding RAM and the shared state, when the first RAM region lives in one. */
+  readonly arena: Arena | undefined;
   readonly memory: GuestMemory;
   readonly pio: Bus;
   readonly mmio: Bus;
@@ -82,10 +86,10 @@ export class Cpu implements SystemHost {
   ramSize: number;
 
   // TLB
-  readonly tlbTag = new Float64Array(TLB_SIZE).fill(NO_TAG);
-  readonly tlbPerm = new Uint8Array(TLB_SIZE);
+  readonly tlbTag: Float64Array;
+  readonly tlbPerm: Uint8Array;
   /** Offset of the page in `ram`, or -1 for the slow path. */
-  readonly tlbAddr = new Float64Array(TLB_SIZE);
+  readonly tlbAddr: Float64Array;
   /** Physical address of the page. */
   readonly tlbPhys = new Float64Array(TLB_SIZE);
   readonly walkOut: WalkResult = { phys: 0, writable: false, user: false, nx: false, global: false };
@@ -150,6 +154,13 @@ export class Cpu implements SystemHost {
    * interpret only).
    */
   static defaultJitThreshold = 256;
+  /**
+   * Default back end of new CPUs: 'wasm' translates to WebAssembly when the first RAM region
+   * lives in a wasm arena (cpu/wasm/arena.ts), else JavaScript is used.
+   */
+  static defaultBackend: 'js' | 'wasm' = 'js';
+  /** The WebAssembly back end, when this CPU uses it. */
+  readonly wasm: WasmBackend | undefined;
   /** Translate hot blocks to JavaScript (set false to interpret only). */
   jit = Cpu.defaultJitThreshold !== Infinity;
   /** Block-start executions before a block is translated. */
@@ -185,6 +196,13 @@ export class Cpu implements SystemHost {
     this.clock = opts.clock;
     this.simd = opts.simd;
     const r0 = opts.memory.regions[0];
+    const arena = r0 !== undefined && r0.bytes.byteOffset === 0 ? arenaOf(r0.bytes.buffer) : undefined;
+    this.arena = arena;
+    this.s = new CpuState(arena ? { gpr: arena.gpr(), segBase: arena.segBase() } : undefined);
+    this.tlbTag = arena ? arena.tlbTag() : new Float64Array(TLB_SIZE);
+    this.tlbTag.fill(NO_TAG);
+    this.tlbPerm = arena ? arena.tlbPerm() : new Uint8Array(TLB_SIZE);
+    this.tlbAddr = arena ? arena.tlbAddr() : new Float64Array(TLB_SIZE);
     if (r0) {
       this.ram = r0.bytes;
       this.ramView = r0.view;
@@ -196,7 +214,8 @@ export class Cpu implements SystemHost {
       this.ramBase = 0;
       this.ramSize = 0;
     }
-    this.codeLines = new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
+    this.codeLines = arena ? arena.codeLines() : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
+    this.wasm = arena !== undefined && Cpu.defaultBackend === 'wasm' ? new WasmBackend(this, arena) : undefined;
     this.simdMem = {
       read8: (lin) => this.read8(lin),
       read16: (lin) => this.read16(lin),
@@ -1002,7 +1021,7 @@ export class Cpu implements SystemHost {
       // not translated yet (or stale): only hot code is worth translating
       if (this.fastCount[h]! < this.jitThreshold) return undefined;
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
-      b = compileBlock(this.ram, rip, off, this.isBlockStart);
+      b = this.wasm !== undefined ? this.wasm.compile(this.ram, rip, off, this.isBlockStart) : compileBlock(this.ram, rip, off, this.isBlockStart);
       this.blocksCompiled++;
       this.blocks.set(rip, b);
       const page = b.page;

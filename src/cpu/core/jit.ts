@@ -32,19 +32,10 @@ import { step, alu, shift, incdec, imulTrunc, imul64lo, neg, mulDiv } from './ex
 import { CpuFault } from '../system-api.js';
 import { F64_ZERO } from '../state.js';
 import { NO_TAG } from './consts.js';
-import { decode, newD, type D } from './jit-decode.js';
+import type { D } from './jit-decode.js';
+import { buildTrace, constShiftCount, continueSafe, stores } from './jit-trace.js';
 
 const TWO47 = 140737488355328;
-/** Instructions per block at most. */
-const MAX_BLOCK = 192;
-/**
- * Straight-line code ends a block at the first instruction past a CONVERGE_BYTES boundary once
- * the block holds CONVERGE_MIN instructions, so blocks entered at different points of one run
- * of code end at the same place and share their successors instead of each translating its
- * own copy of the rest.
- */
-const CONVERGE_BYTES = 512;
-const CONVERGE_MIN = 48;
 /** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
 const LOOP_CAP = 2048;
 
@@ -276,75 +267,6 @@ function condExpr(gn: Gen, cc: number): string {
   return neg ? `!${e}` : e;
 }
 
-/** Instruction classes for the flag-liveness pass. */
-const enum FlagUse { None = 0, Reads = 1, WritesAll = 2, ReadsWrites = 3 }
-
-function flagUse(d: D): FlagUse {
-  const op = d.op;
-  if (op < 0x40 && (op & 7) < 6) {
-    const aop = op >> 3;
-    return aop === 2 || aop === 3 ? FlagUse.ReadsWrites : FlagUse.WritesAll;
-  }
-  if (op === 0x80 || op === 0x81 || op === 0x83) {
-    const aop = d.reg & 7;
-    return aop === 2 || aop === 3 ? FlagUse.ReadsWrites : FlagUse.WritesAll;
-  }
-  if (op === 0x84 || op === 0x85 || op === 0xa8 || op === 0xa9) return FlagUse.WritesAll;
-  if ((op === 0xf6 || op === 0xf7) && ((d.reg & 7) <= 1 || (d.reg & 7) === 3)) return FlagUse.WritesAll;
-  if ((op === 0xf6 || op === 0xf7) && (d.reg & 7) === 2) return FlagUse.None;
-  if (op >= 0x88 && op <= 0x8b) return FlagUse.None;
-  if (op === 0x8d || op === 0x63 || (op >= 0xb0 && op <= 0xbf) || op === 0xc6 || op === 0xc7) return FlagUse.None;
-  if ((op >= 0x50 && op <= 0x5f) || op === 0x68 || op === 0x6a || op === 0x90) return FlagUse.None;
-  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x11f) return FlagUse.None;
-  if (op === 0xe8 || op === 0xe9 || op === 0xeb) return FlagUse.None;
-  if (op === 0x69 || op === 0x6b || op === 0x1af) return FlagUse.WritesAll;
-  if (constShiftCount(d) > 0) return FlagUse.WritesAll;
-  // Partial writers that read no flag (rotates, shifts by CL or 0, INC/DEC): the flags they
-  // keep pass through, so liveness before them is liveness after them.
-  if (op === 0xc0 || op === 0xc1 || (op >= 0xd0 && op <= 0xd3)) {
-    const o = d.reg & 7;
-    if (o !== 2 && o !== 3) return FlagUse.None;
-  }
-  if ((op === 0xfe || op === 0xff) && (d.reg & 7) <= 1) return FlagUse.None;
-  if (op >= 0x1c8 && op <= 0x1cf) return FlagUse.None;
-  return FlagUse.ReadsWrites; // conservatively: reads and keeps flags
-}
-
-/** Instructions the interpreter may run inside a block without ending it. */
-function continueSafe(d: D): boolean {
-  const op = d.op;
-  if (op < 0) return false;
-  if (op < 0x100) {
-    if (op < 0x40) return (op & 7) < 6;
-    if (op >= 0x50 && op <= 0x5f) return true;
-    if (op === 0x63 || op === 0x69 || op === 0x6b || op === 0x68 || op === 0x6a) return true;
-    if (op >= 0x80 && op <= 0x8d) return true;
-    if (op === 0x8f) return true;
-    if (op >= 0x90 && op <= 0x99) return true;
-    if (op === 0x9c || op === 0x9e || op === 0x9f) return true;
-    if (op >= 0xa0 && op <= 0xaf) return d.rep === 0;
-    if (op >= 0xb0 && op <= 0xbf) return true;
-    if (op === 0xc0 || op === 0xc1 || op === 0xc6 || op === 0xc7 || op === 0xc8 || op === 0xc9) return true;
-    if (op >= 0xd0 && op <= 0xd3) return true;
-    if (op === 0xd7 || (op >= 0xd8 && op <= 0xdf)) return true;
-    if (op === 0xf5 || op === 0xf6 || op === 0xf7 || op === 0xf8 || op === 0xf9 || op === 0xfc || op === 0xfd) return true;
-    if (op === 0xfe) return true;
-    if (op === 0xff) return (d.reg & 7) <= 1 || (d.reg & 7) === 6;
-    return false;
-  }
-  const b = op & 0xff;
-  if (b === 0x0d || (b >= 0x18 && b <= 0x1f)) return true;
-  if ((b >= 0x10 && b <= 0x17) || (b >= 0x28 && b <= 0x2f) || (b >= 0x50 && b <= 0x7f && b !== 0x77)) return true;
-  if (b >= 0x40 && b <= 0x4f) return true;
-  if (b >= 0x90 && b <= 0x9f) return true;
-  if (b === 0xa3 || b === 0xa4 || b === 0xa5 || b === 0xab || b === 0xac || b === 0xad || b === 0xaf) return true;
-  if (b === 0xae) return d.mod !== 3 || (d.reg & 7) >= 5;
-  if (b === 0xb0 || b === 0xb1 || b === 0xb3 || (b >= 0xb6 && b <= 0xbf && b !== 0xb9)) return true;
-  if (b >= 0xc0 && b <= 0xc7) return true;
-  if (b >= 0xc8) return true;
-  return false;
-}
-
 /** Operand value of the r/m operand: emits loads; returns [lo, hi] expressions (variables). */
 function loadRm(gn: Gen, d: D, sz: number, L: string | undefined): [string, string] {
   const v = gn.v('v');
@@ -409,19 +331,6 @@ function emitAlu(gn: Gen, op: number, sz: number, a: string, ah: string, b: stri
   gn.pending = live ? `c.fOp = 3; c.fSz = ${sz}; c.fRes = ${r}; ${sz === 8 ? `c.fResHi = ${rh}; ` : ''}` : undefined;
   gn.lastF = { kind: 'logic', sz, a, ah, b, bh, r, rh };
   return [r, rh];
-}
-
-/**
- * Masked count of a SHL/SAL/SHR/SAR with an immediate (or implicit 1) count, or 0 when the
- * count is not a constant, is zero, or the operation is a rotate.
- */
-function constShiftCount(d: D): number {
-  const o = d.reg & 7;
-  if (o < 4) return 0;
-  const op = d.op;
-  if (op !== 0xc0 && op !== 0xc1 && op !== 0xd0 && op !== 0xd1) return 0;
-  const n = op < 0xd0 ? d.imm & 0xff : 1;
-  return n & (op & 1 && d.opsize === 8 ? 63 : 31);
 }
 
 /** r = v shifted (o: 4/6 SHL, 5 SHR, 7 SAR) by the constant n (1..63), sz 4 or 8, no flags. */
@@ -964,21 +873,6 @@ function nc(vector: number): never {
   throw new CpuFault(vector, 0);
 }
 
-/** Does the instruction store to memory (so the block must check for self-modification)? */
-function stores(d: D): boolean {
-  if (!d.hasModrm) {
-    const op = d.op;
-    return (op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a || op === 0xe8 || (op >= 0xa0 && op <= 0xaf);
-  }
-  if (d.mod === 3) return d.op === 0xff && (d.reg & 7) === 2;
-  const op = d.op;
-  if (op < 0x40 && (op & 7) < 4 && (op & 2) !== 0) return false; // ALU into a register
-  if (op === 0x38 || op === 0x39 || op === 0x3a || op === 0x3b || op === 0x84 || op === 0x85 || op === 0x8a || op === 0x8b || op === 0x8d) return false;
-  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63 || (op >= 0x140 && op <= 0x14f) || op === 0x1af) return false;
-  if ((op === 0x80 || op === 0x81 || op === 0x83) && (d.reg & 7) === 7) return false;
-  return true;
-}
-
 /**
  * Statistics (TYPEVISOR_BT_STATS): how often translated blocks ran each kind of instruction in
  * the interpreter, keyed by opcode and ModRM reg field; undefined when not collecting.
@@ -1006,9 +900,6 @@ function fb(key: number): void {
 
 const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'mulDiv', 'nc', 'fb'] as const;
 const helperValues = [step, alu, shift, incdec, imulTrunc, imul64lo, neg, mulDiv, nc, fb];
-
-const scratch: D[] = [];
-for (let i = 0; i < MAX_BLOCK; i++) scratch.push(newD());
 
 const STORE_RE = /\bg\[(\d+)\] (=|\^=|\|=|&=|\+=|-=) ([^;]*);/g;
 
@@ -1057,91 +948,11 @@ function uncacheInsn(gn: Gen, code: string[]): void {
  * so the two chain instead of overlapping).
  */
 export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): Block {
-  const pageStart = off - (off & 0xfff);
-  const pageEnd = pageStart + 4096;
-  const insns: D[] = [];
-  let p = off;
-  let r = rip;
-  let lo = off;
-  let hiEnd = off + 1;
-  let terminal: D | undefined;
-  /** Return addresses (rip, offset) pushed by CALLs this trace followed. */
-  const calls: number[] = [];
-  trace: while (insns.length < MAX_BLOCK && p < pageEnd) {
-    // a trace never re-enters an instruction it already holds (no loops inside one block)
-    for (const x of insns) if (x.rip === r) break trace;
-    if (insns.length > 0) {
-      const prev = insns[insns.length - 1]!;
-      const straight = prev.rip + prev.len === r;
-      if (straight && insns.length >= CONVERGE_MIN && Math.floor(p / CONVERGE_BYTES) !== Math.floor((p - prev.len) / CONVERGE_BYTES)) break;
-      if (isBlockStart?.(r, p)) break;
-    }
-    const d = scratch[insns.length]!;
-    if (!decode(ram, p, pageEnd, r, d)) break;
-    d.follow = false;
-    insns.push(d);
-    if (p < lo) lo = p;
-    p += d.len;
-    r += d.len;
-    if (p > hiEnd) hiEnd = p;
-    const op = d.op;
-    const isBranch = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe8 || op === 0xe9 || op === 0xeb || op === 0xc3 ||
-      (op === 0xff && ((d.reg & 7) === 2 || (d.reg & 7) === 4));
-    if (isBranch) {
-      // direct branches: continue the trace (fall-through of Jcc, target of JMP/CALL) in this page
-      if (d.lock || insns.length >= MAX_BLOCK) break;
-      if (op === 0xc3) {
-        // a RET to a CALL this trace followed: go on after that CALL (checked at run time)
-        if (d.opsize === 2 || calls.length === 0) break;
-        const ro = calls.pop()!;
-        const rr = calls.pop()!;
-        if (ro >= pageEnd) break;
-        d.follow = true;
-        d.retTo = rr;
-        p = ro;
-        r = rr;
-        continue;
-      }
-      const jcc = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f);
-      if (!jcc && op !== 0xe8 && op !== 0xe9 && op !== 0xeb) break;
-      if (op === 0xe8 && d.opsize === 2) break;
-      const rel = op < 0x80 || op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
-      const t = r + rel;
-      if (t < -TWO47 || t >= TWO47) break;
-      if (!jcc) {
-        const tp = p + rel;
-        if (tp < pageStart || tp >= pageEnd) break;
-        if (op === 0xe8) calls.push(r, p);
-        p = tp;
-        r = t;
-      }
-      d.follow = true;
-      continue;
-    }
-    if (!continueSafe(d) && !isInline(d)) {
-      terminal = d;
-      break;
-    }
-  }
-  // flag liveness, backwards (live at exit)
-  const live = new Array<boolean>(insns.length);
-  let lv = true;
-  for (let i = insns.length - 1; i >= 0; i--) {
-    live[i] = lv;
-    const u = flagUse(insns[i]!);
-    if (u === FlagUse.WritesAll) lv = false;
-    else if (u !== FlagUse.None) lv = true;
-  }
+  const { insns, live, liveAtStart: lv, terminal, loop, end: r, lo, hiEnd } = buildTrace(ram, rip, off, isBlockStart);
   const gn = new Gen();
   gn.start = rip;
   gn.liveAtStart = lv;
-  // a block that branches back to its own start runs as a loop
-  gn.loop = insns.length > 0 && (r === rip || insns.some((d) => {
-    const op = d.op;
-    if (!((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb)) return false;
-    const rel = op < 0x80 || op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
-    return d.rip + d.len + rel === rip;
-  }));
+  gn.loop = loop;
   let k = 0;
   let exited = false;
   for (let i = 0; i < insns.length; i++) {
@@ -1200,10 +1011,5 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
   const factory = new Function(...helperNames, body) as (...h: unknown[]) => (c: Cpu) => number;
   const fn = factory(...helperValues);
   return new Block(fn, rip, off, lo, hiEnd, k);
-}
-
-function isInline(d: D): boolean {
-  const op = d.op;
-  return (op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f) || op === 0x11f || op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x1af;
 }
 

@@ -6,10 +6,11 @@ import { features } from '../features.js';
 import { createTestMachine, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK } from './test-machine.js';
 
 
-export function coreSuite(label: string, jitThreshold: number): void {
+export function coreSuite(label: string, jitThreshold: number, backend: 'js' | 'wasm' = 'js'): void {
   const d = hasNasm ? describe : describe.skip;
   beforeAll(() => {
     Cpu.defaultJitThreshold = jitThreshold;
+    Cpu.defaultBackend = backend;
   });
   const FLAGS = 0x8d5;
 

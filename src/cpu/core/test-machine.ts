@@ -11,6 +11,7 @@
  */
 import { Cpu } from './cpu.js';
 import { GuestMemory } from '../../machine/memory.js';
+import { allocArenaRam } from '../wasm/arena.js';
 import { Bus } from '../../machine/bus.js';
 import type { CpuInterruptController } from '../../machine/interrupts.js';
 import type { Clock } from '../../machine/clock.js';
@@ -55,7 +56,8 @@ export interface TestMachine {
 }
 
 export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit } = {}): TestMachine {
-  const memory = new GuestMemory([{ base: 0, size: opts.ramBytes ?? 32 * 1024 * 1024 }]);
+  const ramBytes = opts.ramBytes ?? 32 * 1024 * 1024;
+  const memory = new GuestMemory([{ base: 0, size: ramBytes, buffer: Cpu.defaultBackend === 'wasm' ? allocArenaRam(ramBytes) : undefined }]);
   const pio = new Bus('pio');
   const mmio = new Bus('mmio');
   const irq = new ScriptedInterrupts();

@@ -1,0 +1,115 @@
+/**
+ * The wasm arena: one WebAssembly.Memory that holds the first RAM region of the guest (from
+ * address 0) followed by the CPU state that translated wasm blocks read and write directly —
+ * the general registers, the segment bases, the software TLB, the code-line map used to detect
+ * self-modifying code, and a small exchange area (lazy flags, exit RIP, stop flag).
+ *
+ * The JavaScript side keeps using its typed arrays: they are views into this memory, so the
+ * interpreter and the translated code share one register file and one TLB.
+ */
+import { TLB_SIZE } from '../core/consts.js';
+
+const PAGE = 65536;
+/** The most a 32-bit wasm memory can hold (V8 on 64-bit hosts: 65536 pages). */
+const MAX_BYTES = 65536 * PAGE;
+
+/** Offsets within the state area (relative to Arena.base). */
+export const A_GPR = 0; // 16 x i64
+export const A_SEGBASE = 128; // 6 x f64
+/** Lazy-flag record written by wasm blocks: kind (i32, -1 = the Cpu's fields hold the flags). */
+export const A_FKIND = 192;
+export const A_FSZ = 196;
+export const A_FCIN = 200;
+/** Set (1) by the host when a slow-path access made the running block stop (SMC, exit request). */
+export const A_STOP = 204;
+export const A_FA = 208; // i64
+export const A_FB = 216; // i64
+export const A_FRES = 224; // i64
+/** RIP at which execution continues after a block (f64). */
+export const A_RIP = 232;
+/** Scratch for 64-bit values passed from the host to wasm (i64). */
+export const A_SCRATCH = 240;
+export const A_TLB_TAG = 1024; // TLB_SIZE x f64
+export const A_TLB_ADDR = A_TLB_TAG + TLB_SIZE * 8; // TLB_SIZE x f64
+export const A_TLB_PERM = A_TLB_ADDR + TLB_SIZE * 8; // TLB_SIZE x u8
+export const A_CODE_LINES = A_TLB_PERM + TLB_SIZE;
+
+export class Arena {
+  /** Offset of the state area (after guest RAM, page aligned). */
+  readonly base: number;
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+
+  constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
+    this.base = Math.ceil(ramSize / PAGE) * PAGE;
+    const buf = memory.buffer;
+    this.i32 = new Int32Array(buf, this.base, 64);
+    this.f64 = new Float64Array(buf, this.base, 32);
+  }
+
+  get buffer(): ArrayBuffer {
+    return this.memory.buffer;
+  }
+
+  gpr(): Int32Array {
+    return new Int32Array(this.buffer, this.base + A_GPR, 32);
+  }
+
+  segBase(): Float64Array {
+    return new Float64Array(this.buffer, this.base + A_SEGBASE, 6);
+  }
+
+  tlbTag(): Float64Array {
+    return new Float64Array(this.buffer, this.base + A_TLB_TAG, TLB_SIZE);
+  }
+
+  tlbAddr(): Float64Array {
+    return new Float64Array(this.buffer, this.base + A_TLB_ADDR, TLB_SIZE);
+  }
+
+  tlbPerm(): Uint8Array {
+    return new Uint8Array(this.buffer, this.base + A_TLB_PERM, TLB_SIZE);
+  }
+
+  codeLines(): Uint8Array {
+    return new Uint8Array(this.buffer, this.base + A_CODE_LINES, Math.ceil(this.ramSize / 64) + 1);
+  }
+}
+
+/** Bytes of the whole arena for a first RAM region of `ramSize` bytes. */
+function arenaBytes(ramSize: number): number {
+  const base = Math.ceil(ramSize / PAGE) * PAGE;
+  return Math.ceil((base + A_CODE_LINES + Math.ceil(ramSize / 64) + 1) / PAGE) * PAGE;
+}
+
+/** Can a first RAM region of this size live in a wasm arena? */
+export function arenaFits(ramSize: number): boolean {
+  return arenaBytes(ramSize) <= MAX_BYTES;
+}
+
+const arenas = new WeakMap<ArrayBuffer, Arena>();
+
+/**
+ * A buffer for the first RAM region (pass it as RegionSpec.buffer) whose memory also holds the
+ * arena; `arenaOf(buffer)` finds the arena again. Throws RangeError when it does not fit.
+ */
+export function allocArenaRam(ramSize: number): ArrayBuffer {
+  const bytes = arenaBytes(ramSize);
+  if (bytes > MAX_BYTES) throw new RangeError(`a ${ramSize}-byte first RAM region does not fit in a wasm memory`);
+  const memory = new WebAssembly.Memory({ initial: bytes / PAGE, maximum: bytes / PAGE });
+  const arena = new Arena(memory, ramSize);
+  arenas.set(memory.buffer, arena);
+  return memory.buffer;
+}
+
+export function arenaOf(buffer: ArrayBufferLike): Arena | undefined {
+  return arenas.get(buffer as ArrayBuffer);
+}
+
+/** The RAM region specs with the first region placed in a wasm arena when it fits. */
+export function withArena<S extends { size: number; buffer?: ArrayBuffer }>(specs: readonly S[]): S[] {
+  const out = specs.slice();
+  const r0 = out[0];
+  if (r0 !== undefined && arenaFits(r0.size)) out[0] = { ...r0, buffer: allocArenaRam(r0.size) };
+  return out;
+}

@@ -1,0 +1,304 @@
+/**
+ * A small WebAssembly binary writer: just what the block translator emits (one module with
+ * imported memory and functions, a few functions of its own, i32/i64/f64 code). Instructions are
+ * appended to a growable byte buffer; no validation beyond what WebAssembly.Module does.
+ */
+
+export const enum T { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c }
+
+/** Opcodes used by the translator (names as in the WebAssembly text format). */
+export const enum Op {
+  unreachable = 0x00, block = 0x02, loop = 0x03, if = 0x04, else = 0x05, end = 0x0b, br = 0x0c, br_if = 0x0d,
+  return = 0x0f, call = 0x10, drop = 0x1a, select = 0x1b,
+  local_get = 0x20, local_set = 0x21, local_tee = 0x22,
+  i32_load = 0x28, i64_load = 0x29, f64_load = 0x2b, i32_load8_u = 0x2d, i32_load16_u = 0x2f,
+  i64_load8_u = 0x31, i64_load16_u = 0x33, i64_load32_u = 0x35,
+  i32_store = 0x36, i64_store = 0x37, f64_store = 0x39, i64_store8 = 0x3c, i64_store16 = 0x3d, i64_store32 = 0x3e,
+  i32_const = 0x41, i64_const = 0x42, f64_const = 0x44,
+  i32_eqz = 0x45, i32_eq = 0x46, i32_ne = 0x47, i32_lt_s = 0x48, i32_lt_u = 0x49, i32_gt_s = 0x4a, i32_gt_u = 0x4b,
+  i32_le_s = 0x4c, i32_le_u = 0x4d, i32_ge_s = 0x4e, i32_ge_u = 0x4f,
+  i64_eqz = 0x50, i64_eq = 0x51, i64_ne = 0x52, i64_lt_s = 0x53, i64_lt_u = 0x54, i64_gt_s = 0x55, i64_gt_u = 0x56,
+  i64_le_s = 0x57, i64_le_u = 0x58, i64_ge_s = 0x59, i64_ge_u = 0x5a,
+  f64_eq = 0x61,
+  i32_popcnt = 0x69, i32_add = 0x6a, i32_sub = 0x6b, i32_mul = 0x6c, i32_and = 0x71, i32_or = 0x72, i32_xor = 0x73,
+  i32_shl = 0x74, i32_shr_s = 0x75, i32_shr_u = 0x76, i32_rotl = 0x77, i32_rotr = 0x78,
+  i64_clz = 0x79, i64_ctz = 0x7a, i64_popcnt = 0x7b, i64_add = 0x7c, i64_sub = 0x7d, i64_mul = 0x7e,
+  i64_div_s = 0x7f, i64_div_u = 0x80, i64_rem_s = 0x81, i64_rem_u = 0x82,
+  i64_and = 0x83, i64_or = 0x84, i64_xor = 0x85, i64_shl = 0x86, i64_shr_s = 0x87, i64_shr_u = 0x88, i64_rotl = 0x89, i64_rotr = 0x8a,
+  i32_wrap_i64 = 0xa7, i32_trunc_f64_s = 0xaa, i64_extend_i32_s = 0xac, i64_extend_i32_u = 0xad,
+  f64_convert_i64_s = 0xb9,
+  i64_extend8_s = 0xc2, i64_extend16_s = 0xc3, i64_extend32_s = 0xc4,
+}
+
+/** Growable byte buffer with LEB128 writers. */
+export class Bytes {
+  buf = new Uint8Array(4096);
+  len = 0;
+
+  byte(b: number): void {
+    if (this.len === this.buf.length) {
+      const n = new Uint8Array(this.buf.length * 2);
+      n.set(this.buf);
+      this.buf = n;
+    }
+    this.buf[this.len++] = b;
+  }
+
+  u32(v: number): void {
+    v >>>= 0;
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v !== 0) b |= 0x80;
+      this.byte(b);
+    } while (v !== 0);
+  }
+
+  s32(v: number): void {
+    v |= 0;
+    for (;;) {
+      const b = v & 0x7f;
+      v >>= 7;
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+        this.byte(b);
+        return;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** Signed LEB128 of the 64-bit value hi:lo (two's complement halves). */
+  s64(lo: number, hi: number): void {
+    lo >>>= 0;
+    hi |= 0;
+    for (;;) {
+      const b = lo & 0x7f;
+      // shift the 64-bit value right by 7 (arithmetic)
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>= 7;
+      const done = (hi === 0 && lo === 0 && (b & 0x40) === 0) || (hi === -1 && lo === 0xffffffff && (b & 0x40) !== 0);
+      if (done) {
+        this.byte(b);
+        return;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** Append another buffer's bytes. */
+  append(o: Bytes): void {
+    for (let i = 0; i < o.len; i++) this.byte(o.buf[i]!);
+  }
+
+  bytes(b: ArrayLike<number>): void {
+    for (let i = 0; i < b.length; i++) this.byte(b[i]!);
+  }
+
+  /** A length-prefixed copy of `inner`. */
+  vec(inner: Bytes): void {
+    this.u32(inner.len);
+    for (let i = 0; i < inner.len; i++) this.byte(inner.buf[i]!);
+  }
+
+  name(s: string): void {
+    this.u32(s.length);
+    for (let i = 0; i < s.length; i++) this.byte(s.charCodeAt(i));
+  }
+
+  result(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+/** The code of one function: locals and an instruction stream. */
+export class FuncBody {
+  /** The instruction stream (a generator may swap in fresh buffers and join them later). */
+  code = new Bytes();
+  private readonly locals: T[] = [];
+
+  constructor(readonly params: readonly T[], readonly results: readonly T[]) {}
+
+  /** A new local of type t (its index). */
+  local(t: T): number {
+    this.locals.push(t);
+    return this.params.length + this.locals.length - 1;
+  }
+
+  op(o: Op): this {
+    this.code.byte(o);
+    return this;
+  }
+
+  get(l: number): this {
+    this.code.byte(Op.local_get);
+    this.code.u32(l);
+    return this;
+  }
+
+  set(l: number): this {
+    this.code.byte(Op.local_set);
+    this.code.u32(l);
+    return this;
+  }
+
+  tee(l: number): this {
+    this.code.byte(Op.local_tee);
+    this.code.u32(l);
+    return this;
+  }
+
+  i32(v: number): this {
+    this.code.byte(Op.i32_const);
+    this.code.s32(v);
+    return this;
+  }
+
+  /** i64.const of hi:lo. */
+  i64(lo: number, hi: number): this {
+    this.code.byte(Op.i64_const);
+    this.code.s64(lo, hi);
+    return this;
+  }
+
+  /** i64.const of a safe integer (|v| < 2^53). */
+  i64n(v: number): this {
+    const hi = Math.floor(v / 4294967296);
+    return this.i64(v >>> 0, hi | 0);
+  }
+
+  f64(v: number): this {
+    this.code.byte(Op.f64_const);
+    const b = new Uint8Array(new Float64Array([v]).buffer);
+    this.code.bytes(b);
+    return this;
+  }
+
+  /** Load/store with a constant offset (alignment hint 0). */
+  mem(o: Op, offset: number): this {
+    this.code.byte(o);
+    this.code.u32(0);
+    this.code.u32(offset);
+    return this;
+  }
+
+  /** i64.trunc_sat_f64_s (saturating: never traps). */
+  truncSat(): this {
+    this.code.byte(0xfc);
+    this.code.u32(6);
+    return this;
+  }
+
+  call(fn: number): this {
+    this.code.byte(Op.call);
+    this.code.u32(fn);
+    return this;
+  }
+
+  /** block / loop / if with an empty or single-result type. */
+  begin(o: Op.block | Op.loop | Op.if, result?: T): this {
+    this.code.byte(o);
+    this.code.byte(result ?? 0x40);
+    return this;
+  }
+
+  br(o: Op.br | Op.br_if, depth: number): this {
+    this.code.byte(o);
+    this.code.u32(depth);
+    return this;
+  }
+
+  /** Encoded body: local declarations (run-length) then code then `end`. */
+  encode(out: Bytes): void {
+    const b = new Bytes();
+    const groups: [number, T][] = [];
+    for (const t of this.locals) {
+      const last = groups[groups.length - 1];
+      if (last && last[1] === t) last[0]++;
+      else groups.push([1, t]);
+    }
+    b.u32(groups.length);
+    for (const [n, t] of groups) {
+      b.u32(n);
+      b.byte(t);
+    }
+    for (let i = 0; i < this.code.len; i++) b.byte(this.code.buf[i]!);
+    b.byte(Op.end);
+    out.vec(b);
+  }
+}
+
+export interface FuncImport {
+  module: string;
+  name: string;
+  params: readonly T[];
+  results: readonly T[];
+}
+
+/**
+ * Assemble a module: the memory imported as ("e", "m"), then the function imports (indices
+ * 0..imports-1), then `funcs` (indices after the imports); `exports` names function indices.
+ */
+export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>): Uint8Array {
+  const out = new Bytes();
+  out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  // types: one per distinct signature
+  const sigs: string[] = [];
+  const sigOf = (p: readonly T[], r: readonly T[]): number => {
+    const key = `${p.join(',')}:${r.join(',')}`;
+    let i = sigs.indexOf(key);
+    if (i < 0) {
+      sigs.push(key);
+      i = sigs.length - 1;
+    }
+    return i;
+  };
+  const importSigs = imports.map((f) => sigOf(f.params, f.results));
+  const funcSigs = funcs.map((f) => sigOf(f.params, f.results));
+  const section = (id: number, body: Bytes): void => {
+    out.byte(id);
+    out.vec(body);
+  };
+  const types = new Bytes();
+  types.u32(sigs.length);
+  for (const key of sigs) {
+    const [p, r] = key.split(':').map((x) => (x === '' ? [] : x.split(',').map(Number)));
+    types.byte(0x60);
+    types.u32(p!.length);
+    types.bytes(p!);
+    types.u32(r!.length);
+    types.bytes(r!);
+  }
+  section(1, types);
+  const imp = new Bytes();
+  imp.u32(imports.length + 1);
+  imp.name('e');
+  imp.name('m');
+  imp.byte(0x02); // memory, limits: min 0, no max (the host's Memory decides)
+  imp.byte(0x00);
+  imp.u32(0);
+  imports.forEach((f, i) => {
+    imp.name(f.module);
+    imp.name(f.name);
+    imp.byte(0x00);
+    imp.u32(importSigs[i]!);
+  });
+  section(2, imp);
+  const fn = new Bytes();
+  fn.u32(funcs.length);
+  for (const s of funcSigs) fn.u32(s);
+  section(3, fn);
+  const ex = new Bytes();
+  const names = Object.keys(exports);
+  ex.u32(names.length);
+  for (const n of names) {
+    ex.name(n);
+    ex.byte(0x00);
+    ex.u32(exports[n]!);
+  }
+  section(7, ex);
+  const code = new Bytes();
+  code.u32(funcs.length);
+  for (const f of funcs) f.encode(code);
+  section(10, code);
+  return out.result();
+}

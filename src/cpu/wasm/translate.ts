@@ -1,0 +1,1018 @@
+/**
+ * Block translator to WebAssembly (64-bit mode). Same traces as the JavaScript translator
+ * (core/jit-trace.ts); each block becomes one wasm module whose function V8 compiles straight
+ * to machine code (Liftoff first, TurboFan for hot ones), so a block is fast from its first run.
+ *
+ * State lives in the arena (arena.ts): guest registers are i64 values loaded into locals when
+ * the block starts and stored back on every exit and before anything that may fault or look at
+ * the register file (slow memory accesses, the interpreter); loads and stores go through the
+ * software TLB inline and reach guest RAM directly in the wasm memory. Arithmetic flags follow
+ * the interpreter's lazy scheme: an inline flag writer keeps its operands in locals, conditions
+ * inside the block are computed from them, and the lazy-flag record in the arena is written only
+ * on the paths where someone else may look (exits, slow paths, the interpreter). The host copies
+ * that record into the Cpu's flag fields whenever it gets control (see backend.ts).
+ *
+ * Instructions not generated inline run in the interpreter through the `step` import.
+ */
+import type { D } from '../core/jit-decode.js';
+import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-trace.js';
+import { F_ADD, F_DEC, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
+import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
+import { A_CODE_LINES, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
+
+const TWO47 = 140737488355328;
+/** Instructions a self-looping block runs per call at most (as the JavaScript translator). */
+const LOOP_CAP = 2048;
+
+/** Host functions a block imports (module "h"), in index order. */
+export const IMPORTS: readonly FuncImport[] = [
+  // rd(lin, size | 0x100 if stack, rip) -> value (size 8: 0, value in A_SCRATCH)
+  { module: 'h', name: 'rd', params: [T.F64, T.I32, T.F64], results: [T.I32] },
+  // wr(lin, size | 0x100 if stack, lo, hi, rip) -> 1 when the block must stop after this instruction
+  { module: 'h', name: 'wr', params: [T.F64, T.I32, T.I32, T.I32, T.F64], results: [T.I32] },
+  // step(rip, next) -> 1 when the block must end (A_RIP holds where to go on)
+  { module: 'h', name: 'step', params: [T.F64, T.F64], results: [T.I32] },
+  // flags() -> the arithmetic flags (RFLAGS bits)
+  { module: 'h', name: 'flags', params: [], results: [T.I32] },
+  // fault(vector, rip): raise an exception with error code 0 (does not return)
+  { module: 'h', name: 'fault', params: [T.I32, T.F64], results: [] },
+];
+const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4;
+/** Functions of each module after the imports. */
+const F_TRR = 5, F_TRW = 6, F_BLOCK = 7;
+/** Parameters of the block function. */
+const P_NEEDR = 0, P_NEEDW = 1;
+
+/** A flag writer known at compile time: its operands and result, in i64 locals. */
+interface Producer {
+  /** F_ADD, F_SUB, F_LOGIC, F_INC, F_DEC. */
+  kind: number;
+  sz: number;
+  a: number;
+  b: number;
+  r: number;
+  /** Local holding the carry in (0/1) of ADC/SBB, the preserved CF of INC/DEC; -1: none (0). */
+  cin: number;
+}
+
+const MASK_LO = [0, 0xff, 0xffff, 0, 0xffffffff];
+
+type Chunk = Bytes | 'reload' | 'writeback';
+
+class WGen {
+  readonly f = new FuncBody([T.I32, T.I32], [T.I32]);
+  readonly chunks: Chunk[] = [];
+  /** Local of each guest register (-1: not used). */
+  readonly regs: number[] = new Array<number>(16).fill(-1);
+  readonly written = new Set<number>();
+  pending: Producer | undefined = undefined;
+  lastF: Producer | undefined = undefined;
+  /** Nesting depth of blocks/ifs inside the loop body (for `br` to the loop). */
+  depth = 0;
+  readonly n: number;
+  /** 1 after a slow store asked the block to stop (checked when the instruction is done). */
+  readonly stop: number;
+  loop = false;
+  liveAtStart = true;
+  start = 0;
+
+  constructor(readonly base: number) {
+    this.n = this.f.local(T.I32);
+    this.stop = this.f.local(T.I32);
+  }
+
+  get c(): FuncBody {
+    return this.f;
+  }
+
+  /** Insert a placeholder filled in when the register sets are known. */
+  mark(kind: 'reload' | 'writeback'): void {
+    this.chunks.push(this.f.code, kind);
+    this.f.code = new Bytes();
+  }
+
+  reg(r: number): number {
+    if (this.regs[r]! < 0) this.regs[r] = this.f.local(T.I64);
+    return this.regs[r]!;
+  }
+
+  tmp64(): number {
+    return this.f.local(T.I64);
+  }
+
+  tmp32(): number {
+    return this.f.local(T.I32);
+  }
+
+  begin(o: Op.block | Op.loop | Op.if, result?: T): void {
+    this.f.begin(o, result);
+    this.depth++;
+  }
+
+  end(): void {
+    this.f.op(Op.end);
+    this.depth--;
+  }
+
+  else(): void {
+    this.f.op(Op.else);
+  }
+
+  /** Store the lazy-flag record of p into the arena. */
+  storeFlags(p: Producer): void {
+    const f = this.f;
+    const b = this.base;
+    f.i32(0).i32(p.kind).mem(Op.i32_store, b + A_FKIND);
+    f.i32(0).i32(p.sz).mem(Op.i32_store, b + A_FSZ);
+    f.i32(0);
+    if (p.cin >= 0) f.get(p.cin).op(Op.i32_wrap_i64);
+    else f.i32(0);
+    f.mem(Op.i32_store, b + A_FCIN);
+    f.i32(0).get(p.a).mem(Op.i64_store, b + A_FA);
+    f.i32(0).get(p.b).mem(Op.i64_store, b + A_FB);
+    f.i32(0).get(p.r).mem(Op.i64_store, b + A_FRES);
+  }
+
+  /** Make the architectural state visible to the host: pending flags and registers. */
+  sync(): void {
+    if (this.pending !== undefined) this.storeFlags(this.pending);
+    this.mark('writeback');
+  }
+
+  /** Leave the block: continue at the constant `rip` after k instructions of this iteration. */
+  exitTo(rip: number, k: number): void {
+    if (this.loop && rip === this.start) {
+      // back to the top: another iteration unless the cap is reached or the host asked to stop
+      const f = this.f;
+      f.get(this.n).i32(k).op(Op.i32_add).set(this.n);
+      f.get(this.n).i32(LOOP_CAP).op(Op.i32_lt_u);
+      f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+      this.begin(Op.if);
+      if (this.liveAtStart && this.pending !== undefined) this.storeFlags(this.pending);
+      f.br(Op.br, this.depth); // the loop label: depth counts the enclosing blocks inside it
+      this.end();
+      this.sync();
+      f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+      f.get(this.n).op(Op.return);
+      return;
+    }
+    this.sync();
+    this.f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+    this.retK(k);
+  }
+
+  /** Leave the block for the RIP in i64 local t. */
+  exitToLocal(t: number, k: number): void {
+    this.sync();
+    this.f.i32(0).get(t).op(Op.f64_convert_i64_s).mem(Op.f64_store, this.base + A_RIP);
+    this.retK(k);
+  }
+
+  /** return N + k (A_RIP already set). */
+  retK(k: number): void {
+    const f = this.f;
+    if (this.loop) f.get(this.n).i32(k).op(Op.i32_add);
+    else f.i32(k);
+    f.op(Op.return);
+  }
+}
+
+// ---- registers --------------------------------------------------------------------------
+
+/** Push the zero-extended value of register r at size sz. */
+function getReg(g: WGen, d: D, r: number, sz: number): void {
+  const f = g.c;
+  if (sz === 1 && d.rex === 0 && r >= 4) {
+    f.get(g.reg(r - 4)).i64(8, 0).op(Op.i64_shr_u).i64(0xff, 0).op(Op.i64_and);
+    return;
+  }
+  f.get(g.reg(r));
+  if (sz !== 8) f.i64(MASK_LO[sz]!, 0).op(Op.i64_and);
+}
+
+/** Register r at size sz = the i64 value in local v (high bits of v beyond sz ignored). */
+function setReg(g: WGen, d: D, r: number, sz: number, v: number): void {
+  const f = g.c;
+  if (sz === 1 && d.rex === 0 && r >= 4) {
+    const l = g.reg(r - 4);
+    g.written.add(r - 4);
+    f.get(l).i64(~0xff00, -1).op(Op.i64_and);
+    f.get(v).i64(0xff, 0).op(Op.i64_and).i64(8, 0).op(Op.i64_shl).op(Op.i64_or).set(l);
+    return;
+  }
+  const l = g.reg(r);
+  g.written.add(r);
+  if (sz === 8) f.get(v).set(l);
+  else if (sz === 4) f.get(v).i64(0xffffffff, 0).op(Op.i64_and).set(l);
+  else {
+    const m = MASK_LO[sz]!;
+    f.get(l).i64(~m, -1).op(Op.i64_and).get(v).i64(m, 0).op(Op.i64_and).op(Op.i64_or).set(l);
+  }
+}
+
+/** A fresh local holding the value of register r at size sz. */
+function regVal(g: WGen, d: D, r: number, sz: number): number {
+  const v = g.tmp64();
+  getReg(g, d, r, sz);
+  g.c.set(v);
+  return v;
+}
+
+function constVal(g: WGen, lo: number, hi: number): number {
+  const v = g.tmp64();
+  g.c.i64(lo, hi).set(v);
+  return v;
+}
+
+/** Sign-extended immediate at size sz (imm as a signed 32-bit number), zero-extended to 64 bits for sz < 8. */
+function immVal(g: WGen, imm: number, sz: number): number {
+  if (sz === 8) return constVal(g, imm | 0, imm < 0 ? -1 : 0);
+  return constVal(g, (imm & MASK_LO[sz]!) >>> 0, 0);
+}
+
+/** Mask the i64 on the stack to size sz. */
+function maskTo(g: WGen, sz: number): void {
+  if (sz !== 8) g.c.i64(MASK_LO[sz]!, 0).op(Op.i64_and);
+}
+
+/** Sign-extend the (zero-extended) i64 on the stack from size sz. */
+function sext(g: WGen, sz: number): void {
+  const f = g.c;
+  if (sz === 1) f.op(Op.i64_extend8_s);
+  else if (sz === 2) f.op(Op.i64_extend16_s);
+  else if (sz === 4) f.op(Op.i64_extend32_s);
+}
+
+// ---- memory -----------------------------------------------------------------------------
+
+/** Linear address of d's memory operand into a fresh i64 local. */
+function ea(g: WGen, d: D): number {
+  const f = g.c;
+  const L = g.tmp64();
+  if (d.ripRel) f.i64n(d.rip + d.len + d.disp);
+  else {
+    let first = true;
+    const add = (): void => {
+      if (!first) f.op(Op.i64_add);
+      first = false;
+    };
+    if (d.base >= 0) {
+      f.get(g.reg(d.base));
+      add();
+    }
+    if (d.index >= 0) {
+      f.get(g.reg(d.index));
+      if (d.scale > 1) f.i64(Math.log2(d.scale), 0).op(Op.i64_shl);
+      add();
+    }
+    if (d.disp !== 0 || first) {
+      f.i64(d.disp | 0, d.disp < 0 ? -1 : 0);
+      add();
+    }
+  }
+  if (d.seg >= 4) f.i32(0).mem(Op.f64_load, g.base + A_SEGBASE + 8 * d.seg).truncSat().op(Op.i64_add);
+  f.set(L);
+  return L;
+}
+
+function isStack(d: D): boolean {
+  return d.base === 4 || d.base === 5;
+}
+
+const LOADS = [0, Op.i64_load8_u, Op.i64_load16_u, 0, Op.i64_load32_u, 0, 0, 0, Op.i64_load];
+const STORES = [0, Op.i64_store8, Op.i64_store16, 0, Op.i64_store32, 0, 0, 0, Op.i64_store];
+
+/** Load sz bytes at linear address L (i64 local) into a fresh i64 local (zero-extended). */
+function load(g: WGen, sz: number, L: number, rip: number, stack: boolean): number {
+  const f = g.c;
+  const v = g.tmp64();
+  const a = g.tmp32();
+  f.get(L).get(P_NEEDR).i32(sz - 1).call(F_TRR).tee(a).i32(-1).op(Op.i32_eq);
+  g.begin(Op.if, T.I64);
+  g.sync();
+  f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip).call(F_RD);
+  if (sz === 8) f.op(Op.drop).i32(0).mem(Op.i64_load, g.base + A_SCRATCH);
+  else f.op(Op.i64_extend_i32_u);
+  g.else();
+  f.get(a).mem(LOADS[sz]!, 0);
+  g.end();
+  f.set(v);
+  return v;
+}
+
+/** Store the low sz bytes of i64 local v at linear address L. */
+function store(g: WGen, sz: number, L: number, v: number, rip: number, stack: boolean): void {
+  const f = g.c;
+  const a = g.tmp32();
+  f.get(L).get(P_NEEDW).i32(sz - 1).call(F_TRW).tee(a).i32(-1).op(Op.i32_eq);
+  g.begin(Op.if);
+  g.sync();
+  f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0));
+  f.get(v).op(Op.i32_wrap_i64).get(v).i64(32, 0).op(Op.i64_shr_u).op(Op.i32_wrap_i64);
+  f.f64(rip).call(F_WR).set(g.stop);
+  g.else();
+  f.get(a).get(v).mem(STORES[sz]!, 0);
+  g.end();
+}
+
+/** The r/m operand's value (register or memory) into a fresh local; L is the address when memory. */
+function loadRm(g: WGen, d: D, sz: number, L: number): number {
+  if (d.mod === 3) return regVal(g, d, d.rm, sz);
+  return load(g, sz, L, d.rip, isStack(d));
+}
+
+function storeRm(g: WGen, d: D, sz: number, L: number, v: number): void {
+  if (d.mod === 3) setReg(g, d, d.rm, sz, v);
+  else store(g, sz, L, v, d.rip, isStack(d));
+}
+
+/** Raise #GP(0) (#SS for stack addresses) unless the i64 local t is canonical. */
+function checkCanonical(g: WGen, t: number, vector: number, rip: number): void {
+  const f = g.c;
+  f.get(t).i64(0, 0x8000).op(Op.i64_add).i64(48, 0).op(Op.i64_shr_u).op(Op.i64_eqz).op(Op.i32_eqz);
+  g.begin(Op.if);
+  g.sync();
+  f.i32(vector).f64(rip).call(F_FAULT).op(Op.unreachable);
+  g.end();
+}
+
+function push(g: WGen, v: number, rip: number): void {
+  const f = g.c;
+  const sp = g.tmp64();
+  f.get(g.reg(4)).i64(8, 0).op(Op.i64_sub).set(sp);
+  store(g, 8, sp, v, rip, true);
+  f.get(sp).set(g.reg(4));
+  g.written.add(4);
+}
+
+// ---- flags ------------------------------------------------------------------------------
+
+/** Push the current arithmetic flags (RFLAGS bits, i32). */
+function flagsNow(g: WGen): void {
+  if (g.pending !== undefined) g.storeFlags(g.pending);
+  g.c.call(F_FLAGS);
+}
+
+/** Push CF (i64 0/1). */
+function carry(g: WGen): void {
+  const f = g.c;
+  const p = g.lastF;
+  if (p !== undefined && (p.kind === F_SUB || p.kind === F_ADD || p.kind === F_LOGIC)) {
+    if (p.kind === F_LOGIC) {
+      f.i64(0, 0);
+      return;
+    }
+    if (p.kind === F_SUB) {
+      // borrow: a < b + cin
+      if (p.cin < 0) f.get(p.a).get(p.b).op(Op.i64_lt_u);
+      else {
+        f.get(p.a).get(p.b).op(Op.i64_lt_u);
+        f.get(p.cin).op(Op.i64_eqz).op(Op.i32_eqz).get(p.a).get(p.b).op(Op.i64_eq).op(Op.i32_and).op(Op.i32_or);
+      }
+    } else if (p.cin < 0) f.get(p.r).get(p.a).op(Op.i64_lt_u);
+    else {
+      f.get(p.r).get(p.a).op(Op.i64_lt_u);
+      f.get(p.cin).op(Op.i64_eqz).op(Op.i32_eqz).get(p.r).get(p.a).op(Op.i64_eq).op(Op.i32_and).op(Op.i32_or);
+    }
+    f.op(Op.i64_extend_i32_u);
+    return;
+  }
+  if (p !== undefined && p.cin >= 0) {
+    f.get(p.cin);
+    return;
+  }
+  flagsNow(g);
+  f.i32(1).op(Op.i32_and).op(Op.i64_extend_i32_u);
+}
+
+/** Push the condition cc (i32 0/1). */
+function cond(g: WGen, cc: number): void {
+  const f = g.c;
+  const p = g.lastF;
+  const base = cc & ~1;
+  let done = false;
+  if (p !== undefined) {
+    const sz = p.sz;
+    const zero = (): void => {
+      f.get(p.r).op(Op.i64_eqz);
+    };
+    const sign = (): void => {
+      f.get(p.r).i64(sz * 8 - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).op(Op.i32_wrap_i64);
+    };
+    const signed = (l: number): void => {
+      f.get(l);
+      sext(g, sz);
+    };
+    if (p.kind === F_SUB && p.cin < 0) {
+      done = true;
+      switch (base) {
+        case 2: f.get(p.a).get(p.b).op(Op.i64_lt_u); break;
+        case 4: f.get(p.a).get(p.b).op(Op.i64_eq); break;
+        case 6: f.get(p.a).get(p.b).op(Op.i64_le_u); break;
+        case 8: sign(); break;
+        case 12: signed(p.a); signed(p.b); f.op(Op.i64_lt_s); break;
+        case 14: signed(p.a); signed(p.b); f.op(Op.i64_le_s); break;
+        default: done = false;
+      }
+    } else if (p.kind === F_LOGIC) {
+      done = true;
+      switch (base) {
+        case 0: case 2: f.i32(0); break;
+        case 4: case 6: zero(); break;
+        case 8: case 12: sign(); break;
+        case 14: zero(); sign(); f.op(Op.i32_or); break;
+        default: done = false;
+      }
+    } else {
+      done = true;
+      switch (base) {
+        case 4: zero(); break;
+        case 8: sign(); break;
+        case 2: if (p.kind === F_INC || p.kind === F_DEC) done = false; else { carry(g); f.op(Op.i32_wrap_i64); } break;
+        case 6: if (p.kind === F_INC || p.kind === F_DEC) done = false; else { carry(g); f.op(Op.i32_wrap_i64); zero(); f.op(Op.i32_or); } break;
+        default: done = false;
+      }
+    }
+  }
+  if (!done) {
+    flagsNow(g);
+    const fl = g.tmp32();
+    f.set(fl);
+    const bit = (m: number): void => {
+      f.get(fl).i32(m).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_eqz);
+    };
+    const sNeO = (): void => {
+      f.get(fl).i32(7).op(Op.i32_shr_u).get(fl).i32(11).op(Op.i32_shr_u).op(Op.i32_xor).i32(1).op(Op.i32_and);
+    };
+    switch (base) {
+      case 0: bit(0x800); break;
+      case 2: bit(0x1); break;
+      case 4: bit(0x40); break;
+      case 6: bit(0x41); break;
+      case 8: bit(0x80); break;
+      case 10: bit(0x4); break;
+      case 12: sNeO(); break;
+      default: sNeO(); bit(0x40); f.op(Op.i32_or); break;
+    }
+  }
+  if (cc & 1) f.op(Op.i32_eqz);
+}
+
+/** Record a flag writer: its flags are pending when live. */
+function produce(g: WGen, p: Producer, live: boolean): void {
+  g.lastF = p;
+  g.pending = live ? p : undefined;
+}
+
+/** r = a op b at size sz (x86 ALU op 0..7); returns r's local. */
+function alu(g: WGen, op: number, sz: number, a: number, b: number, live: boolean): number {
+  const f = g.c;
+  const r = g.tmp64();
+  let cin = -1;
+  if (op === 2 || op === 3) {
+    cin = g.tmp64();
+    carry(g);
+    f.set(cin);
+  }
+  switch (op) {
+    case 0: case 2:
+      f.get(a).get(b).op(Op.i64_add);
+      if (cin >= 0) f.get(cin).op(Op.i64_add);
+      break;
+    case 3: case 5: case 7:
+      f.get(a).get(b).op(Op.i64_sub);
+      if (cin >= 0) f.get(cin).op(Op.i64_sub);
+      break;
+    case 1: f.get(a).get(b).op(Op.i64_or); break;
+    case 4: f.get(a).get(b).op(Op.i64_and); break;
+    default: f.get(a).get(b).op(Op.i64_xor); break;
+  }
+  maskTo(g, sz);
+  f.set(r);
+  const kind = op === 0 || op === 2 ? F_ADD : op === 1 || op === 4 || op === 6 ? F_LOGIC : F_SUB;
+  produce(g, { kind, sz, a, b, r, cin }, live);
+  return r;
+}
+
+// ---- instructions -----------------------------------------------------------------------
+
+/** Generate d inline; 'exit' when it ended the block, false when it must be interpreted. */
+function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' | 'exit' | false {
+  const f = g.c;
+  const op = d.op;
+  const sz = d.opsize;
+  const mem = d.hasModrm && d.mod !== 3;
+  if ((mem && d.ad32) || d.lock) return false;
+  const L = mem ? ea(g, d) : -1;
+  // ---- ALU ----
+  if (op < 0x40 && (op & 7) < 6) {
+    const kind = op & 7;
+    const aop = op >> 3;
+    const s1 = kind & 1 ? sz : 1;
+    if (kind >= 4) {
+      const a = regVal(g, d, 0, s1);
+      const b = kind === 4 ? constVal(g, d.imm & 0xff, 0) : immVal(g, d.imm, s1);
+      const r = alu(g, aop, s1, a, b, live);
+      if (aop !== 7) setReg(g, d, 0, s1, r);
+      return 'cont';
+    }
+    const rm = loadRm(g, d, s1, L);
+    const rg = regVal(g, d, d.reg, s1);
+    if (kind < 2) {
+      const r = alu(g, aop, s1, rm, rg, live);
+      if (aop !== 7) storeRm(g, d, s1, L, r);
+    } else {
+      const r = alu(g, aop, s1, rg, rm, live);
+      if (aop !== 7) setReg(g, d, d.reg, s1, r);
+    }
+    return 'cont';
+  }
+  switch (op) {
+    case 0x80: case 0x81: case 0x83: {
+      const s1 = op === 0x80 ? 1 : sz;
+      const aop = d.reg & 7;
+      const b = op === 0x80 ? constVal(g, d.imm & 0xff, 0) : immVal(g, op === 0x81 ? d.imm : (d.imm << 24) >> 24, s1);
+      const a = loadRm(g, d, s1, L);
+      const r = alu(g, aop, s1, a, b, live);
+      if (aop !== 7) storeRm(g, d, s1, L, r);
+      return 'cont';
+    }
+    case 0x84: case 0x85: case 0xa8: case 0xa9: {
+      const s1 = op & 1 ? sz : 1;
+      let a: number, b: number;
+      if (op >= 0xa8) {
+        a = regVal(g, d, 0, s1);
+        b = op === 0xa8 ? constVal(g, d.imm & 0xff, 0) : immVal(g, d.imm, s1);
+      } else {
+        a = loadRm(g, d, s1, L);
+        b = regVal(g, d, d.reg, s1);
+      }
+      alu(g, 4, s1, a, b, live);
+      return 'cont';
+    }
+    case 0x88: case 0x89: {
+      const s1 = op & 1 ? sz : 1;
+      storeRm(g, d, s1, L, regVal(g, d, d.reg, s1));
+      return 'cont';
+    }
+    case 0x8a: case 0x8b: {
+      const s1 = op & 1 ? sz : 1;
+      setReg(g, d, d.reg, s1, loadRm(g, d, s1, L));
+      return 'cont';
+    }
+    case 0x8d: {
+      if (!mem) return false;
+      // the address without segment base (LEA ignores segments)
+      const seg = d.seg;
+      d.seg = -1;
+      const a = ea(g, d);
+      d.seg = seg;
+      setReg(g, d, d.reg, sz, a);
+      return 'cont';
+    }
+    case 0x63: {
+      if (sz !== 8) return false;
+      const v = loadRm(g, d, 4, L);
+      const x = g.tmp64();
+      f.get(v).op(Op.i64_extend32_s).set(x);
+      setReg(g, d, d.reg, 8, x);
+      return 'cont';
+    }
+    case 0xb0: case 0xb1: case 0xb2: case 0xb3: case 0xb4: case 0xb5: case 0xb6: case 0xb7:
+      setReg(g, d, (op & 7) | ((d.rex & 1) << 3), 1, constVal(g, d.imm & 0xff, 0));
+      return 'cont';
+    case 0xb8: case 0xb9: case 0xba: case 0xbb: case 0xbc: case 0xbd: case 0xbe: case 0xbf: {
+      const r = (op & 7) | ((d.rex & 1) << 3);
+      setReg(g, d, r, sz, sz === 8 ? constVal(g, d.imm | 0, d.immHi | 0) : constVal(g, d.imm >>> 0, 0));
+      return 'cont';
+    }
+    case 0xc6: case 0xc7: {
+      if ((d.reg & 7) !== 0) return false;
+      const s1 = op & 1 ? sz : 1;
+      storeRm(g, d, s1, L, s1 === 1 ? constVal(g, d.imm & 0xff, 0) : immVal(g, d.imm, s1));
+      return 'cont';
+    }
+    case 0x50: case 0x51: case 0x52: case 0x53: case 0x54: case 0x55: case 0x56: case 0x57: {
+      if (sz === 2) return false;
+      push(g, regVal(g, d, (op & 7) | ((d.rex & 1) << 3), 8), d.rip);
+      return 'cont';
+    }
+    case 0x58: case 0x59: case 0x5a: case 0x5b: case 0x5c: case 0x5d: case 0x5e: case 0x5f: {
+      if (sz === 2) return false;
+      const v = load(g, 8, g.reg(4), d.rip, true);
+      f.get(g.reg(4)).i64(8, 0).op(Op.i64_add).set(g.reg(4));
+      g.written.add(4);
+      setReg(g, d, (op & 7) | ((d.rex & 1) << 3), 8, v);
+      return 'cont';
+    }
+    case 0x68: case 0x6a: {
+      if (sz === 2) return false;
+      push(g, immVal(g, op === 0x68 ? d.imm : (d.imm << 24) >> 24, 8), d.rip);
+      return 'cont';
+    }
+    case 0x69: case 0x6b: case 0x1af: {
+      if (live || sz < 4) return false; // flags (CF/OF on overflow) are left to the interpreter
+      const a = loadRm(g, d, sz, L);
+      const b = op === 0x1af ? regVal(g, d, d.reg, sz) : immVal(g, op === 0x69 ? d.imm : (d.imm << 24) >> 24, sz);
+      const r = g.tmp64();
+      f.get(a).get(b).op(Op.i64_mul).set(r);
+      setReg(g, d, d.reg, sz, r);
+      g.lastF = undefined;
+      g.pending = undefined;
+      return 'cont';
+    }
+    case 0x90:
+      if (d.rex & 1 || d.rep === 0xf3) return false;
+      return 'cont';
+    case 0x11f:
+      return 'cont';
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd3:
+      return genShift(g, d, live, L);
+    case 0xf6: case 0xf7:
+      return genGroup3(g, d, live, L);
+    case 0xfe: case 0xff: {
+      const o = d.reg & 7;
+      const s1 = op === 0xfe ? 1 : sz;
+      if (o <= 1) {
+        const a = loadRm(g, d, s1, L);
+        const b = constVal(g, 1, 0);
+        const r = g.tmp64();
+        let cin = -1;
+        if (live) {
+          cin = g.tmp64();
+          carry(g);
+          f.set(cin);
+        }
+        f.get(a).get(b).op(o === 0 ? Op.i64_add : Op.i64_sub);
+        maskTo(g, s1);
+        f.set(r);
+        storeRm(g, d, s1, L, r);
+        if (live) produce(g, { kind: o === 0 ? F_INC : F_DEC, sz: s1, a, b, r, cin }, true);
+        else {
+          g.lastF = undefined;
+          g.pending = undefined;
+        }
+        return 'cont';
+      }
+      if (op === 0xfe || sz === 2) return false;
+      if (o === 2 || o === 4) {
+        const t = loadRm(g, d, 8, L);
+        checkCanonical(g, t, 13, d.rip);
+        if (o === 2) push(g, constVal(g, next >>> 0, Math.floor(next / 4294967296) | 0), d.rip);
+        g.exitToLocal(t, k + 1);
+        return 'exit';
+      }
+      if (o === 6) {
+        push(g, loadRm(g, d, 8, L), d.rip);
+        return 'cont';
+      }
+      return false;
+    }
+    case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
+      const ssz = op & 1 ? 2 : 1;
+      const v = loadRm(g, d, ssz, L);
+      if (op >= 0x1be) {
+        f.get(v);
+        sext(g, ssz);
+        f.set(v);
+      }
+      setReg(g, d, d.reg, sz, v);
+      return 'cont';
+    }
+    default:
+      break;
+  }
+  if (op >= 0x140 && op <= 0x14f) { // CMOVcc (a 32-bit CMOV clears the upper half either way)
+    const v = loadRm(g, d, sz, L);
+    cond(g, op & 15);
+    g.begin(Op.if);
+    setReg(g, d, d.reg, sz, v);
+    if (sz === 4) {
+      g.else();
+      const r = g.reg(d.reg);
+      f.get(r).i64(0xffffffff, 0).op(Op.i64_and).set(r);
+      g.written.add(d.reg);
+    }
+    g.end();
+    return 'cont';
+  }
+  if (op >= 0x1c8 && op <= 0x1cf && sz !== 2) { // BSWAP
+    const r = (op & 7) | ((d.rex & 1) << 3);
+    const x = regVal(g, d, r, sz);
+    const y = g.tmp64();
+    // byte reverse of the 64-bit value, then shifted down for 32 bits
+    f.i64(0, 0).set(y);
+    for (let i = 0; i < sz; i++) {
+      f.get(y).i64(8, 0).op(Op.i64_shl).get(x).i64(8 * i, 0).op(Op.i64_shr_u).i64(0xff, 0).op(Op.i64_and).op(Op.i64_or).set(y);
+    }
+    setReg(g, d, r, sz, y);
+    return 'cont';
+  }
+  if (op >= 0x190 && op <= 0x19f) { // SETcc
+    const v = g.tmp64();
+    cond(g, op & 15);
+    f.op(Op.i64_extend_i32_u).set(v);
+    storeRm(g, d, 1, L, v);
+    return 'cont';
+  }
+  // ---- control transfer ----
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) {
+    const rel = op < 0x100 ? (d.imm << 24) >> 24 : d.imm | 0;
+    const t = next + rel;
+    if (t < -TWO47 || t >= TWO47) return false;
+    cond(g, op & 15);
+    g.begin(Op.if);
+    g.exitTo(t, k + 1);
+    g.end();
+    if (d.follow) return 'cont';
+    g.exitTo(next, k + 1);
+    return 'exit';
+  }
+  if (op === 0xeb || op === 0xe9) {
+    const t = next + (op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0);
+    if (t < -TWO47 || t >= TWO47) return false;
+    if (d.follow) return 'cont';
+    g.exitTo(t, k + 1);
+    return 'exit';
+  }
+  if (op === 0xe8) {
+    if (sz === 2) return false;
+    const t = next + (d.imm | 0);
+    if (t < -TWO47 || t >= TWO47) return false;
+    push(g, constVal(g, next >>> 0, Math.floor(next / 4294967296) | 0), d.rip);
+    if (d.follow) return 'cont';
+    g.exitTo(t, k + 1);
+    return 'exit';
+  }
+  if (op === 0xc3) {
+    if (sz === 2) return false;
+    const t = load(g, 8, g.reg(4), d.rip, true);
+    checkCanonical(g, t, 13, d.rip);
+    f.get(g.reg(4)).i64(8, 0).op(Op.i64_add).set(g.reg(4));
+    g.written.add(4);
+    if (d.follow) {
+      f.get(t).i64n(d.retTo).op(Op.i64_ne);
+      g.begin(Op.if);
+      g.exitToLocal(t, k + 1);
+      g.end();
+      return 'cont';
+    }
+    g.exitToLocal(t, k + 1);
+    return 'exit';
+  }
+  return false;
+}
+
+/** SHL/SHR/SAR (and ROL/ROR by a constant) when their flags are dead; others interpreted. */
+function genShift(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
+  const f = g.c;
+  const op = d.op;
+  const s1 = op & 1 ? d.opsize : 1;
+  const o = d.reg & 7;
+  if (live) return false;
+  if (o === 2 || o === 3 || o === 6) return false;
+  if (o <= 1) {
+    if (op === 0xd3 || (s1 !== 4 && s1 !== 8)) return false;
+    const n = (op < 0xd0 ? d.imm & 0xff : 1) & (s1 === 8 ? 63 : 31);
+    const v = loadRm(g, d, s1, L);
+    if (n === 0) return 'cont';
+    const r = g.tmp64();
+    if (s1 === 8) f.get(v).i64(n, 0).op(o === 0 ? Op.i64_rotl : Op.i64_rotr);
+    else f.get(v).op(Op.i32_wrap_i64).i32(n).op(o === 0 ? Op.i32_rotl : Op.i32_rotr).op(Op.i64_extend_i32_u);
+    f.set(r);
+    storeRm(g, d, s1, L, r);
+    g.lastF = undefined;
+    return 'cont';
+  }
+  const v = loadRm(g, d, s1, L);
+  const r = g.tmp64();
+  const cnt = g.tmp64();
+  if (op === 0xd3) f.get(g.reg(1)).i64(s1 === 8 ? 63 : 31, 0).op(Op.i64_and).set(cnt);
+  else {
+    const n = constShiftCount(d) || ((op < 0xd0 ? d.imm & 0xff : 1) & (s1 === 8 ? 63 : 31));
+    if (n === 0) return 'cont';
+    f.i64(n, 0).set(cnt);
+  }
+  if (o === 7) {
+    f.get(v);
+    sext(g, s1);
+    f.get(cnt).op(Op.i64_shr_s);
+  } else f.get(v).get(cnt).op(o === 5 ? Op.i64_shr_u : Op.i64_shl);
+  maskTo(g, s1);
+  f.set(r);
+  if (op === 0xd3) {
+    // a zero count leaves the operand as it was
+    f.get(cnt).op(Op.i64_eqz);
+    g.begin(Op.if);
+    f.get(v).set(r);
+    g.end();
+  }
+  storeRm(g, d, s1, L, r);
+  g.lastF = undefined;
+  return 'cont';
+}
+
+/** F6/F7: TEST, NOT, NEG, and MUL/IMUL with dead flags; DIV/IDIV interpreted. */
+function genGroup3(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
+  const f = g.c;
+  const s1 = d.op & 1 ? d.opsize : 1;
+  const o = d.reg & 7;
+  if (o <= 1) {
+    const a = loadRm(g, d, s1, L);
+    alu(g, 4, s1, a, s1 === 1 ? constVal(g, d.imm & 0xff, 0) : immVal(g, d.imm, s1), live);
+    return 'cont';
+  }
+  if (o === 2) {
+    const a = loadRm(g, d, s1, L);
+    const r = g.tmp64();
+    f.get(a).i64(-1, -1).op(Op.i64_xor);
+    maskTo(g, s1);
+    f.set(r);
+    storeRm(g, d, s1, L, r);
+    return 'cont';
+  }
+  if (o === 3) {
+    // NEG = 0 - a, flags as SUB 0, a
+    const a = loadRm(g, d, s1, L);
+    const z = constVal(g, 0, 0);
+    const r = alu(g, 5, s1, z, a, live);
+    storeRm(g, d, s1, L, r);
+    return 'cont';
+  }
+  if ((o === 4 || o === 5) && !live && (s1 === 8 || s1 === 4)) {
+    const b = loadRm(g, d, s1, L);
+    const a = regVal(g, d, 0, s1);
+    const lo = g.tmp64();
+    const hi = g.tmp64();
+    if (s1 === 4) {
+      const p = g.tmp64();
+      if (o === 4) f.get(a).get(b).op(Op.i64_mul).set(p);
+      else f.get(a).op(Op.i64_extend32_s).get(b).op(Op.i64_extend32_s).op(Op.i64_mul).set(p);
+      f.get(p).set(lo);
+      f.get(p).i64(32, 0).op(Op.i64_shr_u).set(hi);
+    } else {
+      mulHi64(g, a, b, hi);
+      if (o === 5) {
+        // signed high half: subtract b when a < 0 and a when b < 0
+        f.get(hi).get(b).i64(0, 0).get(a).i64(0, 0).op(Op.i64_lt_s).op(Op.select).op(Op.i64_sub);
+        f.get(a).i64(0, 0).get(b).i64(0, 0).op(Op.i64_lt_s).op(Op.select).op(Op.i64_sub).set(hi);
+      }
+      f.get(a).get(b).op(Op.i64_mul).set(lo);
+    }
+    setReg(g, d, 0, s1, lo);
+    setReg(g, d, 2, s1, hi);
+    g.lastF = undefined;
+    g.pending = undefined;
+    return 'cont';
+  }
+  return false;
+}
+
+/** hi = high 64 bits of the unsigned product a * b (i64 locals). */
+function mulHi64(g: WGen, a: number, b: number, hi: number): void {
+  const f = g.c;
+  const M = (): void => {
+    f.i64(0xffffffff, 0).op(Op.i64_and);
+  };
+  const a0 = g.tmp64(), a1 = g.tmp64(), b0 = g.tmp64(), b1 = g.tmp64(), p01 = g.tmp64(), p10 = g.tmp64(), mid = g.tmp64();
+  f.get(a); M(); f.set(a0);
+  f.get(a).i64(32, 0).op(Op.i64_shr_u).set(a1);
+  f.get(b); M(); f.set(b0);
+  f.get(b).i64(32, 0).op(Op.i64_shr_u).set(b1);
+  f.get(a0).get(b1).op(Op.i64_mul).set(p01);
+  f.get(a1).get(b0).op(Op.i64_mul).set(p10);
+  // mid = (a0*b0 >> 32) + lo(p01) + lo(p10): at most 3 * (2^32 - 1), no overflow
+  f.get(a0).get(b0).op(Op.i64_mul).i64(32, 0).op(Op.i64_shr_u);
+  f.get(p01); M(); f.op(Op.i64_add);
+  f.get(p10); M(); f.op(Op.i64_add).set(mid);
+  f.get(a1).get(b1).op(Op.i64_mul);
+  f.get(p01).i64(32, 0).op(Op.i64_shr_u).op(Op.i64_add);
+  f.get(p10).i64(32, 0).op(Op.i64_shr_u).op(Op.i64_add);
+  f.get(mid).i64(32, 0).op(Op.i64_shr_u).op(Op.i64_add).set(hi);
+}
+
+/** After an instruction that stored to memory: leave if a slow store asked to stop. */
+function stopCheck(g: WGen, cont: number, k: number): void {
+  const f = g.c;
+  f.get(g.stop);
+  g.begin(Op.if);
+  g.exitTo(cont, k);
+  g.end();
+}
+
+// ---- TLB helpers (one copy per module) --------------------------------------------------
+
+/**
+ * trr/trw(L, need, last): the offset in RAM of the access [L, L + last] when the TLB maps it to
+ * RAM with permission `need` (and, for writes, no translated code on its lines), else -1.
+ */
+function tlbHelper(base: number, write: boolean): FuncBody {
+  const f = new FuncBody([T.I64, T.I32, T.I32], [T.I32]);
+  const L = 0, need = 1, last = 2;
+  const idx = f.local(T.I32);
+  const o = f.local(T.I32);
+  const a = f.local(T.I64);
+  f.get(L).op(Op.i32_wrap_i64).i32(0xfff).op(Op.i32_and).tee(o).get(last).op(Op.i32_add).i32(0xfff).op(Op.i32_gt_u);
+  f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
+  f.get(L).i64(12, 0).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(TLB_MASK).op(Op.i32_and).set(idx);
+  f.get(idx).i32(3).op(Op.i32_shl).mem(Op.f64_load, base + A_TLB_TAG);
+  f.get(L).i64(12, 0).op(Op.i64_shr_s).op(Op.f64_convert_i64_s).op(Op.f64_eq);
+  f.get(idx).mem(Op.i32_load8_u, base + A_TLB_PERM).get(need).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
+  f.op(Op.i32_eqz);
+  f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
+  f.get(idx).i32(3).op(Op.i32_shl).mem(Op.f64_load, base + A_TLB_ADDR).truncSat().tee(a).i64(0, 0).op(Op.i64_lt_s);
+  f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
+  f.get(a).op(Op.i32_wrap_i64).get(o).op(Op.i32_add).set(idx);
+  if (write) {
+    f.get(idx).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, base + A_CODE_LINES);
+    f.get(idx).get(last).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, base + A_CODE_LINES);
+    f.op(Op.i32_or);
+    f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
+  }
+  f.get(idx);
+  return f;
+}
+
+// ---- blocks -----------------------------------------------------------------------------
+
+/** The wasm module for a trace starting at rip; `base` is the arena's state offset. */
+export function translateTrace(tr: Trace, rip: number, base: number): { bytes: Uint8Array; n: number } {
+  const { insns, live, terminal } = tr;
+  const g = new WGen(base);
+  g.loop = tr.loop;
+  g.liveAtStart = tr.liveAtStart;
+  g.start = rip;
+  const f = g.c;
+  g.mark('reload');
+  if (g.loop) {
+    g.f.begin(Op.loop);
+    g.depth = 0;
+  }
+  let k = 0;
+  let exited = false;
+  for (let i = 0; i < insns.length; i++) {
+    const d = insns[i]!;
+    const next = d.rip + d.len;
+    const cont = !d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3) ? next : i + 1 < insns.length ? insns[i + 1]!.rip : tr.end;
+    const res = d === terminal ? false : genInsn(g, d, live[i]!, k, next);
+    if (res === 'exit') {
+      exited = true;
+      k++;
+      break;
+    }
+    if (res === false) {
+      // run it in the interpreter, with the state written back and reloaded after
+      g.sync();
+      g.pending = undefined;
+      g.lastF = undefined;
+      f.f64(d.rip).f64(next).call(F_STEP);
+      k++;
+      if (d === terminal || !continueSafe(d)) {
+        f.op(Op.drop);
+        g.retK(k);
+        exited = true;
+        break;
+      }
+      g.begin(Op.if);
+      g.retK(k);
+      g.end();
+      g.mark('reload');
+      continue;
+    }
+    k++;
+    if (stores(d)) stopCheck(g, cont, k);
+  }
+  if (!exited) {
+    if (insns.length === 0) {
+      f.f64(rip).f64(rip).call(F_STEP).op(Op.drop);
+      k = 1;
+      g.retK(1);
+    } else g.exitTo(tr.end, k);
+  }
+  if (g.loop) {
+    f.op(Op.end);
+  }
+  f.op(Op.unreachable);
+  // join the chunks, filling in the register loads and stores
+  const code = new Bytes();
+  const used = g.regs.map((l, r) => [l, r] as const).filter(([l]) => l >= 0);
+  for (const ch of g.chunks.concat([g.f.code])) {
+    if (ch === 'reload') {
+      for (const [l, r] of used) {
+        code.byte(Op.i32_const); code.s32(0);
+        code.byte(Op.i64_load); code.u32(0); code.u32(base + A_GPR + 8 * r);
+        code.byte(Op.local_set); code.u32(l);
+      }
+    } else if (ch === 'writeback') {
+      for (const [l, r] of used) {
+        if (!g.written.has(r)) continue;
+        code.byte(Op.i32_const); code.s32(0);
+        code.byte(Op.local_get); code.u32(l);
+        code.byte(Op.i64_store); code.u32(0); code.u32(base + A_GPR + 8 * r);
+      }
+    } else code.append(ch);
+  }
+  g.f.code = code;
+  const bytes = assembleModule(IMPORTS, [tlbHelper(base, false), tlbHelper(base, true), g.f], { b: F_BLOCK });
+  return { bytes, n: k };
+}

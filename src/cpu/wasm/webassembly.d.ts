@@ -1,0 +1,26 @@
+/**
+ * The part of the WebAssembly JavaScript API the translator uses (the project's `lib` has no
+ * DOM, where TypeScript declares it). Engines: Node 20+ and browsers.
+ */
+declare namespace WebAssembly {
+  interface MemoryDescriptor {
+    initial: number;
+    maximum?: number;
+    shared?: boolean;
+  }
+  class Memory {
+    constructor(descriptor: MemoryDescriptor);
+    readonly buffer: ArrayBuffer;
+    grow(delta: number): number;
+  }
+  class Module {
+    constructor(bytes: Uint8Array);
+  }
+  type ImportValue = Memory | ((...args: number[]) => number | void);
+  type Imports = Record<string, Record<string, ImportValue>>;
+  class Instance {
+    constructor(module: Module, imports?: Imports);
+    readonly exports: Record<string, unknown>;
+  }
+  function validate(bytes: Uint8Array): boolean;
+}
