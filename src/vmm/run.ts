@@ -86,8 +86,8 @@ export async function runVm(config: VmConfig): Promise<number> {
   }
 
   // 3. The machine, with its console wired to this process's stdio.
-  const backend = process.env.TYPEVISOR_BT_BACKEND;
-  if (backend === 'js' || backend === 'wasm') Cpu.defaultBackend = backend;
+  // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript translator.
+  Cpu.defaultBackend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
   const specs = ramRegionSpecs(config.memoryBytes);
   const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
   const built = buildMachine({

@@ -214,7 +214,7 @@ export class Cpu implements SystemHost {
       this.ramBase = 0;
       this.ramSize = 0;
     }
-    this.codeLines = arena ? arena.codeLines() : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
+    this.codeLines = arena ? arena.codeLines().fill(0) : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
     this.wasm = arena !== undefined && Cpu.defaultBackend === 'wasm' ? new WasmBackend(this, arena) : undefined;
     this.simdMem = {
       read8: (lin) => this.read8(lin),
@@ -944,6 +944,7 @@ export class Cpu implements SystemHost {
                     b.s0 = nb; b.s0Rip = rip; b.s0Key = key;
                   }
                 }
+                if (nb!.slot !== 0) this.wasm!.link(nb!.slot);
                 b = nb!;
               }
               if (this.exitRequested || s.halted) break;
@@ -1021,20 +1022,27 @@ export class Cpu implements SystemHost {
       // not translated yet (or stale): only hot code is worth translating
       if (this.fastCount[h]! < this.jitThreshold) return undefined;
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
-      b = this.wasm !== undefined ? this.wasm.compile(this.ram, rip, off, this.isBlockStart) : compileBlock(this.ram, rip, off, this.isBlockStart);
-      this.blocksCompiled++;
-      this.blocks.set(rip, b);
-      const page = b.page;
-      let list = this.pageBlocks.get(page);
-      if (list === undefined) {
-        list = [];
-        this.pageBlocks.set(page, list);
-      }
-      list.push(b);
-      for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
+      if (this.wasm !== undefined) {
+        if (!this.wasm.hasRoom()) this.dropAllBlocks();
+        b = this.wasm.compile(this.ram, rip, off, this.isBlockStart);
+      } else b = compileBlock(this.ram, rip, off, this.isBlockStart);
+      this.installBlock(b);
     }
     this.fastBlk[h] = b;
     return b;
+  }
+
+  private installBlock(b: Block): void {
+    this.blocksCompiled++;
+    this.blocks.set(b.rip, b);
+    const page = b.page;
+    let list = this.pageBlocks.get(page);
+    if (list === undefined) {
+      list = [];
+      this.pageBlocks.set(page, list);
+    }
+    list.push(b);
+    for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
   }
 
   /** Does a valid translated block start at linear `rip` with its bytes at RAM offset `off`? */
@@ -1062,6 +1070,7 @@ export class Cpu implements SystemHost {
     for (const b of list) {
       if (b.lo < off + len && off < b.end) {
         b.valid = false;
+        if (b.slot !== 0) this.wasm?.retire(b.slot);
         if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
         this.smc = 1;
       } else {
@@ -1088,6 +1097,8 @@ export class Cpu implements SystemHost {
 
   private dropAllBlocks(): void {
     for (const b of this.blocks.values()) b.valid = false;
+    for (const list of this.pageBlocks.values()) for (const b of list) b.valid = false;
+    this.wasm?.reset();
     this.blocks.clear();
     this.pageBlocks.clear();
     this.codeLines.fill(0);

@@ -52,6 +52,8 @@ export class Block {
   /** End offset (exclusive) of the block's bytes in the first RAM region. */
   end = F64_ZERO;
   valid = true;
+  /** Table slot of a WebAssembly block (0: a JavaScript block). */
+  slot = 0;
   /**
    * Successor links kept by the run loop: the block that ran next from RIP s0Rip / s1Rip,
    * valid while its key (TLB epoch * 4 + CPL) matches and the block is valid.

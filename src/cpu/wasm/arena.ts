@@ -29,10 +29,16 @@ export const A_FRES = 224; // i64
 export const A_RIP = 232;
 /** Scratch for 64-bit values passed from the host to wasm (i64). */
 export const A_SCRATCH = 240;
+/** Translation key of the running code (TLB epoch * 4 + CPL, as i32): links made under another key are stale. */
+export const A_KEY = 248;
+/** The chainable exit a block last left through (0: none), for the host to link. */
+export const A_EXIT = 252;
 export const A_TLB_TAG = 1024; // TLB_SIZE x f64
 export const A_TLB_ADDR = A_TLB_TAG + TLB_SIZE * 8; // TLB_SIZE x f64
 export const A_TLB_PERM = A_TLB_ADDR + TLB_SIZE * 8; // TLB_SIZE x u8
 export const A_CODE_LINES = A_TLB_PERM + TLB_SIZE;
+/** Block-exit links: MAX_LINKS x (table slot i32, key i32), after the code lines. */
+export const MAX_LINKS = 1 << 20;
 
 export class Arena {
   /** Offset of the state area (after guest RAM, page aligned). */
@@ -71,15 +77,25 @@ export class Arena {
     return new Uint8Array(this.buffer, this.base + A_TLB_PERM, TLB_SIZE);
   }
 
+  /** Exit links: [2e] table slot, [2e + 1] key. */
+  links(): Int32Array {
+    return new Int32Array(this.buffer, this.base + linksOffset(this.ramSize), MAX_LINKS * 2);
+  }
+
   codeLines(): Uint8Array {
     return new Uint8Array(this.buffer, this.base + A_CODE_LINES, Math.ceil(this.ramSize / 64) + 1);
   }
 }
 
+/** Offset of the link table in the state area. */
+export function linksOffset(ramSize: number): number {
+  return Math.ceil((A_CODE_LINES + Math.ceil(ramSize / 64) + 1) / 8) * 8;
+}
+
 /** Bytes of the whole arena for a first RAM region of `ramSize` bytes. */
 function arenaBytes(ramSize: number): number {
   const base = Math.ceil(ramSize / PAGE) * PAGE;
-  return Math.ceil((base + A_CODE_LINES + Math.ceil(ramSize / 64) + 1) / PAGE) * PAGE;
+  return Math.ceil((base + linksOffset(ramSize) + MAX_LINKS * 8) / PAGE) * PAGE;
 }
 
 /** Can a first RAM region of this size live in a wasm arena? */

@@ -11,18 +11,33 @@ import { buildTrace } from '../core/jit-trace.js';
 import { step } from '../core/exec.js';
 import { P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
-import { A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_RIP, A_SCRATCH, A_STOP, type Arena } from './arena.js';
-import { translateTrace } from './translate.js';
+import { A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, linksOffset, type Arena } from './arena.js';
+import { BLOCK_TYPE, IMPORTS, translateTrace } from './translate.js';
+import { assembleModule, FuncBody, Op, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
 const I_FKIND = A_FKIND >> 2, I_FSZ = A_FSZ >> 2, I_FCIN = A_FCIN >> 2, I_STOP = A_STOP >> 2;
 const I_FA = A_FA >> 2, I_FB = A_FB >> 2, I_FRES = A_FRES >> 2, I_SCRATCH = A_SCRATCH >> 2, D_RIP = A_RIP >> 3;
+const I_KEY = A_KEY >> 2, I_EXIT = A_EXIT >> 2;
+/** Table slots for block functions; when they or the exit links run out, all translations are dropped. */
+const MAX_SLOTS = 1 << 18;
+
+/** Key under which exit links are valid: the TLB epoch and the CPL (see Cpu.run's successor links). */
+function linkKey(c: Cpu): number {
+  return (c.tlbEpoch * 4 + c.s.cpl) | 0;
+}
 
 export class WasmBackend {
   private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
   private readonly f64: Float64Array;
-  private readonly imports: WebAssembly.Imports;
+  private imports: WebAssembly.Imports;
+  private readonly links: Int32Array;
+  private readonly table: WebAssembly.Table;
+  /** A block function that only returns to the host: what retired slots hold. */
+  private readonly stub: unknown;
+  private nextSlot = 1;
+  private nextExit = 1;
 
   constructor(private readonly cpu: Cpu, readonly arena: Arena) {
     const buf = arena.buffer;
@@ -30,6 +45,10 @@ export class WasmBackend {
     this.u32 = new Uint32Array(buf, arena.base, 64);
     this.f64 = new Float64Array(buf, arena.base, 32);
     this.i32[I_FKIND] = -1;
+    // the arena may have served an earlier Cpu: its links name slots of another table
+    this.links = arena.links();
+    this.links.fill(0);
+    this.table = new WebAssembly.Table({ initial: 1024, element: 'anyfunc' });
     const c = cpu;
     const i32 = this.i32;
     const stopNow = (): boolean => {
@@ -77,6 +96,7 @@ export class WasmBackend {
           c.s.rip = rip;
           step(c);
           this.f64[D_RIP] = c.s.rip;
+          i32[I_KEY] = linkKey(c);
           return stopNow() || c.s.rip !== next ? 1 : 0;
         },
         flags: (): number => {
@@ -90,6 +110,56 @@ export class WasmBackend {
         },
       },
     };
+    // The runtime module: the only one that imports host (JavaScript) functions and the table,
+    // so V8 compiles the JS call wrappers once, not per block. Blocks import its forwarders;
+    // chain(needR, needW, n, slot) tail-calls table[slot]; the stub only returns to the host
+    // (what retired slots hold).
+    const host = IMPORTS.filter((f) => f.name !== 'chain');
+    const forwarders = host.map((f, i) => {
+      const fb = new FuncBody(f.params, f.results);
+      f.params.forEach((_t, p) => fb.get(p));
+      fb.call(i);
+      return fb;
+    });
+    const chain = new FuncBody([T.I32, T.I32, T.I32, T.I32], [T.I32]);
+    chain.get(0).get(1).get(2).get(3).tailCallIndirect(0);
+    const stub = new FuncBody(BLOCK_TYPE.params, BLOCK_TYPE.results);
+    stub.i32(0).i32(0).mem(Op.i32_store, arena.base + A_EXIT).get(2);
+    const names: Record<string, number> = { chain: host.length + forwarders.length, stub: host.length + forwarders.length + 1 };
+    host.forEach((f, i) => (names[f.name] = host.length + i));
+    const bytes = assembleModule(host, [...forwarders, chain, stub], names, BLOCK_TYPE, true);
+    const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: this.imports.h! }).exports;
+    this.stub = exp.stub;
+    this.table.set(0, this.stub);
+    const h: Record<string, WebAssembly.ImportValue> = {};
+    for (const f of IMPORTS) h[f.name] = exp[f.name] as WebAssembly.ImportValue;
+    this.imports = { e: { m: arena.memory }, h };
+  }
+
+  /** Link the exit the last block left through to the block in `slot` (under the current key). */
+  link(slot: number): void {
+    const e = this.i32[I_EXIT]!;
+    if (e === 0) return;
+    this.links[2 * e] = slot;
+    this.links[2 * e + 1] = this.i32[I_KEY]!;
+  }
+
+  /** A block was invalidated: nothing may jump into it any more. */
+  retire(slot: number): void {
+    this.table.set(slot, this.stub);
+  }
+
+  /** Every block is being dropped: forget all links and slots. */
+  reset(): void {
+    for (let s = 1; s < this.nextSlot; s++) this.table.set(s, this.stub);
+    this.links.fill(0);
+    this.nextSlot = 1;
+    this.nextExit = 1;
+  }
+
+  /** Room for another block (slots and exit links)? When false the caller drops all blocks first. */
+  hasRoom(): boolean {
+    return this.nextSlot < MAX_SLOTS && this.nextExit < MAX_LINKS - 4096;
   }
 
   /** Copy a lazy-flag record left by a block into the Cpu's fields. */
@@ -111,22 +181,38 @@ export class WasmBackend {
     i32[I_FKIND] = -1;
   }
 
-  /** Translate the block at linear `rip` (its bytes at `off` in the first RAM region). */
+  /** Translate the block at linear `rip` (its bytes at `off` in the first RAM region), synchronously. */
   compile(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): Block {
+    const t = this.translate(ram, rip, off, isBlockStart);
+    return this.instantiate(new WebAssembly.Module(t.bytes), rip, off, t.lo, t.end, t.n);
+  }
+
+  private translate(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): { bytes: Uint8Array; n: number; lo: number; end: number } {
     const tr = buildTrace(ram, rip, off, isBlockStart);
-    const { bytes, n } = translateTrace(tr, rip, this.arena.base);
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
-    const fn = inst.exports.b as (needR: number, needW: number) => number;
+    const base = this.arena.base;
+    const { bytes, n } = translateTrace(tr, rip, base, base + linksOffset(this.arena.ramSize), () => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0));
+    return { bytes, n, lo: tr.lo, end: tr.hiEnd };
+  }
+
+  private instantiate(m: WebAssembly.Module, rip: number, off: number, lo: number, end: number, n: number): Block {
+    const inst = new WebAssembly.Instance(m, this.imports);
+    const fn = inst.exports.b as (needR: number, needW: number, n: number) => number;
+    const slot = this.nextSlot++;
+    if (slot >= this.table.length) this.table.grow(this.table.length);
+    this.table.set(slot, fn);
     const i32 = this.i32;
     const f64 = this.f64;
     const run = (c: Cpu): number => {
       i32[I_STOP] = 0;
+      i32[I_KEY] = linkKey(c);
       const user = c.s.cpl === 3;
-      const k = fn(user ? P_UR : P_SR, user ? P_UW : P_SW);
+      const k = fn(user ? P_UR : P_SR, user ? P_UW : P_SW, 0);
       c.s.rip = f64[D_RIP]!;
       if (i32[I_FKIND] !== -1) this.syncFlags();
       return k;
     };
-    return new Block(run, rip, off, tr.lo, tr.hiEnd, n);
+    const b = new Block(run, rip, off, lo, end, n);
+    b.slot = slot;
+    return b;
   }
 }

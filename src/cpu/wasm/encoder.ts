@@ -9,7 +9,7 @@ export const enum T { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c }
 /** Opcodes used by the translator (names as in the WebAssembly text format). */
 export const enum Op {
   unreachable = 0x00, block = 0x02, loop = 0x03, if = 0x04, else = 0x05, end = 0x0b, br = 0x0c, br_if = 0x0d,
-  return = 0x0f, call = 0x10, drop = 0x1a, select = 0x1b,
+  return = 0x0f, call = 0x10, return_call = 0x12, return_call_indirect = 0x13, drop = 0x1a, select = 0x1b,
   local_get = 0x20, local_set = 0x21, local_tee = 0x22,
   i32_load = 0x28, i64_load = 0x29, f64_load = 0x2b, i32_load8_u = 0x2d, i32_load16_u = 0x2f,
   i64_load8_u = 0x31, i64_load16_u = 0x33, i64_load32_u = 0x35,
@@ -188,6 +188,21 @@ export class FuncBody {
     return this;
   }
 
+  /** return_call_indirect through table 0 with type `type`. */
+  tailCallIndirect(type: number): this {
+    this.code.byte(Op.return_call_indirect);
+    this.code.u32(type);
+    this.code.u32(0);
+    return this;
+  }
+
+  /** return_call of function fn. */
+  tailCall(fn: number): this {
+    this.code.byte(Op.return_call);
+    this.code.u32(fn);
+    return this;
+  }
+
   call(fn: number): this {
     this.code.byte(Op.call);
     this.code.u32(fn);
@@ -235,10 +250,14 @@ export interface FuncImport {
 }
 
 /**
- * Assemble a module: the memory imported as ("e", "m"), then the function imports (indices
- * 0..imports-1), then `funcs` (indices after the imports); `exports` names function indices.
+ * Assemble a module: the memory imported as ("e", "m"), with `table` a funcref table as
+ * ("e", "t"), then the function imports (indices 0..imports-1), then `funcs` (indices after the
+ * imports); `exports` names function indices. Type 0 is `firstType` (for call_indirect).
+ * (A module that imports a table pays for every entry when instantiated and on every change of
+ * the table: only one module should import it.)
  */
-export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>): Uint8Array {
+export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
+  firstType: { params: readonly T[]; results: readonly T[] }, table = false): Uint8Array {
   const out = new Bytes();
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
@@ -252,6 +271,7 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     }
     return i;
   };
+  sigOf(firstType.params, firstType.results);
   const importSigs = imports.map((f) => sigOf(f.params, f.results));
   const funcSigs = funcs.map((f) => sigOf(f.params, f.results));
   const section = (id: number, body: Bytes): void => {
@@ -270,12 +290,20 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   }
   section(1, types);
   const imp = new Bytes();
-  imp.u32(imports.length + 1);
+  imp.u32(imports.length + (table ? 2 : 1));
   imp.name('e');
   imp.name('m');
   imp.byte(0x02); // memory, limits: min 0, no max (the host's Memory decides)
   imp.byte(0x00);
   imp.u32(0);
+  if (table) {
+    imp.name('e');
+    imp.name('t');
+    imp.byte(0x01); // table of funcref, min 0
+    imp.byte(0x70);
+    imp.byte(0x00);
+    imp.u32(0);
+  }
   imports.forEach((f, i) => {
     imp.name(f.module);
     imp.name(f.name);

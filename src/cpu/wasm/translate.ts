@@ -18,11 +18,16 @@ import type { D } from '../core/jit-decode.js';
 import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-trace.js';
 import { F_ADD, F_DEC, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
-import { A_CODE_LINES, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
+import { A_CODE_LINES, A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
 
 const TWO47 = 140737488355328;
 /** Instructions a self-looping block runs per call at most (as the JavaScript translator). */
 const LOOP_CAP = 2048;
+/** A block jumps straight into its linked successor while the chain has run fewer instructions. */
+const CHAIN_LIMIT = 1024;
+
+/** Signature of a block function: (needR, needW, instructions so far) -> instructions in all. */
+export const BLOCK_TYPE = { params: [T.I32, T.I32, T.I32], results: [T.I32] } as const;
 
 /** Host functions a block imports (module "h"), in index order. */
 export const IMPORTS: readonly FuncImport[] = [
@@ -36,12 +41,14 @@ export const IMPORTS: readonly FuncImport[] = [
   { module: 'h', name: 'flags', params: [], results: [T.I32] },
   // fault(vector, rip): raise an exception with error code 0 (does not return)
   { module: 'h', name: 'fault', params: [T.I32, T.F64], results: [] },
+  // chain(needR, needW, n, slot): run the block in table slot `slot` (a wasm function of the host's)
+  { module: 'h', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
 ];
-const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4;
+const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5;
 /** Functions of each module after the imports. */
-const F_TRR = 5, F_TRW = 6, F_BLOCK = 7;
+const F_TRR = 6, F_TRW = 7, F_BLOCK = 8;
 /** Parameters of the block function. */
-const P_NEEDR = 0, P_NEEDW = 1;
+const P_NEEDR = 0, P_NEEDW = 1, P_NIN = 2;
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */
 interface Producer {
@@ -60,7 +67,7 @@ const MASK_LO = [0, 0xff, 0xffff, 0, 0xffffffff];
 type Chunk = Bytes | 'reload' | 'writeback';
 
 class WGen {
-  readonly f = new FuncBody([T.I32, T.I32], [T.I32]);
+  readonly f = new FuncBody(BLOCK_TYPE.params, BLOCK_TYPE.results);
   readonly chunks: Chunk[] = [];
   /** Local of each guest register (-1: not used). */
   readonly regs: number[] = new Array<number>(16).fill(-1);
@@ -76,7 +83,7 @@ class WGen {
   liveAtStart = true;
   start = 0;
 
-  constructor(readonly base: number) {
+  constructor(readonly base: number, readonly linkBase: number, readonly allocExit: () => number) {
     this.n = this.f.local(T.I32);
     this.stop = this.f.local(T.I32);
   }
@@ -153,12 +160,32 @@ class WGen {
       this.end();
       this.sync();
       f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
-      f.get(this.n).op(Op.return);
+      this.retK(0);
       return;
     }
     this.sync();
-    this.f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
-    this.retK(k);
+    const f = this.f;
+    f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+    const e = this.allocExit();
+    if (e === 0) {
+      this.retK(k);
+      return;
+    }
+    // chain: jump straight into the successor the host linked to this exit, if still current
+    const tot = this.tmp32();
+    const slot = this.tmp32();
+    const link = this.linkBase + 8 * e;
+    f.get(P_NIN).i32(k).op(Op.i32_add);
+    if (this.loop) f.get(this.n).op(Op.i32_add);
+    f.tee(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
+    f.i32(0).mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
+    f.i32(0).mem(Op.i32_load, link + 4).i32(0).mem(Op.i32_load, this.base + A_KEY).op(Op.i32_eq).op(Op.i32_and);
+    f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    this.begin(Op.if);
+    f.get(P_NEEDR).get(P_NEEDW).get(tot).get(slot).tailCall(F_CHAIN);
+    this.end();
+    f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
+    f.get(tot).op(Op.return);
   }
 
   /** Leave the block for the RIP in i64 local t. */
@@ -168,11 +195,12 @@ class WGen {
     this.retK(k);
   }
 
-  /** return N + k (A_RIP already set). */
+  /** return instructions so far + N + k, with no exit to link (A_RIP already set). */
   retK(k: number): void {
     const f = this.f;
-    if (this.loop) f.get(this.n).i32(k).op(Op.i32_add);
-    else f.i32(k);
+    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    f.get(P_NIN).i32(k).op(Op.i32_add);
+    if (this.loop) f.get(this.n).op(Op.i32_add);
     f.op(Op.return);
   }
 }
@@ -935,10 +963,13 @@ function tlbHelper(base: number, write: boolean): FuncBody {
 
 // ---- blocks -----------------------------------------------------------------------------
 
-/** The wasm module for a trace starting at rip; `base` is the arena's state offset. */
-export function translateTrace(tr: Trace, rip: number, base: number): { bytes: Uint8Array; n: number } {
+/**
+ * The wasm module for a trace starting at rip; `base` is the arena's state offset, `linkBase`
+ * the address of the exit links, `allocExit` numbers a new chainable exit (0: none left).
+ */
+export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, allocExit: () => number): { bytes: Uint8Array; n: number } {
   const { insns, live, terminal } = tr;
-  const g = new WGen(base);
+  const g = new WGen(base, linkBase, allocExit);
   g.loop = tr.loop;
   g.liveAtStart = tr.liveAtStart;
   g.start = rip;
@@ -1013,6 +1044,6 @@ export function translateTrace(tr: Trace, rip: number, base: number): { bytes: U
     } else code.append(ch);
   }
   g.f.code = code;
-  const bytes = assembleModule(IMPORTS, [tlbHelper(base, false), tlbHelper(base, true), g.f], { b: F_BLOCK });
+  const bytes = assembleModule(IMPORTS, [tlbHelper(base, false), tlbHelper(base, true), g.f], { b: F_BLOCK }, BLOCK_TYPE);
   return { bytes, n: k };
 }

@@ -16,7 +16,14 @@ declare namespace WebAssembly {
   class Module {
     constructor(bytes: Uint8Array);
   }
-  type ImportValue = Memory | ((...args: number[]) => number | void);
+  class Table {
+    constructor(descriptor: { initial: number; maximum?: number; element: 'anyfunc' });
+    readonly length: number;
+    get(index: number): unknown;
+    set(index: number, value: unknown): void;
+    grow(delta: number): number;
+  }
+  type ImportValue = Table | Memory | ((...args: number[]) => number | void);
   type Imports = Record<string, Record<string, ImportValue>>;
   class Instance {
     constructor(module: Module, imports?: Imports);
