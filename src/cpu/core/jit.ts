@@ -885,7 +885,7 @@ export function collectFallbackCounts(): void {
   fallbackCounts ??= new Map();
 }
 
-function fallbackKey(d: D): number {
+export function fallbackKey(d: D): number {
   return d.op * 8 + (d.hasModrm ? d.reg & 7 : 0);
 }
 
@@ -896,7 +896,7 @@ export function fallbackName(key: number): string {
   return `${op >= 0x100 ? `0f ${hex(op & 0xff)}` : hex(op)} /${key & 7}`;
 }
 
-function fb(key: number): void {
+export function fb(key: number): void {
   fallbackCounts!.set(key, (fallbackCounts!.get(key) ?? 0) + 1);
 }
 

@@ -6,7 +6,7 @@
  * lazy-flag record the block may have left in the arena into the Cpu's flag fields.
  */
 import type { Cpu } from '../core/cpu.js';
-import { Block } from '../core/jit.js';
+import { Block, fallbackCounts, fb } from '../core/jit.js';
 import { buildTrace } from '../core/jit-trace.js';
 import { step } from '../core/exec.js';
 import { P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
@@ -90,7 +90,8 @@ export class WasmBackend {
           }
           return stopNow() ? 1 : 0;
         },
-        step: (rip: number, next: number): number => {
+        step: (rip: number, next: number, key: number): number => {
+          if (fallbackCounts !== undefined && key !== 0) fb(key);
           this.syncFlags();
           c.startRip = rip;
           c.s.rip = rip;

@@ -16,6 +16,7 @@
  */
 import type { D } from '../core/jit-decode.js';
 import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-trace.js';
+import { fallbackKey } from '../core/jit.js';
 import { F_ADD, F_DEC, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
 import { A_CODE_LINES, A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
@@ -35,8 +36,9 @@ export const IMPORTS: readonly FuncImport[] = [
   { module: 'h', name: 'rd', params: [T.F64, T.I32, T.F64], results: [T.I32] },
   // wr(lin, size | 0x100 if stack, lo, hi, rip) -> 1 when the block must stop after this instruction
   { module: 'h', name: 'wr', params: [T.F64, T.I32, T.I32, T.I32, T.F64], results: [T.I32] },
-  // step(rip, next) -> 1 when the block must end (A_RIP holds where to go on)
-  { module: 'h', name: 'step', params: [T.F64, T.F64], results: [T.I32] },
+  // step(rip, next, key) -> 1 when the block must end (A_RIP holds where to go on); key names
+  // the instruction for TYPEVISOR_BT_STATS
+  { module: 'h', name: 'step', params: [T.F64, T.F64, T.I32], results: [T.I32] },
   // flags() -> the arithmetic flags (RFLAGS bits)
   { module: 'h', name: 'flags', params: [], results: [T.I32] },
   // fault(vector, rip): raise an exception with error code 0 (does not return)
@@ -996,7 +998,7 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
       g.sync();
       g.pending = undefined;
       g.lastF = undefined;
-      f.f64(d.rip).f64(next).call(F_STEP);
+      f.f64(d.rip).f64(next).i32(fallbackKey(d)).call(F_STEP);
       k++;
       if (d === terminal || !continueSafe(d)) {
         f.op(Op.drop);
@@ -1015,7 +1017,7 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
   }
   if (!exited) {
     if (insns.length === 0) {
-      f.f64(rip).f64(rip).call(F_STEP).op(Op.drop);
+      f.f64(rip).f64(rip).i32(0).call(F_STEP).op(Op.drop);
       k = 1;
       g.retK(1);
     } else g.exitTo(tr.end, k);
