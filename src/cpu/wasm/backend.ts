@@ -36,6 +36,7 @@ export class WasmBackend {
   private readonly table: WebAssembly.Table;
   /** A block function that only returns to the host: what retired slots hold. */
   private readonly stub: unknown;
+  private readonly enter: (needR: number, needW: number, slot: number) => number;
   private nextSlot = 1;
   private nextExit = 1;
 
@@ -111,10 +112,10 @@ export class WasmBackend {
         },
       },
     };
-    // The runtime module: the only one that imports host (JavaScript) functions and the table,
-    // so V8 compiles the JS call wrappers once, not per block. Blocks import its forwarders;
-    // chain(needR, needW, n, slot) tail-calls table[slot]; the stub only returns to the host
-    // (what retired slots hold).
+    // The runtime module: the only one that imports host (JavaScript) functions and the big
+    // table, so V8 compiles the JS call wrappers once, not per block. Its forwarders and
+    // chain(needR, needW, n, slot) — a tail call of table[slot] — fill the small runtime table
+    // that blocks call through; the stub only returns to the host (what retired slots hold).
     const host = IMPORTS.filter((f) => f.name !== 'chain');
     const forwarders = host.map((f, i) => {
       const fb = new FuncBody(f.params, f.results);
@@ -126,15 +127,20 @@ export class WasmBackend {
     chain.get(0).get(1).get(2).get(3).tailCallIndirect(0);
     const stub = new FuncBody(BLOCK_TYPE.params, BLOCK_TYPE.results);
     stub.i32(0).i32(0).mem(Op.i32_store, arena.base + A_EXIT).get(2);
-    const names: Record<string, number> = { chain: host.length + forwarders.length, stub: host.length + forwarders.length + 1 };
+    // enter(needR, needW, slot): how the host starts a block (one JS call wrapper for all)
+    const enter = new FuncBody([T.I32, T.I32, T.I32], [T.I32]);
+    enter.get(0).get(1).i32(0).get(2).tailCallIndirect(0);
+    const nf = host.length + forwarders.length;
+    const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2 };
     host.forEach((f, i) => (names[f.name] = host.length + i));
-    const bytes = assembleModule(host, [...forwarders, chain, stub], names, BLOCK_TYPE, true);
+    const bytes = assembleModule(host, [...forwarders, chain, stub, enter], names, [BLOCK_TYPE], 't');
     const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: this.imports.h! }).exports;
     this.stub = exp.stub;
+    this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;
     this.table.set(0, this.stub);
-    const h: Record<string, WebAssembly.ImportValue> = {};
-    for (const f of IMPORTS) h[f.name] = exp[f.name] as WebAssembly.ImportValue;
-    this.imports = { e: { m: arena.memory }, h };
+    const rtTable = new WebAssembly.Table({ initial: IMPORTS.length, element: 'anyfunc' });
+    IMPORTS.forEach((f, i) => rtTable.set(i, exp[f.name]));
+    this.imports = { e: { m: arena.memory, r: rtTable } };
   }
 
   /** Link the exit the last block left through to the block in `slot` (under the current key). */
@@ -197,17 +203,17 @@ export class WasmBackend {
 
   private instantiate(m: WebAssembly.Module, rip: number, off: number, lo: number, end: number, n: number): Block {
     const inst = new WebAssembly.Instance(m, this.imports);
-    const fn = inst.exports.b as (needR: number, needW: number, n: number) => number;
     const slot = this.nextSlot++;
     if (slot >= this.table.length) this.table.grow(this.table.length);
-    this.table.set(slot, fn);
+    this.table.set(slot, (inst.exports.g as WebAssembly.Global).value);
+    const enter = this.enter;
     const i32 = this.i32;
     const f64 = this.f64;
     const run = (c: Cpu): number => {
       i32[I_STOP] = 0;
       i32[I_KEY] = linkKey(c);
       const user = c.s.cpl === 3;
-      const k = fn(user ? P_UR : P_SR, user ? P_UW : P_SW, 0);
+      const k = enter(user ? P_UR : P_SR, user ? P_UW : P_SW, slot);
       c.s.rip = f64[D_RIP]!;
       if (i32[I_FKIND] !== -1) this.syncFlags();
       return k;

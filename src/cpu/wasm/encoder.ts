@@ -9,7 +9,7 @@ export const enum T { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c }
 /** Opcodes used by the translator (names as in the WebAssembly text format). */
 export const enum Op {
   unreachable = 0x00, block = 0x02, loop = 0x03, if = 0x04, else = 0x05, end = 0x0b, br = 0x0c, br_if = 0x0d,
-  return = 0x0f, call = 0x10, return_call = 0x12, return_call_indirect = 0x13, drop = 0x1a, select = 0x1b,
+  return = 0x0f, call = 0x10, call_indirect = 0x11, return_call_indirect = 0x13, drop = 0x1a, select = 0x1b,
   local_get = 0x20, local_set = 0x21, local_tee = 0x22,
   i32_load = 0x28, i64_load = 0x29, f64_load = 0x2b, i32_load8_u = 0x2d, i32_load16_u = 0x2f,
   i64_load8_u = 0x31, i64_load16_u = 0x33, i64_load32_u = 0x35,
@@ -32,15 +32,19 @@ export const enum Op {
 
 /** Growable byte buffer with LEB128 writers. */
 export class Bytes {
-  buf = new Uint8Array(4096);
+  buf = new Uint8Array(256);
   len = 0;
 
+  /** Make room for n more bytes. */
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const grown = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+    grown.set(this.buf.subarray(0, this.len));
+    this.buf = grown;
+  }
+
   byte(b: number): void {
-    if (this.len === this.buf.length) {
-      const n = new Uint8Array(this.buf.length * 2);
-      n.set(this.buf);
-      this.buf = n;
-    }
+    if (this.len === this.buf.length) this.room(1);
     this.buf[this.len++] = b;
   }
 
@@ -87,7 +91,9 @@ export class Bytes {
 
   /** Append another buffer's bytes. */
   append(o: Bytes): void {
-    for (let i = 0; i < o.len; i++) this.byte(o.buf[i]!);
+    this.room(o.len);
+    this.buf.set(o.buf.subarray(0, o.len), this.len);
+    this.len += o.len;
   }
 
   bytes(b: ArrayLike<number>): void {
@@ -97,7 +103,7 @@ export class Bytes {
   /** A length-prefixed copy of `inner`. */
   vec(inner: Bytes): void {
     this.u32(inner.len);
-    for (let i = 0; i < inner.len; i++) this.byte(inner.buf[i]!);
+    this.append(inner);
   }
 
   name(s: string): void {
@@ -196,10 +202,11 @@ export class FuncBody {
     return this;
   }
 
-  /** return_call of function fn. */
-  tailCall(fn: number): this {
-    this.code.byte(Op.return_call);
-    this.code.u32(fn);
+  /** call_indirect through table 0 with type `type` (the index is on the stack). */
+  callIndirect(type: number): this {
+    this.code.byte(Op.call_indirect);
+    this.code.u32(type);
+    this.code.u32(0);
     return this;
   }
 
@@ -236,7 +243,7 @@ export class FuncBody {
       b.u32(n);
       b.byte(t);
     }
-    for (let i = 0; i < this.code.len; i++) b.byte(this.code.buf[i]!);
+    b.append(this.code);
     b.byte(Op.end);
     out.vec(b);
   }
@@ -249,15 +256,22 @@ export interface FuncImport {
   results: readonly T[];
 }
 
+export interface Sig {
+  params: readonly T[];
+  results: readonly T[];
+}
+
 /**
- * Assemble a module: the memory imported as ("e", "m"), with `table` a funcref table as
- * ("e", "t"), then the function imports (indices 0..imports-1), then `funcs` (indices after the
- * imports); `exports` names function indices. Type 0 is `firstType` (for call_indirect).
- * (A module that imports a table pays for every entry when instantiated and on every change of
- * the table: only one module should import it.)
+ * Assemble a module: the memory imported as ("e", "m"), then with `table` a funcref table as
+ * ("e", table), then the function imports (indices 0..imports-1), then `funcs` (indices after
+ * the imports); `exports` names function indices. Types 0.. are `leadingTypes` in order (they
+ * must differ from each other), for call_indirect.
+ * Costs in V8 worth knowing: a module that imports a table pays for every entry when
+ * instantiated and on every later change of the table; a module that imports functions gets
+ * a call wrapper compiled (by TurboFan) per imported signature.
  */
 export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
-  firstType: { params: readonly T[]; results: readonly T[] }, table = false): Uint8Array {
+  leadingTypes: readonly Sig[], table?: string, refGlobal?: number): Uint8Array {
   const out = new Bytes();
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
@@ -271,7 +285,8 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     }
     return i;
   };
-  sigOf(firstType.params, firstType.results);
+  for (const t of leadingTypes) sigOf(t.params, t.results);
+  if (sigs.length !== leadingTypes.length) throw new Error('assembleModule: leading types must differ');
   const importSigs = imports.map((f) => sigOf(f.params, f.results));
   const funcSigs = funcs.map((f) => sigOf(f.params, f.results));
   const section = (id: number, body: Bytes): void => {
@@ -290,15 +305,15 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   }
   section(1, types);
   const imp = new Bytes();
-  imp.u32(imports.length + (table ? 2 : 1));
+  imp.u32(imports.length + (table !== undefined ? 2 : 1));
   imp.name('e');
   imp.name('m');
   imp.byte(0x02); // memory, limits: min 0, no max (the host's Memory decides)
   imp.byte(0x00);
   imp.u32(0);
-  if (table) {
+  if (table !== undefined) {
     imp.name('e');
-    imp.name('t');
+    imp.name(table);
     imp.byte(0x01); // table of funcref, min 0
     imp.byte(0x70);
     imp.byte(0x00);
@@ -315,15 +330,41 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   fn.u32(funcs.length);
   for (const s of funcSigs) fn.u32(s);
   section(3, fn);
+  if (refGlobal !== undefined) {
+    // global 0: an immutable funcref to function refGlobal, exported as "g" below
+    const gl = new Bytes();
+    gl.u32(1);
+    gl.byte(0x70);
+    gl.byte(0x00);
+    gl.byte(0xd2); // ref.func
+    gl.u32(refGlobal);
+    gl.byte(Op.end);
+    section(6, gl);
+  }
   const ex = new Bytes();
   const names = Object.keys(exports);
-  ex.u32(names.length);
+  ex.u32(names.length + (refGlobal !== undefined ? 1 : 0));
   for (const n of names) {
     ex.name(n);
     ex.byte(0x00);
     ex.u32(exports[n]!);
   }
+  if (refGlobal !== undefined) {
+    ex.name('g');
+    ex.byte(0x03);
+    ex.u32(0);
+  }
   section(7, ex);
+  if (refGlobal !== undefined) {
+    // a declarative element segment makes ref.func of it valid
+    const el = new Bytes();
+    el.u32(1);
+    el.u32(3);
+    el.byte(0x00);
+    el.u32(1);
+    el.u32(refGlobal);
+    section(9, el);
+  }
   const code = new Bytes();
   code.u32(funcs.length);
   for (const f of funcs) f.encode(code);

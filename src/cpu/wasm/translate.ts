@@ -30,6 +30,11 @@ const CHAIN_LIMIT = 1024;
 /** Signature of a block function: (needR, needW, instructions so far) -> instructions in all. */
 export const BLOCK_TYPE = { params: [T.I32, T.I32, T.I32], results: [T.I32] } as const;
 
+/** Call runtime function i (arguments on the stack). */
+function rt(f: FuncBody, i: number): void {
+  f.i32(i).callIndirect(1 + i);
+}
+
 /** Host functions a block imports (module "h"), in index order. */
 export const IMPORTS: readonly FuncImport[] = [
   // rd(lin, size | 0x100 if stack, rip) -> value (size 8: 0, value in A_SCRATCH)
@@ -46,9 +51,16 @@ export const IMPORTS: readonly FuncImport[] = [
   // chain(needR, needW, n, slot): run the block in table slot `slot` (a wasm function of the host's)
   { module: 'h', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
 ];
+/**
+ * Blocks reach these through the runtime table ("e", "r"; entry i is IMPORTS[i], a wasm function
+ * of the host's runtime module) with call_indirect: a block module imports no functions, so V8
+ * compiles no call wrappers for it (that cost ~300 µs per module).
+ */
 const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5;
-/** Functions of each module after the imports. */
-const F_TRR = 6, F_TRW = 7, F_BLOCK = 8;
+/** Types of a block module: the block's own, then one per runtime function. */
+const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
+/** Functions of each block module. */
+const F_TRR = 0, F_TRW = 1, F_BLOCK = 2;
 /** Parameters of the block function. */
 const P_NEEDR = 0, P_NEEDW = 1, P_NIN = 2;
 
@@ -184,7 +196,7 @@ class WGen {
     f.i32(0).mem(Op.i32_load, link + 4).i32(0).mem(Op.i32_load, this.base + A_KEY).op(Op.i32_eq).op(Op.i32_and);
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     this.begin(Op.if);
-    f.get(P_NEEDR).get(P_NEEDW).get(tot).get(slot).tailCall(F_CHAIN);
+    f.get(P_NEEDR).get(P_NEEDW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
     f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
     f.get(tot).op(Op.return);
@@ -320,7 +332,8 @@ function load(g: WGen, sz: number, L: number, rip: number, stack: boolean): numb
   f.get(L).get(P_NEEDR).i32(sz - 1).call(F_TRR).tee(a).i32(-1).op(Op.i32_eq);
   g.begin(Op.if, T.I64);
   g.sync();
-  f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip).call(F_RD);
+  f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
+  rt(f, F_RD);
   if (sz === 8) f.op(Op.drop).i32(0).mem(Op.i64_load, g.base + A_SCRATCH);
   else f.op(Op.i64_extend_i32_u);
   g.else();
@@ -339,7 +352,9 @@ function store(g: WGen, sz: number, L: number, v: number, rip: number, stack: bo
   g.sync();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0));
   f.get(v).op(Op.i32_wrap_i64).get(v).i64(32, 0).op(Op.i64_shr_u).op(Op.i32_wrap_i64);
-  f.f64(rip).call(F_WR).set(g.stop);
+  f.f64(rip);
+  rt(f, F_WR);
+  f.set(g.stop);
   g.else();
   f.get(a).get(v).mem(STORES[sz]!, 0);
   g.end();
@@ -362,7 +377,9 @@ function checkCanonical(g: WGen, t: number, vector: number, rip: number): void {
   f.get(t).i64(0, 0x8000).op(Op.i64_add).i64(48, 0).op(Op.i64_shr_u).op(Op.i64_eqz).op(Op.i32_eqz);
   g.begin(Op.if);
   g.sync();
-  f.i32(vector).f64(rip).call(F_FAULT).op(Op.unreachable);
+  f.i32(vector).f64(rip);
+  rt(f, F_FAULT);
+  f.op(Op.unreachable);
   g.end();
 }
 
@@ -380,7 +397,7 @@ function push(g: WGen, v: number, rip: number): void {
 /** Push the current arithmetic flags (RFLAGS bits, i32). */
 function flagsNow(g: WGen): void {
   if (g.pending !== undefined) g.storeFlags(g.pending);
-  g.c.call(F_FLAGS);
+  rt(g.c, F_FLAGS);
 }
 
 /** Push CF (i64 0/1). */
@@ -998,7 +1015,8 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
       g.sync();
       g.pending = undefined;
       g.lastF = undefined;
-      f.f64(d.rip).f64(next).i32(fallbackKey(d)).call(F_STEP);
+      f.f64(d.rip).f64(next).i32(fallbackKey(d));
+      rt(f, F_STEP);
       k++;
       if (d === terminal || !continueSafe(d)) {
         f.op(Op.drop);
@@ -1017,7 +1035,9 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
   }
   if (!exited) {
     if (insns.length === 0) {
-      f.f64(rip).f64(rip).i32(0).call(F_STEP).op(Op.drop);
+      f.f64(rip).f64(rip).i32(0);
+      rt(f, F_STEP);
+      f.op(Op.drop);
       k = 1;
       g.retK(1);
     } else g.exitTo(tr.end, k);
@@ -1046,6 +1066,6 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
     } else code.append(ch);
   }
   g.f.code = code;
-  const bytes = assembleModule(IMPORTS, [tlbHelper(base, false), tlbHelper(base, true), g.f], { b: F_BLOCK }, BLOCK_TYPE);
+  const bytes = assembleModule([], [tlbHelper(base, false), tlbHelper(base, true), g.f], {}, BLOCK_TYPES, 'r', F_BLOCK);
   return { bytes, n: k };
 }

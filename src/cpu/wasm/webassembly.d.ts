@@ -23,6 +23,9 @@ declare namespace WebAssembly {
     set(index: number, value: unknown): void;
     grow(delta: number): number;
   }
+  class Global {
+    readonly value: unknown;
+  }
   type ImportValue = Table | Memory | ((...args: number[]) => number | void);
   type Imports = Record<string, Record<string, ImportValue>>;
   class Instance {
