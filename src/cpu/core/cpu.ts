@@ -56,6 +56,9 @@ const IRQ_POLL = 64;
 
 
 const FAST_SIZE = 32768;
+/** Blocks per wasm module at most (a hot one and warm ones), and warm starts remembered at most. */
+const BATCH = 16;
+const WARM_MAX = 256;
 /** Translated blocks kept at most (all are dropped when exceeded). */
 const MAX_BLOCKS = 200_000;
 
@@ -175,6 +178,10 @@ export class Cpu implements SystemHost {
   private readonly fastCpl = new Int8Array(FAST_SIZE);
   private readonly fastCount = new Int32Array(FAST_SIZE);
   private readonly fastBlk: (Block | undefined)[] = new Array<Block | undefined>(FAST_SIZE).fill(undefined);
+  /** Warm block starts (wasm): compiled with the next hot block. Parallel arrays. */
+  private readonly warmRips: number[] = [];
+  private readonly warmOffs: number[] = [];
+  private readonly warmKeys: number[] = [];
   /** Blocks compiled / executed so far (statistics). */
   blocksCompiled = F64_ZERO;
   blocksRun = F64_ZERO;
@@ -1020,16 +1027,55 @@ export class Cpu implements SystemHost {
     let b = this.blocks.get(rip);
     if (b === undefined || !b.valid || b.phys !== off) {
       // not translated yet (or stale): only hot code is worth translating
-      if (this.fastCount[h]! < this.jitThreshold) return undefined;
+      if (this.fastCount[h]! < this.jitThreshold) {
+        // warm code waits to be compiled along with the next hot block (wasm modules are costly)
+        if (this.wasm !== undefined && count === (this.jitThreshold >> 2) + 1 && this.warmRips.length < WARM_MAX) {
+          this.warmRips.push(rip);
+          this.warmOffs.push(off);
+          this.warmKeys.push(this.tlbEpoch * 4 + cpl);
+        }
+        return undefined;
+      }
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
       if (this.wasm !== undefined) {
         if (!this.wasm.hasRoom()) this.dropAllBlocks();
-        b = this.wasm.compile(this.ram, rip, off, this.isBlockStart);
-      } else b = compileBlock(this.ram, rip, off, this.isBlockStart);
-      this.installBlock(b);
+        b = this.compileWarm(rip, off, cpl);
+      } else {
+        b = compileBlock(this.ram, rip, off, this.isBlockStart);
+        this.installBlock(b);
+      }
     }
     this.fastBlk[h] = b;
     return b;
+  }
+
+  /**
+   * Compile the hot block at rip with up to BATCH - 1 warm ones of the same translation key
+   * (TLB epoch and CPL) into one wasm module; returns the hot one. The warm list empties.
+   */
+  private compileWarm(rip: number, off: number, cpl: number): Block {
+    const key = this.tlbEpoch * 4 + cpl;
+    const rips = [rip];
+    const offs = [off];
+    for (let i = 0; i < this.warmRips.length && rips.length < BATCH; i++) {
+      const r = this.warmRips[i]!;
+      const o = this.warmOffs[i]!;
+      if (this.warmKeys[i] !== key || r === rip || rips.includes(r)) continue;
+      const cur = this.blocks.get(r);
+      if (cur !== undefined && cur.valid && cur.phys === o) continue;
+      rips.push(r);
+      offs.push(o);
+    }
+    this.warmRips.length = 0;
+    this.warmOffs.length = 0;
+    this.warmKeys.length = 0;
+    const made = this.wasm!.compile(this.ram, rips, offs, this.isBlockStart);
+    for (const b of made) {
+      this.installBlock(b);
+      const h = ((b.rip >>> 0) ^ (b.rip >>> 12)) & (FAST_SIZE - 1);
+      if (this.fastRip[h] === b.rip && this.fastCpl[h] === cpl) this.fastBlk[h] = b;
+    }
+    return made[0]!;
   }
 
   private installBlock(b: Block): void {

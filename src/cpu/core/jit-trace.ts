@@ -51,9 +51,11 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
   let terminal: D | undefined;
   /** Return addresses (rip, offset) pushed by CALLs this trace followed. */
   const calls: number[] = [];
+  /** Set once the trace followed a branch: only then can it come back to an instruction it holds. */
+  let jumped = false;
   trace: while (insns.length < MAX_BLOCK && p < pageEnd) {
     // a trace never re-enters an instruction it already holds (no loops inside one block)
-    for (const x of insns) if (x.rip === r) break trace;
+    if (jumped) for (const x of insns) if (x.rip === r) break trace;
     if (insns.length > 0) {
       const prev = insns[insns.length - 1]!;
       const straight = prev.rip + prev.len === r;
@@ -84,6 +86,7 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
         d.retTo = rr;
         p = ro;
         r = rr;
+        jumped = true;
         continue;
       }
       const jcc = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f);
@@ -98,6 +101,7 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
         if (op === 0xe8) calls.push(r, p);
         p = tp;
         r = t;
+        jumped = true;
       }
       d.follow = true;
       continue;

@@ -12,7 +12,7 @@ import { step } from '../core/exec.js';
 import { P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
 import { A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, linksOffset, type Arena } from './arena.js';
-import { BLOCK_TYPE, IMPORTS, translateTrace } from './translate.js';
+import { BLOCK_TYPE, blockModule, IMPORTS, translateTrace } from './translate.js';
 import { assembleModule, FuncBody, Op, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
@@ -188,24 +188,29 @@ export class WasmBackend {
     i32[I_FKIND] = -1;
   }
 
-  /** Translate the block at linear `rip` (its bytes at `off` in the first RAM region), synchronously. */
-  compile(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): Block {
-    const t = this.translate(ram, rip, off, isBlockStart);
-    return this.instantiate(new WebAssembly.Module(t.bytes), rip, off, t.lo, t.end, t.n);
-  }
-
-  private translate(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): { bytes: Uint8Array; n: number; lo: number; end: number } {
-    const tr = buildTrace(ram, rip, off, isBlockStart);
+  /**
+   * Translate the blocks starting at linear `rips[i]` (bytes at RAM offsets `offs[i]`) into one
+   * module: V8's cost per module is far above its cost per function, so a hot block brings
+   * along the warm ones waiting to become hot.
+   */
+  compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart?: (rip: number, off: number) => boolean): Block[] {
     const base = this.arena.base;
-    const { bytes, n } = translateTrace(tr, rip, base, base + linksOffset(this.arena.ramSize), () => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0));
-    return { bytes, n, lo: tr.lo, end: tr.hiEnd };
+    const linkBase = base + linksOffset(this.arena.ramSize);
+    const allocExit = (): number => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0);
+    const parts = rips.map((rip, i) => {
+      const tr = buildTrace(ram, rip, offs[i]!, isBlockStart);
+      const { body, n } = translateTrace(tr, rip, base, linkBase, allocExit);
+      return { body, n, lo: tr.lo, end: tr.hiEnd };
+    });
+    const m = new WebAssembly.Module(blockModule(parts.map((p) => p.body), base));
+    const inst = new WebAssembly.Instance(m, this.imports);
+    return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, rips[i]!, offs[i]!, p.lo, p.end, p.n));
   }
 
-  private instantiate(m: WebAssembly.Module, rip: number, off: number, lo: number, end: number, n: number): Block {
-    const inst = new WebAssembly.Instance(m, this.imports);
+  private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number): Block {
     const slot = this.nextSlot++;
     if (slot >= this.table.length) this.table.grow(this.table.length);
-    this.table.set(slot, (inst.exports.g as WebAssembly.Global).value);
+    this.table.set(slot, fn);
     const enter = this.enter;
     const i32 = this.i32;
     const f64 = this.f64;

@@ -271,7 +271,7 @@ export interface Sig {
  * a call wrapper compiled (by TurboFan) per imported signature.
  */
 export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
-  leadingTypes: readonly Sig[], table?: string, refGlobal?: number): Uint8Array {
+  leadingTypes: readonly Sig[], table?: string, refGlobals?: readonly number[]): Uint8Array {
   const out = new Bytes();
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
@@ -330,39 +330,42 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   fn.u32(funcs.length);
   for (const s of funcSigs) fn.u32(s);
   section(3, fn);
-  if (refGlobal !== undefined) {
-    // global 0: an immutable funcref to function refGlobal, exported as "g" below
+  const refs = refGlobals ?? [];
+  if (refs.length > 0) {
+    // global i: an immutable funcref to function refs[i], exported as "g<i>" below
     const gl = new Bytes();
-    gl.u32(1);
-    gl.byte(0x70);
-    gl.byte(0x00);
-    gl.byte(0xd2); // ref.func
-    gl.u32(refGlobal);
-    gl.byte(Op.end);
+    gl.u32(refs.length);
+    for (const fi of refs) {
+      gl.byte(0x70);
+      gl.byte(0x00);
+      gl.byte(0xd2); // ref.func
+      gl.u32(fi);
+      gl.byte(Op.end);
+    }
     section(6, gl);
   }
   const ex = new Bytes();
   const names = Object.keys(exports);
-  ex.u32(names.length + (refGlobal !== undefined ? 1 : 0));
+  ex.u32(names.length + refs.length);
   for (const n of names) {
     ex.name(n);
     ex.byte(0x00);
     ex.u32(exports[n]!);
   }
-  if (refGlobal !== undefined) {
-    ex.name('g');
+  refs.forEach((_fi, i) => {
+    ex.name(`g${i}`);
     ex.byte(0x03);
-    ex.u32(0);
-  }
+    ex.u32(i);
+  });
   section(7, ex);
-  if (refGlobal !== undefined) {
-    // a declarative element segment makes ref.func of it valid
+  if (refs.length > 0) {
+    // a declarative element segment makes ref.func of them valid
     const el = new Bytes();
     el.u32(1);
     el.u32(3);
     el.byte(0x00);
-    el.u32(1);
-    el.u32(refGlobal);
+    el.u32(refs.length);
+    for (const fi of refs) el.u32(fi);
     section(9, el);
   }
   const code = new Bytes();

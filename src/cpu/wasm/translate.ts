@@ -59,8 +59,8 @@ export const IMPORTS: readonly FuncImport[] = [
 const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5;
 /** Types of a block module: the block's own, then one per runtime function. */
 const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
-/** Functions of each block module. */
-const F_TRR = 0, F_TRW = 1, F_BLOCK = 2;
+/** Functions of each block module: the TLB helpers, then the blocks. */
+const F_TRR = 0, F_TRW = 1, F_BLOCK0 = 2;
 /** Parameters of the block function. */
 const P_NEEDR = 0, P_NEEDW = 1, P_NIN = 2;
 
@@ -668,11 +668,29 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
       g.pending = undefined;
       return 'cont';
     }
-    case 0x90:
-      if (d.rex & 1 || d.rep === 0xf3) return false;
+    case 0x90: // NOP, PAUSE (XCHG r8, rAX is interpreted)
+      if (d.rex & 1) return false;
       return 'cont';
-    case 0x11f:
+    case 0x11f: // NOP r/m
       return 'cont';
+    case 0x118: // PREFETCHh: a hint, never faults
+      return mem ? 'cont' : false;
+    case 0x98: { // CBW / CWDE / CDQE
+      const v = regVal(g, d, 0, sz >> 1);
+      f.get(v);
+      sext(g, sz >> 1);
+      f.set(v);
+      setReg(g, d, 0, sz, v);
+      return 'cont';
+    }
+    case 0x99: { // CWD / CDQ / CQO
+      const v = regVal(g, d, 0, sz);
+      f.get(v);
+      sext(g, sz);
+      f.i64(63, 0).op(Op.i64_shr_s).set(v);
+      setReg(g, d, 2, sz, v);
+      return 'cont';
+    }
     case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd3:
       return genShift(g, d, live, L);
     case 0xf6: case 0xf7:
@@ -986,7 +1004,7 @@ function tlbHelper(base: number, write: boolean): FuncBody {
  * The wasm module for a trace starting at rip; `base` is the arena's state offset, `linkBase`
  * the address of the exit links, `allocExit` numbers a new chainable exit (0: none left).
  */
-export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, allocExit: () => number): { bytes: Uint8Array; n: number } {
+export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, allocExit: () => number): { body: FuncBody; n: number } {
   const { insns, live, terminal } = tr;
   const g = new WGen(base, linkBase, allocExit);
   g.loop = tr.loop;
@@ -1066,6 +1084,10 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
     } else code.append(ch);
   }
   g.f.code = code;
-  const bytes = assembleModule([], [tlbHelper(base, false), tlbHelper(base, true), g.f], {}, BLOCK_TYPES, 'r', F_BLOCK);
-  return { bytes, n: k };
+  return { body: g.f, n: k };
+}
+
+/** One module for several translated blocks: their functions are the globals g0, g1, ... */
+export function blockModule(bodies: readonly FuncBody[], base: number): Uint8Array {
+  return assembleModule([], [tlbHelper(base, false), tlbHelper(base, true), ...bodies], {}, BLOCK_TYPES, 'r', bodies.map((_b, i) => F_BLOCK0 + i));
 }
