@@ -951,7 +951,7 @@ export class Cpu implements SystemHost {
                     b.s0 = nb; b.s0Rip = rip; b.s0Key = key;
                   }
                 }
-                if (nb!.slot !== 0) this.wasm!.link(nb!.slot);
+                if (nb!.slot !== 0) this.wasm!.link(nb!.slot, rip);
                 b = nb!;
               }
               if (this.exitRequested || s.halted) break;

@@ -39,6 +39,17 @@ export const A_TLB_PERM = A_TLB_ADDR + TLB_SIZE * 8; // TLB_SIZE x u8
 export const A_CODE_LINES = A_TLB_PERM + TLB_SIZE;
 /** Block-exit links: MAX_LINKS x (table slot i32, key i32), after the code lines. */
 export const MAX_LINKS = 1 << 20;
+/**
+ * Indirect-branch cache, after the links: IC_SIZE x (rip f64, key i32, table slot i32), indexed
+ * by icHash(rip): where a block that leaves through RET or an indirect JMP/CALL goes straight on.
+ */
+export const IC_SIZE = 1 << 12;
+
+/** Index of rip in the indirect-branch cache (the same in wasm: low 32 bits, xor, mask). */
+export function icHash(rip: number): number {
+  const lo = rip >>> 0;
+  return (lo ^ (lo >>> 12)) & (IC_SIZE - 1);
+}
 
 export class Arena {
   /** Offset of the state area (after guest RAM, page aligned). */
@@ -82,6 +93,15 @@ export class Arena {
     return new Int32Array(this.buffer, this.base + linksOffset(this.ramSize), MAX_LINKS * 2);
   }
 
+  /** The indirect-branch cache as f64 (rip at 2i) and i32 (key at 4i + 2, slot at 4i + 3) views. */
+  icF64(): Float64Array {
+    return new Float64Array(this.buffer, this.base + icOffset(this.ramSize), IC_SIZE * 2);
+  }
+
+  icI32(): Int32Array {
+    return new Int32Array(this.buffer, this.base + icOffset(this.ramSize), IC_SIZE * 4);
+  }
+
   codeLines(): Uint8Array {
     return new Uint8Array(this.buffer, this.base + A_CODE_LINES, Math.ceil(this.ramSize / 64) + 1);
   }
@@ -92,10 +112,15 @@ export function linksOffset(ramSize: number): number {
   return Math.ceil((A_CODE_LINES + Math.ceil(ramSize / 64) + 1) / 8) * 8;
 }
 
+/** Offset of the indirect-branch cache in the state area. */
+export function icOffset(ramSize: number): number {
+  return linksOffset(ramSize) + MAX_LINKS * 8;
+}
+
 /** Bytes of the whole arena for a first RAM region of `ramSize` bytes. */
 function arenaBytes(ramSize: number): number {
   const base = Math.ceil(ramSize / PAGE) * PAGE;
-  return Math.ceil((base + linksOffset(ramSize) + MAX_LINKS * 8) / PAGE) * PAGE;
+  return Math.ceil((base + icOffset(ramSize) + IC_SIZE * 16) / PAGE) * PAGE;
 }
 
 /** Can a first RAM region of this size live in a wasm arena? */

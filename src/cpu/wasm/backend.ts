@@ -11,7 +11,7 @@ import { buildTrace } from '../core/jit-trace.js';
 import { step } from '../core/exec.js';
 import { P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
-import { A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, linksOffset, type Arena } from './arena.js';
+import { A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, type Arena } from './arena.js';
 import { BLOCK_TYPE, blockModule, IMPORTS, translateTrace } from './translate.js';
 import { assembleModule, FuncBody, Op, T } from './encoder.js';
 
@@ -33,6 +33,8 @@ export class WasmBackend {
   private readonly f64: Float64Array;
   private imports: WebAssembly.Imports;
   private readonly links: Int32Array;
+  private readonly icF64: Float64Array;
+  private readonly icI32: Int32Array;
   private readonly table: WebAssembly.Table;
   /** A block function that only returns to the host: what retired slots hold. */
   private readonly stub: unknown;
@@ -49,6 +51,9 @@ export class WasmBackend {
     // the arena may have served an earlier Cpu: its links name slots of another table
     this.links = arena.links();
     this.links.fill(0);
+    this.icF64 = arena.icF64();
+    this.icI32 = arena.icI32();
+    this.icI32.fill(0);
     this.table = new WebAssembly.Table({ initial: 1024, element: 'anyfunc' });
     const c = cpu;
     const i32 = this.i32;
@@ -143,12 +148,23 @@ export class WasmBackend {
     this.imports = { e: { m: arena.memory, r: rtTable } };
   }
 
-  /** Link the exit the last block left through to the block in `slot` (under the current key). */
-  link(slot: number): void {
+  /**
+   * The last block went on at `rip`, where the block in `slot` starts: link the exit it left
+   * through to it, or, when that exit was an indirect branch, enter it in the indirect-branch
+   * cache (both valid under the current key).
+   */
+  link(slot: number, rip: number): void {
     const e = this.i32[I_EXIT]!;
-    if (e === 0) return;
-    this.links[2 * e] = slot;
-    this.links[2 * e + 1] = this.i32[I_KEY]!;
+    const key = this.i32[I_KEY]!;
+    if (e !== 0) {
+      this.links[2 * e] = slot;
+      this.links[2 * e + 1] = key;
+      return;
+    }
+    const h = icHash(rip);
+    this.icF64[2 * h] = rip;
+    this.icI32[4 * h + 2] = key;
+    this.icI32[4 * h + 3] = slot;
   }
 
   /** A block was invalidated: nothing may jump into it any more. */
@@ -160,6 +176,7 @@ export class WasmBackend {
   reset(): void {
     for (let s = 1; s < this.nextSlot; s++) this.table.set(s, this.stub);
     this.links.fill(0);
+    this.icI32.fill(0);
     this.nextSlot = 1;
     this.nextExit = 1;
   }
@@ -196,10 +213,11 @@ export class WasmBackend {
   compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart?: (rip: number, off: number) => boolean): Block[] {
     const base = this.arena.base;
     const linkBase = base + linksOffset(this.arena.ramSize);
+    const icBase = base + icOffset(this.arena.ramSize);
     const allocExit = (): number => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0);
     const parts = rips.map((rip, i) => {
       const tr = buildTrace(ram, rip, offs[i]!, isBlockStart);
-      const { body, n } = translateTrace(tr, rip, base, linkBase, allocExit);
+      const { body, n } = translateTrace(tr, rip, base, linkBase, icBase, allocExit);
       return { body, n, lo: tr.lo, end: tr.hiEnd };
     });
     const m = new WebAssembly.Module(blockModule(parts.map((p) => p.body), base));

@@ -19,7 +19,7 @@ import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-t
 import { fallbackKey } from '../core/jit.js';
 import { F_ADD, F_DEC, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
-import { A_CODE_LINES, A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
+import { IC_SIZE, A_CODE_LINES, A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
 
 const TWO47 = 140737488355328;
 /** Instructions a self-looping block runs per call at most (as the JavaScript translator). */
@@ -97,7 +97,7 @@ class WGen {
   liveAtStart = true;
   start = 0;
 
-  constructor(readonly base: number, readonly linkBase: number, readonly allocExit: () => number) {
+  constructor(readonly base: number, readonly linkBase: number, readonly icBase: number, readonly allocExit: () => number) {
     this.n = this.f.local(T.I32);
     this.stop = this.f.local(T.I32);
   }
@@ -205,8 +205,27 @@ class WGen {
   /** Leave the block for the RIP in i64 local t. */
   exitToLocal(t: number, k: number): void {
     this.sync();
-    this.f.i32(0).get(t).op(Op.f64_convert_i64_s).mem(Op.f64_store, this.base + A_RIP);
-    this.retK(k);
+    const f = this.f;
+    const ripF = this.f.local(T.F64);
+    f.get(t).op(Op.f64_convert_i64_s).set(ripF);
+    f.i32(0).get(ripF).mem(Op.f64_store, this.base + A_RIP);
+    // go straight on when the indirect-branch cache knows the target under the current key
+    const tot = this.tmp32();
+    const e = this.tmp32();
+    f.get(P_NIN).i32(k).op(Op.i32_add);
+    if (this.loop) f.get(this.n).op(Op.i32_add);
+    f.set(tot);
+    f.get(t).op(Op.i32_wrap_i64).tee(e).get(e).i32(12).op(Op.i32_shr_u).op(Op.i32_xor).i32(IC_SIZE - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
+    f.set(e); // byte offset of the entry
+    f.get(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
+    f.get(e).mem(Op.f64_load, this.icBase).get(ripF).op(Op.f64_eq).op(Op.i32_and);
+    f.get(e).mem(Op.i32_load, this.icBase + 8).i32(0).mem(Op.i32_load, this.base + A_KEY).op(Op.i32_eq).op(Op.i32_and);
+    f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    this.begin(Op.if);
+    f.get(P_NEEDR).get(P_NEEDW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    this.end();
+    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    f.get(tot).op(Op.return);
   }
 
   /** return instructions so far + N + k, with no exit to link (A_RIP already set). */
@@ -1002,11 +1021,11 @@ function tlbHelper(base: number, write: boolean): FuncBody {
 
 /**
  * The wasm module for a trace starting at rip; `base` is the arena's state offset, `linkBase`
- * the address of the exit links, `allocExit` numbers a new chainable exit (0: none left).
+ * the address of the exit links, `icBase` that of the indirect-branch cache, `allocExit` numbers a new chainable exit (0: none left).
  */
-export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, allocExit: () => number): { body: FuncBody; n: number } {
+export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, icBase: number, allocExit: () => number): { body: FuncBody; n: number } {
   const { insns, live, terminal } = tr;
-  const g = new WGen(base, linkBase, allocExit);
+  const g = new WGen(base, linkBase, icBase, allocExit);
   g.loop = tr.loop;
   g.liveAtStart = tr.liveAtStart;
   g.start = rip;
