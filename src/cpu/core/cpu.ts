@@ -908,6 +908,8 @@ export class Cpu implements SystemHost {
     let n = 0;
     while (n < budget) {
       if (this.exitRequested || s.halted) break;
+      /** The last interpreted instruction went on to the next one (no branch): no block lookup. */
+      let seq = false;
       try {
         while (n < budget) {
           if (--this.pollCounter <= 0) {
@@ -919,7 +921,7 @@ export class Cpu implements SystemHost {
           }
           if (s.interruptShadow) s.interruptShadow = false;
           this.startRip = s.rip;
-          if (this.long && this.jit) {
+          if (this.long && this.jit && !seq) {
             let b = this.findBlock(s.rip);
             if (b !== undefined) {
               // run translated blocks back to back; anything unusual goes back to the outer loop
@@ -961,6 +963,11 @@ export class Cpu implements SystemHost {
           step(this);
           n++;
           this.stepsRun++;
+          // translated blocks are looked for where control arrives by a branch: RIP moving
+          // forward by at most an instruction's length counts as sequential (a short forward
+          // jump too, which only delays finding a block there)
+          const adv = s.rip - this.startRip;
+          seq = adv > 0 && adv <= 15;
           if (this.exitRequested || s.halted) break;
         }
       } catch (e) {
