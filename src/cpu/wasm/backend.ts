@@ -9,7 +9,7 @@ import type { Cpu } from '../core/cpu.js';
 import { Block, fallbackCounts, fb } from '../core/jit.js';
 import { buildTrace } from '../core/jit-trace.js';
 import { step } from '../core/exec.js';
-import { P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
+import { F_EAGER, P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
 import { A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, type Arena } from './arena.js';
 import { BLOCK_TYPE, blockModule, IMPORTS, translateTrace } from './translate.js';
@@ -193,6 +193,11 @@ export class WasmBackend {
     if (k === -1) return;
     const c = this.cpu;
     const u32 = this.u32;
+    i32[I_FKIND] = -1;
+    if (k === F_EAGER) {
+      c.setArith(u32[I_FA]!);
+      return;
+    }
     c.fOp = k;
     c.fSz = i32[I_FSZ]!;
     c.fCin = i32[I_FCIN]!;

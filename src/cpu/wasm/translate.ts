@@ -17,7 +17,7 @@
 import type { D } from '../core/jit-decode.js';
 import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-trace.js';
 import { fallbackKey } from '../core/jit.js';
-import { F_ADD, F_DEC, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
+import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
 import { IC_SIZE, A_CODE_LINES, A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
 
@@ -66,7 +66,7 @@ const P_NEEDR = 0, P_NEEDW = 1, P_NIN = 2;
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */
 interface Producer {
-  /** F_ADD, F_SUB, F_LOGIC, F_INC, F_DEC. */
+  /** F_ADD, F_SUB, F_LOGIC, F_INC, F_DEC; or F_EAGER with the RFLAGS arithmetic bits in `a`. */
   kind: number;
   sz: number;
   a: number;
@@ -443,6 +443,10 @@ function carry(g: WGen): void {
     f.op(Op.i64_extend_i32_u);
     return;
   }
+  if (p !== undefined && p.kind === F_EAGER) {
+    f.get(p.a).i64(1, 0).op(Op.i64_and);
+    return;
+  }
   if (p !== undefined && p.cin >= 0) {
     f.get(p.cin);
     return;
@@ -489,7 +493,7 @@ function cond(g: WGen, cc: number): void {
         case 14: zero(); sign(); f.op(Op.i32_or); break;
         default: done = false;
       }
-    } else {
+    } else if (p.kind !== F_EAGER) {
       done = true;
       switch (base) {
         case 4: zero(); break;
@@ -501,7 +505,8 @@ function cond(g: WGen, cc: number): void {
     }
   }
   if (!done) {
-    flagsNow(g);
+    if (p !== undefined && p.kind === F_EAGER) f.get(p.a).op(Op.i32_wrap_i64);
+    else flagsNow(g);
     const fl = g.tmp32();
     f.set(fl);
     const bit = (m: number): void => {
@@ -853,8 +858,8 @@ function genShift(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
   const op = d.op;
   const s1 = op & 1 ? d.opsize : 1;
   const o = d.reg & 7;
-  if (live) return false;
   if (o === 2 || o === 3 || o === 6) return false;
+  if (live) return o >= 4 && op !== 0xd3 && constShiftCount(d) > 0 ? genShiftFlags(g, d, L) : false;
   if (o <= 1) {
     if (op === 0xd3 || (s1 !== 4 && s1 !== 8)) return false;
     const n = (op < 0xd0 ? d.imm & 0xff : 1) & (s1 === 8 ? 63 : 31);
@@ -893,6 +898,52 @@ function genShift(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
   }
   storeRm(g, d, s1, L, r);
   g.lastF = undefined;
+  return 'cont';
+}
+
+/**
+ * SHL/SHR/SAR by a nonzero constant with live flags: the result and the flags, computed eagerly
+ * (CF the last bit shifted out; OF as for a count of 1 — undefined for other counts; AF 0).
+ */
+function genShiftFlags(g: WGen, d: D, L: number): 'cont' {
+  const f = g.c;
+  const s1 = d.op & 1 ? d.opsize : 1;
+  const o = d.reg & 7;
+  const bits = s1 * 8;
+  const n = constShiftCount(d);
+  const v = loadRm(g, d, s1, L);
+  const r = g.tmp64();
+  const cf = g.tmp64();
+  const of = g.tmp64();
+  if (o === 7) {
+    f.get(v);
+    sext(g, s1);
+    f.i64(n, 0).op(Op.i64_shr_s);
+  } else f.get(v).i64(n, 0).op(o === 5 ? Op.i64_shr_u : Op.i64_shl);
+  maskTo(g, s1);
+  f.set(r);
+  if (o === 5) f.get(v).i64(n - 1, 0).op(Op.i64_shr_u);
+  else if (o === 7) {
+    f.get(v);
+    sext(g, s1);
+    f.i64(n - 1, 0).op(Op.i64_shr_s);
+  } else if (s1 === 8) f.get(v).i64(64 - n, 0).op(Op.i64_shr_u);
+  else f.get(v).i64(n, 0).op(Op.i64_shl).i64(bits, 0).op(Op.i64_shr_u);
+  f.i64(1, 0).op(Op.i64_and).set(cf);
+  // OF: SHL: MSB(result) ^ CF; SHR: MSB(operand); SAR: 0
+  if (o === 7) f.i64(0, 0);
+  else if (o === 5) f.get(v).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and);
+  else f.get(r).i64(bits - 1, 0).op(Op.i64_shr_u).get(cf).op(Op.i64_xor).i64(1, 0).op(Op.i64_and);
+  f.set(of);
+  // flags = CF | PF << 2 | ZF << 6 | SF << 7 | OF << 11
+  const fl = g.tmp64();
+  f.get(cf);
+  f.get(r).i64(0xff, 0).op(Op.i64_and).op(Op.i64_popcnt).i64(1, 0).op(Op.i64_and).i64(1, 0).op(Op.i64_xor).i64(2, 0).op(Op.i64_shl).op(Op.i64_or);
+  f.get(r).op(Op.i64_eqz).op(Op.i64_extend_i32_u).i64(6, 0).op(Op.i64_shl).op(Op.i64_or);
+  f.get(r).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(7, 0).op(Op.i64_shl).op(Op.i64_or);
+  f.get(of).i64(11, 0).op(Op.i64_shl).op(Op.i64_or).set(fl);
+  storeRm(g, d, s1, L, r);
+  produce(g, { kind: F_EAGER, sz: s1, a: fl, b: fl, r, cin: -1 }, true);
   return 'cont';
 }
 
