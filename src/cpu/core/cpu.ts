@@ -1000,8 +1000,15 @@ export class Cpu implements SystemHost {
    * the code page (same physical page, execute permission), so TLB flushes need not clear it.
    */
   private findBlock(rip: number): Block | undefined {
-    const h = ((rip >>> 0) ^ (rip >>> 12)) & (FAST_SIZE - 1);
+    // two-way: entries h and h ^ 1 (two hot RIPs that hash alike must not keep resetting each
+    // other's execution counts, or neither ever gets translated)
+    let h = ((rip >>> 0) ^ (rip >>> 12)) & (FAST_SIZE - 1);
     const cpl = this.s.cpl;
+    if (this.fastRip[h] !== rip || this.fastCpl[h] !== cpl) {
+      const h2 = h ^ 1;
+      if (this.fastRip[h2] === rip && this.fastCpl[h2] === cpl) h = h2;
+      else if (this.fastCount[h2]! < this.fastCount[h]!) h = h2; // replace the colder one
+    }
     const need = cpl === 3 ? P_UX : P_SX;
     const vpn = Math.floor(rip / 4096);
     const ti = vpn & TLB_MASK;
@@ -1058,7 +1065,8 @@ export class Cpu implements SystemHost {
 
   /**
    * Compile the hot block at rip with up to BATCH - 1 warm ones of the same translation key
-   * (TLB epoch and CPL) into one wasm module; returns the hot one. The warm list empties.
+   * (TLB epoch and CPL) into one wasm module, with the blocks that straight-line code runs on
+   * into (up to 2 * BATCH blocks in all); returns the hot one. The warm list empties.
    */
   private compileWarm(rip: number, off: number, cpl: number): Block {
     const key = this.tlbEpoch * 4 + cpl;
@@ -1076,11 +1084,12 @@ export class Cpu implements SystemHost {
     this.warmRips.length = 0;
     this.warmOffs.length = 0;
     this.warmKeys.length = 0;
-    const made = this.wasm!.compile(this.ram, rips, offs, this.isBlockStart);
+    const made = this.wasm!.compile(this.ram, rips, offs, this.isBlockStart, 2 * BATCH);
     for (const b of made) {
       this.installBlock(b);
       const h = ((b.rip >>> 0) ^ (b.rip >>> 12)) & (FAST_SIZE - 1);
       if (this.fastRip[h] === b.rip && this.fastCpl[h] === cpl) this.fastBlk[h] = b;
+      else if (this.fastRip[h ^ 1] === b.rip && this.fastCpl[h ^ 1] === cpl) this.fastBlk[h ^ 1] = b;
     }
     return made[0]!;
   }

@@ -31,6 +31,8 @@ export interface Trace {
   loop: boolean;
   /** RIP after the last instruction (where a block that runs off its end continues). */
   end: number;
+  /** RAM offset of `end` (may be the end of the page). */
+  endOff: number;
   /** Lowest and end offsets of the block's bytes in RAM. */
   lo: number;
   hiEnd: number;
@@ -127,7 +129,7 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
     const rel = op < 0x80 || op === 0xeb ? (d.imm << 24) >> 24 : d.imm | 0;
     return d.rip + d.len + rel === rip;
   }));
-  return { insns, live, liveAtStart: lv, terminal, loop, end: r, lo, hiEnd };
+  return { insns, live, liveAtStart: lv, terminal, loop, end: r, endOff: p, lo, hiEnd };
 }
 
 /** Instruction classes for the flag-liveness pass. */

@@ -215,19 +215,27 @@ export class WasmBackend {
    * module: V8's cost per module is far above its cost per function, so a hot block brings
    * along the warm ones waiting to become hot.
    */
-  compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart?: (rip: number, off: number) => boolean): Block[] {
+  compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number): Block[] {
     const base = this.arena.base;
     const linkBase = base + linksOffset(this.arena.ramSize);
     const icBase = base + icOffset(this.arena.ramSize);
     const allocExit = (): number => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0);
-    const parts = rips.map((rip, i) => {
-      const tr = buildTrace(ram, rip, offs[i]!, isBlockStart);
-      const { body, n } = translateTrace(tr, rip, base, linkBase, icBase, allocExit);
-      return { body, n, lo: tr.lo, end: tr.hiEnd };
-    });
+    const todo = rips.map((rip, i) => ({ rip, off: offs[i]! }));
+    const parts: { rip: number; off: number; body: FuncBody; n: number; lo: number; end: number }[] = [];
+    for (let i = 0; i < todo.length; i++) {
+      const { rip, off } = todo[i]!;
+      const tr = buildTrace(ram, rip, off, isBlockStart);
+      const { body, n, fallsThrough } = translateTrace(tr, rip, base, linkBase, icBase, allocExit);
+      parts.push({ rip, off, body, n, lo: tr.lo, end: tr.hiEnd });
+      // straight-line code goes on in the next block: translate it now too (a long unrolled
+      // function would otherwise need a full translation threshold per block)
+      const next = tr.endOff;
+      if (fallsThrough && todo.length < max && (next & 0xfff) !== 0 && next >>> 12 === off >>> 12 &&
+        !isBlockStart(tr.end, next) && !todo.some((t) => t.rip === tr.end)) todo.push({ rip: tr.end, off: next });
+    }
     const m = new WebAssembly.Module(blockModule(parts.map((p) => p.body), base));
     const inst = new WebAssembly.Instance(m, this.imports);
-    return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, rips[i]!, offs[i]!, p.lo, p.end, p.n));
+    return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n));
   }
 
   private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number): Block {

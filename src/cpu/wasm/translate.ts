@@ -1074,7 +1074,7 @@ function tlbHelper(base: number, write: boolean): FuncBody {
  * The wasm module for a trace starting at rip; `base` is the arena's state offset, `linkBase`
  * the address of the exit links, `icBase` that of the indirect-branch cache, `allocExit` numbers a new chainable exit (0: none left).
  */
-export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, icBase: number, allocExit: () => number): { body: FuncBody; n: number } {
+export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, icBase: number, allocExit: () => number): { body: FuncBody; n: number; fallsThrough: boolean } {
   const { insns, live, terminal } = tr;
   const g = new WGen(base, linkBase, icBase, allocExit);
   g.loop = tr.loop;
@@ -1121,6 +1121,7 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
     k++;
     if (stores(d)) stopCheck(g, cont, k);
   }
+  const fallsThrough = !exited && insns.length > 0;
   if (!exited) {
     if (insns.length === 0) {
       f.f64(rip).f64(rip).i32(0);
@@ -1154,7 +1155,7 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
     } else code.append(ch);
   }
   g.f.code = code;
-  return { body: g.f, n: k };
+  return { body: g.f, n: k, fallsThrough };
 }
 
 /** One module for several translated blocks: their functions are the globals g0, g1, ... */
