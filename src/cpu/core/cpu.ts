@@ -56,6 +56,10 @@ const IRQ_POLL = 64;
 
 
 const FAST_SIZE = 32768;
+/** Permission bit of each wasm TLB tag (supervisor read, user read, supervisor write, user write). */
+const WT_PERM = [P_SR, P_UR, P_SW, P_UW];
+/** High half of a wasm TLB tag that matches no page number. */
+const WT_INVALID_HI = 0x7fffffff;
 /** Blocks per wasm module at most (a hot one and warm ones), and warm starts remembered at most. */
 const BATCH = 16;
 const WARM_MAX = 256;
@@ -89,6 +93,9 @@ export class Cpu implements SystemHost {
   ramSize: number;
 
   // TLB
+  /** The TLB as wasm blocks read it (see wtlbOffset in wasm/arena.ts), when there is an arena. */
+  private readonly wtlbTags: Int32Array | undefined;
+  private readonly wtlbAddr: Int32Array | undefined;
   readonly tlbTag: Float64Array;
   readonly tlbPerm: Uint8Array;
   /** Offset of the page in `ram`, or -1 for the slow path. */
@@ -190,6 +197,12 @@ export class Cpu implements SystemHost {
    * successor links (Block.s0/s1) are valid only for the epoch (and CPL) they were made in.
    */
   tlbEpoch = F64_ZERO;
+  /**
+   * Bumped only when global translations may have changed (INVLPG, a flush that drops global
+   * pages, a mode change): links into code on global pages (the kernel's) stay valid across
+   * CR3 writes.
+   */
+  globalEpoch = F64_ZERO;
   /** Exceptions raised by instructions (statistics). */
   faultsTaken = F64_ZERO;
   /** Instructions interpreted by the run loop (outside translated blocks). */
@@ -210,6 +223,9 @@ export class Cpu implements SystemHost {
     this.tlbTag.fill(NO_TAG);
     this.tlbPerm = arena ? arena.tlbPerm() : new Uint8Array(TLB_SIZE);
     this.tlbAddr = arena ? arena.tlbAddr() : new Float64Array(TLB_SIZE);
+    this.wtlbTags = arena?.wtlbTags();
+    this.wtlbAddr = arena?.wtlbAddr();
+    for (let i = 0; i < TLB_SIZE; i++) this.wtlbClear(i);
     if (r0) {
       this.ram = r0.bytes;
       this.ramView = r0.view;
@@ -426,6 +442,7 @@ export class Cpu implements SystemHost {
     this.fPage = NO_TAG;
     this.fOff = -1;
     this.tlbEpoch++;
+    this.globalEpoch++;
   }
 
   /** Recompute the stack size after an SS load (called by the core after loadSegment(SS)). */
@@ -441,10 +458,12 @@ export class Cpu implements SystemHost {
       if (keepGlobal && perm[i]! & P_GLOBAL) continue;
       tag[i] = NO_TAG;
       perm[i] = 0;
+      this.wtlbClear(i);
     }
     this.fPage = NO_TAG;
     this.fOff = -1;
     this.tlbEpoch++;
+    if (!keepGlobal) this.globalEpoch++;
   }
 
   private clearFastBlocks(): void {
@@ -458,10 +477,12 @@ export class Cpu implements SystemHost {
     if (this.tlbTag[i] === vpn) {
       this.tlbTag[i] = NO_TAG;
       this.tlbPerm[i] = 0;
+      this.wtlbClear(i);
     }
     this.fPage = NO_TAG;
     this.fOff = -1;
     this.tlbEpoch++;
+    this.globalEpoch++;
   }
 
   /**
@@ -493,8 +514,32 @@ export class Cpu implements SystemHost {
     const phys = out.phys;
     this.tlbPhys[i] = phys;
     const off = phys - this.ramBase;
-    this.tlbAddr[i] = off >= 0 && off + 4096 <= this.ramSize ? off : -1;
+    const a = off >= 0 && off + 4096 <= this.ramSize ? off : -1;
+    this.tlbAddr[i] = a;
+    const w = this.wtlbTags;
+    if (w !== undefined) {
+      // a page that is not RAM never matches: wasm code takes the slow path for it
+      const lo = a >= 0 ? vpn >>> 0 : -1;
+      const hi = a >= 0 ? Math.floor(vpn / 4294967296) | 0 : WT_INVALID_HI;
+      const b = i * 8;
+      for (let k = 0; k < 4; k++) {
+        const ok = (perm & WT_PERM[k]!) !== 0;
+        w[b + 2 * k] = ok ? lo : -1;
+        w[b + 2 * k + 1] = ok ? hi : WT_INVALID_HI;
+      }
+      this.wtlbAddr![i] = a;
+    }
     return i;
+  }
+
+  /** Entry i of the wasm TLB matches nothing. */
+  private wtlbClear(i: number): void {
+    const w = this.wtlbTags;
+    if (w === undefined) return;
+    for (let k = 0; k < 8; k += 2) {
+      w[i * 8 + k] = -1;
+      w[i * 8 + k + 1] = WT_INVALID_HI;
+    }
   }
 
   /** TLB index for an access, translating on a miss. `need` is the P_* bit required. */
@@ -953,7 +998,7 @@ export class Cpu implements SystemHost {
                     b.s0 = nb; b.s0Rip = rip; b.s0Key = key;
                   }
                 }
-                if (nb!.slot !== 0) this.wasm!.link(nb!.slot, rip);
+                if (nb!.slot !== 0) this.wasm!.link(nb!.slot, rip, this.onGlobalPage(rip));
                 b = nb!;
               }
               if (this.exitRequested || s.halted) break;
@@ -1092,6 +1137,13 @@ export class Cpu implements SystemHost {
       else if (this.fastRip[h ^ 1] === b.rip && this.fastCpl[h ^ 1] === cpl) this.fastBlk[h ^ 1] = b;
     }
     return made[0]!;
+  }
+
+  /** Is linear rip on a page the TLB holds as global? */
+  private onGlobalPage(rip: number): boolean {
+    const vpn = Math.floor(rip / 4096);
+    const ti = vpn & TLB_MASK;
+    return this.tlbTag[ti] === vpn && (this.tlbPerm[ti]! & P_GLOBAL) !== 0;
   }
 
   private installBlock(b: Block): void {

@@ -33,6 +33,10 @@ export const A_SCRATCH = 240;
 export const A_KEY = 248;
 /** The chainable exit a block last left through (0: none), for the host to link. */
 export const A_EXIT = 252;
+/** Key for links into code on global pages (global epoch * 8 + 4 + CPL, as i32). */
+export const A_GKEY = 256;
+/** End of the variables above (views over them cover [0, A_VARS_END)). */
+export const A_VARS_END = 512;
 export const A_TLB_TAG = 1024; // TLB_SIZE x f64
 export const A_TLB_ADDR = A_TLB_TAG + TLB_SIZE * 8; // TLB_SIZE x f64
 export const A_TLB_PERM = A_TLB_ADDR + TLB_SIZE * 8; // TLB_SIZE x u8
@@ -60,8 +64,8 @@ export class Arena {
   constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
     this.base = Math.ceil(ramSize / PAGE) * PAGE;
     const buf = memory.buffer;
-    this.i32 = new Int32Array(buf, this.base, 64);
-    this.f64 = new Float64Array(buf, this.base, 32);
+    this.i32 = new Int32Array(buf, this.base, A_VARS_END / 4);
+    this.f64 = new Float64Array(buf, this.base, A_VARS_END / 8);
   }
 
   get buffer(): ArrayBuffer {
@@ -102,6 +106,15 @@ export class Arena {
     return new Int32Array(this.buffer, this.base + icOffset(this.ramSize), IC_SIZE * 4);
   }
 
+  /** The wasm TLB tags as i32 pairs (8 per entry) and the RAM offsets. */
+  wtlbTags(): Int32Array {
+    return new Int32Array(this.buffer, this.base + wtlbOffset(this.ramSize), TLB_SIZE * 8);
+  }
+
+  wtlbAddr(): Int32Array {
+    return new Int32Array(this.buffer, this.base + wtlbAddrOffset(this.ramSize), TLB_SIZE);
+  }
+
   codeLines(): Uint8Array {
     return new Uint8Array(this.buffer, this.base + A_CODE_LINES, Math.ceil(this.ramSize / 64) + 1);
   }
@@ -112,6 +125,20 @@ export function linksOffset(ramSize: number): number {
   return Math.ceil((A_CODE_LINES + Math.ceil(ramSize / 64) + 1) / 8) * 8;
 }
 
+/**
+ * The TLB as translated code reads it (kept by the Cpu next to its own arrays): per entry 32
+ * bytes of i64 tags — supervisor read, user read, supervisor write, user write — each the page
+ * number when that access may use the entry and the page is RAM, else WT_INVALID; and the page's
+ * offset in RAM (i32) in a second array.
+ */
+export function wtlbOffset(ramSize: number): number {
+  return icOffset(ramSize) + IC_SIZE * 16;
+}
+
+export function wtlbAddrOffset(ramSize: number): number {
+  return wtlbOffset(ramSize) + TLB_SIZE * 32;
+}
+
 /** Offset of the indirect-branch cache in the state area. */
 export function icOffset(ramSize: number): number {
   return linksOffset(ramSize) + MAX_LINKS * 8;
@@ -120,7 +147,7 @@ export function icOffset(ramSize: number): number {
 /** Bytes of the whole arena for a first RAM region of `ramSize` bytes. */
 function arenaBytes(ramSize: number): number {
   const base = Math.ceil(ramSize / PAGE) * PAGE;
-  return Math.ceil((base + icOffset(ramSize) + IC_SIZE * 16) / PAGE) * PAGE;
+  return Math.ceil((base + wtlbAddrOffset(ramSize) + TLB_SIZE * 4) / PAGE) * PAGE;
 }
 
 /** Can a first RAM region of this size live in a wasm arena? */

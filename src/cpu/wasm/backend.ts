@@ -9,22 +9,30 @@ import type { Cpu } from '../core/cpu.js';
 import { Block, fallbackCounts, fb } from '../core/jit.js';
 import { buildTrace } from '../core/jit-trace.js';
 import { step } from '../core/exec.js';
-import { F_EAGER, P_SR, P_SW, P_UR, P_UW } from '../core/consts.js';
+import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
-import { A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, type Arena } from './arena.js';
-import { BLOCK_TYPE, blockModule, IMPORTS, translateTrace } from './translate.js';
+import { A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
+import { BLOCK_TYPE, blockModule, IMPORTS, translateTrace, type BlockLayout } from './translate.js';
 import { assembleModule, FuncBody, Op, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
 const I_FKIND = A_FKIND >> 2, I_FSZ = A_FSZ >> 2, I_FCIN = A_FCIN >> 2, I_STOP = A_STOP >> 2;
 const I_FA = A_FA >> 2, I_FB = A_FB >> 2, I_FRES = A_FRES >> 2, I_SCRATCH = A_SCRATCH >> 2, D_RIP = A_RIP >> 3;
-const I_KEY = A_KEY >> 2, I_EXIT = A_EXIT >> 2;
+const I_KEY = A_KEY >> 2, I_GKEY = A_GKEY >> 2, I_EXIT = A_EXIT >> 2;
 /** Table slots for block functions; when they or the exit links run out, all translations are dropped. */
 const MAX_SLOTS = 1 << 18;
 
-/** Key under which exit links are valid: the TLB epoch and the CPL (see Cpu.run's successor links). */
+/**
+ * Keys under which exit links and indirect-branch entries are valid: the TLB epoch and the CPL
+ * for code on ordinary pages, the global epoch (bit 2 set) for code on global pages, whose
+ * translations survive CR3 writes (context switches must not unlink the kernel).
+ */
 function linkKey(c: Cpu): number {
-  return (c.tlbEpoch * 4 + c.s.cpl) | 0;
+  return ((c.tlbEpoch * 8) | 0) + c.s.cpl;
+}
+
+function globalKey(c: Cpu): number {
+  return ((c.globalEpoch * 8) | 0) + 4 + c.s.cpl;
 }
 
 export class WasmBackend {
@@ -33,6 +41,7 @@ export class WasmBackend {
   private readonly f64: Float64Array;
   private imports: WebAssembly.Imports;
   private readonly links: Int32Array;
+  private readonly layout: BlockLayout;
   private readonly icF64: Float64Array;
   private readonly icI32: Int32Array;
   private readonly table: WebAssembly.Table;
@@ -44,12 +53,14 @@ export class WasmBackend {
 
   constructor(private readonly cpu: Cpu, readonly arena: Arena) {
     const buf = arena.buffer;
-    this.i32 = new Int32Array(buf, arena.base, 64);
-    this.u32 = new Uint32Array(buf, arena.base, 64);
-    this.f64 = new Float64Array(buf, arena.base, 32);
+    this.i32 = arena.i32;
+    this.u32 = new Uint32Array(buf, arena.base, A_VARS_END / 4);
+    this.f64 = arena.f64;
     this.i32[I_FKIND] = -1;
     // the arena may have served an earlier Cpu: its links name slots of another table
     this.links = arena.links();
+    const rs = arena.ramSize;
+    this.layout = { base: arena.base, links: arena.base + linksOffset(rs), ic: arena.base + icOffset(rs), wtlb: arena.base + wtlbOffset(rs), wtlbAddr: arena.base + wtlbAddrOffset(rs) };
     this.links.fill(0);
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
@@ -104,6 +115,7 @@ export class WasmBackend {
           step(c);
           this.f64[D_RIP] = c.s.rip;
           i32[I_KEY] = linkKey(c);
+          i32[I_GKEY] = globalKey(c);
           return stopNow() || c.s.rip !== next ? 1 : 0;
         },
         flags: (): number => {
@@ -151,11 +163,11 @@ export class WasmBackend {
   /**
    * The last block went on at `rip`, where the block in `slot` starts: link the exit it left
    * through to it, or, when that exit was an indirect branch, enter it in the indirect-branch
-   * cache (both valid under the current key).
+   * cache (both valid under the current key: the global one for code on a global page).
    */
-  link(slot: number, rip: number): void {
+  link(slot: number, rip: number, global: boolean): void {
     const e = this.i32[I_EXIT]!;
-    const key = this.i32[I_KEY]!;
+    const key = this.i32[global ? I_GKEY : I_KEY]!;
     if (e !== 0) {
       this.links[2 * e] = slot;
       this.links[2 * e + 1] = key;
@@ -216,16 +228,13 @@ export class WasmBackend {
    * along the warm ones waiting to become hot.
    */
   compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number): Block[] {
-    const base = this.arena.base;
-    const linkBase = base + linksOffset(this.arena.ramSize);
-    const icBase = base + icOffset(this.arena.ramSize);
     const allocExit = (): number => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0);
     const todo = rips.map((rip, i) => ({ rip, off: offs[i]! }));
     const parts: { rip: number; off: number; body: FuncBody; n: number; lo: number; end: number }[] = [];
     for (let i = 0; i < todo.length; i++) {
       const { rip, off } = todo[i]!;
       const tr = buildTrace(ram, rip, off, isBlockStart);
-      const { body, n, fallsThrough } = translateTrace(tr, rip, base, linkBase, icBase, allocExit);
+      const { body, n, fallsThrough } = translateTrace(tr, rip, this.layout, allocExit);
       parts.push({ rip, off, body, n, lo: tr.lo, end: tr.hiEnd });
       // straight-line code goes on in the next block: translate it now too (a long unrolled
       // function would otherwise need a full translation threshold per block)
@@ -233,7 +242,7 @@ export class WasmBackend {
       if (fallsThrough && todo.length < max && (next & 0xfff) !== 0 && next >>> 12 === off >>> 12 &&
         !isBlockStart(tr.end, next) && !todo.some((t) => t.rip === tr.end)) todo.push({ rip: tr.end, off: next });
     }
-    const m = new WebAssembly.Module(blockModule(parts.map((p) => p.body), base));
+    const m = new WebAssembly.Module(blockModule(parts.map((p) => p.body)));
     const inst = new WebAssembly.Instance(m, this.imports);
     return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n));
   }
@@ -248,8 +257,9 @@ export class WasmBackend {
     const run = (c: Cpu): number => {
       i32[I_STOP] = 0;
       i32[I_KEY] = linkKey(c);
+      i32[I_GKEY] = globalKey(c);
       const user = c.s.cpl === 3;
-      const k = enter(user ? P_UR : P_SR, user ? P_UW : P_SW, slot);
+      const k = enter(user ? 8 : 0, user ? 24 : 16, slot);
       c.s.rip = f64[D_RIP]!;
       if (i32[I_FKIND] !== -1) this.syncFlags();
       return k;

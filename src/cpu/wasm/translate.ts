@@ -19,7 +19,7 @@ import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-t
 import { fallbackKey } from '../core/jit.js';
 import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
-import { IC_SIZE, A_CODE_LINES, A_EXIT, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP, A_TLB_ADDR, A_TLB_PERM, A_TLB_TAG } from './arena.js';
+import { IC_SIZE, A_CODE_LINES, A_EXIT, A_GKEY, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP } from './arena.js';
 
 const TWO47 = 140737488355328;
 /** Instructions a self-looping block runs per call at most (as the JavaScript translator). */
@@ -60,9 +60,22 @@ const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5;
 /** Types of a block module: the block's own, then one per runtime function. */
 const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
 /** Functions of each block module: the TLB helpers, then the blocks. */
-const F_TRR = 0, F_TRW = 1, F_BLOCK0 = 2;
+const F_BLOCK0 = 0;
 /** Parameters of the block function. */
-const P_NEEDR = 0, P_NEEDW = 1, P_NIN = 2;
+/** Parameters of the block function: byte offsets of the read and write tags in a wasm TLB
+ * entry for the CPL (supervisor 0/16, user 8/24), and the instructions run so far in the chain. */
+const P_TR = 0, P_TW = 1, P_NIN = 2;
+
+/** Absolute addresses in the arena that translated code uses (see arena.ts). */
+export interface BlockLayout {
+  /** The state area (registers, flags record, keys...). */
+  base: number;
+  /** Exit links, the indirect-branch cache, the wasm TLB tags and RAM offsets. */
+  links: number;
+  ic: number;
+  wtlb: number;
+  wtlbAddr: number;
+}
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */
 interface Producer {
@@ -97,7 +110,14 @@ class WGen {
   liveAtStart = true;
   start = 0;
 
-  constructor(readonly base: number, readonly linkBase: number, readonly icBase: number, readonly allocExit: () => number) {
+  readonly base: number;
+  readonly linkBase: number;
+  readonly icBase: number;
+
+  constructor(readonly lay: BlockLayout, readonly allocExit: () => number) {
+    this.base = lay.base;
+    this.linkBase = lay.links;
+    this.icBase = lay.ic;
     this.n = this.f.local(T.I32);
     this.stop = this.f.local(T.I32);
   }
@@ -193,10 +213,11 @@ class WGen {
     if (this.loop) f.get(this.n).op(Op.i32_add);
     f.tee(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
     f.i32(0).mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
-    f.i32(0).mem(Op.i32_load, link + 4).i32(0).mem(Op.i32_load, this.base + A_KEY).op(Op.i32_eq).op(Op.i32_and);
+    this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
+    f.op(Op.i32_and);
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     this.begin(Op.if);
-    f.get(P_NEEDR).get(P_NEEDW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    f.get(P_TR).get(P_TW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
     f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
     f.get(tot).op(Op.return);
@@ -219,13 +240,25 @@ class WGen {
     f.set(e); // byte offset of the entry
     f.get(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
     f.get(e).mem(Op.f64_load, this.icBase).get(ripF).op(Op.f64_eq).op(Op.i32_and);
-    f.get(e).mem(Op.i32_load, this.icBase + 8).i32(0).mem(Op.i32_load, this.base + A_KEY).op(Op.i32_eq).op(Op.i32_and);
+    this.keyMatches(() => f.get(e).mem(Op.i32_load, this.icBase + 8));
+    f.op(Op.i32_and);
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     this.begin(Op.if);
-    f.get(P_NEEDR).get(P_NEEDW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    f.get(P_TR).get(P_TW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
     f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
     f.get(tot).op(Op.return);
+  }
+
+  /** Push (i32) whether the link key pushed by `key` is current (global keys have bit 2 set). */
+  keyMatches(key: () => void): void {
+    const f = this.f;
+    const k = this.tmp32();
+    key();
+    f.tee(k);
+    f.i32(0).mem(Op.i32_load, this.base + A_GKEY).i32(0).mem(Op.i32_load, this.base + A_KEY);
+    f.get(k).i32(4).op(Op.i32_and).op(Op.select);
+    f.op(Op.i32_eq);
   }
 
   /** return instructions so far + N + k, with no exit to link (A_RIP already set). */
@@ -343,12 +376,38 @@ function isStack(d: D): boolean {
 const LOADS = [0, Op.i64_load8_u, Op.i64_load16_u, 0, Op.i64_load32_u, 0, 0, 0, Op.i64_load];
 const STORES = [0, Op.i64_store8, Op.i64_store16, 0, Op.i64_store32, 0, 0, 0, Op.i64_store];
 
+/**
+ * Push (i32) whether the access [L, L + sz) must take the slow path, with its RAM offset in
+ * local a otherwise: the TLB entry's tag for this access kind (read or write, at the block's
+ * CPL) must be L's page number, the access must stay in the page, and a store must not touch a
+ * line holding translated code.
+ */
+function translateAddr(g: WGen, L: number, sz: number, write: boolean, a: number): void {
+  const f = g.c;
+  const b = g.base;
+  const lo = g.tmp32();
+  const ix = g.tmp32();
+  f.get(L).op(Op.i32_wrap_i64).tee(lo).i32(12).op(Op.i32_shr_u).i32(TLB_MASK).op(Op.i32_and).tee(ix);
+  f.i32(5).op(Op.i32_shl).get(write ? P_TW : P_TR).op(Op.i32_add).mem(Op.i64_load, g.lay.wtlb);
+  f.get(L).i64(12, 0).op(Op.i64_shr_s).op(Op.i64_eq);
+  if (sz > 1) f.get(lo).i32(0xfff).op(Op.i32_and).i32(4096 - sz).op(Op.i32_le_u).op(Op.i32_and);
+  f.begin(Op.if, T.I32);
+  f.get(ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(lo).i32(0xfff).op(Op.i32_and).op(Op.i32_add);
+  if (write) {
+    f.tee(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, b + A_CODE_LINES);
+    if (sz > 1) f.get(a).i32(sz - 1).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, b + A_CODE_LINES).op(Op.i32_or);
+  } else {
+    f.set(a).i32(0);
+  }
+  f.op(Op.else).i32(1).op(Op.end);
+}
+
 /** Load sz bytes at linear address L (i64 local) into a fresh i64 local (zero-extended). */
 function load(g: WGen, sz: number, L: number, rip: number, stack: boolean): number {
   const f = g.c;
   const v = g.tmp64();
   const a = g.tmp32();
-  f.get(L).get(P_NEEDR).i32(sz - 1).call(F_TRR).tee(a).i32(-1).op(Op.i32_eq);
+  translateAddr(g, L, sz, false, a);
   g.begin(Op.if, T.I64);
   g.sync();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
@@ -366,7 +425,7 @@ function load(g: WGen, sz: number, L: number, rip: number, stack: boolean): numb
 function store(g: WGen, sz: number, L: number, v: number, rip: number, stack: boolean): void {
   const f = g.c;
   const a = g.tmp32();
-  f.get(L).get(P_NEEDW).i32(sz - 1).call(F_TRW).tee(a).i32(-1).op(Op.i32_eq);
+  translateAddr(g, L, sz, true, a);
   g.begin(Op.if);
   g.sync();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0));
@@ -1035,48 +1094,13 @@ function stopCheck(g: WGen, cont: number, k: number): void {
   g.end();
 }
 
-// ---- TLB helpers (one copy per module) --------------------------------------------------
-
-/**
- * trr/trw(L, need, last): the offset in RAM of the access [L, L + last] when the TLB maps it to
- * RAM with permission `need` (and, for writes, no translated code on its lines), else -1.
- */
-function tlbHelper(base: number, write: boolean): FuncBody {
-  const f = new FuncBody([T.I64, T.I32, T.I32], [T.I32]);
-  const L = 0, need = 1, last = 2;
-  const idx = f.local(T.I32);
-  const o = f.local(T.I32);
-  const a = f.local(T.I64);
-  f.get(L).op(Op.i32_wrap_i64).i32(0xfff).op(Op.i32_and).tee(o).get(last).op(Op.i32_add).i32(0xfff).op(Op.i32_gt_u);
-  f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
-  f.get(L).i64(12, 0).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(TLB_MASK).op(Op.i32_and).set(idx);
-  f.get(idx).i32(3).op(Op.i32_shl).mem(Op.f64_load, base + A_TLB_TAG);
-  f.get(L).i64(12, 0).op(Op.i64_shr_s).op(Op.f64_convert_i64_s).op(Op.f64_eq);
-  f.get(idx).mem(Op.i32_load8_u, base + A_TLB_PERM).get(need).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
-  f.op(Op.i32_eqz);
-  f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
-  f.get(idx).i32(3).op(Op.i32_shl).mem(Op.f64_load, base + A_TLB_ADDR).truncSat().tee(a).i64(0, 0).op(Op.i64_lt_s);
-  f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
-  f.get(a).op(Op.i32_wrap_i64).get(o).op(Op.i32_add).set(idx);
-  if (write) {
-    f.get(idx).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, base + A_CODE_LINES);
-    f.get(idx).get(last).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, base + A_CODE_LINES);
-    f.op(Op.i32_or);
-    f.begin(Op.if).i32(-1).op(Op.return).op(Op.end);
-  }
-  f.get(idx);
-  return f;
-}
-
 // ---- blocks -----------------------------------------------------------------------------
 
-/**
- * The wasm module for a trace starting at rip; `base` is the arena's state offset, `linkBase`
- * the address of the exit links, `icBase` that of the indirect-branch cache, `allocExit` numbers a new chainable exit (0: none left).
- */
-export function translateTrace(tr: Trace, rip: number, base: number, linkBase: number, icBase: number, allocExit: () => number): { body: FuncBody; n: number; fallsThrough: boolean } {
+/** The wasm function for a trace starting at rip (see BlockLayout for the addresses it uses). */
+export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocExit: () => number): { body: FuncBody; n: number; fallsThrough: boolean } {
   const { insns, live, terminal } = tr;
-  const g = new WGen(base, linkBase, icBase, allocExit);
+  const g = new WGen(lay, allocExit);
+  const base = lay.base;
   g.loop = tr.loop;
   g.liveAtStart = tr.liveAtStart;
   g.start = rip;
@@ -1159,6 +1183,6 @@ export function translateTrace(tr: Trace, rip: number, base: number, linkBase: n
 }
 
 /** One module for several translated blocks: their functions are the globals g0, g1, ... */
-export function blockModule(bodies: readonly FuncBody[], base: number): Uint8Array {
-  return assembleModule([], [tlbHelper(base, false), tlbHelper(base, true), ...bodies], {}, BLOCK_TYPES, 'r', bodies.map((_b, i) => F_BLOCK0 + i));
+export function blockModule(bodies: readonly FuncBody[]): Uint8Array {
+  return assembleModule([], bodies, {}, BLOCK_TYPES, 'r', bodies.map((_b, i) => F_BLOCK0 + i));
 }
