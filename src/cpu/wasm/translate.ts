@@ -91,7 +91,12 @@ interface Producer {
 
 const MASK_LO = [0, 0xff, 0xffff, 0, 0xffffffff];
 
-type Chunk = Bytes | 'reload' | 'writeback';
+/**
+ * Code, or a placeholder filled in at the end: 'reload' loads every register the block uses;
+ * a set stores those of its registers the block uses (the registers written before that point,
+ * or every register written anywhere in a block that loops).
+ */
+type Chunk = Bytes | 'reload' | Set<number>;
 
 class WGen {
   readonly f = new FuncBody(BLOCK_TYPE.params, BLOCK_TYPE.results);
@@ -128,7 +133,7 @@ class WGen {
 
   /** Insert a placeholder filled in when the register sets are known. */
   mark(kind: 'reload' | 'writeback'): void {
-    this.chunks.push(this.f.code, kind);
+    this.chunks.push(this.f.code, kind === 'reload' ? kind : this.loop ? this.written : new Set(this.written));
     this.f.code = new Bytes();
   }
 
@@ -1169,9 +1174,9 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
         code.byte(Op.i64_load); code.u32(0); code.u32(base + A_GPR + 8 * r);
         code.byte(Op.local_set); code.u32(l);
       }
-    } else if (ch === 'writeback') {
+    } else if (ch instanceof Set) {
       for (const [l, r] of used) {
-        if (!g.written.has(r)) continue;
+        if (!ch.has(r)) continue;
         code.byte(Op.i32_const); code.s32(0);
         code.byte(Op.local_get); code.u32(l);
         code.byte(Op.i64_store); code.u32(0); code.u32(base + A_GPR + 8 * r);
