@@ -637,7 +637,9 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
   const op = d.op;
   const sz = d.opsize;
   const mem = d.hasModrm && d.mod !== 3;
-  if ((mem && d.ad32) || d.lock) return false;
+  if (mem && d.ad32) return false;
+  // LOCK changes nothing for one vCPU; where it is not allowed the interpreter raises #UD
+  if (d.lock && !(mem && lockable(d))) return false;
   const L = mem ? ea(g, d) : -1;
   // ---- ALU ----
   if (op < 0x40 && (op & 7) < 6) {
@@ -754,6 +756,43 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
       setReg(g, d, d.reg, sz, r);
       g.lastF = undefined;
       g.pending = undefined;
+      return 'cont';
+    }
+    case 0x86: case 0x87: { // XCHG r/m, r
+      const s1 = op & 1 ? sz : 1;
+      const b = regVal(g, d, d.reg, s1);
+      const a = loadRm(g, d, s1, L);
+      storeRm(g, d, s1, L, b);
+      setReg(g, d, d.reg, s1, a);
+      return 'cont';
+    }
+    case 0x1b0: case 0x1b1: { // CMPXCHG r/m, r (a memory operand is written either way)
+      const s1 = op & 1 ? sz : 1;
+      const src = regVal(g, d, d.reg, s1);
+      const acc = regVal(g, d, 0, s1);
+      const dst = loadRm(g, d, s1, L);
+      alu(g, 7, s1, acc, dst, live);
+      f.get(acc).get(dst).op(Op.i64_eq);
+      g.begin(Op.if);
+      storeRm(g, d, s1, L, src);
+      g.else();
+      if (mem) storeRm(g, d, s1, L, dst);
+      setReg(g, d, 0, s1, dst);
+      g.end();
+      return 'cont';
+    }
+    case 0x1c0: case 0x1c1: { // XADD r/m, r
+      const s1 = op & 1 ? sz : 1;
+      const src = regVal(g, d, d.reg, s1);
+      const dst = loadRm(g, d, s1, L);
+      const r = alu(g, 0, s1, dst, src, live);
+      if (mem) {
+        storeRm(g, d, s1, L, r);
+        setReg(g, d, d.reg, s1, dst);
+      } else {
+        setReg(g, d, d.reg, s1, dst);
+        setReg(g, d, d.rm, s1, r);
+      }
       return 'cont';
     }
     case 0x90: // NOP, PAUSE (XCHG r8, rAX is interpreted)
@@ -914,6 +953,17 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
     return 'exit';
   }
   return false;
+}
+
+/** May d (with a memory operand) carry a LOCK prefix? (Read-modify-write forms only.) */
+function lockable(d: D): boolean {
+  const op = d.op;
+  const r = d.reg & 7;
+  if (op < 0x40) return (op & 7) < 2 && op >> 3 !== 7;
+  if (op >= 0x80 && op <= 0x83) return r !== 7;
+  if (op === 0xf6 || op === 0xf7) return r === 2 || r === 3;
+  if (op === 0xfe || op === 0xff) return r <= 1;
+  return op === 0x86 || op === 0x87 || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
 }
 
 /** SHL/SHR/SAR (and ROL/ROR by a constant) when their flags are dead; others interpreted. */
