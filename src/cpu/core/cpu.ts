@@ -193,14 +193,14 @@ export class Cpu implements SystemHost {
   blocksCompiled = F64_ZERO;
   blocksRun = F64_ZERO;
   /**
-   * Bumped whenever translations may have changed (TLB flush, INVLPG, mode change): the block
-   * successor links (Block.s0/s1) are valid only for the epoch (and CPL) they were made in.
+   * Bumped whenever translations may have changed (TLB flush, INVLPG): the block successor
+   * links (Block.s0/s1, and the wasm exit links) are valid only for the epoch (and CPL) they
+   * were made in.
    */
   tlbEpoch = F64_ZERO;
   /**
    * Bumped only when global translations may have changed (INVLPG, a flush that drops global
-   * pages, a mode change): links into code on global pages (the kernel's) stay valid across
-   * CR3 writes.
+   * pages): links into code on global pages (the kernel's) stay valid across CR3 writes.
    */
   globalEpoch = F64_ZERO;
   /** Exceptions raised by instructions (statistics). */
@@ -441,8 +441,8 @@ export class Cpu implements SystemHost {
     else if (mode === Mode.V86) s.cpl = 3;
     this.fPage = NO_TAG;
     this.fOff = -1;
-    this.tlbEpoch++;
-    this.globalEpoch++;
+    // no epoch bump: translated code depends on the CPL (part of every link key) and on paging,
+    // whose changes flush the TLB; a CS reload at each privilege change must not unlink it all
   }
 
   /** Recompute the stack size after an SS load (called by the core after loadSegment(SS)). */
