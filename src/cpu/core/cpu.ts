@@ -63,6 +63,8 @@ const WT_INVALID_HI = 0x7fffffff;
 /** Blocks per wasm module at most (a hot one and warm ones), and warm starts remembered at most. */
 const BATCH = 16;
 const WARM_MAX = 256;
+/** Evicted execution counts remembered at most (then forgotten all at once). */
+const EVICTED_MAX = 1 << 16;
 /** Translated blocks kept at most (all are dropped when exceeded). */
 const MAX_BLOCKS = 200_000;
 
@@ -185,6 +187,8 @@ export class Cpu implements SystemHost {
   private readonly fastCpl = new Int8Array(FAST_SIZE);
   private readonly fastCount = new Int32Array(FAST_SIZE);
   private readonly fastBlk: (Block | undefined)[] = new Array<Block | undefined>(FAST_SIZE).fill(undefined);
+  /** Execution counts of RIPs evicted from the lookup cache (key: rip * 4 + CPL). */
+  private readonly evicted = new Map<number, number>();
   /** Warm block starts (wasm): compiled with the next hot block. Parallel arrays. */
   private readonly warmRips: number[] = [];
   private readonly warmOffs: number[] = [];
@@ -1066,9 +1070,17 @@ export class Cpu implements SystemHost {
       } else if (this.fastCount[h]! < 0) return undefined; // not RAM
       ++this.fastCount[h];
     } else {
+      // replacing an entry: its count survives in `evicted`, so RIPs that keep evicting each
+      // other still reach the translation threshold
+      const old = this.fastRip[h]!;
+      if (old !== NO_TAG && this.fastBlk[h] === undefined && this.fastCount[h]! > 1) {
+        if (this.evicted.size >= EVICTED_MAX) this.evicted.clear();
+        this.evicted.set(old * 4 + this.fastCpl[h]!, this.fastCount[h]!);
+      }
+      const before = this.evicted.size > 0 ? this.evicted.get(rip * 4 + cpl) : undefined;
       this.fastRip[h] = rip;
       this.fastCpl[h] = cpl;
-      this.fastCount[h] = 1;
+      this.fastCount[h] = before !== undefined ? before + 1 : 1;
       this.fastBlk[h] = undefined;
     }
     // cold code: look for a translation (made earlier, or due now) on first sight and then only
