@@ -15,14 +15,17 @@ const CASES = Number(process.env['FUZZ_ITERATIONS'] ?? 400);
 const modes = ['long', 'protected32', 'real'] as const;
 
 describe.each(modes)('random code in %s mode', (mode) => {
-  it.each([8, 1])(`${CASES} programs run without a host exception (JIT threshold %i)`, (threshold) => {
+  it.each([[8, 'js'], [1, 'js'], [1, 'wasm']] as const)(`${CASES} programs run without a host exception (JIT threshold %i, %s blocks)`, (threshold, backend) => {
     let faults = 0;
     for (let i = 0; i < CASES; i++) {
-      const rand = rng(0x51ed270b ^ (i * 0x9e3779b1) ^ mode.length ^ threshold);
+      const rand = rng(0x51ed270b ^ (i * 0x9e3779b1) ^ mode.length ^ threshold ^ (backend === 'wasm' ? 0x100 : 0));
       const saved = Cpu.defaultJitThreshold;
+      const savedBackend = Cpu.defaultBackend;
       Cpu.defaultJitThreshold = threshold;
+      Cpu.defaultBackend = backend;
       const t = createTestMachine({ ramBytes: 4 * 1024 * 1024, simd: simdUnit });
       Cpu.defaultJitThreshold = saved;
+      Cpu.defaultBackend = savedBackend;
       const code = new Uint8Array(256);
       for (let b = 0; b < code.length; b++) code[b] = Math.floor(rand() * 256);
       if (mode === 'real') {

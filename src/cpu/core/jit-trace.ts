@@ -178,7 +178,7 @@ export function continueSafe(d: D): boolean {
     if (op === 0x8f) return true;
     if (op >= 0x90 && op <= 0x99) return true;
     if (op === 0x9c || op === 0x9e || op === 0x9f) return true;
-    if (op >= 0xa0 && op <= 0xaf) return d.rep === 0;
+    if (op >= 0xa0 && op <= 0xaf) return true; // a REP string op left unfinished leaves RIP on itself: the block exits
     if (op >= 0xb0 && op <= 0xbf) return true;
     if (op === 0xc0 || op === 0xc1 || op === 0xc6 || op === 0xc7 || op === 0xc8 || op === 0xc9) return true;
     if (op >= 0xd0 && op <= 0xd3) return true;

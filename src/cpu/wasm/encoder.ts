@@ -30,9 +30,12 @@ export const enum Op {
   i64_extend8_s = 0xc2, i64_extend16_s = 0xc3, i64_extend32_s = 0xc4,
 }
 
+const F64_SCRATCH = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
+
 /** Growable byte buffer with LEB128 writers. */
 export class Bytes {
-  buf = new Uint8Array(256);
+  buf = new Uint8Array(64);
   len = 0;
 
   /** Make room for n more bytes. */
@@ -174,8 +177,8 @@ export class FuncBody {
 
   f64(v: number): this {
     this.code.byte(Op.f64_const);
-    const b = new Uint8Array(new Float64Array([v]).buffer);
-    this.code.bytes(b);
+    F64_SCRATCH[0] = v;
+    this.code.bytes(F64_BYTES);
     return this;
   }
 
