@@ -35,13 +35,17 @@ const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
 
 /** Growable byte buffer with LEB128 writers. */
 export class Bytes {
-  buf = new Uint8Array(64);
+  buf: Uint8Array;
   len = 0;
+
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(capacity);
+  }
 
   /** Make room for n more bytes. */
   private room(n: number): void {
     if (this.len + n <= this.buf.length) return;
-    const grown = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+    const grown = new Uint8Array(Math.max(this.buf.length * 4, this.len + n));
     grown.set(this.buf.subarray(0, this.len));
     this.buf = grown;
   }
@@ -122,7 +126,7 @@ export class Bytes {
 /** The code of one function: locals and an instruction stream. */
 export class FuncBody {
   /** The instruction stream (a generator may swap in fresh buffers and join them later). */
-  code = new Bytes();
+  code = new Bytes(1024);
   private readonly locals: T[] = [];
 
   constructor(readonly params: readonly T[], readonly results: readonly T[]) {}
@@ -275,7 +279,7 @@ export interface Sig {
  */
 export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
   leadingTypes: readonly Sig[], table?: string, refGlobals?: readonly number[]): Uint8Array {
-  const out = new Bytes();
+  const out = new Bytes(4096);
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
   const sigs: string[] = [];
@@ -371,7 +375,7 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     for (const fi of refs) el.u32(fi);
     section(9, el);
   }
-  const code = new Bytes();
+  const code = new Bytes(4096);
   code.u32(funcs.length);
   for (const f of funcs) f.encode(code);
   section(10, code);

@@ -133,8 +133,14 @@ class WGen {
 
   /** Insert a placeholder filled in when the register sets are known. */
   mark(kind: 'reload' | 'writeback'): void {
-    this.chunks.push(this.f.code, kind === 'reload' ? kind : this.loop ? this.written : new Set(this.written));
-    this.f.code = new Bytes();
+    if (kind === 'writeback' && !this.loop) {
+      // straight code: the registers written so far are known now
+      const f = this.f;
+      for (const r of this.written) f.i32(0).get(this.regs[r]!).mem(Op.i64_store, this.base + A_GPR + 8 * r);
+      return;
+    }
+    this.chunks.push(this.f.code, kind === 'reload' ? kind : this.written);
+    this.f.code = new Bytes(1024);
   }
 
   reg(r: number): number {
@@ -646,6 +652,65 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
     const kind = op & 7;
     const aop = op >> 3;
     const s1 = kind & 1 ? sz : 1;
+    if (!live && !mem && kind !== 4) {
+      // flags nobody reads: a plain operation on the register locals
+      if (kind === 5) return deadAluReg(g, aop, s1, 0, -1, d.imm) ? 'cont' : genAluSlow(g, d, live, L);
+      if (deadAluReg(g, aop, s1, kind < 2 ? d.rm : d.reg, kind < 2 ? d.reg : d.rm, 0)) return 'cont';
+    }
+    return genAluSlow(g, d, live, L);
+  }
+  switch (op) {
+    case 0x80: case 0x81: case 0x83: {
+      if (!live && !mem && op !== 0x80 && deadAluReg(g, d.reg & 7, sz, d.rm, -1, op === 0x81 ? d.imm : (d.imm << 24) >> 24)) return 'cont';
+      break;
+    }
+    case 0x88: case 0x89: case 0x8a: case 0x8b: {
+      // MOV between 32/64-bit registers: one local to another
+      const s1 = op & 1 ? sz : 1;
+      if (!mem && s1 >= 4) {
+        const [dst, src] = op <= 0x89 ? [d.rm, d.reg] : [d.reg, d.rm];
+        f.get(g.reg(src));
+        if (s1 === 4) f.i64(0xffffffff, 0).op(Op.i64_and);
+        f.set(g.reg(dst));
+        g.written.add(dst);
+        return 'cont';
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return genInsn2(g, d, live, k, next, L);
+}
+
+/**
+ * ALU op with dead flags on registers (ADD/OR/AND/SUB/XOR at 32 or 64 bits; CMP is nothing):
+ * dst = dst op src (src < 0: the immediate imm, sign-extended). False for other cases.
+ */
+function deadAluReg(g: WGen, aop: number, sz: number, dst: number, src: number, imm: number): boolean {
+  if (sz < 4 || aop === 2 || aop === 3) return false;
+  g.lastF = undefined;
+  g.pending = undefined;
+  if (aop === 7) return true;
+  const f = g.c;
+  f.get(g.reg(dst));
+  if (src >= 0) f.get(g.reg(src));
+  else f.i64(imm | 0, imm < 0 ? -1 : 0);
+  f.op(aop === 0 ? Op.i64_add : aop === 5 ? Op.i64_sub : aop === 1 ? Op.i64_or : aop === 4 ? Op.i64_and : Op.i64_xor);
+  if (sz === 4) f.i64(0xffffffff, 0).op(Op.i64_and);
+  f.set(g.reg(dst));
+  g.written.add(dst);
+  return true;
+}
+
+/** The general ALU forms (00-3D): operands in fresh locals, flags kept for later readers. */
+function genAluSlow(g: WGen, d: D, live: boolean, L: number): 'cont' {
+  const op = d.op;
+  const sz = d.opsize;
+  {
+    const kind = op & 7;
+    const aop = op >> 3;
+    const s1 = kind & 1 ? sz : 1;
     if (kind >= 4) {
       const a = regVal(g, d, 0, s1);
       const b = kind === 4 ? constVal(g, d.imm & 0xff, 0) : immVal(g, d.imm, s1);
@@ -664,6 +729,14 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
     }
     return 'cont';
   }
+}
+
+/** The rest of genInsn (L: the memory operand's address local, when there is one). */
+function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: number): 'cont' | 'exit' | false {
+  const f = g.c;
+  const op = d.op;
+  const sz = d.opsize;
+  const mem = d.hasModrm && d.mod !== 3;
   switch (op) {
     case 0x80: case 0x81: case 0x83: {
       const s1 = op === 0x80 ? 1 : sz;
@@ -1215,7 +1288,7 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   }
   f.op(Op.unreachable);
   // join the chunks, filling in the register loads and stores
-  const code = new Bytes();
+  const code = new Bytes(4096);
   const used = g.regs.map((l, r) => [l, r] as const).filter(([l]) => l >= 0);
   for (const ch of g.chunks.concat([g.f.code])) {
     if (ch === 'reload') {
