@@ -213,9 +213,9 @@ async function main(): Promise<void> {
       const cliStart: number[] = [];
       for (let i = 0; i < ROUNDS; i++) {
         // (stderr ignored: the CLI warns that this host's KVM cannot boot ordinary kernels)
-        cliStart.push(await firstOutput(process.execPath, [cli, 'run', '--engine', 'kvm', '-m', '64M', '--kernel', kernel], 'ignore'));
+        cliStart.push(await firstOutput(process.execPath, ['--v8-pool-size=1', cli, 'run', '--engine', 'kvm', '-m', '64M', '--kernel', kernel], 'ignore'));
       }
-      console.log(`  typevisor CLI   ${fmt(median(cliStart))}   [${cliStart.map(fmt).join(' ')}]  (node dist/cli/main.js run --engine kvm, multiboot kernel)`);
+      console.log(`  typevisor CLI   ${fmt(median(cliStart))}   [${cliStart.map(fmt).join(' ')}]  (node --v8-pool-size=1 dist/cli/main.js run --engine kvm, multiboot kernel)`);
     } else console.log('  (typevisor CLI figure skipped: needs `npm run build` and nasm)');
   } finally {
     rmSync(dir, { recursive: true, force: true });

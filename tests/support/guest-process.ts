@@ -11,7 +11,8 @@ export const CLI = path.join(ROOT, 'src/cli/main.ts');
 
 /** The command line that runs `typevisor run ARGS` from the sources. */
 export function typevisorCommand(args: string[]): [string, string[]] {
-  return [process.execPath, ['--import', 'tsx', CLI, 'run', ...args]];
+  // the node flags of the `typevisor` command's shebang (src/cli/main.ts)
+  return [process.execPath, ['--v8-pool-size=1', '--import', 'tsx', CLI, 'run', ...args]];
 }
 
 export class VmProcess {
