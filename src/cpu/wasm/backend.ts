@@ -12,7 +12,7 @@ import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
 import { A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
-import { BLOCK_TYPE, blockModule, IMPORTS, translateTrace, type BlockLayout } from './translate.js';
+import { BLOCK_TYPE, blockModule, div128Body, IMPORTS, translateTrace, type BlockLayout } from './translate.js';
 import { assembleModule, FuncBody, Op, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
@@ -133,7 +133,7 @@ export class WasmBackend {
     // table, so V8 compiles the JS call wrappers once, not per block. Its forwarders and
     // chain(needR, needW, n, slot) — a tail call of table[slot] — fill the small runtime table
     // that blocks call through; the stub only returns to the host (what retired slots hold).
-    const host = IMPORTS.filter((f) => f.name !== 'chain');
+    const host = IMPORTS.filter((f) => f.module === 'h');
     const forwarders = host.map((f, i) => {
       const fb = new FuncBody(f.params, f.results);
       f.params.forEach((_t, p) => fb.get(p));
@@ -148,9 +148,9 @@ export class WasmBackend {
     const enter = new FuncBody([T.I32, T.I32, T.I32], [T.I32]);
     enter.get(0).get(1).i32(0).get(2).tailCallIndirect(0);
     const nf = host.length + forwarders.length;
-    const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2 };
+    const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2, div128: nf + 3 };
     host.forEach((f, i) => (names[f.name] = host.length + i));
-    const bytes = assembleModule(host, [...forwarders, chain, stub, enter], names, [BLOCK_TYPE], 't');
+    const bytes = assembleModule(host, [...forwarders, chain, stub, enter, div128Body(arena.base)], names, [BLOCK_TYPE], 't');
     const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: this.imports.h! }).exports;
     this.stub = exp.stub;
     this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;

@@ -48,18 +48,21 @@ export const IMPORTS: readonly FuncImport[] = [
   { module: 'h', name: 'flags', params: [], results: [T.I32] },
   // fault(vector, rip): raise an exception with error code 0 (does not return)
   { module: 'h', name: 'fault', params: [T.I32, T.F64], results: [] },
-  // chain(needR, needW, n, slot): run the block in table slot `slot` (a wasm function of the host's)
-  { module: 'h', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
+  // the runtime module's own functions (module "w"):
+  // chain(tagR, tagW, n, slot): run the block in table slot `slot`
+  { module: 'w', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
+  // div128(hi, lo, d) -> quotient of hi:lo / d (needs hi < d), remainder in A_SCRATCH
+  { module: 'w', name: 'div128', params: [T.I64, T.I64, T.I64], results: [T.I64] },
 ];
 /**
  * Blocks reach these through the runtime table ("e", "r"; entry i is IMPORTS[i], a wasm function
  * of the host's runtime module) with call_indirect: a block module imports no functions, so V8
  * compiles no call wrappers for it (that cost ~300 µs per module).
  */
-const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5;
+const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5, F_DIV128 = 6;
 /** Types of a block module: the block's own, then one per runtime function. */
 const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
-/** Functions of each block module: the TLB helpers, then the blocks. */
+/** Functions of each block module: the blocks. */
 const F_BLOCK0 = 0;
 /** Parameters of the block function. */
 /** Parameters of the block function: byte offsets of the read and write tags in a wasm TLB
@@ -894,7 +897,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd3:
       return genShift(g, d, live, L);
     case 0xf6: case 0xf7:
-      return genGroup3(g, d, live, L);
+      return genGroup3(g, d, live, L, k, next);
     case 0xfe: case 0xff: {
       const o = d.reg & 7;
       const s1 = op === 0xfe ? 1 : sz;
@@ -1135,7 +1138,7 @@ function genShiftFlags(g: WGen, d: D, L: number): 'cont' {
 }
 
 /** F6/F7: TEST, NOT, NEG, and MUL/IMUL with dead flags; DIV/IDIV interpreted. */
-function genGroup3(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
+function genGroup3(g: WGen, d: D, live: boolean, L: number, k: number, next: number): 'cont' | false {
   const f = g.c;
   const s1 = d.op & 1 ? d.opsize : 1;
   const o = d.reg & 7;
@@ -1161,6 +1164,7 @@ function genGroup3(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
     storeRm(g, d, s1, L, r);
     return 'cont';
   }
+  if (o === 6 && (s1 === 8 || s1 === 4)) return genDiv(g, d, s1, L, k, next);
   if ((o === 4 || o === 5) && !live && (s1 === 8 || s1 === 4)) {
     const b = loadRm(g, d, s1, L);
     const a = regVal(g, d, 0, s1);
@@ -1188,6 +1192,105 @@ function genGroup3(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
     return 'cont';
   }
   return false;
+}
+
+/**
+ * DIV r/m32 and r/m64 inline when the quotient fits (the divisor is not 0 and exceeds the high
+ * half of the dividend); otherwise the interpreter runs it (and raises #DE). Flags are undefined.
+ */
+function genDiv(g: WGen, d: D, sz: number, L: number, k: number, next: number): 'cont' {
+  const f = g.c;
+  const b = loadRm(g, d, sz, L);
+  const hi = regVal(g, d, 2, sz);
+  const lo = regVal(g, d, 0, sz);
+  const q = g.tmp64();
+  const r = g.tmp64();
+  // the interpreter's cases: divisor 0 or quotient overflow
+  f.get(b).op(Op.i64_eqz).get(hi).get(b).op(Op.i64_ge_u).op(Op.i32_or);
+  g.begin(Op.if);
+  g.sync();
+  f.f64(d.rip).f64(next).i32(fallbackKey(d));
+  rt(f, F_STEP);
+  g.begin(Op.if);
+  g.retK(k + 1);
+  g.end();
+  g.mark('reload');
+  g.else();
+  if (sz === 4) {
+    const n = g.tmp64();
+    f.get(hi).i64(32, 0).op(Op.i64_shl).get(lo).op(Op.i64_or).set(n);
+    f.get(n).get(b).op(Op.i64_div_u).set(q);
+    f.get(n).get(b).op(Op.i64_rem_u).set(r);
+  } else {
+    f.get(hi).op(Op.i64_eqz);
+    g.begin(Op.if);
+    f.get(lo).get(b).op(Op.i64_div_u).set(q);
+    f.get(lo).get(b).op(Op.i64_rem_u).set(r);
+    g.else();
+    f.get(hi).get(lo).get(b);
+    rt(f, F_DIV128);
+    f.set(q);
+    f.i32(0).mem(Op.i64_load, g.base + A_SCRATCH).set(r);
+    g.end();
+  }
+  setReg(g, d, 0, sz, q);
+  setReg(g, d, 2, sz, r);
+  g.end();
+  g.lastF = undefined;
+  g.pending = undefined;
+  return 'cont';
+}
+
+/**
+ * The runtime's 128/64-bit unsigned division (Hacker's Delight divlu: normalise, then two
+ * 64/32-bit quotient digits, each corrected at most twice): (hi, lo, d) with hi < d gives the
+ * quotient; the remainder goes to A_SCRATCH.
+ */
+export function div128Body(base: number): FuncBody {
+  const f = new FuncBody([T.I64, T.I64, T.I64], [T.I64]);
+  const HI = 0, LO = 1, D = 2;
+  const sh = f.local(T.I64), un32 = f.local(T.I64), un10 = f.local(T.I64), vn1 = f.local(T.I64), vn0 = f.local(T.I64);
+  const un1 = f.local(T.I64), un0 = f.local(T.I64), q1 = f.local(T.I64), q0 = f.local(T.I64), rhat = f.local(T.I64), un21 = f.local(T.I64);
+  const two32 = (): FuncBody => f.i64(0, 1);
+  const low32 = (): FuncBody => f.i64(0xffffffff, 0).op(Op.i64_and);
+  f.get(D).op(Op.i64_clz).set(sh);
+  f.get(D).get(sh).op(Op.i64_shl).set(D);
+  // un32 = hi << s | lo >> (64 - s), the second part 0 when s = 0 (wasm shifts are mod 64)
+  f.get(HI).get(sh).op(Op.i64_shl);
+  f.get(LO).i64(64, 0).get(sh).op(Op.i64_sub).op(Op.i64_shr_u).i64(0, 0).get(sh).op(Op.i64_eqz).op(Op.i32_eqz).op(Op.select);
+  f.op(Op.i64_or).set(un32);
+  f.get(LO).get(sh).op(Op.i64_shl).set(un10);
+  f.get(D).i64(32, 0).op(Op.i64_shr_u).set(vn1);
+  f.get(D);
+  low32();
+  f.set(vn0);
+  f.get(un10).i64(32, 0).op(Op.i64_shr_u).set(un1);
+  f.get(un10);
+  low32();
+  f.set(un0);
+  const digit = (q: number, num: number, low: number): void => {
+    f.get(num).get(vn1).op(Op.i64_div_u).set(q);
+    f.get(num).get(q).get(vn1).op(Op.i64_mul).op(Op.i64_sub).set(rhat);
+    f.begin(Op.block).begin(Op.loop);
+    f.get(q);
+    two32();
+    f.op(Op.i64_ge_u);
+    f.get(q).get(vn0).op(Op.i64_mul).get(rhat).i64(32, 0).op(Op.i64_shl).get(low).op(Op.i64_or).op(Op.i64_gt_u);
+    f.op(Op.i32_or).op(Op.i32_eqz).br(Op.br_if, 1);
+    f.get(q).i64(1, 0).op(Op.i64_sub).set(q);
+    f.get(rhat).get(vn1).op(Op.i64_add).tee(rhat);
+    two32();
+    f.op(Op.i64_lt_u).br(Op.br_if, 0);
+    f.op(Op.end).op(Op.end);
+  };
+  digit(q1, un32, un1);
+  f.get(un32).i64(32, 0).op(Op.i64_shl).get(un1).op(Op.i64_add).get(q1).get(D).op(Op.i64_mul).op(Op.i64_sub).set(un21);
+  digit(q0, un21, un0);
+  f.i32(0);
+  f.get(un21).i64(32, 0).op(Op.i64_shl).get(un0).op(Op.i64_add).get(q0).get(D).op(Op.i64_mul).op(Op.i64_sub).get(sh).op(Op.i64_shr_u);
+  f.mem(Op.i64_store, base + A_SCRATCH);
+  f.get(q1).i64(32, 0).op(Op.i64_shl).get(q0).op(Op.i64_or);
+  return f;
 }
 
 /** hi = high 64 bits of the unsigned product a * b (i64 locals). */
