@@ -17,6 +17,17 @@ export const MAX_BLOCK = 192;
  */
 const CONVERGE_BYTES = 512;
 const CONVERGE_MIN = 48;
+/**
+ * Where execution goes on inside the block after insns[i]: its fall-through, or for a followed
+ * JMP/CALL/RET the next instruction of the trace (`end` after the last).
+ */
+export function continuation(insns: readonly D[], i: number, end: number): number {
+  const d = insns[i]!;
+  const next = d.rip + d.len;
+  if (!d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3)) return next;
+  return i + 1 < insns.length ? insns[i + 1]!.rip : end;
+}
+
 /** A decoded trace, ready for a back end. */
 export interface Trace {
   /** The instructions (shared scratch objects: valid until the next buildTrace). */

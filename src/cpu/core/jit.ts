@@ -33,7 +33,7 @@ import { CpuFault } from '../system-api.js';
 import { F64_ZERO } from '../state.js';
 import { NO_TAG } from './consts.js';
 import type { D } from './jit-decode.js';
-import { buildTrace, constShiftCount, continueSafe, stores } from './jit-trace.js';
+import { buildTrace, constShiftCount, continuation, continueSafe, stores } from './jit-trace.js';
 
 const TWO47 = 140737488355328;
 /** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
@@ -961,7 +961,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
     const d = insns[i]!;
     const next = d.rip + d.len;
     // where execution goes on after d inside this block (a followed JMP/CALL: its target)
-    const cont = !d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3) ? next : i + 1 < insns.length ? insns[i + 1]!.rip : r;
+    const cont = continuation(insns, i, r);
     const safe = d !== terminal && pendingSafe(gn, d, live[i]!);
     if (!safe) {
       gn.flush();

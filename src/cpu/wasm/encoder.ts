@@ -142,22 +142,23 @@ export class FuncBody {
     return this;
   }
 
-  get(l: number): this {
-    this.code.byte(Op.local_get);
-    this.code.u32(l);
+  /** An instruction with one index immediate (local.get/set/tee, call, br...). */
+  private indexed(o: Op, index: number): this {
+    this.code.byte(o);
+    this.code.u32(index);
     return this;
+  }
+
+  get(l: number): this {
+    return this.indexed(Op.local_get, l);
   }
 
   set(l: number): this {
-    this.code.byte(Op.local_set);
-    this.code.u32(l);
-    return this;
+    return this.indexed(Op.local_set, l);
   }
 
   tee(l: number): this {
-    this.code.byte(Op.local_tee);
-    this.code.u32(l);
-    return this;
+    return this.indexed(Op.local_tee, l);
   }
 
   i32(v: number): this {
@@ -218,9 +219,7 @@ export class FuncBody {
   }
 
   call(fn: number): this {
-    this.code.byte(Op.call);
-    this.code.u32(fn);
-    return this;
+    return this.indexed(Op.call, fn);
   }
 
   /** block / loop / if with an empty or single-result type. */
@@ -231,9 +230,7 @@ export class FuncBody {
   }
 
   br(o: Op.br | Op.br_if, depth: number): this {
-    this.code.byte(o);
-    this.code.u32(depth);
-    return this;
+    return this.indexed(o, depth);
   }
 
   /** Encoded body: local declarations (run-length) then code then `end`. */

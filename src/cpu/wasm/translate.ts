@@ -15,7 +15,7 @@
  * Instructions not generated inline run in the interpreter through the `step` import.
  */
 import type { D } from '../core/jit-decode.js';
-import { constShiftCount, continueSafe, stores, type Trace } from '../core/jit-trace.js';
+import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../core/jit-trace.js';
 import { fallbackKey } from '../core/jit.js';
 import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
@@ -1346,7 +1346,7 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   for (let i = 0; i < insns.length; i++) {
     const d = insns[i]!;
     const next = d.rip + d.len;
-    const cont = !d.follow || !(d.op === 0xe8 || d.op === 0xe9 || d.op === 0xeb || d.op === 0xc3) ? next : i + 1 < insns.length ? insns[i + 1]!.rip : tr.end;
+    const cont = continuation(insns, i, tr.end);
     const res = d === terminal ? false : genInsn(g, d, live[i]!, k, next);
     if (res === 'exit') {
       exited = true;
