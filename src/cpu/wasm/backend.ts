@@ -12,7 +12,8 @@ import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
 import { A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
-import { BLOCK_TYPE, blockModule, div128Body, IMPORTS, translateTrace, type BlockLayout } from './translate.js';
+import { blockModule, div128Body, translateTrace } from './translate.js';
+import { BLOCK_TYPE, IMPORTS, type BlockLayout } from './codegen.js';
 import { assembleModule, FuncBody, Op, T } from './encoder.js';
 
 const TWO47 = 140737488355328;

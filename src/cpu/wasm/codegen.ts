@@ -1,0 +1,627 @@
+/**
+ * Code generation for wasm blocks (translate.ts emits the instructions with these): the block
+ * function's state (WGen: register locals, pending flags, exits and chaining), registers at
+ * every operand size, memory accesses through the inline TLB with their slow paths, and lazy
+ * flags (conditions from a known writer, the flag record for everyone else).
+ */
+import type { D } from '../core/jit-decode.js';
+import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
+import { Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
+import { IC_SIZE, A_CODE_LINES, A_EXIT, A_GKEY, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP } from './arena.js';
+
+export const TWO47 = 140737488355328;
+/** Instructions a self-looping block runs per call at most (as the JavaScript translator). */
+export const LOOP_CAP = 2048;
+/** A block jumps straight into its linked successor while the chain has run fewer instructions. */
+export const CHAIN_LIMIT = 1024;
+
+/** Signature of a block function: (needR, needW, instructions so far) -> instructions in all. */
+export const BLOCK_TYPE = { params: [T.I32, T.I32, T.I32], results: [T.I32] } as const;
+
+/** Call runtime function i (arguments on the stack). */
+export function rt(f: FuncBody, i: number): void {
+  f.i32(i).callIndirect(1 + i);
+}
+
+/** Host functions a block imports (module "h"), in index order. */
+export const IMPORTS: readonly FuncImport[] = [
+  // rd(lin, size | 0x100 if stack, rip) -> value (size 8: 0, value in A_SCRATCH)
+  { module: 'h', name: 'rd', params: [T.F64, T.I32, T.F64], results: [T.I32] },
+  // wr(lin, size | 0x100 if stack, lo, hi, rip) -> 1 when the block must stop after this instruction
+  { module: 'h', name: 'wr', params: [T.F64, T.I32, T.I32, T.I32, T.F64], results: [T.I32] },
+  // step(rip, next, key) -> 1 when the block must end (A_RIP holds where to go on); key names
+  // the instruction for TYPEVISOR_BT_STATS
+  { module: 'h', name: 'step', params: [T.F64, T.F64, T.I32], results: [T.I32] },
+  // flags() -> the arithmetic flags (RFLAGS bits)
+  { module: 'h', name: 'flags', params: [], results: [T.I32] },
+  // fault(vector, rip): raise an exception with error code 0 (does not return)
+  { module: 'h', name: 'fault', params: [T.I32, T.F64], results: [] },
+  // the runtime module's own functions (module "w"):
+  // chain(tagR, tagW, n, slot): run the block in table slot `slot`
+  { module: 'w', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
+  // div128(hi, lo, d) -> quotient of hi:lo / d (needs hi < d), remainder in A_SCRATCH
+  { module: 'w', name: 'div128', params: [T.I64, T.I64, T.I64], results: [T.I64] },
+];
+/**
+ * Blocks reach these through the runtime table ("e", "r"; entry i is IMPORTS[i], a wasm function
+ * of the host's runtime module) with call_indirect: a block module imports no functions, so V8
+ * compiles no call wrappers for it (that cost ~300 µs per module).
+ */
+export const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5, F_DIV128 = 6;
+/** Types of a block module: the block's own, then one per runtime function. */
+export const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
+/** Functions of each block module: the blocks. */
+export const F_BLOCK0 = 0;
+/** Parameters of the block function. */
+/** Parameters of the block function: byte offsets of the read and write tags in a wasm TLB
+ * entry for the CPL (supervisor 0/16, user 8/24), and the instructions run so far in the chain. */
+export const P_TR = 0, P_TW = 1, P_NIN = 2;
+
+/** Absolute addresses in the arena that translated code uses (see arena.ts). */
+export interface BlockLayout {
+  /** The state area (registers, flags record, keys...). */
+  base: number;
+  /** Exit links, the indirect-branch cache, the wasm TLB tags and RAM offsets. */
+  links: number;
+  ic: number;
+  wtlb: number;
+  wtlbAddr: number;
+}
+
+/** A flag writer known at compile time: its operands and result, in i64 locals. */
+export interface Producer {
+  /** F_ADD, F_SUB, F_LOGIC, F_INC, F_DEC; or F_EAGER with the RFLAGS arithmetic bits in `a`. */
+  kind: number;
+  sz: number;
+  a: number;
+  b: number;
+  r: number;
+  /** Local holding the carry in (0/1) of ADC/SBB, the preserved CF of INC/DEC; -1: none (0). */
+  cin: number;
+}
+
+export const MASK_LO = [0, 0xff, 0xffff, 0, 0xffffffff];
+
+/**
+ * Code, or a placeholder filled in at the end: 'reload' loads every register the block uses;
+ * a set stores those of its registers the block uses (the registers written before that point,
+ * or every register written anywhere in a block that loops).
+ */
+export type Chunk = Bytes | 'reload' | Set<number>;
+
+export class WGen {
+  readonly f = new FuncBody(BLOCK_TYPE.params, BLOCK_TYPE.results);
+  readonly chunks: Chunk[] = [];
+  /** Local of each guest register (-1: not used). */
+  readonly regs: number[] = new Array<number>(16).fill(-1);
+  readonly written = new Set<number>();
+  pending: Producer | undefined = undefined;
+  lastF: Producer | undefined = undefined;
+  /** Nesting depth of blocks/ifs inside the loop body (for `br` to the loop). */
+  depth = 0;
+  readonly n: number;
+  /** 1 after a slow store asked the block to stop (checked when the instruction is done). */
+  readonly stop: number;
+  loop = false;
+  liveAtStart = true;
+  start = 0;
+
+  readonly base: number;
+  readonly linkBase: number;
+  readonly icBase: number;
+
+  constructor(readonly lay: BlockLayout, readonly allocExit: () => number) {
+    this.base = lay.base;
+    this.linkBase = lay.links;
+    this.icBase = lay.ic;
+    this.n = this.f.local(T.I32);
+    this.stop = this.f.local(T.I32);
+  }
+
+  get c(): FuncBody {
+    return this.f;
+  }
+
+  /** Insert a placeholder filled in when the register sets are known. */
+  mark(kind: 'reload' | 'writeback'): void {
+    if (kind === 'writeback' && !this.loop) {
+      // straight code: the registers written so far are known now
+      const f = this.f;
+      for (const r of this.written) f.i32(0).get(this.regs[r]!).mem(Op.i64_store, this.base + A_GPR + 8 * r);
+      return;
+    }
+    this.chunks.push(this.f.code, kind === 'reload' ? kind : this.written);
+    this.f.code = new Bytes(1024);
+  }
+
+  reg(r: number): number {
+    if (this.regs[r]! < 0) this.regs[r] = this.f.local(T.I64);
+    return this.regs[r]!;
+  }
+
+  tmp64(): number {
+    return this.f.local(T.I64);
+  }
+
+  tmp32(): number {
+    return this.f.local(T.I32);
+  }
+
+  begin(o: Op.block | Op.loop | Op.if, result?: T): void {
+    this.f.begin(o, result);
+    this.depth++;
+  }
+
+  end(): void {
+    this.f.op(Op.end);
+    this.depth--;
+  }
+
+  else(): void {
+    this.f.op(Op.else);
+  }
+
+  /** Store the lazy-flag record of p into the arena. */
+  storeFlags(p: Producer): void {
+    const f = this.f;
+    const b = this.base;
+    f.i32(0).i32(p.kind).mem(Op.i32_store, b + A_FKIND);
+    f.i32(0).i32(p.sz).mem(Op.i32_store, b + A_FSZ);
+    f.i32(0);
+    if (p.cin >= 0) f.get(p.cin).op(Op.i32_wrap_i64);
+    else f.i32(0);
+    f.mem(Op.i32_store, b + A_FCIN);
+    f.i32(0).get(p.a).mem(Op.i64_store, b + A_FA);
+    f.i32(0).get(p.b).mem(Op.i64_store, b + A_FB);
+    f.i32(0).get(p.r).mem(Op.i64_store, b + A_FRES);
+  }
+
+  /** Make the architectural state visible to the host: pending flags and registers. */
+  sync(): void {
+    if (this.pending !== undefined) this.storeFlags(this.pending);
+    this.mark('writeback');
+  }
+
+  /** Leave the block: continue at the constant `rip` after k instructions of this iteration. */
+  exitTo(rip: number, k: number): void {
+    if (this.loop && rip === this.start) {
+      // back to the top: another iteration unless the cap is reached or the host asked to stop
+      const f = this.f;
+      f.get(this.n).i32(k).op(Op.i32_add).set(this.n);
+      f.get(this.n).i32(LOOP_CAP).op(Op.i32_lt_u);
+      f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+      this.begin(Op.if);
+      if (this.liveAtStart && this.pending !== undefined) this.storeFlags(this.pending);
+      f.br(Op.br, this.depth); // the loop label: depth counts the enclosing blocks inside it
+      this.end();
+      this.sync();
+      f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+      this.retK(0);
+      return;
+    }
+    this.sync();
+    const f = this.f;
+    f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+    const e = this.allocExit();
+    if (e === 0) {
+      this.retK(k);
+      return;
+    }
+    // chain: jump straight into the successor the host linked to this exit, if still current
+    const tot = this.tmp32();
+    const slot = this.tmp32();
+    const link = this.linkBase + 8 * e;
+    f.get(P_NIN).i32(k).op(Op.i32_add);
+    if (this.loop) f.get(this.n).op(Op.i32_add);
+    f.tee(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
+    f.i32(0).mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
+    this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
+    f.op(Op.i32_and);
+    f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    this.begin(Op.if);
+    f.get(P_TR).get(P_TW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    this.end();
+    f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
+    f.get(tot).op(Op.return);
+  }
+
+  /** Leave the block for the RIP in i64 local t. */
+  exitToLocal(t: number, k: number): void {
+    this.sync();
+    const f = this.f;
+    const ripF = this.f.local(T.F64);
+    f.get(t).op(Op.f64_convert_i64_s).set(ripF);
+    f.i32(0).get(ripF).mem(Op.f64_store, this.base + A_RIP);
+    // go straight on when the indirect-branch cache knows the target under the current key
+    const tot = this.tmp32();
+    const e = this.tmp32();
+    f.get(P_NIN).i32(k).op(Op.i32_add);
+    if (this.loop) f.get(this.n).op(Op.i32_add);
+    f.set(tot);
+    f.get(t).op(Op.i32_wrap_i64).tee(e).get(e).i32(12).op(Op.i32_shr_u).op(Op.i32_xor).i32(IC_SIZE - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
+    f.set(e); // byte offset of the entry
+    f.get(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
+    f.get(e).mem(Op.f64_load, this.icBase).get(ripF).op(Op.f64_eq).op(Op.i32_and);
+    this.keyMatches(() => f.get(e).mem(Op.i32_load, this.icBase + 8));
+    f.op(Op.i32_and);
+    f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    this.begin(Op.if);
+    f.get(P_TR).get(P_TW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    this.end();
+    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    f.get(tot).op(Op.return);
+  }
+
+  /** Push (i32) whether the link key pushed by `key` is current (global keys have bit 2 set). */
+  keyMatches(key: () => void): void {
+    const f = this.f;
+    const k = this.tmp32();
+    key();
+    f.tee(k);
+    f.i32(0).mem(Op.i32_load, this.base + A_GKEY).i32(0).mem(Op.i32_load, this.base + A_KEY);
+    f.get(k).i32(4).op(Op.i32_and).op(Op.select);
+    f.op(Op.i32_eq);
+  }
+
+  /** return instructions so far + N + k, with no exit to link (A_RIP already set). */
+  retK(k: number): void {
+    const f = this.f;
+    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    f.get(P_NIN).i32(k).op(Op.i32_add);
+    if (this.loop) f.get(this.n).op(Op.i32_add);
+    f.op(Op.return);
+  }
+}
+
+// ---- registers --------------------------------------------------------------------------
+
+/** Push the zero-extended value of register r at size sz. */
+export function getReg(g: WGen, d: D, r: number, sz: number): void {
+  const f = g.c;
+  if (sz === 1 && d.rex === 0 && r >= 4) {
+    f.get(g.reg(r - 4)).i64(8, 0).op(Op.i64_shr_u).i64(0xff, 0).op(Op.i64_and);
+    return;
+  }
+  f.get(g.reg(r));
+  if (sz !== 8) f.i64(MASK_LO[sz]!, 0).op(Op.i64_and);
+}
+
+/** Register r at size sz = the i64 value in local v (high bits of v beyond sz ignored). */
+export function setReg(g: WGen, d: D, r: number, sz: number, v: number): void {
+  const f = g.c;
+  if (sz === 1 && d.rex === 0 && r >= 4) {
+    const l = g.reg(r - 4);
+    g.written.add(r - 4);
+    f.get(l).i64(~0xff00, -1).op(Op.i64_and);
+    f.get(v).i64(0xff, 0).op(Op.i64_and).i64(8, 0).op(Op.i64_shl).op(Op.i64_or).set(l);
+    return;
+  }
+  const l = g.reg(r);
+  g.written.add(r);
+  if (sz === 8) f.get(v).set(l);
+  else if (sz === 4) f.get(v).i64(0xffffffff, 0).op(Op.i64_and).set(l);
+  else {
+    const m = MASK_LO[sz]!;
+    f.get(l).i64(~m, -1).op(Op.i64_and).get(v).i64(m, 0).op(Op.i64_and).op(Op.i64_or).set(l);
+  }
+}
+
+/** A fresh local holding the value of register r at size sz. */
+export function regVal(g: WGen, d: D, r: number, sz: number): number {
+  const v = g.tmp64();
+  getReg(g, d, r, sz);
+  g.c.set(v);
+  return v;
+}
+
+export function constVal(g: WGen, lo: number, hi: number): number {
+  const v = g.tmp64();
+  g.c.i64(lo, hi).set(v);
+  return v;
+}
+
+/** Sign-extended immediate at size sz (imm as a signed 32-bit number), zero-extended to 64 bits for sz < 8. */
+export function immVal(g: WGen, imm: number, sz: number): number {
+  if (sz === 8) return constVal(g, imm | 0, imm < 0 ? -1 : 0);
+  return constVal(g, (imm & MASK_LO[sz]!) >>> 0, 0);
+}
+
+/** Mask the i64 on the stack to size sz. */
+export function maskTo(g: WGen, sz: number): void {
+  if (sz !== 8) g.c.i64(MASK_LO[sz]!, 0).op(Op.i64_and);
+}
+
+/** Sign-extend the (zero-extended) i64 on the stack from size sz. */
+export function sext(g: WGen, sz: number): void {
+  const f = g.c;
+  if (sz === 1) f.op(Op.i64_extend8_s);
+  else if (sz === 2) f.op(Op.i64_extend16_s);
+  else if (sz === 4) f.op(Op.i64_extend32_s);
+}
+
+// ---- memory -----------------------------------------------------------------------------
+
+/** Linear address of d's memory operand into a fresh i64 local. */
+export function ea(g: WGen, d: D): number {
+  const f = g.c;
+  const L = g.tmp64();
+  if (d.ripRel) f.i64n(d.rip + d.len + d.disp);
+  else {
+    let first = true;
+    const add = (): void => {
+      if (!first) f.op(Op.i64_add);
+      first = false;
+    };
+    if (d.base >= 0) {
+      f.get(g.reg(d.base));
+      add();
+    }
+    if (d.index >= 0) {
+      f.get(g.reg(d.index));
+      if (d.scale > 1) f.i64(Math.log2(d.scale), 0).op(Op.i64_shl);
+      add();
+    }
+    if (d.disp !== 0 || first) {
+      f.i64(d.disp | 0, d.disp < 0 ? -1 : 0);
+      add();
+    }
+  }
+  if (d.seg >= 4) f.i32(0).mem(Op.f64_load, g.base + A_SEGBASE + 8 * d.seg).truncSat().op(Op.i64_add);
+  f.set(L);
+  return L;
+}
+
+export function isStack(d: D): boolean {
+  return d.base === 4 || d.base === 5;
+}
+
+export const LOADS = [0, Op.i64_load8_u, Op.i64_load16_u, 0, Op.i64_load32_u, 0, 0, 0, Op.i64_load];
+export const STORES = [0, Op.i64_store8, Op.i64_store16, 0, Op.i64_store32, 0, 0, 0, Op.i64_store];
+
+/**
+ * Push (i32) whether the access [L, L + sz) must take the slow path, with its RAM offset in
+ * local a otherwise: the TLB entry's tag for this access kind (read or write, at the block's
+ * CPL) must be L's page number, the access must stay in the page, and a store must not touch a
+ * line holding translated code.
+ */
+export function translateAddr(g: WGen, L: number, sz: number, write: boolean, a: number): void {
+  const f = g.c;
+  const b = g.base;
+  const lo = g.tmp32();
+  const ix = g.tmp32();
+  f.get(L).op(Op.i32_wrap_i64).tee(lo).i32(12).op(Op.i32_shr_u).i32(TLB_MASK).op(Op.i32_and).tee(ix);
+  f.i32(5).op(Op.i32_shl).get(write ? P_TW : P_TR).op(Op.i32_add).mem(Op.i64_load, g.lay.wtlb);
+  f.get(L).i64(12, 0).op(Op.i64_shr_s).op(Op.i64_eq);
+  if (sz > 1) f.get(lo).i32(0xfff).op(Op.i32_and).i32(4096 - sz).op(Op.i32_le_u).op(Op.i32_and);
+  f.begin(Op.if, T.I32);
+  f.get(ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(lo).i32(0xfff).op(Op.i32_and).op(Op.i32_add);
+  if (write) {
+    f.tee(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, b + A_CODE_LINES);
+    if (sz > 1) f.get(a).i32(sz - 1).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, b + A_CODE_LINES).op(Op.i32_or);
+  } else {
+    f.set(a).i32(0);
+  }
+  f.op(Op.else).i32(1).op(Op.end);
+}
+
+/** Load sz bytes at linear address L (i64 local) into a fresh i64 local (zero-extended). */
+export function load(g: WGen, sz: number, L: number, rip: number, stack: boolean): number {
+  const f = g.c;
+  const v = g.tmp64();
+  const a = g.tmp32();
+  translateAddr(g, L, sz, false, a);
+  g.begin(Op.if, T.I64);
+  g.sync();
+  f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
+  rt(f, F_RD);
+  if (sz === 8) f.op(Op.drop).i32(0).mem(Op.i64_load, g.base + A_SCRATCH);
+  else f.op(Op.i64_extend_i32_u);
+  g.else();
+  f.get(a).mem(LOADS[sz]!, 0);
+  g.end();
+  f.set(v);
+  return v;
+}
+
+/** Store the low sz bytes of i64 local v at linear address L. */
+export function store(g: WGen, sz: number, L: number, v: number, rip: number, stack: boolean): void {
+  const f = g.c;
+  const a = g.tmp32();
+  translateAddr(g, L, sz, true, a);
+  g.begin(Op.if);
+  g.sync();
+  f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0));
+  f.get(v).op(Op.i32_wrap_i64).get(v).i64(32, 0).op(Op.i64_shr_u).op(Op.i32_wrap_i64);
+  f.f64(rip);
+  rt(f, F_WR);
+  f.set(g.stop);
+  g.else();
+  f.get(a).get(v).mem(STORES[sz]!, 0);
+  g.end();
+}
+
+/** The r/m operand's value (register or memory) into a fresh local; L is the address when memory. */
+export function loadRm(g: WGen, d: D, sz: number, L: number): number {
+  if (d.mod === 3) return regVal(g, d, d.rm, sz);
+  return load(g, sz, L, d.rip, isStack(d));
+}
+
+export function storeRm(g: WGen, d: D, sz: number, L: number, v: number): void {
+  if (d.mod === 3) setReg(g, d, d.rm, sz, v);
+  else store(g, sz, L, v, d.rip, isStack(d));
+}
+
+/** Raise #GP(0) (#SS for stack addresses) unless the i64 local t is canonical. */
+export function checkCanonical(g: WGen, t: number, vector: number, rip: number): void {
+  const f = g.c;
+  f.get(t).i64(0, 0x8000).op(Op.i64_add).i64(48, 0).op(Op.i64_shr_u).op(Op.i64_eqz).op(Op.i32_eqz);
+  g.begin(Op.if);
+  g.sync();
+  f.i32(vector).f64(rip);
+  rt(f, F_FAULT);
+  f.op(Op.unreachable);
+  g.end();
+}
+
+export function push(g: WGen, v: number, rip: number): void {
+  const f = g.c;
+  const sp = g.tmp64();
+  f.get(g.reg(4)).i64(8, 0).op(Op.i64_sub).set(sp);
+  store(g, 8, sp, v, rip, true);
+  f.get(sp).set(g.reg(4));
+  g.written.add(4);
+}
+
+// ---- flags ------------------------------------------------------------------------------
+
+/** Push the current arithmetic flags (RFLAGS bits, i32). */
+export function flagsNow(g: WGen): void {
+  if (g.pending !== undefined) g.storeFlags(g.pending);
+  rt(g.c, F_FLAGS);
+}
+
+/** Push CF (i64 0/1). */
+export function carry(g: WGen): void {
+  const f = g.c;
+  const p = g.lastF;
+  if (p !== undefined && (p.kind === F_SUB || p.kind === F_ADD || p.kind === F_LOGIC)) {
+    if (p.kind === F_LOGIC) {
+      f.i64(0, 0);
+      return;
+    }
+    if (p.kind === F_SUB) {
+      // borrow: a < b + cin
+      if (p.cin < 0) f.get(p.a).get(p.b).op(Op.i64_lt_u);
+      else {
+        f.get(p.a).get(p.b).op(Op.i64_lt_u);
+        f.get(p.cin).op(Op.i64_eqz).op(Op.i32_eqz).get(p.a).get(p.b).op(Op.i64_eq).op(Op.i32_and).op(Op.i32_or);
+      }
+    } else if (p.cin < 0) f.get(p.r).get(p.a).op(Op.i64_lt_u);
+    else {
+      f.get(p.r).get(p.a).op(Op.i64_lt_u);
+      f.get(p.cin).op(Op.i64_eqz).op(Op.i32_eqz).get(p.r).get(p.a).op(Op.i64_eq).op(Op.i32_and).op(Op.i32_or);
+    }
+    f.op(Op.i64_extend_i32_u);
+    return;
+  }
+  if (p !== undefined && p.kind === F_EAGER) {
+    f.get(p.a).i64(1, 0).op(Op.i64_and);
+    return;
+  }
+  if (p !== undefined && p.cin >= 0) {
+    f.get(p.cin);
+    return;
+  }
+  flagsNow(g);
+  f.i32(1).op(Op.i32_and).op(Op.i64_extend_i32_u);
+}
+
+/** Push the condition cc (i32 0/1). */
+export function cond(g: WGen, cc: number): void {
+  const f = g.c;
+  const p = g.lastF;
+  const base = cc & ~1;
+  let done = false;
+  if (p !== undefined) {
+    const sz = p.sz;
+    const zero = (): void => {
+      f.get(p.r).op(Op.i64_eqz);
+    };
+    const sign = (): void => {
+      f.get(p.r).i64(sz * 8 - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).op(Op.i32_wrap_i64);
+    };
+    const signed = (l: number): void => {
+      f.get(l);
+      sext(g, sz);
+    };
+    if (p.kind === F_SUB && p.cin < 0) {
+      done = true;
+      switch (base) {
+        case 2: f.get(p.a).get(p.b).op(Op.i64_lt_u); break;
+        case 4: f.get(p.a).get(p.b).op(Op.i64_eq); break;
+        case 6: f.get(p.a).get(p.b).op(Op.i64_le_u); break;
+        case 8: sign(); break;
+        case 12: signed(p.a); signed(p.b); f.op(Op.i64_lt_s); break;
+        case 14: signed(p.a); signed(p.b); f.op(Op.i64_le_s); break;
+        default: done = false;
+      }
+    } else if (p.kind === F_LOGIC) {
+      done = true;
+      switch (base) {
+        case 0: case 2: f.i32(0); break;
+        case 4: case 6: zero(); break;
+        case 8: case 12: sign(); break;
+        case 14: zero(); sign(); f.op(Op.i32_or); break;
+        default: done = false;
+      }
+    } else if (p.kind !== F_EAGER) {
+      done = true;
+      switch (base) {
+        case 4: zero(); break;
+        case 8: sign(); break;
+        case 2: if (p.kind === F_INC || p.kind === F_DEC) done = false; else { carry(g); f.op(Op.i32_wrap_i64); } break;
+        case 6: if (p.kind === F_INC || p.kind === F_DEC) done = false; else { carry(g); f.op(Op.i32_wrap_i64); zero(); f.op(Op.i32_or); } break;
+        default: done = false;
+      }
+    }
+  }
+  if (!done) {
+    if (p !== undefined && p.kind === F_EAGER) f.get(p.a).op(Op.i32_wrap_i64);
+    else flagsNow(g);
+    const fl = g.tmp32();
+    f.set(fl);
+    const bit = (m: number): void => {
+      f.get(fl).i32(m).op(Op.i32_and).op(Op.i32_eqz).op(Op.i32_eqz);
+    };
+    const sNeO = (): void => {
+      f.get(fl).i32(7).op(Op.i32_shr_u).get(fl).i32(11).op(Op.i32_shr_u).op(Op.i32_xor).i32(1).op(Op.i32_and);
+    };
+    switch (base) {
+      case 0: bit(0x800); break;
+      case 2: bit(0x1); break;
+      case 4: bit(0x40); break;
+      case 6: bit(0x41); break;
+      case 8: bit(0x80); break;
+      case 10: bit(0x4); break;
+      case 12: sNeO(); break;
+      default: sNeO(); bit(0x40); f.op(Op.i32_or); break;
+    }
+  }
+  if (cc & 1) f.op(Op.i32_eqz);
+}
+
+/** Record a flag writer: its flags are pending when live. */
+export function produce(g: WGen, p: Producer, live: boolean): void {
+  g.lastF = p;
+  g.pending = live ? p : undefined;
+}
+
+/** r = a op b at size sz (x86 ALU op 0..7); returns r's local. */
+export function alu(g: WGen, op: number, sz: number, a: number, b: number, live: boolean): number {
+  const f = g.c;
+  const r = g.tmp64();
+  let cin = -1;
+  if (op === 2 || op === 3) {
+    cin = g.tmp64();
+    carry(g);
+    f.set(cin);
+  }
+  switch (op) {
+    case 0: case 2:
+      f.get(a).get(b).op(Op.i64_add);
+      if (cin >= 0) f.get(cin).op(Op.i64_add);
+      break;
+    case 3: case 5: case 7:
+      f.get(a).get(b).op(Op.i64_sub);
+      if (cin >= 0) f.get(cin).op(Op.i64_sub);
+      break;
+    case 1: f.get(a).get(b).op(Op.i64_or); break;
+    case 4: f.get(a).get(b).op(Op.i64_and); break;
+    default: f.get(a).get(b).op(Op.i64_xor); break;
+  }
+  maskTo(g, sz);
+  f.set(r);
+  const kind = op === 0 || op === 2 ? F_ADD : op === 1 || op === 4 || op === 6 ? F_LOGIC : F_SUB;
+  produce(g, { kind, sz, a, b, r, cin }, live);
+  return r;
+}
