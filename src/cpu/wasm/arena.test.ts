@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { allocArenaRam, arenaFits, arenaOf, withArena } from './arena.js';
+import { Cpu } from '../core/cpu.js';
+import { createTestMachine } from '../core/test-machine.js';
+
+describe('wasm arena', () => {
+  it('holds a first RAM region that fits in a 32-bit wasm memory, and refuses a larger one', () => {
+    expect(arenaFits(512 << 20)).toBe(true);
+    expect(arenaFits(3 * 1024 ** 3)).toBe(true);
+    expect(arenaFits(4 * 1024 ** 3)).toBe(false);
+    expect(() => allocArenaRam(4 * 1024 ** 3)).toThrow(RangeError);
+    // too big: the specs come back unchanged (the CPU then uses the JavaScript translator)
+    const big = [{ base: 0, size: 4 * 1024 ** 3 }];
+    expect(withArena(big)[0]!.buffer).toBeUndefined();
+  });
+
+  it('puts the registers and the TLB next to RAM, shared by the interpreter and wasm blocks', () => {
+    const buf = allocArenaRam(1 << 20);
+    const arena = arenaOf(buf)!;
+    expect(arena.base).toBeGreaterThanOrEqual(1 << 20);
+    const saved = Cpu.defaultBackend;
+    Cpu.defaultBackend = 'wasm';
+    try {
+      const t = createTestMachine({ ramBytes: 1 << 20 });
+      expect(t.cpu.wasm).toBeDefined();
+      expect(t.cpu.s.gpr.buffer).toBe(t.cpu.arena!.buffer);
+      t.cpu.s.gpr[2 * 3] = 0x1234;
+      expect(new Int32Array(t.cpu.arena!.buffer, t.cpu.arena!.base, 8)[6]).toBe(0x1234);
+    } finally {
+      Cpu.defaultBackend = saved;
+    }
+  });
+
+  it('without an arena (the JavaScript back end) a CPU has no wasm back end', () => {
+    const saved = Cpu.defaultBackend;
+    Cpu.defaultBackend = 'js';
+    const t = createTestMachine({ ramBytes: 1 << 20 });
+    Cpu.defaultBackend = saved;
+    expect(t.cpu.arena).toBeUndefined();
+    expect(t.cpu.wasm).toBeUndefined();
+  });
+});
