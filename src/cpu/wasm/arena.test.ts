@@ -10,7 +10,7 @@ describe('wasm arena', () => {
     expect(arenaFits(4 * 1024 ** 3)).toBe(false);
     expect(() => allocArenaRam(4 * 1024 ** 3)).toThrow(RangeError);
     // too big: the specs come back unchanged (the CPU then uses the JavaScript translator)
-    const big = [{ base: 0, size: 4 * 1024 ** 3 }];
+    const big: { base: number; size: number; buffer?: ArrayBuffer }[] = [{ base: 0, size: 4 * 1024 ** 3 }];
     expect(withArena(big)[0]!.buffer).toBeUndefined();
   });
 
