@@ -40,7 +40,7 @@ export class WasmBackend {
   private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
   private readonly f64: Float64Array;
-  private imports: WebAssembly.Imports;
+  private readonly imports: WebAssembly.Imports;
   private readonly links: Int32Array;
   private readonly layout: BlockLayout;
   private readonly icF64: Float64Array;
@@ -77,57 +77,54 @@ export class WasmBackend {
     const canonical = (lin: number, size: number): void => {
       if (lin < -TWO47 || lin >= TWO47) throw new CpuFault(size & 0x100 ? 12 : 13, 0);
     };
-    this.imports = {
-      e: { m: arena.memory },
-      h: {
-        rd: (lin: number, size: number, rip: number): number => {
-          this.syncFlags();
-          c.startRip = rip;
-          canonical(lin, size);
-          let v = 0;
-          switch (size & 0xff) {
-            case 1: v = c.read8(lin); break;
-            case 2: v = c.read16(lin); break;
-            case 4: v = c.read32(lin); break;
-            default:
-              i32[I_SCRATCH] = c.read64(lin);
-              i32[I_SCRATCH + 1] = c.hi;
-          }
-          stopNow();
-          return v;
-        },
-        wr: (lin: number, size: number, lo: number, hi: number, rip: number): number => {
-          this.syncFlags();
-          c.startRip = rip;
-          canonical(lin, size);
-          switch (size & 0xff) {
-            case 1: c.write8(lin, lo & 0xff); break;
-            case 2: c.write16(lin, lo & 0xffff); break;
-            case 4: c.write32(lin, lo); break;
-            default: c.write64(lin, lo, hi);
-          }
-          return stopNow() ? 1 : 0;
-        },
-        step: (rip: number, next: number, key: number): number => {
-          if (fallbackCounts !== undefined && key !== 0) fb(key);
-          this.syncFlags();
-          c.startRip = rip;
-          c.s.rip = rip;
-          step(c);
-          this.f64[D_RIP] = c.s.rip;
-          i32[I_KEY] = linkKey(c);
-          i32[I_GKEY] = globalKey(c);
-          return stopNow() || c.s.rip !== next ? 1 : 0;
-        },
-        flags: (): number => {
-          this.syncFlags();
-          return c.getArith();
-        },
-        fault: (vector: number, rip: number): void => {
-          this.syncFlags();
-          c.startRip = rip;
-          throw new CpuFault(vector, 0);
-        },
+    const hostFns: Record<string, WebAssembly.ImportValue> = {
+      rd: (lin: number, size: number, rip: number): number => {
+        this.syncFlags();
+        c.startRip = rip;
+        canonical(lin, size);
+        let v = 0;
+        switch (size & 0xff) {
+          case 1: v = c.read8(lin); break;
+          case 2: v = c.read16(lin); break;
+          case 4: v = c.read32(lin); break;
+          default:
+            i32[I_SCRATCH] = c.read64(lin);
+            i32[I_SCRATCH + 1] = c.hi;
+        }
+        stopNow();
+        return v;
+      },
+      wr: (lin: number, size: number, lo: number, hi: number, rip: number): number => {
+        this.syncFlags();
+        c.startRip = rip;
+        canonical(lin, size);
+        switch (size & 0xff) {
+          case 1: c.write8(lin, lo & 0xff); break;
+          case 2: c.write16(lin, lo & 0xffff); break;
+          case 4: c.write32(lin, lo); break;
+          default: c.write64(lin, lo, hi);
+        }
+        return stopNow() ? 1 : 0;
+      },
+      step: (rip: number, next: number, key: number): number => {
+        if (fallbackCounts !== undefined && key !== 0) fb(key);
+        this.syncFlags();
+        c.startRip = rip;
+        c.s.rip = rip;
+        step(c);
+        this.f64[D_RIP] = c.s.rip;
+        i32[I_KEY] = linkKey(c);
+        i32[I_GKEY] = globalKey(c);
+        return stopNow() || c.s.rip !== next ? 1 : 0;
+      },
+      flags: (): number => {
+        this.syncFlags();
+        return c.getArith();
+      },
+      fault: (vector: number, rip: number): void => {
+        this.syncFlags();
+        c.startRip = rip;
+        throw new CpuFault(vector, 0);
       },
     };
     // The runtime module: the only one that imports host (JavaScript) functions and the big
@@ -152,7 +149,7 @@ export class WasmBackend {
     const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2, div128: nf + 3 };
     host.forEach((f, i) => (names[f.name] = host.length + i));
     const bytes = assembleModule(host, [...forwarders, chain, stub, enter, div128Body(arena.base)], names, [BLOCK_TYPE], 't');
-    const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: this.imports.h! }).exports;
+    const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: hostFns }).exports;
     this.stub = exp.stub;
     this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;
     this.table.set(0, this.stub);
@@ -220,7 +217,6 @@ export class WasmBackend {
     c.fBHi = u32[I_FB + 1]!;
     c.fRes = u32[I_FRES]!;
     c.fResHi = u32[I_FRES + 1]!;
-    i32[I_FKIND] = -1;
   }
 
   /**

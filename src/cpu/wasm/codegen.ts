@@ -342,7 +342,7 @@ export function sext(g: WGen, sz: number): void {
 // ---- memory -----------------------------------------------------------------------------
 
 /** Linear address of d's memory operand into a fresh i64 local. */
-export function ea(g: WGen, d: D): number {
+export function ea(g: WGen, d: D, withSegment = true): number {
   const f = g.c;
   const L = g.tmp64();
   if (d.ripRel) f.i64n(d.rip + d.len + d.disp);
@@ -366,7 +366,7 @@ export function ea(g: WGen, d: D): number {
       add();
     }
   }
-  if (d.seg >= 4) f.i32(0).mem(Op.f64_load, g.base + A_SEGBASE + 8 * d.seg).truncSat().op(Op.i64_add);
+  if (withSegment && d.seg >= 4) f.i32(0).mem(Op.f64_load, g.base + A_SEGBASE + 8 * d.seg).truncSat().op(Op.i64_add);
   f.set(L);
   return L;
 }

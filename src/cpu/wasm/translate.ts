@@ -34,7 +34,7 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
   if (mem && d.ad32) return false;
   // LOCK changes nothing for one vCPU; where it is not allowed the interpreter raises #UD
   if (d.lock && !(mem && lockable(d))) return false;
-  const L = mem ? ea(g, d) : -1;
+  const L = mem ? ea(g, d, op !== 0x8d) : -1; // LEA ignores segment bases
   // ---- ALU ----
   if (op < 0x40 && (op & 7) < 6) {
     const kind = op & 7;
@@ -160,12 +160,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     }
     case 0x8d: {
       if (!mem) return false;
-      // the address without segment base (LEA ignores segments)
-      const seg = d.seg;
-      d.seg = -1;
-      const a = ea(g, d);
-      d.seg = seg;
-      setReg(g, d, d.reg, sz, a);
+      setReg(g, d, d.reg, sz, L);
       return 'cont';
     }
     case 0x63: {
