@@ -10,6 +10,8 @@ export interface CpuInterruptController {
   acknowledge(): number;
   /** True when an NMI is pending; taking it clears it. */
   takeNmi(): boolean;
+  /** True when an NMI is pending (without taking it). */
+  hasNmi?(): boolean;
   /**
    * Called when the CPU executes HLT: the earliest time (ns, machine clock) something may wake
    * it, or Infinity. The engine also wakes on any timer of the machine's TimerQueue.

@@ -39,6 +39,13 @@ export interface CpuOptions {
   interrupts: CpuInterruptController;
   clock: Clock;
   simd?: SimdUnit;
+  /**
+   * Called (between slices) after translated code was dropped in bulk or enough of it was
+   * invalidated: the host runs a full garbage collection so that the engine's compiled code is
+   * really freed (V8 frees a wasm module's code only when a full GC finds the module dead, and
+   * a guest can make dead modules far faster than minor GCs notice).
+   */
+  reclaim?: () => void;
 }
 
 export class CpuCoreError extends Error {
@@ -67,6 +74,14 @@ const WARM_MAX = 256;
 const EVICTED_MAX = 1 << 16;
 /** Translated blocks kept at most (all are dropped when exceeded). */
 const MAX_BLOCKS = 200_000;
+/**
+ * Self-modifying code: a page whose translated code was invalidated SMC_HOT times is
+ * interpreted instead of translated again (a JIT patching code in a loop would otherwise cost a
+ * compiled module per patch); every HEAT_DECAY retired instructions each page's count halves,
+ * so code that settles down is translated again.
+ */
+const SMC_HOT = 16;
+const HEAT_DECAY = 1 << 23;
 
 export class Cpu implements SystemHost {
   readonly s: CpuState;
@@ -182,6 +197,19 @@ export class Cpu implements SystemHost {
   /** Per 64-byte line of the first RAM region: 1 when translated blocks were made from it. */
   codeLines: Uint8Array;
   private readonly blocks = new Map<number, Block>();
+  /** Per RAM page of the first region: invalidations of its translated code (decaying, saturating). */
+  private readonly smcHeat: Uint8Array;
+  /** Pages whose smcHeat is not zero. */
+  private heatPages: number[] = [];
+  private nextDecay = HEAT_DECAY;
+  /** Host hook: free dropped translated code (CpuOptions.reclaim). */
+  private readonly reclaim: (() => void) | undefined;
+  /** A bulk drop or enough invalidated code since the last reclaim: call `reclaim` after this slice. */
+  private reclaimDue = false;
+  /** Translations refused because the page's code keeps changing (statistics). */
+  smcRefused = F64_ZERO;
+  /** Times every translated block was dropped to stay within the code budget (statistics). */
+  codeFlushes = F64_ZERO;
   private readonly pageBlocks = new Map<number, Block[]>();
   private readonly fastRip = new Float64Array(FAST_SIZE).fill(NO_TAG);
   private readonly fastCpl = new Int8Array(FAST_SIZE);
@@ -242,6 +270,8 @@ export class Cpu implements SystemHost {
       this.ramSize = 0;
     }
     this.codeLines = arena ? arena.codeLines().fill(0) : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
+    this.smcHeat = new Uint8Array(Math.ceil(this.ramSize / 4096) + 1);
+    this.reclaim = opts.reclaim;
     this.wasm = arena !== undefined && Cpu.defaultBackend === 'wasm' ? new WasmBackend(this, arena) : undefined;
     this.simdMem = {
       read8: (lin) => this.read8(lin),
@@ -1039,6 +1069,11 @@ export class Cpu implements SystemHost {
       }
     }
     this.retired += n;
+    if (this.retired >= this.nextDecay) this.decayHeat();
+    if (this.reclaimDue) {
+      this.reclaimDue = false;
+      this.reclaim?.();
+    }
     return n;
   }
 
@@ -1107,6 +1142,12 @@ export class Cpu implements SystemHost {
         }
         return undefined;
       }
+      if (this.smcHeat[off >>> 12]! >= SMC_HOT) {
+        // the code here keeps being rewritten: interpret it (look again after another threshold)
+        this.fastCount[h] = 0;
+        this.smcRefused++;
+        return undefined;
+      }
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
       if (this.wasm !== undefined) {
         if (!this.wasm.hasRoom()) this.dropAllBlocks();
@@ -1132,7 +1173,7 @@ export class Cpu implements SystemHost {
     for (let i = 0; i < this.warmRips.length && rips.length < BATCH; i++) {
       const r = this.warmRips[i]!;
       const o = this.warmOffs[i]!;
-      if (this.warmKeys[i] !== key || r === rip || rips.includes(r)) continue;
+      if (this.warmKeys[i] !== key || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT) continue;
       const cur = this.blocks.get(r);
       if (cur !== undefined && cur.valid && cur.phys === o) continue;
       rips.push(r);
@@ -1193,8 +1234,10 @@ export class Cpu implements SystemHost {
     for (let l = 0; l < 64; l++) lines[p0 + l] = 0;
     if (list === undefined) return;
     const keep: Block[] = [];
+    let dropped = false;
     for (const b of list) {
       if (b.lo < off + len && off < b.end) {
+        dropped = true;
         b.valid = false;
         if (b.slot !== 0) this.wasm?.retire(b.slot);
         if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
@@ -1206,6 +1249,25 @@ export class Cpu implements SystemHost {
     }
     if (keep.length) this.pageBlocks.set(page, keep);
     else this.pageBlocks.delete(page);
+    if (dropped) {
+      const heat = this.smcHeat[page]!;
+      if (heat === 0) this.heatPages.push(page);
+      if (heat < 255) this.smcHeat[page] = heat + 1;
+      if (this.wasm?.garbageDue()) this.reclaimDue = true;
+    }
+  }
+
+  /** Halve every page's invalidation count (see SMC_HOT). */
+  private decayHeat(): void {
+    this.nextDecay = this.retired + HEAT_DECAY;
+    const heat = this.smcHeat;
+    const still: number[] = [];
+    for (const p of this.heatPages) {
+      const v = heat[p]! >> 1;
+      heat[p] = v;
+      if (v !== 0) still.push(p);
+    }
+    this.heatPages = still;
   }
 
   /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */
@@ -1229,6 +1291,8 @@ export class Cpu implements SystemHost {
     this.pageBlocks.clear();
     this.codeLines.fill(0);
     this.clearFastBlocks();
+    this.codeFlushes++;
+    this.reclaimDue = true;
   }
 
   /** Software interrupt / trap raised by an instruction (INT n, INT3, INTO): deliver now. */

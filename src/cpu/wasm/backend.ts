@@ -22,6 +22,15 @@ const I_FA = A_FA >> 2, I_FB = A_FB >> 2, I_FRES = A_FRES >> 2, I_SCRATCH = A_SC
 const I_KEY = A_KEY >> 2, I_GKEY = A_GKEY >> 2, I_EXIT = A_EXIT >> 2;
 /** Table slots for block functions; when they or the exit links run out, all translations are dropped. */
 const MAX_SLOTS = 1 << 18;
+/**
+ * The ceiling on translated code: modules and wasm bytes compiled since the last time every
+ * block was dropped. V8 spends ~20 KiB of host memory per module however small, so the module
+ * count is what bounds memory; a boot of the default guest compiles about a quarter of it.
+ */
+const MAX_MODULES = 4096;
+const MAX_CODE_BYTES = 64 << 20;
+/** Modules whose blocks were all invalidated, before the host is asked to free them (garbageDue). */
+const GARBAGE_MODULES = 512;
 
 /**
  * Keys under which exit links and indirect-branch entries are valid: the TLB epoch and the CPL
@@ -41,6 +50,8 @@ export class WasmBackend {
   private readonly u32: Uint32Array;
   private readonly f64: Float64Array;
   private readonly imports: WebAssembly.Imports;
+  /** The runtime module's functions, in IMPORTS order: every block module's table holds them. */
+  private readonly runtime: unknown[];
   private readonly links: Int32Array;
   private readonly layout: BlockLayout;
   private readonly icF64: Float64Array;
@@ -51,6 +62,15 @@ export class WasmBackend {
   private readonly enter: (needR: number, needW: number, slot: number) => number;
   private nextSlot = 1;
   private nextExit = 1;
+  /** Per table slot: the module its block came from (index since the last reset). */
+  private readonly slotModule = new Int32Array(MAX_SLOTS);
+  /** Per module: blocks not yet retired. */
+  private readonly moduleLive = new Int32Array(MAX_MODULES + 1);
+  private modules = 0;
+  private codeBytes = 0;
+  private deadModules = 0;
+  /** Modules compiled in all (statistics). */
+  modulesCompiled = 0;
 
   constructor(private readonly cpu: Cpu, readonly arena: Arena) {
     const buf = arena.buffer;
@@ -153,9 +173,8 @@ export class WasmBackend {
     this.stub = exp.stub;
     this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;
     this.table.set(0, this.stub);
-    const rtTable = new WebAssembly.Table({ initial: IMPORTS.length, element: 'anyfunc' });
-    IMPORTS.forEach((f, i) => rtTable.set(i, exp[f.name]));
-    this.imports = { e: { m: arena.memory, r: rtTable } };
+    this.runtime = IMPORTS.map((f) => exp[f.name]);
+    this.imports = { e: { m: arena.memory } };
   }
 
   /**
@@ -180,6 +199,16 @@ export class WasmBackend {
   /** A block was invalidated: nothing may jump into it any more. */
   retire(slot: number): void {
     this.table.set(slot, this.stub);
+    const m = this.slotModule[slot]!;
+    if (m !== 0 && --this.moduleLive[m]! === 0) this.deadModules++;
+    this.slotModule[slot] = 0;
+  }
+
+  /** Have enough modules died since the last call that the host should collect them? */
+  garbageDue(): boolean {
+    if (this.deadModules < GARBAGE_MODULES) return false;
+    this.deadModules = 0;
+    return true;
   }
 
   /** Every block is being dropped: forget all links and slots. */
@@ -189,11 +218,18 @@ export class WasmBackend {
     this.icI32.fill(0);
     this.nextSlot = 1;
     this.nextExit = 1;
+    this.slotModule.fill(0);
+    this.modules = 0;
+    this.codeBytes = 0;
+    this.deadModules = 0;
   }
 
-  /** Room for another block (slots and exit links)? When false the caller drops all blocks first. */
+  /**
+   * Room for another module (slots, exit links, the code ceiling)? When false the caller drops
+   * all blocks first.
+   */
   hasRoom(): boolean {
-    return this.nextSlot < MAX_SLOTS && this.nextExit < MAX_LINKS - 4096;
+    return this.nextSlot < MAX_SLOTS - 64 && this.nextExit < MAX_LINKS - 4096 && this.modules < MAX_MODULES && this.codeBytes < MAX_CODE_BYTES;
   }
 
   /** Copy a lazy-flag record left by a block into the Cpu's fields. */
@@ -239,13 +275,23 @@ export class WasmBackend {
       if (fallsThrough && todo.length < max && (next & 0xfff) !== 0 && next >>> 12 === off >>> 12 &&
         !isBlockStart(tr.end, next) && !todo.some((t) => t.rip === tr.end)) todo.push({ rip: tr.end, off: next });
     }
-    const m = new WebAssembly.Module(blockModule(parts.map((p) => p.body)));
+    const bytes = blockModule(parts.map((p) => p.body));
+    const m = new WebAssembly.Module(bytes);
     const inst = new WebAssembly.Instance(m, this.imports);
-    return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n));
+    // the module's own runtime table: an imported one would keep every instance alive (V8
+    // lists the instances that import a table, strongly, to update them on table.set)
+    const t = inst.exports.t as WebAssembly.Table;
+    this.runtime.forEach((f, i) => t.set(i, f));
+    const mod = ++this.modules;
+    this.modulesCompiled++;
+    this.codeBytes += bytes.length;
+    this.moduleLive[mod] = parts.length;
+    return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n, mod));
   }
 
-  private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number): Block {
+  private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number, mod: number): Block {
     const slot = this.nextSlot++;
+    this.slotModule[slot] = mod;
     if (slot >= this.table.length) this.table.grow(this.table.length);
     this.table.set(slot, fn);
     const enter = this.enter;

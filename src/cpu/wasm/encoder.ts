@@ -222,6 +222,13 @@ export class FuncBody {
     return this.indexed(Op.call, fn);
   }
 
+  /** return_call: a tail call of function `fn`. */
+  tailCall(fn: number): this {
+    this.code.byte(0x12);
+    this.code.u32(fn);
+    return this;
+  }
+
   /** block / loop / if with an empty or single-result type. */
   begin(o: Op.block | Op.loop | Op.if, result?: T): this {
     this.code.byte(o);
@@ -275,7 +282,11 @@ export interface Sig {
  * a call wrapper compiled (by TurboFan) per imported signature.
  */
 export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
-  leadingTypes: readonly Sig[], table?: string, refGlobals?: readonly number[]): Uint8Array {
+  leadingTypes: readonly Sig[], table?: string | { own: number }, refGlobals?: readonly number[]): Uint8Array {
+  // table: the name of an imported funcref table (table 0), or the size of one the module
+  // defines and exports as "t" (nothing outside then holds on to the instance through it)
+  const importTable = typeof table === 'string' ? table : undefined;
+  const ownTable = typeof table === 'object' ? table.own : undefined;
   const out = new Bytes(4096);
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
@@ -309,15 +320,15 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   }
   section(1, types);
   const imp = new Bytes();
-  imp.u32(imports.length + (table !== undefined ? 2 : 1));
+  imp.u32(imports.length + (importTable !== undefined ? 2 : 1));
   imp.name('e');
   imp.name('m');
   imp.byte(0x02); // memory, limits: min 0, no max (the host's Memory decides)
   imp.byte(0x00);
   imp.u32(0);
-  if (table !== undefined) {
+  if (importTable !== undefined) {
     imp.name('e');
-    imp.name(table);
+    imp.name(importTable);
     imp.byte(0x01); // table of funcref, min 0
     imp.byte(0x70);
     imp.byte(0x00);
@@ -334,6 +345,15 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   fn.u32(funcs.length);
   for (const s of funcSigs) fn.u32(s);
   section(3, fn);
+  if (ownTable !== undefined) {
+    const tb = new Bytes();
+    tb.u32(1);
+    tb.byte(0x70); // funcref, min = max = ownTable
+    tb.byte(0x01);
+    tb.u32(ownTable);
+    tb.u32(ownTable);
+    section(4, tb);
+  }
   const refs = refGlobals ?? [];
   if (refs.length > 0) {
     // global i: an immutable funcref to function refs[i], exported as "g<i>" below
@@ -350,7 +370,12 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   }
   const ex = new Bytes();
   const names = Object.keys(exports);
-  ex.u32(names.length + refs.length);
+  ex.u32(names.length + refs.length + (ownTable !== undefined ? 1 : 0));
+  if (ownTable !== undefined) {
+    ex.name('t');
+    ex.byte(0x01);
+    ex.u32(0);
+  }
   for (const n of names) {
     ex.name(n);
     ex.byte(0x00);

@@ -21,7 +21,7 @@ import { fallbackKey } from '../core/jit.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { A_GPR, A_SCRATCH } from './arena.js';
-import { BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
+import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
 
@@ -795,5 +795,5 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
 
 /** One module for several translated blocks: their functions are the globals g0, g1, ... */
 export function blockModule(bodies: readonly FuncBody[]): Uint8Array {
-  return assembleModule([], bodies, {}, BLOCK_TYPES, 'r', bodies.map((_b, i) => F_BLOCK0 + i));
+  return assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length }, bodies.map((_b, i) => F_BLOCK0 + i));
 }

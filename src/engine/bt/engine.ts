@@ -16,7 +16,9 @@ import { Cpu } from '../../cpu/core/cpu.js';
 import { collectFallbackCounts, fallbackCounts, fallbackName } from '../../cpu/core/jit.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
+import { fullGc } from './gc.js';
 
+const RFLAGS_IF = 1 << 9;
 /** Target host time per cpu.run() call, so timers are checked often enough. */
 const SLICE_MS = 0.5;
 /** Yield to the event loop at least this often while the guest runs. */
@@ -49,6 +51,7 @@ export class BtEngine implements Engine {
       interrupts: opts.interrupts,
       clock: machine.clock,
       simd: simdUnit,
+      reclaim: fullGc,
     });
     if (process.env.TYPEVISOR_BT_STATS) collectFallbackCounts();
     const threshold = Number(process.env.TYPEVISOR_JIT_THRESHOLD);
@@ -94,6 +97,13 @@ export class BtEngine implements Engine {
       if (timers.nextDeadline() <= clock.nowNs()) timers.runDue();
       if (machine.stopReason) break;
       if (cpu.s.halted && !this.opts.interrupts.hasInterrupt()) {
+        if (this.haltedForGood()) {
+          machine.requestStop({
+            kind: 'halted',
+            detail: `the CPU stopped with interrupts disabled at rip 0x${cpu.s.rip.toString(16)}, and nothing can wake it (a kernel halting on a fatal error, or poweroff without ACPI)`,
+          });
+          break;
+        }
         await this.sleepUntilEvent();
         lastYield = performance.now();
         this.sleptMs += lastYield - t1;
@@ -106,13 +116,22 @@ export class BtEngine implements Engine {
     }
     if (process.env.TYPEVISOR_BT_STATS) {
       process.stderr.write(`bt stats: retired ${cpu.retired}, blocks run ${cpu.blocksRun} (avg ${(cpu.retired - cpu.stepsRun) / cpu.blocksRun} insns), ` +
-        `compiled ${cpu.blocksCompiled}, interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
+        `compiled ${cpu.blocksCompiled} (${cpu.wasm?.modulesCompiled ?? 0} modules, ${cpu.codeFlushes} flushes, ${cpu.smcRefused} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
         `${(cpu.retired / (process.cpuUsage().user / 1e6) / 1e6).toFixed(1)} M instructions per CPU-second (user), ` +
         `halted ${(this.sleptMs / 1000).toFixed(1)} s, yielding ${(this.yieldedMs / 1000).toFixed(1)} s\n`);
       const top = [...(fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
       process.stderr.write(`bt stats: interpreted inside blocks: ${top.map(([k, n]) => `${fallbackName(k)} ${n}`).join(', ')}\n`);
     }
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
+  }
+
+  /**
+   * HLT with RFLAGS.IF clear and no NMI pending: only an NMI, INIT or reset could resume the
+   * CPU, and with one vCPU nothing in this machine sends those.
+   */
+  private haltedForGood(): boolean {
+    const { cpu } = this;
+    return (cpu.getRflags() & RFLAGS_IF) === 0 && !(this.opts.interrupts.hasNmi?.() ?? false);
   }
 
   private sleepUntilEvent(): Promise<void> {

@@ -1,5 +1,6 @@
-; A multiboot test kernel that prints a line on COM1 and then halts forever with interrupts
-; off: the VM only ends when the host ends it (Ctrl-A X on the console, or a signal).
+; A multiboot test kernel that prints a line on COM1 and then idles forever: interrupts on but
+; every PIC line masked, so the VM only ends when the host ends it (Ctrl-A X on the console, or
+; a signal). (A HLT with interrupts off would end the VM: "the guest halted for good".)
 bits 32
 org 0x100000
 MB_MAGIC equ 0x1BADB002
@@ -17,8 +18,12 @@ start:
   out dx, al
   jmp .next
 .idle:
-  cli
+  mov al, 0xff
+  out 0x21, al
+  out 0xa1, al
+.sleep:
+  sti
   hlt
-  jmp .idle
+  jmp .sleep
 msg: db "idle kernel up", 10, 0
 image_end:

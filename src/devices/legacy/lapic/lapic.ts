@@ -232,6 +232,10 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     return this.svr & 0xff;
   }
 
+  hasNmi(): boolean {
+    return this.nmiPending;
+  }
+
   takeNmi(): boolean {
     if (!this.nmiPending) return false;
     this.nmiPending = false;
