@@ -70,6 +70,8 @@ export const enum Mode { Real = 0, Protected16 = 1, Protected32 = 2, Long64 = 3,
 export interface SharedStateViews {
   gpr: Int32Array;
   segBase: Float64Array;
+  /** 256 bytes at `offset` of `buffer` hold the XMM registers. */
+  xmm?: { buffer: ArrayBuffer; offset: number };
 }
 
 export class CpuState {
@@ -134,12 +136,11 @@ export class CpuState {
   // debug registers (stored, not acted upon)
   readonly dr = new Float64Array(8);
 
-  // SSE
-  readonly xmmBuffer = new ArrayBuffer(16 * 16);
-  readonly xmm = new Int32Array(this.xmmBuffer);
-  readonly xmmU8 = new Uint8Array(this.xmmBuffer);
-  readonly xmmF32 = new Float32Array(this.xmmBuffer);
-  readonly xmmF64 = new Float64Array(this.xmmBuffer);
+  // SSE: 16 registers x 128 bits, in their own buffer or (wasm arena) in a shared one
+  readonly xmm: Int32Array;
+  readonly xmmU8: Uint8Array;
+  readonly xmmF32: Float32Array;
+  readonly xmmF64: Float64Array;
   mxcsr = 0x1f80;
 
   // x87
@@ -159,5 +160,11 @@ export class CpuState {
   constructor(shared?: SharedStateViews) {
     this.gpr = shared?.gpr ?? new Int32Array(32);
     this.segBase = shared?.segBase ?? new Float64Array(6);
+    const buf = shared?.xmm?.buffer ?? new ArrayBuffer(256);
+    const off = shared?.xmm?.offset ?? 0;
+    this.xmm = new Int32Array(buf, off, 64);
+    this.xmmU8 = new Uint8Array(buf, off, 256);
+    this.xmmF32 = new Float32Array(buf, off, 64);
+    this.xmmF64 = new Float64Array(buf, off, 32);
   }
 }

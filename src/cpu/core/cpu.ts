@@ -26,7 +26,7 @@ import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import { step } from './exec.js';
 import { compileBlock, type Block } from './jit.js';
-import { arenaOf, type Arena } from '../wasm/arena.js';
+import { A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
   F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_SIZE, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
@@ -55,6 +55,10 @@ export class CpuCoreError extends Error {
 const ACC_WRITE = 1;
 const ACC_USER = 2;
 const ACC_FETCH = 4;
+/** CR0.EM, CR0.TS and CR4.OSFXSR: whether SSE instructions run or fault. */
+const CR0_EM = 1 << 2;
+const CR0_TS = 1 << 3;
+const CR4_OSFXSR = 1 << 9;
 
 const TWO32 = 4294967296;
 
@@ -250,7 +254,7 @@ export class Cpu implements SystemHost {
     const r0 = opts.memory.regions[0];
     const arena = r0 !== undefined && r0.bytes.byteOffset === 0 ? arenaOf(r0.bytes.buffer) : undefined;
     this.arena = arena;
-    this.s = new CpuState(arena ? { gpr: arena.gpr(), segBase: arena.segBase() } : undefined);
+    this.s = new CpuState(arena ? { gpr: arena.gpr(), segBase: arena.segBase(), xmm: { buffer: arena.buffer, offset: arena.xmmOffset() } } : undefined);
     this.tlbTag = arena ? arena.tlbTag() : new Float64Array(TLB_SIZE);
     this.tlbTag.fill(NO_TAG);
     this.tlbPerm = arena ? arena.tlbPerm() : new Uint8Array(TLB_SIZE);
@@ -294,6 +298,7 @@ export class Cpu implements SystemHost {
   reset(): void {
     const s = this.s;
     s.gpr.fill(0);
+    s.xmm.fill(0);
     s.gpr[2 * 2] = 0x600; // EDX: family 6 signature
     s.rip = 0xfff0;
     s.rflagsRest = 2;
@@ -475,6 +480,10 @@ export class Cpu implements SystemHost {
     else if (mode === Mode.V86) s.cpl = 3;
     this.fPage = NO_TAG;
     this.fOff = -1;
+    // translated SSE instructions run only while SSE is enabled (else the interpreter faults)
+    if (this.arena !== undefined) {
+      this.arena.i32[A_SSE_OK >> 2] = (s.cr4 & CR4_OSFXSR) !== 0 && (s.cr0 & (CR0_TS | CR0_EM)) === 0 ? 1 : 0;
+    }
     // no epoch bump: translated code depends on the CPL (part of every link key) and on paging,
     // whose changes flush the TLB; a CS reload at each privilege change must not unlink it all
   }

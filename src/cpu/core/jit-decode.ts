@@ -15,6 +15,8 @@ export interface D {
   rexW: boolean;
   seg: number;
   rep: number;
+  /** A 66 operand-size prefix was present (SSE: selects the 128-bit integer forms). */
+  opo: boolean;
   lock: boolean;
   ad32: boolean;
   hasModrm: boolean;
@@ -42,7 +44,7 @@ export interface D {
 
 export function newD(): D {
   return {
-    rip: 0, len: 0, op: -1, opsize: 4, rex: 0, rexW: false, seg: -1, rep: 0, lock: false, ad32: false,
+    rip: 0, len: 0, op: -1, opsize: 4, rex: 0, rexW: false, seg: -1, rep: 0, opo: false, lock: false, ad32: false,
     hasModrm: false, mod: 0, reg: 0, rm: 0, base: -1, index: -1, scale: 1, disp: 0, ripRel: false, imm: 0, immHi: 0, imm2: 0, follow: false, retTo: 0,
   };
 }
@@ -87,6 +89,7 @@ export function decode(ram: Uint8Array, off: number, limit: number, rip: number,
     break;
   }
   d.rexW = (d.rex & 8) !== 0;
+  d.opo = opo;
   d.opsize = d.rexW ? 8 : opo ? 2 : 4;
   let op = b;
   let hasModrm: boolean;

@@ -176,7 +176,9 @@ export function readDr(h: SystemHost, n: number): number {
 /** CLTS: clear CR0.TS. */
 export function clts(h: SystemHost): void {
   requireCpl0(h.s);
+  if (!(h.s.cr0 & Cr0.TS)) return;
   h.s.cr0 &= ~Cr0.TS;
+  h.modeChanged();
 }
 
 /** LMSW: load PE/MP/EM/TS (PE can be set, not cleared). */

@@ -35,8 +35,14 @@ export const A_KEY = 248;
 export const A_EXIT = 252;
 /** Key for links into code on global pages (global epoch * 8 + 4 + CPL, as i32). */
 export const A_GKEY = 256;
+/** 1 while SSE instructions may run (CR4.OSFXSR set, CR0.TS and CR0.EM clear), as i32. */
+export const A_SSE_OK = 260;
+/** Scratch for one 128-bit value (a memory operand on its way to a vector op). */
+export const A_XTMP = 272;
 /** End of the variables above (views over them cover [0, A_VARS_END)). */
 export const A_VARS_END = 512;
+/** The XMM registers, 16 x 128 bits (the interpreter's CpuState.xmm views them). */
+export const A_XMM = 512;
 export const A_TLB_TAG = 1024; // TLB_SIZE x f64
 export const A_TLB_ADDR = A_TLB_TAG + TLB_SIZE * 8; // TLB_SIZE x f64
 export const A_TLB_PERM = A_TLB_ADDR + TLB_SIZE * 8; // TLB_SIZE x u8
@@ -78,6 +84,11 @@ export class Arena {
 
   segBase(): Float64Array {
     return new Float64Array(this.buffer, this.base + A_SEGBASE, 6);
+  }
+
+  /** Where the XMM registers live: byte offset in `buffer` (256 bytes). */
+  xmmOffset(): number {
+    return this.base + A_XMM;
   }
 
   tlbTag(): Float64Array {

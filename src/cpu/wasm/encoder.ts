@@ -4,7 +4,23 @@
  * appended to a growable byte buffer; no validation beyond what WebAssembly.Module does.
  */
 
-export const enum T { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c }
+export const enum T { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c, V128 = 0x7b }
+
+/** SIMD opcodes used by the translator (after the 0xfd prefix; names as in the text format). */
+export const enum V {
+  v128_load = 0x00, v128_store = 0x0b, i8x16_shuffle = 0x0d, i64x2_splat = 0x12,
+  i32x4_extract_lane = 0x1b, i32x4_replace_lane = 0x1c, i64x2_extract_lane = 0x1d, i64x2_replace_lane = 0x1e,
+  i8x16_eq = 0x23, i8x16_gt_s = 0x27, i16x8_eq = 0x2d, i16x8_gt_s = 0x31, i32x4_eq = 0x37, i32x4_gt_s = 0x3b,
+  v128_not = 0x4d, v128_and = 0x4e, v128_andnot = 0x4f, v128_or = 0x50, v128_xor = 0x51,
+  i8x16_bitmask = 0x64,
+  i8x16_add = 0x6e, i8x16_add_sat_s = 0x6f, i8x16_add_sat_u = 0x70, i8x16_sub = 0x71, i8x16_sub_sat_s = 0x72, i8x16_sub_sat_u = 0x73,
+  i8x16_min_u = 0x77, i8x16_max_u = 0x79, i8x16_avgr_u = 0x7b,
+  i16x8_shl = 0x8b, i16x8_shr_s = 0x8c, i16x8_shr_u = 0x8d, i16x8_add = 0x8e, i16x8_add_sat_s = 0x8f, i16x8_add_sat_u = 0x90,
+  i16x8_sub = 0x91, i16x8_sub_sat_s = 0x92, i16x8_sub_sat_u = 0x93, i16x8_mul = 0x95, i16x8_min_s = 0x96, i16x8_max_s = 0x98,
+  i16x8_avgr_u = 0x9b,
+  i32x4_shl = 0xab, i32x4_shr_s = 0xac, i32x4_shr_u = 0xad, i32x4_add = 0xae, i32x4_sub = 0xb1,
+  i64x2_shl = 0xcb, i64x2_shr_u = 0xcd, i64x2_add = 0xce, i64x2_sub = 0xd1,
+}
 
 /** Opcodes used by the translator (names as in the WebAssembly text format). */
 export const enum Op {
@@ -220,6 +236,38 @@ export class FuncBody {
 
   call(fn: number): this {
     return this.indexed(Op.call, fn);
+  }
+
+  /** A SIMD instruction without immediates (0xfd prefix; `op` from the SIMD opcode table, see V). */
+  simd(op: V): this {
+    this.code.byte(0xfd);
+    this.code.u32(op);
+    return this;
+  }
+
+  /** v128.load / v128.store and the other SIMD memory instructions, at a constant offset. */
+  simdMem(op: V, offset: number): this {
+    this.code.byte(0xfd);
+    this.code.u32(op);
+    this.code.u32(0);
+    this.code.u32(offset);
+    return this;
+  }
+
+  /** i8x16.shuffle: lanes 0..15 pick from the first operand, 16..31 from the second. */
+  shuffle(lanes: readonly number[]): this {
+    this.code.byte(0xfd);
+    this.code.u32(V.i8x16_shuffle);
+    for (let i = 0; i < 16; i++) this.code.byte(lanes[i]!);
+    return this;
+  }
+
+  /** An extract_lane / replace_lane instruction. */
+  lane(op: V, lane: number): this {
+    this.code.byte(0xfd);
+    this.code.u32(op);
+    this.code.byte(lane);
+    return this;
   }
 
   /** return_call: a tail call of function `fn`. */

@@ -20,6 +20,7 @@ import { constShiftCount, continuation, continueSafe, stores, type Trace } from 
 import { fallbackKey } from '../core/jit.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
+import { genSse, isSseCandidate } from './sse.js';
 import { A_GPR, A_SCRATCH } from './arena.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
@@ -35,6 +36,10 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
   // LOCK changes nothing for one vCPU; where it is not allowed the interpreter raises #UD
   if (d.lock && !(mem && lockable(d))) return false;
   const L = mem ? ea(g, d, op !== 0x8d) : -1; // LEA ignores segment bases
+  if (op > 0x100 && isSseCandidate(d)) {
+    const r = genSse(g, d, L, k, next);
+    if (r !== false) return r;
+  }
   // ---- ALU ----
   if (op < 0x40 && (op & 7) < 6) {
     const kind = op & 7;
