@@ -5,6 +5,8 @@
  *   boot-to-init: process start until /init prints its marker line
  *   compute:      `dd if=/dev/zero bs=1M count=64 | sha256sum` in the guest, host wall time
  *                 from sending the command to its output
+ *   true-x500:    `/bin/true` started 500 times from the shell (fork/exec/exit: process-heavy work)
+ *   loop-100k:    a 100,000-iteration `while` loop in the shell (busybox ash)
  *
  * Usage: npm run bench:boot [-- --runs N] [-- --vmlinux]
  * QEMU comes from Debian (qemu-system-x86); the script installs it when it is missing.
@@ -30,6 +32,20 @@ function ensureQemu(): void {
 interface Sample {
   boot: number;
   compute: number;
+  trueX500: number;
+  loop100k: number;
+}
+
+const TRUE_X500 = 'for i in $(seq 1 500); do /bin/true; done; echo done500';
+const LOOP_100K = 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo $i';
+
+/** Host wall time of one shell command in the guest, checking its output. */
+async function timed(vm: VmProcess, cmd: string, expect: string): Promise<number> {
+  const t0 = performance.now();
+  const out = await vm.sh(cmd, TIMEOUT);
+  const s = (performance.now() - t0) / 1000;
+  if (!out.includes(expect)) throw new Error(`guest printed ${JSON.stringify(out)} for ${cmd}`);
+  return s;
 }
 
 async function measure(vm: VmProcess): Promise<Sample> {
@@ -37,17 +53,19 @@ async function measure(vm: VmProcess): Promise<Sample> {
     await vm.waitFor(/TYPEVISOR-INIT-OK/, TIMEOUT);
     const boot = (performance.now() - vm.startedAt) / 1000;
     await vm.sh('true', TIMEOUT); // the shell is up
-    const t0 = performance.now();
-    const out = await vm.sh(COMPUTE, TIMEOUT);
-    const compute = (performance.now() - t0) / 1000;
-    if (!out.includes(ZERO64M_SHA)) throw new Error(`guest computed a wrong hash: ${out}`);
+    const compute = await timed(vm, COMPUTE, ZERO64M_SHA);
+    const trueX500 = await timed(vm, TRUE_X500, 'done500');
+    const loop100k = await timed(vm, LOOP_100K, '100000');
     vm.send('poweroff\n');
     await Promise.race([vm.exited, new Promise((r) => setTimeout(r, 30_000))]);
-    return { boot, compute };
+    return { boot, compute, trueX500, loop100k };
   } finally {
     vm.kill();
   }
 }
+
+const fmt = (s: Sample): string =>
+  `boot ${s.boot.toFixed(2)} s, compute ${s.compute.toFixed(2)} s, true-x500 ${s.trueX500.toFixed(2)} s, loop-100k ${s.loop100k.toFixed(2)} s`;
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -58,20 +76,21 @@ async function main(): Promise<void> {
   ensureQemu();
   const guest = await prepareDefaultGuest();
   const qemuVersion = execFileSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' }).split('\n')[0];
-  console.log(`kernel ${guest.kernelVersion}, ${runs} interleaved runs each; peer: ${qemuVersion} -accel tcg`);
+  const cpu = execFileSync('lscpu', { encoding: 'utf8' }).split('\n').find((l) => l.startsWith('Model name'))?.replace(/^Model name:\s*/, '') ?? 'unknown CPU';
+  console.log(`host: ${cpu}; kernel ${guest.kernelVersion}, ${runs} interleaved runs each; peer: ${qemuVersion} -accel tcg`);
   const tv: Sample[] = [];
   const qemu: Sample[] = [];
   for (let i = 0; i < runs; i++) {
     const tvArgs = ['--engine', 'bt', '-m', '512M', '--kernel', guest.kernelPath, '--initrd', guest.initrdPath, '--cmdline', CMDLINE];
     if (useVmlinux) tvArgs.push('--vmlinux');
     tv.push(await measure(new VmProcess(tvArgs)));
-    console.log(`  typevisor run ${i + 1}: boot ${tv.at(-1)!.boot.toFixed(2)} s, compute ${tv.at(-1)!.compute.toFixed(2)} s`);
+    console.log(`  typevisor run ${i + 1}: ${fmt(tv.at(-1)!)}`);
     const q = new VmProcess([], {}, [
       'qemu-system-x86_64',
       ['-M', 'pc', '-accel', 'tcg', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-kernel', guest.kernelPath, '-initrd', guest.initrdPath, '-append', CMDLINE],
     ]);
     qemu.push(await measure(q));
-    console.log(`  qemu      run ${i + 1}: boot ${qemu.at(-1)!.boot.toFixed(2)} s, compute ${qemu.at(-1)!.compute.toFixed(2)} s`);
+    console.log(`  qemu      run ${i + 1}: ${fmt(qemu.at(-1)!)}`);
   }
   const row = (name: string, pick: (s: Sample) => number) => {
     const a = median(tv.map(pick));
@@ -81,6 +100,8 @@ async function main(): Promise<void> {
   console.log(`medians${useVmlinux ? ' (typevisor booting the extracted vmlinux)' : ''}:`);
   row('boot-to-init', (s) => s.boot);
   row('compute-64MiB', (s) => s.compute);
+  row('true-x500', (s) => s.trueX500);
+  row('loop-100k', (s) => s.loop100k);
 }
 
 await main();

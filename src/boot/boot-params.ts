@@ -24,6 +24,7 @@ export const BP_SIZE = 0x1000;
 // ---- setup header (offsets within the image and within boot_params) -------------------------
 export const HDR_START = 0x1f1;
 export const HDR_SETUP_SECTS = 0x1f1; // u8
+export const HDR_SYSSIZE = 0x1f4; // u32 (2.04+): size of the protected-mode part in 16-byte paragraphs
 export const HDR_BOOT_FLAG = 0x1fe; // u16 0xaa55
 export const HDR_JUMP = 0x200; // u16; the byte at 0x201 is the header's length past 0x202
 export const HDR_MAGIC = 0x202; // "HdrS"

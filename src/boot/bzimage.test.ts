@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { findKernel } from '../../tests/support/kernel.js';
 import { ACPI_RSDP_START, CMDLINE_START, KERNEL_LOAD_ADDR, MiB, PAGE_SIZE, ZERO_PAGE_START } from '../machine/layout.js';
 import { GuestMemory } from '../machine/memory.js';
 import { BP_ACPI_RSDP_ADDR, BP_E820_ENTRIES, BP_E820_TABLE, BP_EXT_RAMDISK_IMAGE } from './boot-params.js';
@@ -41,6 +43,48 @@ describe('parseBzImageHeader', () => {
     expect(() => parseBzImageHeader(img.subarray(0, 4096))).toThrow(/truncated/);
     expect(() => parseBzImageHeader(new Uint8Array(4096))).toThrow(/no bzImage header/);
     expect(() => parseBzImageHeader(makeBzImage({ kernelAlignment: 0x300000 }))).toThrow(/power of two/);
+  });
+});
+
+describe('parseBzImageHeader: files shorter than the header says, and damaged payloads', () => {
+  const payload = Uint8Array.from([0x02, 0x21, 0x4c, 0x18, 1, 2, 3, 4]); // an LZ4 legacy magic
+
+  it('checks syssize against the file size', () => {
+    const img = makeBzImage({ pm: new Uint8Array(8192) });
+    expect(parseBzImageHeader(img).pmSize).toBe(8192);
+    expect(() => parseBzImageHeader(img.subarray(0, img.length - 16))).toThrow(
+      /^bzImage is truncated: its header's syssize .* needs a file of at least 10752 bytes but it has 10736: .*copy or download the kernel again$/,
+    );
+    // A header without syssize (0) is checked by the other fields only.
+    expect(parseBzImageHeader(makeBzImage({ syssize: 0 })).pmSize).toBe(0);
+  });
+
+  it('checks payload_offset + payload_length against the file size', () => {
+    const img = makeBzImage({ payload, syssize: 0 });
+    expect(parseBzImageHeader(img).payloadLength).toBe(payload.length);
+    new DataView(img.buffer).setUint32(0x24c, 1 << 20, true);
+    expect(() => parseBzImageHeader(img)).toThrow(/^bzImage is truncated: its header's payload_offset\/payload_length \(1048576 bytes at 2816\)/);
+  });
+
+  it('refuses a payload in no compression format Linux uses, in plain words', () => {
+    const img = makeBzImage({ payload: Uint8Array.from([0xde, 0xad, 0xbe, 0xef, 0, 0]) });
+    expect(() => parseBzImageHeader(img)).toThrow(
+      /^bzImage payload's compression format is not recognised \(it starts de ad be ef; .*\): the file is damaged or is not a Linux kernel/,
+    );
+    expect(() => parseBzImageHeader(makeBzImage({ payload }))).not.toThrow();
+  });
+
+  const kernel = findKernel();
+  it.skipIf(!kernel)('refuses the first 64 KiB and the first 4 MiB of the Debian kernel, and takes the whole file', () => {
+    const image = new Uint8Array(readFileSync(kernel!));
+    expect(() => parseBzImageHeader(image)).not.toThrow();
+    for (const size of [64 * 1024, 4 * MiB, image.length - 2048]) {
+      expect(() => parseBzImageHeader(image.subarray(0, size))).toThrow(new RegExp(`^bzImage is truncated: .* but it has ${size}: `));
+    }
+    const damaged = image.slice();
+    const h = parseBzImageHeader(image);
+    damaged.fill(0, h.kernelOffset + h.payloadOffset, h.kernelOffset + h.payloadOffset + 8);
+    expect(() => parseBzImageHeader(damaged)).toThrow(/compression format is not recognised/);
   });
 });
 

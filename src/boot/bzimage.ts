@@ -26,6 +26,7 @@ import {
   HDR_RELOCATABLE_KERNEL,
   HDR_SETUP_SECTS,
   HDR_START,
+  HDR_SYSSIZE,
   HDR_VERSION,
   HDR_XLOADFLAGS,
   XLF_KERNEL_64,
@@ -33,6 +34,7 @@ import {
   writeCmdline,
 } from './boot-params.js';
 import { BootError, hex, mib } from './errors.js';
+import { leadingBytes, payloadFormat } from './payload.js';
 import { checkLoadRange, placeHigh } from './placement.js';
 import type { LoadedKernel, LoadOptions } from './types.js';
 import { setupLongModeEntry } from './x86-setup.js';
@@ -47,6 +49,8 @@ export const STARTUP_64_OFFSET = 0x200;
 const DEFAULT_INITRD_ADDR_MAX = 0x37ff_ffff;
 /** Bytes we need to read every header field we use. */
 const MIN_IMAGE_SIZE = 0x270;
+/** payload_offset and payload_length exist from this protocol on. */
+const PAYLOAD_PROTOCOL = 0x0208;
 
 export interface BzImageHeader {
   /** Boot protocol version, e.g. 0x020f. */
@@ -54,6 +58,8 @@ export interface BzImageHeader {
   setupSects: number;
   /** File offset of the protected-mode part: (setup_sects + 1) * 512. */
   kernelOffset: number;
+  /** Size of the protected-mode part from syssize (16-byte paragraphs); 0 when the header leaves it out. */
+  pmSize: number;
   loadflags: number;
   xloadflags: number;
   relocatable: boolean;
@@ -97,8 +103,26 @@ export function parseBzImageHeader(image: Uint8Array): BzImageHeader {
   }
   const setupSects = v.getUint8(HDR_SETUP_SECTS) || 4;
   const kernelOffset = (setupSects + 1) * 512;
-  if (kernelOffset >= image.length) {
-    throw new BootError(`bzImage setup_sects (${setupSects}) points past the end of the ${image.length}-byte file: the image is truncated`);
+  if (kernelOffset >= image.length) throw truncated(`setup_sects (${setupSects})`, kernelOffset + 1, image.length);
+  // The file must hold everything the header describes: the protected-mode part (syssize) and
+  // the compressed kernel in it (payload_*). A short file would boot and crash in the guest's
+  // decompressor (a triple fault), so it is refused here, as for a vmlinux.
+  const pmSize = v.getUint32(HDR_SYSSIZE, true) * 16;
+  if (kernelOffset + pmSize > image.length) throw truncated(`syssize (${pmSize} bytes after the ${kernelOffset}-byte setup)`, kernelOffset + pmSize, image.length);
+  const payloadOffset = version >= PAYLOAD_PROTOCOL ? v.getUint32(HDR_PAYLOAD_OFFSET, true) : 0;
+  const payloadLength = version >= PAYLOAD_PROTOCOL ? v.getUint32(HDR_PAYLOAD_LENGTH, true) : 0;
+  if (payloadLength > 0) {
+    const start = kernelOffset + payloadOffset;
+    if (start + payloadLength > image.length) {
+      throw truncated(`payload_offset/payload_length (${payloadLength} bytes at ${start})`, start + payloadLength, image.length);
+    }
+    const payload = image.subarray(start, start + payloadLength);
+    if (payloadFormat(payload) === 'unknown') {
+      throw new BootError(
+        `bzImage payload's compression format is not recognised (it starts ${leadingBytes(payload)}; Linux uses gzip, bzip2, lzma, xz, lzo, lz4 or zstd): ` +
+          'the file is damaged or is not a Linux kernel; copy or download the kernel again',
+      );
+    }
   }
   const hdrEnd = Math.min(0x202 + image[0x201]!, HDR_END);
   const newer = version >= PREF_ADDRESS_PROTOCOL;
@@ -114,6 +138,7 @@ export function parseBzImageHeader(image: Uint8Array): BzImageHeader {
     version,
     setupSects,
     kernelOffset,
+    pmSize,
     loadflags: v.getUint8(HDR_LOADFLAGS),
     xloadflags,
     relocatable: v.getUint8(HDR_RELOCATABLE_KERNEL) !== 0,
@@ -122,10 +147,18 @@ export function parseBzImageHeader(image: Uint8Array): BzImageHeader {
     initSize: newer ? v.getUint32(HDR_INIT_SIZE, true) : 0,
     initrdAddrMax: v.getUint32(HDR_INITRD_ADDR_MAX, true) || DEFAULT_INITRD_ADDR_MAX,
     cmdlineSize: v.getUint32(HDR_CMDLINE_SIZE, true),
-    payloadOffset: version >= 0x0208 ? v.getUint32(HDR_PAYLOAD_OFFSET, true) : 0,
-    payloadLength: version >= 0x0208 ? v.getUint32(HDR_PAYLOAD_LENGTH, true) : 0,
+    payloadOffset,
+    payloadLength,
     setupHeader: image.slice(HDR_START, hdrEnd),
   };
+}
+
+/** A file shorter than its header says: the one message for every field that shows it. */
+function truncated(field: string, needed: number, size: number): BootError {
+  return new BootError(
+    `bzImage is truncated: its header's ${field} needs a file of at least ${needed} bytes but it has ${size}: ` +
+      'the file is incomplete (an interrupted download or copy?); copy or download the kernel again',
+  );
 }
 
 /**

@@ -71,6 +71,9 @@ describe('extractVmlinux (synthetic)', () => {
     expect(() => extractVmlinux(img)).toThrow(/truncated/);
     const notElf = makeBzImage({ payload: Uint8Array.from([0x1f, 0x8b, 1, 2]) });
     expect(() => extractVmlinux(notElf, { decompressors: { gzip: () => new Uint8Array(100) } })).toThrow(/not an ELF/);
+    const damaged = makeBzImage({ payload: Uint8Array.from([1, 2, 3, 4]) });
+    expect(() => extractVmlinux(damaged)).toThrow(/compression format is not recognised .*: the file is damaged or is not a Linux kernel/);
+    expect(() => extractVmlinux(damaged)).not.toThrow(/unknown/);
   });
 });
 

@@ -10,8 +10,9 @@ import { parseBzImageHeader } from './bzimage.js';
 import { BootError, mib } from './errors.js';
 import { isElf } from './elf.js';
 import { lz4DecodeLegacy } from './lz4.js';
+import { leadingBytes, payloadFormat, type PayloadFormat } from './payload.js';
 
-export type PayloadFormat = 'lz4' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lzma' | 'lzo' | 'elf' | 'unknown';
+export { payloadFormat, type PayloadFormat } from './payload.js';
 
 /** Host-side decompressor: returns the decompressed bytes, at most maxOutput of them. */
 export type Decompressor = (payload: Uint8Array, maxOutput: number) => Uint8Array;
@@ -19,33 +20,18 @@ export type Decompressor = (payload: Uint8Array, maxOutput: number) => Uint8Arra
 /** Default cap on the decompressed kernel. */
 export const DEFAULT_MAX_VMLINUX_SIZE = 512 * 1024 * 1024;
 
-const MAGICS: readonly [PayloadFormat, readonly number[]][] = [
-  ['lz4', [0x02, 0x21, 0x4c, 0x18]],
-  ['gzip', [0x1f, 0x8b]],
-  ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
-  ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
-  ['bzip2', [0x42, 0x5a, 0x68]],
-  ['lzo', [0x89, 0x4c, 0x5a, 0x4f]],
-  ['lzma', [0x5d, 0x00, 0x00]],
-];
-
-export function payloadFormat(payload: Uint8Array): PayloadFormat {
-  if (isElf(payload)) return 'elf';
-  for (const [name, magic] of MAGICS) if (magic.every((b, i) => payload[i] === b)) return name;
-  return 'unknown';
-}
-
-/** The compressed payload of a bzImage (a borrowed view into `image`) and its format. */
+/**
+ * The compressed payload of a bzImage (a borrowed view into `image`) and its format. The header
+ * parse has already refused a payload that runs past the end of the file or whose format is
+ * not recognised.
+ */
 export function bzImagePayload(image: Uint8Array): { data: Uint8Array; format: PayloadFormat } {
   const hdr = parseBzImageHeader(image);
   if (hdr.version < 0x0208 || hdr.payloadLength === 0) {
-    throw new BootError('bzImage has no payload_offset/payload_length (boot protocol 2.08+): cannot extract vmlinux from this kernel');
+    throw new BootError('bzImage has no payload_offset/payload_length (boot protocol 2.08+): cannot extract vmlinux from this kernel; boot the bzImage directly');
   }
   const start = hdr.kernelOffset + hdr.payloadOffset;
   const end = start + hdr.payloadLength;
-  if (end > image.length) {
-    throw new BootError(`bzImage payload (${hdr.payloadLength} bytes at ${start}) runs past the end of the ${image.length}-byte file: the image is truncated`);
-  }
   const data = image.subarray(start, end);
   return { data, format: payloadFormat(data) };
 }
@@ -71,9 +57,15 @@ export function extractVmlinux(image: Uint8Array, opts: ExtractOptions = {}): Ui
     out = lz4DecodeLegacy(data, { maxOutput, sizeHint: hint });
   } else if (format === 'elf') {
     out = data.slice();
+  } else if (format === 'unknown') {
+    // parseBzImageHeader refuses these; kept for a caller that hands over a damaged image anyway.
+    throw new BootError(
+      `bzImage payload's compression format is not recognised (it starts ${leadingBytes(data)}): the file is damaged or is not a Linux kernel`,
+    );
   } else {
     throw new BootError(
-      `bzImage payload is ${format}-compressed; typevisor decompresses only LZ4 itself: boot the bzImage directly or pass a ${format} decompressor`,
+      `bzImage payload is ${format}-compressed and typevisor decompresses only LZ4 itself: boot the bzImage directly (without --vmlinux), ` +
+        `or give extractVmlinux a ${format} decompressor`,
     );
   }
   if (!isElf(out)) throw new BootError(`decompressed ${format} payload is not an ELF file: the image is damaged`);

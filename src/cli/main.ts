@@ -8,7 +8,7 @@
  * cores (boot to poweroff ~8.1 s with the default, ~7.2 s with one worker).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, DEFAULT_MEMORY, parseSize, validateCpus, validateEngine, type VmConfig } from '../vmm/config.js';
+import { ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseSize, validateEngine, type VmConfig } from '../vmm/config.js';
 import { runVm } from '../vmm/run.js';
 import { fail } from './errors.js';
 
@@ -26,19 +26,22 @@ program
   .option('-k, --kernel <path>', 'kernel image: bzImage, ELF vmlinux or multiboot ELF')
   .option('-i, --initrd <path>', 'initial ramdisk (initramfs), or the multiboot module')
   .option('--cmdline <string>', 'kernel command line')
-  .option('-m, --memory <size>', 'guest RAM, e.g. 512M or 2G (a bare number means MiB)', '512M')
-  .option('-c, --cpus <n>', 'number of vCPUs', '1')
+  .option('-m, --memory <size>', 'guest RAM, e.g. 512M or 2G (a bare number means MiB)', fmtBytes(DEFAULT_MEMORY))
+  .option('-c, --cpus <n>', `number of vCPUs, 1 to ${MAX_CPUS}`, '1')
   .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
   .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
-  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean }) => {
+  .option('--no-reboot', 'end typevisor (status 10) when the guest resets the machine, instead of restarting it')
+  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean }) => {
     const config: VmConfig = {
       kernel: opts.kernel,
       initrd: opts.initrd,
       cmdline: opts.cmdline,
-      memoryBytes: opts.memory ? parseSize(opts.memory) : DEFAULT_MEMORY,
-      cpus: validateCpus(Number(opts.cpus)),
+      // strict: an empty or malformed value is an error, never the default
+      memoryBytes: parseSize(opts.memory),
+      cpus: parseCpus(opts.cpus),
       engine: validateEngine(opts.engine),
       vmlinux: Boolean(opts.vmlinux),
+      reboot: opts.reboot,
     };
     const status = await runVm(config);
     process.exitCode = status;
@@ -50,7 +53,7 @@ try {
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : 2;
   } else if (e instanceof ConfigError) {
-    fail(e.message);
+    fail(e.message, 2); // a bad command line, as commander's own usage errors
   } else {
     fail(e);
   }

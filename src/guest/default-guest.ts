@@ -60,6 +60,7 @@ export async function prepareDefaultGuest(options: DefaultGuestOptions = {}): Pr
     busyboxPath,
     busyboxVersion: busybox.version,
     compress: options.compressInitrd !== false,
+    kernelModulesDir: join(kernel.root, 'lib', 'modules', kernelVersion, 'kernel'),
   });
   return {
     kernelPath,

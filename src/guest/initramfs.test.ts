@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { guestCacheDir } from './debian.js';
 import { GuestError } from './errors.js';
-import { buildInitramfs, INIT_MARKER, INIT_SCRIPT, prepareInitramfs, SHRC, textFiles } from './initramfs.js';
+import { buildInitramfs, INIT_MARKER, INIT_SCRIPT, MODULES, prepareInitramfs, readModules, SHRC, textFiles } from './initramfs.js';
 
 const CPIO = '/usr/bin/cpio';
 const haveCpio = existsSync(CPIO);
@@ -78,6 +78,45 @@ describe.skipIf(!haveCpio)('initramfs contents (GNU cpio)', () => {
     expect(new Uint8Array(readFileSync(join(dir, 'bin/busybox')))).toEqual(FAKE_BUSYBOX);
     expect(readFileSync(join(dir, 'sbin/poweroff'), 'utf8')).toContain('exec /bin/busybox poweroff -f "$@"');
     expect(statSync(join(dir, 'init')).mode & 0o777).toBe(0o755);
+  });
+});
+
+describe('kernel modules in the initramfs', () => {
+  it('MODULES lists the virtio core before the drivers that use it', () => {
+    const names = MODULES.map((m) => m.split('/').at(-1));
+    expect(names.slice(0, 5)).toEqual(['virtio_ring.ko', 'virtio.ko', 'virtio_pci_legacy_dev.ko', 'virtio_pci_modern_dev.ko', 'virtio_pci.ko']);
+    expect(names).toContain('virtio-rng.ko');
+    expect(INIT_SCRIPT).toMatch(/insmod "\/lib\/modules\/\$m"/);
+  });
+
+  it.skipIf(!haveCpio)('stores modules under lib/modules and their order in /etc/modules', () => {
+    const modules = [{ name: 'a.ko', bytes: new Uint8Array([1, 2]) }, { name: 'b.ko', bytes: new Uint8Array([3]) }];
+    const file = join(work, 'modules.cpio');
+    writeFileSync(file, buildInitramfs(FAKE_BUSYBOX, { compress: false, modules }));
+    const dir = mkdtempSync(join(work, 'm-'));
+    execFileSync(CPIO, ['-i', '-d', '--quiet', '-F', file, 'lib/modules/*', 'etc/modules'], { cwd: dir });
+    expect(readFileSync(join(dir, 'etc/modules'), 'utf8')).toBe('a.ko\nb.ko\n');
+    expect([...readFileSync(join(dir, 'lib/modules/b.ko'))]).toEqual([3]);
+  });
+
+  it('the cache key changes with the modules; a module the package lacks is left out, an unreadable one says what to do', async () => {
+    const cacheDir = mkdtempSync(join(work, 'cache-m-'));
+    const bb = join(work, 'fake-busybox-m');
+    writeFileSync(bb, FAKE_BUSYBOX);
+    const kdir = mkdtempSync(join(work, 'k-'));
+    for (const m of MODULES) {
+      execFileSync('mkdir', ['-p', join(kdir, m, '..')]);
+      writeFileSync(join(kdir, m), 'v1');
+    }
+    const a = await prepareInitramfs({ cacheDir, busyboxPath: bb, busyboxVersion: '1', kernelModulesDir: kdir });
+    writeFileSync(join(kdir, MODULES[0]!), 'v2');
+    const b = await prepareInitramfs({ cacheDir, busyboxPath: bb, busyboxVersion: '1', kernelModulesDir: kdir });
+    expect(b).not.toBe(a);
+    expect((await readModules(kdir)).map((m) => m.name)).toEqual(MODULES.map((m) => m.split('/').at(-1)));
+    expect(await readModules(join(kdir, 'nope'))).toEqual([]);
+    execFileSync('rm', [join(kdir, MODULES[1]!)]);
+    execFileSync('mkdir', [join(kdir, MODULES[1]!)]); // a directory where the module should be: EISDIR
+    await expect(readModules(kdir)).rejects.toThrow(/Cannot read kernel module .* delete the typevisor cache/);
   });
 });
 

@@ -11,12 +11,17 @@
  * the `-f` forms (the kernel then powers off through ACPI); /sbin wrappers cover programs that
  * exec them by path, and /init traps the signals as a last resort.
  *
- * `buildInitramfs` is a pure function of the busybox binary; `prepareInitramfs` caches its output
- * under `<cache>/initramfs/`, keyed by the busybox version and a hash of every generated file.
+ * Kernel modules: /init loads the ones listed in /etc/modules (MODULES, copied from the kernel
+ * package's lib/modules/<version>/kernel/) with busybox `insmod`, in order — the package has no
+ * modules.dep (depmod runs in its postinst), so the order is the dependency order.
+ *
+ * `buildInitramfs` is a pure function of the busybox binary and the modules; `prepareInitramfs`
+ * caches its output under `<cache>/initramfs/`, keyed by the busybox version and a hash of every
+ * generated file and module.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { CpioError, CpioWriter } from './cpio.js';
 import { GuestError } from './errors.js';
@@ -38,7 +43,31 @@ const DEVICES: ReadonlyArray<{ path: string; major: number; minor: number; mode:
 
 const DIRECTORIES = [
   'bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'root', 'run', 'var', 'mnt',
+  'lib', 'lib/modules',
 ];
+
+/**
+ * Kernel modules /init loads, relative to the kernel package's lib/modules/<version>/kernel/,
+ * each after the modules whose symbols it uses (virtio before virtio_ring fails with "Unknown
+ * symbol"). A new device driver is one line here.
+ */
+export const MODULES: readonly string[] = [
+  'drivers/virtio/virtio_ring.ko',
+  'drivers/virtio/virtio.ko',
+  'drivers/virtio/virtio_pci_legacy_dev.ko',
+  'drivers/virtio/virtio_pci_modern_dev.ko',
+  'drivers/virtio/virtio_pci.ko',
+  'drivers/char/hw_random/virtio-rng.ko',
+  // pvpanic (ACPI QEMU0001): a panic ends typevisor with its own status
+  'drivers/misc/pvpanic/pvpanic.ko',
+  'drivers/misc/pvpanic/pvpanic-mmio.ko',
+];
+
+/** A kernel module for the archive: stored as lib/modules/<name>. */
+export interface InitramfsModule {
+  name: string;
+  bytes: Uint8Array;
+}
 
 /**
  * Applets linked at build time, so the basics work even before /init runs
@@ -64,6 +93,10 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev || echo "typevisor: cannot mount devtmpfs; using the static /dev"
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts 2>/dev/null
+# Kernel modules (the virtio drivers), in dependency order.
+if [ -f /etc/modules ]; then
+  while read -r m; do insmod "/lib/modules/$m" || echo "typevisor: cannot load kernel module $m"; done < /etc/modules
+fi
 hostname typevisor
 # busybox halt/poweroff/reboot without -f signal PID 1 (USR1/USR2/TERM); honour them once the
 # console shell is gone (a foreground child defers traps). halt powers off: a halted VM just sits.
@@ -113,6 +146,8 @@ export interface InitramfsOptions {
   compress?: boolean;
   /** mtime for every entry, seconds. Default 0, which makes the output reproducible. */
   mtime?: number;
+  /** Kernel modules /init loads, in this order (listed in /etc/modules). */
+  modules?: readonly InitramfsModule[];
 }
 
 /** Builds the initramfs around a static busybox binary. */
@@ -127,6 +162,9 @@ export function buildInitramfs(busybox: Uint8Array, options: InitramfsOptions = 
     for (const dev of DEVICES) w.addCharDevice(dev.path, dev.major, dev.minor, { mode: dev.mode });
     w.addFile('bin/busybox', busybox, { mode: 0o755 });
     for (const f of textFiles()) w.addFile(f.path, enc.encode(f.text), { mode: f.mode });
+    const modules = options.modules ?? [];
+    for (const m of modules) w.addFile(`lib/modules/${m.name}`, m.bytes, { mode: 0o644 });
+    if (modules.length > 0) w.addFile('etc/modules', enc.encode(modules.map((m) => `${m.name}\n`).join('')), { mode: 0o644 });
     for (const a of BIN_APPLETS) w.addSymlink(`bin/${a}`, '/bin/busybox');
   } catch (e) {
     if (e instanceof CpioError) throw new GuestError(`Cannot build the initramfs: ${e.message}`, { cause: e });
@@ -142,6 +180,7 @@ export function initramfsContentHash(options: InitramfsOptions = {}): string {
   h.update(JSON.stringify({
     v: LAYOUT_VERSION, files: textFiles(), dirs: DIRECTORIES, devs: DEVICES, applets: BIN_APPLETS,
     gz: options.compress !== false, mtime: options.mtime ?? 0,
+    modules: (options.modules ?? []).map((m) => [m.name, createHash('sha256').update(m.bytes).digest('hex')]),
   }));
   return h.digest('hex').slice(0, 16);
 }
@@ -152,10 +191,32 @@ export interface PrepareInitramfsOptions extends InitramfsOptions {
   busyboxPath: string;
   /** Package version of that busybox, part of the cache key. */
   busyboxVersion: string;
+  /** The kernel package's lib/modules/<version>/kernel directory: MODULES are taken from it. */
+  kernelModulesDir?: string;
+}
+
+/**
+ * MODULES read from a kernel package (small files; read each time, so the cache key covers
+ * their bytes). A module the package does not have is left out: that kernel has the driver
+ * built in, or not at all.
+ */
+export async function readModules(kernelModulesDir: string, paths: readonly string[] = MODULES): Promise<InitramfsModule[]> {
+  const out: InitramfsModule[] = [];
+  for (const p of paths) {
+    const file = join(kernelModulesDir, p);
+    try {
+      out.push({ name: basename(p), bytes: await readFile(file) });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new GuestError(`Cannot read kernel module ${file}: ${(e as Error).message}; delete the typevisor cache and retry`, { cause: e });
+    }
+  }
+  return out;
 }
 
 /** The cached initramfs for this busybox and this /init, built (atomically) if missing. */
-export async function prepareInitramfs(options: PrepareInitramfsOptions): Promise<string> {
+export async function prepareInitramfs(prepare: PrepareInitramfsOptions): Promise<string> {
+  const options = prepare.kernelModulesDir === undefined ? prepare : { ...prepare, modules: await readModules(prepare.kernelModulesDir) };
   const dir = join(options.cacheDir, 'initramfs');
   const ext = options.compress === false ? 'cpio' : 'cpio.gz';
   const file = join(dir, `initramfs-busybox_${versionForPath(options.busyboxVersion)}-${initramfsContentHash(options)}.${ext}`);

@@ -14,7 +14,11 @@ import { PicPair } from '../devices/legacy/pic/pic.js';
 import { Pit8254 } from '../devices/legacy/pit/pit.js';
 import { CmosRtc } from '../devices/legacy/rtc/rtc.js';
 import { Uart16550 } from '../devices/legacy/uart/uart.js';
-import { PciHost } from '../devices/pci/host.js';
+import { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE, PciHost } from '../devices/pci/host.js';
+import { ApicMsiSink } from '../devices/pci/msi.js';
+import { BAR_SIZE as VIRTIO_BAR_SIZE, VIRTIO_BAR, VirtioPciDevice } from '../devices/virtio/pci/transport.js';
+import { EntropyDevice } from '../devices/virtio/rng/rng.js';
+import { PvPanic } from '../devices/legacy/pvpanic/pvpanic.js';
 import type { Clock } from './clock.js';
 import * as L from './layout.js';
 import { Machine } from './machine.js';
@@ -27,6 +31,11 @@ export interface MachineOptions {
   /** Where the guest's COM1 output goes. */
   serialOut: (bytes: Uint8Array) => void;
   clock?: Clock;
+  /**
+   * The host's CSPRNG (at most 65536 bytes a call). With it, the software engine's machine gets
+   * a virtio-rng device; the host side injects it, so the core imports no node:crypto.
+   */
+  fillRandom?: (bytes: Uint8Array) => void;
 }
 
 export interface BuiltMachine {
@@ -36,6 +45,8 @@ export interface BuiltMachine {
   pic?: PicPair;
   ioapic?: IoApic;
   lapic?: LocalApic;
+  /** The virtio-rng PCI function, when attached. */
+  virtioRng?: VirtioPciDevice;
 }
 
 export function buildMachine(opts: MachineOptions): BuiltMachine {
@@ -55,6 +66,7 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     const io = ioapic;
     lapic = new LocalApic({ clock, timers, pic, id: 0, bsp: true, onLevelEoi: (v) => io.eoi(v) });
     ioapic.addTarget(lapic);
+    machine.msi.install(new ApicMsiSink([lapic])); // PCI MSI-X messages go to the local APIC
     pio.insert(L.PORT_PIC_MASTER, 2, pic.master, 'pic-master');
     pio.insert(L.PORT_PIC_SLAVE, 2, pic.slave, 'pic-slave');
     pio.insert(L.PORT_PIC_ELCR, 2, pic.elcr, 'pic-elcr');
@@ -96,7 +108,8 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
 
   // 6. PCI configuration mechanism #1 at 0xcf8..0xcff, which also decodes the reset
   //    control register at 0xcf9 (the FADT's RESET_REG).
-  const pci = new PciHost({ resetControl: new ResetControl(() => stop({ kind: 'reset' })) });
+  //    Memory BARs of PCI functions are mapped on the MMIO bus where the guest programs them.
+  const pci = new PciHost({ resetControl: new ResetControl(() => stop({ kind: 'reset' })), mmio });
   pio.insert(L.PORT_PCI_CONFIG_ADDRESS, 8, pci, 'pci-config');
 
   // 7. The debug-exit port, like QEMU's isa-debug-exit: status (v << 1) | 1.
@@ -105,5 +118,27 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   // 8. Port 0x80 (POST codes): Linux writes it as an I/O delay; accept and ignore.
   pio.insert(L.PORT_POST, 1, { read: () => 0xff, write: () => {} }, 'post');
 
-  return { machine, uart, pic, ioapic, lapic };
+  // 9. pvpanic (ACPI QEMU0001, described in the DSDT): the guest kernel reports its panic.
+  pio.insert(L.PORT_PVPANIC, 1, new PvPanic((event) => event === 'panicked' && stop({ kind: 'panic' })), 'pvpanic');
+
+  // 10. virtio devices on PCI, software engine only for now (the KVM engine has no MSI sink
+  //     yet). Like firmware, we place each BAR in the PCI window, give the function its INTx
+  //     GSI (what the DSDT's _PRT says) and turn memory decoding on.
+  let virtioRng: VirtioPciDevice | undefined;
+  if (opts.interruptModel === 'emulated') {
+    let nextBar = L.PCI_MMIO_START;
+    const pciFunction = (slot: number, name: string, device: VirtioPciDevice['device']): VirtioPciDevice => {
+      const fn = new VirtioPciDevice({ device, memory: opts.memory, msi: machine.msi, intx: irq.line(L.pciIntxGsi(slot, 0)), name });
+      fn.programBar(VIRTIO_BAR, nextBar);
+      nextBar += VIRTIO_BAR_SIZE;
+      fn.set8(PCI_INTERRUPT_LINE, L.pciIntxGsi(slot, 0));
+      fn.set16(PCI_COMMAND, PCI_COMMAND_MEMORY);
+      pci.addDevice(slot, 0, fn);
+      return fn;
+    };
+    // 10a. virtio-rng: the host's CSPRNG seeds the guest's RNG.
+    if (opts.fillRandom) virtioRng = pciFunction(L.PCI_SLOT_VIRTIO_RNG, 'virtio-rng', new EntropyDevice({ fillRandom: opts.fillRandom }));
+  }
+
+  return { machine, uart, pic, ioapic, lapic, virtioRng };
 }

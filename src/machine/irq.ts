@@ -58,3 +58,37 @@ export class IrqLine {
     this.sink.setIrq(this.gsi, false);
   }
 }
+
+/**
+ * Message-signalled interrupts (PCI MSI/MSI-X): a device's write of `data` to `address`. On x86
+ * the address is 0xFEEx_xxxx (destination APIC ID in bits 19:12) and the data holds the vector.
+ * The software engine delivers it to our local APIC models; the KVM engine would hand it to the
+ * kernel (KVM_SIGNAL_MSI). Devices never know which.
+ */
+export interface MsiSink {
+  /** `address` is the 64-bit message address as a number (< 2^53). */
+  sendMsi(address: number, data: number): void;
+}
+
+/** Routes MSIs to whichever sink the engine installed; counts the ones sent before that. */
+export class MsiRouter implements MsiSink {
+  private sink: MsiSink | undefined;
+  private readonly listeners: MsiSink[] = [];
+  /** Messages sent while no sink was installed. */
+  droppedCount = 0;
+
+  install(sink: MsiSink): void {
+    this.sink = sink;
+  }
+
+  /** Observers of every message (the software engine wakes a halted vCPU). */
+  addListener(listener: MsiSink): void {
+    this.listeners.push(listener);
+  }
+
+  sendMsi(address: number, data: number): void {
+    if (this.sink) this.sink.sendMsi(address, data);
+    else this.droppedCount++;
+    for (const l of this.listeners) l.sendMsi(address, data);
+  }
+}

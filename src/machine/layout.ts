@@ -72,6 +72,7 @@ export const PORT_I8042_COMMAND = 0x64;
 export const PORT_SYSTEM_CONTROL_B = 0x61; // PIT channel 2 gate / speaker
 export const PORT_RTC = 0x70; // 2 ports
 export const PORT_DEBUG_EXIT = 0xf4; // 4 ports, like QEMU's isa-debug-exit
+export const PORT_PVPANIC = 0x505; // 1 port, like QEMU's pvpanic (ACPI QEMU0001)
 export const PORT_POST = 0x80; // POST code port, written by Linux for I/O delays
 export const PORT_COM1 = 0x3f8; // 8 ports
 export const PORT_COM2 = 0x2f8;
@@ -98,6 +99,16 @@ export const IRQ_RTC = 8;
 export const IRQ_ACPI_SCI = 9;
 export const IRQ_MOUSE = 12;
 export const IOAPIC_PINS = 24;
+/**
+ * PCI INTx: pin p (0 = INTA#) of slot s is GSI PCI_INTX_GSI_BASE + (s + p) % PCI_INTX_GSIS, an
+ * IOAPIC pin above the ISA range (level-triggered, active low); the DSDT's _PRT says so.
+ */
+export const PCI_INTX_GSI_BASE = 16;
+export const PCI_INTX_GSIS = 8;
+export const pciIntxGsi = (slot: number, pin: number): number => PCI_INTX_GSI_BASE + ((slot + pin) % PCI_INTX_GSIS);
+
+// ---- PCI slots (bus 0; slot 0 is the host bridge) -------------------------------------------
+export const PCI_SLOT_VIRTIO_RNG = 1;
 
 // ---- clocks ---------------------------------------------------------------------------------
 /** The 8254's input clock. */

@@ -18,6 +18,8 @@ export interface VmConfig {
   engine: EngineChoice;
   /** Boot the ELF vmlinux extracted from the bzImage instead of the bzImage itself. */
   vmlinux?: boolean;
+  /** A guest reset restarts the VM (true, the default, as QEMU) or ends typevisor (false: --no-reboot). */
+  reboot?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -30,11 +32,18 @@ export const MAX_MEMORY = 64 * GiB;
 
 const UNITS: Record<string, number> = { '': MiB, k: 1024, m: MiB, g: GiB, t: 1024 * GiB };
 
-/** Parse a memory size: "512M", "2G", "1.5g", "2048" (a bare number means MiB). */
+const SIZE_FORMS = 'a decimal number with an optional unit K, M, G or T (512M, 2G, 1.5G; a bare number means MiB)';
+
+/**
+ * Parse a memory size: "512M", "2G", "1.5g", "256MiB", "2048" (a bare number means MiB).
+ * Decimal digits only: no sign, exponent, hex or empty string.
+ */
 export function parseSize(text: string): number {
+  if (text.trim() === '') throw new ConfigError(`--memory is empty: give ${SIZE_FORMS}`);
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
-  if (!m) throw new ConfigError(`memory size "${text}" is not understood: use a number with a unit, like 512M or 2G`);
+  if (!m) throw new ConfigError(`--memory "${text}" is not a memory size: give ${SIZE_FORMS}`);
   const bytes = Math.round(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  if (!Number.isSafeInteger(bytes)) throw new ConfigError(`--memory "${text}" is far too large: give at most ${fmtBytes(MAX_MEMORY)}`);
   return bytes;
 }
 
@@ -55,9 +64,20 @@ export function validateEngine(name: string): EngineChoice {
   throw new ConfigError(`unknown engine "${name}": choose one of ${ENGINE_CHOICES.join(', ')}`);
 }
 
+export const MAX_CPUS = 64;
+
 export function validateCpus(n: number): number {
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new ConfigError(`--cpus ${n} is out of range: use 1 to 64`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_CPUS) throw new ConfigError(`--cpus ${n} is out of range: use 1 to ${MAX_CPUS}`);
   return n;
+}
+
+/** Parse a vCPU count strictly: decimal digits only (no sign, hex, exponent, fraction or empty string). */
+export function parseCpus(text: string): number {
+  if (!/^\d+$/.test(text.trim())) {
+    const shown = text.trim() === '' ? 'is empty' : `"${text}" is not a decimal whole number`;
+    throw new ConfigError(`--cpus ${shown}: give a count from 1 to ${MAX_CPUS}`);
+  }
+  return validateCpus(Number(text.trim()));
 }
 
 export function fmtBytes(n: number): string {

@@ -3,13 +3,13 @@
  * the machine, load the kernel, connect the console, run, and turn the stop reason into a
  * process exit status. Problems the user can fix are thrown as errors with one-line messages.
  */
-import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
-import { BootError, bootImage, detectKernelFormat, ACCEPTED_FORMATS } from '../boot/loader.js';
+import { randomFillSync } from 'node:crypto';
+import { bootImage } from '../boot/loader.js';
 import { extractVmlinux } from '../boot/extract.js';
 import { BtEngine } from '../engine/bt/engine.js';
 import { buildMachine } from '../machine/builder.js';
-import { exitStatus, type StopReason } from '../machine/machine.js';
+import { exitStatus, type Machine, type StopReason } from '../machine/machine.js';
 import { GuestMemory } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
 import { Cpu } from '../cpu/core/cpu.js';
@@ -18,26 +18,17 @@ import { HostConsole } from '../cli/console.js';
 import { prepareDefaultGuest } from '../guest/default-guest.js';
 import { kvmAvailability } from '../kvm/detect.js';
 import { ConfigError, validateMemory, type VmConfig } from './config.js';
+import { readGuestFiles } from './guest-files.js';
+import { PanicWatch } from './panic-watch.js';
 
-/** The default kernel command line: serial console, and no reboot on panic (the VM ends). */
+/**
+ * The default kernel command line: serial console; reset through the keyboard controller, and
+ * at once on a panic (typevisor then ends with the panic's status and message).
+ */
 export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=-1';
 
 export class VmError extends Error {
   override name = 'VmError';
-}
-
-function readInput(path: string, what: 'kernel' | 'initrd'): Uint8Array {
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new VmError(`${what} ${path} is not a regular file: pass the path of a ${what} image`);
-    return readFileSync(path);
-  } catch (e) {
-    if (e instanceof VmError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new VmError(`${what} file ${path} not found: check the path given to --${what}`);
-    if (code === 'EACCES') throw new VmError(`${what} file ${path} is not readable: check its permissions`);
-    throw new VmError(`cannot read ${what} file ${path}: ${(e as Error).message}`);
-  }
 }
 
 function chooseEngine(choice: VmConfig['engine'], log: (s: string) => void): 'bt' | 'kvm' {
@@ -67,12 +58,10 @@ export async function runVm(config: VmConfig): Promise<number> {
     kernelPath = guest.kernelPath;
     initrdPath ??= guest.initrdPath;
   }
-  let image = readInput(kernelPath, 'kernel');
-  const initrd = initrdPath === undefined ? undefined : readInput(initrdPath, 'initrd');
-  const format = detectKernelFormat(image);
-  if (format === undefined) {
-    throw new BootError(`${kernelPath} is not a kernel image typevisor can boot: accepted formats are ${ACCEPTED_FORMATS}`);
-  }
+  // Sizes are checked from stat before reading, and the kernel's header against the file.
+  const files = readGuestFiles(kernelPath, initrdPath, config.memoryBytes);
+  const { format, initrd } = files;
+  let image = files.image;
   if (config.vmlinux) {
     if (format !== 'bzimage') throw new ConfigError('--vmlinux needs a bzImage kernel to extract the vmlinux from');
     image = extractVmlinux(image);
@@ -85,39 +74,81 @@ export async function runVm(config: VmConfig): Promise<number> {
     return runKvmVm(config, image, initrd);
   }
 
-  // 3. The machine, with its console wired to this process's stdio.
+  // 3.-5. Build, load and run the machine; a guest reset builds it anew (unless --no-reboot).
   // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript translator.
   Cpu.defaultBackend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
+  const panicWatch = new PanicWatch();
+  // Signals stop whichever boot is running, and keep a restart from starting.
+  const session: BootSession = { machine: undefined, signal: undefined };
+  const onSignal = (signal: NodeJS.Signals) => {
+    session.signal ??= signal;
+    session.machine?.requestStop({ kind: 'signal', signal });
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    for (;;) {
+      let reason = await runBtOnce(config, image, initrd, panicWatch, session);
+      // panic=-1 (the default command line) resets right after the panic message: a reset that
+      // follows one is the panic, also when no pvpanic driver told us
+      if ((reason.kind === 'reset' || reason.kind === 'panic') && panicWatch.reason !== undefined) {
+        reason = { kind: 'panic', detail: panicWatch.reason };
+      }
+      if (reason.kind === 'reset' && config.reboot !== false && session.signal === undefined) {
+        log('typevisor: the guest reset the machine; restarting it (--no-reboot ends typevisor instead)');
+        // let the event loop run (signals, console output) even when a guest resets at once
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
+      if (session.signal !== undefined) reason = { kind: 'signal', signal: session.signal };
+      return reportStop(reason, log);
+    }
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+/** The boot that is running (signals stop it) and the first signal that arrived. */
+interface BootSession {
+  machine: Machine | undefined;
+  signal: NodeJS.Signals | undefined;
+}
+
+/** One boot on the bt engine: fresh memory and devices, the kernel loaded, run until it stops. */
+async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array | undefined, panicWatch: PanicWatch, session: BootSession): Promise<StopReason> {
+  // 3. The machine, with its console wired to this process's stdio.
   const specs = ramRegionSpecs(config.memoryBytes);
   const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
   const built = buildMachine({
     memory,
     interruptModel: 'emulated',
-    serialOut: (bytes) => process.stdout.write(bytes),
+    serialOut: (bytes) => {
+      panicWatch.feed(bytes);
+      process.stdout.write(bytes);
+    },
+    fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
   });
   const { machine, uart } = built;
   const hostConsole = new HostConsole(uart, () => machine.requestStop({ kind: 'quit' }));
 
   // 4. The kernel, its initrd, the e820 map and the ACPI tables.
-  const booted = bootImage(memory, image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd, cpus: config.cpus });
+  const booted = bootImage(memory, image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd, cpus: config.cpus, acpi: { pci: true } });
 
   // 5. Run. Signals stop the machine; the console is restored on every path.
   const engine = new BtEngine(machine, { interrupts: built.lapic!, afterSlice: () => uart.flush() });
   const router = { setIrq: (gsi: number, level: boolean) => level && engine.wake() };
   machine.irq.addListener(router);
-  const onSignal = (signal: NodeJS.Signals) => machine.requestStop({ kind: 'signal', signal });
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signals) process.on(s, onSignal);
-  let reason: StopReason;
+  machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt
+  session.machine = machine;
+  if (session.signal !== undefined) machine.requestStop({ kind: 'signal', signal: session.signal });
   hostConsole.start();
   try {
-    reason = await engine.run(booted.entry);
+    return await engine.run(booted.entry);
   } finally {
+    session.machine = undefined;
     uart.flush();
     hostConsole.stop();
-    for (const s of signals) process.off(s, onSignal);
   }
-  return reportStop(reason, log);
 }
 
 /** Say why the machine stopped (when it is not an ordinary end) and pick the exit status. */
@@ -125,6 +156,15 @@ export function reportStop(reason: StopReason, log: (s: string) => void): number
   switch (reason.kind) {
     case 'triple-fault':
       log(`typevisor: the guest triple-faulted (${reason.detail}): the kernel crashed early; check --kernel and --cmdline`);
+      break;
+    case 'panic':
+      log(`typevisor: the guest kernel panicked${reason.detail ? `: ${reason.detail}` : ''}`);
+      break;
+    case 'halted':
+      log(`typevisor: the guest halted for good: ${reason.detail}`);
+      break;
+    case 'reset':
+      log('typevisor: the guest reset the machine');
       break;
     case 'error':
       log(`typevisor: ${reason.message}`);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { kvmAvailability } from '../../src/kvm/detect.js';
+import { EXIT_TRIPLE_FAULT } from '../../src/machine/machine.js';
 import { CLI } from '../support/guest-process.js';
 
 const NASM = '/usr/bin/nasm';
@@ -39,7 +40,7 @@ describe.each(engines)('multiboot kernel on the $engine engine', ({ engine, skip
 });
 
 describe('a guest that triple-faults', () => {
-  it.skipIf(!existsSync(NASM))(`ends with one line and status 1${existsSync(NASM) ? '' : ' (skipped: nasm missing)'}`, () => {
+  it.skipIf(!existsSync(NASM))(`ends with one line and status 6${existsSync(NASM) ? '' : ' (skipped: nasm missing)'}`, () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-tf-'));
     const kernel = path.join(dir, 'tf.bin');
     execFileSync(NASM, ['-f', 'bin', '-o', kernel, path.join(here, 'guests/triple-fault.asm')]);
@@ -48,7 +49,7 @@ describe('a guest that triple-faults', () => {
       input: '',
       timeout: 60_000,
     });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(EXIT_TRIPLE_FAULT);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^typevisor: the guest triple-faulted .*: .*--kernel/);

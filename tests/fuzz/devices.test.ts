@@ -17,7 +17,10 @@ describe('random register traffic to every device', () => {
     const clock = new FakeClock();
     const memory = new GuestMemory([{ base: 0, size: 16 * 1024 * 1024 }]);
     let output = 0;
-    const { machine, lapic } = buildMachine({ memory, interruptModel: 'emulated', serialOut: (b) => (output += b.length), clock });
+    const { machine, lapic } = buildMachine({
+      memory, interruptModel: 'emulated', serialOut: (b) => (output += b.length), clock, fillRandom: (b) => b.fill(0x5a),
+    });
+    expect(machine.mmio.list().map((m) => m.name)).toContain('virtio-rng'); // its BAR gets hammered too
     const rand = rng(seed * 0x9e3779b1);
     const ports = machine.pio.list();
     const mmios = machine.mmio.list();

@@ -105,6 +105,15 @@ describe('ACPI tables', () => {
     expect(Buffer.from(d).includes(Buffer.from(s5))).toBe(true);
   });
 
+  it('route PCI INTx in \\_SB.PCI0._PRT: slot 1 INTA# is GSI 17', () => {
+    const d = Buffer.from(byName(t, 'DSDT').bytes);
+    // NameOp "_PRT" PackageOp
+    expect(d.includes(Buffer.from([0x08, 0x5f, 0x50, 0x52, 0x54, 0x12]))).toBe(true);
+    // Package (4) { DWordConst 0x0001FFFF, Zero, Zero, BytePrefix 17 }
+    expect(d.includes(Buffer.from([0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x0a, 17]))).toBe(true);
+    expect(Buffer.from(buildAcpiTables({ cpus: 1 }).tables[0]!.bytes).includes(Buffer.from('_PRT'))).toBe(false);
+  });
+
   it('are written into guest memory', () => {
     const m = new GuestMemory([{ base: 0, size: 2 * MiB }]);
     const w = writeAcpiTables(m, { cpus: 1 });

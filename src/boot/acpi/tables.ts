@@ -20,12 +20,14 @@ import {
   LAPIC_START,
   PCI_MMIO_SIZE,
   PCI_MMIO_START,
+  pciIntxGsi,
   PORT_ACPI_GPE0,
   PORT_ACPI_PM1A_CNT,
   PORT_ACPI_PM1A_EVT,
   PORT_ACPI_PM_TMR,
   PORT_COM1,
   PORT_PCI_CONFIG_ADDRESS,
+  PORT_PVPANIC,
   PORT_RESET_CONTROL,
 } from '../../machine/layout.js';
 import type { GuestMemory } from '../../machine/memory.js';
@@ -49,6 +51,8 @@ export interface AcpiOptions {
   pci?: boolean;
   /** Describe COM1 (PNP0501) at PORT_COM1 / IRQ_COM1. Default true. */
   com1?: boolean;
+  /** Describe the pvpanic port (QEMU0001) at PORT_PVPANIC. Default true. */
+  pvpanic?: boolean;
   /** IOAPIC ID in the MADT. Default 0 (as QEMU; the IOAPIC's ID register resets to 0). */
   ioapicId?: number;
 }
@@ -119,6 +123,20 @@ function gas(v: DataView, off: number, port: number, bitWidth: number, accessSiz
 }
 
 // ---- DSDT -----------------------------------------------------------------------------------------
+/**
+ * \_SB.PCI0._PRT: every slot's INTA#..INTD# straight to its IOAPIC GSI (no link devices):
+ * Package { address 0xSSSS_FFFF (any function), pin 0..3, source 0, GSI }.
+ */
+function pciRoutingTable(): Uint8Array {
+  const entries: Uint8Array[] = [];
+  for (let slot = 1; slot < 32; slot++) {
+    for (let pin = 0; pin < 4; pin++) {
+      entries.push(aml.pkg([aml.integer(((slot << 16) | 0xffff) >>> 0), aml.integer(pin), aml.integer(0), aml.integer(pciIntxGsi(slot, pin))]));
+    }
+  }
+  return aml.pkg(entries);
+}
+
 export function buildDsdt(opts: AcpiOptions): Uint8Array {
   const sb: Uint8Array[] = [];
   if (opts.com1 ?? true) {
@@ -127,6 +145,16 @@ export function buildDsdt(opts: AcpiOptions): Uint8Array {
         aml.name('_HID', aml.eisaId('PNP0501')),
         aml.name('_UID', aml.integer(1)),
         aml.name('_CRS', aml.resourceTemplate([aml.ioPort(PORT_COM1, PORT_COM1, 0, 8), aml.irqNoFlags([IRQ_COM1])])),
+      ]),
+    );
+  }
+  if (opts.pvpanic ?? true) {
+    // the guest's pvpanic driver binds to QEMU0001 and takes the port from _CRS
+    sb.push(
+      aml.device('PEVT', [
+        aml.name('_HID', aml.string('QEMU0001')),
+        aml.name('_CRS', aml.resourceTemplate([aml.ioPort(PORT_PVPANIC, PORT_PVPANIC, 1, 1)])),
+        aml.name('_STA', aml.integer(0x0f)),
       ]),
     );
   }
@@ -148,6 +176,7 @@ export function buildDsdt(opts: AcpiOptions): Uint8Array {
             aml.dwordMemory(PCI_MMIO_START, mmioEnd),
           ]),
         ),
+        aml.name('_PRT', pciRoutingTable()),
       ]),
     );
   }

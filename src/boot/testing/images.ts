@@ -19,6 +19,8 @@ export interface BzImageSpec {
   /** Compressed payload placed inside pm at payloadOffset. */
   payload?: Uint8Array;
   payloadOffset?: number;
+  /** Protected-mode part in 16-byte paragraphs (default: all of pm, in whole paragraphs). */
+  syssize?: number;
 }
 
 export function makeBzImage(spec: BzImageSpec = {}): Uint8Array {
@@ -39,6 +41,7 @@ export function makeBzImage(spec: BzImageSpec = {}): Uint8Array {
   const img = new Uint8Array(setupSize + pm.length);
   const v = new DataView(img.buffer);
   v.setUint8(0x1f1, setupSects);
+  v.setUint32(0x1f4, spec.syssize ?? Math.floor(pm.length / 16), true);
   v.setUint16(0x1fe, 0xaa55, true);
   v.setUint8(0x200, 0xeb); // jmp short
   v.setUint8(0x201, 0x6a); // header ends at 0x202 + 0x6a = 0x26c

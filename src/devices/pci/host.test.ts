@@ -2,7 +2,10 @@ import { describe, it, expect } from 'vitest';
 import { Bus } from '../../machine/bus.js';
 import { PCI_ECAM_START, PORT_PCI_CONFIG_ADDRESS, PORT_PCI_CONFIG_DATA } from '../../machine/layout.js';
 import { ResetControl } from '../acpi/pm.js';
-import { PciConfigSpace, PciHost, PciError, PCI_CONFIG_PORTS } from './host.js';
+import {
+  barAddress, PciConfigSpace, PciHost, PciError, PCI_CAP_ID_MSIX, PCI_CAP_ID_VNDR, PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_CONFIG_PORTS,
+  type PciBar,
+} from './host.js';
 
 function setup() {
   let resets = 0;
@@ -78,5 +81,91 @@ describe('PciHost', () => {
     expect(resets()).toBe(1);
     pio.write(PORT_PCI_CONFIG_ADDRESS, 4, 0x8000_0004);
     expect(resets()).toBe(1);
+  });
+});
+
+describe('PciConfigSpace capabilities and BARs', () => {
+  it('links capabilities into a list and sets the status bit', () => {
+    const dev = new PciConfigSpace();
+    expect(dev.configRead(0x06, 2) & 0x10).toBe(0);
+    const a = dev.addCapability(PCI_CAP_ID_MSIX, 12);
+    const b = dev.addCapability(PCI_CAP_ID_VNDR, 14);
+    const c = dev.addCapability(PCI_CAP_ID_VNDR, 20);
+    expect([a, b, c]).toEqual([0x40, 0x4c, 0x5c]);
+    expect(dev.configRead(0x06, 2) & 0x10).toBe(0x10);
+    expect(dev.configRead(0x34, 1)).toBe(0x40);
+    const walk: number[] = [];
+    for (let p = dev.configRead(0x34, 1); p !== 0; p = dev.configRead(p + 1, 1)) walk.push(dev.configRead(p, 1));
+    expect(walk).toEqual([0x11, 0x09, 0x09]);
+    expect(() => dev.addCapability(PCI_CAP_ID_VNDR, 200)).toThrow(PciError);
+  });
+
+  it('sizes and programs 32-bit and 64-bit memory BARs', () => {
+    const dev = new PciConfigSpace();
+    dev.defineMemoryBar(0, 0x8000, { is64: true });
+    dev.defineMemoryBar(2, 0x1000, { prefetchable: true });
+    expect(dev.configRead(0x10, 4)).toBe(0x4);
+    expect(dev.configRead(0x18, 4)).toBe(0x8);
+    dev.configWrite(0x10, 4, 0xffff_ffff);
+    dev.configWrite(0x14, 4, 0xffff_ffff);
+    dev.configWrite(0x18, 4, 0xffff_ffff);
+    expect(dev.configRead(0x10, 4)).toBe(0xffff_8004);
+    expect(dev.configRead(0x14, 4)).toBe(0xffff_ffff);
+    expect(dev.configRead(0x18, 4)).toBe(0xffff_f008);
+    dev.programBar(0, 0x1_2345_8000);
+    expect([dev.configRead(0x10, 4), dev.configRead(0x14, 4)]).toEqual([0x2345_8004, 1]);
+    expect(barAddress(dev, 0)).toBeUndefined(); // memory decode off
+    dev.set16(PCI_COMMAND, PCI_COMMAND_MEMORY);
+    expect(barAddress(dev, 0)).toBe(0x1_2345_8000);
+    expect(() => dev.defineMemoryBar(1, 3000)).toThrow(PciError);
+  });
+});
+
+describe('PciHost BAR mapping', () => {
+  function withBar() {
+    const mmio = new Bus('mmio');
+    const host = new PciHost({ mmio });
+    const pio = new Bus('pio');
+    pio.insert(PORT_PCI_CONFIG_ADDRESS, PCI_CONFIG_PORTS, host, 'pci');
+    const region = { read: (o: number) => 0xab00 + o, write: () => {} };
+    class Dev extends PciConfigSpace {
+      bars(): PciBar[] {
+        return [{ index: 0, size: 0x1000, device: region, name: 'test-bar' }];
+      }
+    }
+    const dev = new Dev();
+    dev.defineMemoryBar(0, 0x1000);
+    dev.setWritable(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    const cfgWrite = (reg: number, size: 1 | 2 | 4, v: number) => {
+      pio.write(PORT_PCI_CONFIG_ADDRESS, 4, (0x8000_0000 | (2 << 11) | reg) >>> 0);
+      pio.write(PORT_PCI_CONFIG_DATA + (reg & 3), size, v);
+    };
+    return { mmio, host, dev, cfgWrite };
+  }
+
+  it('maps a BAR where firmware put it, and follows the guest moving and disabling it', () => {
+    const { mmio, host, dev, cfgWrite } = withBar();
+    dev.programBar(0, 0xc000_0000);
+    dev.set16(PCI_COMMAND, PCI_COMMAND_MEMORY);
+    host.addDevice(2, 0, dev);
+    expect(mmio.read(0xc000_0010, 4)).toBe(0xab10);
+    cfgWrite(PCI_COMMAND, 2, 0); // Linux turns decode off while sizing
+    expect(mmio.read(0xc000_0010, 4)).toBe(0xffff_ffff);
+    cfgWrite(0x10, 4, 0xffff_ffff);
+    cfgWrite(0x10, 4, 0xc010_0000);
+    cfgWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    expect(mmio.read(0xc000_0010, 4)).toBe(0xffff_ffff);
+    expect(mmio.read(0xc010_0004, 4)).toBe(0xab04);
+    expect(mmio.list().filter((m) => m.name === 'test-bar')).toHaveLength(1);
+  });
+
+  it('leaves a BAR placed over another device undecoded and counts it', () => {
+    const { mmio, host, dev, cfgWrite } = withBar();
+    mmio.insert(0xfee0_0000, 0x1000, { read: () => 0x1234, write: () => {} }, 'lapic');
+    host.addDevice(2, 0, dev);
+    cfgWrite(0x10, 4, 0xfee0_0000);
+    cfgWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    expect(host.barConflictCount).toBe(1);
+    expect(mmio.read(0xfee0_0000, 4)).toBe(0x1234);
   });
 });

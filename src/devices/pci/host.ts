@@ -8,11 +8,16 @@
  * helper with per-byte write masks (BAR sizing falls out of the mask: write all-ones, read back
  * ~(size-1) | flags). Empty slots, other buses and a disabled CONFIG_ADDRESS read all-ones.
  *
+ * Memory BARs: a device lists its BARs (`bars()`) and the host maps each one on the MMIO bus
+ * (when given one) at the address the guest programmed, while the function's COMMAND.MEMORY is
+ * set; a BAR moved or disabled is unmapped. `PciConfigSpace` helps a device define BARs (32- or
+ * 64-bit) and a capability list.
+ *
  * Port 0xcf9 sits inside CONFIG_ADDRESS: on PIIX a byte access there is the reset control
  * register, so a byte access at offset 1 is forwarded to `resetControl` when one is given.
  * Attach the host at PORT_PCI_CONFIG_ADDRESS over PCI_CONFIG_PORTS (8) ports.
  */
-import type { AccessSize, BusDevice } from '../../machine/bus.js';
+import { BusError, type AccessSize, type Bus, type BusDevice } from '../../machine/bus.js';
 
 export const PCI_CONFIG_PORTS = 8;
 export const PCI_CONFIG_SPACE_SIZE = 256;
@@ -36,6 +41,18 @@ export const PCI_SUBSYSTEM_ID = 0x2e;
 export const PCI_CAPABILITY_LIST = 0x34;
 export const PCI_INTERRUPT_LINE = 0x3c;
 export const PCI_INTERRUPT_PIN = 0x3d;
+/** First byte after the standard header: capabilities go from here. */
+export const PCI_CAPABILITIES_START = 0x40;
+// Status register
+export const PCI_STATUS_INTERRUPT = 0x8;
+export const PCI_STATUS_CAP_LIST = 0x10;
+// Memory BAR flags (low bits of the BAR)
+export const PCI_BAR_MEM_TYPE_64 = 0x4;
+export const PCI_BAR_MEM_PREFETCH = 0x8;
+export const PCI_BAR_IO = 0x1;
+// Capability IDs
+export const PCI_CAP_ID_MSIX = 0x11;
+export const PCI_CAP_ID_VNDR = 0x09;
 // Command register
 export const PCI_COMMAND_IO = 0x1;
 export const PCI_COMMAND_MEMORY = 0x2;
@@ -51,11 +68,22 @@ export class PciError extends Error {
   override name = 'PciError';
 }
 
+/** A memory BAR of a PCI function: `size` bytes (a power of two) decoded by `device`. */
+export interface PciBar {
+  index: number;
+  size: number;
+  device: BusDevice;
+  /** Name on the MMIO bus (for listings and overlap errors). */
+  name: string;
+}
+
 /** One PCI function's configuration space as the host sees it. */
 export interface PciDevice {
   /** Read `size` bytes at `offset` (0..255, never crossing a dword). */
   configRead(offset: number, size: AccessSize): number;
   configWrite(offset: number, size: AccessSize, value: number): void;
+  /** Memory BARs the host maps on the MMIO bus where the guest programs them. */
+  bars?(): readonly PciBar[];
 }
 
 /** A 256-byte configuration space with per-byte write masks; a base for simple devices. */
@@ -80,6 +108,60 @@ export class PciConfigSpace implements PciDevice {
   /** Make bits in `mask` (a `size`-byte little-endian mask at `offset`) guest-writable. */
   setWritable(offset: number, size: number, mask: number): void {
     for (let i = 0; i < size; i++) this.writeMask[offset + i] = (mask >>> (8 * i)) & 0xff;
+  }
+
+  private capEnd = PCI_CAPABILITIES_START;
+  private lastCap = 0;
+
+  /**
+   * Append a capability of `length` bytes (header included) with ID `id` to the capability
+   * list; returns its offset. The caller fills the body (bytes 2..).
+   */
+  addCapability(id: number, length: number): number {
+    const at = this.capEnd;
+    const size = (length + 3) & ~3;
+    if (length < 2 || at + size > PCI_CONFIG_SPACE_SIZE) {
+      throw new PciError(`Cannot add a ${length}-byte PCI capability at 0x${at.toString(16)}: the configuration space is full`);
+    }
+    this.set8(at, id);
+    this.set8(at + 1, 0);
+    if (this.lastCap === 0) this.set8(PCI_CAPABILITY_LIST, at);
+    else this.set8(this.lastCap + 1, at);
+    this.set16(PCI_STATUS, this.configRead(PCI_STATUS, 2) | PCI_STATUS_CAP_LIST);
+    this.lastCap = at;
+    this.capEnd = at + size;
+    return at;
+  }
+
+  /**
+   * Define memory BAR `index` of `size` bytes (a power of two, at least 16): the low bits read
+   * as the type flags, sizing works through the write mask (write all-ones, read ~(size-1)).
+   * A 64-bit BAR also takes index + 1 for its high half.
+   */
+  defineMemoryBar(index: number, size: number, opts: { is64?: boolean; prefetchable?: boolean } = {}): void {
+    const is64 = opts.is64 ?? false;
+    if (!Number.isInteger(size) || size < 16 || size > 0x8000_0000 || (size & (size - 1)) !== 0 || index < 0 || index > (is64 ? 4 : 5)) {
+      throw new PciError(`Cannot define BAR${index} of ${size} bytes: the size must be a power of two from 16 bytes to 2 GiB`);
+    }
+    const at = PCI_BAR0 + 4 * index;
+    this.set32(at, (is64 ? PCI_BAR_MEM_TYPE_64 : 0) | (opts.prefetchable ? PCI_BAR_MEM_PREFETCH : 0));
+    this.setWritable(at, 4, ~(size - 1));
+    if (is64) {
+      this.set32(at + 4, 0);
+      this.setWritable(at + 4, 4, 0xffff_ffff);
+    }
+  }
+
+  /** Program a memory BAR as firmware would (the guest may move it later). */
+  programBar(index: number, address: number): void {
+    const at = PCI_BAR0 + 4 * index;
+    const flags = this.get32(at) & 0xf;
+    this.set32(at, ((address % 0x1_0000_0000) & ~0xf & this.get32Mask(at)) | flags);
+    if (flags & PCI_BAR_MEM_TYPE_64) this.set32(at + 4, Math.floor(address / 0x1_0000_0000));
+  }
+
+  private get32Mask(offset: number): number {
+    return (this.writeMask[offset]! | (this.writeMask[offset + 1]! << 8) | (this.writeMask[offset + 2]! << 16) | (this.writeMask[offset + 3]! << 24)) >>> 0;
   }
 
   configRead(offset: number, size: AccessSize): number {
@@ -117,17 +199,35 @@ export class HostBridge extends PciConfigSpace {
 export interface PciHostOptions {
   /** Receives byte accesses to port 0xcf9 (the PIIX reset control register). */
   resetControl?: BusDevice;
+  /** Where memory BARs are mapped; without it BARs are never decoded. */
+  mmio?: Bus;
+}
+
+/** The memory address a function's BAR decodes now, or undefined (disabled, unprogrammed). */
+export function barAddress(dev: PciDevice, index: number): number | undefined {
+  if ((dev.configRead(PCI_COMMAND, 2) & PCI_COMMAND_MEMORY) === 0) return undefined;
+  const lo = dev.configRead(PCI_BAR0 + 4 * index, 4);
+  if (lo & PCI_BAR_IO) return undefined;
+  const hi = (lo & 0x6) === PCI_BAR_MEM_TYPE_64 ? dev.configRead(PCI_BAR0 + 4 * index + 4, 4) : 0;
+  const address = hi * 0x1_0000_0000 + ((lo & ~0xf) >>> 0);
+  return address === 0 ? undefined : address;
 }
 
 export class PciHost implements BusDevice {
   private address = 0;
   private readonly devices: (PciDevice | undefined)[] = new Array(PCI_SLOTS * PCI_FUNCTIONS);
   private readonly resetControl: BusDevice | undefined;
+  private readonly mmio: Bus | undefined;
+  /** Where each function's BARs are mapped now (by function index, then BAR index). */
+  private readonly mapped = new Map<number, Map<number, number>>();
+  /** BAR placements refused because they overlapped something else on the MMIO bus. */
+  barConflictCount = 0;
   /** ECAM window (attach at PCI_ECAM_START; decodes bus 0 only). */
   readonly ecam: BusDevice;
 
   constructor(options: PciHostOptions = {}) {
     this.resetControl = options.resetControl;
+    this.mmio = options.mmio;
     this.devices[0] = new HostBridge();
     this.ecam = {
       read: (offset, size) => {
@@ -140,7 +240,10 @@ export class PciHost implements BusDevice {
       write: (offset, size, value) => {
         const dev = this.ecamTarget(offset);
         const reg = offset & 0xfff;
-        if (dev !== undefined && reg < PCI_CONFIG_SPACE_SIZE && (reg & (size - 1)) === 0) dev.configWrite(reg, size, value);
+        if (dev !== undefined && reg < PCI_CONFIG_SPACE_SIZE && (reg & (size - 1)) === 0) {
+          dev.configWrite(reg, size, value);
+          this.updateBars(offset >>> 12);
+        }
       },
     };
   }
@@ -153,6 +256,32 @@ export class PciHost implements BusDevice {
     const i = slot * PCI_FUNCTIONS + fn;
     if (this.devices[i]) throw new PciError(`Cannot add PCI device at 00:${slot.toString(16)}.${fn}: slot is taken`);
     this.devices[i] = device;
+    this.updateBars(i);
+  }
+
+  /** Map, move or unmap function `i`'s BARs to match its configuration space. */
+  private updateBars(i: number): void {
+    const dev = this.devices[i];
+    const mmio = this.mmio;
+    if (!dev?.bars || !mmio) return;
+    let maps = this.mapped.get(i);
+    if (!maps) this.mapped.set(i, (maps = new Map()));
+    for (const bar of dev.bars()) {
+      let want = barAddress(dev, bar.index);
+      if (want !== undefined && want + bar.size > 2 ** 52) want = undefined;
+      const now = maps.get(bar.index);
+      if (now === want) continue;
+      if (now !== undefined) mmio.remove(now);
+      maps.delete(bar.index);
+      if (want === undefined) continue;
+      try {
+        mmio.insert(want, bar.size, bar.device, bar.name);
+        maps.set(bar.index, want);
+      } catch (e) {
+        if (!(e instanceof BusError)) throw e;
+        this.barConflictCount++; // a guest placing a BAR over something else: leave it undecoded
+      }
+    }
   }
 
   /** The first free slot (for the builder), or -1. */
@@ -185,6 +314,7 @@ export class PciHost implements BusDevice {
     const reg = (this.address & 0xfc) + (offset - 4);
     if ((reg & 3) + size > 4) return;
     dev.configWrite(reg, size, value);
+    this.updateBars((this.address >>> 8) & 0xff);
   }
 
   private target(): PciDevice | undefined {
