@@ -1024,7 +1024,10 @@ export class Cpu implements SystemHost {
                 }
                 const rip = s.rip;
                 this.startRip = rip;
-                const key = this.tlbEpoch * 4 + s.cpl;
+                // successor links into global pages (the kernel's) survive CR3 writes, as the
+                // wasm exit links do: keyed by the global epoch
+                const global = this.onGlobalPage(rip);
+                const key = global ? this.globalEpoch * 8 + 4 + s.cpl : this.tlbEpoch * 8 + s.cpl;
                 let nb: Block | undefined;
                 if (b.s0Rip === rip && b.s0Key === key && b.s0!.valid) nb = b.s0;
                 else if (b.s1Rip === rip && b.s1Key === key && b.s1!.valid) nb = b.s1;
@@ -1041,7 +1044,7 @@ export class Cpu implements SystemHost {
                     b.s0 = nb; b.s0Rip = rip; b.s0Key = key;
                   }
                 }
-                if (nb!.slot !== 0) this.wasm!.link(nb!.slot, rip, this.onGlobalPage(rip));
+                if (nb!.slot !== 0) this.wasm!.link(nb!.slot, rip, global);
                 b = nb!;
               }
               if (this.exitRequested || s.halted) break;

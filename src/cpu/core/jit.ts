@@ -56,7 +56,8 @@ export class Block {
   slot = 0;
   /**
    * Successor links kept by the run loop: the block that ran next from RIP s0Rip / s1Rip,
-   * valid while its key (TLB epoch * 4 + CPL) matches and the block is valid.
+   * valid while its key matches and the block is valid: TLB epoch * 8 + CPL, or for a successor on
+   * a global page (the kernel's) global epoch * 8 + 4 + CPL, which survives CR3 writes.
    */
   s0: Block | undefined = undefined;
   s0Rip = NO_TAG;

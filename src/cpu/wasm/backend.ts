@@ -27,8 +27,8 @@ const MAX_SLOTS = 1 << 18;
  * block was dropped. V8 spends ~20 KiB of host memory per module however small, so the module
  * count is what bounds memory; a boot of the default guest compiles about a quarter of it.
  */
-const MAX_MODULES = 4096;
-const MAX_CODE_BYTES = 64 << 20;
+const MAX_MODULES = 8192;
+const MAX_CODE_BYTES = 128 << 20;
 /** Modules whose blocks were all invalidated, before the host is asked to free them (garbageDue). */
 const GARBAGE_MODULES = 512;
 
