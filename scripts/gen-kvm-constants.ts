@@ -52,6 +52,7 @@ const VALUES = [
   'O_RDWR', 'O_CLOEXEC', 'MFD_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'PROT_NONE', 'MAP_SHARED', 'MAP_PRIVATE',
   'MAP_ANONYMOUS', 'MAP_FIXED', 'MAP_NORESERVE', 'SIGUSR2', 'SIG_BLOCK', 'SIG_UNBLOCK', 'SIG_SETMASK', 'SA_RESTART',
   'SA_SIGINFO', 'SIGEV_SIGNAL', 'SIGEV_THREAD_ID', 'CLOCK_MONOTONIC', 'TIMER_ABSTIME', 'SYS_gettid',
+  'EFD_CLOEXEC', 'EFD_NONBLOCK',
   'EINTR', 'EAGAIN', 'E2BIG', 'ENOENT', 'EACCES', 'EPERM', 'ENOMEM', 'EEXIST', 'EINVAL',
 ];
 
@@ -95,6 +96,7 @@ struct('KVM_MP_STATE', 'struct kvm_mp_state', ['mp_state']);
 struct('KVM_SIGNAL_MASK', 'struct kvm_signal_mask', ['len', 'sigset']);
 struct('KVM_IRQFD', 'struct kvm_irqfd', ['fd', 'gsi', 'flags', 'resamplefd']);
 struct('KVM_IOEVENTFD', 'struct kvm_ioeventfd', ['datamatch', 'addr', 'len', 'fd', 'flags']);
+struct('KVM_MSI', 'struct kvm_msi', ['address_lo', 'address_hi', 'data', 'flags', 'devid', 'pad']);
 struct('SIGACTION', 'struct sigaction', ['sa_handler', 'sa_mask', 'sa_flags']);
 struct('SIGEVENT', 'struct sigevent', ['sigev_value', 'sigev_signo', 'sigev_notify', '_sigev_un._tid']);
 struct('ITIMERSPEC', 'struct itimerspec', ['it_interval', 'it_value']);
@@ -111,6 +113,7 @@ function cProgram(): string {
     '#include <signal.h>',
     '#include <time.h>',
     '#include <sys/mman.h>',
+    '#include <sys/eventfd.h>',
     '#include <sys/syscall.h>',
     '#include <linux/kvm.h>',
     '#define P(name, expr) printf("export const %s = 0x%llx;\\n", name, (unsigned long long)(expr))',

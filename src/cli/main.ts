@@ -8,7 +8,10 @@
  * cores (boot to poweroff ~8.1 s with the default, ~7.2 s with one worker).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseSize, validateEngine, type VmConfig } from '../vmm/config.js';
+import {
+  ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateEngine, type VmConfig,
+  validateConsole,
+} from '../vmm/config.js';
 import { runVm } from '../vmm/run.js';
 import { fail } from './errors.js';
 
@@ -31,7 +34,9 @@ program
   .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
   .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
   .option('--no-reboot', 'end typevisor (status 10) when the guest resets the machine, instead of restarting it')
-  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean }) => {
+  .addOption(new Option('--console <where>', 'the guest console: serial (ttyS0) or virtio (hvc0)').default('serial'))
+  .option('--disk <path[,ro][,snapshot][,serial=ID]>', 'a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string }) => {
     const config: VmConfig = {
       kernel: opts.kernel,
       initrd: opts.initrd,
@@ -42,6 +47,8 @@ program
       engine: validateEngine(opts.engine),
       vmlinux: Boolean(opts.vmlinux),
       reboot: opts.reboot,
+      disks: validateDisks(opts.disk.map(parseDiskSpec)),
+      console: validateConsole(opts.console),
     };
     const status = await runVm(config);
     process.exitCode = status;

@@ -57,6 +57,8 @@ export const MODULES: readonly string[] = [
   'drivers/virtio/virtio_pci_legacy_dev.ko',
   'drivers/virtio/virtio_pci_modern_dev.ko',
   'drivers/virtio/virtio_pci.ko',
+  'drivers/char/virtio_console.ko',
+  'drivers/block/virtio_blk.ko',
   'drivers/char/hw_random/virtio-rng.ko',
   // pvpanic (ACPI QEMU0001): a panic ends typevisor with its own status
   'drivers/misc/pvpanic/pvpanic.ko',
@@ -97,6 +99,9 @@ mount -t devpts devpts /dev/pts 2>/dev/null
 if [ -f /etc/modules ]; then
   while read -r m; do insmod "/lib/modules/$m" || echo "typevisor: cannot load kernel module $m"; done < /etc/modules
 fi
+# With console=hvc0 (typevisor run --console virtio) the console appears only now, with the
+# virtio_console module: PID 1 started without one, so open it again.
+if ! [ -t 1 ] && [ -c /dev/hvc0 ]; then exec </dev/console >/dev/console 2>&1; fi
 hostname typevisor
 # busybox halt/poweroff/reboot without -f signal PID 1 (USR1/USR2/TERM); honour them once the
 # console shell is gone (a foreground child defers traps). halt powers off: a halted VM just sits.

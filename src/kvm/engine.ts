@@ -5,7 +5,8 @@
  * never handles exits. vCPU i runs in worker thread i. Worker 0 is the device thread: it builds
  * the Machine from `machine.module` (see machine-factory.ts), so the boot CPU's port-I/O and
  * MMIO exits reach the devices without leaving its thread; application processors forward their
- * exits to it through a mailbox. Device interrupt lines go to KVM_IRQ_LINE.
+ * exits to it through a mailbox. Device interrupt lines go to KVM_IRQ_LINE, MSIs to
+ * KVM_SIGNAL_MSI, both issued by the device thread.
  *
  * Stopping never hangs: the stop flag is set and each vCPU thread is kicked with SIGUSR2, which
  * it keeps blocked except inside KVM_RUN (KVM_SET_SIGNAL_MASK), so KVM_RUN returns EINTR even if

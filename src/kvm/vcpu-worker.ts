@@ -8,7 +8,8 @@
  * without leaving the thread. Other vCPUs forward their exits to vCPU 0 through a mailbox and
  * a kick. Device timers (the machine's TimerQueue) fire through a POSIX timer that kicks this
  * thread out of KVM_RUN; host messages (console input...) arrive on a MessagePort drained on
- * each kick.
+ * each kick. Device interrupts leave from here too: INTx lines as KVM_IRQ_LINE, MSI/MSI-X
+ * messages as KVM_SIGNAL_MSI (msi.ts), both on the VM fd.
  */
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { AccessSize } from '../machine/bus.js';
@@ -49,6 +50,7 @@ import {
   vcpuCpuid,
   type Vcpu,
 } from './vcpu.js';
+import { KvmMsiSink } from './msi.js';
 import { setIrqLine } from './vm.js';
 
 export interface VcpuWorkerData {
@@ -269,6 +271,8 @@ async function main(): Promise<void> {
     machine = await factory(ctx);
     const vmFd = data.vmFd;
     machine.irq.install({ setIrq: (gsi, level) => setIrqLine(vmFd, gsi, level) });
+    // PCI MSI/MSI-X messages: KVM_SIGNAL_MSI from this thread, where the exits are served.
+    machine.msi.install(new KvmMsiSink(vmFd));
     machine.onStop((r) => stopWith(r));
   }
 

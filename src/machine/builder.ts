@@ -18,6 +18,9 @@ import { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE, PciHost } from '..
 import { ApicMsiSink } from '../devices/pci/msi.js';
 import { BAR_SIZE as VIRTIO_BAR_SIZE, VIRTIO_BAR, VirtioPciDevice } from '../devices/virtio/pci/transport.js';
 import { EntropyDevice } from '../devices/virtio/rng/rng.js';
+import { VirtioConsole } from '../devices/virtio/console/console.js';
+import { BlockDevice } from '../devices/virtio/blk/blk.js';
+import type { DiskBackend } from '../devices/virtio/blk/backend.js';
 import { PvPanic } from '../devices/legacy/pvpanic/pvpanic.js';
 import type { Clock } from './clock.js';
 import * as L from './layout.js';
@@ -32,10 +35,17 @@ export interface MachineOptions {
   serialOut: (bytes: Uint8Array) => void;
   clock?: Clock;
   /**
-   * The host's CSPRNG (at most 65536 bytes a call). With it, the software engine's machine gets
-   * a virtio-rng device; the host side injects it, so the core imports no node:crypto.
+   * The host's CSPRNG (at most 65536 bytes a call). With it, the machine gets a virtio-rng
+   * device; the host side injects it, so the core imports no node:crypto.
    */
   fillRandom?: (bytes: Uint8Array) => void;
+  /** virtio-blk disks, in order (/dev/vda, ...); the host side opens the images. */
+  disks?: readonly { backend: DiskBackend; serial?: string }[];
+  /**
+   * A virtio console (hvc0) whose output goes here: the guest's console when `--console
+   * virtio` (the UART stays, for whatever else writes to it).
+   */
+  virtioConsoleOut?: (bytes: Uint8Array) => void;
 }
 
 export interface BuiltMachine {
@@ -47,6 +57,10 @@ export interface BuiltMachine {
   lapic?: LocalApic;
   /** The virtio-rng PCI function, when attached. */
   virtioRng?: VirtioPciDevice;
+  /** The virtio-blk PCI functions, one per disk, in order. */
+  virtioBlk: VirtioPciDevice[];
+  /** The virtio console (hvc0), when asked for. */
+  virtioConsole?: VirtioConsole;
 }
 
 export function buildMachine(opts: MachineOptions): BuiltMachine {
@@ -121,11 +135,15 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   // 9. pvpanic (ACPI QEMU0001, described in the DSDT): the guest kernel reports its panic.
   pio.insert(L.PORT_PVPANIC, 1, new PvPanic((event) => event === 'panicked' && stop({ kind: 'panic' })), 'pvpanic');
 
-  // 10. virtio devices on PCI, software engine only for now (the KVM engine has no MSI sink
-  //     yet). Like firmware, we place each BAR in the PCI window, give the function its INTx
-  //     GSI (what the DSDT's _PRT says) and turn memory decoding on.
+  // 10. virtio devices on PCI, on both engines: MSI-X messages go to machine.msi (the LAPIC
+  //     model of step 1, or KVM_SIGNAL_MSI, which the KVM engine installs in its device
+  //     thread), INTx to machine.irq (our IOAPIC, or KVM_IRQ_LINE to the in-kernel one). Like
+  //     firmware, we place each BAR in the PCI window, give the function its INTx GSI (what
+  //     the DSDT's _PRT says) and turn memory decoding on.
   let virtioRng: VirtioPciDevice | undefined;
-  if (opts.interruptModel === 'emulated') {
+  const virtioBlk: VirtioPciDevice[] = [];
+  let virtioConsole: VirtioConsole | undefined;
+  {
     let nextBar = L.PCI_MMIO_START;
     const pciFunction = (slot: number, name: string, device: VirtioPciDevice['device']): VirtioPciDevice => {
       const fn = new VirtioPciDevice({ device, memory: opts.memory, msi: machine.msi, intx: irq.line(L.pciIntxGsi(slot, 0)), name });
@@ -138,7 +156,16 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     };
     // 10a. virtio-rng: the host's CSPRNG seeds the guest's RNG.
     if (opts.fillRandom) virtioRng = pciFunction(L.PCI_SLOT_VIRTIO_RNG, 'virtio-rng', new EntropyDevice({ fillRandom: opts.fillRandom }));
+    // 10c. virtio-console (hvc0), when asked for.
+    if (opts.virtioConsoleOut) {
+      virtioConsole = new VirtioConsole({ output: opts.virtioConsoleOut });
+      pciFunction(L.PCI_SLOT_VIRTIO_CONSOLE, 'virtio-console', virtioConsole);
+    }
+    // 10b. virtio-blk: one function per disk, in consecutive slots, so Linux names them in order.
+    (opts.disks ?? []).forEach((d, i) => {
+      virtioBlk.push(pciFunction(L.PCI_SLOT_VIRTIO_BLK + i, `virtio-blk${i}`, new BlockDevice({ backend: d.backend, serial: d.serial })));
+    });
   }
 
-  return { machine, uart, pic, ioapic, lapic, virtioRng };
+  return { machine, uart, pic, ioapic, lapic, virtioRng, virtioBlk, virtioConsole };
 }

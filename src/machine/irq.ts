@@ -62,7 +62,7 @@ export class IrqLine {
 /**
  * Message-signalled interrupts (PCI MSI/MSI-X): a device's write of `data` to `address`. On x86
  * the address is 0xFEEx_xxxx (destination APIC ID in bits 19:12) and the data holds the vector.
- * The software engine delivers it to our local APIC models; the KVM engine would hand it to the
+ * The software engine delivers it to our local APIC models; the KVM engine hands it to the
  * kernel (KVM_SIGNAL_MSI). Devices never know which.
  */
 export interface MsiSink {

@@ -109,6 +109,10 @@ export const pciIntxGsi = (slot: number, pin: number): number => PCI_INTX_GSI_BA
 
 // ---- PCI slots (bus 0; slot 0 is the host bridge) -------------------------------------------
 export const PCI_SLOT_VIRTIO_RNG = 1;
+/** The first virtio-blk disk (/dev/vda); disk n is in slot PCI_SLOT_VIRTIO_BLK + n. */
+export const PCI_SLOT_VIRTIO_BLK = 2;
+/** The virtio console (--console virtio), last so that disks can take the slots before it. */
+export const PCI_SLOT_VIRTIO_CONSOLE = 31;
 
 // ---- clocks ---------------------------------------------------------------------------------
 /** The 8254's input clock. */

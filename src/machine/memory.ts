@@ -35,6 +35,9 @@ export class GuestMemory {
   /** Total RAM in bytes. */
   readonly size: number;
 
+  /** Who wants to hear about device writes into RAM (see `dmaWritten`). */
+  private readonly dmaListeners: ((addr: number, len: number) => void)[] = [];
+
   constructor(specs: readonly RegionSpec[]) {
     const sorted = [...specs].sort((a, b) => a.base - b.base);
     let end = 0;
@@ -51,6 +54,22 @@ export class GuestMemory {
     }
     this.regions = regions;
     this.size = regions.reduce((n, r) => n + r.size, 0);
+  }
+
+  /**
+   * A device wrote [addr, addr+len) of RAM directly (DMA: a disk read landing in memory). The
+   * software CPU listens, to drop code it translated from those bytes; writes through the
+   * accessors below do not call this by themselves (loaders and tests use them before a CPU
+   * exists, and ring bookkeeping is never code).
+   */
+  dmaWritten(addr: number, len: number): void {
+    const ls = this.dmaListeners;
+    for (let i = 0; i < ls.length; i++) ls[i]!(addr, len);
+  }
+
+  /** Hear about device writes into RAM (the bt engine connects its CPU here). */
+  onDmaWrite(listener: (addr: number, len: number) => void): void {
+    this.dmaListeners.push(listener);
   }
 
   /** The region holding `addr`, or undefined (MMIO hole or beyond RAM). */

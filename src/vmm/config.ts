@@ -20,6 +20,30 @@ export interface VmConfig {
   vmlinux?: boolean;
   /** A guest reset restarts the VM (true, the default, as QEMU) or ends typevisor (false: --no-reboot). */
   reboot?: boolean;
+  /** virtio-blk disks, in order: /dev/vda, /dev/vdb, ... (bt engine). */
+  disks?: DiskConfig[];
+  /** Where the guest's console is: the 16550A UART (ttyS0, default) or a virtio console (hvc0, bt engine). */
+  console?: ConsoleChoice;
+}
+
+export type ConsoleChoice = 'serial' | 'virtio';
+export const CONSOLE_CHOICES: readonly ConsoleChoice[] = ['serial', 'virtio'];
+
+export function validateConsole(name: string): ConsoleChoice {
+  if ((CONSOLE_CHOICES as readonly string[]).includes(name)) return name as ConsoleChoice;
+  throw new ConfigError(`unknown console "${name}": choose serial (ttyS0) or virtio (hvc0)`);
+}
+
+/** One `--disk PATH[,ro][,snapshot][,serial=ID]`. */
+export interface DiskConfig {
+  /** A raw disk image. */
+  path: string;
+  /** The guest sees a read-only disk (VIRTIO_BLK_F_RO). */
+  readOnly: boolean;
+  /** Guest writes go to an overlay dropped at exit; the image is not modified. */
+  snapshot: boolean;
+  /** Serial number the guest reads (GET_ID; /sys/block/vdX/serial): 1 to 20 of A-Z a-z 0-9 . _ - */
+  serial?: string;
 }
 
 export class ConfigError extends Error {
@@ -84,4 +108,34 @@ export function fmtBytes(n: number): string {
   if (n >= GiB && n % GiB === 0) return `${n / GiB}G`;
   if (n >= MiB) return `${+(n / MiB).toFixed(1)}M`;
   return `${n}B`;
+}
+
+/** Most `--disk` options (vda..vdp); each takes a PCI slot. */
+export const MAX_DISKS = 16;
+const DISK_FORMS = 'give --disk PATH[,ro][,snapshot][,serial=ID]';
+
+/** Parse one `--disk` value: a path, then options separated by commas. */
+export function parseDiskSpec(text: string): DiskConfig {
+  const [file, ...options] = text.split(',');
+  if (file === undefined || file.trim() === '') throw new ConfigError(`--disk "${text}" has no image path: ${DISK_FORMS}`);
+  const disk: DiskConfig = { path: file, readOnly: false, snapshot: false };
+  for (const o of options) {
+    if (o === 'ro') disk.readOnly = true;
+    else if (o === 'snapshot') disk.snapshot = true;
+    else if (o.startsWith('serial=')) {
+      const serial = o.slice('serial='.length);
+      if (!/^[A-Za-z0-9._-]{1,20}$/.test(serial)) {
+        throw new ConfigError(`--disk serial "${serial}" is not 1 to 20 of the characters A-Z a-z 0-9 . _ -`);
+      }
+      disk.serial = serial;
+    } else {
+      throw new ConfigError(`--disk option "${o}" is not known: ${DISK_FORMS}`);
+    }
+  }
+  return disk;
+}
+
+export function validateDisks(disks: readonly DiskConfig[]): DiskConfig[] {
+  if (disks.length > MAX_DISKS) throw new ConfigError(`--disk is given ${disks.length} times: at most ${MAX_DISKS} disks`);
+  return [...disks];
 }

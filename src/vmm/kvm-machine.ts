@@ -2,7 +2,11 @@
  * The machine factory the KVM engine's device thread imports (see src/kvm/machine-factory.ts):
  * the same devices as under the bt engine, minus the interrupt controllers and the PIT, which
  * KVM provides in the kernel. Console bytes travel to and from the main thread as messages.
+ * virtio-rng is on, as under bt: its MSI-X messages leave through the KvmMsiSink the engine
+ * installs on machine.msi, its INTx through KVM_IRQ_LINE; its BAR is served from the MMIO exits
+ * of this (the device) thread, over this thread's views of the guest RAM memfd.
  */
+import { randomFillSync } from 'node:crypto';
 import { buildMachine } from '../machine/builder.js';
 import type { Machine } from '../machine/machine.js';
 import type { KvmMachineContext } from '../kvm/machine-factory.js';
@@ -13,6 +17,7 @@ export function createKvmMachine(ctx: KvmMachineContext): Machine {
   const { machine, uart } = buildMachine({
     memory: ctx.memory,
     interruptModel: 'in-kernel',
+    fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
     serialOut: (bytes) => ctx.post({ type: 'serial-out', bytes: bytes.slice() } satisfies ConsoleMessage),
   });
   // Input the UART could not take yet waits here until the guest drains its FIFO.

@@ -20,12 +20,15 @@ import { kvmAvailability } from '../kvm/detect.js';
 import { ConfigError, validateMemory, type VmConfig } from './config.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
+import { openDisks, type OpenDisks } from './disk/open.js';
 
 /**
  * The default kernel command line: serial console; reset through the keyboard controller, and
  * at once on a panic (typevisor then ends with the panic's status and message).
  */
 export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=-1';
+/** The default command line with --console virtio: the kernel's console is hvc0. */
+export const DEFAULT_CMDLINE_HVC = 'console=hvc0 reboot=k panic=-1';
 
 export class VmError extends Error {
   override name = 'VmError';
@@ -69,10 +72,17 @@ export async function runVm(config: VmConfig): Promise<number> {
 
   // 2. The engine (decided before memory is allocated: kvm wants memfd-backed RAM).
   const engineName = chooseEngine(config.engine, log);
+  if (engineName === 'kvm' && config.console === 'virtio') {
+    throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
+  }
   if (engineName === 'kvm') {
+    if (config.disks?.length) throw new ConfigError('--disk needs the bt engine for now (no virtio devices on kvm yet): use --engine bt');
     const { runKvmVm } = await import('./run-kvm.js');
     return runKvmVm(config, image, initrd);
   }
+
+  // Disks: checked, locked and opened once; a guest reset keeps them.
+  const disks = await openDisks(config.disks ?? []);
 
   // 3.-5. Build, load and run the machine; a guest reset builds it anew (unless --no-reboot).
   // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript translator.
@@ -88,7 +98,7 @@ export async function runVm(config: VmConfig): Promise<number> {
   for (const s of signals) process.on(s, onSignal);
   try {
     for (;;) {
-      let reason = await runBtOnce(config, image, initrd, panicWatch, session);
+      let reason = await runBtOnce(config, image, initrd, panicWatch, session, disks);
       // panic=-1 (the default command line) resets right after the panic message: a reset that
       // follows one is the panic, also when no pvpanic driver told us
       if ((reason.kind === 'reset' || reason.kind === 'panic') && panicWatch.reason !== undefined) {
@@ -105,6 +115,7 @@ export async function runVm(config: VmConfig): Promise<number> {
     }
   } finally {
     for (const s of signals) process.off(s, onSignal);
+    await disks.close();
   }
 }
 
@@ -115,24 +126,30 @@ interface BootSession {
 }
 
 /** One boot on the bt engine: fresh memory and devices, the kernel loaded, run until it stops. */
-async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array | undefined, panicWatch: PanicWatch, session: BootSession): Promise<StopReason> {
+async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array | undefined, panicWatch: PanicWatch, session: BootSession, disks: OpenDisks): Promise<StopReason> {
   // 3. The machine, with its console wired to this process's stdio.
   const specs = ramRegionSpecs(config.memoryBytes);
   const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
+  const toStdout = (bytes: Uint8Array): void => {
+    panicWatch.feed(bytes);
+    process.stdout.write(bytes);
+  };
+  const virtioConsole = config.console === 'virtio';
   const built = buildMachine({
     memory,
     interruptModel: 'emulated',
-    serialOut: (bytes) => {
-      panicWatch.feed(bytes);
-      process.stdout.write(bytes);
-    },
+    serialOut: toStdout,
+    // the virtio console's output is a borrowed view: copy it before it is queued for stdout
+    virtioConsoleOut: virtioConsole ? (bytes) => toStdout(bytes.slice()) : undefined,
     fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
+    disks: disks.disks, // virtio-blk
   });
   const { machine, uart } = built;
-  const hostConsole = new HostConsole(uart, () => machine.requestStop({ kind: 'quit' }));
+  const hostConsole = new HostConsole(built.virtioConsole ?? uart, () => machine.requestStop({ kind: 'quit' }));
 
   // 4. The kernel, its initrd, the e820 map and the ACPI tables.
-  const booted = bootImage(memory, image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd, cpus: config.cpus, acpi: { pci: true } });
+  const cmdline = config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE);
+  const booted = bootImage(memory, image, { cmdline, initrd, cpus: config.cpus, acpi: { pci: true } });
 
   // 5. Run. Signals stop the machine; the console is restored on every path.
   const engine = new BtEngine(machine, { interrupts: built.lapic!, afterSlice: () => uart.flush() });

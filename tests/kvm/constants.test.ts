@@ -19,5 +19,8 @@ describe('constants.generated.ts', () => {
     expect(C.KVM_IOEVENTFD).toBe(0x4040ae79);
     expect([C.KVM_RUN_EXIT_REASON, C.KVM_RUN_IMMEDIATE_EXIT, C.KVM_RUN_IO_PORT, C.KVM_RUN_IO_DATA_OFFSET]).toEqual([8, 1, 0x22, 0x28]);
     expect([C.KVM_RUN_MMIO_DATA, C.KVM_RUN_MMIO_LEN, C.KVM_RUN_MMIO_IS_WRITE]).toEqual([0x28, 0x30, 0x34]);
+    // io-facts.md: one MSI is one KVM_SIGNAL_MSI with a 32-byte struct kvm_msi.
+    expect(C.KVM_SIGNAL_MSI).toBe(0x4020aea5);
+    expect([C.KVM_MSI_SIZE, C.KVM_MSI_ADDRESS_LO, C.KVM_MSI_ADDRESS_HI, C.KVM_MSI_DATA, C.KVM_MSI_FLAGS, C.KVM_MSI_DEVID]).toEqual([32, 0, 4, 8, 12, 16]);
   });
 });

@@ -8,6 +8,7 @@ import type { GuestMemory } from '../../src/machine/memory.js';
 import { MiB } from '../../src/machine/layout.js';
 import { GUEST_ORG, assemble, nasmAvailable } from './guests.js';
 import type { TestEvent } from './test-machine.js';
+import type { ConsoleMessage } from '../../src/vmm/kvm-machine.js';
 
 /** Why the KVM small-guest tests cannot run here, or undefined when they can. */
 export function kvmSkipReason(): string | undefined {
@@ -23,6 +24,8 @@ export interface GuestRun {
 }
 
 const MACHINE_MODULE = new URL('./test-machine.ts', import.meta.url);
+/** The machine `typevisor run --engine kvm` builds (src/machine/builder.ts, in-kernel irqchip). */
+export const PRODUCT_MACHINE_MODULE = new URL('../../src/vmm/kvm-machine.ts', import.meta.url);
 const cache = new Map<string, Uint8Array>();
 
 export async function runGuest(
@@ -35,6 +38,10 @@ export async function runGuest(
     loadAt?: number;
     /** Write more into guest RAM before the run (GDT, page tables...). */
     prepare?: (memory: GuestMemory) => void;
+    /** The machine module (default: test-machine.ts); its console output lands in `out` too. */
+    machine?: URL;
+    /** Stop the guest (reason `quit`) if it is still running after this long. */
+    timeoutMs?: number;
   } = {},
 ): Promise<GuestRun> {
   let image = cache.get(source);
@@ -48,16 +55,23 @@ export async function runGuest(
     const engine: KvmEngine = new KvmEngine({
       memory: ram,
       cpus: opts.cpus ?? 1,
-      machine: { module: MACHINE_MODULE },
+      machine: { module: opts.machine ?? MACHINE_MODULE },
       onMessage: (m) => {
-        const e = m as TestEvent;
+        const c = m as ConsoleMessage;
+        const e: TestEvent = c.type === 'serial-out' ? { out: c.bytes[0] ?? 0 } : (m as TestEvent);
+        if (c.type === 'serial-out') out += String.fromCharCode(...c.bytes);
+        else if ('out' in e) out += String.fromCharCode(e.out);
         events.push(e);
-        if ('out' in e) out += String.fromCharCode(e.out);
         opts.onEvent?.(e, engine);
       },
     });
-    const reason = await engine.run(opts.entry ?? { mode: 'real16', rip: GUEST_ORG, regs: {}, realCs: 0 });
-    return { reason, out, events };
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => engine.stop({ kind: 'quit' }), opts.timeoutMs);
+    try {
+      const reason = await engine.run(opts.entry ?? { mode: 'real16', rip: GUEST_ORG, regs: {}, realCs: 0 });
+      return { reason, out, events };
+    } finally {
+      clearTimeout(timer);
+    }
   } finally {
     ram.dispose();
   }

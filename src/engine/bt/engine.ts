@@ -53,6 +53,8 @@ export class BtEngine implements Engine {
       simd: simdUnit,
       reclaim: fullGc,
     });
+    // Devices writing guest RAM (a disk read landing in memory) drop code translated from it.
+    machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
     if (process.env.TYPEVISOR_BT_STATS) collectFallbackCounts();
     const threshold = Number(process.env.TYPEVISOR_JIT_THRESHOLD);
     if (threshold > 0) this.cpu.jitThreshold = threshold;

@@ -94,6 +94,7 @@ export class EntropyDevice implements VirtioDevice {
       if (!r) return; // cannot happen: the queue checked the buffer
       const n = Math.min(len - done, r.base + r.size - a, MAX_FILL_BYTES);
       this.fillRandom(r.bytes.subarray(a - r.base, a - r.base + n));
+      mem.dmaWritten(a, n);
       done += n;
     }
   }
