@@ -147,7 +147,12 @@ export class GuestMemory {
 
   /** Copy guest memory out (may cross regions). */
   readBytes(addr: number, len: number): Uint8Array {
-    const out = new Uint8Array(len);
+    return this.readInto(addr, new Uint8Array(len));
+  }
+
+  /** Copy guest memory [addr, addr + out.length) into `out` (may cross regions); returns `out`. */
+  readInto(addr: number, out: Uint8Array): Uint8Array {
+    const len = out.length;
     let done = 0;
     while (done < len) {
       const r = this.regionOf(addr + done) ?? this.fail(addr + done, len - done);

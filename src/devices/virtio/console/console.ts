@@ -13,7 +13,6 @@
  * Output is copied out of guest memory
  * chain by chain (at most OUTPUT_CHAIN_MAX bytes of a chain) and handed to `output`.
  */
-import type { GuestMemory } from '../../../machine/memory.js';
 import { VIRTIO_ID_CONSOLE, bit, type VirtioDevice, type VirtioTransport } from '../device.js';
 import { DescriptorChain } from '../queue/queue.js';
 
@@ -120,7 +119,8 @@ export class VirtioConsole implements VirtioDevice {
       let n = 0;
       for (let i = chain.readable; i < chain.count && taken < bytes.length; i++) {
         const k = Math.min(chain.len[i]!, bytes.length - taken);
-        this.copyIn(mem, chain.addr[i]!, bytes.subarray(taken, taken + k));
+        mem.writeBytes(chain.addr[i]!, bytes.subarray(taken, taken + k));
+        mem.dmaWritten(chain.addr[i]!, k);
         taken += k;
         n += k;
       }
@@ -150,7 +150,7 @@ export class VirtioConsole implements VirtioDevice {
       let n = 0;
       for (let i = 0; i < chain.readable && n < OUTPUT_CHAIN_MAX; i++) {
         const k = Math.min(chain.len[i]!, OUTPUT_CHAIN_MAX - n);
-        this.copyOut(mem, chain.addr[i]!, this.scratch.subarray(n, n + k));
+        mem.readInto(chain.addr[i]!, this.scratch.subarray(n, n + k));
         n += k;
       }
       if (n > 0) this.emit(this.scratch.subarray(0, n));
@@ -169,32 +169,5 @@ export class VirtioConsole implements VirtioDevice {
   private emit(bytes: Uint8Array): void {
     this.bytesOut += bytes.length;
     this.opts.output(bytes);
-  }
-
-  /** Guest RAM [addr, addr + out.length) into `out` (the queue checked the range). */
-  private copyOut(mem: GuestMemory, addr: number, out: Uint8Array): void {
-    let done = 0;
-    while (done < out.length) {
-      const a = addr + done;
-      const r = mem.regionOf(a);
-      if (!r) return;
-      const n = Math.min(out.length - done, r.base + r.size - a);
-      out.set(r.bytes.subarray(a - r.base, a - r.base + n), done);
-      done += n;
-    }
-  }
-
-  /** `src` into guest RAM at addr (the queue checked the range). */
-  private copyIn(mem: GuestMemory, addr: number, src: Uint8Array): void {
-    let done = 0;
-    while (done < src.length) {
-      const a = addr + done;
-      const r = mem.regionOf(a);
-      if (!r) return;
-      const n = Math.min(src.length - done, r.base + r.size - a);
-      r.bytes.set(src.subarray(done, done + n), a - r.base);
-      mem.dmaWritten(a, n);
-      done += n;
-    }
   }
 }
