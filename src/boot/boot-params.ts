@@ -6,7 +6,7 @@
  * header and fills in the fields the kernel reads (boot_flag, "HdrS", version,
  * kernel_alignment, cmdline_size), as Firecracker's linux-loader does.
  */
-import { CMDLINE_MAX_SIZE, CMDLINE_START, ZERO_PAGE_START } from '../machine/layout.js';
+import { CMDLINE_MAX_SIZE, CMDLINE_START, SETUP_DATA_MAX_SIZE, SETUP_DATA_START, ZERO_PAGE_START } from '../machine/layout.js';
 import type { GuestMemory } from '../machine/memory.js';
 import { E820_MAX_ENTRIES, type E820Entry } from './e820.js';
 import { BootError } from './errors.js';
@@ -45,6 +45,7 @@ export const HDR_CMDLINE_SIZE = 0x238; // u32
 export const HDR_PAYLOAD_OFFSET = 0x248; // u32
 export const HDR_PAYLOAD_LENGTH = 0x24c; // u32
 export const HDR_PREF_ADDRESS = 0x258; // u64
+export const HDR_SETUP_DATA = 0x250; // u64: guest address of the first setup_data node (2.09+)
 export const HDR_INIT_SIZE = 0x260; // u32
 /** End of struct setup_header in boot_params (edd_mbr_sig_buffer follows). */
 export const HDR_END = 0x290;
@@ -77,6 +78,8 @@ export interface BootParamsSpec {
   e820: readonly E820Entry[];
   /** Guest address of the ACPI RSDP, if ACPI tables were written. */
   rsdp?: number;
+  /** Guest address of the first setup_data node, if any. */
+  setupData?: number;
 }
 
 /** Build the zero page in a fresh buffer (pure; writeBootParams puts it in guest memory). */
@@ -114,6 +117,7 @@ export function buildBootParams(spec: BootParamsSpec): Uint8Array {
     v.setUint32(o + 16, e.type, true);
   });
   if (spec.rsdp !== undefined) v.setBigUint64(BP_ACPI_RSDP_ADDR, BigInt(spec.rsdp), true);
+  v.setBigUint64(HDR_SETUP_DATA, BigInt(spec.setupData ?? 0), true);
   v.setUint8(BP_SENTINEL, 0);
   return page;
 }
@@ -122,6 +126,29 @@ export function buildBootParams(spec: BootParamsSpec): Uint8Array {
 export function writeBootParams(memory: GuestMemory, spec: BootParamsSpec): number {
   memory.writeBytes(ZERO_PAGE_START, buildBootParams(spec));
   return ZERO_PAGE_START;
+}
+
+/** struct setup_data type SETUP_RNG_SEED (arch/x86/include/uapi/asm/bootparam.h). */
+export const SETUP_RNG_SEED = 9;
+/** Header of a setup_data node: u64 next, u32 type, u32 len. */
+const SETUP_DATA_HEADER = 16;
+
+/**
+ * Write one SETUP_RNG_SEED node at SETUP_DATA_START and return its address (for
+ * boot_params.hdr.setup_data). The kernel reserves it, mixes the bytes in and zeroes them.
+ */
+export function writeRngSeed(memory: GuestMemory, seed: Uint8Array): number {
+  if (seed.length === 0 || seed.length > SETUP_DATA_MAX_SIZE - SETUP_DATA_HEADER) {
+    throw new BootError(`RNG seed of ${seed.length} bytes: give 1 to ${SETUP_DATA_MAX_SIZE - SETUP_DATA_HEADER}`);
+  }
+  const node = new Uint8Array(SETUP_DATA_HEADER + seed.length);
+  const v = new DataView(node.buffer);
+  v.setBigUint64(0, 0n, true); // next: none
+  v.setUint32(8, SETUP_RNG_SEED, true);
+  v.setUint32(12, seed.length, true);
+  node.set(seed, SETUP_DATA_HEADER);
+  memory.writeBytes(SETUP_DATA_START, node);
+  return SETUP_DATA_START;
 }
 
 /**

@@ -31,6 +31,7 @@ import {
   HDR_XLOADFLAGS,
   XLF_KERNEL_64,
   writeBootParams,
+  writeRngSeed,
   writeCmdline,
 } from './boot-params.js';
 import { BootError, hex, mib } from './errors.js';
@@ -201,6 +202,7 @@ export function loadBzImage(memory: GuestMemory, image: Uint8Array, opts: LoadOp
     initrd,
     e820: opts.e820,
     rsdp: opts.rsdp,
+    setupData: opts.rngSeed ? writeRngSeed(memory, opts.rngSeed) : undefined,
   });
   return {
     format: 'bzimage',

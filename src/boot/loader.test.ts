@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ACPI_RSDP_START, MiB, ZERO_PAGE_START } from '../machine/layout.js';
+import { ACPI_RSDP_START, MiB, SETUP_DATA_START, ZERO_PAGE_START } from '../machine/layout.js';
 import { GuestMemory } from '../machine/memory.js';
 import { writeAcpiTables } from './acpi/tables.js';
 import { buildE820 } from './e820.js';
@@ -56,6 +56,23 @@ describe('bootImage', () => {
     const noAcpi = bootImage(m2, makeBzImage(), { cmdline: 'x', cpus: 1, acpi: false });
     expect(noAcpi.acpi).toBeUndefined();
     expect(m2.read64(ZERO_PAGE_START + 0x70)).toBe(0n);
+    expect(m2.read64(ZERO_PAGE_START + 0x250)).toBe(0n); // no setup_data without a seed
+  });
+
+  it('hands the kernel an RNG seed as a SETUP_RNG_SEED setup_data node (bzImage and vmlinux)', () => {
+    const seed = Uint8Array.from({ length: 32 }, (_v, i) => i + 1);
+    for (const image of [makeBzImage(), elf64()]) {
+      const m = new GuestMemory([{ base: 0, size: 64 * MiB }]);
+      bootImage(m, image, { cmdline: 'x', cpus: 1, rngSeed: seed });
+      const node = Number(m.read64(ZERO_PAGE_START + 0x250));
+      expect(node).toBe(SETUP_DATA_START);
+      expect(m.read64(node)).toBe(0n); // next: none
+      expect(m.read32(node + 8)).toBe(9); // SETUP_RNG_SEED
+      expect(m.read32(node + 12)).toBe(32);
+      expect([...m.readBytes(node + 16, 32)]).toEqual([...seed]);
+    }
+    const m = new GuestMemory([{ base: 0, size: 64 * MiB }]);
+    expect(() => bootImage(m, makeBzImage(), { cmdline: 'x', cpus: 1, rngSeed: new Uint8Array(0) })).toThrow(BootError);
   });
 });
 

@@ -46,6 +46,8 @@ export interface BootImageOptions {
   acpi?: false | Omit<AcpiOptions, 'cpus'>;
   /** Extra e820 ranges (e.g. reserved MMIO). */
   e820Extra?: readonly E820Entry[];
+  /** Random bytes for the kernel's RNG (Linux boot protocol: a SETUP_RNG_SEED setup_data node). */
+  rngSeed?: Uint8Array;
 }
 
 export interface BootedImage extends LoadedKernel {
@@ -57,7 +59,7 @@ export interface BootedImage extends LoadedKernel {
 export function bootImage(memory: GuestMemory, image: Uint8Array, opts: BootImageOptions): BootedImage {
   const e820 = buildE820(memory, { extra: opts.e820Extra });
   const acpi = opts.acpi === false ? undefined : writeAcpiTables(memory, { ...opts.acpi, cpus: opts.cpus });
-  const loaded = loadKernel(memory, image, { cmdline: opts.cmdline, initrd: opts.initrd, e820, rsdp: acpi?.rsdp });
+  const loaded = loadKernel(memory, image, { cmdline: opts.cmdline, initrd: opts.initrd, e820, rsdp: acpi?.rsdp, rngSeed: opts.rngSeed });
   return { ...loaded, e820, acpi };
 }
 

@@ -13,6 +13,12 @@ export interface LoadOptions {
   e820: readonly E820Entry[];
   /** Guest address of the ACPI RSDP (from writeAcpiTables); recorded in boot_params.acpi_rsdp_addr. */
   rsdp?: number;
+  /**
+   * Random bytes for the kernel's RNG (a SETUP_RNG_SEED setup_data node, as QEMU passes): Linux
+   * credits them at once, so its RNG is ready without the slow jitter-entropy loop. The host
+   * supplies them (the core has no random source of its own).
+   */
+  rngSeed?: Uint8Array;
 }
 
 export interface LoadedKernel {

@@ -5,7 +5,7 @@
  * entry. The PVH entry note is recorded for a future 32-bit PVH boot path.
  */
 import type { GuestMemory } from '../machine/memory.js';
-import { LINUX_COMMAND_LINE_SIZE, writeBootParams, writeCmdline } from './boot-params.js';
+import { LINUX_COMMAND_LINE_SIZE, writeBootParams, writeCmdline, writeRngSeed } from './boot-params.js';
 import { EM_X86_64, isElf, loadElfSegments, parseElf, physicalEntry, pvhEntryOf, type ElfFile } from './elf.js';
 import { BootError } from './errors.js';
 import { placeHigh } from './placement.js';
@@ -41,7 +41,8 @@ export function loadVmlinux(memory: GuestMemory, image: Uint8Array, opts: LoadOp
     initrd = { addr, size: opts.initrd.length };
   }
   const cmdline = writeCmdline(memory, opts.cmdline, LINUX_COMMAND_LINE_SIZE - 1);
-  const bootParams = writeBootParams(memory, { cmdline, initrd, e820: opts.e820, rsdp: opts.rsdp });
+  const setupData = opts.rngSeed ? writeRngSeed(memory, opts.rngSeed) : undefined;
+  const bootParams = writeBootParams(memory, { cmdline, initrd, e820: opts.e820, rsdp: opts.rsdp, setupData });
   return {
     format: 'vmlinux',
     entry: setupLongModeEntry(memory, entry, bootParams),

@@ -35,6 +35,9 @@ export const MULTIBOOT_INFO_START = 0x10000;
 /** Kernel command line. */
 export const CMDLINE_START = 0x20000;
 export const CMDLINE_MAX_SIZE = 0x10000;
+/** Linux setup_data nodes (boot_params.hdr.setup_data): the RNG seed. */
+export const SETUP_DATA_START = 0x30000;
+export const SETUP_DATA_MAX_SIZE = 0x1000;
 /** End of usable low RAM (start of the EBDA). */
 export const EBDA_START = 0x9fc00;
 /** ACPI tables: RSDP must be in 0xe0000..0xfffff so the kernel's legacy scan finds it. */

@@ -4,7 +4,7 @@
  * process exit status. Problems the user can fix are thrown as errors with one-line messages.
  */
 import os from 'node:os';
-import { randomFillSync } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { bootImage } from '../boot/loader.js';
 import { extractVmlinux } from '../boot/extract.js';
 import { BtEngine } from '../engine/bt/engine.js';
@@ -149,7 +149,7 @@ async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array
 
   // 4. The kernel, its initrd, the e820 map and the ACPI tables.
   const cmdline = config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE);
-  const booted = bootImage(memory, image, { cmdline, initrd, cpus: config.cpus, acpi: { pci: true } });
+  const booted = bootImage(memory, image, { cmdline, initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true } });
 
   // 5. Run. Signals stop the machine; the console is restored on every path.
   const engine = new BtEngine(machine, { interrupts: built.lapic!, afterSlice: () => uart.flush() });
