@@ -23,6 +23,12 @@ export interface KvmMachineContext {
   post(message: unknown): void;
   /** Receive what the main thread sends with `engine.post()` (console input...). */
   onMessage(handler: (message: unknown) => void): void;
+  /**
+   * Run `handler` when the device thread ends, on every path (stop, error), after its vCPU has
+   * left KVM_RUN and before the engine ends the thread: close files the machine opened here
+   * (disk images). The thread waits for a returned promise.
+   */
+  onExit(handler: () => void | Promise<void>): void;
 }
 
 /** What the machine module exports (default export name: `createKvmMachine`). */

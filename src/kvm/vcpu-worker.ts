@@ -86,6 +86,8 @@ const control = new Control(data.control);
 const post = (m: VcpuWorkerMessage): void => parentPort!.postMessage(m);
 
 let localStop: StopReason | undefined;
+/** What the machine asked to run when this thread ends (ctx.onExit). */
+const exitHandlers: (() => void | Promise<void>)[] = [];
 function stopWith(reason: StopReason): void {
   if (localStop) return;
   localStop = reason;
@@ -267,6 +269,7 @@ async function main(): Promise<void> {
       cpus: data.cpus,
       post: (message) => post({ type: 'machine', message }),
       onMessage: (h) => hostHandlers.push(h),
+      onExit: (h) => exitHandlers.push(h),
     };
     machine = await factory(ctx);
     const vmFd = data.vmFd;
@@ -300,7 +303,19 @@ async function main(): Promise<void> {
     timer?.delete();
     destroyVcpu(v);
     data.hostPort?.close();
+    await runExitHandlers(exitHandlers);
     post({ type: 'done', index: data.index });
+  }
+}
+
+/** The machine's exit handlers (closing disk images...), each on its own: one failing stops none. */
+async function runExitHandlers(handlers: (() => void | Promise<void>)[]): Promise<void> {
+  for (const h of handlers.splice(0)) {
+    try {
+      await h();
+    } catch (e) {
+      stopWith({ kind: 'error', message: `vCPU ${data.index}: while closing the machine: ${e instanceof Error ? e.message : String(e)}` });
+    }
   }
 }
 
@@ -359,7 +374,8 @@ async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTim
   }
 }
 
-main().catch((e: unknown) => {
+main().catch(async (e: unknown) => {
   stopWith({ kind: 'error', message: `vCPU ${data.index}: ${e instanceof Error ? e.message : String(e)}` });
+  await runExitHandlers(exitHandlers); // a machine that failed half-built (disks opened...)
   post({ type: 'done', index: data.index });
 });

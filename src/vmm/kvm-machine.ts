@@ -5,21 +5,50 @@
  * virtio-rng is on, as under bt: its MSI-X messages leave through the KvmMsiSink the engine
  * installs on machine.msi, its INTx through KVM_IRQ_LINE; its BAR is served from the MMIO exits
  * of this (the device) thread, over this thread's views of the guest RAM memfd.
+ *
+ * virtio-blk (`--disk`): the main thread has checked and locked the images (run-kvm.ts); this
+ * thread opens them again, without locking, by the same code (src/vmm/disk/open.ts), so the
+ * backends' asynchronous positional I/O moves data straight between the files and this thread's
+ * views of guest RAM. Completions arrive on this thread's event loop, which runs only when the
+ * thread leaves KVM_RUN: IoPoll (src/kvm/io-poll.ts) keeps a timer kick due while I/O is in
+ * flight. The files are closed when the thread ends (ctx.onExit), on every path.
  */
 import { randomFillSync } from 'node:crypto';
 import { buildMachine } from '../machine/builder.js';
 import type { Machine } from '../machine/machine.js';
 import type { KvmMachineContext } from '../kvm/machine-factory.js';
+import type { DiskBackend } from '../devices/virtio/blk/backend.js';
+import { IoPoll, polledDisk } from '../kvm/io-poll.js';
+import type { DiskConfig } from './config.js';
+import { openDisks } from './disk/open.js';
 
 export type ConsoleMessage = { type: 'serial-out'; bytes: Uint8Array } | { type: 'serial-in'; bytes: Uint8Array };
 
-export function createKvmMachine(ctx: KvmMachineContext): Machine {
+/** What run-kvm.ts passes the device thread (structured-cloned). */
+export interface KvmMachineConfig {
+  /** `--disk` images, already checked and locked by the main thread. */
+  disks?: DiskConfig[];
+  /** IoPoll's interval (ns) while disk I/O is in flight; default IO_POLL_INTERVAL_NS. */
+  ioPollNs?: number;
+}
+
+export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine> {
+  const config = (ctx.config ?? {}) as KvmMachineConfig;
+  const poll = new IoPoll(config.ioPollNs);
+  let disks: { backend: DiskBackend; serial?: string }[] = [];
+  if (config.disks?.length) {
+    const open = await openDisks(config.disks, { lock: false });
+    ctx.onExit(() => open.close()); // waits for I/O in flight, then closes the files
+    disks = open.disks.map((d) => ({ backend: polledDisk(d.backend, poll), serial: d.serial }));
+  }
   const { machine, uart } = buildMachine({
     memory: ctx.memory,
     interruptModel: 'in-kernel',
     fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
     serialOut: (bytes) => ctx.post({ type: 'serial-out', bytes: bytes.slice() } satisfies ConsoleMessage),
+    disks, // virtio-blk
   });
+  poll.attach(machine.timers);
   // Input the UART could not take yet waits here until the guest drains its FIFO.
   const backlog: Uint8Array[] = [];
   const pump = (): void => {

@@ -76,7 +76,6 @@ export async function runVm(config: VmConfig): Promise<number> {
     throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
   }
   if (engineName === 'kvm') {
-    if (config.disks?.length) throw new ConfigError('--disk needs the bt engine for now (no virtio devices on kvm yet): use --engine bt');
     const { runKvmVm } = await import('./run-kvm.js');
     return runKvmVm(config, image, initrd);
   }

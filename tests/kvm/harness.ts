@@ -40,6 +40,8 @@ export async function runGuest(
     prepare?: (memory: GuestMemory) => void;
     /** The machine module (default: test-machine.ts); its console output lands in `out` too. */
     machine?: URL;
+    /** The machine's config (KvmMachineContext.config; e.g. KvmMachineConfig for the product machine). */
+    machineConfig?: unknown;
     /** Stop the guest (reason `quit`) if it is still running after this long. */
     timeoutMs?: number;
   } = {},
@@ -55,7 +57,7 @@ export async function runGuest(
     const engine: KvmEngine = new KvmEngine({
       memory: ram,
       cpus: opts.cpus ?? 1,
-      machine: { module: opts.machine ?? MACHINE_MODULE },
+      machine: { module: opts.machine ?? MACHINE_MODULE, config: opts.machineConfig },
       onMessage: (m) => {
         const c = m as ConsoleMessage;
         const e: TestEvent = c.type === 'serial-out' ? { out: c.bytes[0] ?? 0 } : (m as TestEvent);

@@ -46,8 +46,12 @@ function fileError(e: unknown, image: string, doing: string): DiskError {
   return new DiskError(`cannot open disk image ${image}: ${(e as Error).message}`, { cause: e });
 }
 
-/** Check, lock and open every disk; on any refusal, what was opened is closed again. */
-export async function openDisks(configs: readonly DiskConfig[]): Promise<OpenDisks> {
+/**
+ * Check, lock and open every disk; on any refusal, what was opened is closed again. With
+ * `lock: false` nothing is locked or checked for locks: for a second opening of the same images
+ * in this process (the kvm engine's device thread), while the first one holds the locks.
+ */
+export async function openDisks(configs: readonly DiskConfig[], options: { lock?: boolean } = {}): Promise<OpenDisks> {
   const files: Closable[] = [];
   const locks: ImageLock[] = [];
   const disks: OpenDisk[] = [];
@@ -56,7 +60,7 @@ export async function openDisks(configs: readonly DiskConfig[]): Promise<OpenDis
     for (const l of locks) l.release();
   };
   try {
-    for (const c of configs) disks.push(openOne(c, files, locks));
+    for (const c of configs) disks.push(openOne(c, files, options.lock === false ? undefined : locks));
   } catch (e) {
     await close();
     throw e;
@@ -64,7 +68,7 @@ export async function openDisks(configs: readonly DiskConfig[]): Promise<OpenDis
   return { disks, close };
 }
 
-function openOne(c: DiskConfig, files: Closable[], locks: ImageLock[]): OpenDisk {
+function openOne(c: DiskConfig, files: Closable[], locks: ImageLock[] | undefined): OpenDisk {
   const image = c.path;
   let size: number;
   try {
@@ -81,8 +85,8 @@ function openOne(c: DiskConfig, files: Closable[], locks: ImageLock[]): OpenDisk
   if (size % 512 !== 0) throw new DiskError(`disk image ${image} is ${size} bytes, not a whole number of 512-byte sectors: it is not a raw disk image (or was cut short)`);
 
   const guestWrites = !c.readOnly && !c.snapshot;
-  if (guestWrites) locks.push(lockImage(image));
-  else checkNotLocked(image);
+  if (locks && guestWrites) locks.push(lockImage(image));
+  else if (locks) checkNotLocked(image);
   let fd: number;
   try {
     fd = openSync(image, guestWrites ? 'r+' : 'r');
@@ -101,11 +105,11 @@ function openOne(c: DiskConfig, files: Closable[], locks: ImageLock[]): OpenDisk
 }
 
 /** A qcow2 image (its backing files are opened read-only and must not be in use for writing). */
-function openQcow2Disk(c: DiskConfig, files: Closable[], locks: ImageLock[]): OpenDisk {
+function openQcow2Disk(c: DiskConfig, files: Closable[], locks: ImageLock[] | undefined): OpenDisk {
   const image = c.path;
   const guestWrites = !c.readOnly && !c.snapshot;
-  if (guestWrites) locks.push(lockImage(image));
-  else checkNotLocked(image);
+  if (locks && guestWrites) locks.push(lockImage(image));
+  else if (locks) checkNotLocked(image);
   let q;
   try {
     q = openQcow2(image, { readOnly: !guestWrites });
