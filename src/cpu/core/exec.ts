@@ -1243,10 +1243,11 @@ function stringOp(c: Cpu, op: number, sz: number): void {
   let limit = REP_CHUNK;
   // fast paths: forward REP MOVS / STOS over RAM
   if (rep && delta > 0 && (op === 0xa4 || op === 0xaa)) {
+    // fastString keeps RCX in step with RDI/RSI chunk by chunk: a #PF on a later page restarts
+    // the instruction with the registers saying how far it got
     const done = fastString(c, op, sz, count);
     if (done > 0) {
       count -= done;
-      if (rep) setAreg(c, 1, count);
       if (count === 0) return;
       limit -= done;
     }
@@ -1337,7 +1338,8 @@ function stringOp(c: Cpu, op: number, sz: number): void {
 
 /**
  * REP MOVS/STOS forward over RAM pages, page chunk by page chunk. Returns the number of elements
- * done (registers RSI/RDI updated; RCX updated by the caller).
+ * done (RSI, RDI and RCX updated after every chunk, so that a fault on the next page restarts
+ * the instruction where it got to).
  */
 function fastString(c: Cpu, op: number, sz: number, count: number): number {
   if (c.adsize !== 8 && !c.long && c.adsize !== 4) return 0;
@@ -1384,6 +1386,8 @@ function fastString(c: Cpu, op: number, sz: number, count: number): number {
     }
     setAreg(c, 7, wrapA(c, di + n * sz));
     done += n;
+    // RCX too, before the next page is touched (its #PF restarts the instruction from here)
+    setAreg(c, 1, count - done);
   }
   return done;
 }

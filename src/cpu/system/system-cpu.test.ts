@@ -204,6 +204,50 @@ describe.skipIf(!hasNasm)('system module through the Cpu', () => {
     expect(memory.read8(GDT + 0x45) & 0xf).toBe(0xb); // TSS busy
   });
 
+  it('REP STOSB that faults on its second page resumes where it stopped (RCX and RDI agree)', () => {
+    const { memory, cpu } = machine();
+    writeTables(memory);
+    // 0x400000..0x5fffff in 4 KiB pages, 0x401000 not present until the #PF handler maps it
+    const PT = 0x8000;
+    memory.write64(0x3000 + 2 * 8, BigInt(PT) | 3n);
+    for (let i = 0; i < 512; i++) memory.write64(PT + i * 8, BigInt(0x400000 + i * 0x1000) | (i === 1 ? 0n : 3n));
+    writeGate64(memory, IDT, 14, 0x10, BigInt(CODE + 0x900));
+    const code = assemble(`
+  lidt [idt_ptr]
+  mov rdi, 0x400800
+  mov rcx, 0x1000
+  mov al, 0xab
+  rep stosb
+  mov r14, rcx
+  mov r13, rdi
+  hlt
+idt_ptr:
+  dw 0xfff
+  dq ${IDT}
+times 0x900 - ($ - $$) db 0
+  inc r15
+  mov r12, cr2
+  mov qword [${PT + 8}], 0x401003
+  invlpg [0x401000]
+  add rsp, 8
+  iretq
+`, CODE);
+    memory.writeBytes(CODE, code);
+    applyEntryState(cpu, {
+      mode: 'long64', rip: CODE, regs: { rsp: 0x80000 }, cr3: 0x1000,
+      gdt: { base: BOOT_GDT_START, limit: 0x1f, cs: 0x10, ds: 0x18 },
+    });
+    cpu.run(100_000);
+    const g = cpu.s.gpr;
+    expect(cpu.shutdown).toBeUndefined();
+    expect(g[2 * 15]).toBe(1); // one #PF
+    expect(g[2 * 12]).toBe(0x401000); // at the second page
+    expect(g[2 * 14]).toBe(0); // RCX done
+    expect(g[2 * 13]).toBe(0x401800); // RDI just past the 4 KiB
+    expect([...memory.readBytes(0x400800, 0x1000)].every((b) => b === 0xab)).toBe(true);
+    expect(memory.read8(0x401800)).toBe(0); // not a byte further (the restart used to redo a page)
+  });
+
   it('takes a timer interrupt in ring 3 and IRETQs back to the user loop', () => {
     const { memory, cpu, irq } = machine();
     writeTables(memory);
