@@ -10,9 +10,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import {
   ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateEngine, type VmConfig,
-  validateConsole,
+  validateConsole, parseNet,
 } from '../vmm/config.js';
 import { runVm } from '../vmm/run.js';
+import { buildDebianImage } from '../guest/image/build.js';
+import { DEFAULT_IMAGE_SIZE, ImageError, parseImageSize } from '../guest/image/config.js';
 import { fail } from './errors.js';
 
 const program = new Command();
@@ -34,9 +36,10 @@ program
   .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
   .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
   .option('--no-reboot', 'end typevisor (status 10) when the guest resets the machine, instead of restarting it')
+  .option('--net <spec>', 'network card: stream=UNIX_SOCKET (frames in QEMU stream framing, e.g. to passt) or none (default)')
   .addOption(new Option('--console <where>', 'the guest console: serial (ttyS0) or virtio (hvc0)').default('serial'))
   .option('--disk <path[,ro][,snapshot][,serial=ID]>', 'a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string }) => {
+  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string; net?: string }) => {
     const config: VmConfig = {
       kernel: opts.kernel,
       initrd: opts.initrd,
@@ -49,9 +52,23 @@ program
       reboot: opts.reboot,
       disks: validateDisks(opts.disk.map(parseDiskSpec)),
       console: validateConsole(opts.console),
+      net: opts.net === undefined ? undefined : parseNet(opts.net),
     };
     const status = await runVm(config);
     process.exitCode = status;
+  });
+
+program
+  .command('image')
+  .description('build guest disk images')
+  .command('debian')
+  .description('build a bootable Debian 12 root file system image (no root needed: mmdebstrap, uidmap, fakeroot, e2fsprogs); boot it with typevisor run --disk PATH')
+  .option('--size <size>', 'image size (sparse), e.g. 2G or 1500M', fmtBytes(DEFAULT_IMAGE_SIZE))
+  .option('--out <path>', 'where to write the image (never overwritten)', 'debian.img')
+  .option('--mirror <url>', 'Debian archive to install from (default: the host\'s apt sources)')
+  .option('--rebuild', 'build afresh even if the cache has this image (today\'s package versions)')
+  .action(async (opts: { size: string; out: string; mirror?: string; rebuild?: boolean }) => {
+    await buildDebianImage({ sizeBytes: parseImageSize(opts.size), out: opts.out, mirror: opts.mirror, rebuild: Boolean(opts.rebuild) });
   });
 
 try {
@@ -59,7 +76,7 @@ try {
 } catch (e) {
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : 2;
-  } else if (e instanceof ConfigError) {
+  } else if (e instanceof ConfigError || (e instanceof ImageError && e.usage)) {
     fail(e.message, 2); // a bad command line, as commander's own usage errors
   } else {
     fail(e);

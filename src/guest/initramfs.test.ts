@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { guestCacheDir } from './debian.js';
 import { GuestError } from './errors.js';
+import { IMAGE_MARKER } from './image/config.js';
 import { buildInitramfs, INIT_MARKER, INIT_SCRIPT, MODULES, prepareInitramfs, readModules, SHRC, textFiles } from './initramfs.js';
 
 const CPIO = '/usr/bin/cpio';
@@ -50,6 +51,32 @@ describe('buildInitramfs', () => {
     expect(INIT_SCRIPT).toMatch(/^setsid cttyhack sh$/m);
     expect(INIT_SCRIPT.trimEnd().split('\n').at(-1)).toBe('/bin/busybox poweroff -f');
     expect(SHRC).toMatch(/^poweroff\(\) \{ \/bin\/busybox poweroff -f/m);
+  });
+});
+
+describe('/init and a root file system on disk (typevisor image debian)', () => {
+  const lines = INIT_SCRIPT.split('\n');
+  const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+
+  it('probes /dev/vda read-only for the image marker after the modules load and before the shell', () => {
+    const probe = at(/mount -t ext4 -o ro \/dev\/vda \/newroot/);
+    expect(probe).toBeGreaterThan(at(/insmod/));
+    expect(probe).toBeLessThan(at(new RegExp(`^echo ${INIT_MARKER}$`)));
+    expect(INIT_SCRIPT).toContain(`if [ -f /newroot/${IMAGE_MARKER} ]; then root=/dev/vda mounted=1; else umount /newroot; fi`);
+  });
+
+  it('takes root= from the kernel command line, and typevisor.shell keeps the initramfs shell', () => {
+    expect(INIT_SCRIPT).toMatch(/^for a in \$\(cat \/proc\/cmdline\); do case "\$a" in root=\*\) root="\$\{a#root=\}";; typevisor\.shell\) shell=1;; esac; done$/m);
+    expect(INIT_SCRIPT).toMatch(/^if \[ -z "\$shell" \] && \[ -n "\$root" \]; then$/m);
+  });
+
+  it('moves /dev, /proc and /sys into the new root and execs switch_root to its /sbin/init as PID 1', () => {
+    const sw = at(/^ {4}exec switch_root \/newroot \/sbin\/init$/);
+    expect(sw).toBeGreaterThan(0);
+    expect(lines[sw - 1]).toBe('    for d in dev proc sys; do mount -o move /$d /newroot/$d; done');
+    // /sbin/init is an absolute symlink (to /lib/systemd/systemd) that only resolves in the new root
+    expect(INIT_SCRIPT).toContain('[ -L /newroot/sbin/init ] || [ -x /newroot/sbin/init ]');
+    expect(INIT_SCRIPT).toContain('echo "typevisor: cannot boot $root (no file system with /sbin/init on it); here is the initramfs shell"');
   });
 });
 

@@ -26,6 +26,7 @@ import { gzipSync } from 'node:zlib';
 import { CpioError, CpioWriter } from './cpio.js';
 import { GuestError } from './errors.js';
 import { versionForPath } from './debian.js';
+import { IMAGE_MARKER } from './image/config.js';
 
 /** The line /init prints once the guest userspace is up; tests and the benchmark wait for it. */
 export const INIT_MARKER = 'TYPEVISOR-INIT-OK';
@@ -43,7 +44,7 @@ const DEVICES: ReadonlyArray<{ path: string; major: number; minor: number; mode:
 
 const DIRECTORIES = [
   'bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'root', 'run', 'var', 'mnt',
-  'lib', 'lib/modules',
+  'lib', 'lib/modules', 'etc/udhcpc',
 ];
 
 /**
@@ -59,6 +60,9 @@ export const MODULES: readonly string[] = [
   'drivers/virtio/virtio_pci.ko',
   'drivers/char/virtio_console.ko',
   'drivers/block/virtio_blk.ko',
+  'net/core/failover.ko',
+  'drivers/net/net_failover.ko',
+  'drivers/net/virtio_net.ko',
   'drivers/char/hw_random/virtio-rng.ko',
   // pvpanic (ACPI QEMU0001): a panic ends typevisor with its own status
   'drivers/misc/pvpanic/pvpanic.ko',
@@ -102,6 +106,24 @@ fi
 # With console=hvc0 (typevisor run --console virtio) the console appears only now, with the
 # virtio_console module: PID 1 started without one, so open it again.
 if ! [ -t 1 ] && [ -c /dev/hvc0 ]; then exec </dev/console >/dev/console 2>&1; fi
+# Debian from a disk: run the init of root=DEV (kernel command line), or of /dev/vda when it is
+# an image \`typevisor image debian\` made (/${IMAGE_MARKER}); other disks stay data disks.
+# The probe mounts read-only and stays mounted for the boot. typevisor.shell: no boot.
+root= shell= mounted=
+for a in $(cat /proc/cmdline); do case "$a" in root=*) root="\${a#root=}";; typevisor.shell) shell=1;; esac; done
+mkdir -p /newroot
+if [ -z "$shell" ] && [ -z "$root" ] && [ -b /dev/vda ] && mount -t ext4 -o ro /dev/vda /newroot 2>/dev/null; then
+  if [ -f /newroot/${IMAGE_MARKER} ]; then root=/dev/vda mounted=1; else umount /newroot; fi
+fi
+if [ -z "$shell" ] && [ -n "$root" ]; then
+  if { [ -n "$mounted" ] || mount -o ro "$root" /newroot; } && { [ -L /newroot/sbin/init ] || [ -x /newroot/sbin/init ]; }; then
+    echo "typevisor: booting $root (its /sbin/init; kernel $(uname -r))"
+    for d in dev proc sys; do mount -o move /$d /newroot/$d; done
+    exec switch_root /newroot /sbin/init
+  fi
+  echo "typevisor: cannot boot $root (no file system with /sbin/init on it); here is the initramfs shell"
+  umount /newroot 2>/dev/null
+fi
 hostname typevisor
 # busybox halt/poweroff/reboot without -f signal PID 1 (USR1/USR2/TERM); honour them once the
 # console shell is gone (a foreground child defers traps). halt powers off: a halted VM just sits.
@@ -132,11 +154,32 @@ const wrapper = (applet: string): string => `#!/bin/busybox sh
 exec /bin/busybox ${applet} -f "$@"
 `;
 
+/** busybox udhcpc's hook: `udhcpc -i eth0` configures the interface from the DHCP lease. */
+export const UDHCPC_SCRIPT = `#!/bin/busybox sh
+# typevisor default guest: udhcpc calls this with deconfig / bound / renew and the lease in
+# its environment (interface, ip, mask, router, dns).
+case "$1" in
+  deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/\${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "\${router%% *}" dev "$interface"
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    ;;
+esac
+exit 0
+`;
+
 /** Generated text files: path, content, mode. Everything except the busybox binary. */
 export function textFiles(): Array<{ path: string; text: string; mode: number }> {
   return [
     { path: 'init', text: INIT_SCRIPT, mode: 0o755 },
     { path: 'etc/shrc', text: SHRC, mode: 0o644 },
+    { path: 'etc/udhcpc/default.script', text: UDHCPC_SCRIPT, mode: 0o755 },
     { path: 'etc/passwd', text: 'root:x:0:0:root:/root:/bin/sh\n', mode: 0o644 },
     { path: 'etc/group', text: 'root:x:0:\n', mode: 0o644 },
     { path: 'etc/hostname', text: 'typevisor\n', mode: 0o644 },

@@ -19,6 +19,7 @@ import { ApicMsiSink } from '../devices/pci/msi.js';
 import { BAR_SIZE as VIRTIO_BAR_SIZE, VIRTIO_BAR, VirtioPciDevice } from '../devices/virtio/pci/transport.js';
 import { EntropyDevice } from '../devices/virtio/rng/rng.js';
 import { VirtioConsole } from '../devices/virtio/console/console.js';
+import { VirtioNet } from '../devices/virtio/net/net.js';
 import { BlockDevice } from '../devices/virtio/blk/blk.js';
 import type { DiskBackend } from '../devices/virtio/blk/backend.js';
 import { PvPanic } from '../devices/legacy/pvpanic/pvpanic.js';
@@ -46,6 +47,8 @@ export interface MachineOptions {
    * virtio` (the UART stays, for whatever else writes to it).
    */
   virtioConsoleOut?: (bytes: Uint8Array) => void;
+  /** A virtio-net card: its MAC and where the frames the guest sends go. */
+  net?: { mac: Uint8Array; transmit: (frame: Uint8Array) => void };
 }
 
 export interface BuiltMachine {
@@ -61,6 +64,8 @@ export interface BuiltMachine {
   virtioBlk: VirtioPciDevice[];
   /** The virtio console (hvc0), when asked for. */
   virtioConsole?: VirtioConsole;
+  /** The virtio-net card, when asked for. */
+  virtioNet?: VirtioNet;
 }
 
 export function buildMachine(opts: MachineOptions): BuiltMachine {
@@ -143,6 +148,7 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   let virtioRng: VirtioPciDevice | undefined;
   const virtioBlk: VirtioPciDevice[] = [];
   let virtioConsole: VirtioConsole | undefined;
+  let virtioNet: VirtioNet | undefined;
   {
     let nextBar = L.PCI_MMIO_START;
     const pciFunction = (slot: number, name: string, device: VirtioPciDevice['device']): VirtioPciDevice => {
@@ -156,6 +162,11 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     };
     // 10a. virtio-rng: the host's CSPRNG seeds the guest's RNG.
     if (opts.fillRandom) virtioRng = pciFunction(L.PCI_SLOT_VIRTIO_RNG, 'virtio-rng', new EntropyDevice({ fillRandom: opts.fillRandom }));
+    // 10d. virtio-net, when asked for.
+    if (opts.net) {
+      virtioNet = new VirtioNet({ mac: opts.net.mac, transmit: opts.net.transmit });
+      pciFunction(L.PCI_SLOT_VIRTIO_NET, 'virtio-net', virtioNet);
+    }
     // 10c. virtio-console (hvc0), when asked for.
     if (opts.virtioConsoleOut) {
       virtioConsole = new VirtioConsole({ output: opts.virtioConsoleOut });
@@ -167,5 +178,5 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     });
   }
 
-  return { machine, uart, pic, ioapic, lapic, virtioRng, virtioBlk, virtioConsole };
+  return { machine, uart, pic, ioapic, lapic, virtioRng, virtioBlk, virtioConsole, virtioNet };
 }

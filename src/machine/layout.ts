@@ -116,6 +116,8 @@ export const PCI_SLOT_VIRTIO_RNG = 1;
 export const PCI_SLOT_VIRTIO_BLK = 2;
 /** The virtio console (--console virtio), last so that disks can take the slots before it. */
 export const PCI_SLOT_VIRTIO_CONSOLE = 31;
+/** The network card (--net), after the slots the disks may take. */
+export const PCI_SLOT_VIRTIO_NET = 24;
 
 // ---- clocks ---------------------------------------------------------------------------------
 /** The 8254's input clock. */

@@ -24,6 +24,19 @@ export interface VmConfig {
   disks?: DiskConfig[];
   /** Where the guest's console is: the 16550A UART (ttyS0, default) or a virtio console (hvc0, bt engine). */
   console?: ConsoleChoice;
+  /** The network card (bt engine); absent or none: no NIC. */
+  net?: NetConfig;
+}
+
+/** `--net`: no NIC, or a virtio-net card whose frames go over a Unix socket (QEMU stream framing). */
+export type NetConfig = { mode: 'none' } | { mode: 'stream'; path: string };
+
+/** Parse `--net none` or `--net stream=PATH`. */
+export function parseNet(text: string): NetConfig {
+  if (text === 'none') return { mode: 'none' };
+  const m = /^stream=(.+)$/.exec(text);
+  if (m) return { mode: 'stream', path: m[1]! };
+  throw new ConfigError(`--net "${text}" is not understood: give --net stream=UNIX_SOCKET_PATH (e.g. a passt socket) or --net none`);
 }
 
 export type ConsoleChoice = 'serial' | 'virtio';

@@ -20,6 +20,8 @@ import { kvmAvailability } from '../kvm/detect.js';
 import { ConfigError, validateMemory, type VmConfig } from './config.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
+import { StreamNetBackend } from '../net/stream.js';
+import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 
 /**
@@ -72,6 +74,9 @@ export async function runVm(config: VmConfig): Promise<number> {
 
   // 2. The engine (decided before memory is allocated: kvm wants memfd-backed RAM).
   const engineName = chooseEngine(config.engine, log);
+  if (engineName === 'kvm' && config.net !== undefined && config.net.mode !== 'none') {
+    throw new ConfigError('--net needs the bt engine for now (the kvm engine has no network card yet): use --engine bt');
+  }
   if (engineName === 'kvm' && config.console === 'virtio') {
     throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
   }
@@ -87,6 +92,14 @@ export async function runVm(config: VmConfig): Promise<number> {
   // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript translator.
   Cpu.defaultBackend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
   const panicWatch = new PanicWatch();
+  // The network back end outlives guest resets (passt -1 serves one connection).
+  const net = config.net?.mode === 'stream' ? new StreamNetBackend(config.net.path, MAX_FRAME, log) : undefined;
+  try {
+    await net?.connect();
+  } catch (e) {
+    await disks.close();
+    throw e;
+  }
   // Signals stop whichever boot is running, and keep a restart from starting.
   const session: BootSession = { machine: undefined, signal: undefined };
   const onSignal = (signal: NodeJS.Signals) => {
@@ -97,7 +110,7 @@ export async function runVm(config: VmConfig): Promise<number> {
   for (const s of signals) process.on(s, onSignal);
   try {
     for (;;) {
-      let reason = await runBtOnce(config, image, initrd, panicWatch, session, disks);
+      let reason = await runBtOnce(config, image, initrd, panicWatch, session, net, disks);
       // panic=-1 (the default command line) resets right after the panic message: a reset that
       // follows one is the panic, also when no pvpanic driver told us
       if ((reason.kind === 'reset' || reason.kind === 'panic') && panicWatch.reason !== undefined) {
@@ -113,6 +126,7 @@ export async function runVm(config: VmConfig): Promise<number> {
       return reportStop(reason, log);
     }
   } finally {
+    net?.close();
     for (const s of signals) process.off(s, onSignal);
     await disks.close();
   }
@@ -125,7 +139,7 @@ interface BootSession {
 }
 
 /** One boot on the bt engine: fresh memory and devices, the kernel loaded, run until it stops. */
-async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array | undefined, panicWatch: PanicWatch, session: BootSession, disks: OpenDisks): Promise<StopReason> {
+async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array | undefined, panicWatch: PanicWatch, session: BootSession, net: StreamNetBackend | undefined, disks: OpenDisks): Promise<StopReason> {
   // 3. The machine, with its console wired to this process's stdio.
   const specs = ramRegionSpecs(config.memoryBytes);
   const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
@@ -140,10 +154,12 @@ async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array
     serialOut: toStdout,
     // the virtio console's output is a borrowed view: copy it before it is queued for stdout
     virtioConsoleOut: virtioConsole ? (bytes) => toStdout(bytes.slice()) : undefined,
+    net: net ? { mac: defaultMac(0), transmit: (frame) => net.transmit(frame) } : undefined,
     fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
     disks: disks.disks, // virtio-blk
   });
   const { machine, uart } = built;
+  if (net && built.virtioNet) net.attach(built.virtioNet);
   const hostConsole = new HostConsole(built.virtioConsole ?? uart, () => machine.requestStop({ kind: 'quit' }));
 
   // 4. The kernel, its initrd, the e820 map and the ACPI tables.

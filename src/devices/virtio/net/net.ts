@@ -1,0 +1,205 @@
+/**
+ * virtio-net, the network device (virtio 1.2, 5.1), one queue pair: receiveq (0) and transmitq
+ * (1), no control queue. Every buffer starts with struct virtio_net_hdr (12 bytes with
+ * VERSION_1: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers); no
+ * checksum or segmentation offload is offered yet, so the header the driver sends carries
+ * nothing to do and the one we write is zeros apart from num_buffers.
+ *
+ * Receive uses VIRTIO_NET_F_MRG_RXBUF: a frame may fill several of the driver's buffers, and
+ * num_buffers says how many. A frame is taken whole or not at all — `receive(frame)` returns
+ * false when the posted buffers cannot hold it, and the backend keeps it and tries again when
+ * `onRxSpace` fires (the driver posted buffers): the device never drops a frame it accepted and
+ * never queues frames itself, so a guest that stops reading back-pressures the host side.
+ * Transmit hands each frame (without the header) to `transmit`; frames are bounded by
+ * MAX_FRAME.
+ */
+import { bit, VIRTIO_ID_NET, type VirtioDevice, type VirtioTransport } from '../device.js';
+import { DescriptorChain } from '../queue/queue.js';
+
+// Feature bits (5.1.3)
+export const VIRTIO_NET_F_MTU = 3n;
+export const VIRTIO_NET_F_MAC = 5n;
+export const VIRTIO_NET_F_MRG_RXBUF = 15n;
+export const VIRTIO_NET_F_STATUS = 16n;
+/** config.status: the link is up. */
+export const VIRTIO_NET_S_LINK_UP = 1;
+
+export const NET_HDR_SIZE = 12;
+export const RX_QUEUE = 0;
+export const TX_QUEUE = 1;
+export const NET_QUEUE_SIZE = 256;
+/** Largest frame either way (an Ethernet header and a 64 KiB datagram). */
+export const MAX_FRAME = 65550;
+/** The MTU advertised to the guest (VIRTIO_NET_F_MTU). */
+export const DEFAULT_MTU = 1500;
+/** PCI class: network controller, Ethernet. */
+const PCI_CLASS_ETHERNET = 0x020000;
+
+export interface NetOptions {
+  /** The guest's MAC address (6 bytes). */
+  mac: Uint8Array;
+  /** A frame the guest sent (a borrowed view: copy it to keep it). */
+  transmit: (frame: Uint8Array) => void;
+  mtu?: number;
+}
+
+export class VirtioNet implements VirtioDevice {
+  readonly deviceType = VIRTIO_ID_NET;
+  readonly pciClass = PCI_CLASS_ETHERNET;
+  readonly queueSizes = [NET_QUEUE_SIZE, NET_QUEUE_SIZE] as const;
+  readonly features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MRG_RXBUF) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU);
+  /** mac[6], status le16, max_virtqueue_pairs le16, mtu le16. */
+  readonly configSize = 12;
+  private transport: VirtioTransport | undefined;
+  private readonly config = new Uint8Array(12);
+  private readonly rxChains: DescriptorChain[] = [];
+  private readonly txChain = new DescriptorChain(4);
+  private readonly txFrame = new Uint8Array(NET_HDR_SIZE + MAX_FRAME);
+  private readonly rxHeader = new Uint8Array(NET_HDR_SIZE);
+  private rxSpace: (() => void) | undefined;
+  /** Frames each way, and frames the guest sent that were too long or shorter than the header. */
+  framesIn = 0;
+  framesOut = 0;
+  badFrames = 0;
+
+  constructor(private readonly opts: NetOptions) {
+    if (opts.mac.length !== 6) throw new RangeError('virtio-net: a MAC address has 6 bytes');
+    const v = new DataView(this.config.buffer);
+    this.config.set(opts.mac, 0);
+    v.setUint16(6, VIRTIO_NET_S_LINK_UP, true);
+    v.setUint16(8, 1, true);
+    v.setUint16(10, opts.mtu ?? DEFAULT_MTU, true);
+  }
+
+  attach(transport: VirtioTransport): void {
+    this.transport = transport;
+  }
+
+  readConfig(offset: number, size: 1 | 2 | 4): number {
+    if (offset < 0 || offset + size > this.configSize) return 0;
+    const v = new DataView(this.config.buffer);
+    return size === 1 ? v.getUint8(offset) : size === 2 ? v.getUint16(offset, true) : v.getUint32(offset, true);
+  }
+
+  writeConfig(): void {
+    // the MAC is read-only with VIRTIO_NET_F_MAC (VIRTIO_NET_F_CTRL_MAC_ADDR is not offered)
+  }
+
+  activate(): void {
+    this.rxSpace?.();
+  }
+
+  reset(): void {}
+
+  notify(index: number): void {
+    if (index === TX_QUEUE) this.drainTx();
+    else if (index === RX_QUEUE) this.rxSpace?.();
+  }
+
+  /** Register the callback for "the driver posted receive buffers" (at most one). */
+  onRxSpace(listener: () => void): void {
+    this.rxSpace = listener;
+  }
+
+  /**
+   * Offer one frame to the guest. True: it is in guest memory (and the driver interrupted if it
+   * wants); false: not enough receive buffers posted (or the driver is not ready) — keep it and
+   * offer it again after `onRxSpace`. Frames longer than MAX_FRAME are refused for good (true,
+   * counted as bad) so they cannot block the queue.
+   */
+  receive(frame: Uint8Array): boolean {
+    const t = this.transport;
+    if (!t) return false;
+    if (frame.length > MAX_FRAME) {
+      this.badFrames++;
+      return true;
+    }
+    const q = t.queue(RX_QUEUE);
+    if (!q.ready) return false;
+    const mem = t.memory;
+    // take chains until their writable bytes hold header + frame
+    const need = NET_HDR_SIZE + frame.length;
+    let have = 0;
+    let n = 0;
+    while (have < need) {
+      if (n === this.rxChains.length) this.rxChains.push(new DescriptorChain(4));
+      const chain = this.rxChains[n]!;
+      const r = q.pop(mem, chain);
+      if (r === false) {
+        for (let i = 0; i < n; i++) q.undoPop();
+        return false;
+      }
+      if (r !== true) {
+        t.fail(r);
+        return false;
+      }
+      n++;
+      have += chain.writableBytes;
+      if (n > NET_QUEUE_SIZE) break; // cannot happen: the queue hands out at most its size
+    }
+    // the header (num_buffers = n) then the frame, across the chains' writable buffers
+    this.rxHeader.fill(0);
+    new DataView(this.rxHeader.buffer).setUint16(10, n, true);
+    let src = 0; // bytes of header + frame written so far
+    for (let c = 0; c < n; c++) {
+      const chain = this.rxChains[c]!;
+      let wrote = 0;
+      for (let i = chain.readable; i < chain.count && src < need; i++) {
+        let addr = chain.addr[i]!;
+        let room = chain.len[i]!;
+        while (room > 0 && src < need) {
+          const part = src < NET_HDR_SIZE ? this.rxHeader.subarray(src, Math.min(NET_HDR_SIZE, src + room)) : frame.subarray(src - NET_HDR_SIZE, Math.min(frame.length, src - NET_HDR_SIZE + room));
+          mem.writeBytes(addr, part);
+          mem.dmaWritten(addr, part.length);
+          addr += part.length;
+          room -= part.length;
+          src += part.length;
+          wrote += part.length;
+        }
+      }
+      q.pushUsed(mem, chain.head, wrote);
+    }
+    this.framesIn++;
+    t.usedBuffers(RX_QUEUE);
+    return true;
+  }
+
+  private drainTx(): void {
+    const t = this.transport;
+    if (!t) return;
+    const q = t.queue(TX_QUEUE);
+    const mem = t.memory;
+    const chain = this.txChain;
+    let used = false;
+    for (let budget = NET_QUEUE_SIZE; budget > 0; budget--) {
+      const r = q.pop(mem, chain);
+      if (r === false) break;
+      if (r !== true) {
+        t.fail(r);
+        return;
+      }
+      used = true;
+      const total = chain.readableBytes;
+      if (total < NET_HDR_SIZE || total > NET_HDR_SIZE + MAX_FRAME) {
+        this.badFrames++;
+        q.pushUsed(mem, chain.head, 0);
+        continue;
+      }
+      let n = 0;
+      for (let i = 0; i < chain.readable; i++) {
+        const len = chain.len[i]!;
+        mem.readInto(chain.addr[i]!, this.txFrame.subarray(n, n + len));
+        n += len;
+      }
+      this.framesOut++;
+      this.opts.transmit(this.txFrame.subarray(NET_HDR_SIZE, n));
+      q.pushUsed(mem, chain.head, 0);
+    }
+    if (used) t.usedBuffers(TX_QUEUE);
+  }
+}
+
+/** A locally administered unicast MAC from a number (52:54:00 is QEMU's prefix; we use 52:54:00 too, as users expect). */
+export function defaultMac(index: number): Uint8Array {
+  return Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, (0x56 + index) & 0xff);
+}
