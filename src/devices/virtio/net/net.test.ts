@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PciDriverHarness } from '../pci/testing.js';
-import { MAX_FRAME, NET_HDR_SIZE, NET_QUEUE_SIZE, VirtioNet, defaultMac } from './net.js';
+import { bit, VIRTIO_F_VERSION_1 } from '../device.js';
+import { MAX_FRAME, NET_HDR_SIZE, NET_QUEUE_SIZE, VIRTIO_NET_F_MRG_RXBUF, VirtioNet, defaultMac } from './net.js';
 
 function setup() {
   const sent: number[][] = [];
@@ -9,7 +10,7 @@ function setup() {
   dev.onRxSpace(() => spaces++);
   const h = new PciDriverHarness(dev);
   h.enable();
-  h.negotiate();
+  h.negotiate(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MRG_RXBUF)); // as Linux does
   h.msixVector(0, 0x41);
   h.msixVector(1, 0x42);
   const rx = h.setupQueue(0, NET_QUEUE_SIZE, 0x10000, 0).drv;
@@ -66,6 +67,24 @@ describe('virtio-net', () => {
     expect(spaces()).toBe(before + 1);
     expect(dev.receive(frame(500))).toBe(true);
     expect(rx.takeUsed()).toEqual([{ id: 0, len: 100 }, { id: 1, len: NET_HDR_SIZE + 500 - 100 }]);
+  });
+
+  it('without MRG_RXBUF a frame must fit one buffer: one that does not is dropped, the buffer kept', () => {
+    const sent: number[][] = [];
+    const dev = new VirtioNet({ mac: defaultMac(0), transmit: (f) => sent.push([...f]) });
+    const h = new PciDriverHarness(dev);
+    h.enable();
+    h.negotiate();
+    h.msixVector(0, 0x41);
+    const rx = h.setupQueue(0, NET_QUEUE_SIZE, 0x10000, 0).drv;
+    h.driverOk();
+    rx.add([{ addr: 0x50000, len: 100, write: true }]);
+    rx.add([{ addr: 0x60000, len: 1000, write: true }]);
+    expect(dev.receive(frame(500))).toBe(true);
+    expect(dev.badFrames).toBe(1);
+    expect(rx.takeUsed()).toEqual([]);
+    expect(dev.receive(frame(50))).toBe(true);
+    expect(rx.takeUsed()).toEqual([{ id: 0, len: NET_HDR_SIZE + 50 }]);
   });
 
   it('refuses for good (without blocking) a frame longer than any Ethernet frame', () => {

@@ -119,9 +119,16 @@ export class VirtioNet implements VirtioDevice {
     const mem = t.memory;
     // take chains until their writable bytes hold header + frame
     const need = NET_HDR_SIZE + frame.length;
+    // without MRG_RXBUF a frame must fit one chain (5.1.6.3.1): one that cannot is dropped
+    const merge = (t.negotiated & bit(VIRTIO_NET_F_MRG_RXBUF)) !== 0n;
     let have = 0;
     let n = 0;
     while (have < need) {
+      if (n === 1 && !merge) {
+        q.undoPop();
+        this.badFrames++;
+        return true;
+      }
       if (n === this.rxChains.length) this.rxChains.push(new DescriptorChain(4));
       const chain = this.rxChains[n]!;
       const r = q.pop(mem, chain);
