@@ -21,6 +21,7 @@ import { ConfigError, validateMemory, type VmConfig } from './config.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
 import { StreamNetBackend } from '../net/stream.js';
+import { describeCpu } from '../engine/bt/dump.js';
 import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 
@@ -173,10 +174,20 @@ async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array
   machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt
   session.machine = machine;
   if (session.signal !== undefined) machine.requestStop({ kind: 'signal', signal: session.signal });
+  // kill -USR2 PID: the vCPU's and the devices' state on stderr (a guest that hangs or spins)
+  const dump = (): void => {
+    const l = built.lapic!.save();
+    const bits = (a: number[]): string => a.map((w, i) => (w ? `${i}:${w.toString(16)}` : '')).filter(Boolean).join(' ');
+    const lines = [...describeCpu(engine.cpu), `lapic: tpr ${l.tpr} irr [${bits(l.irr)}] isr [${bits(l.isr)}] lvt timer ${l.lvt[0]?.toString(16)} initial count ${l.initialCount}`];
+    for (const d of [...built.virtioBlk, ...(built.virtioRng ? [built.virtioRng] : [])]) lines.push(...d.describe());
+    process.stderr.write(`typevisor: state at ${new Date().toISOString()}\n${lines.map((x) => `  ${x}`).join('\n')}\n`);
+  };
+  process.on('SIGUSR2', dump);
   hostConsole.start();
   try {
     return await engine.run(booted.entry);
   } finally {
+    process.off('SIGUSR2', dump);
     session.machine = undefined;
     uart.flush();
     hostConsole.stop();

@@ -1007,9 +1007,16 @@ export class Cpu implements SystemHost {
               break;
             }
           }
-          if (s.interruptShadow) s.interruptShadow = false;
+          // The instruction after STI (or MOV SS) runs with interrupts inhibited: interpret just
+          // that one, then poll again — a poll that found the shadow must not wait IRQ_POLL
+          // more instructions, or a loop that enables interrupts briefly never takes one.
+          const shadow = s.interruptShadow;
+          if (shadow) {
+            s.interruptShadow = false;
+            this.pollCounter = 1;
+          }
           this.startRip = s.rip;
-          if (this.long && this.jit && !seq) {
+          if (this.long && this.jit && !seq && !shadow) {
             let b = this.findBlock(s.rip);
             if (b !== undefined) {
               // run translated blocks back to back; anything unusual goes back to the outer loop

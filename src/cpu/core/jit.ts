@@ -995,7 +995,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
         exited = true;
         break;
       }
-      gn.emit(`if (c.smc !== 0 || s.rip !== ${next}) ${gn.ret(k)}`);
+      gn.emit(`if (c.smc !== 0 || s.rip !== ${next} || s.interruptShadow) ${gn.ret(k)}`);
       continue;
     }
     k++;

@@ -859,6 +859,27 @@ export function coreSuite(label: string, jitThreshold: number, backend: 'js' | '
       expect(t.memory.read32(Number(r64(t, RSP)))).toBe(CODE_BASE + 2);
     });
 
+    it('takes an interrupt pending behind a hot cli/sti loop: the STI shadow covers one instruction', () => {
+      // A kernel loop that enables interrupts for a moment on every iteration (spin_unlock_irq
+      // then a check) livelocked: STI inside a translated block left the shadow set at the
+      // block's end, every poll found it set, and the interrupt was never taken.
+      const t = createTestMachine();
+      t.memory.writeBytes(CODE_BASE, assemble(`
+        xor ecx, ecx
+        .l: cli
+        inc ecx
+        sti
+        inc edx
+        jmp .l`));
+      enterLongMode(t);
+      for (let i = 0; i < 20; i++) t.cpu.run(10_000); // hot: translated
+      expect(r64(t, RCX)).toBeGreaterThan(10_000n);
+      t.irq.pending.push(0x30);
+      for (let i = 0; i < 20 && t.irq.pending.length; i++) t.cpu.run(10_000);
+      expect(t.irq.pending.length).toBe(0);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 0x30));
+    });
+
     it('no interrupt while IF=0', () => {
       const t = createTestMachine();
       t.memory.writeBytes(CODE_BASE, assemble(`

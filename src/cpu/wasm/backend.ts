@@ -135,7 +135,9 @@ export class WasmBackend {
         this.f64[D_RIP] = c.s.rip;
         i32[I_KEY] = linkKey(c);
         i32[I_GKEY] = globalKey(c);
-        return stopNow() || c.s.rip !== next ? 1 : 0;
+        // STI (or MOV SS) opened an interrupt shadow: leave the block, so the run loop takes a
+        // pending interrupt right after the next instruction
+        return stopNow() || c.s.rip !== next || c.s.interruptShadow ? 1 : 0;
       },
       flags: (): number => {
         this.syncFlags();

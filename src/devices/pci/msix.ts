@@ -127,6 +127,17 @@ export class Msix {
     return (this.pending[vector >> 3]! & (1 << (vector & 7))) !== 0;
   }
 
+  /** One line for a state dump: enabled, function mask, masked and pending vectors. */
+  describe(): string {
+    const masked: number[] = [];
+    const pending: number[] = [];
+    for (let v = 0; v < this.vectors; v++) {
+      if (this.vectorMasked(v)) masked.push(v);
+      if (this.isPending(v)) pending.push(v);
+    }
+    return `${this.enabled ? 'on' : 'off'}${this.functionMasked ? ' function-masked' : ''}, masked [${masked.join(' ')}], pending [${pending.join(' ')}]`;
+  }
+
   private vectorMasked(vector: number): boolean {
     return (this.tableView.getUint32(vector * MSIX_ENTRY_SIZE + ENTRY_CONTROL, true) & MSIX_VECTOR_MASKED) !== 0;
   }

@@ -68,4 +68,6 @@ export interface VirtioDevice {
   notify(index: number): void;
   /** The driver reset the device (status 0): forget all state. */
   reset(): void;
+  /** One line of device state for a state dump (optional). */
+  describe?(): string;
 }

@@ -153,6 +153,10 @@ export class BlockDevice implements VirtioDevice {
     this.inFlight = 0;
   }
 
+  describe(): string {
+    return `requests ${this.requests}, in flight ${this.inFlight}, failed ${this.failedRequests}${this.lastError ? ` (last: ${this.lastError})` : ''}`;
+  }
+
   notify(index: number): void {
     const t = this.transport;
     if (!t || index !== 0) return;

@@ -193,6 +193,15 @@ export class VirtioPciDevice extends PciConfigSpace implements VirtioTransport {
     dev.attach(this);
   }
 
+  /** Lines for a state dump (SIGUSR2 on the bt engine): status, interrupt state, each queue. */
+  describe(): string[] {
+    const lines = [`${this.name}: status 0x${this.status.toString(16)}${this.broken ? ' NEEDS_RESET' : ''}, isr ${this.isr}, intx ${this.intxLevel ? 'high' : 'low'}, notifies ${this.notifyCount}, msix ${this.msix.describe()}`];
+    const own = this.device.describe?.();
+    if (own) lines.push(`  ${own}`);
+    this.queues.forEach((q, i) => lines.push(`  queue ${i} (vector ${this.queueVector[i]}): ${q.describe(this.memory)}`));
+    return lines;
+  }
+
   private virtioCap(cfgType: number, offset: number, length: number, capLength = 16): number {
     const at = this.addCapability(PCI_CAP_ID_VNDR, capLength);
     this.set8(at + 2, capLength);

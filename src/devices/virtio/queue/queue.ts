@@ -279,6 +279,17 @@ export class SplitQueue {
     }
   }
 
+  /** One line for a state dump: the device's and the driver's ring positions. */
+  describe(mem: QueueMemory): string {
+    if (!this.ready) return 'not ready';
+    const n = this.size;
+    const avail = mem.read16(this.availAddr + 2);
+    const usedEvent = mem.read16(this.availAddr + 4 + 2 * n);
+    const availEvent = mem.read16(this.usedAddr + 4 + 8 * n);
+    return `size ${n}, avail idx ${avail} (device took ${this.lastAvail}), used idx ${this.usedIdx} (signalled ${this.signalledUsed}), `
+      + `avail flags ${mem.read16(this.availAddr)}, used_event ${usedEvent}, avail_event ${availEvent}${this.eventIdx ? ' (EVENT_IDX)' : ''}`;
+  }
+
   /** Return chain `head` to the driver with `len` bytes written into its writable buffers. */
   pushUsed(mem: QueueMemory, head: number, len: number): VirtqueueError | undefined {
     if (!this.ready) return undefined;
