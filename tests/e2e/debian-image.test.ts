@@ -22,8 +22,7 @@ import { SUITE } from '../../src/guest/image/config.js';
 import { CLI, VmProcess } from '../support/guest-process.js';
 
 const BUILD_TIMEOUT = 15 * 60_000;
-// measured: root shell at ~130 s on a quiet 2-core host, ~290 s with the cores shared; a boot
-// that hangs (seen: the guest spinning silently at systemd-machine-id-commit) costs at most this
+// measured: root shell at ~110-130 s on a quiet 2-core host, ~290 s with the cores shared
 const BOOT_TIMEOUT = 8 * 60_000;
 const CMD_TIMEOUT = 5 * 60_000;
 const DEBUGFS = '/sbin/debugfs';
@@ -49,14 +48,7 @@ async function skipReason(): Promise<string | undefined> {
   }
   return undefined;
 }
-/**
- * Opt-in (TYPEVISOR_E2E_DEBIAN=1) until a known problem is fixed: the same boot that reaches the
- * root shell when run by hand went silent in systemd's early jobs in all three runs under the
- * test runner (guest hang on the bt engine, suspected lost virtio-blk completion or emulation
- * bug), and a systemd boot takes 2-5 minutes here. The image builder's unit tests always run.
- */
-const OPT_IN = process.env['TYPEVISOR_E2E_DEBIAN'] === '1';
-const skip = OPT_IN ? await skipReason() : 'opt-in: set TYPEVISOR_E2E_DEBIAN=1 (systemd boots hang under the test runner: a known bt-engine problem, see docs/architecture.md)';
+const skip = await skipReason();
 
 const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-debian-'));
 const image = path.join(dir, 'debian.img');
