@@ -22,6 +22,7 @@ import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
 import { StreamNetBackend } from '../net/stream.js';
 import { describeCpu } from '../engine/bt/dump.js';
+import type { BlockDevice } from '../devices/virtio/blk/blk.js';
 import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 
@@ -168,7 +169,8 @@ async function runBtOnce(config: VmConfig, image: Uint8Array, initrd: Uint8Array
   const booted = bootImage(memory, image, { cmdline, initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true } });
 
   // 5. Run. Signals stop the machine; the console is restored on every path.
-  const engine = new BtEngine(machine, { interrupts: built.lapic!, afterSlice: () => uart.flush() });
+  const blks = built.virtioBlk.map((d) => d.device as BlockDevice);
+  const engine = new BtEngine(machine, { interrupts: built.lapic!, afterSlice: () => uart.flush(), ioInFlight: () => blks.some((b) => b.inFlight > 0) });
   const router = { setIrq: (gsi: number, level: boolean) => level && engine.wake() };
   machine.irq.addListener(router);
   machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt
