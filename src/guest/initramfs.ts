@@ -44,7 +44,7 @@ const DEVICES: ReadonlyArray<{ path: string; major: number; minor: number; mode:
 
 const DIRECTORIES = [
   'bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'root', 'run', 'var', 'mnt',
-  'lib', 'lib/modules', 'etc/udhcpc',
+  'lib', 'lib/modules', 'etc/udhcpc', 'etc/acpi', 'etc/acpi/PWRF',
 ];
 
 /**
@@ -67,6 +67,9 @@ export const MODULES: readonly string[] = [
   // pvpanic (ACPI QEMU0001): a panic ends typevisor with its own status
   'drivers/misc/pvpanic/pvpanic.ko',
   'drivers/misc/pvpanic/pvpanic-mmio.ko',
+  // the ACPI power button as an input device: acpid powers off on it (Vm.stop())
+  'drivers/input/evdev.ko',
+  'drivers/acpi/button.ko',
 ];
 
 /** A kernel module for the archive: stored as lib/modules/<name>. */
@@ -125,6 +128,9 @@ if [ -z "$shell" ] && [ -n "$root" ]; then
   umount /newroot 2>/dev/null
 fi
 hostname typevisor
+# The ACPI power button (the host's graceful stop): busybox acpid runs /etc/acpi/PWRF/00000080
+# (its log goes nowhere: without -l it dies for want of /var/log).
+acpid -f -c /etc/acpi -l /dev/null </dev/null >/dev/null 2>&1 &
 # busybox halt/poweroff/reboot without -f signal PID 1 (USR1/USR2/TERM); honour them once the
 # console shell is gone (a foreground child defers traps). halt powers off: a halted VM just sits.
 trap '/bin/busybox poweroff -f' USR1 USR2
@@ -152,6 +158,13 @@ halt() { /bin/busybox poweroff -f "$@"; }
 const wrapper = (applet: string): string => `#!/bin/busybox sh
 # typevisor: there is no init daemon to signal; ask the kernel directly.
 exec /bin/busybox ${applet} -f "$@"
+`;
+
+/** acpid runs this on the ACPI power button (the host asked the VM to shut down). */
+export const POWER_BUTTON_SCRIPT = `#!/bin/busybox sh
+echo "typevisor: power button pressed; powering off" > /dev/console
+sync
+exec /bin/busybox poweroff -f
 `;
 
 /** busybox udhcpc's hook: `udhcpc -i eth0` configures the interface from the DHCP lease. */
@@ -186,6 +199,7 @@ export function textFiles(): Array<{ path: string; text: string; mode: number }>
     { path: 'sbin/poweroff', text: wrapper('poweroff'), mode: 0o755 },
     { path: 'sbin/reboot', text: wrapper('reboot'), mode: 0o755 },
     { path: 'sbin/halt', text: wrapper('poweroff'), mode: 0o755 }, // a halted VM would just sit there
+    { path: 'etc/acpi/PWRF/00000080', text: POWER_BUTTON_SCRIPT, mode: 0o755 },
   ];
 }
 

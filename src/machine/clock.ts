@@ -12,9 +12,31 @@ export interface Clock {
 }
 
 export class HostClock implements Clock {
-  private readonly origin = performance.now();
+  private origin = performance.now();
+  /** While paused: the time it stopped at (ms since origin); NaN while running. */
+  private frozenMs = NaN;
+
   nowNs(): number {
-    return (performance.now() - this.origin) * 1e6;
+    const ms = Number.isNaN(this.frozenMs) ? performance.now() - this.origin : this.frozenMs;
+    return ms * 1e6;
+  }
+
+  /** Stop time (a paused VM): the guest does not see the time it spends paused. */
+  pause(): void {
+    if (Number.isNaN(this.frozenMs)) this.frozenMs = performance.now() - this.origin;
+  }
+
+  /** Let time run again from where it stopped. */
+  resume(): void {
+    if (Number.isNaN(this.frozenMs)) return;
+    this.origin = performance.now() - this.frozenMs;
+    this.frozenMs = NaN;
+  }
+
+  /** Continue from `ns` (a restored snapshot's time), paused or not. */
+  setNowNs(ns: number): void {
+    if (Number.isNaN(this.frozenMs)) this.origin = performance.now() - ns / 1e6;
+    else this.frozenMs = ns / 1e6;
   }
 }
 

@@ -205,10 +205,10 @@ export function buildFacs(): Uint8Array {
 export const FADT_SIZE = 276;
 const FADT_REVISION = 6;
 const FADT_MINOR_REVISION = 0;
-// Flags (ACPI 6.5 table 5.10).
+// Flags (ACPI 6.5 table 5.10). PWR_BUTTON (bit 4) stays clear: the power button is the fixed
+// feature in PM1 (PWRBTN_STS/EN, src/devices/acpi/pm.ts), the host's graceful stop.
 const FADT_WBINVD = 1 << 0;
 const FADT_PROC_C1 = 1 << 2;
-const FADT_PWR_BUTTON = 1 << 4; // no fixed-feature power button
 const FADT_SLP_BUTTON = 1 << 5; // no fixed-feature sleep button
 const FADT_FIX_RTC = 1 << 6; // RTC wake status not in PM1 fixed registers
 const FADT_RESET_REG_SUP = 1 << 10;
@@ -242,7 +242,7 @@ export function buildFadt(facs: number, dsdt: number): Uint8Array {
   v.setUint16(98, 1001, true); // P_LVL3_LAT > 1000: C3 not supported
   v.setUint8(108, RTC_CENTURY_INDEX);
   v.setUint16(109, BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_8042 | BOOT_ARCH_VGA_NOT_PRESENT, true);
-  v.setUint32(112, FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_RESET_REG_SUP, true);
+  v.setUint32(112, FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_RESET_REG_SUP, true);
   gas(v, 116, PORT_RESET_CONTROL, 8, ACCESS_BYTE); // RESET_REG
   v.setUint8(128, ACPI_RESET_VALUE);
   v.setUint8(131, FADT_MINOR_REVISION);

@@ -33,6 +33,8 @@ export interface BtEngineOptions {
   afterSlice?: () => void;
   /** True while host I/O a device started has not completed (yield after every slice then). */
   ioInFlight?: () => boolean;
+  /** Entering (true) and leaving (false) a pause: freeze the machine's clock. */
+  onPause?: (paused: boolean) => void;
 }
 
 export class BtEngine implements Engine {
@@ -65,7 +67,47 @@ export class BtEngine implements Engine {
     machine.onStop(() => {
       this.cpu.requestExit();
       this.wake();
+      this.resume(); // a stop ends a pause
     });
+  }
+
+  /** Pause requested: resolve these once the vCPU is at an instruction boundary and I/O drained. */
+  private pauseWaiters: (() => void)[] = [];
+  /** Paused: resolving this resumes. */
+  private resumeGate: (() => void) | undefined;
+
+  /**
+   * Stop the vCPU at an instruction boundary between slices and let host I/O the devices
+   * started complete (the disks' requests land in guest RAM and their used rings); resolves
+   * once paused. The engine then waits for `resume()`.
+   */
+  pause(): Promise<void> {
+    if (this.resumeGate) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.pauseWaiters.push(resolve);
+      this.cpu.requestExit();
+      this.wake();
+    });
+  }
+
+  resume(): void {
+    const r = this.resumeGate;
+    this.resumeGate = undefined;
+    r?.();
+  }
+
+  get paused(): boolean {
+    return this.resumeGate !== undefined;
+  }
+
+  /** Between slices: drain I/O, report paused, wait for resume (or a stop). */
+  private async holdPaused(): Promise<void> {
+    while (this.opts.ioInFlight?.() && !this.machine.stopReason) await new Promise<void>((r) => setTimeout(r, 1));
+    const gate = new Promise<void>((r) => (this.resumeGate = r));
+    this.opts.onPause?.(true);
+    for (const w of this.pauseWaiters.splice(0)) w();
+    await gate;
+    this.opts.onPause?.(false);
   }
 
   /** Something happened (an interrupt line rose, input arrived): end a halt sleep now. */
@@ -96,6 +138,11 @@ export class BtEngine implements Engine {
         else if (spent > SLICE_MS * 2 && this.budget > 1000) this.budget >>= 1;
       }
       this.opts.afterSlice?.();
+      if (this.pauseWaiters.length && !machine.stopReason) {
+        await this.holdPaused();
+        lastYield = performance.now();
+        continue;
+      }
       if (cpu.shutdown !== undefined) {
         machine.requestStop({ kind: 'triple-fault', detail: cpu.shutdown });
         break;
