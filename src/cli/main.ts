@@ -10,7 +10,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import {
   ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateEngine, type VmConfig,
-  validateConsole, parseNet,
+  validateConsole, parseNet, parsePublish, resolveNet,
 } from '../vmm/config.js';
 import { runVm } from '../vmm/run.js';
 import { buildDebianImage } from '../guest/image/build.js';
@@ -36,10 +36,11 @@ program
   .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
   .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
   .option('--no-reboot', 'end typevisor (status 10) when the guest resets the machine, instead of restarting it')
-  .option('--net <spec>', 'network card: stream=UNIX_SOCKET (frames in QEMU stream framing, e.g. to passt) or none (default)')
+  .option('--net [spec]', 'network card: user (typevisor\'s own NAT network 10.0.2.0/24, the kind a bare --net gives), stream=UNIX_SOCKET (frames in QEMU stream framing, e.g. to passt) or none (default: no card unless --net or --publish)')
+  .option('--publish <[addr:]hostport:guestport[/udp]>', 'reach the guest\'s port from a host port (user network; repeatable; binds 127.0.0.1 unless addr is given)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .addOption(new Option('--console <where>', 'the guest console: serial (ttyS0) or virtio (hvc0)').default('serial'))
   .option('--disk <path[,ro][,snapshot][,serial=ID]>', 'a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string; net?: string }) => {
+  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string; net?: string | true; publish: string[] }) => {
     const config: VmConfig = {
       kernel: opts.kernel,
       initrd: opts.initrd,
@@ -52,7 +53,7 @@ program
       reboot: opts.reboot,
       disks: validateDisks(opts.disk.map(parseDiskSpec)),
       console: validateConsole(opts.console),
-      net: opts.net === undefined ? undefined : parseNet(opts.net),
+      net: resolveNet(opts.net === undefined ? undefined : parseNet(opts.net === true ? 'user' : opts.net), opts.publish.map(parsePublish)),
     };
     const status = await runVm(config);
     process.exitCode = status;
@@ -69,6 +70,45 @@ program
   .option('--rebuild', 'build afresh even if the cache has this image (today\'s package versions)')
   .action(async (opts: { size: string; out: string; mirror?: string; rebuild?: boolean }) => {
     await buildDebianImage({ sizeBytes: parseImageSize(opts.size), out: opts.out, mirror: opts.mirror, rebuild: Boolean(opts.rebuild) });
+  });
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+program
+  .command('serve')
+  .description('serve the Firecracker-compatible REST API on a Unix socket for one VM; its console is this terminal, and the process ends with the VM')
+  .requiredOption('--api-sock <path>', 'the API socket (Firecracker\'s flag)')
+  .action(async (opts: { apiSock: string }) => {
+    const { serveApi } = await import('../api/serve.js');
+    process.exitCode = await serveApi(opts.apiSock, log);
+  });
+
+program
+  .command('snapshot')
+  .description('pause the VM served on an API socket and write a snapshot of it (state file + memory file)')
+  .requiredOption('--api-sock <path>', 'the API socket of typevisor serve')
+  .option('--state <path>', 'the state file to write', 'vm.snapshot')
+  .option('--mem <path>', 'the memory file to write', 'vm.mem')
+  .option('--resume', 'resume the VM afterwards (default: it stays paused)')
+  .action(async (opts: { apiSock: string; state: string; mem: string; resume?: boolean }) => {
+    const { apiCall } = await import('../api/client.js');
+    const path = await import('node:path');
+    await apiCall(opts.apiSock, 'PATCH', '/vm', { state: 'Paused' });
+    await apiCall(opts.apiSock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: path.resolve(opts.state), mem_file_path: path.resolve(opts.mem) });
+    if (opts.resume) await apiCall(opts.apiSock, 'PATCH', '/vm', { state: 'Resumed' });
+    log(`typevisor: snapshot written to ${opts.state} and ${opts.mem}${opts.resume ? '; the VM runs on' : '; the VM is paused'}`);
+  });
+
+program
+  .command('restore')
+  .description('resume a VM from a snapshot in this process, its console on this terminal (bt engine)')
+  .option('--state <path>', 'the snapshot\'s state file', 'vm.snapshot')
+  .option('--mem <path>', 'the snapshot\'s memory file', 'vm.mem')
+  .action(async (opts: { state: string; mem: string }) => {
+    const { Vm } = await import('../vmm/vm.js');
+    const { runInForeground } = await import('../vmm/run.js');
+    const vm = await Vm.restore({ statePath: opts.state, memPath: opts.mem }, { log });
+    process.exitCode = await runInForeground(vm, log);
   });
 
 try {

@@ -66,6 +66,17 @@ export interface BuiltMachine {
   virtioConsole?: VirtioConsole;
   /** The virtio-net card, when asked for. */
   virtioNet?: VirtioNet;
+  /** ACPI power management (the power button). */
+  pm: AcpiPm;
+  /** The 8254 PIT (software engine only), the CMOS RTC, the keyboard controller, pvpanic. */
+  pit?: Pit8254;
+  rtc: CmosRtc;
+  i8042: I8042;
+  pvpanic: PvPanic;
+  /** The PCI host (configuration mechanism #1, the host bridge). */
+  pci: PciHost;
+  /** Every virtio PCI function, in the order they were plugged in (snapshots walk them). */
+  virtioFunctions: { name: string; slot: number; fn: VirtioPciDevice }[];
 }
 
 export function buildMachine(opts: MachineOptions): BuiltMachine {
@@ -95,8 +106,9 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   }
 
   // 2. Timers: the 8254 PIT (software engine; KVM has an in-kernel PIT) and the CMOS RTC.
+  let pit: Pit8254 | undefined;
   if (opts.interruptModel === 'emulated') {
-    const pit = new Pit8254({ clock, timers, irq: irq.line(L.IRQ_PIT) });
+    pit = new Pit8254({ clock, timers, irq: irq.line(L.IRQ_PIT) });
     pio.insert(L.PORT_PIT, 4, pit, 'pit');
     pio.insert(L.PORT_SYSTEM_CONTROL_B, 1, pit.systemControl, 'system-control-b');
   }
@@ -138,7 +150,8 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   pio.insert(L.PORT_POST, 1, { read: () => 0xff, write: () => {} }, 'post');
 
   // 9. pvpanic (ACPI QEMU0001, described in the DSDT): the guest kernel reports its panic.
-  pio.insert(L.PORT_PVPANIC, 1, new PvPanic((event) => event === 'panicked' && stop({ kind: 'panic' })), 'pvpanic');
+  const pvpanic = new PvPanic((event) => event === 'panicked' && stop({ kind: 'panic' }));
+  pio.insert(L.PORT_PVPANIC, 1, pvpanic, 'pvpanic');
 
   // 10. virtio devices on PCI, on both engines: MSI-X messages go to machine.msi (the LAPIC
   //     model of step 1, or KVM_SIGNAL_MSI, which the KVM engine installs in its device
@@ -149,6 +162,7 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   const virtioBlk: VirtioPciDevice[] = [];
   let virtioConsole: VirtioConsole | undefined;
   let virtioNet: VirtioNet | undefined;
+  const virtioFunctions: BuiltMachine['virtioFunctions'] = [];
   {
     let nextBar = L.PCI_MMIO_START;
     const pciFunction = (slot: number, name: string, device: VirtioPciDevice['device']): VirtioPciDevice => {
@@ -158,6 +172,7 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
       fn.set8(PCI_INTERRUPT_LINE, L.pciIntxGsi(slot, 0));
       fn.set16(PCI_COMMAND, PCI_COMMAND_MEMORY);
       pci.addDevice(slot, 0, fn);
+      virtioFunctions.push({ name, slot, fn });
       return fn;
     };
     // 10a. virtio-rng: the host's CSPRNG seeds the guest's RNG.
@@ -178,5 +193,5 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     });
   }
 
-  return { machine, uart, pic, ioapic, lapic, virtioRng, virtioBlk, virtioConsole, virtioNet };
+  return { machine, uart, pic, ioapic, lapic, virtioRng, virtioBlk, virtioConsole, virtioNet, pm, pit, rtc, i8042, pvpanic, pci, virtioFunctions };
 }

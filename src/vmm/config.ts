@@ -3,6 +3,7 @@
  * the SDK), consumed by the VM builder. Validation errors say what to change.
  */
 import { GiB, MiB } from '../machine/layout.js';
+import { isIP } from 'node:net';
 
 export type EngineChoice = 'auto' | 'bt' | 'kvm';
 export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'bt', 'kvm'];
@@ -28,15 +29,64 @@ export interface VmConfig {
   net?: NetConfig;
 }
 
-/** `--net`: no NIC, or a virtio-net card whose frames go over a Unix socket (QEMU stream framing). */
-export type NetConfig = { mode: 'none' } | { mode: 'stream'; path: string };
+/**
+ * `--net`: no NIC; a virtio-net card on typevisor's own user-mode network (10.0.2.0/24, with
+ * `--publish`ed ports); or one whose frames go over a Unix socket (QEMU stream framing).
+ */
+export type NetConfig = { mode: 'none' } | { mode: 'stream'; path: string } | { mode: 'user'; publish: PublishConfig[] };
 
-/** Parse `--net none` or `--net stream=PATH`. */
+/** Parse `--net user`, `--net none` or `--net stream=PATH`. */
 export function parseNet(text: string): NetConfig {
   if (text === 'none') return { mode: 'none' };
+  if (text === 'user') return { mode: 'user', publish: [] };
   const m = /^stream=(.+)$/.exec(text);
   if (m) return { mode: 'stream', path: m[1]! };
-  throw new ConfigError(`--net "${text}" is not understood: give --net stream=UNIX_SOCKET_PATH (e.g. a passt socket) or --net none`);
+  throw new ConfigError(`--net "${text}" is not understood: give --net user (typevisor's own NAT network; a bare --net means it), --net stream=UNIX_SOCKET_PATH (e.g. a passt socket) or --net none`);
+}
+
+/** One `--publish [ADDR:]HOSTPORT:GUESTPORT[/udp]`: a host port whose connections reach the guest's port. */
+export interface PublishConfig {
+  protocol: 'tcp' | 'udp';
+  /** The host address to listen on (default 127.0.0.1: only this machine can connect). */
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+const PUBLISH_FORMS = 'give [ADDR:]HOSTPORT:GUESTPORT[/udp], e.g. --publish 8080:80, --publish 0.0.0.0:8080:80 or --publish 5353:53/udp';
+
+/** Parse `--publish [ADDR:]HOSTPORT:GUESTPORT[/tcp|/udp]`; ADDR is IPv4, or IPv6 in brackets. */
+export function parsePublish(text: string): PublishConfig {
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|localhost):)?(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(text);
+  if (!m) throw new ConfigError(`--publish "${text}" is not understood: ${PUBLISH_FORMS}`);
+  let hostAddress = m[1] ?? '127.0.0.1';
+  if (hostAddress === 'localhost') hostAddress = '127.0.0.1';
+  if (hostAddress.startsWith('[')) hostAddress = hostAddress.slice(1, -1);
+  if (isIP(hostAddress) === 0) throw new ConfigError(`--publish "${text}": ${hostAddress} is not an IP address: ${PUBLISH_FORMS}`);
+  const port = (s: string, which: string): number => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ConfigError(`--publish "${text}": the ${which} port ${s} is not 1 to 65535: ${PUBLISH_FORMS}`);
+    return n;
+  };
+  return { protocol: m[4] === 'udp' ? 'udp' : 'tcp', hostAddress, hostPort: port(m[2]!, 'host'), guestPort: port(m[3]!, 'guest') };
+}
+
+/**
+ * The network from `--net` and `--publish`: publishing asks for a network, and the user network
+ * is the kind a bare request gets; only the user network can publish ports.
+ */
+export function resolveNet(net: NetConfig | undefined, publish: PublishConfig[]): NetConfig | undefined {
+  if (publish.length === 0) return net;
+  if (net !== undefined && net.mode !== 'user') {
+    throw new ConfigError(`--publish needs typevisor's user network, not --net ${net.mode === 'stream' ? `stream=${net.path}` : 'none'}: drop that --net (or give --net user); with passt, publish with passt's own -t/-u options`);
+  }
+  const seen = new Set<string>();
+  for (const p of publish) {
+    const key = `${p.protocol} ${p.hostAddress} ${p.hostPort}`;
+    if (seen.has(key)) throw new ConfigError(`--publish gives ${p.protocol} port ${p.hostPort} on ${p.hostAddress} twice: publish each host port once`);
+    seen.add(key);
+  }
+  return { mode: 'user', publish };
 }
 
 export type ConsoleChoice = 'serial' | 'virtio';

@@ -26,7 +26,7 @@ import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import { step } from './exec.js';
 import { compileBlock, type Block } from './jit.js';
-import { A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
+import { A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
   F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_SIZE, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
@@ -1312,6 +1312,34 @@ export class Cpu implements SystemHost {
     this.clearFastBlocks();
     this.codeFlushes++;
     this.reclaimDue = true;
+  }
+
+  /**
+   * The architectural state was replaced wholesale (a snapshot restored into `s`): forget
+   * everything derived from the old state — translated blocks and their links, the TLBs, the
+   * fetch window, mode-derived fields, a lazy-flag record left in the wasm arena — and poll for
+   * interrupts before the next instruction.
+   */
+  discardDerivedState(): void {
+    if (this.arena !== undefined) this.arena.i32[A_FKIND >> 2] = -1; // the Cpu's flag fields hold the flags
+    // a fresh CPU (the usual restore target) has no code to drop, nor a reason to collect garbage
+    if (this.blocks.size !== 0 || this.pageBlocks.size !== 0) this.dropAllBlocks();
+    else {
+      this.codeLines.fill(0);
+      this.clearFastBlocks();
+    }
+    this.evicted.clear();
+    this.warmRips.length = 0;
+    this.warmOffs.length = 0;
+    this.warmKeys.length = 0;
+    this.fastCount.fill(0);
+    this.smcHeat.fill(0);
+    this.heatPages = [];
+    this.flushTlb(false);
+    this.modeChanged();
+    this.shutdown = undefined;
+    this.smc = 0;
+    this.pollCounter = 1;
   }
 
   /** Software interrupt / trap raised by an instruction (INT n, INT3, INTO): deliver now. */

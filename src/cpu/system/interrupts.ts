@@ -46,6 +46,12 @@ export function isNmiBlocked(s: CpuState): boolean {
   return nmiBlockedSet.has(s);
 }
 
+/** Set or clear NMI blocking (snapshot restore). */
+export function setNmiBlocked(s: CpuState, blocked: boolean): void {
+  if (blocked) nmiBlockedSet.add(s);
+  else nmiBlockedSet.delete(s);
+}
+
 /**
  * Deliver an event. `errorCode` is -1 when none is pushed; `returnRip` is the RIP saved in the
  * frame (faulting instruction for faults, next instruction for traps, INT n and interrupts).

@@ -78,6 +78,34 @@ function isStoredMsr(msr: number): boolean {
   );
 }
 
+/** MSRs kept in the side table (snapshots): [msr, lo, hi], by index. */
+export function storedMsrList(s: CpuState): [number, number, number][] {
+  return [...storedMsrs(s)].map(([msr, [lo, hi]]): [number, number, number] => [msr, lo >>> 0, hi >>> 0]).sort((x, y) => x[0] - y[0]);
+}
+
+/** Replace the side table (snapshot restore; the caller validated the values). */
+export function setStoredMsrs(s: CpuState, list: readonly (readonly [number, number, number])[]): void {
+  const m = storedMsrs(s);
+  m.clear();
+  for (const [msr, lo, hi] of list) m.set(msr, [lo >>> 0, hi >>> 0]);
+}
+
+/** Is `msr` one the side table keeps (MTRRs, MCG_STATUS, DEBUGCTL, kvm-clock)? */
+export function isStoredMsrIndex(msr: number): boolean {
+  return isStoredMsr(msr);
+}
+
+/** Reserved-bit check of a side-table MSR value, as WRMSR does it (false: WRMSR would #GP). */
+export function storedMsrValueOk(msr: number, lo: number, hi: number): boolean {
+  if (msr === MSR_MCG_STATUS || msr === MSR_KVM_SYSTEM_TIME_NEW || msr === MSR_KVM_SYSTEM_TIME || msr === MSR_KVM_WALL_CLOCK_NEW || msr === MSR_KVM_WALL_CLOCK) return true;
+  try {
+    validateMtrr(msr, lo >>> 0, hi >>> 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const gp0 = (): CpuFault => new CpuFault(Vec.GP, 0);
 
 function requireCpl0(s: CpuState): void {

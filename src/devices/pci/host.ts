@@ -213,6 +213,19 @@ export function barAddress(dev: PciDevice, index: number): number | undefined {
   return address === 0 ? undefined : address;
 }
 
+/** Snapshot state of the PCI host. */
+export interface PciHostState {
+  /** CONFIG_ADDRESS (0xcf8). */
+  address: number;
+  /** The host bridge's 256 bytes of configuration space. */
+  bridge: number[];
+  /** The reset control register at 0xcf9 (its latched SYS_RST and FULL_RST bits). */
+  resetControl: number;
+}
+
+/** Bits of the PIIX reset control register that hold a value: SYS_RST (0x02), FULL_RST (0x08). */
+export const RESET_CONTROL_LATCHED = 0x0a;
+
 export class PciHost implements BusDevice {
   private address = 0;
   private readonly devices: (PciDevice | undefined)[] = new Array(PCI_SLOTS * PCI_FUNCTIONS);
@@ -282,6 +295,27 @@ export class PciHost implements BusDevice {
         this.barConflictCount++; // a guest placing a BAR over something else: leave it undecoded
       }
     }
+  }
+
+  /**
+   * Snapshot: CONFIG_ADDRESS, the host bridge's configuration space and the reset control
+   * register. Each function's own configuration space is its device's to save.
+   */
+  save(): PciHostState {
+    const bridge = this.devices[0] as HostBridge;
+    return { address: this.address, bridge: Array.from(bridge.bytes), resetControl: this.resetControl ? this.resetControl.read(0, 1) & 0xff : 0 };
+  }
+
+  /**
+   * Snapshot restore (`s` validated by the caller), after the functions' configuration spaces
+   * were restored: every memory BAR is mapped again where its configuration space says.
+   */
+  restore(s: PciHostState): void {
+    this.address = s.address >>> 0;
+    (this.devices[0] as HostBridge).bytes.set(s.bridge);
+    // the latched SYS_RST/FULL_RST bits only: never the RST_CPU bit (0x04) that resets
+    this.resetControl?.write(0, 1, s.resetControl & RESET_CONTROL_LATCHED);
+    for (let i = 0; i < this.devices.length; i++) if (this.devices[i]) this.updateBars(i);
   }
 
   /** The first free slot (for the builder), or -1. */

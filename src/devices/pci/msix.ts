@@ -42,6 +42,16 @@ export interface MsixLayout {
   pbaOffset: number;
 }
 
+/** Snapshot state: the vector table and PBA bytes, and Message Control's two bits. */
+export interface MsixState {
+  enabled: boolean;
+  functionMasked: boolean;
+  /** vectors x 16 bytes. */
+  table: number[];
+  /** One bit per vector, in 64-bit words. */
+  pba: number[];
+}
+
 export class Msix {
   readonly vectors: number;
   private readonly table: Uint8Array;
@@ -136,6 +146,21 @@ export class Msix {
       if (this.isPending(v)) pending.push(v);
     }
     return `${this.enabled ? 'on' : 'off'}${this.functionMasked ? ' function-masked' : ''}, masked [${masked.join(' ')}], pending [${pending.join(' ')}]`;
+  }
+
+  save(): MsixState {
+    return { enabled: this.enabled, functionMasked: this.functionMasked, table: Array.from(this.table), pba: Array.from(this.pending) };
+  }
+
+  /** Snapshot restore: the table and PBA as saved (nothing is sent); `s` was validated. */
+  restore(s: MsixState): void {
+    if (s.table.length !== this.table.length || s.pba.length !== this.pending.length) {
+      throw new MsixError(`Cannot restore MSI-X state of ${s.table.length / MSIX_ENTRY_SIZE} vectors into a table of ${this.vectors}`);
+    }
+    this.table.set(s.table);
+    this.pending.set(s.pba);
+    this.enabled = s.enabled;
+    this.functionMasked = s.functionMasked;
   }
 
   private vectorMasked(vector: number): boolean {

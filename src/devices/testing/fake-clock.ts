@@ -10,6 +10,10 @@ export class FakeClock implements Clock {
   nowNs(): number {
     return this.now;
   }
+  /** SettableClock: a restored machine continues from its saved time. */
+  setNowNs(ns: number): void {
+    this.now = ns;
+  }
 }
 
 /** A fake clock and a timer queue over it; `advance` moves time and runs what became due. */

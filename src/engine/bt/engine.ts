@@ -121,11 +121,12 @@ export class BtEngine implements Engine {
     this.machine.requestStop(reason);
   }
 
-  async run(entry: EntryState): Promise<StopReason> {
+  /** Run from `entry` (a boot), or from the CPU's state as it is (a restored snapshot). */
+  async run(entry?: EntryState): Promise<StopReason> {
     const { machine, cpu } = this;
     const timers = machine.timers;
     const clock = machine.clock;
-    applyEntryState(cpu, entry);
+    if (entry) applyEntryState(cpu, entry);
     let lastYield = performance.now();
     while (!machine.stopReason) {
       const t0 = performance.now();

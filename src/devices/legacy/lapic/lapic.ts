@@ -145,6 +145,11 @@ export interface LocalApicState {
   initialCount: number;
   /** Timer start relative to the machine clock. */
   timerStartNs: number;
+  /**
+   * An expiry is armed and not yet delivered (a one-shot count that ran out just before the
+   * snapshot, its timer not yet run, still interrupts after the restore).
+   */
+  timerPending: boolean;
   nmiPending: boolean;
   extIntPending: boolean;
 }
@@ -336,6 +341,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
       divideConfig: this.divideConfig,
       initialCount: this.initialCount,
       timerStartNs: this.timerStartNs,
+      timerPending: this.timer !== undefined,
       nmiPending: this.nmiPending,
       extIntPending: this.extIntPending,
     };
@@ -366,7 +372,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     // a restored one-shot count that is already over was delivered before the snapshot
     this.timers.cancel(this.timer);
     this.timer = undefined;
-    this.rescheduleTimer(false);
+    this.rescheduleTimer(s.timerPending === true);
     this.update();
   }
 

@@ -229,6 +229,11 @@ export interface PitState {
   channels: PitChannelState[];
   speakerData: boolean;
   portBLow: number;
+  /**
+   * Counter 0's interrupt timer is armed and has not run: a one-shot terminal count that fell
+   * due just before the snapshot still interrupts after the restore.
+   */
+  irqPending: boolean;
 }
 
 export interface PitOptions {
@@ -310,6 +315,7 @@ export class Pit8254 implements BusDevice {
       channels: this.ch.map((c) => c.save()),
       speakerData: (this.portBLow & PORTB_SPEAKER_DATA) !== 0,
       portBLow: this.portBLow,
+      irqPending: this.timer !== undefined,
     };
   }
 
@@ -323,6 +329,9 @@ export class Pit8254 implements BusDevice {
     this.portBLow = s.portBLow & PORTB_WRITABLE;
     this.ch[2]!.gate = (this.portBLow & PORTB_TIMER2_GATE) !== 0;
     this.scheduleIrq();
+    if (s.irqPending === true && this.timer === undefined && this.ch[0]!.running) {
+      this.timer = this.timers.schedule(this.clock.nowNs(), () => this.terminalCount());
+    }
   }
 
   private writeControl(v: number): void {

@@ -15,6 +15,11 @@ export const PVPANIC_ACPI_HID = 'QEMU0001';
 
 export type PvPanicEvent = 'panicked' | 'crash-loaded';
 
+export interface PvPanicState {
+  /** PVPANIC_* bits the guest wrote. */
+  events: number;
+}
+
 export class PvPanic implements BusDevice {
   /** Events the guest reported (statistics and tests). */
   events = 0;
@@ -23,6 +28,15 @@ export class PvPanic implements BusDevice {
 
   read(): number {
     return PVPANIC_PANICKED | PVPANIC_CRASH_LOADED;
+  }
+
+  /** Snapshot: the events the guest reported so far. */
+  save(): PvPanicState {
+    return { events: this.events };
+  }
+
+  restore(s: PvPanicState): void {
+    this.events = s.events & (PVPANIC_PANICKED | PVPANIC_CRASH_LOADED);
   }
 
   write(_offset: number, _size: AccessSize, value: number): void {

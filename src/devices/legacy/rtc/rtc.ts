@@ -89,6 +89,11 @@ export interface CmosRtcState {
   offsetMs: number;
   flagsC: number;
   lastUpdateSecond: number;
+  /**
+   * Wall-clock time (ms since the epoch) at machine time 0: a restored machine keeps the
+   * guest's calendar where the snapshot left it (its clock continues from the snapshot's time).
+   */
+  epochMs: number;
 }
 
 export class CmosRtc implements BusDevice {
@@ -105,7 +110,7 @@ export class CmosRtc implements BusDevice {
   private readonly clock: Clock;
   private readonly timers: TimerQueue;
   private readonly irq: IrqLine;
-  private readonly epochMs: number;
+  private epochMs: number;
 
   constructor(options: CmosRtcOptions) {
     this.clock = options.clock;
@@ -152,6 +157,7 @@ export class CmosRtc implements BusDevice {
       offsetMs: this.offsetMs,
       flagsC: this.flagsC,
       lastUpdateSecond: this.lastUpdateSecond,
+      epochMs: this.epochMs,
     };
   }
 
@@ -162,6 +168,7 @@ export class CmosRtc implements BusDevice {
     this.offsetMs = Number.isFinite(s.offsetMs) ? s.offsetMs : 0;
     this.flagsC = s.flagsC & 0xf0;
     this.lastUpdateSecond = Number.isFinite(s.lastUpdateSecond) ? s.lastUpdateSecond : 0;
+    if (Number.isFinite(s.epochMs)) this.epochMs = s.epochMs;
     this.irq.set((this.flagsC & REG_C_IRQF) !== 0);
     this.schedulePeriodic();
     this.scheduleUpdate();

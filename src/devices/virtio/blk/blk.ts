@@ -74,6 +74,12 @@ export class BlockError extends Error {
   override name = 'BlockError';
 }
 
+/** Snapshot state of virtio-blk: the disk as the guest knows it. */
+export interface BlockState {
+  capacityBytes: number;
+  readOnly: boolean;
+}
+
 export class BlockDevice implements VirtioDevice {
   readonly deviceType = VIRTIO_ID_BLOCK;
   readonly pciClass = PCI_CLASS_STORAGE_SCSI;
@@ -152,6 +158,18 @@ export class BlockDevice implements VirtioDevice {
     this.generation++;
     this.inFlight = 0;
   }
+
+  /**
+   * Snapshot: the disk as the guest knows it (size, read-only), to check it against the disk a
+   * restored machine has. Nothing may be in flight: the caller drains I/O first.
+   */
+  save(): BlockState {
+    if (this.inFlight !== 0) throw new BlockError(`Cannot save virtio-blk state with ${this.inFlight} requests in flight: pause the VM (which drains disk I/O) first`);
+    return { capacityBytes: this.backend.size, readOnly: this.backend.readOnly };
+  }
+
+  /** Snapshot restore: nothing to set (the caller checked the disk matches and nothing is in flight). */
+  restore(_s: BlockState): void {}
 
   describe(): string {
     return `requests ${this.requests}, in flight ${this.inFlight}, failed ${this.failedRequests}${this.lastError ? ` (last: ${this.lastError})` : ''}`;

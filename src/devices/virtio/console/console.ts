@@ -33,6 +33,13 @@ export interface ConsoleOptions {
   size?: { cols: number; rows: number };
 }
 
+/** Snapshot state of virtio-console (its queues are the transport's). */
+export interface ConsoleState {
+  live: boolean;
+  cols: number;
+  rows: number;
+}
+
 export class VirtioConsole implements VirtioDevice {
   readonly deviceType = VIRTIO_ID_CONSOLE;
   readonly pciClass = PCI_CLASS_COMM_OTHER;
@@ -88,6 +95,18 @@ export class VirtioConsole implements VirtioDevice {
 
   reset(): void {
     this.live = false;
+  }
+
+  /** Snapshot: whether the guest's port is connected, and the size in the configuration. */
+  save(): ConsoleState {
+    return { live: this.live, cols: this.cols, rows: this.rows };
+  }
+
+  /** Snapshot restore (`s` validated by the caller): no interrupt, no input offered yet. */
+  restore(s: ConsoleState): void {
+    this.live = s.live;
+    this.cols = s.cols & 0xffff;
+    this.rows = s.rows & 0xffff;
   }
 
   notify(index: number): void {

@@ -43,6 +43,11 @@ export interface NetOptions {
   mtu?: number;
 }
 
+/** Snapshot state of virtio-net: its configuration space (12 bytes). */
+export interface NetState {
+  config: number[];
+}
+
 export class VirtioNet implements VirtioDevice {
   readonly deviceType = VIRTIO_ID_NET;
   readonly pciClass = PCI_CLASS_ETHERNET;
@@ -90,6 +95,19 @@ export class VirtioNet implements VirtioDevice {
   }
 
   reset(): void {}
+
+  /**
+   * Snapshot: the configuration space (MAC, link status, MTU). The device queues no frames of
+   * its own (a frame is in guest memory or still the backend's), so this is all it has.
+   */
+  save(): NetState {
+    return { config: Array.from(this.config) };
+  }
+
+  /** Snapshot restore (`s` validated by the caller: same length; the MAC must match the card's). */
+  restore(s: NetState): void {
+    this.config.set(s.config);
+  }
 
   notify(index: number): void {
     if (index === TX_QUEUE) this.drainTx();

@@ -32,12 +32,12 @@ import {
   PCI_DEVICE_ID, PCI_INTERRUPT_LINE, PCI_INTERRUPT_PIN, PCI_REVISION_ID, PCI_STATUS, PCI_STATUS_INTERRUPT,
   PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID, PciConfigSpace, type PciBar,
 } from '../../pci/host.js';
-import { Msix } from '../../pci/msix.js';
+import { Msix, type MsixState } from '../../pci/msix.js';
 import {
   bit, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK, TRANSPORT_FEATURES, VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, type VirtioDevice, type VirtioTransport,
 } from '../device.js';
-import { SplitQueue, type VirtqueueError } from '../queue/queue.js';
+import { SplitQueue, type SplitQueueState, type VirtqueueError } from '../queue/queue.js';
 
 export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
 export const VIRTIO_PCI_DEVICE_ID_BASE = 0x1040;
@@ -114,6 +114,27 @@ export interface VirtioPciOptions {
   intx: IrqLine;
   /** Name of the BAR on the MMIO bus. */
   name: string;
+}
+
+/** Snapshot state of a virtio PCI function's transport. */
+export interface VirtioPciState {
+  /** The 256 bytes of configuration space. */
+  config: number[];
+  status: number;
+  deviceFeatureSelect: number;
+  driverFeatureSelect: number;
+  /** The two 32-bit words of driver features written. */
+  driverFeatures: number[];
+  /** Features negotiated at FEATURES_OK, as "0x..." (64 bits). */
+  negotiated: string;
+  configGeneration: number;
+  configVector: number;
+  queueSelect: number;
+  isr: number;
+  /** DEVICE_NEEDS_RESET set: queues not served until reset. */
+  broken: boolean;
+  queues: (SplitQueueState & { vector: number })[];
+  msix: MsixState;
 }
 
 export class VirtioPciDevice extends PciConfigSpace implements VirtioTransport {
@@ -200,6 +221,60 @@ export class VirtioPciDevice extends PciConfigSpace implements VirtioTransport {
     if (own) lines.push(`  ${own}`);
     this.queues.forEach((q, i) => lines.push(`  queue ${i} (vector ${this.queueVector[i]}): ${q.describe(this.memory)}`));
     return lines;
+  }
+
+  /**
+   * Snapshot of the transport: configuration space as the guest programmed it (BARs, command
+   * register, MSI-X control), the common configuration (status, features, selectors,
+   * generation, vectors), the ISR, every queue and the MSI-X table and PBA. The device's own
+   * state is the device's (`device.save()`).
+   */
+  save(): VirtioPciState {
+    return {
+      config: Array.from(this.bytes),
+      status: this.status,
+      deviceFeatureSelect: this.deviceFeatureSelect,
+      driverFeatureSelect: this.driverFeatureSelect,
+      driverFeatures: Array.from(this.driverFeatures),
+      negotiated: `0x${this.negotiated.toString(16)}`,
+      configGeneration: this.configGeneration,
+      configVector: this.configVector,
+      queueSelect: this.queueSelect,
+      isr: this.isr,
+      broken: this.broken,
+      queues: this.queues.map((q, i) => ({ ...q.save(), vector: this.queueVector[i]! })),
+      msix: this.msix.save(),
+    };
+  }
+
+  /**
+   * Snapshot restore into a function built the same way. `s` was validated by the caller
+   * (lengths, ranges, features offered, rings in RAM); nothing is sent to the guest, INTx is
+   * driven to the level the restored ISR implies. The caller re-maps the BARs (PciHost.restore).
+   */
+  restore(s: VirtioPciState): void {
+    if (s.config.length !== this.bytes.length || s.queues.length !== this.queues.length) {
+      throw new VirtioPciError(`Cannot restore ${this.name}: the snapshot has ${s.queues.length} queues, this device ${this.queues.length}`);
+    }
+    for (let i = 0; i < s.queues.length; i++) {
+      const err = this.queues[i]!.restore(this.memory, s.queues[i]!);
+      if (err) throw new VirtioPciError(`Cannot restore ${this.name} queue ${i}: ${err.message}`);
+      this.queueVector[i] = s.queues[i]!.vector;
+    }
+    this.bytes.set(s.config);
+    this.status = s.status;
+    this.deviceFeatureSelect = s.deviceFeatureSelect;
+    this.driverFeatureSelect = s.driverFeatureSelect;
+    this.driverFeatures[0] = s.driverFeatures[0]!;
+    this.driverFeatures[1] = s.driverFeatures[1]!;
+    this.negotiated = BigInt(s.negotiated);
+    this.configGeneration = s.configGeneration;
+    this.configVector = s.configVector;
+    this.queueSelect = s.queueSelect;
+    this.isr = s.isr;
+    this.broken = s.broken;
+    this.msix.restore(s.msix);
+    this.updateIntx();
   }
 
   private virtioCap(cfgType: number, offset: number, length: number, capLength = 16): number {

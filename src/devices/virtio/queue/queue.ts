@@ -134,6 +134,21 @@ export interface QueueFeatures {
   eventIdx: boolean;
 }
 
+/** Snapshot state of a split virtqueue: what the driver configured and where the device is. */
+export interface SplitQueueState {
+  size: number;
+  descAddr: number;
+  availAddr: number;
+  usedAddr: number;
+  ready: boolean;
+  lastAvail: number;
+  usedIdx: number;
+  /** The used index at the last interrupt (EVENT_IDX suppression). */
+  signalledUsed: number;
+  indirect: boolean;
+  eventIdx: boolean;
+}
+
 export class SplitQueue {
   /** Queue size the driver chose (starts at the device's maximum). */
   size: number;
@@ -170,6 +185,40 @@ export class SplitQueue {
   }
 
   /** Check the driver's configuration; on success the queue is ready. */
+  save(): SplitQueueState {
+    return {
+      size: this.size, descAddr: this.descAddr, availAddr: this.availAddr, usedAddr: this.usedAddr, ready: this.ready,
+      lastAvail: this.lastAvail, usedIdx: this.usedIdx, signalledUsed: this.signalledUsed, indirect: this.indirect, eventIdx: this.eventIdx,
+    };
+  }
+
+  /**
+   * Snapshot restore. A ready queue's rings are checked as `activate` checks them (an error is
+   * returned and nothing changes); `s` must otherwise be valid (sizes, 16-bit indices).
+   */
+  restore(mem: QueueMemory, s: SplitQueueState): VirtqueueError | undefined {
+    if (s.ready) {
+      const probe = new SplitQueue(this.maxSize);
+      probe.size = s.size;
+      probe.descAddr = s.descAddr;
+      probe.availAddr = s.availAddr;
+      probe.usedAddr = s.usedAddr;
+      const err = probe.activate(mem, { indirect: s.indirect, eventIdx: s.eventIdx });
+      if (err) return err;
+    }
+    this.size = s.size;
+    this.descAddr = s.descAddr;
+    this.availAddr = s.availAddr;
+    this.usedAddr = s.usedAddr;
+    this.ready = s.ready;
+    this.lastAvail = s.lastAvail & 0xffff;
+    this.usedIdx = s.usedIdx & 0xffff;
+    this.signalledUsed = s.signalledUsed & 0xffff;
+    this.indirect = s.indirect;
+    this.eventIdx = s.eventIdx;
+    return undefined;
+  }
+
   activate(mem: QueueMemory, features: QueueFeatures): VirtqueueError | undefined {
     const n = this.size;
     if (!Number.isInteger(n) || n < 1 || n > this.maxSize || (n & (n - 1)) !== 0) {

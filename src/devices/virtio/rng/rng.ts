@@ -25,6 +25,9 @@ export interface EntropyOptions {
   fillRandom: (bytes: Uint8Array) => void;
 }
 
+/** Snapshot state of virtio-rng: none of its own. */
+export type EntropyState = Record<string, never>;
+
 export class EntropyDevice implements VirtioDevice {
   readonly deviceType = VIRTIO_ID_RNG;
   readonly pciClass = PCI_CLASS_OTHER;
@@ -53,6 +56,12 @@ export class EntropyDevice implements VirtioDevice {
   writeConfig(): void {}
   activate(): void {}
   reset(): void {}
+
+  /** Snapshot: the device keeps nothing between requests (its queue is the transport's). */
+  save(): EntropyState {
+    return {};
+  }
+  restore(_s: EntropyState): void {}
 
   notify(index: number): void {
     const t = this.transport;

@@ -1,0 +1,507 @@
+/**
+ * `Vm`: one virtual machine as a library object — what the CLI uses, and what a program that
+ * drives VMs uses (`typevisor`'s package root exports it):
+ *
+ *   await using vm = await Vm.create({ memoryBytes: 512 * MiB, cpus: 1, engine: 'bt' });
+ *   vm.console.on('data', (b) => process.stdout.write(b));
+ *   vm.start();
+ *   vm.console.write('uname -a\n');
+ *   await vm.pause(); ...; vm.resume();
+ *   const why = await vm.stop();          // ACPI power button, then a deadline
+ *
+ * One path whichever way it is driven: `create` resolves the guest artifacts, checks the
+ * configuration and opens the disks and the network (every problem one clear error, nothing
+ * left open); `start` boots, and a guest reset boots a fresh machine again (unless
+ * `reboot: false`); the VM ends once, with a StopReason (`wait()`, the `stopped` event).
+ *
+ * Engines: the bt engine. The kvm engine still runs through `run-kvm.ts` (the CLI picks it);
+ * moving it behind this object is the next step of issue 10.
+ */
+import { EventEmitter } from 'node:events';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import os from 'node:os';
+import { Duplex } from 'node:stream';
+import { bootImage } from '../boot/loader.js';
+import { extractVmlinux } from '../boot/extract.js';
+import { Cpu } from '../cpu/core/cpu.js';
+import { withArena } from '../cpu/wasm/arena.js';
+import type { BlockDevice } from '../devices/virtio/blk/blk.js';
+import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
+import { describeCpu } from '../engine/bt/dump.js';
+import { BtEngine } from '../engine/bt/engine.js';
+import { buildMachine, type BuiltMachine } from '../machine/builder.js';
+import { HostClock } from '../machine/clock.js';
+import type { StopReason } from '../machine/machine.js';
+import { GuestMemory } from '../machine/memory.js';
+import { ramRegionSpecs } from '../machine/ram.js';
+import { prepareDefaultGuest } from '../guest/default-guest.js';
+import { StreamNetBackend } from '../net/stream.js';
+import { UserNetBackend } from '../net/user/stack.js';
+import { ConfigError, validateMemory, type VmConfig } from './config.js';
+import { openDisks, type OpenDisks } from './disk/open.js';
+import { readGuestFiles } from './guest-files.js';
+import { PanicWatch } from './panic-watch.js';
+import { restoreMachine, saveMachine, SnapshotError, type MachineState } from './snapshot/state.js';
+
+/**
+ * The default kernel command line: serial console; reset through the keyboard controller, and
+ * at once on a panic (the VM then stops with the panic's message).
+ */
+export const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=-1';
+/** The default command line with a virtio console: the kernel's console is hvc0. */
+export const DEFAULT_CMDLINE_HVC = 'console=hvc0 reboot=k panic=-1';
+
+export class VmError extends Error {
+  override name = 'VmError';
+}
+
+export type VmState = 'created' | 'running' | 'paused' | 'stopped';
+
+/** What takes console input (the UART or the virtio console of the machine running now). */
+export interface SerialPort {
+  /** Offer bytes; returns how many the device accepted. */
+  receive(bytes: Uint8Array): number;
+  /** Register a callback for when the device has room for more input. */
+  onRxSpace(cb: () => void): void;
+}
+
+export interface VmOptions {
+  /** typevisor's own one-line notices (engine choice, restarts); default: none. */
+  log?: (line: string) => void;
+}
+
+/** A network back end: frames from the NIC go to transmit(), frames to it through attach(). */
+type NetBackend = StreamNetBackend | UserNetBackend;
+
+export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReason]; state: [VmState] }> {
+  /** The guest's console: read what it prints, write what it should read (flow-controlled). */
+  readonly console: Duplex;
+  /** The console's input side as a serial port (the CLI's terminal handling uses it). */
+  readonly serialPort: SerialPort;
+  private status: VmState = 'created';
+  private readonly panicWatch = new PanicWatch();
+  private engine: BtEngine | undefined;
+  private built: BuiltMachine | undefined;
+  private clock: HostClock | undefined;
+  private result: Promise<StopReason> | undefined;
+  /** Set once a stop was asked for: a reset then ends the VM instead of booting again. */
+  private stopWanted: StopReason | undefined;
+  private readonly rxSpace: (() => void)[] = [];
+  /** The snapshot the first start() resumes instead of booting. */
+  private restoreFrom: LoadedSnapshot | undefined;
+  /** Console input the device did not take yet. */
+  private inputQueue: { bytes: Uint8Array; done: (e?: Error | null) => void }[] = [];
+
+  private constructor(
+    readonly config: VmConfig,
+    private readonly image: Uint8Array,
+    private readonly initrd: Uint8Array | undefined,
+    private readonly disks: OpenDisks,
+    private readonly net: NetBackend | undefined,
+    private readonly log: (line: string) => void,
+  ) {
+    super();
+    this.serialPort = {
+      receive: (bytes) => this.port()?.receive(bytes) ?? 0,
+      onRxSpace: (cb) => this.rxSpace.push(cb),
+    };
+    this.console = new Duplex({
+      read: () => {},
+      write: (chunk: Buffer, _enc, done) => {
+        this.inputQueue.push({ bytes: chunk, done });
+        this.pumpInput();
+      },
+    });
+    this.rxSpace.push(() => this.pumpInput());
+  }
+
+  /**
+   * Check the configuration, resolve and read the guest's kernel and initrd (the default Debian
+   * guest is fetched and cached), open and lock the disks, connect the network. Throws
+   * ConfigError / VmError (one line each) and leaves nothing open.
+   */
+  static async create(config: VmConfig, opts: VmOptions = {}): Promise<Vm> {
+    return Vm.open(config, opts, undefined);
+  }
+
+  /**
+   * A VM that resumes a snapshot (`snapshot()` wrote it) instead of booting: the machine is built
+   * from the configuration the state file holds, the disks it names are opened again, the
+   * memory file is read into guest RAM. A missing, corrupt, truncated or mismatched snapshot is
+   * one clear error; the snapshot's files are only read. `start()` then resumes the guest.
+   */
+  static async restore(files: SnapshotFiles, opts: VmOptions = {}): Promise<Vm> {
+    const snap = readSnapshot(files);
+    return Vm.open(snap.config, opts, snap);
+  }
+
+  private static async open(config: VmConfig, opts: VmOptions, snap: LoadedSnapshot | undefined): Promise<Vm> {
+    const log = opts.log ?? (() => {});
+    validateMemory(config.memoryBytes, os.totalmem());
+    if (config.engine === 'kvm') throw new ConfigError('the Vm object runs the bt engine for now: use engine "bt" (the CLI still runs kvm guests itself)');
+    if (config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
+    // A restored VM needs no kernel: its memory holds the running one.
+    let image: Uint8Array = new Uint8Array(0);
+    let initrd: Uint8Array | undefined;
+    if (!snap) {
+      let kernelPath = config.kernel;
+      let initrdPath = config.initrd;
+      if (kernelPath === undefined) {
+        const guest = await prepareDefaultGuest();
+        kernelPath = guest.kernelPath;
+        initrdPath ??= guest.initrdPath;
+      }
+      // Sizes are checked from stat before reading, and the kernel's header against the file.
+      const files = readGuestFiles(kernelPath, initrdPath, config.memoryBytes);
+      image = files.image;
+      initrd = files.initrd;
+      if (config.vmlinux) {
+        if (files.format !== 'bzimage') throw new ConfigError('--vmlinux needs a bzImage kernel to extract the vmlinux from');
+        image = extractVmlinux(image);
+      }
+    }
+    // Disks: checked, locked and opened once; a guest reset keeps them.
+    const disks = await openDisks(config.disks ?? []);
+    // The network back end outlives guest resets (passt -1 serves one connection); --net user
+    // binds the published ports here (one clear error if one is taken).
+    const net: NetBackend | undefined = config.net?.mode === 'stream' ? new StreamNetBackend(config.net.path, MAX_FRAME, log)
+      : config.net?.mode === 'user' ? new UserNetBackend({ publish: config.net.publish, log }) : undefined;
+    try {
+      await net?.connect();
+    } catch (e) {
+      await disks.close();
+      throw e;
+    }
+    const vm = new Vm(config, image, initrd, disks, net, log);
+    vm.restoreFrom = snap;
+    return vm;
+  }
+
+  /**
+   * Write a snapshot of the paused VM: the guest's RAM to `memPath`, and to `statePath` a
+   * versioned JSON state (the configuration, every register, every device). Both are written
+   * to temporary names and renamed, so a failure leaves no half-written snapshot.
+   */
+  async snapshot(files: SnapshotFiles): Promise<void> {
+    if (this.status !== 'paused' || !this.built || !this.engine) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
+    const snapshotDisk = this.config.disks?.find((d) => d.snapshot);
+    if (snapshotDisk) throw new VmError(`cannot snapshot the VM: disk ${snapshotDisk.path} is in snapshot mode, and its overlay does not outlive this process`);
+    const machine = saveMachine(this.built, this.engine.cpu);
+    const memory = this.built.machine.memory;
+    const state: SnapshotState = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, config: this.config, memoryBytes: memory.size, machine };
+    const tmpMem = `${files.memPath}.tmp-${process.pid}`;
+    const tmpState = `${files.statePath}.tmp-${process.pid}`;
+    try {
+      writeMemoryFile(tmpMem, memory);
+      writeFileSync(tmpState, JSON.stringify(state));
+      renameSync(tmpMem, files.memPath);
+      renameSync(tmpState, files.statePath);
+    } catch (e) {
+      rmSync(tmpMem, { force: true });
+      rmSync(tmpState, { force: true });
+      throw new VmError(`cannot write the snapshot: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  get state(): VmState {
+    return this.status;
+  }
+
+  /** Boot the guest. The VM runs until it stops; `wait()` (or the `stopped` event) says why. */
+  start(): void {
+    if (this.status !== 'created') throw new VmError(`the VM cannot start: it is ${this.status}`);
+    this.setState('running');
+    this.result = this.runLoop();
+  }
+
+  /** Resolves with why the VM stopped (after start). */
+  wait(): Promise<StopReason> {
+    if (!this.result) return Promise.reject(new VmError('the VM was not started'));
+    return this.result;
+  }
+
+  /** Stop the vCPU at an instruction boundary, with the disks' I/O completed; time stops too. */
+  async pause(): Promise<void> {
+    if (this.status === 'paused') return;
+    if (this.status !== 'running' || !this.engine) throw new VmError(`the VM cannot pause: it is ${this.status}`);
+    await this.engine.pause();
+    if (this.status === 'running') this.setState('paused');
+  }
+
+  resume(): void {
+    if (this.status === 'running') return;
+    if (this.status !== 'paused') throw new VmError(`the VM cannot resume: it is ${this.status}`);
+    this.setState('running');
+    this.engine?.resume();
+  }
+
+  /**
+   * Ask the guest to shut down (the ACPI power button), and stop it after `deadlineMs` if it
+   * has not. Resolves with why it stopped.
+   */
+  async stop(deadlineMs = 30_000): Promise<StopReason> {
+    if (this.status === 'created' || this.status === 'stopped') return this.kill();
+    if (this.status === 'paused') this.resume();
+    this.built?.pm?.pressPowerButton();
+    const timer = setTimeout(() => void this.kill(), deadlineMs);
+    try {
+      return await this.wait();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stop at once (no shutdown in the guest). */
+  async kill(reason: StopReason = { kind: 'quit' }): Promise<StopReason> {
+    this.stopWanted ??= reason;
+    if (this.status === 'created') {
+      this.setState('stopped');
+      this.result = Promise.resolve(reason);
+      await this.release();
+      this.emit('stopped', reason);
+      return reason;
+    }
+    this.built?.machine.requestStop(reason);
+    return this.wait();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.status !== 'stopped') await this.kill();
+  }
+
+  /** The vCPU's and the devices' state, as lines (a guest that seems stuck). */
+  describe(): string[] {
+    const b = this.built;
+    const e = this.engine;
+    if (!b || !e) return [`state ${this.status}`];
+    const l = b.lapic!.save();
+    const bits = (a: number[]): string => a.map((w, i) => (w ? `${i}:${w.toString(16)}` : '')).filter(Boolean).join(' ');
+    const lines = [`state ${this.status}`, ...describeCpu(e.cpu), `lapic: tpr ${l.tpr} irr [${bits(l.irr)}] isr [${bits(l.isr)}] lvt timer ${l.lvt[0]?.toString(16)} initial count ${l.initialCount}`];
+    for (const d of [...b.virtioBlk, ...(b.virtioRng ? [b.virtioRng] : [])]) lines.push(...d.describe());
+    return lines;
+  }
+
+  private setState(s: VmState): void {
+    this.status = s;
+    this.emit('state', s);
+  }
+
+  private port(): SerialPort | undefined {
+    const b = this.built;
+    return b ? (b.virtioConsole ?? b.uart) : undefined;
+  }
+
+  private pumpInput(): void {
+    const q = this.inputQueue;
+    while (q.length) {
+      const head = q[0]!;
+      const n = this.serialPort.receive(head.bytes);
+      if (n < head.bytes.length) {
+        head.bytes = head.bytes.subarray(n);
+        return; // the rest when the device has room (onRxSpace)
+      }
+      q.shift();
+      head.done();
+    }
+  }
+
+  private output(bytes: Uint8Array): void {
+    this.panicWatch.feed(bytes);
+    this.emit('console', bytes);
+    this.console.push(Buffer.from(bytes));
+  }
+
+  private async runLoop(): Promise<StopReason> {
+    let reason: StopReason;
+    try {
+      for (;;) {
+        reason = await this.bootOnce();
+        // panic=-1 (the default command line) resets right after the panic message: a reset
+        // that follows one is the panic, also when no pvpanic driver told us
+        if ((reason.kind === 'reset' || reason.kind === 'panic') && this.panicWatch.reason !== undefined) {
+          reason = { kind: 'panic', detail: this.panicWatch.reason };
+        }
+        if (reason.kind === 'reset' && this.config.reboot !== false && this.stopWanted === undefined) {
+          this.log('typevisor: the guest reset the machine; restarting it (--no-reboot ends typevisor instead)');
+          // let the event loop run (signals, console output) even when a guest resets at once
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          continue;
+        }
+        break;
+      }
+    } catch (e) {
+      reason = { kind: 'error', message: (e as Error).message };
+    }
+    if (this.stopWanted !== undefined && reason.kind !== 'poweroff') reason = this.stopWanted;
+    this.setState('stopped');
+    await this.release();
+    this.console.push(null);
+    this.emit('stopped', reason);
+    return reason;
+  }
+
+  private async release(): Promise<void> {
+    for (const q of this.inputQueue.splice(0)) q.done();
+    this.net?.close();
+    await this.disks.close();
+  }
+
+  /** One boot: fresh memory and devices, the kernel loaded, run until the machine stops. */
+  private async bootOnce(): Promise<StopReason> {
+    const config = this.config;
+    const specs = ramRegionSpecs(config.memoryBytes);
+    // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript translator.
+    Cpu.defaultBackend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
+    const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
+    const clock = new HostClock();
+    const virtioConsole = config.console === 'virtio';
+    const net = this.net;
+    const built = buildMachine({
+      memory,
+      clock,
+      interruptModel: 'emulated',
+      serialOut: (bytes) => this.output(bytes),
+      // the virtio console's output is a borrowed view: copy it
+      virtioConsoleOut: virtioConsole ? (bytes) => this.output(bytes.slice()) : undefined,
+      net: net ? { mac: defaultMac(0), transmit: (frame) => net.transmit(frame) } : undefined,
+      fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
+      disks: this.disks.disks, // virtio-blk
+    });
+    const { machine, uart } = built;
+    if (net && built.virtioNet) net.attach(built.virtioNet);
+    const snap = this.restoreFrom;
+    this.restoreFrom = undefined; // a reset after a restore boots afresh
+    const booted = snap ? undefined : bootImage(memory, this.image, {
+      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true },
+    });
+
+    const blks = built.virtioBlk.map((d) => d.device as BlockDevice);
+    const engine = new BtEngine(machine, {
+      interrupts: built.lapic!,
+      afterSlice: () => uart.flush(),
+      ioInFlight: () => blks.some((b) => b.inFlight > 0),
+      onPause: (paused) => (paused ? clock.pause() : clock.resume()),
+    });
+    machine.irq.addListener({ setIrq: (_gsi: number, level: boolean) => level && engine.wake() });
+    machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt
+    (built.virtioConsole ?? uart).onRxSpace(() => {
+      for (const cb of this.rxSpace) cb();
+    });
+    if (snap) {
+      readMemoryFile(snap.memPath, memory);
+      restoreMachine(built, engine.cpu, snap.state.machine);
+      clock.setNowNs(snap.state.machine.clockNs);
+    }
+    this.built = built;
+    this.engine = engine;
+    this.clock = clock;
+    if (this.stopWanted !== undefined) machine.requestStop(this.stopWanted);
+    this.pumpInput();
+    try {
+      return await engine.run(booted?.entry);
+    } finally {
+      uart.flush();
+    }
+  }
+}
+
+/** The two files of a snapshot (Firecracker's snapshot_path and mem_file_path). */
+export interface SnapshotFiles {
+  statePath: string;
+  memPath: string;
+}
+
+const SNAPSHOT_FORMAT = 'typevisor-snapshot';
+const SNAPSHOT_VERSION = 1;
+
+/** The state file. */
+interface SnapshotState {
+  format: typeof SNAPSHOT_FORMAT;
+  version: number;
+  config: VmConfig;
+  memoryBytes: number;
+  machine: MachineState;
+}
+
+interface LoadedSnapshot {
+  config: VmConfig;
+  state: SnapshotState;
+  memPath: string;
+}
+
+/** Guest RAM, region after region; all-zero chunks are left as holes (a sparse file). */
+function writeMemoryFile(path: string, memory: GuestMemory): void {
+  const fd = openSync(path, 'w');
+  try {
+    const CHUNK = 64 * 1024;
+    let at = 0;
+    for (const r of memory.regions) {
+      const words = new BigUint64Array(r.bytes.buffer, r.bytes.byteOffset, r.size / 8);
+      for (let off = 0; off < r.size; off += CHUNK) {
+        const n = Math.min(CHUNK, r.size - off);
+        let zero = true;
+        for (let w = off / 8, end = (off + n) / 8; w < end; w++) {
+          if (words[w] !== 0n) {
+            zero = false;
+            break;
+          }
+        }
+        if (!zero) writeSync(fd, r.bytes, off, n, at + off);
+      }
+      at += r.size;
+    }
+    ftruncateSync(fd, at); // the length, also when the end is a hole
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readMemoryFile(path: string, memory: GuestMemory): void {
+  const fd = openSync(path, 'r');
+  try {
+    let at = 0;
+    for (const r of memory.regions) {
+      for (let off = 0; off < r.size;) {
+        const n = readSync(fd, r.bytes, off, Math.min(1 << 24, r.size - off), at + off);
+        if (n <= 0) throw new SnapshotError(`the memory file ${path} ends early: a truncated snapshot`);
+        off += n;
+      }
+      at += r.size;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Read and check a snapshot's state file and memory file (without reading the memory yet). */
+function readSnapshot(files: SnapshotFiles): LoadedSnapshot {
+  const { statePath, memPath } = files;
+  for (const [what, p] of [['state file', statePath], ['memory file', memPath]] as const) {
+    if (!existsSync(p)) throw new SnapshotError(`the snapshot's ${what} ${p} does not exist: check the path`);
+    if (!statSync(p).isFile()) throw new SnapshotError(`the snapshot's ${what} ${p} is not a regular file`);
+  }
+  let state: SnapshotState;
+  try {
+    state = JSON.parse(readFileSync(statePath, 'utf8')) as SnapshotState;
+  } catch {
+    throw new SnapshotError(`${statePath} is not a typevisor snapshot state file (not JSON): give the snapshot_path written by a snapshot`);
+  }
+  if (typeof state !== 'object' || state === null || state.format !== SNAPSHOT_FORMAT) {
+    throw new SnapshotError(`${statePath} is not a typevisor snapshot state file: give the snapshot_path written by a snapshot`);
+  }
+  if (state.version !== SNAPSHOT_VERSION) {
+    throw new SnapshotError(`${statePath} is a version ${String(state.version)} snapshot; this typevisor reads version ${SNAPSHOT_VERSION}`);
+  }
+  const c = state.config;
+  if (typeof c !== 'object' || c === null || !Number.isSafeInteger(c.memoryBytes) || c.memoryBytes !== state.memoryBytes) {
+    throw new SnapshotError(`${statePath} is corrupt: its machine configuration is missing or does not match its memory size`);
+  }
+  const fd = openSync(memPath, 'r');
+  const size = fstatSync(fd).size;
+  closeSync(fd);
+  if (size !== state.memoryBytes) {
+    throw new SnapshotError(`the memory file ${memPath} holds ${size} bytes, but the snapshot's guest has ${state.memoryBytes}: a truncated or mismatched memory file`);
+  }
+  return { config: { ...c, engine: 'bt' }, state, memPath };
+}
