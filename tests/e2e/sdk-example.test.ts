@@ -1,0 +1,20 @@
+/**
+ * examples/sdk.ts, the README's library example, runs as a user would run it: it boots the
+ * default guest, prints the kernel's name from the guest's shell, and stops it by the power
+ * button (status 0).
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+describe('examples/sdk.ts', () => {
+  it('boots the default guest, answers from its shell and stops it', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/sdk.ts'], { cwd: ROOT, encoding: 'utf8', timeout: 5 * 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^Linux \d+\.\d+\.\d+-\S+\nstopped: \{ kind: 'poweroff' \}\n$/);
+    expect(r.status).toBe(0);
+  }, 6 * 60_000);
+});
