@@ -1,0 +1,195 @@
+/**
+ * Snapshot create and restore, typevisor (bt engine, `typevisor serve` and its API) beside QEMU
+ * TCG (HMP `migrate "exec:cat > FILE"` while stopped, and `-incoming "exec:cat FILE"`), for
+ * guests of 256 MiB, 1 GiB and 4 GiB booted to the default guest's shell. Not a test.
+ *
+ * For each size and each VMM: boot, wait for the shell, start a counter in the guest, then
+ *   create:           typevisor: PATCH /vm Paused + PUT /snapshot/create (host wall time);
+ *                     QEMU: `stop` + `migrate` (synchronous in HMP) over the monitor socket
+ *   restore→running:  typevisor: PUT /snapshot/load with resume_vm, request to 204
+ *   spawn→answer:     from spawning the new process until the restored guest answers a
+ *                     command on its console (process start, restore and warm-up together;
+ *                     QEMU's whole restore happens at start-up, so this row compares them)
+ * and the snapshot's size on disk (both write sparse or compressed-zero pages).
+ *
+ * Usage: npm run bench:snapshot [-- --sizes 256,1024,4096]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { apiCall, apiRequest } from '../src/api/client.js';
+import { prepareDefaultGuest } from '../src/guest/default-guest.js';
+import { CLI, VmProcess } from '../tests/support/guest-process.js';
+
+const args = process.argv.slice(2);
+const sizesArg = args.includes('--sizes') ? args[args.indexOf('--sizes') + 1]! : '256,1024,4096';
+const SIZES = sizesArg.split(',').map(Number);
+const CMDLINE = 'console=ttyS0 reboot=k panic=-1';
+const WAIT = 10 * 60_000;
+const QEMU = '/usr/bin/qemu-system-x86_64';
+const PROMPT = /typevisor:~# /;
+
+if (!existsSync(QEMU)) {
+  console.error('bench: installing qemu-system-x86 from Debian ...');
+  execFileSync('apt-get', ['install', '-y', '-qq', 'qemu-system-x86'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+const guest = await prepareDefaultGuest();
+const work = mkdtempSync(path.join(tmpdir(), 'typevisor-bench-snap-'));
+const procs: VmProcess[] = [];
+const cleanup = (): void => {
+  for (const p of procs) p.kill();
+  rmSync(work, { recursive: true, force: true });
+};
+process.on('SIGINT', () => (cleanup(), process.exit(130)));
+
+const ms = (t0: number): number => performance.now() - t0;
+const diskBytes = (...files: string[]): number => files.reduce((n, f) => n + statSync(f).blocks * 512, 0);
+
+/** Start a counter, wait until it counted, return nothing; the guest is then busy as a user's would be. */
+async function startCounter(vm: VmProcess): Promise<void> {
+  vm.send('i=0; while true; do i=$((i+1)); echo "count $i" > /tmp/count; sleep 0.2; done &\n');
+  await vm.sh('sleep 1; cat /tmp/count', WAIT);
+}
+
+/** Until the restored guest answers a command. */
+async function answers(vm: VmProcess): Promise<void> {
+  const out = await vm.sh('cat /tmp/count', WAIT);
+  if (!/^count \d+$/.test(out)) throw new Error(`the restored guest printed ${JSON.stringify(out)}`);
+}
+
+async function socketUp(sock: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (existsSync(sock)) {
+      try {
+        await apiRequest(sock, 'GET', '/');
+        return;
+      } catch {
+        // not yet
+      }
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`${sock} did not come up`);
+}
+
+function serve(sock: string): VmProcess {
+  const p = new VmProcess([], {}, [process.execPath, ['--v8-pool-size=1', '--import', 'tsx', CLI, 'serve', '--api-sock', sock]]);
+  procs.push(p);
+  return p;
+}
+
+interface Row { create: number; restore: number; answer: number; bytes: number }
+
+async function typevisor(mib: number): Promise<Row> {
+  const dir = mkdtempSync(path.join(work, 'tv-'));
+  const sock = path.join(dir, 'api.sock');
+  const vm = serve(sock);
+  await socketUp(sock);
+  await apiCall(sock, 'PUT', '/boot-source', { kernel_image_path: guest.kernelPath, initrd_path: guest.initrdPath, boot_args: CMDLINE });
+  await apiCall(sock, 'PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: mib });
+  await apiCall(sock, 'PUT', '/actions', { action_type: 'InstanceStart' });
+  await vm.waitFor(PROMPT, WAIT);
+  await startCounter(vm);
+  const state = path.join(dir, 'vm.snapshot');
+  const mem = path.join(dir, 'vm.mem');
+  let t0 = performance.now();
+  await apiCall(sock, 'PATCH', '/vm', { state: 'Paused' });
+  await apiCall(sock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: state, mem_file_path: mem });
+  const create = ms(t0);
+  vm.kill();
+  await vm.exited;
+
+  const sock2 = path.join(dir, 'api2.sock');
+  t0 = performance.now();
+  const vm2 = serve(sock2);
+  await socketUp(sock2);
+  const t1 = performance.now();
+  await apiCall(sock2, 'PUT', '/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: mem }, resume_vm: true });
+  const restore = ms(t1);
+  await answers(vm2);
+  const answer = ms(t0);
+  vm2.kill();
+  return { create, restore, answer, bytes: diskBytes(state, mem) };
+}
+
+/** One HMP command over the monitor socket; resolves with its output at the next prompt. */
+function hmp(sock: string, cmd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sock);
+    let out = '';
+    let sent = false;
+    c.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!sent && out.includes('(qemu) ')) {
+        sent = true;
+        out = '';
+        c.write(`${cmd}\n`);
+      } else if (sent && out.includes('(qemu) ')) {
+        c.end();
+        resolve(out);
+      }
+    });
+    c.on('error', reject);
+  });
+}
+
+function qemuArgs(mib: number, mon: string, extra: string[]): [string, string[]] {
+  return [QEMU, ['-M', 'pc', '-accel', 'tcg', '-cpu', 'max', '-m', String(mib), '-smp', '1', '-nographic', '-no-reboot', '-serial', 'stdio',
+    '-monitor', `unix:${mon},server,nowait`, '-kernel', guest.kernelPath, '-initrd', guest.initrdPath, '-append', CMDLINE,
+    '-device', 'virtio-rng-pci', ...extra]];
+}
+
+async function qemu(mib: number): Promise<Row> {
+  const dir = mkdtempSync(path.join(work, 'qemu-'));
+  const mon = path.join(dir, 'mon.sock');
+  const vm = new VmProcess([], {}, qemuArgs(mib, mon, []));
+  procs.push(vm);
+  await vm.waitFor(PROMPT, WAIT);
+  await startCounter(vm);
+  const file = path.join(dir, 'vm.migrate');
+  let t0 = performance.now();
+  await hmp(mon, 'stop');
+  await hmp(mon, `migrate "exec:cat > ${file}"`);
+  const create = ms(t0);
+  vm.kill();
+  await vm.exited;
+  const mon2 = path.join(dir, 'mon2.sock');
+  t0 = performance.now();
+  const vm2 = new VmProcess([], {}, qemuArgs(mib, mon2, ['-incoming', `exec:cat ${file}`]));
+  procs.push(vm2);
+  // the incoming VM starts paused: continue it once the monitor answers and the state is in
+  for (;;) {
+    if (existsSync(mon2)) {
+      const st = await hmp(mon2, 'info status').catch(() => '');
+      if (/paused \(postmigrate|paused \(prelaunch|paused/.test(st) && !/inmigrate/.test(st)) break;
+      if (/running/.test(st)) break;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const restore = ms(t0);
+  await hmp(mon2, 'cont');
+  await answers(vm2);
+  const answer = ms(t0);
+  vm2.kill();
+  return { create, restore, answer, bytes: diskBytes(file) };
+}
+
+const model = spawnSync('lscpu', { encoding: 'utf8' }).stdout.match(/^Model name:\s*(.*)$/m)?.[1] ?? 'unknown CPU';
+const qv = spawnSync(QEMU, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
+console.log(`host: ${model}; peer: ${qv} -accel tcg (migrate to a file); load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+const f = (x: number): string => `${x.toFixed(0).padStart(7)} ms`;
+try {
+  for (const mib of SIZES) {
+    const t = await typevisor(mib);
+    const q = await qemu(mib);
+    console.log(`${String(mib).padStart(5)} MiB  create: typevisor ${f(t.create)}  qemu ${f(q.create)}  ratio (qemu/tv) ${(q.create / t.create).toFixed(2)}`);
+    console.log(`${' '.repeat(10)} restore→running: typevisor ${f(t.restore)} (load request to 204)  qemu ${f(q.restore)} (spawn to state loaded)`);
+    console.log(`${' '.repeat(10)} spawn→answer: typevisor ${f(t.answer)}  qemu ${f(q.answer)}  ratio (qemu/tv) ${(q.answer / t.answer).toFixed(2)}`);
+    console.log(`${' '.repeat(10)} on disk: typevisor ${(t.bytes / 2 ** 20).toFixed(1)} MiB  qemu ${(q.bytes / 2 ** 20).toFixed(1)} MiB`);
+  }
+} finally {
+  cleanup();
+}
+console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
