@@ -62,6 +62,26 @@ describe('raw file backend', () => {
     expect(after[12288]).toBe(pattern(64 * 1024)[12288]);
   });
 
+  it('discard punches a hole: the range reads as zeros and its blocks go back to the host', async () => {
+    const size = 4 << 20;
+    const p = image('discard.img', pattern(size));
+    const blocks = (): number => Number(spawnSync('stat', ['-c', '%b', p], { encoding: 'utf8' }).stdout.trim());
+    const before = blocks();
+    const b = new RawFileBackend(openSync(p, 'r+'), size, false, p);
+    await io((d) => b.discard(1 << 20, 2 << 20, d));
+    const x = new Uint8Array(4096);
+    await io((d) => b.read((2 << 20) - 2048, [x], d));
+    await b.close();
+    const after = readFileSync(p);
+    expect(after.length).toBe(size);
+    // the file system may keep partial blocks at the edges; the middle is a hole of zeros
+    expect(after.subarray((1 << 20) + 65536, (3 << 20) - 65536).every((v) => v === 0)).toBe(true);
+    expect(new Uint8Array(after.subarray(0, 1 << 20))).toEqual(pattern(size).subarray(0, 1 << 20));
+    expect(new Uint8Array(after.subarray(3 << 20))).toEqual(pattern(size).subarray(3 << 20));
+    expect(x.every((v) => v === 0)).toBe(true);
+    expect(blocks()).toBeLessThan(before);
+  });
+
   it('a read-only backend refuses writes; close waits for I/O in flight', async () => {
     const p = image('ro.img', pattern(4096));
     const b = new RawFileBackend(openSync(p, 'r'), 4096, true, p);

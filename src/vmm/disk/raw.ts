@@ -8,11 +8,12 @@
  * which a worker cannot see without a copy, while libuv's pool writes into it directly; and Node
  * 20 has no io_uring path to gain from one (see docs/architecture.md for the measurement).
  *
- * DISCARD does nothing here (Node has no fallocate(PUNCH_HOLE)); the virtio spec lets a device
- * ignore it. WRITE_ZEROES writes zeros.
+ * DISCARD punches a hole in the file (fallocate through libc, off the vCPU's thread: punch.ts);
+ * WRITE_ZEROES writes zeros.
  */
 import { close, fdatasync, readv, writev } from 'node:fs';
 import { sliceBuffers, totalLength, type DiskBackend, type DiskDone } from '../../devices/virtio/blk/backend.js';
+import { punchHole } from './punch.js';
 
 /** Zeros for WRITE_ZEROES, written as many iovecs of one shared buffer. */
 const ZEROS = new Uint8Array(1 << 20);
@@ -58,8 +59,11 @@ export class RawFileBackend implements DiskBackend {
     fdatasync(this.fd, (err) => this.finish(done, err ?? undefined));
   }
 
-  discard(_offset: number, _length: number, done: DiskDone): void {
-    done();
+  /** Punches a hole: the range reads as zeros and its blocks go back to the host (see punch.ts). */
+  discard(offset: number, length: number, done: DiskDone): void {
+    if (this.readOnly) return done(new RawDiskError(`${this.path} is open read-only`));
+    this.start();
+    punchHole(this.fd, offset, length, () => this.finish(done, undefined));
   }
 
   writeZeroes(offset: number, length: number, done: DiskDone): void {
