@@ -7,6 +7,9 @@ describe('--net', () => {
     expect(parseNet('user')).toEqual({ mode: 'user', publish: [] });
     expect(parseNet('none')).toEqual({ mode: 'none' });
     expect(parseNet('stream=/tmp/p.sock')).toEqual({ mode: 'stream', path: '/tmp/p.sock' });
+    expect(parseNet('tap=tap0')).toEqual({ mode: 'tap', name: 'tap0' });
+    expect(() => parseNet('tap=a/b')).toThrow(/--net "tap=a\/b": "a\/b" is not a network interface name/);
+    expect(() => parseNet('tap=sixteen-chars-xx')).toThrow(/is not a network interface name/);
     expect(() => parseNet('tap')).toThrow(/--net "tap" is not understood: give --net user/);
   });
 });
@@ -37,6 +40,7 @@ describe('--publish', () => {
     expect(resolveNet(undefined, [])).toBeUndefined();
     expect(() => resolveNet({ mode: 'none' }, [p])).toThrow(/--publish needs typevisor's user network, not --net none/);
     expect(() => resolveNet({ mode: 'stream', path: '/s' }, [p])).toThrow(/not --net stream=\/s/);
+    expect(() => resolveNet({ mode: 'tap', name: 'tap0' }, [p])).toThrow(/not --net tap=tap0/);
     expect(() => resolveNet(undefined, [p, parsePublish('8080:81')])).toThrow(/tcp port 8080 on 127\.0\.0\.1 twice/);
     expect(resolveNet(undefined, [p, parsePublish('8080:81/udp')])?.mode).toBe('user'); // TCP and UDP may share a number
   });

@@ -31,17 +31,23 @@ export interface VmConfig {
 
 /**
  * `--net`: no NIC; a virtio-net card on typevisor's own user-mode network (10.0.2.0/24, with
- * `--publish`ed ports); or one whose frames go over a Unix socket (QEMU stream framing).
+ * `--publish`ed ports); one whose frames go over a Unix socket (QEMU stream framing); or one
+ * on a tap device root has made.
  */
-export type NetConfig = { mode: 'none' } | { mode: 'stream'; path: string } | { mode: 'user'; publish: PublishConfig[] };
+export type NetConfig = { mode: 'none' } | { mode: 'stream'; path: string } | { mode: 'tap'; name: string } | { mode: 'user'; publish: PublishConfig[] };
 
-/** Parse `--net user`, `--net none` or `--net stream=PATH`. */
+/** Parse `--net user`, `--net none`, `--net stream=PATH` or `--net tap=NAME`. */
 export function parseNet(text: string): NetConfig {
   if (text === 'none') return { mode: 'none' };
   if (text === 'user') return { mode: 'user', publish: [] };
   const m = /^stream=(.+)$/.exec(text);
   if (m) return { mode: 'stream', path: m[1]! };
-  throw new ConfigError(`--net "${text}" is not understood: give --net user (typevisor's own NAT network; a bare --net means it), --net stream=UNIX_SOCKET_PATH (e.g. a passt socket) or --net none`);
+  const t = /^tap=(.+)$/.exec(text);
+  if (t) {
+    if (!/^[^/:\s]{1,15}$/.test(t[1]!) || t[1] === '.' || t[1] === '..') throw new ConfigError(`--net "${text}": "${t[1]}" is not a network interface name (1 to 15 characters, no '/', ':' or spaces)`);
+    return { mode: 'tap', name: t[1]! };
+  }
+  throw new ConfigError(`--net "${text}" is not understood: give --net user (typevisor's own NAT network; a bare --net means it), --net stream=UNIX_SOCKET_PATH (e.g. a passt socket), --net tap=NAME (a tap device root made) or --net none`);
 }
 
 /** One `--publish [ADDR:]HOSTPORT:GUESTPORT[/udp]`: a host port whose connections reach the guest's port. */
@@ -78,7 +84,7 @@ export function parsePublish(text: string): PublishConfig {
 export function resolveNet(net: NetConfig | undefined, publish: PublishConfig[]): NetConfig | undefined {
   if (publish.length === 0) return net;
   if (net !== undefined && net.mode !== 'user') {
-    throw new ConfigError(`--publish needs typevisor's user network, not --net ${net.mode === 'stream' ? `stream=${net.path}` : 'none'}: drop that --net (or give --net user); with passt, publish with passt's own -t/-u options`);
+    throw new ConfigError(`--publish needs typevisor's user network, not --net ${net.mode === 'stream' ? `stream=${net.path}` : net.mode === 'tap' ? `tap=${net.name}` : 'none'}: drop that --net (or give --net user); with passt, publish with passt's own -t/-u options; a tap's guest is reached at its own address`);
   }
   const seen = new Set<string>();
   for (const p of publish) {

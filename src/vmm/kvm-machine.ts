@@ -6,7 +6,7 @@
  * installs on machine.msi, its INTx through KVM_IRQ_LINE; its BAR is served from the MMIO exits
  * of this (the device) thread, over this thread's views of the guest RAM memfd.
  *
- * virtio-blk (`--disk`): the main thread has checked and locked the images (run-kvm.ts); this
+ * virtio-blk (`--disk`): the main thread has checked and locked the images (Vm.open, vm.ts); this
  * thread opens them again, without locking, by the same code (src/vmm/disk/open.ts), so the
  * backends' asynchronous positional I/O moves data straight between the files and this thread's
  * views of guest RAM. Completions arrive on this thread's event loop, which runs only when the
@@ -22,9 +22,9 @@ import { IoPoll, polledDisk } from '../kvm/io-poll.js';
 import type { DiskConfig } from './config.js';
 import { openDisks } from './disk/open.js';
 
-export type ConsoleMessage = { type: 'serial-out'; bytes: Uint8Array } | { type: 'serial-in'; bytes: Uint8Array };
+export type ConsoleMessage = { type: 'serial-out'; bytes: Uint8Array } | { type: 'serial-in'; bytes: Uint8Array } | { type: 'power-button' };
 
-/** What run-kvm.ts passes the device thread (structured-cloned). */
+/** What the Vm (vm.ts, bootKvm) passes the device thread (structured-cloned). */
 export interface KvmMachineConfig {
   /** `--disk` images, already checked and locked by the main thread. */
   disks?: DiskConfig[];
@@ -41,7 +41,7 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
     ctx.onExit(() => open.close()); // waits for I/O in flight, then closes the files
     disks = open.disks.map((d) => ({ backend: polledDisk(d.backend, poll), serial: d.serial }));
   }
-  const { machine, uart } = buildMachine({
+  const { machine, uart, pm } = buildMachine({
     memory: ctx.memory,
     interruptModel: 'in-kernel',
     fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
@@ -65,7 +65,8 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
   uart.onRxSpace(pump);
   ctx.onMessage((m) => {
     const msg = m as ConsoleMessage;
-    if (msg?.type === 'serial-in' && msg.bytes instanceof Uint8Array) {
+    if (msg?.type === 'power-button') pm.pressPowerButton(); // Vm.stop(): the guest shuts down
+    else if (msg?.type === 'serial-in' && msg.bytes instanceof Uint8Array) {
       backlog.push(msg.bytes);
       pump();
     }

@@ -14,8 +14,8 @@
  * left open); `start` boots, and a guest reset boots a fresh machine again (unless
  * `reboot: false`); the VM ends once, with a StopReason (`wait()`, the `stopped` event).
  *
- * Engines: the bt engine. The kvm engine still runs through `run-kvm.ts` (the CLI picks it);
- * moving it behind this object is the next step of issue 10.
+ * Engines: bt (everything above), and kvm where the host has /dev/kvm: boot, console, stop,
+ * restart on reset; pause and snapshots need the bt engine for now.
  */
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -24,7 +24,6 @@ import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { bootImage } from '../boot/loader.js';
 import { extractVmlinux } from '../boot/extract.js';
-import { Cpu } from '../cpu/core/cpu.js';
 import { withArena } from '../cpu/wasm/arena.js';
 import type { BlockDevice } from '../devices/virtio/blk/blk.js';
 import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
@@ -37,12 +36,17 @@ import { GuestMemory } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
 import { prepareDefaultGuest } from '../guest/default-guest.js';
 import { StreamNetBackend } from '../net/stream.js';
+import { TapNetBackend } from '../net/tap.js';
 import { UserNetBackend } from '../net/user/stack.js';
 import { ConfigError, validateMemory, type VmConfig } from './config.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
+import type { KvmEngine } from '../kvm/engine.js';
+import { kvmAvailability } from '../kvm/detect.js';
+import type { ConsoleMessage, KvmMachineConfig } from './kvm-machine.js';
 import { restoreMachine, saveMachine, SnapshotError, type MachineState } from './snapshot/state.js';
+import { dataExtents } from './snapshot/extents.js';
 
 /**
  * The default kernel command line: serial console; reset through the keyboard controller, and
@@ -71,17 +75,39 @@ export interface VmOptions {
   log?: (line: string) => void;
 }
 
+/** `auto`: kvm where the host's KVM can run an ordinary kernel, else bt (saying why). */
+function chooseEngine(choice: VmConfig['engine'], log: (s: string) => void): 'bt' | 'kvm' {
+  if (choice === 'bt') return 'bt';
+  const kvm = kvmAvailability();
+  if (choice === 'kvm') {
+    if (!kvm.opens) throw new ConfigError(kvm.reason);
+    if (!kvm.hardware) {
+      log(`typevisor: warning: this host's KVM (${kvm.module ?? 'unknown module'}) has no hardware virtualization: small guests run, ordinary kernels will not boot with --engine kvm (use --engine bt)`);
+    }
+    return 'kvm';
+  }
+  const pick = kvm.usable ? 'kvm' : 'bt';
+  log(`typevisor: engine ${pick}: ${kvm.reason}`);
+  return pick;
+}
+
 /** A network back end: frames from the NIC go to transmit(), frames to it through attach(). */
-type NetBackend = StreamNetBackend | UserNetBackend;
+type NetBackend = StreamNetBackend | TapNetBackend | UserNetBackend;
 
 export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReason]; state: [VmState] }> {
-  /** The guest's console: read what it prints, write what it should read (flow-controlled). */
+  /**
+   * The guest's console: read what it prints, write what it should read (flow-controlled).
+   * Output is kept only once the stream is read (a `data` listener, pipe or iteration): start
+   * reading before `start()` to see everything.
+   */
   readonly console: Duplex;
   /** The console's input side as a serial port (the CLI's terminal handling uses it). */
   readonly serialPort: SerialPort;
   private status: VmState = 'created';
   private readonly panicWatch = new PanicWatch();
   private engine: BtEngine | undefined;
+  /** Under the kvm engine: the running engine and the console's way in (the device thread). */
+  private kvm: { engine: KvmEngine; port: SerialPort } | undefined;
   private built: BuiltMachine | undefined;
   private clock: HostClock | undefined;
   private result: Promise<StopReason> | undefined;
@@ -95,8 +121,8 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
 
   private constructor(
     readonly config: VmConfig,
-    private readonly image: Uint8Array,
-    private readonly initrd: Uint8Array | undefined,
+    private image: Uint8Array,
+    private initrd: Uint8Array | undefined,
     private readonly disks: OpenDisks,
     private readonly net: NetBackend | undefined,
     private readonly log: (line: string) => void,
@@ -139,8 +165,15 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   private static async open(config: VmConfig, opts: VmOptions, snap: LoadedSnapshot | undefined): Promise<Vm> {
     const log = opts.log ?? (() => {});
     validateMemory(config.memoryBytes, os.totalmem());
-    if (config.engine === 'kvm') throw new ConfigError('the Vm object runs the bt engine for now: use engine "bt" (the CLI still runs kvm guests itself)');
-    if (config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
+    // The engine (decided before memory is allocated: kvm wants memfd-backed RAM).
+    const engineName = snap ? 'bt' : chooseEngine(config.engine, log);
+    if (engineName === 'kvm' && config.net !== undefined && config.net.mode !== 'none') {
+      throw new ConfigError('--net needs the bt engine for now (the kvm engine has no network card yet): use --engine bt');
+    }
+    if (engineName === 'kvm' && config.console === 'virtio') {
+      throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
+    }
+    if (engineName === 'bt' && config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
     // A restored VM needs no kernel: its memory holds the running one.
     let image: Uint8Array = new Uint8Array(0);
     let initrd: Uint8Array | undefined;
@@ -166,6 +199,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     // The network back end outlives guest resets (passt -1 serves one connection); --net user
     // binds the published ports here (one clear error if one is taken).
     const net: NetBackend | undefined = config.net?.mode === 'stream' ? new StreamNetBackend(config.net.path, MAX_FRAME, log)
+      : config.net?.mode === 'tap' ? new TapNetBackend(config.net.name, MAX_FRAME, log)
       : config.net?.mode === 'user' ? new UserNetBackend({ publish: config.net.publish, log }) : undefined;
     try {
       await net?.connect();
@@ -173,7 +207,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       await disks.close();
       throw e;
     }
-    const vm = new Vm(config, image, initrd, disks, net, log);
+    const vm = new Vm({ ...config, engine: engineName }, image, initrd, disks, net, log);
     vm.restoreFrom = snap;
     return vm;
   }
@@ -224,6 +258,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   /** Stop the vCPU at an instruction boundary, with the disks' I/O completed; time stops too. */
   async pause(): Promise<void> {
     if (this.status === 'paused') return;
+    if (this.config.engine === 'kvm') throw new VmError('pausing needs the bt engine for now');
     if (this.status !== 'running' || !this.engine) throw new VmError(`the VM cannot pause: it is ${this.status}`);
     await this.engine.pause();
     if (this.status === 'running') this.setState('paused');
@@ -244,6 +279,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     if (this.status === 'created' || this.status === 'stopped') return this.kill();
     if (this.status === 'paused') this.resume();
     this.built?.pm?.pressPowerButton();
+    this.kvm?.engine.post({ type: 'power-button' } satisfies ConsoleMessage);
     const timer = setTimeout(() => void this.kill(), deadlineMs);
     try {
       return await this.wait();
@@ -263,6 +299,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       return reason;
     }
     this.built?.machine.requestStop(reason);
+    this.kvm?.engine.stop(reason);
     return this.wait();
   }
 
@@ -288,6 +325,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   }
 
   private port(): SerialPort | undefined {
+    if (this.kvm) return this.kvm.port;
     const b = this.built;
     return b ? (b.virtioConsole ?? b.uart) : undefined;
   }
@@ -309,14 +347,16 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   private output(bytes: Uint8Array): void {
     this.panicWatch.feed(bytes);
     this.emit('console', bytes);
-    this.console.push(Buffer.from(bytes));
+    // only into a stream someone reads (or pipes, or iterates): otherwise it would keep every
+    // byte the guest ever printed; the `console` event is the unbuffered way
+    if (this.console.readableFlowing !== null) this.console.push(Buffer.from(bytes));
   }
 
   private async runLoop(): Promise<StopReason> {
     let reason: StopReason;
     try {
       for (;;) {
-        reason = await this.bootOnce();
+        reason = await (this.config.engine === 'kvm' ? this.bootKvm() : this.bootOnce());
         // panic=-1 (the default command line) resets right after the panic message: a reset
         // that follows one is the panic, also when no pvpanic driver told us
         if ((reason.kind === 'reset' || reason.kind === 'panic') && this.panicWatch.reason !== undefined) {
@@ -343,17 +383,69 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
 
   private async release(): Promise<void> {
     for (const q of this.inputQueue.splice(0)) q.done();
+    // The machine (guest RAM, the engine and its translated code) and the guest's files go at
+    // the stop, not when the caller drops this object: a program may keep stopped VMs around.
+    this.built = undefined;
+    this.engine = undefined;
+    this.clock = undefined;
+    this.image = new Uint8Array(0);
+    this.initrd = undefined;
+    this.restoreFrom = undefined;
     this.net?.close();
     await this.disks.close();
+  }
+
+  /**
+   * One boot on the kvm engine: memfd-backed guest RAM, the kernel loaded from this thread, the
+   * devices in the boot vCPU's thread (./kvm-machine.ts), console bytes as messages. The disks
+   * stay locked here (Vm.open); the device thread opens them again for its own I/O.
+   */
+  private async bootKvm(): Promise<StopReason> {
+    const [{ KvmEngine }, { createKvmGuestMemory }] = await Promise.all([import('../kvm/engine.js'), import('../kvm/memory.js')]);
+    const config = this.config;
+    const ram = createKvmGuestMemory(config.memoryBytes);
+    try {
+      const booted = bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd: this.initrd, cpus: config.cpus });
+      const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+      const engine = new KvmEngine({
+        memory: ram,
+        cpus: config.cpus,
+        machine: {
+          module: new URL(`./kvm-machine.${ext}`, import.meta.url),
+          export: 'createKvmMachine',
+          config: { disks: config.disks ?? [] } satisfies KvmMachineConfig,
+        },
+        onMessage: (m) => {
+          const msg = m as ConsoleMessage;
+          if (msg?.type === 'serial-out') this.output(msg.bytes);
+        },
+      });
+      // Offer everything: the device thread holds back what the UART's FIFO cannot take yet.
+      const port: SerialPort = {
+        receive: (bytes) => {
+          engine.post({ type: 'serial-in', bytes: bytes.slice() } satisfies ConsoleMessage);
+          return bytes.length;
+        },
+        onRxSpace: () => {},
+      };
+      this.kvm = { engine, port };
+      if (this.stopWanted !== undefined) engine.stop(this.stopWanted);
+      this.pumpInput();
+      return await engine.run(booted.entry);
+    } finally {
+      this.kvm = undefined;
+      ram.dispose();
+    }
   }
 
   /** One boot: fresh memory and devices, the kernel loaded, run until the machine stops. */
   private async bootOnce(): Promise<StopReason> {
     const config = this.config;
     const specs = ramRegionSpecs(config.memoryBytes);
-    // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript translator.
-    Cpu.defaultBackend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
-    const memory = new GuestMemory(Cpu.defaultBackend === 'wasm' ? withArena(specs) : specs);
+    // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript
+    // translator. This VM's choice, passed down: several VMs share the process.
+    const backend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
+    const memory = new GuestMemory(backend === 'wasm' ? withArena(specs) : specs);
     const clock = new HostClock();
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
@@ -382,6 +474,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       afterSlice: () => uart.flush(),
       ioInFlight: () => blks.some((b) => b.inFlight > 0),
       onPause: (paused) => (paused ? clock.pause() : clock.resume()),
+      backend,
     });
     machine.irq.addListener({ setIrq: (_gsi: number, level: boolean) => level && engine.wake() });
     machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt
@@ -457,17 +550,23 @@ function writeMemoryFile(path: string, memory: GuestMemory): void {
   }
 }
 
+/** The memory file into fresh (zeroed) guest RAM: only its data extents when the file system says where they are. */
 function readMemoryFile(path: string, memory: GuestMemory): void {
   const fd = openSync(path, 'r');
   try {
-    let at = 0;
+    const extents = dataExtents(fd, memory.size) ?? [[0, memory.size]];
+    let base = 0;
     for (const r of memory.regions) {
-      for (let off = 0; off < r.size;) {
-        const n = readSync(fd, r.bytes, off, Math.min(1 << 24, r.size - off), at + off);
-        if (n <= 0) throw new SnapshotError(`the memory file ${path} ends early: a truncated snapshot`);
-        off += n;
+      for (const [start, end] of extents) {
+        const lo = Math.max(start, base);
+        const hi = Math.min(end, base + r.size);
+        for (let off = lo; off < hi;) {
+          const n = readSync(fd, r.bytes, off - base, Math.min(1 << 24, hi - off), off);
+          if (n <= 0) throw new SnapshotError(`the memory file ${path} ends early: a truncated snapshot`);
+          off += n;
+        }
       }
-      at += r.size;
+      base += r.size;
     }
   } finally {
     closeSync(fd);

@@ -25,7 +25,7 @@ import { walk } from '../system/paging.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import { step } from './exec.js';
-import { compileBlock, type Block } from './jit.js';
+import { compileBlock, type Block, type FallbackCounts } from './jit.js';
 import { A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
@@ -46,6 +46,11 @@ export interface CpuOptions {
    * a guest can make dead modules far faster than minor GCs notice).
    */
   reclaim?: () => void;
+  /**
+   * How hot blocks are translated: 'wasm' to WebAssembly (when the first RAM region lives in a
+   * wasm arena, else JavaScript is used), 'js' to JavaScript. Default: Cpu.defaultBackend.
+   */
+  backend?: 'js' | 'wasm';
 }
 
 export class CpuCoreError extends Error {
@@ -186,12 +191,19 @@ export class Cpu implements SystemHost {
    */
   static defaultJitThreshold = 256;
   /**
-   * Default back end of new CPUs: 'wasm' translates to WebAssembly when the first RAM region
-   * lives in a wasm arena (cpu/wasm/arena.ts), else JavaScript is used.
+   * Back end of new CPUs that do not choose one (CpuOptions.backend; tests set this): 'wasm'
+   * translates to WebAssembly when the first RAM region lives in a wasm arena
+   * (cpu/wasm/arena.ts), else JavaScript is used. Hosts running VMs pass the option instead:
+   * several VMs in one process each choose their own.
    */
   static defaultBackend: 'js' | 'wasm' = 'js';
   /** The WebAssembly back end, when this CPU uses it. */
   readonly wasm: WasmBackend | undefined;
+  /**
+   * Statistics: set to a Map to count what translated blocks hand to the interpreter (keyed by
+   * jit.ts fallbackKey), for blocks translated from then on.
+   */
+  fallbackCounts: FallbackCounts | undefined = undefined;
   /** Translate hot blocks to JavaScript (set false to interpret only). */
   jit = Cpu.defaultJitThreshold !== Infinity;
   /** Block-start executions before a block is translated. */
@@ -273,10 +285,12 @@ export class Cpu implements SystemHost {
       this.ramBase = 0;
       this.ramSize = 0;
     }
-    this.codeLines = arena ? arena.codeLines().fill(0) : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
+    const freshArena = arena?.claim() ?? false;
+    this.codeLines = arena ? arena.codeLines() : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
+    if (arena && !freshArena) this.codeLines.fill(0);
     this.smcHeat = new Uint8Array(Math.ceil(this.ramSize / 4096) + 1);
     this.reclaim = opts.reclaim;
-    this.wasm = arena !== undefined && Cpu.defaultBackend === 'wasm' ? new WasmBackend(this, arena) : undefined;
+    this.wasm = arena !== undefined && (opts.backend ?? Cpu.defaultBackend) === 'wasm' ? new WasmBackend(this, arena, freshArena) : undefined;
     this.simdMem = {
       read8: (lin) => this.read8(lin),
       read16: (lin) => this.read16(lin),
@@ -1172,7 +1186,7 @@ export class Cpu implements SystemHost {
         if (!this.wasm.hasRoom()) this.dropAllBlocks();
         b = this.compileWarm(rip, off, cpl);
       } else {
-        b = compileBlock(this.ram, rip, off, this.isBlockStart);
+        b = compileBlock(this.ram, rip, off, this.isBlockStart, this.fallbackCounts !== undefined);
         this.installBlock(b);
       }
     }

@@ -878,13 +878,10 @@ function nc(vector: number): never {
 
 /**
  * Statistics (TYPEVISOR_BT_STATS): how often translated blocks ran each kind of instruction in
- * the interpreter, keyed by opcode and ModRM reg field; undefined when not collecting.
+ * the interpreter, keyed by opcode and ModRM reg field, per CPU (Cpu.fallbackCounts; undefined
+ * when not collecting) — several VMs in one process each count their own.
  */
-export let fallbackCounts: Map<number, number> | undefined = undefined;
-
-export function collectFallbackCounts(): void {
-  fallbackCounts ??= new Map();
-}
+export type FallbackCounts = Map<number, number>;
 
 export function fallbackKey(d: D): number {
   return d.op * 8 + (d.hasModrm ? d.reg & 7 : 0);
@@ -897,8 +894,9 @@ export function fallbackName(key: number): string {
   return `${op >= 0x100 ? `0f ${hex(op & 0xff)}` : hex(op)} /${key & 7}`;
 }
 
-export function fb(key: number): void {
-  fallbackCounts!.set(key, (fallbackCounts!.get(key) ?? 0) + 1);
+/** Count one fallback of `key` in `counts` (a CPU's Cpu.fallbackCounts). */
+export function fb(counts: FallbackCounts, key: number): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
 }
 
 const helperNames = ['step', 'alu', 'shift', 'incdec', 'imulTrunc', 'imul64lo', 'neg', 'mulDiv', 'nc', 'fb'] as const;
@@ -950,7 +948,8 @@ function uncacheInsn(gn: Gen, code: string[]): void {
  * `isBlockStart(rip, off)`: a translated block already starts there (the trace ends before it,
  * so the two chain instead of overlapping).
  */
-export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean): Block {
+/** `countFallbacks`: the block counts what it interprets in its CPU's fallbackCounts (statistics). */
+export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockStart?: (rip: number, off: number) => boolean, countFallbacks = false): Block {
   const { insns, live, liveAtStart: lv, terminal, loop, end: r, lo, hiEnd } = buildTrace(ram, rip, off, isBlockStart);
   const gn = new Gen();
   gn.start = rip;
@@ -986,7 +985,7 @@ export function compileBlock(ram: Uint8Array, rip: number, off: number, isBlockS
       gn.flush();
       gn.flushRegs();
       gn.loaded.clear();
-      if (fallbackCounts !== undefined) gn.emit(`fb(${fallbackKey(d)});`);
+      if (countFallbacks) gn.emit(`fb(c.fallbackCounts, ${fallbackKey(d)});`);
       gn.emit(`c.startRip = ${d.rip}; s.rip = ${d.rip}; step(c);`);
       gn.lastF = undefined;
       k++;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { allocArenaRam, arenaFits, arenaOf, withArena } from './arena.js';
 import { Cpu } from '../core/cpu.js';
 import { createTestMachine } from '../core/test-machine.js';
+import { GuestMemory } from '../../machine/memory.js';
 
 describe('wasm arena', () => {
   it('holds a first RAM region that fits in a 32-bit wasm memory, and refuses a larger one', () => {
@@ -38,5 +39,41 @@ describe('wasm arena', () => {
     Cpu.defaultBackend = saved;
     expect(t.cpu.arena).toBeUndefined();
     expect(t.cpu.wasm).toBeUndefined();
+  });
+
+  it('a CPU takes its back end from its options, not from the process-wide default', () => {
+    const saved = Cpu.defaultBackend;
+    Cpu.defaultBackend = 'wasm';
+    try {
+      const t = createTestMachine({ ramBytes: 1 << 20 });
+      const base = { pio: t.pio, mmio: t.mmio, interrupts: t.irq, clock: t.clock };
+      const memory = (): GuestMemory => new GuestMemory([{ base: 0, size: 1 << 20, buffer: allocArenaRam(1 << 20) }]);
+      expect(new Cpu({ ...base, memory: memory(), backend: 'js' }).wasm).toBeUndefined();
+      Cpu.defaultBackend = 'js';
+      expect(new Cpu({ ...base, memory: memory(), backend: 'wasm' }).wasm).toBeDefined();
+    } finally {
+      Cpu.defaultBackend = saved;
+    }
+  });
+
+  it('is cleared only for a second CPU: a new one is all zero already (no 8 MiB of link table made resident)', () => {
+    const buf = allocArenaRam(1 << 20);
+    const arena = arenaOf(buf)!;
+    expect(arena.claim()).toBe(true);
+    expect(arena.claim()).toBe(false);
+
+    const buf2 = allocArenaRam(1 << 20);
+    const t = createTestMachine({ ramBytes: 1 << 20 });
+    const opts = { memory: new GuestMemory([{ base: 0, size: 1 << 20, buffer: buf2 }]), pio: t.pio, mmio: t.mmio, interrupts: t.irq, clock: t.clock, backend: 'wasm' as const };
+    const first = new Cpu(opts);
+    // what a first CPU leaves behind: exit links, indirect-branch entries, code lines
+    const a = first.arena!;
+    a.links()[2] = 7;
+    a.icI32()[3] = 9;
+    a.codeLines()[1] = 1;
+    new Cpu(opts);
+    expect(a.links()[2]).toBe(0);
+    expect(a.icI32()[3]).toBe(0);
+    expect(a.codeLines()[1]).toBe(0);
   });
 });

@@ -66,12 +66,24 @@ export class Arena {
   readonly base: number;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
+  private claimed = false;
 
   constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
     this.base = Math.ceil(ramSize / PAGE) * PAGE;
     const buf = memory.buffer;
     this.i32 = new Int32Array(buf, this.base, A_VARS_END / 4);
     this.f64 = new Float64Array(buf, this.base, A_VARS_END / 8);
+  }
+
+  /**
+   * A Cpu takes the arena: true the first time, when its tables are still all zero (a new wasm
+   * memory is) and need no clearing — the exit links alone are 8 MiB, which clearing would make
+   * resident in every VM; false when an earlier Cpu may have left entries behind.
+   */
+  claim(): boolean {
+    const fresh = !this.claimed;
+    this.claimed = true;
+    return fresh;
   }
 
   get buffer(): ArrayBuffer {

@@ -6,7 +6,7 @@
  * lazy-flag record the block may have left in the arena into the Cpu's flag fields.
  */
 import type { Cpu } from '../core/cpu.js';
-import { Block, fallbackCounts, fb } from '../core/jit.js';
+import { Block, fb } from '../core/jit.js';
 import { buildTrace } from '../core/jit-trace.js';
 import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
@@ -72,20 +72,23 @@ export class WasmBackend {
   /** Modules compiled in all (statistics). */
   modulesCompiled = 0;
 
-  constructor(private readonly cpu: Cpu, readonly arena: Arena) {
+  /** `freshArena`: no Cpu used the arena before (Arena.claim), so its tables are still zero. */
+  constructor(private readonly cpu: Cpu, readonly arena: Arena, freshArena = false) {
     const buf = arena.buffer;
     this.i32 = arena.i32;
     this.u32 = new Uint32Array(buf, arena.base, A_VARS_END / 4);
     this.f64 = arena.f64;
     this.i32[I_FKIND] = -1;
-    // the arena may have served an earlier Cpu: its links name slots of another table
     this.links = arena.links();
     const rs = arena.ramSize;
     this.layout = { base: arena.base, links: arena.base + linksOffset(rs), ic: arena.base + icOffset(rs), wtlb: arena.base + wtlbOffset(rs), wtlbAddr: arena.base + wtlbAddrOffset(rs) };
-    this.links.fill(0);
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
-    this.icI32.fill(0);
+    if (!freshArena) {
+      // the arena served an earlier Cpu: its links name slots of another table
+      this.links.fill(0);
+      this.icI32.fill(0);
+    }
     this.table = new WebAssembly.Table({ initial: 1024, element: 'anyfunc' });
     const c = cpu;
     const i32 = this.i32;
@@ -127,7 +130,7 @@ export class WasmBackend {
         return stopNow() ? 1 : 0;
       },
       step: (rip: number, next: number, key: number): number => {
-        if (fallbackCounts !== undefined && key !== 0) fb(key);
+        if (c.fallbackCounts !== undefined && key !== 0) fb(c.fallbackCounts, key);
         this.syncFlags();
         c.startRip = rip;
         c.s.rip = rip;

@@ -15,7 +15,7 @@ import type { Engine, EntryState } from '../../machine/engine.js';
 import type { Machine, StopReason } from '../../machine/machine.js';
 import type { CpuInterruptController } from '../../machine/interrupts.js';
 import { Cpu } from '../../cpu/core/cpu.js';
-import { collectFallbackCounts, fallbackCounts, fallbackName } from '../../cpu/core/jit.js';
+import { fallbackName } from '../../cpu/core/jit.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
@@ -35,6 +35,8 @@ export interface BtEngineOptions {
   ioInFlight?: () => boolean;
   /** Entering (true) and leaving (false) a pause: freeze the machine's clock. */
   onPause?: (paused: boolean) => void;
+  /** How the CPU translates hot code: 'wasm' (needs RAM in a wasm arena) or 'js'; default Cpu.defaultBackend. */
+  backend?: 'js' | 'wasm';
 }
 
 export class BtEngine implements Engine {
@@ -45,6 +47,8 @@ export class BtEngine implements Engine {
   /** Host time spent halted (sleeping until an event) and yielding to the event loop (statistics). */
   sleptMs = 0;
   yieldedMs = 0;
+  /** Host time spent running the vCPU (statistics: this VM's own, where process CPU time counts every VM). */
+  ranMs = 0;
 
   constructor(
     private readonly machine: Machine,
@@ -58,10 +62,11 @@ export class BtEngine implements Engine {
       clock: machine.clock,
       simd: simdUnit,
       reclaim: fullGc,
+      backend: opts.backend,
     });
     // Devices writing guest RAM (a disk read landing in memory) drop code translated from it.
     machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
-    if (process.env.TYPEVISOR_BT_STATS) collectFallbackCounts();
+    if (process.env.TYPEVISOR_BT_STATS) this.cpu.fallbackCounts = new Map();
     const threshold = Number(process.env.TYPEVISOR_JIT_THRESHOLD);
     if (threshold > 0) this.cpu.jitThreshold = threshold;
     machine.onStop(() => {
@@ -132,6 +137,7 @@ export class BtEngine implements Engine {
       const t0 = performance.now();
       const n = cpu.run(this.budget);
       const t1 = performance.now();
+      this.ranMs += t1 - t0;
       // Tune the budget toward SLICE_MS per call (instructions cost differently in each phase).
       if (n >= this.budget) {
         const spent = t1 - t0;
@@ -171,9 +177,9 @@ export class BtEngine implements Engine {
     if (process.env.TYPEVISOR_BT_STATS) {
       process.stderr.write(`bt stats: retired ${cpu.retired}, blocks run ${cpu.blocksRun} (avg ${(cpu.retired - cpu.stepsRun) / cpu.blocksRun} insns), ` +
         `compiled ${cpu.blocksCompiled} (${cpu.wasm?.modulesCompiled ?? 0} modules, ${cpu.codeFlushes} flushes, ${cpu.smcRefused} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
-        `${(cpu.retired / (process.cpuUsage().user / 1e6) / 1e6).toFixed(1)} M instructions per CPU-second (user), ` +
+        `${(cpu.retired / this.ranMs / 1e3).toFixed(1)} M instructions per second of running, ` +
         `halted ${(this.sleptMs / 1000).toFixed(1)} s, yielding ${(this.yieldedMs / 1000).toFixed(1)} s\n`);
-      const top = [...(fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
+      const top = [...(cpu.fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
       process.stderr.write(`bt stats: interpreted inside blocks: ${top.map(([k, n]) => `${fallbackName(k)} ${n}`).join(', ')}\n`);
     }
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };

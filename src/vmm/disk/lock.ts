@@ -96,14 +96,26 @@ export function lockImage(path: string): ImageLock {
     const release = (): void => {
       if (!held) return;
       held = false;
-      process.off('exit', release);
+      heldLocks.delete(release);
+      if (heldLocks.size === 0) process.off('exit', releaseAll);
       try {
         if (readFileSync(lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(lockPath);
       } catch {
         // already gone
       }
     };
-    process.on('exit', release);
+    if (heldLocks.size === 0) process.on('exit', releaseAll);
+    heldLocks.add(release);
     return { lockPath, release };
   }
+}
+
+/**
+ * The locks this process holds, for one 'exit' handler for them all: several VMs in one
+ * process, each with disks, must not add a process listener per disk (Node warns past ten).
+ */
+const heldLocks = new Set<() => void>();
+
+function releaseAll(): void {
+  for (const release of [...heldLocks]) release();
 }

@@ -1,9 +1,14 @@
 /**
  * virtio-net, the network device (virtio 1.2, 5.1), one queue pair: receiveq (0) and transmitq
  * (1), no control queue. Every buffer starts with struct virtio_net_hdr (12 bytes with
- * VERSION_1: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers); no
- * checksum or segmentation offload is offered yet, so the header the driver sends carries
- * nothing to do and the one we write is zeros apart from num_buffers.
+ * VERSION_1: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers).
+ *
+ * Offloads (offload.ts): with CSUM the driver may leave a transmitted frame's TCP/UDP checksum
+ * partial (NEEDS_CSUM) and with HOST_TSO4 hand over TCP/IPv4 frames of up to 64 KiB; the device
+ * completes the checksum or cuts the frame into MTU-sized segments before the backend sees it,
+ * so backends only ever get ordinary frames. A frame whose header does not add up is dropped and
+ * counted. With GUEST_CSUM, frames from a backend that sums correctly (`rxChecksumsValid`: the
+ * user network builds every frame itself) are marked DATA_VALID, so the guest skips verifying.
  *
  * Receive uses VIRTIO_NET_F_MRG_RXBUF: a frame may fill several of the driver's buffers, and
  * num_buffers says how many. A frame is taken whole or not at all — `receive(frame)` returns
@@ -15,8 +20,12 @@
  */
 import { bit, VIRTIO_ID_NET, type VirtioDevice, type VirtioTransport } from '../device.js';
 import { DescriptorChain } from '../queue/queue.js';
+import { completeChecksum, segmentTcp4, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4 } from './offload.js';
 
 // Feature bits (5.1.3)
+export const VIRTIO_NET_F_CSUM = 0n;
+export const VIRTIO_NET_F_GUEST_CSUM = 1n;
+export const VIRTIO_NET_F_HOST_TSO4 = 11n;
 export const VIRTIO_NET_F_MTU = 3n;
 export const VIRTIO_NET_F_MAC = 5n;
 export const VIRTIO_NET_F_MRG_RXBUF = 15n;
@@ -41,6 +50,8 @@ export interface NetOptions {
   /** A frame the guest sent (a borrowed view: copy it to keep it). */
   transmit: (frame: Uint8Array) => void;
   mtu?: number;
+  /** Frames from the backend carry correct checksums: mark them DATA_VALID (GUEST_CSUM). */
+  rxChecksumsValid?: boolean;
 }
 
 /** Snapshot state of virtio-net: its configuration space (12 bytes). */
@@ -52,7 +63,8 @@ export class VirtioNet implements VirtioDevice {
   readonly deviceType = VIRTIO_ID_NET;
   readonly pciClass = PCI_CLASS_ETHERNET;
   readonly queueSizes = [NET_QUEUE_SIZE, NET_QUEUE_SIZE] as const;
-  readonly features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MRG_RXBUF) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU);
+  readonly features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MRG_RXBUF) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU) |
+    bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4);
   /** mac[6], status le16, max_virtqueue_pairs le16, mtu le16. */
   readonly configSize = 12;
   private transport: VirtioTransport | undefined;
@@ -61,6 +73,8 @@ export class VirtioNet implements VirtioDevice {
   private readonly txChain = new DescriptorChain(4);
   private readonly txFrame = new Uint8Array(NET_HDR_SIZE + MAX_FRAME);
   private readonly rxHeader = new Uint8Array(NET_HDR_SIZE);
+  /** One segment of a TSO frame being cut (headers + MSS, at most a frame). */
+  private readonly segment = new Uint8Array(MAX_FRAME);
   private rxSpace: (() => void) | undefined;
   /** Frames each way, and frames the guest sent that were too long or shorter than the header. */
   framesIn = 0;
@@ -164,6 +178,7 @@ export class VirtioNet implements VirtioDevice {
     }
     // the header (num_buffers = n) then the frame, across the chains' writable buffers
     this.rxHeader.fill(0);
+    if (this.opts.rxChecksumsValid && (t.negotiated & bit(VIRTIO_NET_F_GUEST_CSUM)) !== 0n) this.rxHeader[0] = VIRTIO_NET_HDR_F_DATA_VALID;
     new DataView(this.rxHeader.buffer).setUint16(10, n, true);
     let src = 0; // bytes of header + frame written so far
     for (let c = 0; c < n; c++) {
@@ -216,11 +231,33 @@ export class VirtioNet implements VirtioDevice {
         mem.readInto(chain.addr[i]!, this.txFrame.subarray(n, n + len));
         n += len;
       }
-      this.framesOut++;
-      this.opts.transmit(this.txFrame.subarray(NET_HDR_SIZE, n));
+      if (this.transmitFrame(n, t.negotiated)) this.framesOut++;
+      else this.badFrames++;
       q.pushUsed(mem, chain.head, 0);
     }
     if (used) t.usedBuffers(TX_QUEUE);
+  }
+
+  /**
+   * Hand the frame in txFrame[NET_HDR_SIZE, n) to the backend after the offloads its header asks
+   * for (segmentation, checksum); false when the header does not fit the frame or asks for an
+   * offload that was not negotiated (nothing sent).
+   */
+  private transmitFrame(n: number, negotiated: bigint): boolean {
+    const h = this.txFrame;
+    const frame = h.subarray(NET_HDR_SIZE, n);
+    const gso = h[1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+    if (gso !== VIRTIO_NET_HDR_GSO_NONE) {
+      if (gso !== VIRTIO_NET_HDR_GSO_TCPV4 || (negotiated & bit(VIRTIO_NET_F_HOST_TSO4)) === 0n) return false;
+      const mss = h[4]! | (h[5]! << 8);
+      return segmentTcp4(frame, mss, this.segment, this.opts.transmit);
+    }
+    if (h[0]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+      if ((negotiated & bit(VIRTIO_NET_F_CSUM)) === 0n) return false;
+      if (!completeChecksum(frame, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8))) return false;
+    }
+    this.opts.transmit(frame);
+    return true;
   }
 }
 
