@@ -12,8 +12,6 @@ import {
   ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateEngine, type VmConfig,
   validateConsole, parseNet, parsePublish, resolveNet,
 } from '../vmm/config.js';
-import { runVm } from '../vmm/run.js';
-import { buildDebianImage } from '../guest/image/build.js';
 import { DEFAULT_IMAGE_SIZE, ImageError, parseImageSize } from '../guest/image/config.js';
 import { fail } from './errors.js';
 
@@ -55,6 +53,7 @@ program
       console: validateConsole(opts.console),
       net: resolveNet(opts.net === undefined ? undefined : parseNet(opts.net === true ? 'user' : opts.net), opts.publish.map(parsePublish)),
     };
+    const { runVm } = await import('../vmm/run.js'); // loaded on use: `typevisor --help` stays quick
     const status = await runVm(config);
     process.exitCode = status;
   });
@@ -69,6 +68,7 @@ program
   .option('--mirror <url>', 'Debian archive to install from (default: the host\'s apt sources)')
   .option('--rebuild', 'build afresh even if the cache has this image (today\'s package versions)')
   .action(async (opts: { size: string; out: string; mirror?: string; rebuild?: boolean }) => {
+    const { buildDebianImage } = await import('../guest/image/build.js');
     await buildDebianImage({ sizeBytes: parseImageSize(opts.size), out: opts.out, mirror: opts.mirror, rebuild: Boolean(opts.rebuild) });
   });
 

@@ -24,28 +24,28 @@ import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { bootImage } from '../boot/loader.js';
 import { extractVmlinux } from '../boot/extract.js';
-import { withArena } from '../cpu/wasm/arena.js';
 import type { BlockDevice } from '../devices/virtio/blk/blk.js';
 import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
 import { describeCpu } from '../engine/bt/dump.js';
-import { BtEngine } from '../engine/bt/engine.js';
+import type { BtEngine } from '../engine/bt/engine.js';
 import { buildMachine, type BuiltMachine } from '../machine/builder.js';
 import { HostClock } from '../machine/clock.js';
 import type { StopReason } from '../machine/machine.js';
 import { GuestMemory } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
 import { prepareDefaultGuest } from '../guest/default-guest.js';
-import { StreamNetBackend } from '../net/stream.js';
-import { TapNetBackend } from '../net/tap.js';
-import { UserNetBackend } from '../net/user/stack.js';
-import { ConfigError, validateMemory, type VmConfig } from './config.js';
+import type { StreamNetBackend } from '../net/stream.js';
+import type { TapNetBackend } from '../net/tap.js';
+import type { UserNetBackend } from '../net/user/stack.js';
+import { ConfigError, validateMemory, type PublishConfig, type VmConfig } from './config.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
 import type { KvmEngine } from '../kvm/engine.js';
 import { kvmAvailability } from '../kvm/detect.js';
 import type { ConsoleMessage, KvmMachineConfig } from './kvm-machine.js';
-import { restoreMachine, saveMachine, SnapshotError, type MachineState } from './snapshot/state.js';
+import type { MachineState } from './snapshot/state.js';
+import { SnapshotError } from './snapshot/check.js';
 import { dataExtents } from './snapshot/extents.js';
 
 /**
@@ -73,6 +73,18 @@ export interface SerialPort {
 export interface VmOptions {
   /** typevisor's own one-line notices (engine choice, restarts); default: none. */
   log?: (line: string) => void;
+}
+
+/**
+ * The bt engine's modules (the CPU, the translator, snapshot state), loaded when the first bt
+ * VM is opened: a kvm VM, or `typevisor --help`, never pays for them.
+ */
+let btModules: { withArena: typeof import('../cpu/wasm/arena.js').withArena; BtEngine: typeof import('../engine/bt/engine.js').BtEngine; restoreMachine: typeof import('./snapshot/state.js').restoreMachine } | undefined;
+
+async function loadBtModules(): Promise<void> {
+  if (btModules) return;
+  const [arena, engine, state] = await Promise.all([import('../cpu/wasm/arena.js'), import('../engine/bt/engine.js'), import('./snapshot/state.js')]);
+  btModules = { withArena: arena.withArena, BtEngine: engine.BtEngine, restoreMachine: state.restoreMachine };
 }
 
 /** `auto`: kvm where the host's KVM can run an ordinary kernel, else bt (saying why). */
@@ -174,6 +186,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
     }
     if (engineName === 'bt' && config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
+    if (engineName === 'bt') await loadBtModules();
     // A restored VM needs no kernel: its memory holds the running one.
     let image: Uint8Array = new Uint8Array(0);
     let initrd: Uint8Array | undefined;
@@ -198,9 +211,11 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const disks = await openDisks(config.disks ?? []);
     // The network back end outlives guest resets (passt -1 serves one connection); --net user
     // binds the published ports here (one clear error if one is taken).
-    const net: NetBackend | undefined = config.net?.mode === 'stream' ? new StreamNetBackend(config.net.path, MAX_FRAME, log)
-      : config.net?.mode === 'tap' ? new TapNetBackend(config.net.name, MAX_FRAME, log)
-      : config.net?.mode === 'user' ? new UserNetBackend({ publish: config.net.publish, log }) : undefined;
+    // (imported on demand: a VM without a network, or under kvm, loads none of them)
+    const mode = config.net?.mode;
+    const net: NetBackend | undefined = mode === 'stream' ? new (await import('../net/stream.js')).StreamNetBackend((config.net as { path: string }).path, MAX_FRAME, log)
+      : mode === 'tap' ? new (await import('../net/tap.js')).TapNetBackend((config.net as { name: string }).name, MAX_FRAME, log)
+      : mode === 'user' ? new (await import('../net/user/stack.js')).UserNetBackend({ publish: (config.net as { publish: PublishConfig[] }).publish, log }) : undefined;
     try {
       await net?.connect();
     } catch (e) {
@@ -221,6 +236,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     if (this.status !== 'paused' || !this.built || !this.engine) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
     const snapshotDisk = this.config.disks?.find((d) => d.snapshot);
     if (snapshotDisk) throw new VmError(`cannot snapshot the VM: disk ${snapshotDisk.path} is in snapshot mode, and its overlay does not outlive this process`);
+    const { saveMachine } = await import('./snapshot/state.js');
     const machine = saveMachine(this.built, this.engine.cpu);
     const memory = this.built.machine.memory;
     const state: SnapshotState = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, config: this.config, memoryBytes: memory.size, machine };
@@ -445,6 +461,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript
     // translator. This VM's choice, passed down: several VMs share the process.
     const backend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
+    const { withArena, BtEngine, restoreMachine } = btModules!;
     const memory = new GuestMemory(backend === 'wasm' ? withArena(specs) : specs);
     const clock = new HostClock();
     const virtioConsole = config.console === 'virtio';
@@ -456,7 +473,8 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       serialOut: (bytes) => this.output(bytes),
       // the virtio console's output is a borrowed view: copy it
       virtioConsoleOut: virtioConsole ? (bytes) => this.output(bytes.slice()) : undefined,
-      net: net ? { mac: defaultMac(0), transmit: (frame) => net.transmit(frame) } : undefined,
+      // the user network builds every frame it sends: the guest need not verify their checksums
+      net: net ? { mac: defaultMac(0), transmit: (frame) => net.transmit(frame), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
       fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
       disks: this.disks.disks, // virtio-blk
     });
