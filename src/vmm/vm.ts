@@ -103,6 +103,9 @@ function chooseEngine(choice: VmConfig['engine'], log: (s: string) => void): 'bt
   return pick;
 }
 
+/** How long after a frame either way the bt engine keeps yielding after every slice. */
+const NET_ACTIVE_MS = 50;
+
 /** A network back end: frames from the NIC go to transmit(), frames to it through attach(). */
 type NetBackend = StreamNetBackend | TapNetBackend | UserNetBackend;
 
@@ -466,6 +469,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const clock = new HostClock();
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
+    let netActive = -Infinity;
     const built = buildMachine({
       memory,
       clock,
@@ -474,12 +478,16 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       // the virtio console's output is a borrowed view: copy it
       virtioConsoleOut: virtioConsole ? (bytes) => this.output(bytes.slice()) : undefined,
       // the user network builds every frame it sends: the guest need not verify their checksums
-      net: net ? { mac: defaultMac(0), transmit: (frame) => net.transmit(frame), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
+      net: net ? { mac: defaultMac(0), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
       fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
       disks: this.disks.disks, // virtio-blk
     });
     const { machine, uart } = built;
-    if (net && built.virtioNet) net.attach(built.virtioNet);
+    const nic = built.virtioNet;
+    if (net && nic) {
+      // frames to the guest mark the network active too (see ioInFlight below)
+      net.attach({ receive: (frame) => ((netActive = performance.now()), nic.receive(frame)), onRxSpace: (l) => nic.onRxSpace(l) });
+    }
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
     const booted = snap ? undefined : bootImage(memory, this.image, {
@@ -490,7 +498,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const engine = new BtEngine(machine, {
       interrupts: built.lapic!,
       afterSlice: () => uart.flush(),
-      ioInFlight: () => blks.some((b) => b.inFlight > 0),
+      // a disk request in flight, or network traffic in the last NET_ACTIVE_MS: the host's
+      // answers arrive only when the event loop runs, so yield after every slice meanwhile
+      ioInFlight: () => blks.some((b) => b.inFlight > 0) || performance.now() - netActive < NET_ACTIVE_MS,
       onPause: (paused) => (paused ? clock.pause() : clock.resume()),
       backend,
     });
