@@ -5,7 +5,7 @@
  * deadline kills it) with everything released.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,4 +32,32 @@ describe.skipIf(skip)(`Vm on the kvm engine${skip ? ` (skipped: ${skip})` : ''}`
     expect(await vm.stop(300)).toEqual({ kind: 'quit' });
     expect(vm.state).toBe('stopped');
   }, 60_000);
+
+  it('50 create/start/kill cycles with a disk leave no fds, threads or locks behind', async () => {
+    const kernel = path.join(dir, 'idle.bin');
+    if (!existsSync(kernel)) execFileSync('nasm', ['-f', 'bin', '-o', kernel, fileURLToPath(new URL('../e2e/guests/idle.asm', import.meta.url))]);
+    const image = path.join(dir, 'disk.img');
+    writeFileSync(image, Buffer.alloc(MiB));
+    const held = (): { fds: number; threads: number } => ({
+      fds: readdirSync('/proc/self/fd').length,
+      threads: Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]),
+    });
+    const cycle = async (): Promise<void> => {
+      const vm = await Vm.create({ memoryBytes: 32 * MiB, cpus: 1, engine: 'kvm', kernel, disks: [{ path: image, readOnly: false, snapshot: false }] });
+      let out = '';
+      vm.console.on('data', (b: Buffer) => (out += b.toString('latin1')));
+      vm.start();
+      while (!out.includes('idle kernel up')) await new Promise((r) => setTimeout(r, 5));
+      expect(await vm.kill()).toEqual({ kind: 'quit' });
+    };
+    for (let i = 0; i < 3; i++) await cycle(); // warm-up: lazily loaded modules, worker pools
+    await new Promise((r) => setTimeout(r, 200));
+    const before = held();
+    for (let i = 0; i < 50; i++) await cycle();
+    await new Promise((r) => setTimeout(r, 200)); // worker threads finish exiting
+    const after = held();
+    expect(after.fds).toBeLessThanOrEqual(before.fds);
+    expect(after.threads).toBeLessThanOrEqual(before.threads);
+    expect(existsSync(`${image}.typevisor-lock`)).toBe(false);
+  }, 180_000);
 });
