@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { PciDriverHarness } from '../pci/testing.js';
 import { bit, VIRTIO_F_VERSION_1 } from '../device.js';
-import { MAX_FRAME, NET_HDR_SIZE, NET_QUEUE_SIZE, VIRTIO_NET_F_MRG_RXBUF, VirtioNet, defaultMac } from './net.js';
+import { MAX_FRAME, NET_HDR_SIZE, NET_QUEUE_SIZE, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_MRG_RXBUF, VirtioNet, defaultMac } from './net.js';
 
-function setup() {
+function setup(extra = 0n, rxChecksumsValid = false, tso = false) {
   const sent: number[][] = [];
-  const dev = new VirtioNet({ mac: defaultMac(0), transmit: (f) => sent.push([...f]) });
+  const dev = new VirtioNet({ mac: defaultMac(0), transmit: (f) => sent.push([...f]), rxChecksumsValid, tso });
   let spaces = 0;
   dev.onRxSpace(() => spaces++);
   const h = new PciDriverHarness(dev);
   h.enable();
-  h.negotiate(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MRG_RXBUF)); // as Linux does
+  h.negotiate(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MRG_RXBUF) | extra); // as Linux does
   h.msixVector(0, 0x41);
   h.msixVector(1, 0x42);
   const rx = h.setupQueue(0, NET_QUEUE_SIZE, 0x10000, 0).drv;
@@ -85,6 +85,76 @@ describe('virtio-net', () => {
     expect(rx.takeUsed()).toEqual([]);
     expect(dev.receive(frame(50))).toBe(true);
     expect(rx.takeUsed()).toEqual([{ id: 0, len: NET_HDR_SIZE + 50 }]);
+  });
+
+  it('offers checksum offload both ways, and TSO4 when asked to', () => {
+    const { dev } = setup();
+    for (const f of [VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM]) expect(dev.features & bit(f)).not.toBe(0n);
+    expect(dev.features & bit(VIRTIO_NET_F_HOST_TSO4)).toBe(0n);
+    expect(setup(0n, false, true).dev.features & bit(VIRTIO_NET_F_HOST_TSO4)).not.toBe(0n);
+  });
+
+  /** Ethernet/IPv4/TCP, 10.0.2.15 → 10.0.2.2, `n` payload bytes, checksums zero. */
+  const tcpFrame = (n: number): Uint8Array => {
+    const f = new Uint8Array(54 + n);
+    f.set([0x52, 0x55, 0x0a, 0, 2, 2, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x00], 0);
+    f.set([0x45, 0, (40 + n) >> 8, (40 + n) & 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 2, 15, 10, 0, 2, 2], 14);
+    f.set([0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff], 34);
+    f.set(frame(n), 54);
+    return f;
+  };
+  const header = (flags: number, gso: number, gsoSize: number, csumStart: number, csumOffset: number): Uint8Array => {
+    const b = new Uint8Array(NET_HDR_SIZE);
+    const v = new DataView(b.buffer);
+    b[0] = flags;
+    b[1] = gso;
+    v.setUint16(4, gsoSize, true);
+    v.setUint16(6, csumStart, true);
+    v.setUint16(8, csumOffset, true);
+    return b;
+  };
+
+  it('completes NEEDS_CSUM checksums; drops frames whose checksum offsets lie outside them', () => {
+    const { h, tx, sent, dev } = setup(bit(VIRTIO_NET_F_CSUM));
+    const f = tcpFrame(100);
+    h.mem.writeBytes(0x40000, header(1, 0, 0, 34, 16));
+    h.mem.writeBytes(0x41000, f);
+    tx.add([{ addr: 0x40000, len: NET_HDR_SIZE }, { addr: 0x41000, len: f.length }]);
+    h.mem.writeBytes(0x42000, header(1, 0, 0, 34, 0xfff0)); // the field past the end
+    tx.add([{ addr: 0x42000, len: NET_HDR_SIZE }, { addr: 0x41000, len: f.length }]);
+    h.kick(1);
+    expect(sent).toHaveLength(1);
+    expect(dev.badFrames).toBe(1);
+    expect(sent[0]!.slice(0, 50)).toEqual([...f.subarray(0, 50)]);
+    expect(sent[0]![50]! | sent[0]![51]!).not.toBe(0); // summed
+    expect(tx.takeUsed()).toHaveLength(2); // both buffers returned
+  });
+
+  it('segments a TSO4 frame into MSS-sized frames; refuses GSO that was not negotiated', () => {
+    const { h, tx, sent, dev } = setup(bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4), false, true);
+    const f = tcpFrame(3000);
+    h.mem.writeBytes(0x40000, header(1, 1, 1460, 34, 16));
+    h.mem.writeBytes(0x41000, f);
+    tx.add([{ addr: 0x40000, len: NET_HDR_SIZE }, { addr: 0x41000, len: f.length }]);
+    h.kick(1);
+    expect(sent.map((s) => s.length)).toEqual([54 + 1460, 54 + 1460, 54 + 80]);
+    expect(dev.badFrames).toBe(0);
+    const plain = setup(bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4)); // not offered
+    plain.h.mem.writeBytes(0x40000, header(1, 1, 1460, 34, 16));
+    plain.h.mem.writeBytes(0x41000, f);
+    plain.tx.add([{ addr: 0x40000, len: NET_HDR_SIZE }, { addr: 0x41000, len: f.length }]);
+    plain.h.kick(1);
+    expect(plain.sent).toHaveLength(0);
+    expect(plain.dev.badFrames).toBe(1);
+  });
+
+  it('marks received frames DATA_VALID with GUEST_CSUM when the backend sums correctly, else not', () => {
+    for (const [extra, valid, want] of [[bit(VIRTIO_NET_F_GUEST_CSUM), true, 2], [bit(VIRTIO_NET_F_GUEST_CSUM), false, 0], [0n, true, 0]] as const) {
+      const { h, rx, dev } = setup(extra, valid);
+      rx.add([{ addr: 0x50000, len: 2000, write: true }]);
+      expect(dev.receive(frame(100))).toBe(true);
+      expect(h.mem.readBytes(0x50000, 1)[0]).toBe(want);
+    }
   });
 
   it('refuses for good (without blocking) a frame longer than any Ethernet frame', () => {
