@@ -11,9 +11,10 @@
  * Usage: npm run bench:boot [-- --runs N] [-- --vmlinux]
  * QEMU comes from Debian (qemu-system-x86); the script installs it when it is missing.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { prepareDefaultGuest } from '../src/guest/default-guest.js';
 import { VmProcess } from '../tests/support/guest-process.js';
+import { ensureQemu, median } from './support.js';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 3;
@@ -22,12 +23,6 @@ const TIMEOUT = 20 * 60_000;
 const CMDLINE = 'console=ttyS0 reboot=k panic=-1';
 const COMPUTE = 'dd if=/dev/zero bs=1M count=64 2>/dev/null | sha256sum';
 const ZERO64M_SHA = '3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351';
-
-function ensureQemu(): void {
-  if (spawnSync('qemu-system-x86_64', ['--version']).status === 0) return;
-  console.error('bench: installing qemu-system-x86 from Debian ...');
-  execFileSync('apt-get', ['install', '-y', '-qq', 'qemu-system-x86'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-}
 
 interface Sample {
   boot: number;
@@ -66,11 +61,6 @@ async function measure(vm: VmProcess): Promise<Sample> {
 
 const fmt = (s: Sample): string =>
   `boot ${s.boot.toFixed(2)} s, compute ${s.compute.toFixed(2)} s, true-x500 ${s.trueX500.toFixed(2)} s, loop-100k ${s.loop100k.toFixed(2)} s`;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   ensureQemu();

@@ -25,7 +25,7 @@
  * Needs gcc and libc6-dev (static libc) on the host. QEMU comes from Debian
  * (qemu-system-x86); the script installs it when it is missing.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { prepareDefaultGuest } from '../src/guest/default-guest.js';
 import { initrdWithFiles } from '../tests/support/extra-initrd.js';
 import { VmProcess } from '../tests/support/guest-process.js';
+import { ensureQemu, median, timed as timedFor, unlessExited } from './support.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -44,6 +45,7 @@ const runs = Number(opt('--runs')) || 3;
 const reads = Number(opt('--reads')) || 5000;
 const qemuCache = opt('--qemu-cache') ?? 'none';
 const TIMEOUT = 20 * 60_000;
+const timed = (vm: VmProcess, cmd: string, expect: RegExp) => timedFor(vm, cmd, expect, TIMEOUT);
 const CMDLINE = 'console=ttyS0 reboot=k panic=-1';
 const MIB = 1 << 20;
 const IMAGE_SIZE = 256 * MIB;
@@ -55,12 +57,6 @@ const SEQ_WRITE = `dd if=/dev/zero of=/dev/vda bs=1M count=${SEQ_MIB} oflag=dire
 const SEQ_READ = `dd if=/dev/vda of=/dev/null bs=1M count=${SEQ_MIB} iflag=direct 2>&1; echo rc=$?`;
 const RAND_READ = `/bin/randread /dev/vda ${reads}`;
 
-function ensureQemu(): void {
-  if (spawnSync('qemu-system-x86_64', ['--version']).status === 0) return;
-  console.error('bench: installing qemu-system-x86 from Debian ...');
-  execFileSync('apt-get', ['install', '-y', '-qq', 'qemu-system-x86'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-}
-
 interface Sample {
   /** seconds */
   boot: number;
@@ -70,24 +66,6 @@ interface Sample {
   /** IOPS timed by the guest's clock, and from host wall time (with the program's exec) */
   randIops: number;
   randIopsWall: number;
-}
-
-/** `p`, or an error with the VM's output if the VM ends first. */
-function unlessExited<T>(vm: VmProcess, p: Promise<T>): Promise<T> {
-  const died = vm.exited.then(({ code, signal }) => {
-    throw new Error(`the VM ended (status ${code}, signal ${signal}); output tail:\n${vm.output.slice(-3000)}\nstderr:\n${vm.stderr.slice(-2000)}`);
-  });
-  return Promise.race([p, died]);
-}
-
-/** Host wall time of one shell command in the guest, checking its output. */
-async function timed(vm: VmProcess, cmd: string, expect: RegExp): Promise<{ s: number; out: string }> {
-  const t0 = performance.now();
-  const out = await unlessExited(vm, vm.sh(cmd, TIMEOUT));
-  const s = (performance.now() - t0) / 1000;
-  if (!expect.test(out)) throw new Error(`guest printed ${JSON.stringify(out)} for ${cmd}`);
-  process.stderr.write(`    ${s.toFixed(2)} s: ${cmd.split(' 2>&1')[0]}\n`);
-  return { s, out };
 }
 
 async function measure(vm: VmProcess): Promise<Sample> {
@@ -117,11 +95,6 @@ async function measure(vm: VmProcess): Promise<Sample> {
 const fmt = (s: Sample): string =>
   `boot ${s.boot.toFixed(2)} s, seq-write ${s.writeMBs.toFixed(1)} MB/s, seq-read ${s.readMBs.toFixed(1)} MB/s, ` +
   `rand-4k ${s.randIops.toFixed(0)} IOPS (${s.randIopsWall.toFixed(0)} by host wall time)`;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /** Temp dirs to remove and the VM to stop if the benchmark is interrupted (Ctrl-C, SIGTERM). */
 const tempDirs = new Set<string>();

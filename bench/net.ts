@@ -17,12 +17,13 @@
  * Usage: npm run bench:net [-- --runs N] [-- --mib N] [-- --seconds S] [-- --only typevisor|qemu]
  * QEMU comes from Debian (qemu-system-x86); the script installs it when it is missing.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { prepareDefaultGuest } from '../src/guest/default-guest.js';
 import { VmProcess } from '../tests/support/guest-process.js';
+import { ensureQemu, median, timed as timedFor, unlessExited } from './support.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {
@@ -34,14 +35,9 @@ const mib = Number(opt('--mib')) || 64;
 const seconds = Number(opt('--seconds')) || 10;
 const only = opt('--only');
 const TIMEOUT = 20 * 60_000;
+const timed = (vm: VmProcess, cmd: string, expect: RegExp) => timedFor(vm, cmd, expect, TIMEOUT);
 const CMDLINE = 'console=ttyS0 reboot=k panic=-1';
 const GUEST_HTTP_PORT = 8080;
-
-function ensureQemu(): void {
-  if (spawnSync('qemu-system-x86_64', ['--version']).status === 0) return;
-  console.error('bench: installing qemu-system-x86 from Debian ...');
-  execFileSync('apt-get', ['install', '-y', '-qq', 'qemu-system-x86'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-}
 
 interface Sample {
   /** MB/s (10^6 bytes per second) */
@@ -49,24 +45,6 @@ interface Sample {
   downMBs: number;
   /** HTTP requests per second */
   reqs: number;
-}
-
-/** `p`, or an error with the VM's output if the VM ends first. */
-function unlessExited<T>(vm: VmProcess, p: Promise<T>): Promise<T> {
-  const died = vm.exited.then(({ code, signal }) => {
-    throw new Error(`the VM ended (status ${code}, signal ${signal}); output tail:\n${vm.output.slice(-3000)}\nstderr:\n${vm.stderr.slice(-2000)}`);
-  });
-  return Promise.race([p, died]);
-}
-
-/** Host wall time of one shell command in the guest, checking its output. */
-async function timed(vm: VmProcess, cmd: string, expect: RegExp): Promise<{ s: number; out: string }> {
-  const t0 = performance.now();
-  const out = await unlessExited(vm, vm.sh(cmd, TIMEOUT));
-  const s = (performance.now() - t0) / 1000;
-  if (!expect.test(out)) throw new Error(`guest printed ${JSON.stringify(out)} for ${cmd}`);
-  process.stderr.write(`    ${s.toFixed(2)} s: ${cmd}\n`);
-  return { s, out };
 }
 
 /** Host servers: a sink that counts what one connection sends, an HTTP source that sends `bytes`. */
@@ -168,11 +146,6 @@ async function measure(start: (httpPort: number) => VmProcess): Promise<Sample> 
 }
 
 const fmt = (s: Sample): string => `guest→host ${s.upMBs.toFixed(1)} MB/s, host→guest ${s.downMBs.toFixed(1)} MB/s, http ${s.reqs.toFixed(1)} req/s`;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /** The VM to stop if the benchmark is interrupted (Ctrl-C, SIGTERM). */
 let runningVm: VmProcess | undefined;

@@ -14,7 +14,7 @@
  *
  * Usage: npm run bench:snapshot [-- --sizes 256,1024,4096]
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -22,6 +22,7 @@ import path from 'node:path';
 import { apiCall, apiRequest } from '../src/api/client.js';
 import { prepareDefaultGuest } from '../src/guest/default-guest.js';
 import { CLI, VmProcess } from '../tests/support/guest-process.js';
+import { ensureQemu } from './support.js';
 
 const args = process.argv.slice(2);
 const sizesArg = args.includes('--sizes') ? args[args.indexOf('--sizes') + 1]! : '256,1024,4096';
@@ -31,10 +32,7 @@ const WAIT = 10 * 60_000;
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const PROMPT = /typevisor:~# /;
 
-if (!existsSync(QEMU)) {
-  console.error('bench: installing qemu-system-x86 from Debian ...');
-  execFileSync('apt-get', ['install', '-y', '-qq', 'qemu-system-x86'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-}
+ensureQemu();
 const guest = await prepareDefaultGuest();
 const work = mkdtempSync(path.join(tmpdir(), 'typevisor-bench-snap-'));
 const procs: VmProcess[] = [];
