@@ -334,7 +334,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const l = b.lapic!.save();
     const bits = (a: number[]): string => a.map((w, i) => (w ? `${i}:${w.toString(16)}` : '')).filter(Boolean).join(' ');
     const lines = [`state ${this.status}`, ...describeCpu(e.cpu), `lapic: tpr ${l.tpr} irr [${bits(l.irr)}] isr [${bits(l.isr)}] lvt timer ${l.lvt[0]?.toString(16)} initial count ${l.initialCount}`];
-    for (const d of [...b.virtioBlk, ...(b.virtioRng ? [b.virtioRng] : [])]) lines.push(...d.describe());
+    for (const { fn } of b.virtioFunctions) lines.push(...fn.describe()); // every virtio function, net and console too
     return lines;
   }
 
