@@ -8,10 +8,8 @@ export default defineConfig({
     projects: [
       // every unit, integration and end-to-end test
       { extends: true, test: { name: 'main', include: ['src/**/*.test.ts', 'tests/**/*.test.ts'] } },
-      // the CPU oracle once more with every block translated on first execution
-      'src/cpu/core/oracle-jit.vitest.config.ts',
-      // and once more with every block translated to WebAssembly
-      'src/cpu/core/oracle-wasm.vitest.config.ts',
+      // the CPU oracle once more with every block translated to WebAssembly on first execution
+      'tests/cpu-oracle/wasm.vitest.config.ts',
     ],
   },
 });

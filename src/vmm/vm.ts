@@ -106,6 +106,14 @@ function chooseEngine(choice: VmConfig['engine'], log: (s: string) => void): 'bt
 /** How long after a frame either way the bt engine keeps yielding after every slice. */
 const NET_ACTIVE_MS = 50;
 
+/** TYPEVISOR_JIT_THRESHOLD: unset → the CPU's default, "off" → Infinity (interpret only), else a positive integer. */
+export function jitThresholdFromEnv(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'off') return Infinity;
+  if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new ConfigError(`TYPEVISOR_JIT_THRESHOLD=${value} is not valid: give a positive integer (executions before a block is translated) or "off" (interpret only)`);
+  return Number(value);
+}
+
 /** A network back end: frames from the NIC go to transmit(), frames to it through attach(). */
 type NetBackend = StreamNetBackend | TapNetBackend | UserNetBackend;
 
@@ -461,11 +469,12 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   private async bootOnce(): Promise<StopReason> {
     const config = this.config;
     const specs = ramRegionSpecs(config.memoryBytes);
-    // The bt engine translates to WebAssembly; TYPEVISOR_BT_BACKEND=js selects the JavaScript
-    // translator. This VM's choice, passed down: several VMs share the process.
-    const backend = process.env.TYPEVISOR_BT_BACKEND === 'js' ? 'js' : 'wasm';
+    // The bt engine translates hot 64-bit code to WebAssembly, which needs the RAM in a wasm
+    // arena. TYPEVISOR_JIT_THRESHOLD=n: translate a block after n executions (default 256;
+    // "off": interpret only). This VM's choice, passed down: several VMs share the process.
+    const jitThreshold = jitThresholdFromEnv(process.env.TYPEVISOR_JIT_THRESHOLD);
     const { withArena, BtEngine, restoreMachine } = btModules!;
-    const memory = new GuestMemory(backend === 'wasm' ? withArena(specs) : specs);
+    const memory = new GuestMemory(jitThreshold !== Infinity ? withArena(specs) : specs);
     const clock = new HostClock();
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
@@ -502,7 +511,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       // answers arrive only when the event loop runs, so yield after every slice meanwhile
       ioInFlight: () => blks.some((b) => b.inFlight > 0) || performance.now() - netActive < NET_ACTIVE_MS,
       onPause: (paused) => (paused ? clock.pause() : clock.resume()),
-      backend,
+      jitThreshold,
     });
     machine.irq.addListener({ setIrq: (_gsi: number, level: boolean) => level && engine.wake() });
     machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt

@@ -159,8 +159,11 @@ export interface EmulatedRunOptions extends RunOptions {
   mode?: 'long64' | 'protected32';
 }
 
+/** Translate each block after this many executions (wasm.vitest.config.ts sets 1); unset: interpret. */
+const JIT_THRESHOLD = Number(process.env.TYPEVISOR_ORACLE_JIT_THRESHOLD ?? Infinity);
+
 export class EmulatedRunner {
-  readonly memory = new GuestMemory([{ base: 0, size: RAM_SIZE, buffer: Cpu.defaultBackend === 'wasm' ? allocArenaRam(RAM_SIZE) : undefined }]);
+  readonly memory = new GuestMemory([{ base: 0, size: RAM_SIZE, buffer: JIT_THRESHOLD !== Infinity ? allocArenaRam(RAM_SIZE) : undefined }]);
   /** The CPU of the last run (directed tests inspect it). */
   cpu: Cpu | undefined;
   /** Pristine copy of the low 128 KiB (system structures, stubs, stack), restored before each run. */
@@ -186,6 +189,7 @@ export class EmulatedRunner {
       interrupts: quietInterrupts,
       clock: new HostClock(),
       simd: simdUnit,
+      jitThreshold: JIT_THRESHOLD,
     });
     this.cpu = cpu;
     const s = cpu.s;

@@ -48,11 +48,8 @@ class Guest {
       fillRandom: (b) => randomFillSync(b),
       disks: [{ backend: disk, serial: 'snapdisk' }],
     });
-    const saved = Cpu.defaultBackend;
-    Cpu.defaultBackend = 'wasm';
     const m = this.built.machine;
     this.cpu = new Cpu({ memory: this.memory, pio: m.pio, mmio: m.mmio, interrupts: this.built.lapic!, clock: m.clock, simd: simdUnit });
-    Cpu.defaultBackend = saved;
     this.memory.onDmaWrite((a, n) => this.cpu.notifyPhysWrite(a, n));
   }
 

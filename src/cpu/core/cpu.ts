@@ -25,7 +25,7 @@ import { walk } from '../system/paging.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import { step } from './exec.js';
-import { compileBlock, type Block, type FallbackCounts } from './jit.js';
+import type { Block, FallbackCounts } from '../translate/block.js';
 import { A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
@@ -47,11 +47,16 @@ export interface CpuOptions {
    */
   reclaim?: () => void;
   /**
-   * How hot blocks are translated: 'wasm' to WebAssembly (when the first RAM region lives in a
-   * wasm arena, else JavaScript is used), 'js' to JavaScript. Default: Cpu.defaultBackend.
+   * Executions of a 64-bit block start before the block is translated to WebAssembly (1: on
+   * first execution, as the translator tests want); Infinity: never — interpret only. Default
+   * DEFAULT_JIT_THRESHOLD. Translation needs the first RAM region in a wasm arena
+   * (cpu/wasm/arena.ts); without one the CPU interprets.
    */
-  backend?: 'js' | 'wasm';
+  jitThreshold?: number;
 }
+
+/** Block-start executions before a block is translated, unless CpuOptions.jitThreshold says otherwise. */
+export const DEFAULT_JIT_THRESHOLD = 256;
 
 export class CpuCoreError extends Error {
   override name = 'CpuCoreError';
@@ -185,29 +190,25 @@ export class Cpu implements SystemHost {
   pollCounter = IRQ_POLL;
 
   // ---- block translation (64-bit mode) ----
-  /**
-   * Default for `jitThreshold` of new CPUs (tests set 1 to translate everything, or Infinity to
-   * interpret only).
-   */
-  static defaultJitThreshold = 256;
-  /**
-   * Back end of new CPUs that do not choose one (CpuOptions.backend; tests set this): 'wasm'
-   * translates to WebAssembly when the first RAM region lives in a wasm arena
-   * (cpu/wasm/arena.ts), else JavaScript is used. Hosts running VMs pass the option instead:
-   * several VMs in one process each choose their own.
-   */
-  static defaultBackend: 'js' | 'wasm' = 'js';
-  /** The WebAssembly back end, when this CPU uses it. */
+  /** The WebAssembly translator, when this CPU translates (a wasm arena and a finite jitThreshold). */
   readonly wasm: WasmBackend | undefined;
   /**
    * Statistics: set to a Map to count what translated blocks hand to the interpreter (keyed by
-   * jit.ts fallbackKey), for blocks translated from then on.
+   * translate/block.ts fallbackKey), for blocks translated from then on.
    */
   fallbackCounts: FallbackCounts | undefined = undefined;
-  /** Translate hot blocks to JavaScript (set false to interpret only). */
-  jit = Cpu.defaultJitThreshold !== Infinity;
-  /** Block-start executions before a block is translated. */
-  jitThreshold = Cpu.defaultJitThreshold;
+  private jitOn = false;
+  /** Run translated blocks (set false to interpret only; stays false without a translator). */
+  get jit(): boolean {
+    return this.jitOn;
+  }
+
+  set jit(on: boolean) {
+    this.jitOn = on && this.wasm !== undefined;
+  }
+
+  /** Block-start executions before a block is translated (CpuOptions.jitThreshold). */
+  jitThreshold: number;
   /** Set when a store hit a page with translated code (the running block exits). */
   smc = 0;
   /** Per 64-byte line of the first RAM region: 1 when translated blocks were made from it. */
@@ -290,7 +291,9 @@ export class Cpu implements SystemHost {
     if (arena && !freshArena) this.codeLines.fill(0);
     this.smcHeat = new Uint8Array(Math.ceil(this.ramSize / 4096) + 1);
     this.reclaim = opts.reclaim;
-    this.wasm = arena !== undefined && (opts.backend ?? Cpu.defaultBackend) === 'wasm' ? new WasmBackend(this, arena, freshArena) : undefined;
+    this.jitThreshold = Math.max(1, opts.jitThreshold ?? DEFAULT_JIT_THRESHOLD);
+    this.wasm = arena !== undefined && this.jitThreshold !== Infinity ? new WasmBackend(this, arena, freshArena) : undefined;
+    this.jitOn = this.wasm !== undefined;
     this.simdMem = {
       read8: (lin) => this.read8(lin),
       read16: (lin) => this.read16(lin),
@@ -1182,13 +1185,8 @@ export class Cpu implements SystemHost {
         return undefined;
       }
       if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
-      if (this.wasm !== undefined) {
-        if (!this.wasm.hasRoom()) this.dropAllBlocks();
-        b = this.compileWarm(rip, off, cpl);
-      } else {
-        b = compileBlock(this.ram, rip, off, this.isBlockStart, this.fallbackCounts !== undefined);
-        this.installBlock(b);
-      }
+      if (!this.wasm!.hasRoom()) this.dropAllBlocks();
+      b = this.compileWarm(rip, off, cpl);
     }
     this.fastBlk[h] = b;
     return b;

@@ -4,7 +4,6 @@
  * instructions themselves through the interpreter and through translated blocks.
  */
 import { describe, it, expect } from 'vitest';
-import { Cpu } from './cpu.js';
 import { DQ, idiv128by64, udiv128by64 } from './exec.js';
 import { createTestMachine, enterLongMode, CODE_BASE, STACK_TOP, HANDLER_MARK, type TestMachine } from './test-machine.js';
 import { rng } from '../../../tests/support/rng.js';
@@ -254,16 +253,10 @@ const CODE: Record<string, number[]> = {
 };
 
 function machine(jitThreshold: number): TestMachine {
-  const saved = Cpu.defaultJitThreshold;
-  Cpu.defaultJitThreshold = jitThreshold;
-  try {
-    const t = createTestMachine({ ramBytes: 4 * 1024 * 1024 });
-    enterLongMode(t);
-    Object.values(CODE).forEach((bytes, i) => t.memory.writeBytes(CODE_BASE + 16 * i, Uint8Array.from(bytes)));
-    return t;
-  } finally {
-    Cpu.defaultJitThreshold = saved;
-  }
+  const t = createTestMachine({ ramBytes: 4 * 1024 * 1024, jitThreshold });
+  enterLongMode(t);
+  Object.values(CODE).forEach((bytes, i) => t.memory.writeBytes(CODE_BASE + 16 * i, Uint8Array.from(bytes)));
+  return t;
 }
 
 const codeAddr = (insn: string): number => CODE_BASE + 16 * Object.keys(CODE).indexOf(insn);

@@ -1,16 +1,15 @@
 /** The CPU core's directed tests, run by cpu.test.ts (interpreter) and jit.test.ts (translated blocks). */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { Cpu } from './cpu.js';
 import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12 } from './asm.test-helper.js';
 import { features } from '../features.js';
-import { createTestMachine, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK } from './test-machine.js';
+import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK } from './test-machine.js';
 
 
-export function coreSuite(label: string, jitThreshold: number, backend: 'js' | 'wasm' = 'js'): void {
+/** Every directed test, with blocks translated after `jitThreshold` executions (Infinity: interpreted). */
+export function coreSuite(label: string, jitThreshold: number): void {
   const d = hasNasm ? describe : describe.skip;
   beforeAll(() => {
-    Cpu.defaultJitThreshold = jitThreshold;
-    Cpu.defaultBackend = backend;
+    testCpuDefaults.jitThreshold = jitThreshold;
   });
   const FLAGS = 0x8d5;
 

@@ -55,14 +55,26 @@ export interface TestMachine {
   clock: StepClock;
 }
 
-export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit } = {}): TestMachine {
+/**
+ * How createTestMachine's CPUs translate when the call does not say: Infinity interprets only; a
+ * suite that runs its tests translated sets it (beforeAll) — tests only, the CPU has no such default.
+ */
+export const testCpuDefaults = { jitThreshold: Infinity };
+
+/**
+ * `jitThreshold` (default testCpuDefaults.jitThreshold): finite puts the RAM in a wasm arena and
+ * translates each block after that many executions (1: at once); Infinity interprets only.
+ */
+export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit; jitThreshold?: number } = {}): TestMachine {
   const ramBytes = opts.ramBytes ?? 32 * 1024 * 1024;
-  const memory = new GuestMemory([{ base: 0, size: ramBytes, buffer: Cpu.defaultBackend === 'wasm' ? allocArenaRam(ramBytes) : undefined }]);
+  const jitThreshold = opts.jitThreshold ?? testCpuDefaults.jitThreshold;
+  const translate = jitThreshold !== Infinity;
+  const memory = new GuestMemory([{ base: 0, size: ramBytes, buffer: translate ? allocArenaRam(ramBytes) : undefined }]);
   const pio = new Bus('pio');
   const mmio = new Bus('mmio');
   const irq = new ScriptedInterrupts();
   const clock = new StepClock();
-  const cpu = new Cpu({ memory, pio, mmio, interrupts: irq, clock, simd: opts.simd });
+  const cpu = new Cpu({ memory, pio, mmio, interrupts: irq, clock, simd: opts.simd, jitThreshold });
   return { cpu, memory, pio, mmio, irq, clock };
 }
 

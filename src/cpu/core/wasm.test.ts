@@ -1,4 +1,4 @@
 import { coreSuite } from './suite.test-helper.js';
 
 // Every directed test again with each block translated to WebAssembly on first execution.
-coreSuite('CPU core (wasm blocks)', 1, 'wasm');
+coreSuite('CPU core (wasm blocks)', 1);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocArenaRam, arenaFits, arenaOf, withArena } from './arena.js';
-import { Cpu } from '../core/cpu.js';
+import { Cpu, DEFAULT_JIT_THRESHOLD } from '../core/cpu.js';
 import { createTestMachine } from '../core/test-machine.js';
 import { GuestMemory } from '../../machine/memory.js';
 
@@ -10,7 +10,7 @@ describe('wasm arena', () => {
     expect(arenaFits(3 * 1024 ** 3)).toBe(true);
     expect(arenaFits(4 * 1024 ** 3)).toBe(false);
     expect(() => allocArenaRam(4 * 1024 ** 3)).toThrow(RangeError);
-    // too big: the specs come back unchanged (the CPU then uses the JavaScript translator)
+    // too big: the specs come back unchanged (a CPU over them interprets)
     const big: { base: number; size: number; buffer?: ArrayBuffer }[] = [{ base: 0, size: 4 * 1024 ** 3 }];
     expect(withArena(big)[0]!.buffer).toBeUndefined();
   });
@@ -19,41 +19,31 @@ describe('wasm arena', () => {
     const buf = allocArenaRam(1 << 20);
     const arena = arenaOf(buf)!;
     expect(arena.base).toBeGreaterThanOrEqual(1 << 20);
-    const saved = Cpu.defaultBackend;
-    Cpu.defaultBackend = 'wasm';
-    try {
-      const t = createTestMachine({ ramBytes: 1 << 20 });
-      expect(t.cpu.wasm).toBeDefined();
-      expect(t.cpu.s.gpr.buffer).toBe(t.cpu.arena!.buffer);
-      t.cpu.s.gpr[2 * 3] = 0x1234;
-      expect(new Int32Array(t.cpu.arena!.buffer, t.cpu.arena!.base, 8)[6]).toBe(0x1234);
-    } finally {
-      Cpu.defaultBackend = saved;
-    }
+    const t = createTestMachine({ ramBytes: 1 << 20, jitThreshold: 1 });
+    expect(t.cpu.wasm).toBeDefined();
+    expect(t.cpu.jit).toBe(true);
+    expect(t.cpu.s.gpr.buffer).toBe(t.cpu.arena!.buffer);
+    t.cpu.s.gpr[2 * 3] = 0x1234;
+    expect(new Int32Array(t.cpu.arena!.buffer, t.cpu.arena!.base, 8)[6]).toBe(0x1234);
   });
 
-  it('without an arena (the JavaScript back end) a CPU has no wasm back end', () => {
-    const saved = Cpu.defaultBackend;
-    Cpu.defaultBackend = 'js';
+  it('without an arena a CPU only interprets (no translator; jit stays off)', () => {
     const t = createTestMachine({ ramBytes: 1 << 20 });
-    Cpu.defaultBackend = saved;
     expect(t.cpu.arena).toBeUndefined();
     expect(t.cpu.wasm).toBeUndefined();
+    t.cpu.jit = true;
+    expect(t.cpu.jit).toBe(false);
   });
 
-  it('a CPU takes its back end from its options, not from the process-wide default', () => {
-    const saved = Cpu.defaultBackend;
-    Cpu.defaultBackend = 'wasm';
-    try {
-      const t = createTestMachine({ ramBytes: 1 << 20 });
-      const base = { pio: t.pio, mmio: t.mmio, interrupts: t.irq, clock: t.clock };
-      const memory = (): GuestMemory => new GuestMemory([{ base: 0, size: 1 << 20, buffer: allocArenaRam(1 << 20) }]);
-      expect(new Cpu({ ...base, memory: memory(), backend: 'js' }).wasm).toBeUndefined();
-      Cpu.defaultBackend = 'js';
-      expect(new Cpu({ ...base, memory: memory(), backend: 'wasm' }).wasm).toBeDefined();
-    } finally {
-      Cpu.defaultBackend = saved;
-    }
+  it('a CPU takes its translation threshold from its options: Infinity interprets even over an arena', () => {
+    const t = createTestMachine({ ramBytes: 1 << 20 });
+    const base = { pio: t.pio, mmio: t.mmio, interrupts: t.irq, clock: t.clock };
+    const memory = (): GuestMemory => new GuestMemory([{ base: 0, size: 1 << 20, buffer: allocArenaRam(1 << 20) }]);
+    expect(new Cpu({ ...base, memory: memory(), jitThreshold: Infinity }).wasm).toBeUndefined();
+    const hot = new Cpu({ ...base, memory: memory(), jitThreshold: 5 });
+    expect(hot.wasm).toBeDefined();
+    expect(hot.jitThreshold).toBe(5);
+    expect(new Cpu({ ...base, memory: memory() }).jitThreshold).toBe(DEFAULT_JIT_THRESHOLD);
   });
 
   it('is cleared only for a second CPU: a new one is all zero already (no 8 MiB of link table made resident)', () => {
@@ -64,7 +54,7 @@ describe('wasm arena', () => {
 
     const buf2 = allocArenaRam(1 << 20);
     const t = createTestMachine({ ramBytes: 1 << 20 });
-    const opts = { memory: new GuestMemory([{ base: 0, size: 1 << 20, buffer: buf2 }]), pio: t.pio, mmio: t.mmio, interrupts: t.irq, clock: t.clock, backend: 'wasm' as const };
+    const opts = { memory: new GuestMemory([{ base: 0, size: 1 << 20, buffer: buf2 }]), pio: t.pio, mmio: t.mmio, interrupts: t.irq, clock: t.clock, jitThreshold: 1 };
     const first = new Cpu(opts);
     // what a first CPU leaves behind: exit links, indirect-branch entries, code lines
     const a = first.arena!;

@@ -6,8 +6,8 @@
  * lazy-flag record the block may have left in the arena into the Cpu's flag fields.
  */
 import type { Cpu } from '../core/cpu.js';
-import { Block, fb } from '../core/jit.js';
-import { buildTrace } from '../core/jit-trace.js';
+import { Block, fb } from '../translate/block.js';
+import { buildTrace } from '../translate/trace.js';
 import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';

@@ -4,13 +4,13 @@
  * every operand size, memory accesses through the inline TLB with their slow paths, and lazy
  * flags (conditions from a known writer, the flag record for everyone else).
  */
-import type { D } from '../core/jit-decode.js';
+import type { D } from '../translate/decode.js';
 import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
 import { IC_SIZE, A_CODE_LINES, A_EXIT, A_GKEY, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP } from './arena.js';
 
 export const TWO47 = 140737488355328;
-/** Instructions a self-looping block runs per call at most (as the JavaScript translator). */
+/** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
 export const LOOP_CAP = 2048;
 /** A block jumps straight into its linked successor while the chain has run fewer instructions. */
 export const CHAIN_LIMIT = 1024;

@@ -9,8 +9,8 @@
  * 64-bit accesses through the inline TLB; the aligned forms raise #GP(0) on a misaligned address
  * first, as the hardware does.
  */
-import type { D } from '../core/jit-decode.js';
-import { fallbackKey } from '../core/jit.js';
+import type { D } from '../translate/decode.js';
+import { fallbackKey } from '../translate/block.js';
 import { A_SSE_OK, A_XMM } from './arena.js';
 import { F_FAULT, F_STEP, isStack, load, rt, setReg, store, loadRm, storeRm, type WGen } from './codegen.js';
 import { Op, T, V } from './encoder.js';

@@ -1,6 +1,6 @@
 /**
- * Block translator to WebAssembly (64-bit mode). Same traces as the JavaScript translator
- * (core/jit-trace.ts); each block becomes one wasm module whose function V8 compiles straight
+ * Block translator to WebAssembly (64-bit mode), from the traces of
+ * cpu/translate/trace.ts; each block becomes one wasm module whose function V8 compiles straight
  * to machine code (Liftoff first, TurboFan for hot ones), so a block is fast from its first run.
  *
  * State lives in the arena (arena.ts): guest registers are i64 values loaded into locals when
@@ -15,9 +15,9 @@
  * Instructions not generated inline run in the interpreter through the runtime's `step`. This
  * file holds the instructions and the block walk; codegen.ts the machinery they are made of.
  */
-import type { D } from '../core/jit-decode.js';
-import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../core/jit-trace.js';
-import { fallbackKey } from '../core/jit.js';
+import type { D } from '../translate/decode.js';
+import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
+import { fallbackKey } from '../translate/block.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';

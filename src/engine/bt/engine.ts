@@ -15,7 +15,7 @@ import type { Engine, EntryState } from '../../machine/engine.js';
 import type { Machine, StopReason } from '../../machine/machine.js';
 import type { CpuInterruptController } from '../../machine/interrupts.js';
 import { Cpu } from '../../cpu/core/cpu.js';
-import { fallbackName } from '../../cpu/core/jit.js';
+import { fallbackName } from '../../cpu/translate/block.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
@@ -35,8 +35,8 @@ export interface BtEngineOptions {
   ioInFlight?: () => boolean;
   /** Entering (true) and leaving (false) a pause: freeze the machine's clock. */
   onPause?: (paused: boolean) => void;
-  /** How the CPU translates hot code: 'wasm' (needs RAM in a wasm arena) or 'js'; default Cpu.defaultBackend. */
-  backend?: 'js' | 'wasm';
+  /** Block-start executions before a block is translated to WebAssembly (CpuOptions.jitThreshold). */
+  jitThreshold?: number;
 }
 
 export class BtEngine implements Engine {
@@ -62,13 +62,11 @@ export class BtEngine implements Engine {
       clock: machine.clock,
       simd: simdUnit,
       reclaim: fullGc,
-      backend: opts.backend,
+      jitThreshold: opts.jitThreshold,
     });
     // Devices writing guest RAM (a disk read landing in memory) drop code translated from it.
     machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
     if (process.env.TYPEVISOR_BT_STATS) this.cpu.fallbackCounts = new Map();
-    const threshold = Number(process.env.TYPEVISOR_JIT_THRESHOLD);
-    if (threshold > 0) this.cpu.jitThreshold = threshold;
     machine.onStop(() => {
       this.cpu.requestExit();
       this.wake();

@@ -21,8 +21,8 @@ function rng(seed: number): () => number {
 const CLOCK = 1e9;
 
 /** A CPU in long mode with every register, segment, MSR, x87/SSE and event field set to something. */
-function busyCpu(seed: number, backend: 'js' | 'wasm' = 'js') {
-  const r = buildRig({ backend, virtio: false });
+function busyCpu(seed: number, backend: 'interp' | 'wasm' = 'interp') {
+  const r = buildRig({ cpu: backend, virtio: false });
   const cpu = r.cpu;
   const s = cpu.s;
   applyEntryState(cpu, { mode: 'long64', rip: -0x7f00_0000 + 0x123, regs: {}, cr3: 0x1000, gdt: { base: 0x500, limit: 0x3f, cs: 0x10, ds: 0x18 } });
@@ -82,10 +82,10 @@ function busyCpu(seed: number, backend: 'js' | 'wasm' = 'js') {
 const viaJson = (c: CpuSnapshot): unknown => JSON.parse(JSON.stringify(c));
 
 describe('CPU snapshot', () => {
-  it.each(['js', 'wasm'] as const)('every architectural field round-trips into another CPU (%s)', (backend) => {
+  it.each(['interp', 'wasm'] as const)('every architectural field round-trips into another CPU (%s)', (backend) => {
     const { cpu } = busyCpu(7, backend);
     const snap = saveCpu(cpu, CLOCK);
-    const b = buildRig({ backend, virtio: false });
+    const b = buildRig({ cpu: backend, virtio: false });
     applyCpu(b.cpu, parseCpu(viaJson(snap)), CLOCK);
     expect(cpuFields(b.cpu)).toEqual(cpuFields(cpu));
     expect(saveCpu(b.cpu, CLOCK)).toEqual(snap);
@@ -111,7 +111,7 @@ describe('CPU snapshot', () => {
     const { cpu } = busyCpu(1);
     const snap = saveCpu(cpu, CLOCK);
     const tsc = BigInt(snap.msrs.find((m) => m.index === 0x10)!.data);
-    const b = buildRig({ backend: 'js', virtio: false });
+    const b = buildRig({ cpu: 'interp', virtio: false });
     // the restored machine's clock reads the snapshot time (restoreMachine sets it)
     (b.clock as FakeClock).now = CLOCK;
     applyCpu(b.cpu, parseCpu(viaJson(snap)), CLOCK);

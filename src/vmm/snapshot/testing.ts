@@ -27,7 +27,8 @@ export interface Rig {
 
 export interface RigOptions {
   /** CPU back end (default js). */
-  backend?: 'js' | 'wasm';
+  /** 'wasm': RAM in a wasm arena, hot blocks translated (default threshold); 'interp': interpreted only. */
+  cpu?: 'interp' | 'wasm';
   /** Default: a FakeClock at 1 s. */
   clock?: Clock;
   ramBytes?: number;
@@ -40,8 +41,8 @@ export interface RigOptions {
 /** A bt machine with PIC, IOAPIC, LAPIC, PIT, RTC, UART, i8042, ACPI, pvpanic, PCI and four virtio functions. */
 export function buildRig(opts: RigOptions = {}): Rig {
   const specs = ramRegionSpecs(opts.ramBytes ?? 16 * L.MiB);
-  const backend = opts.backend ?? 'js';
-  const memory = new GuestMemory(backend === 'wasm' ? withArena(specs) : specs);
+  const translate = (opts.cpu ?? 'interp') === 'wasm';
+  const memory = new GuestMemory(translate ? withArena(specs) : specs);
   const clock = opts.clock ?? new FakeClock(1e9);
   const out: number[] = [];
   let seed = 1;
@@ -57,15 +58,9 @@ export function buildRig(opts: RigOptions = {}): Rig {
     virtioConsoleOut: virtio ? () => {} : undefined,
     net: virtio ? { mac: opts.mac ?? Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56), transmit: () => {} } : undefined,
   });
-  const saved = Cpu.defaultBackend;
-  Cpu.defaultBackend = backend;
-  try {
-    const cpu = new Cpu({ memory, pio: built.machine.pio, mmio: built.machine.mmio, interrupts: built.lapic!, clock, simd: simdUnit });
-    memory.onDmaWrite((a, n) => cpu.notifyPhysWrite(a, n));
-    return { built, cpu, memory, clock, out, disk };
-  } finally {
-    Cpu.defaultBackend = saved;
-  }
+  const cpu = new Cpu({ memory, pio: built.machine.pio, mmio: built.machine.mmio, interrupts: built.lapic!, clock, simd: simdUnit, jitThreshold: translate ? undefined : Infinity });
+  memory.onDmaWrite((a, n) => cpu.notifyPhysWrite(a, n));
+  return { built, cpu, memory, clock, out, disk };
 }
 
 /** Copy guest RAM from one rig to another (what the memory file does). */

@@ -1,6 +1,6 @@
 /**
  * The translator's instruction decoder (64-bit mode): length, prefixes, ModRM/SIB operands and
- * immediates of one instruction from guest RAM, for jit.ts to generate code from. The
+ * immediates of one instruction from guest RAM, for the translator (cpu/wasm) to generate code from. The
  * interpreter has its own decoder (exec.ts), which decodes as it executes.
  */
 

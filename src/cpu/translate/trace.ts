@@ -1,9 +1,9 @@
 /**
- * Trace building for the block translators (JavaScript: jit.ts, WebAssembly: cpu/wasm): which
+ * Trace building for the block translator (cpu/wasm): which
  * instructions a block holds, where it ends, which flag writes are live, and the instruction
- * classes both back ends share.
+ * classes the translator asks about.
  */
-import { decode, newD, type D } from './jit-decode.js';
+import { decode, newD, type D } from './decode.js';
 
 const TWO47 = 140737488355328;
 
