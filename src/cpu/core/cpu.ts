@@ -7,14 +7,12 @@
  * Conventions (see src/cpu/state.ts): 64-bit values are (lo, hi) 32-bit halves; linear addresses
  * are signed-canonical numbers in 64-bit mode; a "vpn" is floor(linear / 4096).
  *
- * Software TLB: direct-mapped, TLB_SIZE entries indexed by vpn. Each entry holds the tag (vpn),
- * permission bits (P_*), the physical page, and — when the page is in the first RAM region — the
- * byte offset of the page in that region, so hits touch the Uint8Array/DataView directly. Other
- * physical pages (other RAM regions, MMIO) take the slow path through GuestMemory / the mmio Bus.
- * Write permission is only granted after a walk for a write (so the D bit is set).
+ * Beside it: the software TLB (tlb.ts; this class reads its arrays directly on the memory-access
+ * hot paths), the run loop (run.ts), and, when the CPU translates, the block cache
+ * (translate/cache.ts) over the WebAssembly translator (cpu/wasm).
  */
 import { CpuState, Mode, F64_ZERO } from '../state.js';
-import { CpuFault, TripleFault, EventKind, type SystemHost, type WalkResult } from '../system-api.js';
+import { CpuFault, EventKind, type SystemHost, type WalkResult } from '../system-api.js';
 import type { SimdMemory, SimdUnit } from '../simd-api.js';
 import type { GuestMemory } from '../../machine/memory.js';
 import type { Bus } from '../../machine/bus.js';
@@ -24,12 +22,14 @@ import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
 import { walk } from '../system/paging.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
-import { step } from './exec.js';
-import type { Block, FallbackCounts } from '../translate/block.js';
+import type { FallbackCounts } from '../translate/block.js';
+import { BlockCache } from '../translate/cache.js';
+import { Tlb } from './tlb.js';
+import { IRQ_POLL, runSlice } from './run.js';
 import { A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
-  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_SIZE, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
+  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
 } from './consts.js';
 
 export interface CpuOptions {
@@ -72,31 +72,6 @@ const CR4_OSFXSR = 1 << 9;
 
 const TWO32 = 4294967296;
 
-/** Polling interval (instructions or blocks) for interrupts while IF=1. */
-const IRQ_POLL = 64;
-
-
-const FAST_SIZE = 32768;
-/** Permission bit of each wasm TLB tag (supervisor read, user read, supervisor write, user write). */
-const WT_PERM = [P_SR, P_UR, P_SW, P_UW];
-/** High half of a wasm TLB tag that matches no page number. */
-const WT_INVALID_HI = 0x7fffffff;
-/** Blocks per wasm module at most (a hot one and warm ones), and warm starts remembered at most. */
-const BATCH = 16;
-const WARM_MAX = 256;
-/** Evicted execution counts remembered at most (then forgotten all at once). */
-const EVICTED_MAX = 1 << 16;
-/** Translated blocks kept at most (all are dropped when exceeded). */
-const MAX_BLOCKS = 200_000;
-/**
- * Self-modifying code: a page whose translated code was invalidated SMC_HOT times is
- * interpreted instead of translated again (a JIT patching code in a loop would otherwise cost a
- * compiled module per patch); every HEAT_DECAY retired instructions each page's count halves,
- * so code that settles down is translated again.
- */
-const SMC_HOT = 16;
-const HEAT_DECAY = 1 << 23;
-
 export class Cpu implements SystemHost {
   readonly s: CpuState;
   /** The wasm arena holding RAM and the shared state, when the first RAM region lives in one. */
@@ -123,16 +98,14 @@ export class Cpu implements SystemHost {
   ramBase: number;
   ramSize: number;
 
-  // TLB
-  /** The TLB as wasm blocks read it (see wtlbOffset in wasm/arena.ts), when there is an arena. */
-  private readonly wtlbTags: Int32Array | undefined;
-  private readonly wtlbAddr: Int32Array | undefined;
+  // TLB (tlb.ts); its arrays, read directly on the hot paths
+  readonly tlb: Tlb;
   readonly tlbTag: Float64Array;
   readonly tlbPerm: Uint8Array;
   /** Offset of the page in `ram`, or -1 for the slow path. */
   readonly tlbAddr: Float64Array;
   /** Physical address of the page. */
-  readonly tlbPhys = new Float64Array(TLB_SIZE);
+  readonly tlbPhys: Float64Array;
   readonly walkOut: WalkResult = { phys: 0, writable: false, user: false, nx: false, global: false };
 
   // lazy flags
@@ -190,57 +163,31 @@ export class Cpu implements SystemHost {
   pollCounter = IRQ_POLL;
 
   // ---- block translation (64-bit mode) ----
-  /** The WebAssembly translator, when this CPU translates (a wasm arena and a finite jitThreshold). */
+  /** The WebAssembly translator and its block cache, when this CPU translates (a wasm arena and a finite jitThreshold). */
   readonly wasm: WasmBackend | undefined;
+  readonly cache: BlockCache | undefined;
   /**
    * Statistics: set to a Map to count what translated blocks hand to the interpreter (keyed by
    * translate/block.ts fallbackKey), for blocks translated from then on.
    */
   fallbackCounts: FallbackCounts | undefined = undefined;
-  private jitOn = false;
+  /** The run loop's view of `jit` (run.ts). */
+  jitOn = false;
   /** Run translated blocks (set false to interpret only; stays false without a translator). */
   get jit(): boolean {
     return this.jitOn;
   }
 
   set jit(on: boolean) {
-    this.jitOn = on && this.wasm !== undefined;
+    this.jitOn = on && this.cache !== undefined;
   }
 
-  /** Block-start executions before a block is translated (CpuOptions.jitThreshold). */
-  jitThreshold: number;
-  /** Set when a store hit a page with translated code (the running block exits). */
+  /** Set when a store hit a line of translated code (the running block exits). */
   smc = 0;
   /** Per 64-byte line of the first RAM region: 1 when translated blocks were made from it. */
   codeLines: Uint8Array;
-  private readonly blocks = new Map<number, Block>();
-  /** Per RAM page of the first region: invalidations of its translated code (decaying, saturating). */
-  private readonly smcHeat: Uint8Array;
-  /** Pages whose smcHeat is not zero. */
-  private heatPages: number[] = [];
-  private nextDecay = HEAT_DECAY;
   /** Host hook: free dropped translated code (CpuOptions.reclaim). */
-  private readonly reclaim: (() => void) | undefined;
-  /** A bulk drop or enough invalidated code since the last reclaim: call `reclaim` after this slice. */
-  private reclaimDue = false;
-  /** Translations refused because the page's code keeps changing (statistics). */
-  smcRefused = F64_ZERO;
-  /** Times every translated block was dropped to stay within the code budget (statistics). */
-  codeFlushes = F64_ZERO;
-  private readonly pageBlocks = new Map<number, Block[]>();
-  private readonly fastRip = new Float64Array(FAST_SIZE).fill(NO_TAG);
-  private readonly fastCpl = new Int8Array(FAST_SIZE);
-  private readonly fastCount = new Int32Array(FAST_SIZE);
-  private readonly fastBlk: (Block | undefined)[] = new Array<Block | undefined>(FAST_SIZE).fill(undefined);
-  /** Execution counts of RIPs evicted from the lookup cache (key: rip * 4 + CPL). */
-  private readonly evicted = new Map<number, number>();
-  /** Warm block starts (wasm): compiled with the next hot block. Parallel arrays. */
-  private readonly warmRips: number[] = [];
-  private readonly warmOffs: number[] = [];
-  private readonly warmKeys: number[] = [];
-  /** Blocks compiled / executed so far (statistics). */
-  blocksCompiled = F64_ZERO;
-  blocksRun = F64_ZERO;
+  readonly reclaim: (() => void) | undefined;
   /**
    * Bumped whenever translations may have changed (TLB flush, INVLPG): the block successor
    * links (Block.s0/s1, and the wasm exit links) are valid only for the epoch (and CPL) they
@@ -268,13 +215,6 @@ export class Cpu implements SystemHost {
     const arena = r0 !== undefined && r0.bytes.byteOffset === 0 ? arenaOf(r0.bytes.buffer) : undefined;
     this.arena = arena;
     this.s = new CpuState(arena ? { gpr: arena.gpr(), segBase: arena.segBase(), xmm: { buffer: arena.buffer, offset: arena.xmmOffset() } } : undefined);
-    this.tlbTag = arena ? arena.tlbTag() : new Float64Array(TLB_SIZE);
-    this.tlbTag.fill(NO_TAG);
-    this.tlbPerm = arena ? arena.tlbPerm() : new Uint8Array(TLB_SIZE);
-    this.tlbAddr = arena ? arena.tlbAddr() : new Float64Array(TLB_SIZE);
-    this.wtlbTags = arena?.wtlbTags();
-    this.wtlbAddr = arena?.wtlbAddr();
-    for (let i = 0; i < TLB_SIZE; i++) this.wtlbClear(i);
     if (r0) {
       this.ram = r0.bytes;
       this.ramView = r0.view;
@@ -286,14 +226,19 @@ export class Cpu implements SystemHost {
       this.ramBase = 0;
       this.ramSize = 0;
     }
+    this.tlb = new Tlb(arena, this.ramBase, this.ramSize);
+    this.tlbTag = this.tlb.tag;
+    this.tlbPerm = this.tlb.perm;
+    this.tlbAddr = this.tlb.addr;
+    this.tlbPhys = this.tlb.phys;
     const freshArena = arena?.claim() ?? false;
     this.codeLines = arena ? arena.codeLines() : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
     if (arena && !freshArena) this.codeLines.fill(0);
-    this.smcHeat = new Uint8Array(Math.ceil(this.ramSize / 4096) + 1);
     this.reclaim = opts.reclaim;
-    this.jitThreshold = Math.max(1, opts.jitThreshold ?? DEFAULT_JIT_THRESHOLD);
-    this.wasm = arena !== undefined && this.jitThreshold !== Infinity ? new WasmBackend(this, arena, freshArena) : undefined;
-    this.jitOn = this.wasm !== undefined;
+    const threshold = Math.max(1, opts.jitThreshold ?? DEFAULT_JIT_THRESHOLD);
+    this.wasm = arena !== undefined && threshold !== Infinity ? new WasmBackend(this, arena, freshArena) : undefined;
+    this.cache = this.wasm !== undefined ? new BlockCache(this, this.wasm, this.codeLines, threshold) : undefined;
+    this.jitOn = this.cache !== undefined;
     this.simdMem = {
       read8: (lin) => this.read8(lin),
       read16: (lin) => this.read16(lin),
@@ -512,33 +457,15 @@ export class Cpu implements SystemHost {
 
   // ---- SystemHost: TLB ---------------------------------------------------------------------
   flushTlb(keepGlobal: boolean): void {
-    const tag = this.tlbTag;
-    const perm = this.tlbPerm;
-    for (let i = 0; i < TLB_SIZE; i++) {
-      if (keepGlobal && perm[i]! & P_GLOBAL) continue;
-      tag[i] = NO_TAG;
-      perm[i] = 0;
-      this.wtlbClear(i);
-    }
+    this.tlb.flush(keepGlobal);
     this.fPage = NO_TAG;
     this.fOff = -1;
     this.tlbEpoch++;
     if (!keepGlobal) this.globalEpoch++;
   }
 
-  private clearFastBlocks(): void {
-    this.fastRip.fill(NO_TAG);
-    this.fastBlk.fill(undefined);
-  }
-
   invlpg(lin: number): void {
-    const vpn = Math.floor(lin / 4096);
-    const i = vpn & TLB_MASK;
-    if (this.tlbTag[i] === vpn) {
-      this.tlbTag[i] = NO_TAG;
-      this.tlbPerm[i] = 0;
-      this.wtlbClear(i);
-    }
+    this.tlb.invalidate(Math.floor(lin / 4096));
     this.fPage = NO_TAG;
     this.fOff = -1;
     this.tlbEpoch++;
@@ -557,8 +484,6 @@ export class Cpu implements SystemHost {
       s.cr2 = lin;
       throw new CpuFault(14, code);
     }
-    const vpn = Math.floor(lin / 4096);
-    const i = vpn & TLB_MASK;
     let perm = P_SR;
     if (out.user) perm |= P_UR;
     if (!out.nx) perm |= out.user ? P_SX | P_UX : P_SX;
@@ -567,39 +492,13 @@ export class Cpu implements SystemHost {
       if (out.user && out.writable) perm |= P_UW;
     }
     if (out.global && s.cr4 & 0x80) perm |= P_GLOBAL;
-    // a hit in the same slot for the same page keeps permissions already proven
-    if (this.tlbTag[i] === vpn && this.tlbPhys[i] === out.phys) perm |= this.tlbPerm[i]!;
-    this.tlbTag[i] = vpn;
-    this.tlbPerm[i] = perm;
-    const phys = out.phys;
-    this.tlbPhys[i] = phys;
-    const off = phys - this.ramBase;
-    const a = off >= 0 && off + 4096 <= this.ramSize ? off : -1;
-    this.tlbAddr[i] = a;
-    const w = this.wtlbTags;
-    if (w !== undefined) {
-      // a page that is not RAM never matches: wasm code takes the slow path for it
-      const lo = a >= 0 ? vpn >>> 0 : -1;
-      const hi = a >= 0 ? Math.floor(vpn / 4294967296) | 0 : WT_INVALID_HI;
-      const b = i * 8;
-      for (let k = 0; k < 4; k++) {
-        const ok = (perm & WT_PERM[k]!) !== 0;
-        w[b + 2 * k] = ok ? lo : -1;
-        w[b + 2 * k + 1] = ok ? hi : WT_INVALID_HI;
-      }
-      this.wtlbAddr![i] = a;
-    }
-    return i;
+    return this.tlb.fill(Math.floor(lin / 4096), out.phys, perm);
   }
 
-  /** Entry i of the wasm TLB matches nothing. */
-  private wtlbClear(i: number): void {
-    const w = this.wtlbTags;
-    if (w === undefined) return;
-    for (let k = 0; k < 8; k += 2) {
-      w[i * 8 + k] = -1;
-      w[i * 8 + k + 1] = WT_INVALID_HI;
-    }
+  /** TLB index of an instruction fetch at linear `rip` at the current CPL, translating on a miss (may raise #PF). */
+  fetchTlbIndex(rip: number): number {
+    const user = this.s.cpl === 3;
+    return this.lookup(rip, user ? P_UX : P_SX, ACC_FETCH | (user ? ACC_USER : 0));
   }
 
   /** TLB index for an access, translating on a miss. `need` is the P_* bit required. */
@@ -957,348 +856,19 @@ export class Cpu implements SystemHost {
     return t >>> 0;
   }
 
-  // ---- interpreter loop ----------------------------------------------------------------
-  /** Deliver an event, escalating a fault during delivery to #DF and then to shutdown. */
-  private deliverSafe(vector: number, errorCode: number, kind: EventKind, returnRip: number): boolean {
-    try {
-      deliver(this, vector, errorCode, kind, returnRip);
-      return true;
-    } catch (e) {
-      if (e instanceof TripleFault) {
-        this.shutdown = e.message || 'triple fault';
-        return false;
-      }
-      if (!(e instanceof CpuFault)) throw e;
-      try {
-        deliver(this, 8, 0, EventKind.Exception, this.s.rip);
-        return true;
-      } catch (e2) {
-        if (e2 instanceof TripleFault || e2 instanceof CpuFault) {
-          this.shutdown = `triple fault: exception ${e.vector} while delivering ${vector}`;
-          return false;
-        }
-        throw e2;
-      }
-    }
-  }
-
-  /** Take a pending NMI or maskable interrupt if one is deliverable now. Returns true if taken. */
-  private pollInterrupts(): boolean {
-    const s = this.s;
-    if (s.interruptShadow) return false;
-    const ic = this.interrupts;
-    if (ic.takeNmi()) {
-      s.halted = false;
-      this.deliverSafe(2, -1, EventKind.Nmi, s.rip);
-      return true;
-    }
-    if (s.rflagsRest & 0x200 && ic.hasInterrupt()) {
-      s.halted = false;
-      const v = ic.acknowledge();
-      this.deliverSafe(v & 0xff, -1, EventKind.External, s.rip);
-      return true;
-    }
-    return false;
-  }
-
+  // ---- the run loop (run.ts) ----------------------------------------------------------------
+  /** Run up to `budget` instructions (fewer at an exit request, a halt or a shutdown); returns how many ran. */
   run(budget: number): number {
-    const s = this.s;
-    this.exitRequested = false;
-    if (this.shutdown !== undefined) return 0;
-    if (s.halted) {
-      s.interruptShadow = false;
-      if (!this.pollInterrupts()) return 0;
-      if (this.shutdown !== undefined) return 0;
-    }
-    let n = 0;
-    while (n < budget) {
-      if (this.exitRequested || s.halted) break;
-      /** The last interpreted instruction went on to the next one (no branch): no block lookup. */
-      let seq = false;
-      try {
-        while (n < budget) {
-          if (--this.pollCounter <= 0) {
-            this.pollCounter = IRQ_POLL;
-            if (this.pollInterrupts()) {
-              if (this.shutdown !== undefined) return n;
-              break;
-            }
-          }
-          // The instruction after STI (or MOV SS) runs with interrupts inhibited: interpret just
-          // that one, then poll again — a poll that found the shadow must not wait IRQ_POLL
-          // more instructions, or a loop that enables interrupts briefly never takes one.
-          const shadow = s.interruptShadow;
-          if (shadow) {
-            s.interruptShadow = false;
-            this.pollCounter = 1;
-          }
-          this.startRip = s.rip;
-          if (this.long && this.jit && !seq && !shadow) {
-            let b = this.findBlock(s.rip);
-            if (b !== undefined) {
-              // run translated blocks back to back; anything unusual goes back to the outer loop
-              for (;;) {
-                this.smc = 0;
-                this.blocksRun++;
-                n += b.run(this);
-                if (this.exitRequested || s.halted || s.interruptShadow || !this.long || n >= budget) break;
-                if (--this.pollCounter <= 0) {
-                  this.pollCounter = 1; // the outer loop polls now
-                  break;
-                }
-                const rip = s.rip;
-                this.startRip = rip;
-                // successor links into global pages (the kernel's) survive CR3 writes, as the
-                // wasm exit links do: keyed by the global epoch
-                const global = this.onGlobalPage(rip);
-                const key = global ? this.globalEpoch * 8 + 4 + s.cpl : this.tlbEpoch * 8 + s.cpl;
-                let nb: Block | undefined;
-                if (b.s0Rip === rip && b.s0Key === key && b.s0!.valid) nb = b.s0;
-                else if (b.s1Rip === rip && b.s1Key === key && b.s1!.valid) nb = b.s1;
-                else {
-                  nb = this.findBlock(rip);
-                  if (nb === undefined) break;
-                  // remember the successor (two slots: a conditional branch has two)
-                  if (b.s1Rip === rip) {
-                    b.s1 = nb; b.s1Key = key;
-                  } else {
-                    if (b.s0Rip !== rip) {
-                      b.s1 = b.s0; b.s1Rip = b.s0Rip; b.s1Key = b.s0Key;
-                    }
-                    b.s0 = nb; b.s0Rip = rip; b.s0Key = key;
-                  }
-                }
-                if (nb!.slot !== 0) this.wasm!.link(nb!.slot, rip, global);
-                b = nb!;
-              }
-              if (this.exitRequested || s.halted) break;
-              continue;
-            }
-          }
-          step(this);
-          n++;
-          this.stepsRun++;
-          // translated blocks are looked for where control arrives by a branch: RIP moving
-          // forward by at most an instruction's length counts as sequential (a short forward
-          // jump too, which only delays finding a block there)
-          const adv = s.rip - this.startRip;
-          seq = adv > 0 && adv <= 15;
-          if (this.exitRequested || s.halted) break;
-        }
-      } catch (e) {
-        if (e instanceof CpuFault) {
-          this.faultsTaken++;
-          s.rip = this.startRip;
-          this.onFault?.(e.vector, e.errorCode, this.startRip);
-          this.pollCounter = IRQ_POLL;
-          if (!this.deliverSafe(e.vector, e.errorCode, EventKind.Exception, this.startRip)) {
-            this.retired += n;
-            return n;
-          }
-          continue;
-        }
-        if (e instanceof TripleFault) {
-          this.shutdown = e.message || 'triple fault';
-          break;
-        }
-        throw e;
-      }
-    }
-    this.retired += n;
-    if (this.retired >= this.nextDecay) this.decayHeat();
-    if (this.reclaimDue) {
-      this.reclaimDue = false;
-      this.reclaim?.();
-    }
-    return n;
+    return runSlice(this, budget);
   }
 
-  // ---- translated blocks ---------------------------------------------------------------------
-  /**
-   * The translated block starting at `rip` (64-bit mode), or undefined to interpret one
-   * instruction. The fast cache is keyed by rip and validated against the current TLB entry of
-   * the code page (same physical page, execute permission), so TLB flushes need not clear it.
-   */
-  private findBlock(rip: number): Block | undefined {
-    // two-way: entries h and h ^ 1 (two hot RIPs that hash alike must not keep resetting each
-    // other's execution counts, or neither ever gets translated)
-    let h = ((rip >>> 0) ^ (rip >>> 12)) & (FAST_SIZE - 1);
-    const cpl = this.s.cpl;
-    if (this.fastRip[h] !== rip || this.fastCpl[h] !== cpl) {
-      const h2 = h ^ 1;
-      if (this.fastRip[h2] === rip && this.fastCpl[h2] === cpl) h = h2;
-      else if (this.fastCount[h2]! < this.fastCount[h]!) h = h2; // replace the colder one
-    }
-    const need = cpl === 3 ? P_UX : P_SX;
-    const vpn = Math.floor(rip / 4096);
-    const ti = vpn & TLB_MASK;
-    if (this.fastRip[h] === rip && this.fastCpl[h] === cpl) {
-      const b = this.fastBlk[h];
-      if (b !== undefined) {
-        if (b.valid && this.tlbTag[ti] === vpn && this.tlbPerm[ti]! & need && this.tlbAddr[ti]! + (rip & 0xfff) === b.phys) return b;
-        this.fastBlk[h] = undefined;
-        this.fastCount[h] = this.jitThreshold - 1;
-      } else if (this.fastCount[h]! < 0) return undefined; // not RAM
-      ++this.fastCount[h];
-    } else {
-      // replacing an entry: its count survives in `evicted`, so RIPs that keep evicting each
-      // other still reach the translation threshold
-      const old = this.fastRip[h]!;
-      if (old !== NO_TAG && this.fastBlk[h] === undefined && this.fastCount[h]! > 1) {
-        if (this.evicted.size >= EVICTED_MAX) this.evicted.clear();
-        this.evicted.set(old * 4 + this.fastCpl[h]!, this.fastCount[h]!);
-      }
-      const before = this.evicted.size > 0 ? this.evicted.get(rip * 4 + cpl) : undefined;
-      this.fastRip[h] = rip;
-      this.fastCpl[h] = cpl;
-      this.fastCount[h] = before !== undefined ? before + 1 : 1;
-      this.fastBlk[h] = undefined;
-    }
-    // cold code: look for a translation (made earlier, or due now) on first sight and then only
-    // every 16th time, so interpreting stays cheap
-    const count = this.fastCount[h]!;
-    if (count < this.jitThreshold && (count & 15) !== 1) return undefined;
-    // translate the fetch address (may raise #PF: the caller's restart point is this RIP)
-    const i = this.lookup(rip, need, ACC_FETCH | (cpl === 3 ? ACC_USER : 0));
-    const a = this.tlbAddr[i]!;
-    if (a < 0) {
-      this.fastCount[h] = -1e9; // not RAM: keep interpreting
-      return undefined;
-    }
-    const off = a + (rip & 0xfff);
-    let b = this.blocks.get(rip);
-    if (b === undefined || !b.valid || b.phys !== off) {
-      // not translated yet (or stale): only hot code is worth translating
-      if (this.fastCount[h]! < this.jitThreshold) {
-        // warm code waits to be compiled along with the next hot block (wasm modules are costly)
-        if (this.wasm !== undefined && count === (this.jitThreshold >> 2) + 1 && this.warmRips.length < WARM_MAX) {
-          this.warmRips.push(rip);
-          this.warmOffs.push(off);
-          this.warmKeys.push(this.tlbEpoch * 4 + cpl);
-        }
-        return undefined;
-      }
-      if (this.smcHeat[off >>> 12]! >= SMC_HOT) {
-        // the code here keeps being rewritten: interpret it (look again after another threshold)
-        this.fastCount[h] = 0;
-        this.smcRefused++;
-        return undefined;
-      }
-      if (this.blocks.size >= MAX_BLOCKS) this.dropAllBlocks();
-      if (!this.wasm!.hasRoom()) this.dropAllBlocks();
-      b = this.compileWarm(rip, off, cpl);
-    }
-    this.fastBlk[h] = b;
-    return b;
-  }
-
-  /**
-   * Compile the hot block at rip with up to BATCH - 1 warm ones of the same translation key
-   * (TLB epoch and CPL) into one wasm module, with the blocks that straight-line code runs on
-   * into (up to 2 * BATCH blocks in all); returns the hot one. The warm list empties.
-   */
-  private compileWarm(rip: number, off: number, cpl: number): Block {
-    const key = this.tlbEpoch * 4 + cpl;
-    const rips = [rip];
-    const offs = [off];
-    for (let i = 0; i < this.warmRips.length && rips.length < BATCH; i++) {
-      const r = this.warmRips[i]!;
-      const o = this.warmOffs[i]!;
-      if (this.warmKeys[i] !== key || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT) continue;
-      const cur = this.blocks.get(r);
-      if (cur !== undefined && cur.valid && cur.phys === o) continue;
-      rips.push(r);
-      offs.push(o);
-    }
-    this.warmRips.length = 0;
-    this.warmOffs.length = 0;
-    this.warmKeys.length = 0;
-    const made = this.wasm!.compile(this.ram, rips, offs, this.isBlockStart, 2 * BATCH);
-    for (const b of made) {
-      this.installBlock(b);
-      const h = ((b.rip >>> 0) ^ (b.rip >>> 12)) & (FAST_SIZE - 1);
-      if (this.fastRip[h] === b.rip && this.fastCpl[h] === cpl) this.fastBlk[h] = b;
-      else if (this.fastRip[h ^ 1] === b.rip && this.fastCpl[h ^ 1] === cpl) this.fastBlk[h ^ 1] = b;
-    }
-    return made[0]!;
-  }
-
-  /** Is linear rip on a page the TLB holds as global? */
-  private onGlobalPage(rip: number): boolean {
-    const vpn = Math.floor(rip / 4096);
-    const ti = vpn & TLB_MASK;
-    return this.tlbTag[ti] === vpn && (this.tlbPerm[ti]! & P_GLOBAL) !== 0;
-  }
-
-  private installBlock(b: Block): void {
-    this.blocksCompiled++;
-    this.blocks.set(b.rip, b);
-    const page = b.page;
-    let list = this.pageBlocks.get(page);
-    if (list === undefined) {
-      list = [];
-      this.pageBlocks.set(page, list);
-    }
-    list.push(b);
-    for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
-  }
-
-  /** Does a valid translated block start at linear `rip` with its bytes at RAM offset `off`? */
-  private readonly isBlockStart = (rip: number, off: number): boolean => {
-    const b = this.blocks.get(rip);
-    return b !== undefined && b.valid && b.phys === off;
-  };
-
+  // ---- translated code ----------------------------------------------------------------------
   /** A store to RAM offset [off, off+len) (within one page): drop translated blocks it overlaps. */
   checkCode(off: number, len: number): void {
     const lines = this.codeLines;
     let hit = false;
     for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) if (lines[l] !== 0) hit = true;
-    if (hit) this.invalidateRange(off, len);
-  }
-
-  private invalidateRange(off: number, len: number): void {
-    const page = off >>> 12;
-    const list = this.pageBlocks.get(page);
-    const lines = this.codeLines;
-    const p0 = page << 6;
-    for (let l = 0; l < 64; l++) lines[p0 + l] = 0;
-    if (list === undefined) return;
-    const keep: Block[] = [];
-    let dropped = false;
-    for (const b of list) {
-      if (b.lo < off + len && off < b.end) {
-        dropped = true;
-        b.valid = false;
-        if (b.slot !== 0) this.wasm?.retire(b.slot);
-        if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
-        this.smc = 1;
-      } else {
-        keep.push(b);
-        for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
-      }
-    }
-    if (keep.length) this.pageBlocks.set(page, keep);
-    else this.pageBlocks.delete(page);
-    if (dropped) {
-      const heat = this.smcHeat[page]!;
-      if (heat === 0) this.heatPages.push(page);
-      if (heat < 255) this.smcHeat[page] = heat + 1;
-      if (this.wasm?.garbageDue()) this.reclaimDue = true;
-    }
-  }
-
-  /** Halve every page's invalidation count (see SMC_HOT). */
-  private decayHeat(): void {
-    this.nextDecay = this.retired + HEAT_DECAY;
-    const heat = this.smcHeat;
-    const still: number[] = [];
-    for (const p of this.heatPages) {
-      const v = heat[p]! >> 1;
-      heat[p] = v;
-      if (v !== 0) still.push(p);
-    }
-    this.heatPages = still;
+    if (hit && this.cache!.invalidate(off, len)) this.smc = 1;
   }
 
   /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */
@@ -1314,18 +884,6 @@ export class Cpu implements SystemHost {
     }
   }
 
-  private dropAllBlocks(): void {
-    for (const b of this.blocks.values()) b.valid = false;
-    for (const list of this.pageBlocks.values()) for (const b of list) b.valid = false;
-    this.wasm?.reset();
-    this.blocks.clear();
-    this.pageBlocks.clear();
-    this.codeLines.fill(0);
-    this.clearFastBlocks();
-    this.codeFlushes++;
-    this.reclaimDue = true;
-  }
-
   /**
    * The architectural state was replaced wholesale (a snapshot restored into `s`): forget
    * everything derived from the old state — translated blocks and their links, the TLBs, the
@@ -1334,19 +892,7 @@ export class Cpu implements SystemHost {
    */
   discardDerivedState(): void {
     if (this.arena !== undefined) this.arena.i32[A_FKIND >> 2] = -1; // the Cpu's flag fields hold the flags
-    // a fresh CPU (the usual restore target) has no code to drop, nor a reason to collect garbage
-    if (this.blocks.size !== 0 || this.pageBlocks.size !== 0) this.dropAllBlocks();
-    else {
-      this.codeLines.fill(0);
-      this.clearFastBlocks();
-    }
-    this.evicted.clear();
-    this.warmRips.length = 0;
-    this.warmOffs.length = 0;
-    this.warmKeys.length = 0;
-    this.fastCount.fill(0);
-    this.smcHeat.fill(0);
-    this.heatPages = [];
+    this.cache?.discard();
     this.flushTlb(false);
     this.modeChanged();
     this.shutdown = undefined;

@@ -42,8 +42,8 @@ describe('wasm arena', () => {
     expect(new Cpu({ ...base, memory: memory(), jitThreshold: Infinity }).wasm).toBeUndefined();
     const hot = new Cpu({ ...base, memory: memory(), jitThreshold: 5 });
     expect(hot.wasm).toBeDefined();
-    expect(hot.jitThreshold).toBe(5);
-    expect(new Cpu({ ...base, memory: memory() }).jitThreshold).toBe(DEFAULT_JIT_THRESHOLD);
+    expect(hot.cache!.threshold).toBe(5);
+    expect(new Cpu({ ...base, memory: memory() }).cache!.threshold).toBe(DEFAULT_JIT_THRESHOLD);
   });
 
   it('is cleared only for a second CPU: a new one is all zero already (no 8 MiB of link table made resident)', () => {

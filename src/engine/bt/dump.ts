@@ -45,6 +45,7 @@ export function describeCpu(cpu: Cpu): string[] {
     stack.push(hex(new DataView(b.buffer).getBigUint64(0, true)));
   }
   lines.push(`stack: ${stack.join(' ') || 'not mapped'}`);
-  lines.push(`counters: blocks run ${cpu.blocksRun}, interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, compiled ${cpu.blocksCompiled}, code flushes ${cpu.codeFlushes}, smc refused ${cpu.smcRefused}`);
+  const c = cpu.cache;
+  lines.push(`counters: interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}` + (c ? `, blocks run ${c.run}, compiled ${c.compiled}, code flushes ${c.flushes}, smc refused ${c.smcRefused}` : ', translator off'));
   return lines;
 }

@@ -182,7 +182,7 @@ describe.skipIf(nasmMissing)('a guest continues exactly after save and restore i
     expect(b.cpu.s.gpr[2 * 15]).toBe(iterations); // r15
     // C ran without a snapshot
     expect(pa).toEqual(picture(c));
-    if (backend === 'wasm') expect(b.cpu.blocksCompiled).toBeGreaterThan(0);
+    if (backend === 'wasm') expect(b.cpu.cache!.compiled).toBeGreaterThan(0);
   });
 
   it('wasm: restoring into a CPU warm with other code at the same addresses drops that code', () => {
@@ -195,7 +195,7 @@ describe.skipIf(nasmMissing)('a guest continues exactly after save and restore i
     // D ran the other program (same addresses, one constant differs) until its code was translated
     const d = guestRig(backend, 60, other);
     for (let i = 0; i < 10; i++) d.cpu.run(20_000);
-    expect(d.cpu.blocksCompiled).toBeGreaterThan(0);
+    expect(d.cpu.cache!.compiled).toBeGreaterThan(0);
     // RAM is loaded behind the CPU's back (as a memory file is); only the restore tells it
     copyRam(a.memory, d.memory);
     d.built.uart.flush(); // the other program's output, then the snapshot's

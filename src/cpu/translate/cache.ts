@@ -1,0 +1,340 @@
+/**
+ * The block cache: which translated block runs at a RIP, when code is hot enough to translate,
+ * how blocks chain to their successors, and what a store into translated code drops.
+ *
+ * - Lookup: a two-way cache keyed by (RIP, CPL), validated against the current TLB entry of the
+ *   code page (same physical page, execute permission), so TLB flushes need not clear it. Its
+ *   entries count executions: a RIP is translated once it ran `threshold` times.
+ * - Batching: warm block starts (a quarter of the threshold) are compiled with the next hot one
+ *   into one wasm module (modules are costly; see wasm/backend.ts).
+ * - Chaining: each block remembers the two blocks that ran after it (Block.s0/s1), valid for the
+ *   translation key they were found under: TLB epoch and CPL, or the global epoch for code on
+ *   global pages (the kernel's), which survives CR3 writes.
+ * - Self-modifying code: per 64-byte line of the first RAM region, `codeLines` says whether
+ *   translated code was made from it; a store there drops the blocks it overlaps. A page whose
+ *   code keeps being rewritten (SMC_HOT invalidations, decaying) is interpreted instead.
+ * - Bounds: MAX_BLOCKS blocks, and the translator's own ceiling on modules and code bytes; past
+ *   either everything is dropped, and the host is asked to reclaim the dead code.
+ */
+import type { Cpu } from '../core/cpu.js';
+import { F64_ZERO } from '../state.js';
+import { NO_TAG, P_GLOBAL, P_SX, P_UX, TLB_MASK } from '../core/consts.js';
+import type { WasmBackend } from '../wasm/backend.js';
+import type { Block } from './block.js';
+
+const FAST_SIZE = 32768;
+/** Blocks per wasm module at most (a hot one and warm ones), and warm starts remembered at most. */
+const BATCH = 16;
+const WARM_MAX = 256;
+/** Evicted execution counts remembered at most (then forgotten all at once). */
+const EVICTED_MAX = 1 << 16;
+/** Translated blocks kept at most (all are dropped when exceeded). */
+const MAX_BLOCKS = 200_000;
+/**
+ * Self-modifying code: a page whose translated code was invalidated SMC_HOT times is
+ * interpreted instead of translated again (a JIT patching code in a loop would otherwise cost a
+ * compiled module per patch); every HEAT_DECAY retired instructions each page's count halves,
+ * so code that settles down is translated again.
+ */
+const SMC_HOT = 16;
+const HEAT_DECAY = 1 << 23;
+
+/** findBlock's verdict on a fetch address that is not RAM (keep interpreting there). */
+const NOT_RAM = -1e9;
+
+export class BlockCache {
+  /** Block-start executions before a block is translated. */
+  threshold: number;
+  /** Blocks compiled / executed so far (statistics). */
+  compiled = F64_ZERO;
+  run = F64_ZERO;
+  /** Translations refused because the page's code keeps changing (statistics). */
+  smcRefused = F64_ZERO;
+  /** Times every translated block was dropped to stay within the code budget (statistics). */
+  flushes = F64_ZERO;
+  /** A bulk drop or enough invalidated code since the last reclaim: the CPU calls its reclaim hook. */
+  reclaimDue = false;
+
+  private readonly blocks = new Map<number, Block>();
+  private readonly pageBlocks = new Map<number, Block[]>();
+  /** Per RAM page of the first region: invalidations of its translated code (decaying, saturating). */
+  private readonly smcHeat: Uint8Array;
+  /** Pages whose smcHeat is not zero. */
+  private heatPages: number[] = [];
+  private nextDecay = HEAT_DECAY;
+  private readonly fastRip = new Float64Array(FAST_SIZE).fill(NO_TAG);
+  private readonly fastCpl = new Int8Array(FAST_SIZE);
+  private readonly fastCount = new Int32Array(FAST_SIZE);
+  private readonly fastBlk: (Block | undefined)[] = new Array<Block | undefined>(FAST_SIZE).fill(undefined);
+  /** Execution counts of RIPs evicted from the lookup cache (key: rip * 4 + CPL). */
+  private readonly evicted = new Map<number, number>();
+  /** Warm block starts: compiled with the next hot block. Parallel arrays. */
+  private readonly warmRips: number[] = [];
+  private readonly warmOffs: number[] = [];
+  private readonly warmKeys: number[] = [];
+
+  constructor(
+    private readonly cpu: Cpu,
+    private readonly wasm: WasmBackend,
+    /** Per 64-byte line of the first RAM region: 1 when blocks were made from it (the CPU's stores check it). */
+    private readonly codeLines: Uint8Array,
+    threshold: number,
+  ) {
+    this.threshold = threshold;
+    this.smcHeat = new Uint8Array(Math.ceil(cpu.ramSize / 4096) + 1);
+  }
+
+  /**
+   * The translated block starting at `rip` (64-bit mode), or undefined to interpret one
+   * instruction; translates the block when it is hot. May raise #PF (translating the fetch
+   * address): the caller's restart point is this RIP.
+   */
+  find(rip: number): Block | undefined {
+    const c = this.cpu;
+    // two-way: entries h and h ^ 1 (two hot RIPs that hash alike must not keep resetting each
+    // other's execution counts, or neither ever gets translated)
+    let h = ((rip >>> 0) ^ (rip >>> 12)) & (FAST_SIZE - 1);
+    const cpl = c.s.cpl;
+    if (this.fastRip[h] !== rip || this.fastCpl[h] !== cpl) {
+      const h2 = h ^ 1;
+      if (this.fastRip[h2] === rip && this.fastCpl[h2] === cpl) h = h2;
+      else if (this.fastCount[h2]! < this.fastCount[h]!) h = h2; // replace the colder one
+    }
+    const need = cpl === 3 ? P_UX : P_SX;
+    const vpn = Math.floor(rip / 4096);
+    const ti = vpn & TLB_MASK;
+    if (this.fastRip[h] === rip && this.fastCpl[h] === cpl) {
+      const b = this.fastBlk[h];
+      if (b !== undefined) {
+        if (b.valid && c.tlbTag[ti] === vpn && c.tlbPerm[ti]! & need && c.tlbAddr[ti]! + (rip & 0xfff) === b.phys) return b;
+        this.fastBlk[h] = undefined;
+        this.fastCount[h] = this.threshold - 1;
+      } else if (this.fastCount[h]! < 0) return undefined; // not RAM
+      ++this.fastCount[h];
+    } else {
+      // replacing an entry: its count survives in `evicted`, so RIPs that keep evicting each
+      // other still reach the translation threshold
+      const old = this.fastRip[h]!;
+      if (old !== NO_TAG && this.fastBlk[h] === undefined && this.fastCount[h]! > 1) {
+        if (this.evicted.size >= EVICTED_MAX) this.evicted.clear();
+        this.evicted.set(old * 4 + this.fastCpl[h]!, this.fastCount[h]!);
+      }
+      const before = this.evicted.size > 0 ? this.evicted.get(rip * 4 + cpl) : undefined;
+      this.fastRip[h] = rip;
+      this.fastCpl[h] = cpl;
+      this.fastCount[h] = before !== undefined ? before + 1 : 1;
+      this.fastBlk[h] = undefined;
+    }
+    // cold code: look for a translation (made earlier, or due now) on first sight and then only
+    // every 16th time, so interpreting stays cheap
+    const count = this.fastCount[h]!;
+    if (count < this.threshold && (count & 15) !== 1) return undefined;
+    const i = c.fetchTlbIndex(rip);
+    const a = c.tlbAddr[i]!;
+    if (a < 0) {
+      this.fastCount[h] = NOT_RAM; // keep interpreting
+      return undefined;
+    }
+    const off = a + (rip & 0xfff);
+    let b = this.blocks.get(rip);
+    if (b === undefined || !b.valid || b.phys !== off) {
+      // not translated yet (or stale): only hot code is worth translating
+      if (count < this.threshold) {
+        // warm code waits to be compiled along with the next hot block (wasm modules are costly)
+        if (count === (this.threshold >> 2) + 1 && this.warmRips.length < WARM_MAX) {
+          this.warmRips.push(rip);
+          this.warmOffs.push(off);
+          this.warmKeys.push(c.tlbEpoch * 4 + cpl);
+        }
+        return undefined;
+      }
+      if (this.smcHeat[off >>> 12]! >= SMC_HOT) {
+        // the code here keeps being rewritten: interpret it (look again after another threshold)
+        this.fastCount[h] = 0;
+        this.smcRefused++;
+        return undefined;
+      }
+      if (this.blocks.size >= MAX_BLOCKS || !this.wasm.hasRoom()) this.dropAll();
+      b = this.compileWarm(rip, off, cpl);
+    }
+    this.fastBlk[h] = b;
+    return b;
+  }
+
+  /**
+   * The block to run after `b` left with RIP `rip` (the run loop chains blocks through this):
+   * one of b's remembered successors when its key still holds, else found (and remembered).
+   * Links the wasm exit of `b` to it, so the next time wasm goes there directly.
+   */
+  next(b: Block, rip: number): Block | undefined {
+    const c = this.cpu;
+    // successor links into global pages (the kernel's) survive CR3 writes, as the wasm exit
+    // links do: keyed by the global epoch
+    const global = this.onGlobalPage(rip);
+    const key = global ? c.globalEpoch * 8 + 4 + c.s.cpl : c.tlbEpoch * 8 + c.s.cpl;
+    let nb: Block | undefined;
+    if (b.s0Rip === rip && b.s0Key === key && b.s0!.valid) nb = b.s0;
+    else if (b.s1Rip === rip && b.s1Key === key && b.s1!.valid) nb = b.s1;
+    else {
+      nb = this.find(rip);
+      if (nb === undefined) return undefined;
+      // remember the successor (two slots: a conditional branch has two)
+      if (b.s1Rip === rip) {
+        b.s1 = nb;
+        b.s1Key = key;
+      } else {
+        if (b.s0Rip !== rip) {
+          b.s1 = b.s0;
+          b.s1Rip = b.s0Rip;
+          b.s1Key = b.s0Key;
+        }
+        b.s0 = nb;
+        b.s0Rip = rip;
+        b.s0Key = key;
+      }
+    }
+    if (nb!.slot !== 0) this.wasm.link(nb!.slot, rip, global);
+    return nb;
+  }
+
+  /**
+   * Compile the hot block at rip with up to BATCH - 1 warm ones of the same translation key
+   * (TLB epoch and CPL) into one wasm module, with the blocks that straight-line code runs on
+   * into (up to 2 * BATCH blocks in all); returns the hot one. The warm list empties.
+   */
+  private compileWarm(rip: number, off: number, cpl: number): Block {
+    const key = this.cpu.tlbEpoch * 4 + cpl;
+    const rips = [rip];
+    const offs = [off];
+    for (let i = 0; i < this.warmRips.length && rips.length < BATCH; i++) {
+      const r = this.warmRips[i]!;
+      const o = this.warmOffs[i]!;
+      if (this.warmKeys[i] !== key || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT) continue;
+      const cur = this.blocks.get(r);
+      if (cur !== undefined && cur.valid && cur.phys === o) continue;
+      rips.push(r);
+      offs.push(o);
+    }
+    this.clearWarm();
+    const made = this.wasm.compile(this.cpu.ram, rips, offs, this.isBlockStart, 2 * BATCH);
+    for (const b of made) {
+      this.install(b);
+      const h = ((b.rip >>> 0) ^ (b.rip >>> 12)) & (FAST_SIZE - 1);
+      if (this.fastRip[h] === b.rip && this.fastCpl[h] === cpl) this.fastBlk[h] = b;
+      else if (this.fastRip[h ^ 1] === b.rip && this.fastCpl[h ^ 1] === cpl) this.fastBlk[h ^ 1] = b;
+    }
+    return made[0]!;
+  }
+
+  /** Is linear rip on a page the TLB holds as global? */
+  private onGlobalPage(rip: number): boolean {
+    const c = this.cpu;
+    const vpn = Math.floor(rip / 4096);
+    const ti = vpn & TLB_MASK;
+    return c.tlbTag[ti] === vpn && (c.tlbPerm[ti]! & P_GLOBAL) !== 0;
+  }
+
+  private install(b: Block): void {
+    this.compiled++;
+    this.blocks.set(b.rip, b);
+    const page = b.page;
+    let list = this.pageBlocks.get(page);
+    if (list === undefined) {
+      list = [];
+      this.pageBlocks.set(page, list);
+    }
+    list.push(b);
+    for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
+  }
+
+  /** Does a valid translated block start at linear `rip` with its bytes at RAM offset `off`? */
+  private readonly isBlockStart = (rip: number, off: number): boolean => {
+    const b = this.blocks.get(rip);
+    return b !== undefined && b.valid && b.phys === off;
+  };
+
+  /**
+   * A store hit a line of translated code at RAM offset [off, off+len) (within one page): drop
+   * the blocks it overlaps (the running block sees Cpu.smc and exits). True when any was dropped.
+   */
+  invalidate(off: number, len: number): boolean {
+    const page = off >>> 12;
+    const list = this.pageBlocks.get(page);
+    const lines = this.codeLines;
+    const p0 = page << 6;
+    for (let l = 0; l < 64; l++) lines[p0 + l] = 0;
+    if (list === undefined) return false;
+    const keep: Block[] = [];
+    let dropped = false;
+    for (const b of list) {
+      if (b.lo < off + len && off < b.end) {
+        dropped = true;
+        b.valid = false;
+        if (b.slot !== 0) this.wasm.retire(b.slot);
+        if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
+      } else {
+        keep.push(b);
+        for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
+      }
+    }
+    if (keep.length) this.pageBlocks.set(page, keep);
+    else this.pageBlocks.delete(page);
+    if (dropped) {
+      const heat = this.smcHeat[page]!;
+      if (heat === 0) this.heatPages.push(page);
+      if (heat < 255) this.smcHeat[page] = heat + 1;
+      if (this.wasm.garbageDue()) this.reclaimDue = true;
+    }
+    return dropped;
+  }
+
+  /** After a slice: halve every page's invalidation count once HEAT_DECAY instructions retired. */
+  decay(retired: number): void {
+    if (retired < this.nextDecay) return;
+    this.nextDecay = retired + HEAT_DECAY;
+    const heat = this.smcHeat;
+    const still: number[] = [];
+    for (const p of this.heatPages) {
+      const v = heat[p]! >> 1;
+      heat[p] = v;
+      if (v !== 0) still.push(p);
+    }
+    this.heatPages = still;
+  }
+
+  /** Drop every translated block (the code budget is spent, or the state was replaced). */
+  dropAll(): void {
+    for (const b of this.blocks.values()) b.valid = false;
+    for (const list of this.pageBlocks.values()) for (const b of list) b.valid = false;
+    this.wasm.reset();
+    this.blocks.clear();
+    this.pageBlocks.clear();
+    this.codeLines.fill(0);
+    this.fastRip.fill(NO_TAG);
+    this.fastBlk.fill(undefined);
+    this.flushes++;
+    this.reclaimDue = true;
+  }
+
+  /** Forget everything learnt from the old state (a snapshot was restored into the CPU). */
+  discard(): void {
+    // a fresh CPU (the usual restore target) has no code to drop, nor a reason to collect garbage
+    if (this.blocks.size !== 0 || this.pageBlocks.size !== 0) this.dropAll();
+    else {
+      this.codeLines.fill(0);
+      this.fastRip.fill(NO_TAG);
+      this.fastBlk.fill(undefined);
+    }
+    this.evicted.clear();
+    this.clearWarm();
+    this.fastCount.fill(0);
+    this.smcHeat.fill(0);
+    this.heatPages = [];
+  }
+
+  private clearWarm(): void {
+    this.warmRips.length = 0;
+    this.warmOffs.length = 0;
+    this.warmKeys.length = 0;
+  }
+}
