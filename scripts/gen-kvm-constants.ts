@@ -31,6 +31,13 @@ const VALUES = [
   'KVM_RUN', 'KVM_GET_REGS', 'KVM_SET_REGS', 'KVM_GET_SREGS', 'KVM_SET_SREGS', 'KVM_GET_MSRS', 'KVM_SET_MSRS',
   'KVM_SET_CPUID2', 'KVM_GET_CPUID2', 'KVM_SET_SIGNAL_MASK', 'KVM_GET_FPU', 'KVM_SET_FPU', 'KVM_GET_LAPIC', 'KVM_SET_LAPIC',
   'KVM_GET_MP_STATE', 'KVM_SET_MP_STATE',
+  // snapshots: vcpu and vm state
+  'KVM_GET_XSAVE', 'KVM_SET_XSAVE', 'KVM_GET_XSAVE2', 'KVM_GET_XCRS', 'KVM_SET_XCRS', 'KVM_GET_VCPU_EVENTS',
+  'KVM_SET_VCPU_EVENTS', 'KVM_GET_DEBUGREGS', 'KVM_SET_DEBUGREGS', 'KVM_GET_TSC_KHZ', 'KVM_SET_TSC_KHZ',
+  'KVM_GET_IRQCHIP', 'KVM_SET_IRQCHIP', 'KVM_GET_PIT2', 'KVM_SET_PIT2', 'KVM_GET_CLOCK', 'KVM_SET_CLOCK',
+  'KVM_IRQCHIP_PIC_MASTER', 'KVM_IRQCHIP_PIC_SLAVE', 'KVM_IRQCHIP_IOAPIC', 'KVM_KVMCLOCK_CTRL',
+  'KVM_CAP_XSAVE', 'KVM_CAP_XSAVE2', 'KVM_CAP_XCRS', 'KVM_CAP_VCPU_EVENTS', 'KVM_CAP_DEBUGREGS', 'KVM_CAP_ADJUST_CLOCK',
+  'KVM_CAP_PIT_STATE2', 'KVM_CAP_MP_STATE', 'KVM_CAP_GET_TSC_KHZ', 'KVM_CAP_TSC_CONTROL',
   // capabilities
   'KVM_CAP_IRQCHIP', 'KVM_CAP_HLT', 'KVM_CAP_USER_MEMORY', 'KVM_CAP_SET_TSS_ADDR', 'KVM_CAP_EXT_CPUID', 'KVM_CAP_NR_VCPUS',
   'KVM_CAP_MAX_VCPUS', 'KVM_CAP_NR_MEMSLOTS', 'KVM_CAP_PIT2', 'KVM_CAP_IRQ_ROUTING', 'KVM_CAP_IRQFD', 'KVM_CAP_IOEVENTFD',
@@ -93,6 +100,14 @@ struct('KVM_PIT_CONFIG', 'struct kvm_pit_config', ['flags']);
 struct('KVM_FPU', 'struct kvm_fpu', ['fcw', 'fsw', 'mxcsr']);
 struct('KVM_LAPIC_STATE', 'struct kvm_lapic_state', ['regs']);
 struct('KVM_MP_STATE', 'struct kvm_mp_state', ['mp_state']);
+struct('KVM_XSAVE', 'struct kvm_xsave', ['region']);
+struct('KVM_XCRS', 'struct kvm_xcrs', ['nr_xcrs', 'flags', 'xcrs']);
+struct('KVM_XCR', 'struct kvm_xcr', ['xcr', 'value']);
+struct('KVM_VCPU_EVENTS', 'struct kvm_vcpu_events', ['flags']);
+struct('KVM_DEBUGREGS', 'struct kvm_debugregs', ['db', 'dr6', 'dr7', 'flags']);
+struct('KVM_IRQCHIP', 'struct kvm_irqchip', ['chip_id', 'chip']);
+struct('KVM_PIT_STATE2', 'struct kvm_pit_state2', ['channels', 'flags']);
+struct('KVM_CLOCK_DATA', 'struct kvm_clock_data', ['clock', 'flags']);
 struct('KVM_SIGNAL_MASK', 'struct kvm_signal_mask', ['len', 'sigset']);
 struct('KVM_IRQFD', 'struct kvm_irqfd', ['fd', 'gsi', 'flags', 'resamplefd']);
 struct('KVM_IOEVENTFD', 'struct kvm_ioeventfd', ['datamatch', 'addr', 'len', 'fd', 'flags']);

@@ -37,6 +37,14 @@ describe('the Firecracker-compatible API (no VM started)', () => {
       disks: [{ path: '/img', readOnly: false, snapshot: false }, { path: '/data', readOnly: false, snapshot: false }],
       net: { mode: 'user', publish: [] },
     });
+    expect(s.vmConfig().net).not.toHaveProperty('mac'); // Vm.create gives the default
+  });
+
+  it('gives the VM the guest_mac of the network interface (lower case)', async () => {
+    const s = new ApiServer();
+    expect(await put(s, '/boot-source', { kernel_image_path: '/k' })).toEqual({ status: 204 });
+    expect(await put(s, '/network-interfaces/eth0', { iface_id: 'eth0', guest_mac: '06:00:AC:10:00:02' })).toEqual({ status: 204 });
+    expect(s.vmConfig().net).toEqual({ mode: 'user', publish: [], mac: '06:00:ac:10:00:02' });
   });
 
   it.each([
@@ -49,6 +57,7 @@ describe('the Firecracker-compatible API (no VM started)', () => {
     ['a drive whose id differs from the path', '/drives/a', { drive_id: 'b', path_on_host: '/x', is_root_device: false }, /does not match/],
     ['a tap device', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0' }, /tap devices are not supported/],
     ['a bad MAC', '/network-interfaces/eth0', { iface_id: 'eth0', guest_mac: 'zz' }, /guest_mac/],
+    ['a multicast MAC', '/network-interfaces/eth0', { iface_id: 'eth0', guest_mac: '01:00:5E:00:00:01' }, /^guest_mac: 01:00:5e:00:00:01 is a multicast address/],
     ['vsock', '/vsock', { guest_cid: 3, uds_path: '/tmp/v.sock' }, /vsock is not available/],
     ['an unknown action', '/actions', { action_type: 'Reboot' }, /action_type/],
   ])('refuses %s with 400 and a fault_message', async (_what, p, body, re) => {

@@ -15,7 +15,7 @@
 import http from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
 import type { z } from 'zod';
-import { DEFAULT_MEMORY, type DiskConfig, type VmConfig } from '../vmm/config.js';
+import { DEFAULT_MEMORY, parseMac, type DiskConfig, type VmConfig } from '../vmm/config.js';
 import { Vm } from '../vmm/vm.js';
 import type { StopReason } from '../machine/machine.js';
 import * as S from './schema.js';
@@ -34,6 +34,8 @@ const VERSION = '0.1.0';
 
 const fault = (message: string): ApiResponse => ({ status: 400, body: { fault_message: message } });
 const NO_CONTENT: ApiResponse = { status: 204 };
+/** The card's address from a network interface's guest_mac (checked when it was put). */
+const macOf = (n: S.NetworkInterface): { mac?: string } => (n.guest_mac === undefined ? {} : { mac: n.guest_mac });
 const AFTER_START = 'The requested operation is not supported after starting the microVM.';
 
 export interface ApiServerOptions {
@@ -117,6 +119,7 @@ export class ApiServer {
             throw new Error(`tap devices are not supported yet (host_dev_name "${n.host_dev_name}"): leave host_dev_name out and set "typevisor_net": "user" for the user-mode network`);
           }
           if (this.nets.size && !this.nets.has(n.iface_id)) throw new Error('typevisor offers one network interface for now');
+          if (n.guest_mac !== undefined) n.guest_mac = parseMac(n.guest_mac, 'guest_mac'); // unicast, lower case
           this.nets.set(n.iface_id, n);
         });
       case 'PUT /vsock':
@@ -245,7 +248,7 @@ export class ApiServer {
       cpus: this.machine.vcpu_count,
       engine: this.machine.typevisor_engine ?? 'bt',
       disks,
-      net: this.nets.size ? { mode: 'user', publish: [] } : undefined,
+      net: this.nets.size ? { mode: 'user', publish: [], ...macOf([...this.nets.values()][0]!) } : undefined,
     };
   }
 

@@ -34,7 +34,7 @@ program
   .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
   .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
   .option('--no-reboot', 'end typevisor (status 10) when the guest resets the machine, instead of restarting it')
-  .option('--net [spec]', 'network card: user (typevisor\'s own NAT network 10.0.2.0/24, the kind a bare --net gives), stream=UNIX_SOCKET (frames in QEMU stream framing, e.g. to passt), tap=NAME (an existing tap device: sudo ip tuntap add NAME mode tap user $USER) or none (default: no card unless --net or --publish)')
+  .option('--net [spec]', 'network card: user (typevisor\'s own NAT network 10.0.2.0/24, the kind a bare --net gives), stream=UNIX_SOCKET (frames in QEMU stream framing, e.g. to passt), tap=NAME (an existing tap device: sudo ip tuntap add NAME mode tap user $USER) or none (default: no card unless --net or --publish); add ,mac=XX:XX:XX:XX:XX:XX to choose the card\'s address (default: 52:54:00:12:34:56 on user, a random 52:54:00:xx:xx:xx on stream and tap)')
   .option('--publish <[addr:]hostport:guestport[/udp]>', 'reach the guest\'s port from a host port (user network; repeatable; binds 127.0.0.1 unless addr is given)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .addOption(new Option('--console <where>', 'the guest console: serial (ttyS0) or virtio (hvc0)').default('serial'))
   .option('--disk <path[,ro][,snapshot][,serial=ID]>', 'a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)', (v: string, prev: string[]) => [...prev, v], [] as string[])
@@ -101,7 +101,7 @@ program
 
 program
   .command('restore')
-  .description('resume a VM from a snapshot in this process, its console on this terminal (bt engine)')
+  .description('resume a VM from a snapshot in this process, its console on this terminal (on the engine that took it)')
   .option('--state <path>', 'the snapshot\'s state file', 'vm.snapshot')
   .option('--mem <path>', 'the snapshot\'s memory file', 'vm.mem')
   .action(async (opts: { state: string; mem: string }) => {

@@ -19,6 +19,10 @@ export const CTL_STOP = 0;
 export const CTL_GO = 1;
 /** A host message is waiting for the device thread. */
 export const CTL_HOST_MESSAGE = 2;
+/** A pause is asked for: each vCPU leaves KVM_RUN and holds (vcpu-worker.ts, holdPaused). */
+export const CTL_PAUSE = 3;
+/** How many application processors hold paused (the device thread waits for all of them). */
+export const CTL_PAUSED_APS = 4;
 const CTL_STATE = 8; // + vcpu index
 export const CTL_WORDS = CTL_STATE + MAX_VCPUS;
 

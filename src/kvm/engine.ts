@@ -24,6 +24,7 @@ import type { KvmGuestMemory, KvmMemoryHandle } from './memory.js';
 import { installKickHandler } from './sys.js';
 import { KvmVm } from './vm.js';
 import type { VcpuWorkerData, VcpuWorkerMessage } from './vcpu-worker.js';
+import { KvmLifecycle, type KvmMachineSnapshot } from './lifecycle.js';
 
 export class KvmEngineError extends Error {
   override name = 'KvmEngineError';
@@ -38,6 +39,8 @@ export interface KvmEngineOptions {
   machine: { module: string | URL; export?: string; config?: unknown };
   /** Messages the machine posts with ctx.post(). */
   onMessage?: (message: unknown) => void;
+  /** Resume this (validated) state instead of booting: see lifecycle.ts. */
+  restore?: KvmMachineSnapshot;
 }
 
 export const DEFAULT_MACHINE_EXPORT = 'createKvmMachine';
@@ -70,6 +73,8 @@ export class KvmEngine implements Engine {
   private reason: StopReason | undefined;
   private running = false;
   private workers: Worker[] = [];
+  /** Pause, resume, snapshots (lifecycle.ts). */
+  private readonly lifecycle: KvmLifecycle;
 
   constructor(private readonly options: KvmEngineOptions) {
     this.cpus = options.cpus ?? 1;
@@ -79,11 +84,36 @@ export class KvmEngine implements Engine {
     this.handle = 'handle' in options.memory ? options.memory.handle : options.memory;
     this.buffers = createControl(this.cpus);
     this.control = new Control(this.buffers);
+    this.lifecycle = new KvmLifecycle(this.cpus, this.control);
+    if (options.restore && options.restore.vcpus.length !== this.cpus) {
+      throw new KvmEngineError(`the state to restore has ${options.restore.vcpus.length} vCPUs, this engine ${this.cpus}`);
+    }
   }
 
-  /** Send a message to the machine (its ctx.onMessage handlers), waking the device thread. */
-  post(message: unknown): void {
-    this.hostChannel.port1.postMessage(message);
+  /** Every vCPU out of KVM_RUN, disk I/O drained, guest time stopped; resolves once so (or stopped). */
+  pause(): Promise<void> {
+    return this.lifecycle.pause();
+  }
+
+  resume(): void {
+    this.lifecycle.resume();
+  }
+
+  get paused(): boolean {
+    return this.lifecycle.paused;
+  }
+
+  /** The whole machine's state (vCPUs, in-kernel devices, clock, the machine's devices); paused only. */
+  saveState(): Promise<KvmMachineSnapshot> {
+    return this.lifecycle.save();
+  }
+
+  /**
+   * Send a message to the machine (its ctx.onMessage handlers), waking the device thread. The
+   * ArrayBuffers in `transfer` are moved, not copied (they are detached here afterwards).
+   */
+  post(message: unknown, transfer?: ArrayBuffer[]): void {
+    this.hostChannel.port1.postMessage(message, transfer);
     Atomics.store(this.control.ctl, CTL_HOST_MESSAGE, 1);
     this.control.kick(0);
   }
@@ -91,9 +121,11 @@ export class KvmEngine implements Engine {
   stop(reason: StopReason): void {
     this.reason ??= reason;
     this.control.requestStop(this.cpus);
+    this.lifecycle.wake(); // paused vCPUs wait on their ports, not in KVM_RUN
   }
 
-  async run(entry: EntryState): Promise<StopReason> {
+  /** Boot from `entry`, or resume the state given as `options.restore`. */
+  async run(entry?: EntryState): Promise<StopReason> {
     if (this.running) throw new KvmEngineError('this KvmEngine is already running; create one per run');
     this.running = true;
     installKickHandler();
@@ -115,7 +147,11 @@ export class KvmEngine implements Engine {
           cpuid: vm.cpuid,
           memory: this.handle,
           control: this.buffers,
+          msrIndices: vm.msrIndices,
+          xsaveSize: vm.xsaveSize,
         };
+        const restore = this.options.restore;
+        if (restore) data.restore = { vcpu: restore.vcpus[i]!, devices: i === 0 ? restore.devices : undefined };
         const transfer = [];
         if (i === 0) {
           data.entry = entry;
@@ -129,6 +165,7 @@ export class KvmEngine implements Engine {
         }
         const w = new Worker(started.script, { eval: started.eval, workerData: data, transferList: transfer });
         this.workers.push(w);
+        this.lifecycle.attach(vm, this.workers);
         exits.push(
           new Promise<void>((resolve) => {
             let done = false;
@@ -136,6 +173,14 @@ export class KvmEngine implements Engine {
               switch (m.type) {
                 case 'ready':
                   if (++ready === this.cpus) {
+                    // A restore: the devices have re-driven their lines; now the in-kernel
+                    // PIC, IOAPIC, PIT and clock, before any vCPU runs.
+                    try {
+                      if (this.options.restore) vm.restoreState(this.options.restore.vm);
+                    } catch (e) {
+                      this.reason ??= { kind: 'error', message: `cannot restore the VM: ${(e as Error).message}` };
+                      this.control.requestStop(this.cpus);
+                    }
                     Atomics.store(this.control.ctl, CTL_GO, 1);
                     Atomics.notify(this.control.ctl, CTL_GO);
                   }
@@ -146,6 +191,10 @@ export class KvmEngine implements Engine {
                   break;
                 case 'machine':
                   this.options.onMessage?.(m.message);
+                  break;
+                case 'paused':
+                case 'saved':
+                  this.lifecycle.onMessage(m);
                   break;
                 case 'done':
                   // The thread has left KVM_RUN for good and released its vCPU: safe to end it.
@@ -171,7 +220,9 @@ export class KvmEngine implements Engine {
       await Promise.all(exits);
     } finally {
       this.control.requestStop(this.cpus);
+      this.lifecycle.wake();
       await Promise.all(exits);
+      this.lifecycle.end();
       this.hostChannel.port1.close();
       vm.close();
       this.workers = [];

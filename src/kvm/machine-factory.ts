@@ -19,8 +19,11 @@ export interface KvmMachineContext {
   /** The `config` given to the KvmEngine (structured-cloned). */
   config: unknown;
   cpus: number;
-  /** Send a message to the engine's `onMessage` in the main thread (console output...). */
-  post(message: unknown): void;
+  /**
+   * Send a message to the engine's `onMessage` in the main thread (console output...); the
+   * ArrayBuffers in `transfer` are moved, not copied.
+   */
+  post(message: unknown, transfer?: ArrayBuffer[]): void;
   /** Receive what the main thread sends with `engine.post()` (console input...). */
   onMessage(handler: (message: unknown) => void): void;
   /**
@@ -29,6 +32,24 @@ export interface KvmMachineContext {
    * (disk images). The thread waits for a returned promise.
    */
   onExit(handler: () => void | Promise<void>): void;
+  /**
+   * Make the machine's devices pausable and saveable (pause and snapshots on the kvm engine).
+   * A machine that provides none can still pause (its clock stops), but not be snapshotted.
+   */
+  provide(hooks: KvmMachineHooks): void;
+}
+
+/** What pause and snapshots need from the devices, in the device thread. */
+export interface KvmMachineHooks {
+  /** Let host I/O the devices started complete (disk requests in flight): a pause waits for it. */
+  quiesce(): Promise<void>;
+  /** The devices' state and the machine clock (JSON-ready); called while paused. */
+  save(): unknown;
+  /**
+   * Check saved state (untrusted: from a file) against this freshly built machine and apply it.
+   * Throws one clear error and changes nothing when it does not fit.
+   */
+  restore(state: unknown): void;
 }
 
 /** What the machine module exports (default export name: `createKvmMachine`). */

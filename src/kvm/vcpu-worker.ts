@@ -10,6 +10,10 @@
  * thread out of KVM_RUN; host messages (console input...) arrive on a MessagePort drained on
  * each kick. Device interrupts leave from here too: INTx lines as KVM_IRQ_LINE, MSI/MSI-X
  * messages as KVM_SIGNAL_MSI (msi.ts), both on the VM fd.
+ *
+ * Pause (lifecycle.ts): at the pause flag the thread leaves its loop and holds in holdPaused,
+ * answering the engine's commands (save, resume, wake) on its port. A restored vCPU gets its
+ * state (and the device thread its devices') before it reports ready.
  */
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { AccessSize } from '../machine/bus.js';
@@ -18,6 +22,8 @@ import type { Machine, StopReason } from '../machine/machine.js';
 import {
   Control,
   CTL_HOST_MESSAGE,
+  CTL_PAUSE,
+  CTL_PAUSED_APS,
   MAILBOX_WORDS,
   MB_ADDR_HI,
   MB_ADDR_LO,
@@ -32,7 +38,9 @@ import {
   type ControlBuffers,
 } from './control.js';
 import { guestMemoryOver, type KvmMemoryHandle } from './memory.js';
-import type { KvmMachineContext, KvmMachineFactory } from './machine-factory.js';
+import type { KvmMachineContext, KvmMachineFactory, KvmMachineHooks } from './machine-factory.js';
+import type { LifecycleMessage, VcpuCommand } from './lifecycle.js';
+import { MSR_IA32_TSC, completePendingExit, noteGuestStopped, readTsc, restoreVcpuState, saveVcpuState, type KvmVcpuState } from './vcpu-state.js';
 import { C, installKickHandler, sys } from './sys.js';
 import { DeadlineTimer } from './timer.js';
 import {
@@ -67,6 +75,11 @@ export interface VcpuWorkerData {
   machine?: { module: string; export: string; config: unknown };
   /** Boot CPU only: messages from the host (engine.post). */
   hostPort?: MessagePort;
+  /** The MSRs a snapshot saves (KVM_GET_MSR_INDEX_LIST) and the XSAVE area's size. */
+  msrIndices: number[];
+  xsaveSize: number;
+  /** A restored vCPU: its state, and for the boot CPU the devices' (KvmMachineHooks.restore). */
+  restore?: { vcpu: KvmVcpuState; devices?: unknown };
 }
 
 /** Messages a vCPU worker posts to the engine. */
@@ -74,7 +87,8 @@ export type VcpuWorkerMessage =
   | { type: 'ready'; index: number }
   | { type: 'stop'; index: number; reason: StopReason }
   | { type: 'machine'; message: unknown }
-  | { type: 'done'; index: number };
+  | { type: 'done'; index: number }
+  | LifecycleMessage;
 
 interface IoTarget {
   pio(write: boolean, port: number, size: AccessSize, value: number): number;
@@ -84,6 +98,21 @@ interface IoTarget {
 const data = workerData as VcpuWorkerData;
 const control = new Control(data.control);
 const post = (m: VcpuWorkerMessage): void => parentPort!.postMessage(m);
+
+/** Commands from the engine (pause, snapshot), read while this vCPU holds paused. */
+const commands: VcpuCommand[] = [];
+let commandArrived: (() => void) | undefined;
+parentPort!.on('message', (m: VcpuCommand) => {
+  commands.push(m);
+  const w = commandArrived;
+  commandArrived = undefined;
+  w?.();
+});
+function nextCommand(): Promise<VcpuCommand> {
+  const c = commands.shift();
+  if (c) return Promise.resolve(c);
+  return new Promise((resolve) => (commandArrived = () => resolve(commands.shift()!)));
+}
 
 let localStop: StopReason | undefined;
 /** What the machine asked to run when this thread ends (ctx.onExit). */
@@ -256,6 +285,7 @@ async function main(): Promise<void> {
   installKickHandler();
   const memory = guestMemoryOver(data.memory);
   let machine: Machine | undefined;
+  let hooks: KvmMachineHooks | undefined;
   const hostHandlers: ((m: unknown) => void)[] = [];
   if (data.machine) {
     const mod = (await import(data.machine.module)) as Record<string, unknown>;
@@ -267,9 +297,10 @@ async function main(): Promise<void> {
       memory,
       config: data.machine.config,
       cpus: data.cpus,
-      post: (message) => post({ type: 'machine', message }),
+      post: (message, transfer) => parentPort!.postMessage({ type: 'machine', message } satisfies VcpuWorkerMessage, transfer),
       onMessage: (h) => hostHandlers.push(h),
       onExit: (h) => exitHandlers.push(h),
+      provide: (h) => (hooks = h),
     };
     machine = await factory(ctx);
     const vmFd = data.vmFd;
@@ -277,17 +308,26 @@ async function main(): Promise<void> {
     // PCI MSI/MSI-X messages: KVM_SIGNAL_MSI from this thread, where the exits are served.
     machine.msi.install(new KvmMsiSink(vmFd));
     machine.onStop((r) => stopWith(r));
+    if (data.restore) {
+      if (!hooks) throw new Error(`machine module ${data.machine.module} provides no snapshot hooks (ctx.provide): it cannot restore devices`);
+      hooks.restore(data.restore.devices);
+    }
   }
 
   const v = createVcpu(data.vmFd, data.index, data.mmapSize);
   let timer: DeadlineTimer | undefined;
   try {
-    setCpuid(v, vcpuCpuid(data.cpuid, data.index, data.cpus));
-    setBootMsrs(v);
-    setFpu(v);
-    if (data.index === 0) {
-      setLint(v);
-      if (data.entry) setEntryState(v, data.entry, memory);
+    if (data.restore) {
+      restoreVcpuState(v, data.restore.vcpu, data.xsaveSize);
+      noteGuestStopped(v);
+    } else {
+      setCpuid(v, vcpuCpuid(data.cpuid, data.index, data.cpus));
+      setBootMsrs(v);
+      setFpu(v);
+      if (data.index === 0) {
+        setLint(v);
+        if (data.entry) setEntryState(v, data.entry, memory);
+      }
     }
     armKickSignal(v);
     if (machine) timer = new DeadlineTimer();
@@ -295,7 +335,7 @@ async function main(): Promise<void> {
     post({ type: 'ready', index: data.index });
     // Start barrier: every vCPU exists before the boot CPU runs (so its INIT/SIPIs land).
     while (Atomics.load(control.ctl, 1) === 0 && !control.stopRequested) Atomics.wait(control.ctl, 1, 0, 100);
-    await runLoop(v, machine, timer, hostHandlers);
+    await runLoop(v, machine, hooks, timer, hostHandlers);
   } catch (e) {
     stopWith({ kind: 'error', message: `vCPU ${data.index}: ${e instanceof Error ? e.message : String(e)}` });
   } finally {
@@ -319,7 +359,67 @@ async function runExitHandlers(handlers: (() => void | Promise<void>)[]): Promis
   }
 }
 
-async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTimer | undefined, hostHandlers: ((m: unknown) => void)[]): Promise<void> {
+/** The machine clock, when it can stop (HostClock): a paused guest does not see the time pass. */
+interface PausableClock {
+  pause(): void;
+  resume(): void;
+}
+const pausable = (c: unknown): PausableClock | undefined =>
+  typeof c === 'object' && c !== null && typeof (c as Partial<PausableClock>).pause === 'function' && typeof (c as Partial<PausableClock>).resume === 'function' ? (c as PausableClock) : undefined;
+
+const stopping = (): boolean => localStop !== undefined || control.stopRequested;
+
+/**
+ * Hold this vCPU out of KVM_RUN until the engine resumes it (or the VM stops), answering
+ * snapshot requests meanwhile. The device thread also drains the devices and stops their clock.
+ */
+async function holdPaused(v: Vcpu, machine: Machine | undefined, hooks: KvmMachineHooks | undefined, target: IoTarget): Promise<void> {
+  completePendingExit(v);
+  eatKick();
+  const clock = pausable(machine?.clock);
+  if (machine) {
+    // An application processor may be in the middle of an exit only the devices can finish.
+    while (Atomics.load(control.ctl, CTL_PAUSED_APS) < data.cpus - 1 && !stopping()) {
+      serveMailboxes(target);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    if (stopping()) return;
+    await hooks?.quiesce();
+    clock?.pause();
+  } else {
+    Atomics.add(control.ctl, CTL_PAUSED_APS, 1);
+  }
+  try {
+    const tsc = readTsc(v);
+    post({ type: 'paused', index: data.index });
+    for (;;) {
+      const cmd = await nextCommand();
+      if (stopping()) return;
+      if (cmd.type === 'resume') break;
+      if (cmd.type === 'save') post(saveState(v, hooks, tsc));
+    }
+    noteGuestStopped(v);
+  } finally {
+    if (machine) clock?.resume();
+    else Atomics.sub(control.ctl, CTL_PAUSED_APS, 1);
+  }
+}
+
+/** This vCPU's state (with the TSC as it was at the pause), and the devices' on the device thread. */
+function saveState(v: Vcpu, hooks: KvmMachineHooks | undefined, tsc: bigint): LifecycleMessage {
+  try {
+    const vcpu = saveVcpuState(v, data.msrIndices, data.xsaveSize);
+    const t = vcpu.msrs.find((m) => m.index === MSR_IA32_TSC);
+    if (t) t.data = `0x${tsc.toString(16)}`;
+    if (data.index !== 0) return { type: 'saved', index: data.index, vcpu };
+    if (!hooks) return { type: 'saved', index: 0, error: `machine module ${data.machine?.module} provides no snapshot hooks (ctx.provide): its devices cannot be saved` };
+    return { type: 'saved', index: 0, vcpu, devices: hooks.save() };
+  } catch (e) {
+    return { type: 'saved', index: data.index, error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+async function runLoop(v: Vcpu, machine: Machine | undefined, hooks: KvmMachineHooks | undefined, timer: DeadlineTimer | undefined, hostHandlers: ((m: unknown) => void)[]): Promise<void> {
   const target = machine ? machineTarget(machine) : mailboxTarget();
   const timers = machine?.timers;
   const clock = machine?.clock;
@@ -337,6 +437,11 @@ async function runLoop(v: Vcpu, machine: Machine | undefined, timer: DeadlineTim
   drainHost(); // messages posted before this thread could be kicked
   for (;;) {
     if (localStop || control.stopRequested) return;
+    if (Atomics.load(control.ctl, CTL_PAUSE) !== 0) {
+      await holdPaused(v, machine, hooks, target);
+      armedDeadline = NaN; // the machine clock moved on (or was restored): re-arm
+      continue;
+    }
     if (timers && clock) {
       let next = timers.nextDeadline();
       if (next !== Infinity && next <= clock.nowNs()) {

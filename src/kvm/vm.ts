@@ -45,12 +45,59 @@ export function supportedCpuid(kvmFd: number): Uint8Array {
   throw new KvmSysError('KVM_GET_SUPPORTED_CPUID: table larger than 4096 entries', C.E2BIG);
 }
 
+/** KVM_GET_MSR_INDEX_LIST: every MSR this KVM saves and restores (struct kvm_msr_list). */
+export function msrIndexList(kvmFd: number): number[] {
+  for (let n = 256; n <= 16384; n *= 4) {
+    const buf = new Uint8Array(4 + 4 * n);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, n, true);
+    if (sys.ioctlPtr(kvmFd, C.KVM_GET_MSR_INDEX_LIST, buf) >= 0) {
+      const count = dv.getUint32(0, true);
+      return Array.from({ length: count }, (_, i) => dv.getUint32(4 + 4 * i, true));
+    }
+    if (errno() !== C.E2BIG) check(-1, 'KVM_GET_MSR_INDEX_LIST');
+  }
+  throw new KvmSysError('KVM_GET_MSR_INDEX_LIST: more than 16384 MSRs', C.E2BIG);
+}
+
+/** Size of struct kvm_irqchip's `chip` union (PIC or IOAPIC state). */
+export const IRQCHIP_STATE_SIZE = C.KVM_IRQCHIP_SIZE - C.KVM_IRQCHIP_CHIP;
+
+/**
+ * The VM-wide state a pause and a snapshot keep: the in-kernel PIC pair and IOAPIC
+ * (kvm_irqchip.chip, as KVM lays it out), the PIT (kvm_pit_state2) and the kvm-clock
+ * (kvm_clock_data.clock, ns). The vCPUs' state is each vCPU thread's (vcpu-state.ts).
+ */
+export interface KvmVmState {
+  picMaster: Uint8Array;
+  picSlave: Uint8Array;
+  ioapic: Uint8Array;
+  pit: Uint8Array;
+  clockNs: bigint;
+}
+
+/** Capabilities pause and snapshots rely on, with what each keeps. */
+const SNAPSHOT_CAPS = [
+  [C.KVM_CAP_ADJUST_CLOCK, 'KVM_CAP_ADJUST_CLOCK', 'the guest clock'],
+  [C.KVM_CAP_PIT_STATE2, 'KVM_CAP_PIT_STATE2', 'the PIT'],
+  [C.KVM_CAP_XSAVE, 'KVM_CAP_XSAVE', 'x87/SSE/AVX registers'],
+  [C.KVM_CAP_XCRS, 'KVM_CAP_XCRS', 'XCR0'],
+  [C.KVM_CAP_VCPU_EVENTS, 'KVM_CAP_VCPU_EVENTS', 'pending exceptions and interrupts'],
+  [C.KVM_CAP_DEBUGREGS, 'KVM_CAP_DEBUGREGS', 'debug registers'],
+  [C.KVM_CAP_MP_STATE, 'KVM_CAP_MP_STATE', 'halted and waiting-for-SIPI vCPUs'],
+  [C.KVM_CAP_GET_TSC_KHZ, 'KVM_CAP_GET_TSC_KHZ', 'the TSC frequency'],
+] as const;
+
 export class KvmVm {
   readonly kvmFd: number;
   readonly vmFd: number;
   readonly vcpuMmapSize: number;
   readonly cpuid: Uint8Array;
   readonly maxVcpus: number;
+  /** The MSRs a vCPU snapshot holds (KVM_GET_MSR_INDEX_LIST). */
+  readonly msrIndices: number[];
+  /** Bytes of a vCPU's XSAVE area (4096, or more with KVM_CAP_XSAVE2). */
+  readonly xsaveSize: number;
   private closed = false;
 
   constructor(memory: KvmMemoryHandle) {
@@ -72,7 +119,9 @@ export class KvmVm {
       this.maxVcpus = Math.max(1, sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_MAX_VCPUS));
       this.vcpuMmapSize = check(sys.ioctlVal(this.kvmFd, C.KVM_GET_VCPU_MMAP_SIZE, 0), 'KVM_GET_VCPU_MMAP_SIZE');
       this.cpuid = supportedCpuid(this.kvmFd);
+      this.msrIndices = msrIndexList(this.kvmFd);
       vmFd = check(sys.ioctlVal(this.kvmFd, C.KVM_CREATE_VM, 0), 'KVM_CREATE_VM');
+      this.xsaveSize = Math.max(C.KVM_XSAVE_SIZE, sys.ioctlVal(vmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_XSAVE2));
       // Intel needs these before the first vCPU runs; elsewhere they are harmless no-ops.
       if (sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_SET_TSS_ADDR) > 0) {
         check(sys.ioctlVal(vmFd, C.KVM_SET_TSS_ADDR, KVM_TSS_ADDRESS), 'KVM_SET_TSS_ADDR');
@@ -108,6 +157,81 @@ export class KvmVm {
   /** Set the level of GSI `gsi` on the in-kernel PIC/IOAPIC. Callable from any thread. */
   setIrq(gsi: number, level: boolean): void {
     setIrqLine(this.vmFd, gsi, level);
+  }
+
+  /**
+   * Why this KVM cannot pause or snapshot a VM (a capability it lacks, named with what it would
+   * keep), or undefined when it can. Checked before a pause, so no state is silently dropped.
+   */
+  snapshotUnsupported(): string | undefined {
+    for (const [cap, name, what] of SNAPSHOT_CAPS) {
+      if (sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, cap) <= 0) {
+        return `this host's KVM lacks ${name} (${what} could not be saved): pause and snapshots need the bt engine here (--engine bt)`;
+      }
+    }
+    return undefined;
+  }
+
+  /** The kvm-clock (ns): KVM_GET_CLOCK. */
+  getClock(): bigint {
+    const buf = new Uint8Array(C.KVM_CLOCK_DATA_SIZE);
+    check(sys.ioctlPtr(this.vmFd, C.KVM_GET_CLOCK, buf), 'KVM_GET_CLOCK');
+    return new DataView(buf.buffer).getBigUint64(C.KVM_CLOCK_DATA_CLOCK, true);
+  }
+
+  /** Set the kvm-clock to `ns` (no flags: the guest continues from exactly there). */
+  setClock(ns: bigint): void {
+    const buf = new Uint8Array(C.KVM_CLOCK_DATA_SIZE);
+    new DataView(buf.buffer).setBigUint64(C.KVM_CLOCK_DATA_CLOCK, ns, true);
+    check(sys.ioctlPtr(this.vmFd, C.KVM_SET_CLOCK, buf), 'KVM_SET_CLOCK');
+  }
+
+  /** The PIT's state (struct kvm_pit_state2). */
+  getPit(): Uint8Array {
+    const buf = new Uint8Array(C.KVM_PIT_STATE2_SIZE);
+    check(sys.ioctlPtr(this.vmFd, C.KVM_GET_PIT2, buf), 'KVM_GET_PIT2');
+    return buf;
+  }
+
+  setPit(state: Uint8Array): void {
+    if (state.length !== C.KVM_PIT_STATE2_SIZE) throw new KvmSysError(`PIT state of ${state.length} bytes, KVM's kvm_pit_state2 has ${C.KVM_PIT_STATE2_SIZE}`, C.EINVAL);
+    check(sys.ioctlPtr(this.vmFd, C.KVM_SET_PIT2, state.slice()), 'KVM_SET_PIT2');
+  }
+
+  /** One in-kernel interrupt controller's state (kvm_irqchip.chip): KVM_IRQCHIP_PIC_MASTER, _SLAVE or _IOAPIC. */
+  getIrqchip(chip: number): Uint8Array {
+    const buf = new Uint8Array(C.KVM_IRQCHIP_SIZE);
+    new DataView(buf.buffer).setUint32(C.KVM_IRQCHIP_CHIP_ID, chip, true);
+    check(sys.ioctlPtr(this.vmFd, C.KVM_GET_IRQCHIP, buf), `KVM_GET_IRQCHIP (chip ${chip})`);
+    return buf.slice(C.KVM_IRQCHIP_CHIP);
+  }
+
+  setIrqchip(chip: number, state: Uint8Array): void {
+    if (state.length !== IRQCHIP_STATE_SIZE) throw new KvmSysError(`irqchip ${chip} state of ${state.length} bytes, KVM's has ${IRQCHIP_STATE_SIZE}`, C.EINVAL);
+    const buf = new Uint8Array(C.KVM_IRQCHIP_SIZE);
+    new DataView(buf.buffer).setUint32(C.KVM_IRQCHIP_CHIP_ID, chip, true);
+    buf.set(state, C.KVM_IRQCHIP_CHIP);
+    check(sys.ioctlPtr(this.vmFd, C.KVM_SET_IRQCHIP, buf), `KVM_SET_IRQCHIP (chip ${chip})`);
+  }
+
+  /** Everything VM-wide, with the clock and PIT given (a pause keeps them from its start). */
+  saveState(clockNs: bigint, pit: Uint8Array): KvmVmState {
+    return {
+      picMaster: this.getIrqchip(C.KVM_IRQCHIP_PIC_MASTER),
+      picSlave: this.getIrqchip(C.KVM_IRQCHIP_PIC_SLAVE),
+      ioapic: this.getIrqchip(C.KVM_IRQCHIP_IOAPIC),
+      pit,
+      clockNs,
+    };
+  }
+
+  /** Put VM-wide state back (after the devices have re-driven their lines, before any vCPU runs). */
+  restoreState(s: KvmVmState): void {
+    this.setIrqchip(C.KVM_IRQCHIP_PIC_MASTER, s.picMaster);
+    this.setIrqchip(C.KVM_IRQCHIP_PIC_SLAVE, s.picSlave);
+    this.setIrqchip(C.KVM_IRQCHIP_IOAPIC, s.ioapic);
+    this.setPit(s.pit);
+    this.setClock(s.clockNs);
   }
 
   close(): void {

@@ -1,6 +1,6 @@
 /** `--net` and `--publish` parsing (src/vmm/config.ts). */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseNet, parsePublish, resolveNet } from './config.js';
+import { ConfigError, macBytes, parseMac, parseNet, parsePublish, randomMac, resolveNet } from './config.js';
 
 describe('--net', () => {
   it('knows user, none and stream=PATH', () => {
@@ -11,6 +11,68 @@ describe('--net', () => {
     expect(() => parseNet('tap=a/b')).toThrow(/--net "tap=a\/b": "a\/b" is not a network interface name/);
     expect(() => parseNet('tap=sixteen-chars-xx')).toThrow(/is not a network interface name/);
     expect(() => parseNet('tap')).toThrow(/--net "tap" is not understood: give --net user/);
+  });
+
+  it('takes ,mac= after every network kind, in lower case', () => {
+    expect(parseNet('user,mac=52:54:00:AB:cd:01')).toEqual({ mode: 'user', publish: [], mac: '52:54:00:ab:cd:01' });
+    expect(parseNet('tap=tap0,mac=02:00:00:00:00:01')).toEqual({ mode: 'tap', name: 'tap0', mac: '02:00:00:00:00:01' });
+    expect(parseNet('stream=/tmp/p.sock,mac=52:54:00:00:00:07')).toEqual({ mode: 'stream', path: '/tmp/p.sock', mac: '52:54:00:00:00:07' });
+    // a stream path may hold commas; only a trailing ,mac= is an option
+    expect(parseNet('stream=/tmp/a,b.sock')).toEqual({ mode: 'stream', path: '/tmp/a,b.sock' });
+    expect(parseNet('stream=/tmp/a,b.sock,mac=52:54:00:00:00:07')).toEqual({ mode: 'stream', path: '/tmp/a,b.sock', mac: '52:54:00:00:00:07' });
+  });
+
+  it('refuses a bad MAC, a MAC on none and unknown options, in one line that names the fix', () => {
+    const cases: [string, RegExp][] = [
+      ['user,mac=52:54:00:12:34', /"52:54:00:12:34" is not a MAC address: give six hex pairs separated by colons, e.g. mac=52:54:00:12:34:56/],
+      ['user,mac=52-54-00-12-34-56', /is not a MAC address/],
+      ['user,mac=52:54:00:12:34:5g', /is not a MAC address/],
+      ['user,mac=', /"" is not a MAC address/],
+      ['user,mac=52:54:00:12:34:56:78', /is not a MAC address/],
+      ['tap=tap0,mac=01:00:5e:00:00:01', /01:00:5e:00:00:01 is a multicast address \(bit 0 of the first octet is set\).*make the first octet even/],
+      ['stream=/s,mac=ff:ff:ff:ff:ff:ff', /ff:ff:ff:ff:ff:ff is a multicast address/],
+      ['user,mac=00:00:00:00:00:00', /00:00:00:00:00:00 is not a usable address/],
+      ['none,mac=52:54:00:12:34:56', /none gives no card to put a MAC address on: drop ,mac=/],
+      ['user,speed=10', /the option "speed=10" is not known: the one option is ,mac=52:54:00:12:34:56/],
+      ['tap=tap0,model=e1000', /the option "model=e1000" is not known/],
+      ['user,mac=52:54:00:12:34:56,x=1', /--net "user,mac=52:54:00:12:34:56,x=1"/],
+    ];
+    for (const [text, message] of cases) {
+      let error: unknown;
+      try {
+        parseNet(text);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, text).toBeInstanceOf(ConfigError);
+      expect((error as Error).message, text).toMatch(message);
+      expect((error as Error).message, text).not.toContain('\n');
+    }
+  });
+
+  it('keeps the MAC when --publish resolves the network', () => {
+    const p = parsePublish('8080:80');
+    expect(resolveNet(parseNet('user,mac=52:54:00:00:00:09'), [p])).toEqual({ mode: 'user', publish: [p], mac: '52:54:00:00:00:09' });
+  });
+});
+
+describe('MAC addresses', () => {
+  it('parseMac names what was wrong; macBytes gives the six bytes', () => {
+    expect(parseMac('0A:1b:2C:3d:4E:5f')).toBe('0a:1b:2c:3d:4e:5f');
+    expect(() => parseMac('03:00:00:00:00:01', 'guest_mac')).toThrow(/^guest_mac: 03:00:00:00:00:01 is a multicast address/);
+    expect(Array.from(macBytes('52:54:00:ab:cd:ef'))).toEqual([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]);
+  });
+
+  it('randomMac is 52:54:00 and three bytes from the source, a valid unicast address', () => {
+    expect(randomMac((b) => b.set([0xde, 0xad, 0x01]))).toBe('52:54:00:de:ad:01');
+    const seen = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const mac = randomMac((b) => b.forEach((_, j) => (b[j] = Math.floor(Math.random() * 256))));
+      expect(parseMac(mac)).toBe(mac);
+      expect(mac.startsWith('52:54:00:')).toBe(true);
+      seen.add(mac);
+    }
+    expect(seen.size).toBeGreaterThan(40);
   });
 });
 

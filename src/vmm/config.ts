@@ -25,29 +25,95 @@ export interface VmConfig {
   disks?: DiskConfig[];
   /** Where the guest's console is: the 16550A UART (ttyS0, default) or a virtio console (hvc0, bt engine). */
   console?: ConsoleChoice;
-  /** The network card (bt engine); absent or none: no NIC. */
+  /** The network card (both engines); absent or none: no NIC. */
   net?: NetConfig;
 }
 
 /**
  * `--net`: no NIC; a virtio-net card on typevisor's own user-mode network (10.0.2.0/24, with
  * `--publish`ed ports); one whose frames go over a Unix socket (QEMU stream framing); or one
- * on a tap device root has made.
+ * on a tap device root has made. `mac` is the card's address ("52:54:00:12:34:56", lower case);
+ * absent, Vm.create picks one (DEFAULT_USER_MAC for the user network, a random 52:54:00:xx:xx:xx
+ * for stream and tap) and records it in the VM's config, so snapshots and resets keep it.
  */
-export type NetConfig = { mode: 'none' } | { mode: 'stream'; path: string } | { mode: 'tap'; name: string } | { mode: 'user'; publish: PublishConfig[] };
+export type NetConfig =
+  | { mode: 'none' }
+  | { mode: 'stream'; path: string; mac?: string }
+  | { mode: 'tap'; name: string; mac?: string }
+  | { mode: 'user'; publish: PublishConfig[]; mac?: string };
 
-/** Parse `--net user`, `--net none`, `--net stream=PATH` or `--net tap=NAME`. */
-export function parseNet(text: string): NetConfig {
-  if (text === 'none') return { mode: 'none' };
-  if (text === 'user') return { mode: 'user', publish: [] };
-  const m = /^stream=(.+)$/.exec(text);
-  if (m) return { mode: 'stream', path: m[1]! };
-  const t = /^tap=(.+)$/.exec(text);
-  if (t) {
-    if (!/^[^/:\s]{1,15}$/.test(t[1]!) || t[1] === '.' || t[1] === '..') throw new ConfigError(`--net "${text}": "${t[1]}" is not a network interface name (1 to 15 characters, no '/', ':' or spaces)`);
-    return { mode: 'tap', name: t[1]! };
+/**
+ * The MAC of a `--net user` card without mac=: QEMU's, which users know. The user network is
+ * private to the VM (nothing else is on its Ethernet), so every VM can have the same one.
+ */
+export const DEFAULT_USER_MAC = '52:54:00:12:34:56';
+
+const MAC_EXAMPLE = 'mac=52:54:00:12:34:56';
+const NET_FORMS = 'give --net user (typevisor\'s own NAT network; a bare --net means it), --net stream=UNIX_SOCKET_PATH (e.g. a passt socket), --net tap=NAME (a tap device root made) or --net none, each but none optionally followed by ,mac=XX:XX:XX:XX:XX:XX';
+
+/**
+ * Check a MAC address for a NIC: six hex pairs separated by colons, unicast (bit 0 of the first
+ * octet clear), not all zeros. Returns it in lower case; `what` starts the error message.
+ */
+export function parseMac(text: string, what = 'the MAC address'): string {
+  if (!/^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$/.test(text)) {
+    throw new ConfigError(`${what}: "${text}" is not a MAC address: give six hex pairs separated by colons, e.g. ${MAC_EXAMPLE}`);
   }
-  throw new ConfigError(`--net "${text}" is not understood: give --net user (typevisor's own NAT network; a bare --net means it), --net stream=UNIX_SOCKET_PATH (e.g. a passt socket), --net tap=NAME (a tap device root made) or --net none`);
+  const mac = text.toLowerCase();
+  if (parseInt(mac.slice(0, 2), 16) & 1) {
+    throw new ConfigError(`${what}: ${mac} is a multicast address (bit 0 of the first octet is set), which no card may have: make the first octet even, e.g. ${MAC_EXAMPLE}`);
+  }
+  if (mac === '00:00:00:00:00:00') throw new ConfigError(`${what}: 00:00:00:00:00:00 is not a usable address: give another, e.g. ${MAC_EXAMPLE}`);
+  return mac;
+}
+
+/** A MAC address ("52:54:00:12:34:56") as its 6 bytes; `mac` must have passed parseMac. */
+export function macBytes(mac: string): Uint8Array {
+  return Uint8Array.from(mac.split(':'), (h) => parseInt(h, 16));
+}
+
+/**
+ * A new address for a card, libvirt's way: QEMU's prefix 52:54:00 (locally administered,
+ * unicast) and three random bytes from `fill` (crypto.randomFillSync in the VMM).
+ */
+export function randomMac(fill: (bytes: Uint8Array) => void): string {
+  const b = new Uint8Array(6);
+  fill(b.subarray(3));
+  b.set([0x52, 0x54, 0x00]);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * Parse `--net user`, `--net none`, `--net stream=PATH` or `--net tap=NAME`, each but none with
+ * an optional `,mac=XX:XX:XX:XX:XX:XX` at the end (a stream path may itself hold commas).
+ */
+export function parseNet(text: string): NetConfig {
+  let spec = text;
+  let mac: string | undefined;
+  const o = /^(.*),mac=([^,]*)$/.exec(text);
+  if (o) {
+    spec = o[1]!;
+    mac = parseMac(o[2]!, `--net "${text}"`);
+  }
+  const withMac = mac === undefined ? {} : { mac };
+  if (spec === 'none') {
+    if (mac !== undefined) throw new ConfigError(`--net "${text}": none gives no card to put a MAC address on: drop ,mac=... or choose a network`);
+    return { mode: 'none' };
+  }
+  if (spec === 'user') return { mode: 'user', publish: [], ...withMac };
+  const m = /^stream=(.+)$/.exec(spec);
+  if (m) return { mode: 'stream', path: m[1]!, ...withMac };
+  const t = /^tap=(.+)$/.exec(spec);
+  const comma = (t ? t[1]! : spec).indexOf(',');
+  if ((t || spec.startsWith('user,')) && comma >= 0) {
+    const option = (t ? t[1]! : spec).slice(comma + 1);
+    throw new ConfigError(`--net "${text}": the option "${option}" is not known: the one option is ,${MAC_EXAMPLE}`);
+  }
+  if (t) {
+    if (!/^[^/:\s]{1,15}$/.test(t[1]!) || t[1] === '.' || t[1] === '..') throw new ConfigError(`--net "${text}": "${t[1]}" is not a network interface name (1 to 15 characters, no '/', ':', ',' or spaces)`);
+    return { mode: 'tap', name: t[1]!, ...withMac };
+  }
+  throw new ConfigError(`--net "${text}" is not understood: ${NET_FORMS}`);
 }
 
 /** One `--publish [ADDR:]HOSTPORT:GUESTPORT[/udp]`: a host port whose connections reach the guest's port. */
@@ -92,7 +158,7 @@ export function resolveNet(net: NetConfig | undefined, publish: PublishConfig[])
     if (seen.has(key)) throw new ConfigError(`--publish gives ${p.protocol} port ${p.hostPort} on ${p.hostAddress} twice: publish each host port once`);
     seen.add(key);
   }
-  return { mode: 'user', publish };
+  return { mode: 'user', publish, ...(net?.mac === undefined ? {} : { mac: net.mac }) };
 }
 
 export type ConsoleChoice = 'serial' | 'virtio';

@@ -12,6 +12,12 @@
  * views of guest RAM. Completions arrive on this thread's event loop, which runs only when the
  * thread leaves KVM_RUN: IoPoll (src/kvm/io-poll.ts) keeps a timer kick due while I/O is in
  * flight. The files are closed when the thread ends (ctx.onExit), on every path.
+ *
+ * virtio-net (`--net`): the network back end stays on the main thread (Vm, vm.ts); frames cross
+ * as messages through the relay (src/net/relay.ts), in moved ArrayBuffers, with a credit window
+ * each way so back-pressure carries across and what is in flight is bounded. Frames for the guest
+ * need no timer: engine.post kicks this thread out of KVM_RUN and the frames are handed to the
+ * card before it re-enters; the guest's frames leave in the microtask flush before KVM_RUN.
  */
 import { randomFillSync } from 'node:crypto';
 import { buildMachine } from '../machine/builder.js';
@@ -21,6 +27,8 @@ import type { DiskBackend } from '../devices/virtio/blk/backend.js';
 import { IoPoll, polledDisk } from '../kvm/io-poll.js';
 import type { DiskConfig } from './config.js';
 import { openDisks } from './disk/open.js';
+import { kvmMachineHooks } from './snapshot/kvm-devices.js';
+import { NetRelayDevice } from '../net/relay.js';
 
 export type ConsoleMessage = { type: 'serial-out'; bytes: Uint8Array } | { type: 'serial-in'; bytes: Uint8Array } | { type: 'power-button' };
 
@@ -30,6 +38,11 @@ export interface KvmMachineConfig {
   disks?: DiskConfig[];
   /** IoPoll's interval (ns) while disk I/O is in flight; default IO_POLL_INTERVAL_NS. */
   ioPollNs?: number;
+  /**
+   * A virtio-net card, its frames relayed to the main thread's back end (NetRelayHost): its MAC
+   * (6 bytes) and whether the back end's frames carry correct checksums (the user network).
+   */
+  net?: { mac: number[]; rxChecksumsValid?: boolean };
 }
 
 export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine> {
@@ -41,13 +54,23 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
     ctx.onExit(() => open.close()); // waits for I/O in flight, then closes the files
     disks = open.disks.map((d) => ({ backend: polledDisk(d.backend, poll), serial: d.serial }));
   }
-  const { machine, uart, pm } = buildMachine({
+  const net = config.net;
+  if (net !== undefined && (!Array.isArray(net.mac) || net.mac.length !== 6 || !net.mac.every((b) => Number.isInteger(b) && b >= 0 && b <= 255))) {
+    throw new RangeError('the kvm machine config\'s net.mac is not 6 bytes');
+  }
+  const relay = net ? new NetRelayDevice((m, transfer) => ctx.post(m, transfer)) : undefined;
+  const built = buildMachine({
     memory: ctx.memory,
     interruptModel: 'in-kernel',
     fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
     serialOut: (bytes) => ctx.post({ type: 'serial-out', bytes: bytes.slice() } satisfies ConsoleMessage),
     disks, // virtio-blk
+    // virtio-net: the guest's frames to the main thread (copied once, then moved)
+    net: relay && net ? { mac: Uint8Array.from(net.mac), transmit: (f) => relay.transmit(f), txReady: () => relay.txReady(), rxChecksumsValid: net.rxChecksumsValid } : undefined,
   });
+  const { machine, uart, pm, virtioNet } = built;
+  ctx.provide(kvmMachineHooks(built)); // pause drains the disks; snapshots save the devices
+  if (relay && virtioNet) relay.attach(virtioNet);
   poll.attach(machine.timers);
   // Input the UART could not take yet waits here until the guest drains its FIFO.
   const backlog: Uint8Array[] = [];
@@ -64,6 +87,7 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
   };
   uart.onRxSpace(pump);
   ctx.onMessage((m) => {
+    if (relay?.handle(m)) return; // frames for the guest, credit for its frames
     const msg = m as ConsoleMessage;
     if (msg?.type === 'power-button') pm.pressPowerButton(); // Vm.stop(): the guest shuts down
     else if (msg?.type === 'serial-in' && msg.bytes instanceof Uint8Array) {

@@ -15,7 +15,8 @@
  * `reboot: false`); the VM ends once, with a StopReason (`wait()`, the `stopped` event).
  *
  * Engines: bt (everything above), and kvm where the host has /dev/kvm: boot, console, stop,
- * restart on reset; pause and snapshots need the bt engine for now.
+ * restart on reset, pause and snapshots (src/kvm/lifecycle.ts). A snapshot restores on the
+ * engine that took it.
  */
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -25,7 +26,7 @@ import { Duplex } from 'node:stream';
 import { bootImage } from '../boot/loader.js';
 import { extractVmlinux } from '../boot/extract.js';
 import type { BlockDevice } from '../devices/virtio/blk/blk.js';
-import { MAX_FRAME, defaultMac } from '../devices/virtio/net/net.js';
+import { MAX_FRAME } from '../devices/virtio/net/net.js';
 import { describeCpu } from '../engine/bt/dump.js';
 import type { BtEngine } from '../engine/bt/engine.js';
 import { buildMachine, type BuiltMachine } from '../machine/builder.js';
@@ -37,7 +38,8 @@ import { prepareDefaultGuest } from '../guest/default-guest.js';
 import type { StreamNetBackend } from '../net/stream.js';
 import type { TapNetBackend } from '../net/tap.js';
 import type { UserNetBackend } from '../net/user/stack.js';
-import { ConfigError, validateMemory, type PublishConfig, type VmConfig } from './config.js';
+import { NetRelayHost } from '../net/relay.js';
+import { ConfigError, DEFAULT_USER_MAC, macBytes, parseMac, randomMac, validateMemory, type NetConfig, type PublishConfig, type VmConfig } from './config.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
@@ -45,6 +47,7 @@ import type { KvmEngine } from '../kvm/engine.js';
 import { kvmAvailability } from '../kvm/detect.js';
 import type { ConsoleMessage, KvmMachineConfig } from './kvm-machine.js';
 import type { MachineState } from './snapshot/state.js';
+import type { KvmMachineSnapshot } from '../kvm/lifecycle.js';
 import { SnapshotError } from './snapshot/check.js';
 import { dataExtents } from './snapshot/extents.js';
 
@@ -129,8 +132,10 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   private status: VmState = 'created';
   private readonly panicWatch = new PanicWatch();
   private engine: BtEngine | undefined;
-  /** Under the kvm engine: the running engine and the console's way in (the device thread). */
-  private kvm: { engine: KvmEngine; port: SerialPort } | undefined;
+  /** Under the kvm engine: the running engine, the console's way in (the device thread), guest RAM. */
+  private kvm: { engine: KvmEngine; port: SerialPort; memory: GuestMemory; memfd: number } | undefined;
+  /** pause() calls waiting for the kvm engine of a VM just started. */
+  private kvmWaiters: (() => void)[] = [];
   private built: BuiltMachine | undefined;
   private clock: HostClock | undefined;
   private result: Promise<StopReason> | undefined;
@@ -180,8 +185,17 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
    * memory file is read into guest RAM. A missing, corrupt, truncated or mismatched snapshot is
    * one clear error; the snapshot's files are only read. `start()` then resumes the guest.
    */
-  static async restore(files: SnapshotFiles, opts: VmOptions = {}): Promise<Vm> {
+  static async restore(files: SnapshotFiles, opts: VmOptions & { engine?: VmConfig['engine'] } = {}): Promise<Vm> {
     const snap = readSnapshot(files);
+    if (opts.engine !== undefined && opts.engine !== 'auto' && opts.engine !== snap.engine) {
+      throw new SnapshotError(`${files.statePath} was taken on the ${snap.engine} engine; restoring it on the ${opts.engine} engine is not supported yet: restore it on the ${snap.engine} engine`);
+    }
+    if (snap.engine === 'kvm') {
+      const kvm = kvmAvailability();
+      if (!kvm.opens) throw new SnapshotError(`${files.statePath} was taken on the kvm engine, and this host cannot run it (${kvm.reason}); restoring a kvm snapshot on the bt engine is not supported yet`);
+      // every field checked before anything is created (the devices' in the device thread)
+      snap.kvm = (await import('./snapshot/kvm.js')).parseKvmState(snap.state.kvm, snap.config.cpus);
+    }
     return Vm.open(snap.config, opts, snap);
   }
 
@@ -189,13 +203,11 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const log = opts.log ?? (() => {});
     validateMemory(config.memoryBytes, os.totalmem());
     // The engine (decided before memory is allocated: kvm wants memfd-backed RAM).
-    const engineName = snap ? 'bt' : chooseEngine(config.engine, log);
-    if (engineName === 'kvm' && config.net !== undefined && config.net.mode !== 'none') {
-      throw new ConfigError('--net needs the bt engine for now (the kvm engine has no network card yet): use --engine bt');
-    }
+    const engineName = snap ? snap.engine : chooseEngine(config.engine, log);
     if (engineName === 'kvm' && config.console === 'virtio') {
       throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
     }
+    checkedMac(config.net); // before anything is opened
     if (engineName === 'bt' && config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
     if (engineName === 'bt') await loadBtModules();
     // A restored VM needs no kernel: its memory holds the running one.
@@ -233,7 +245,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       await disks.close();
       throw e;
     }
-    const vm = new Vm({ ...config, engine: engineName }, image, initrd, disks, net, log);
+    const vm = new Vm({ ...config, engine: engineName, net: withMac(config.net, snap !== undefined, log) }, image, initrd, disks, net, log);
     vm.restoreFrom = snap;
     return vm;
   }
@@ -244,17 +256,30 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
    * to temporary names and renamed, so a failure leaves no half-written snapshot.
    */
   async snapshot(files: SnapshotFiles): Promise<void> {
-    if (this.status !== 'paused' || !this.built || !this.engine) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
+    if (this.status !== 'paused' || !((this.built && this.engine) || this.kvm)) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
     const snapshotDisk = this.config.disks?.find((d) => d.snapshot);
     if (snapshotDisk) throw new VmError(`cannot snapshot the VM: disk ${snapshotDisk.path} is in snapshot mode, and its overlay does not outlive this process`);
-    const { saveMachine } = await import('./snapshot/state.js');
-    const machine = saveMachine(this.built, this.engine.cpu);
-    const memory = this.built.machine.memory;
-    const state: SnapshotState = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, config: this.config, memoryBytes: memory.size, machine };
+    let state: SnapshotState;
+    let memory: GuestMemory;
+    let extents: [number, number][] | undefined;
+    if (this.kvm) {
+      // every vCPU (in its own thread), the in-kernel irqchip, PIT and clock, the devices
+      const [{ kvmStateToJson }, saved] = await Promise.all([import('./snapshot/kvm.js'), this.kvm.engine.saveState().catch((e: Error) => {
+        throw new VmError(`cannot snapshot the VM: ${e.message}`, { cause: e });
+      })]);
+      memory = this.kvm.memory;
+      extents = dataExtents(this.kvm.memfd, memory.size); // the pages the guest touched
+      state = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, engine: 'kvm', config: this.config, memoryBytes: memory.size, kvm: kvmStateToJson(saved) };
+    } else {
+      const { saveMachine } = await import('./snapshot/state.js');
+      const machine = saveMachine(this.built!, this.engine!.cpu);
+      memory = this.built!.machine.memory;
+      state = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, engine: 'bt', config: this.config, memoryBytes: memory.size, machine };
+    }
     const tmpMem = `${files.memPath}.tmp-${process.pid}`;
     const tmpState = `${files.statePath}.tmp-${process.pid}`;
     try {
-      writeMemoryFile(tmpMem, memory);
+      writeMemoryFile(tmpMem, memory, extents);
       writeFileSync(tmpState, JSON.stringify(state));
       renameSync(tmpMem, files.memPath);
       renameSync(tmpState, files.statePath);
@@ -285,7 +310,19 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   /** Stop the vCPU at an instruction boundary, with the disks' I/O completed; time stops too. */
   async pause(): Promise<void> {
     if (this.status === 'paused') return;
-    if (this.config.engine === 'kvm') throw new VmError('pausing needs the bt engine for now');
+    if (this.config.engine === 'kvm') {
+      // the engine exists once bootKvm has loaded its modules: wait for it after a fresh start()
+      if (this.status === 'running' && !this.kvm) await new Promise<void>((resolve) => this.kvmWaiters.push(resolve));
+      const kvm = this.kvm;
+      if (this.status !== 'running' || !kvm) throw new VmError(`the VM cannot pause: it is ${this.status}`);
+      try {
+        await kvm.engine.pause();
+      } catch (e) {
+        throw new VmError(`the VM cannot pause: ${(e as Error).message}`, { cause: e });
+      }
+      if (this.status === 'running' && this.kvm === kvm && kvm.engine.paused) this.setState('paused'); // not when it stopped meanwhile
+      return;
+    }
     if (this.status !== 'running' || !this.engine) throw new VmError(`the VM cannot pause: it is ${this.status}`);
     await this.engine.pause();
     if (this.status === 'running') this.setState('paused');
@@ -296,6 +333,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     if (this.status !== 'paused') throw new VmError(`the VM cannot resume: it is ${this.status}`);
     this.setState('running');
     this.engine?.resume();
+    this.kvm?.engine.resume();
   }
 
   /**
@@ -418,6 +456,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     this.image = new Uint8Array(0);
     this.initrd = undefined;
     this.restoreFrom = undefined;
+    for (const w of this.kvmWaiters.splice(0)) w(); // a pause() that waited for the kvm engine sees it stopped
     this.net?.close();
     await this.disks.close();
   }
@@ -431,18 +470,31 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const [{ KvmEngine }, { createKvmGuestMemory }] = await Promise.all([import('../kvm/engine.js'), import('../kvm/memory.js')]);
     const config = this.config;
     const ram = createKvmGuestMemory(config.memoryBytes);
+    let closeRelay: NetRelayHost | undefined;
+    const snap = this.restoreFrom;
+    this.restoreFrom = undefined; // a reset after a restore boots afresh
     try {
-      const booted = bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd: this.initrd, cpus: config.cpus });
+      // a restore: the snapshot's RAM (its data extents only) instead of a kernel
+      if (snap) readMemoryFile(snap.memPath, ram.memory);
+      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd: this.initrd, cpus: config.cpus });
       const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+      // --net: the card is in the device thread, the back end here; frames cross through the
+      // relay (src/net/relay.ts), which keeps the back end's back-pressure contract
+      const net = this.net;
+      const relay = net ? new NetRelayHost((m, transfer) => engine.post(m, transfer), (frame) => net.transmit(frame)) : undefined;
+      closeRelay = relay;
+      const nic = net ? { mac: Array.from(macBytes(cardMac(config.net))), rxChecksumsValid: config.net?.mode === 'user' } : undefined;
       const engine = new KvmEngine({
         memory: ram,
         cpus: config.cpus,
         machine: {
           module: new URL(`./kvm-machine.${ext}`, import.meta.url),
           export: 'createKvmMachine',
-          config: { disks: config.disks ?? [] } satisfies KvmMachineConfig,
+          config: { disks: config.disks ?? [], ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
         },
+        restore: snap?.kvm, // checked by Vm.restore (parseKvmState)
         onMessage: (m) => {
+          if (relay?.handle(m)) return;
           const msg = m as ConsoleMessage;
           if (msg?.type === 'serial-out') this.output(msg.bytes);
         },
@@ -455,11 +507,14 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
         },
         onRxSpace: () => {},
       };
-      this.kvm = { engine, port };
+      this.kvm = { engine, port, memory: ram.memory, memfd: ram.memfd };
+      for (const w of this.kvmWaiters.splice(0)) w(); // pause() calls made before the engine existed
+      if (net && relay) net.attach(relay); // frames wait in the engine's port until the thread runs
       if (this.stopWanted !== undefined) engine.stop(this.stopWanted);
       this.pumpInput();
-      return await engine.run(booted.entry);
+      return await engine.run(booted?.entry);
     } finally {
+      closeRelay?.close(); // the card is gone with its thread: the back end keeps what it has
       this.kvm = undefined;
       ram.dispose();
     }
@@ -487,7 +542,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       // the virtio console's output is a borrowed view: copy it
       virtioConsoleOut: virtioConsole ? (bytes) => this.output(bytes.slice()) : undefined,
       // the user network builds every frame it sends: the guest need not verify their checksums
-      net: net ? { mac: defaultMac(0), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
+      net: net ? { mac: macBytes(cardMac(config.net)), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
       fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
       disks: this.disks.disks, // virtio-blk
     });
@@ -520,8 +575,8 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     });
     if (snap) {
       readMemoryFile(snap.memPath, memory);
-      restoreMachine(built, engine.cpu, snap.state.machine);
-      clock.setNowNs(snap.state.machine.clockNs);
+      restoreMachine(built, engine.cpu, snap.state.machine!); // checked there: a missing one is one clear error
+      clock.setNowNs(snap.state.machine!.clockNs);
     }
     this.built = built;
     this.engine = engine;
@@ -534,6 +589,36 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       uart.flush();
     }
   }
+}
+
+/**
+ * The network configuration with the card's MAC decided: the one given (`,mac=`, guest_mac),
+ * else DEFAULT_USER_MAC on the user network (private to this VM: nothing to collide with) and a
+ * random 52:54:00:xx:xx:xx on stream and tap (their Ethernet may hold other VMs). The VM's
+ * config keeps it, so resets and snapshots (which save the config) keep the address. A snapshot
+ * written before the MAC was recorded had QEMU's 52:54:00:12:34:56 on every card.
+ */
+function withMac(net: NetConfig | undefined, restoring: boolean, log: (line: string) => void): NetConfig | undefined {
+  if (net === undefined || net.mode === 'none') return net;
+  if (net.mac !== undefined) return { ...net, mac: checkedMac(net)! };
+  if (restoring || net.mode === 'user') return { ...net, mac: DEFAULT_USER_MAC };
+  const mac = randomMac((b) => randomFillSync(b));
+  log(`typevisor: the network card's MAC is ${mac} (random; add ,mac=${mac} to --net to keep it)`);
+  return { ...net, mac };
+}
+
+/**
+ * The MAC given in `net`, checked (Vm.open does so before opening anything): a program's
+ * VmConfig, or a snapshot's state file, did not pass the CLI's parsing.
+ */
+function checkedMac(net: NetConfig | undefined): string | undefined {
+  if (net === undefined || net.mode === 'none' || net.mac === undefined) return undefined;
+  return parseMac(String(net.mac), 'the network card\'s MAC (net.mac)');
+}
+
+/** The MAC withMac decided for a card. */
+function cardMac(net: NetConfig | undefined): string {
+  return net !== undefined && net.mode !== 'none' && net.mac !== undefined ? net.mac : DEFAULT_USER_MAC;
 }
 
 /** The two files of a snapshot (Firecracker's snapshot_path and mem_file_path). */
@@ -549,35 +634,46 @@ const SNAPSHOT_VERSION = 1;
 interface SnapshotState {
   format: typeof SNAPSHOT_FORMAT;
   version: number;
+  /** The engine that took it, and the only one that restores it (absent: bt, from before kvm snapshots). */
+  engine?: 'bt' | 'kvm';
   config: VmConfig;
   memoryBytes: number;
-  machine: MachineState;
+  /** bt: the software CPU and the device models (snapshot/state.ts). */
+  machine?: MachineState;
+  /** kvm: KVM's vCPU and VM state and the devices (snapshot/kvm.ts). */
+  kvm?: unknown;
 }
 
 interface LoadedSnapshot {
   config: VmConfig;
+  engine: 'bt' | 'kvm';
   state: SnapshotState;
   memPath: string;
+  /** kvm: the state, checked (Vm.restore). */
+  kvm?: KvmMachineSnapshot;
 }
 
-/** Guest RAM, region after region; all-zero chunks are left as holes (a sparse file). */
-function writeMemoryFile(path: string, memory: GuestMemory): void {
+/**
+ * Guest RAM, region after region; all-zero chunks are left as holes (a sparse file). `extents`:
+ * where RAM can hold data at all (the kvm engine's memfd knows the pages the guest ever
+ * touched), so only those are scanned; default everything.
+ */
+function writeMemoryFile(path: string, memory: GuestMemory, extents: [number, number][] = [[0, memory.size]]): void {
   const fd = openSync(path, 'w');
   try {
     const CHUNK = 64 * 1024;
     let at = 0;
+    const zeros = Buffer.alloc(CHUNK);
     for (const r of memory.regions) {
-      const words = new BigUint64Array(r.bytes.buffer, r.bytes.byteOffset, r.size / 8);
-      for (let off = 0; off < r.size; off += CHUNK) {
+      const bytes = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.size); // a view, not a copy
+      const chunks = new Set<number>();
+      for (const [start, end] of extents) {
+        for (let c = Math.floor(Math.max(start - at, 0) / CHUNK) * CHUNK; c < Math.min(end - at, r.size); c += CHUNK) chunks.add(c);
+      }
+      for (const off of chunks) {
         const n = Math.min(CHUNK, r.size - off);
-        let zero = true;
-        for (let w = off / 8, end = (off + n) / 8; w < end; w++) {
-          if (words[w] !== 0n) {
-            zero = false;
-            break;
-          }
-        }
-        if (!zero) writeSync(fd, r.bytes, off, n, at + off);
+        // memcmp against zeros: ~10x faster than a word loop in JS
+        if (!bytes.subarray(off, off + n).equals(n === CHUNK ? zeros : zeros.subarray(0, n))) writeSync(fd, r.bytes, off, n, at + off);
       }
       at += r.size;
     }
@@ -639,5 +735,8 @@ function readSnapshot(files: SnapshotFiles): LoadedSnapshot {
   if (size !== state.memoryBytes) {
     throw new SnapshotError(`the memory file ${memPath} holds ${size} bytes, but the snapshot's guest has ${state.memoryBytes}: a truncated or mismatched memory file`);
   }
-  return { config: { ...c, engine: 'bt' }, state, memPath };
+  const engine = state.engine ?? 'bt';
+  if (engine !== 'bt' && engine !== 'kvm') throw new SnapshotError(`${statePath} is corrupt: it names the engine ${JSON.stringify(engine)}, not "bt" or "kvm"`);
+  if (!Number.isInteger(c.cpus) || c.cpus < 1 || c.cpus > 64) throw new SnapshotError(`${statePath} is corrupt: its configuration has ${JSON.stringify(c.cpus)} vCPUs`);
+  return { config: { ...c, engine }, engine, state, memPath };
 }

@@ -1,10 +1,11 @@
 /**
  * `--net user`, typevisor's own user-mode network, end to end on the bt engine with the default
- * guest, in one boot: busybox udhcpc gets 10.0.2.15 from the stack's DHCP server; the gateway
- * answers ping; wget fetches a 1 MiB file from an HTTP server on the host's loopback through
- * 10.0.2.2 (sha256 checked); nslookup asks the DNS relay at 10.0.2.3 for a name in the host's
- * /etc/hosts; 50 concurrent connections; busybox tftp (UDP both ways) from a host server; and --publish brings
- * host connections to busybox httpd and nc in the guest.
+ * guest, in one boot: the card has the MAC given with --net user,mac=; busybox udhcpc gets
+ * 10.0.2.15 from the stack's DHCP server; the gateway answers ping; wget fetches a 1 MiB file
+ * from an HTTP server on the host's loopback through 10.0.2.2 (sha256 checked); nslookup asks the
+ * DNS relay at 10.0.2.3 for a name in the host's /etc/hosts; 50 concurrent connections; busybox
+ * tftp (UDP both ways) from a host server; and --publish brings host connections to busybox httpd
+ * and nc in the guest.
  * The boot ends with typevisor stopped by SIGTERM mid-download: the host client sees the end.
  * Also: a published port that is taken is one clear error before booting.
  */
@@ -61,6 +62,9 @@ describe('--net user: typevisor\'s own NAT network', () => {
     const bad = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--publish', '80'], { encoding: 'utf8', input: '', timeout: 60_000 });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/^typevisor: --publish "80" is not understood: give \[ADDR:\]HOSTPORT:GUESTPORT\[\/udp\]/);
+    const mac = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--net', 'user,mac=01:00:5e:00:00:01'], { encoding: 'utf8', input: '', timeout: 60_000 });
+    expect(mac.status).toBe(2);
+    expect(mac.stderr).toBe('typevisor: --net "user,mac=01:00:5e:00:00:01": 01:00:5e:00:00:01 is a multicast address (bit 0 of the first octet is set), which no card may have: make the first octet even, e.g. mac=52:54:00:12:34:56\n');
   }, 180_000);
 
   it('DHCP, ping, wget from the host, DNS through the relay, and published ports into the guest', async () => {
@@ -100,11 +104,13 @@ describe('--net user: typevisor\'s own NAT network', () => {
     const httpdPort = await freePort();
     const ncPort = await freePort();
 
-    vm = new VmProcess(['--engine', 'bt', '--net', 'user', '--publish', `${httpdPort}:8080`, '--publish', `127.0.0.1:${ncPort}:8081`]);
+    vm = new VmProcess(['--engine', 'bt', '--net', 'user,mac=52:54:00:AB:cd:0e', '--publish', `${httpdPort}:8080`, '--publish', `127.0.0.1:${ncPort}:8081`]);
     await vm.waitFor(/TYPEVISOR-INIT-OK/, TIMEOUT);
     const sh = (cmd: string): Promise<string> => vm!.sh(cmd, TIMEOUT);
 
     await sh('dmesg -n 1'); // kernel messages (eth0's link coming up) must not land in the output
+    // the card has the MAC given with --net user,mac=
+    expect(await sh('cat /sys/class/net/eth0/address')).toBe('52:54:00:ab:cd:0e');
     // DHCP: the address, the route and the resolver QEMU users know
     expect(await sh('udhcpc -i eth0 -n -q -t 5 >/dev/null 2>&1; echo rc=$?')).toBe('rc=0');
     expect(await sh('ip -4 addr show eth0')).toMatch(/inet 10\.0\.2\.15\/24 /);

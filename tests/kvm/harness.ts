@@ -44,6 +44,10 @@ export async function runGuest(
     machineConfig?: unknown;
     /** Stop the guest (reason `quit`) if it is still running after this long. */
     timeoutMs?: number;
+    /** The engine is made, not yet running (a test that posts to the machine keeps it). */
+    onStart?: (engine: KvmEngine, memory: GuestMemory) => void;
+    /** Every message of the machine first: true when the test took it (not an event then). */
+    onMessage?: (message: unknown) => boolean;
   } = {},
 ): Promise<GuestRun> {
   let image = cache.get(source);
@@ -59,6 +63,7 @@ export async function runGuest(
       cpus: opts.cpus ?? 1,
       machine: { module: opts.machine ?? MACHINE_MODULE, config: opts.machineConfig },
       onMessage: (m) => {
+        if (opts.onMessage?.(m)) return;
         const c = m as ConsoleMessage;
         const e: TestEvent = c.type === 'serial-out' ? { out: c.bytes[0] ?? 0 } : (m as TestEvent);
         if (c.type === 'serial-out') out += String.fromCharCode(...c.bytes);
@@ -67,6 +72,7 @@ export async function runGuest(
         opts.onEvent?.(e, engine);
       },
     });
+    opts.onStart?.(engine, ram.memory);
     const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => engine.stop({ kind: 'quit' }), opts.timeoutMs);
     try {
       const reason = await engine.run(opts.entry ?? { mode: 'real16', rip: GUEST_ORG, regs: {}, realCs: 0 });

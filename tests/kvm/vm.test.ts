@@ -1,8 +1,8 @@
 /**
  * The Vm object on the kvm engine, in-process, with a small multiboot guest (a kvm_pvm host
- * runs no ordinary kernel): the console as a stream, the engine chosen, pause refused with a
- * clear line, and stop() ending the VM (the idle guest ignores the power button, so the
- * deadline kills it) with everything released.
+ * runs no ordinary kernel): the console as a stream, the engine chosen, pause and resume (more
+ * in snapshot.test.ts), and stop() ending the VM (the idle guest ignores the power button, so
+ * the deadline kills it) with everything released.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-kvm-vm-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe.skipIf(skip)(`Vm on the kvm engine${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  it('runs a small guest: console stream, no pause, stop by deadline', async () => {
+  it('runs a small guest: console stream, pause and resume, stop by deadline', async () => {
     const kernel = path.join(dir, 'idle.bin');
     execFileSync('nasm', ['-f', 'bin', '-o', kernel, fileURLToPath(new URL('../e2e/guests/idle.asm', import.meta.url))]);
     const vm = await Vm.create({ memoryBytes: 64 * MiB, cpus: 1, engine: 'kvm', kernel });
@@ -28,8 +28,13 @@ describe.skipIf(skip)(`Vm on the kvm engine${skip ? ` (skipped: ${skip})` : ''}`
     vm.console.on('data', (b: Buffer) => (out += b.toString('latin1')));
     vm.start();
     while (!out.includes('idle kernel up')) await new Promise((r) => setTimeout(r, 20));
-    await expect(vm.pause()).rejects.toThrow(/pausing needs the bt engine/);
-    expect(await vm.stop(300)).toEqual({ kind: 'quit' });
+    await vm.pause();
+    expect(vm.state).toBe('paused');
+    vm.resume();
+    expect(vm.state).toBe('running');
+    await vm.pause();
+    expect(await vm.stop(300)).toEqual({ kind: 'quit' }); // stop() resumes a paused VM first
+    await expect(vm.pause()).rejects.toThrow(/cannot pause: it is stopped/);
     expect(vm.state).toBe('stopped');
   }, 60_000);
 

@@ -8,7 +8,8 @@
  *
  * Encodings (JSON has no 64-bit integers and no byte arrays): 64-bit registers and other wide
  * values are "0x..." hex strings of the unsigned value, as KVM's structures would hold it;
- * byte arrays are arrays of numbers (small) — the memory image is not part of the state.
+ * byte arrays are arrays of numbers (small), or base64 strings for the kvm engine's structures
+ * whose layout is KVM's ABI (XSAVE area, LAPIC page...) — the memory image is not part of the state.
  */
 
 export class SnapshotError extends Error {
@@ -20,6 +21,7 @@ export type Schema =
   | { readonly t: 'num' }
   | { readonly t: 'bool' }
   | { readonly t: 'hex'; readonly bits: number }
+  | { readonly t: 'b64'; readonly min: number; readonly max: number }
   | { readonly t: 'arr'; readonly of: Schema; readonly min: number; readonly max: number }
   | { readonly t: 'obj'; readonly fields: Readonly<Record<string, Schema>> };
 
@@ -30,6 +32,8 @@ export const hex = (bits: number): Schema => ({ t: 'hex', bits });
 /** An array of exactly `len` elements, or from `len` to `max`. */
 export const arr = (of: Schema, len: number, max = len): Schema => ({ t: 'arr', of, min: len, max });
 export const obj = (fields: Record<string, Schema>): Schema => ({ t: 'obj', fields });
+/** Bytes as a base64 string (a structure whose layout is KVM's ABI): exactly `len`, or `len` to `max`, bytes. */
+export const b64 = (len: number, max = len): Schema => ({ t: 'b64', min: len, max });
 
 export const u8 = int(0, 0xff);
 export const u16 = int(0, 0xffff);
@@ -71,6 +75,13 @@ export function check(schema: Schema, v: unknown, path: string): void {
       if (typeof v !== 'string' || !new RegExp(`^0x[0-9a-f]{1,${digits}}$`).test(v) || BigInt(v) >> BigInt(schema.bits) !== 0n) {
         fail(path, v, `a ${schema.bits}-bit value written "0x" and lower-case hex digits`);
       }
+      return;
+    }
+    case 'b64': {
+      const what = schema.min === schema.max ? `${schema.min} bytes in base64` : `${schema.min} to ${schema.max} bytes in base64`;
+      if (typeof v !== 'string' || v.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) fail(path, v, what);
+      const n = (v.length / 4) * 3 - (v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0);
+      if (n < schema.min || n > schema.max) throw new SnapshotError(`Cannot restore the snapshot: ${path} holds ${n} bytes, not ${what} (a corrupt or hand-edited state file)`);
       return;
     }
     case 'arr':

@@ -157,6 +157,32 @@ describe('virtio-net', () => {
     }
   });
 
+  it('leaves frames in the transmit queue while txReady says no, and sends them on resumeTx', () => {
+    const sent: number[][] = [];
+    let credit = 1;
+    const dev = new VirtioNet({ mac: defaultMac(0), transmit: (f) => (credit--, sent.push([...f])), txReady: () => credit > 0 });
+    const h = new PciDriverHarness(dev);
+    h.enable();
+    h.negotiate(bit(VIRTIO_F_VERSION_1));
+    h.msixVector(1, 0x42);
+    const tx = h.setupQueue(1, NET_QUEUE_SIZE, 0x20000, 1).drv;
+    h.driverOk();
+    h.mem.writeBytes(0x40000, new Uint8Array(NET_HDR_SIZE));
+    for (let i = 0; i < 3; i++) {
+      h.mem.writeBytes(0x41000 + i * 0x100, frame(60 + i));
+      tx.add([{ addr: 0x40000, len: NET_HDR_SIZE }, { addr: 0x41000 + i * 0x100, len: 60 + i }]);
+    }
+    h.kick(1);
+    expect(sent.map((f) => f.length)).toEqual([60]); // one credit: one frame
+    expect(tx.takeUsed()).toHaveLength(1);
+    dev.resumeTx(); // still no credit: nothing happens
+    expect(sent).toHaveLength(1);
+    credit = 5;
+    dev.resumeTx();
+    expect(sent.map((f) => f.length)).toEqual([60, 61, 62]);
+    expect(tx.takeUsed()).toHaveLength(2);
+  });
+
   it('refuses for good (without blocking) a frame longer than any Ethernet frame', () => {
     const { rx, dev } = setup();
     rx.add([{ addr: 0x50000, len: 4096, write: true }]);

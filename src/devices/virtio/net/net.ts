@@ -17,7 +17,9 @@
  * `onRxSpace` fires (the driver posted buffers): the device never drops a frame it accepted and
  * never queues frames itself, so a guest that stops reading back-pressures the host side.
  * Transmit hands each frame (without the header) to `transmit`; frames are bounded by
- * MAX_FRAME.
+ * MAX_FRAME. A backend that can fall behind (the kvm engine's relay to the main thread,
+ * src/net/relay.ts) gives `txReady`: while it says false the device leaves the guest's
+ * frames in the transmit queue, and `resumeTx()` carries on once it has room.
  */
 import { bit, VIRTIO_ID_NET, type VirtioDevice, type VirtioTransport } from '../device.js';
 import { DescriptorChain } from '../queue/queue.js';
@@ -50,6 +52,11 @@ export interface NetOptions {
   mac: Uint8Array;
   /** A frame the guest sent (a borrowed view: copy it to keep it). */
   transmit: (frame: Uint8Array) => void;
+  /**
+   * Whether `transmit` can take more now (asked before each of the guest's frames; absent:
+   * always). After a false, the device takes no more until `resumeTx()`.
+   */
+  txReady?: () => boolean;
   mtu?: number;
   /** Frames from the backend carry correct checksums: mark them DATA_VALID (GUEST_CSUM). */
   rxChecksumsValid?: boolean;
@@ -135,6 +142,11 @@ export class VirtioNet implements VirtioDevice {
     else if (index === RX_QUEUE) this.rxSpace?.();
   }
 
+  /** The backend has room again after `txReady` said false: send what the guest queued. */
+  resumeTx(): void {
+    this.drainTx();
+  }
+
   /** Register the callback for "the driver posted receive buffers" (at most one). */
   onRxSpace(listener: () => void): void {
     this.rxSpace = listener;
@@ -218,7 +230,9 @@ export class VirtioNet implements VirtioDevice {
     const mem = t.memory;
     const chain = this.txChain;
     let used = false;
+    const ready = this.opts.txReady;
     for (let budget = NET_QUEUE_SIZE; budget > 0; budget--) {
+      if (ready && !ready()) break; // the frames wait in the ring until resumeTx()
       const r = q.pop(mem, chain);
       if (r === false) break;
       if (r !== true) {
