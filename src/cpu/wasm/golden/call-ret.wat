@@ -1,0 +1,686 @@
+;; push rbx | mov rbx, rdi | call f | pop rbx | ret | f: lea rax, [rbx + rbx * 2] | ret
+(module
+  (type $t0 (func (param i32 i32 i32) (result i32)))
+  (type $t1 (func (param f64 i32 f64) (result i32)))
+  (type $t2 (func (param f64 i32 i32 i32 f64) (result i32)))
+  (type $t3 (func (param f64 f64 i32) (result i32)))
+  (type $t4 (func (result i32)))
+  (type $t5 (func (param i32 f64)))
+  (type $t6 (func (param i32 i32 i32 i32) (result i32)))
+  (type $t7 (func (param i64 i64 i64) (result i64)))
+  (import "e" "m" (memory $e.m 0))
+  (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i32) (local $l10 i32) (local $l11 i32) (local $l12 i32) (local $l13 i32) (local $l14 i32) (local $l15 i64) (local $l16 i64) (local $l17 i64) (local $l18 i32) (local $l19 i32) (local $l20 i32) (local $l21 i32) (local $l22 i32) (local $l23 i32) (local $l24 i64) (local $l25 i64) (local $l26 i64) (local $l27 i32) (local $l28 i32) (local $l29 i32) (local $l30 f64) (local $l31 i32) (local $l32 i32) (local $l33 i32) (local $l34 i64) (local $l35 i32) (local $l36 i32) (local $l37 i32) (local $l38 i64) (local $l39 i32) (local $l40 i32) (local $l41 i32) (local $l42 f64) (local $l43 i32) (local $l44 i32) (local $l45 i32)
+    i32.const 0
+    i64.load offset=268435456 align=1
+    local.set $l25
+    i32.const 0
+    i64.load offset=268435480 align=1
+    local.set $l6
+    i32.const 0
+    i64.load offset=268435488 align=1
+    local.set $l8
+    i32.const 0
+    i64.load offset=268435512 align=1
+    local.set $l15
+    local.get $l6
+    local.set $l5
+    local.get $l8
+    i64.const 8
+    i64.sub
+    local.set $l7
+    local.get $l7
+    i32.wrap_i64
+    local.tee $l10
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l11
+    i32.const 5
+    i32.shl
+    local.get $p1
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l7
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    local.get $l10
+    i32.const 4095
+    i32.and
+    i32.const 4088
+    i32.le_u
+    i32.and
+    if $I0 (result i32)
+      local.get $l11
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l10
+      i32.const 4095
+      i32.and
+      i32.add
+      local.tee $l9
+      i32.const 6
+      i32.shr_u
+      i32.load8_u offset=268506112
+      local.get $l9
+      i32.const 7
+      i32.add
+      i32.const 6
+      i32.shr_u
+      i32.load8_u offset=268506112
+      i32.or
+    else
+      i32.const 1
+    end
+    if $I1
+      local.get $l7
+      f64.convert_i64_s
+      i32.const 264
+      local.get $l5
+      i32.wrap_i64
+      local.get $l5
+      i64.const 32
+      i64.shr_u
+      i32.wrap_i64
+      f64.const 0x1p+20 (;=1.04858e+06;)
+      i32.const 1
+      call_indirect $t (type $t2)
+      local.set $l4
+    else
+      local.get $l9
+      local.get $l5
+      i64.store align=1
+    end
+    local.get $l7
+    local.set $l8
+    local.get $l4
+    if $I2
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      f64.const 0x1.00001p+20 (;=1.04858e+06;)
+      f64.store offset=268435688 align=1
+      local.get $p2
+      i32.const 1
+      i32.add
+      local.tee $l12
+      i32.const 1024
+      i32.lt_u
+      i32.const 0
+      i32.load offset=269484040 align=1
+      local.tee $l13
+      i32.eqz
+      i32.eqz
+      i32.and
+      i32.const 0
+      i32.load offset=269484044 align=1
+      local.tee $l14
+      i32.const 0
+      i32.load offset=268435712 align=1
+      i32.const 0
+      i32.load offset=268435704 align=1
+      local.get $l14
+      i32.const 4
+      i32.and
+      select
+      i32.eq
+      i32.and
+      i32.const 0
+      i32.load offset=268435660 align=1
+      i32.eqz
+      i32.and
+      if $I3
+        local.get $p0
+        local.get $p1
+        local.get $l12
+        local.get $l13
+        i32.const 5
+        return_call_indirect (type $t6)
+      end
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435708 align=1
+      local.get $l12
+      return
+    end
+    local.get $l15
+    local.set $l6
+    i64.const 1048585
+    local.set $l16
+    local.get $l8
+    i64.const 8
+    i64.sub
+    local.set $l17
+    local.get $l17
+    i32.wrap_i64
+    local.tee $l19
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l20
+    i32.const 5
+    i32.shl
+    local.get $p1
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l17
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    local.get $l19
+    i32.const 4095
+    i32.and
+    i32.const 4088
+    i32.le_u
+    i32.and
+    if $I4 (result i32)
+      local.get $l20
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l19
+      i32.const 4095
+      i32.and
+      i32.add
+      local.tee $l18
+      i32.const 6
+      i32.shr_u
+      i32.load8_u offset=268506112
+      local.get $l18
+      i32.const 7
+      i32.add
+      i32.const 6
+      i32.shr_u
+      i32.load8_u offset=268506112
+      i32.or
+    else
+      i32.const 1
+    end
+    if $I5
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      local.get $l17
+      f64.convert_i64_s
+      i32.const 264
+      local.get $l16
+      i32.wrap_i64
+      local.get $l16
+      i64.const 32
+      i64.shr_u
+      i32.wrap_i64
+      f64.const 0x1.00004p+20 (;=1.04858e+06;)
+      i32.const 1
+      call_indirect $t (type $t2)
+      local.set $l4
+    else
+      local.get $l18
+      local.get $l16
+      i64.store align=1
+    end
+    local.get $l17
+    local.set $l8
+    local.get $l4
+    if $I6
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      f64.const 0x1.0000bp+20 (;=1.04859e+06;)
+      f64.store offset=268435688 align=1
+      local.get $p2
+      i32.const 3
+      i32.add
+      local.tee $l21
+      i32.const 1024
+      i32.lt_u
+      i32.const 0
+      i32.load offset=269484048 align=1
+      local.tee $l22
+      i32.eqz
+      i32.eqz
+      i32.and
+      i32.const 0
+      i32.load offset=269484052 align=1
+      local.tee $l23
+      i32.const 0
+      i32.load offset=268435712 align=1
+      i32.const 0
+      i32.load offset=268435704 align=1
+      local.get $l23
+      i32.const 4
+      i32.and
+      select
+      i32.eq
+      i32.and
+      i32.const 0
+      i32.load offset=268435660 align=1
+      i32.eqz
+      i32.and
+      if $I7
+        local.get $p0
+        local.get $p1
+        local.get $l21
+        local.get $l22
+        i32.const 5
+        return_call_indirect (type $t6)
+      end
+      i32.const 0
+      i32.const 2
+      i32.store offset=268435708 align=1
+      local.get $l21
+      return
+    end
+    local.get $l6
+    local.get $l6
+    i64.const 1
+    i64.shl
+    i64.add
+    local.set $l24
+    local.get $l24
+    local.set $l25
+    local.get $l8
+    i32.wrap_i64
+    local.tee $l28
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l29
+    i32.const 5
+    i32.shl
+    local.get $p0
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l8
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    local.get $l28
+    i32.const 4095
+    i32.and
+    i32.const 4088
+    i32.le_u
+    i32.and
+    if $I8 (result i32)
+      local.get $l29
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l28
+      i32.const 4095
+      i32.and
+      i32.add
+      local.set $l27
+      i32.const 0
+    else
+      i32.const 1
+    end
+    if $I9 (result i64)
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l25
+      i64.store offset=268435456 align=1
+      local.get $l8
+      f64.convert_i64_s
+      i32.const 264
+      f64.const 0x1.0000fp+20 (;=1.04859e+06;)
+      i32.const 0
+      call_indirect $t (type $t1)
+      drop
+      i32.const 0
+      i64.load offset=268435696 align=1
+    else
+      local.get $l27
+      i64.load align=1
+    end
+    local.set $l26
+    local.get $l26
+    i64.const 140737488355328
+    i64.add
+    i64.const 48
+    i64.shr_u
+    i64.eqz
+    i32.eqz
+    if $I10
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l25
+      i64.store offset=268435456 align=1
+      i32.const 13
+      f64.const 0x1.0000fp+20 (;=1.04859e+06;)
+      i32.const 4
+      call_indirect $t (type $t5)
+      unreachable
+    end
+    local.get $l8
+    i64.const 8
+    i64.add
+    local.set $l8
+    local.get $l26
+    i64.const 1048585
+    i64.ne
+    if $I11
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l25
+      i64.store offset=268435456 align=1
+      local.get $l26
+      f64.convert_i64_s
+      local.set $l30
+      i32.const 0
+      local.get $l30
+      f64.store offset=268435688 align=1
+      local.get $p2
+      i32.const 5
+      i32.add
+      local.set $l31
+      local.get $l26
+      i32.wrap_i64
+      local.tee $l32
+      local.get $l32
+      i32.const 12
+      i32.shr_u
+      i32.xor
+      i32.const 4095
+      i32.and
+      i32.const 4
+      i32.shl
+      local.set $l32
+      local.get $l31
+      i32.const 1024
+      i32.lt_u
+      local.get $l32
+      f64.load offset=277872640 align=1
+      local.get $l30
+      f64.eq
+      i32.and
+      local.get $l32
+      i32.load offset=277872648 align=1
+      local.tee $l33
+      i32.const 0
+      i32.load offset=268435712 align=1
+      i32.const 0
+      i32.load offset=268435704 align=1
+      local.get $l33
+      i32.const 4
+      i32.and
+      select
+      i32.eq
+      i32.and
+      i32.const 0
+      i32.load offset=268435660 align=1
+      i32.eqz
+      i32.and
+      if $I12
+        local.get $p0
+        local.get $p1
+        local.get $l31
+        local.get $l32
+        i32.load offset=277872652 align=1
+        i32.const 5
+        return_call_indirect (type $t6)
+      end
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
+      local.get $l31
+      return
+    end
+    local.get $l8
+    i32.wrap_i64
+    local.tee $l36
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l37
+    i32.const 5
+    i32.shl
+    local.get $p0
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l8
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    local.get $l36
+    i32.const 4095
+    i32.and
+    i32.const 4088
+    i32.le_u
+    i32.and
+    if $I13 (result i32)
+      local.get $l37
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l36
+      i32.const 4095
+      i32.and
+      i32.add
+      local.set $l35
+      i32.const 0
+    else
+      i32.const 1
+    end
+    if $I14 (result i64)
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l25
+      i64.store offset=268435456 align=1
+      local.get $l8
+      f64.convert_i64_s
+      i32.const 264
+      f64.const 0x1.00009p+20 (;=1.04858e+06;)
+      i32.const 0
+      call_indirect $t (type $t1)
+      drop
+      i32.const 0
+      i64.load offset=268435696 align=1
+    else
+      local.get $l35
+      i64.load align=1
+    end
+    local.set $l34
+    local.get $l8
+    i64.const 8
+    i64.add
+    local.set $l8
+    local.get $l34
+    local.set $l6
+    local.get $l8
+    i32.wrap_i64
+    local.tee $l40
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l41
+    i32.const 5
+    i32.shl
+    local.get $p0
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l8
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    local.get $l40
+    i32.const 4095
+    i32.and
+    i32.const 4088
+    i32.le_u
+    i32.and
+    if $I15 (result i32)
+      local.get $l41
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l40
+      i32.const 4095
+      i32.and
+      i32.add
+      local.set $l39
+      i32.const 0
+    else
+      i32.const 1
+    end
+    if $I16 (result i64)
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l25
+      i64.store offset=268435456 align=1
+      local.get $l8
+      f64.convert_i64_s
+      i32.const 264
+      f64.const 0x1.0000ap+20 (;=1.04859e+06;)
+      i32.const 0
+      call_indirect $t (type $t1)
+      drop
+      i32.const 0
+      i64.load offset=268435696 align=1
+    else
+      local.get $l39
+      i64.load align=1
+    end
+    local.set $l38
+    local.get $l38
+    i64.const 140737488355328
+    i64.add
+    i64.const 48
+    i64.shr_u
+    i64.eqz
+    i32.eqz
+    if $I17
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l25
+      i64.store offset=268435456 align=1
+      i32.const 13
+      f64.const 0x1.0000ap+20 (;=1.04859e+06;)
+      i32.const 4
+      call_indirect $t (type $t5)
+      unreachable
+    end
+    local.get $l8
+    i64.const 8
+    i64.add
+    local.set $l8
+    i32.const 0
+    local.get $l8
+    i64.store offset=268435488 align=1
+    i32.const 0
+    local.get $l6
+    i64.store offset=268435480 align=1
+    i32.const 0
+    local.get $l25
+    i64.store offset=268435456 align=1
+    local.get $l38
+    f64.convert_i64_s
+    local.set $l42
+    i32.const 0
+    local.get $l42
+    f64.store offset=268435688 align=1
+    local.get $p2
+    i32.const 7
+    i32.add
+    local.set $l43
+    local.get $l38
+    i32.wrap_i64
+    local.tee $l44
+    local.get $l44
+    i32.const 12
+    i32.shr_u
+    i32.xor
+    i32.const 4095
+    i32.and
+    i32.const 4
+    i32.shl
+    local.set $l44
+    local.get $l43
+    i32.const 1024
+    i32.lt_u
+    local.get $l44
+    f64.load offset=277872640 align=1
+    local.get $l42
+    f64.eq
+    i32.and
+    local.get $l44
+    i32.load offset=277872648 align=1
+    local.tee $l45
+    i32.const 0
+    i32.load offset=268435712 align=1
+    i32.const 0
+    i32.load offset=268435704 align=1
+    local.get $l45
+    i32.const 4
+    i32.and
+    select
+    i32.eq
+    i32.and
+    i32.const 0
+    i32.load offset=268435660 align=1
+    i32.eqz
+    i32.and
+    if $I18
+      local.get $p0
+      local.get $p1
+      local.get $l43
+      local.get $l44
+      i32.load offset=277872652 align=1
+      i32.const 5
+      return_call_indirect (type $t6)
+    end
+    i32.const 0
+    i32.const 0
+    i32.store offset=268435708 align=1
+    local.get $l43
+    return
+    unreachable)
+  (table $t 7 7 funcref)
+  (global $g0 funcref (ref.func $f0))
+  (export "t" (table $t))
+  (export "g0" (global $g0))
+  (elem $e0 declare func $f0))
