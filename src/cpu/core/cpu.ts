@@ -1,7 +1,7 @@
 /**
  * The software x86-64 CPU: architectural state, lazy arithmetic flags, linear-memory access
  * through a software TLB, and the interpreter loop. The instruction decoder/executor lives in
- * exec.ts (free functions over this class); system-level semantics (paging walk, segments,
+ * exec.ts, exec0f.ts and ops/ (free functions over this class); system-level semantics (paging walk, segments,
  * exception delivery, control registers, MSRs, CPUID) are the system module's (src/cpu/system).
  *
  * Conventions (see src/cpu/state.ts): 64-bit values are (lo, hi) 32-bit halves; linear addresses

@@ -1,7 +1,7 @@
 /**
  * The translator's instruction decoder (64-bit mode): length, prefixes, ModRM/SIB operands and
  * immediates of one instruction from guest RAM, for the translator (cpu/wasm) to generate code from. The
- * interpreter has its own decoder (exec.ts), which decodes as it executes.
+ * interpreter has its own decoder (core/exec.ts, ops/operands.ts), which decodes as it executes.
  */
 
 /** A decoded instruction (compile time only). */

@@ -4,9 +4,9 @@
  * instructions themselves through the interpreter and through translated blocks.
  */
 import { describe, it, expect } from 'vitest';
-import { DQ, idiv128by64, udiv128by64 } from './exec.js';
-import { createTestMachine, enterLongMode, CODE_BASE, STACK_TOP, HANDLER_MARK, type TestMachine } from './test-machine.js';
-import { rng } from '../../../tests/support/rng.js';
+import { DQ, idiv128by64, udiv128by64 } from './muldiv.js';
+import { createTestMachine, enterLongMode, CODE_BASE, STACK_TOP, HANDLER_MARK, type TestMachine } from '../test-machine.js';
+import { rng } from '../../../../tests/support/rng.js';
 
 const M64 = (1n << 64n) - 1n;
 const M128 = (1n << 128n) - 1n;

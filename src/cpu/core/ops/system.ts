@@ -1,0 +1,213 @@
+/**
+ * System instructions: privilege checks, segment register loads, POPF's flag mask, far pointer
+ * loads (LDS/LES/LSS/LFS/LGS), and groups 6 (0F 00: SLDT/STR/LLDT/LTR/VERR/VERW), 7 (0F 01:
+ * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP), 9 (0F C7: CMPXCHG8B/16B) and 15 (0F AE:
+ * fences, CLFLUSH; FXSAVE & co go to the SIMD unit). The work itself is in src/cpu/system/.
+ */
+import type { Cpu } from '../cpu.js';
+import { features } from '../../features.js';
+import { loadSegment, lgdt, lidt, sgdt, sidt, lldt, ltr, verr, verw } from '../../system/segments.js';
+import { readCr, lmsw } from '../../system/control.js';
+import { swapgs } from '../../system/syscall.js';
+import { fault, getReg, setReg, modrm, eaLin, readRM, segAdd } from './operands.js';
+import { runSse } from './simd.js';
+
+const UD = 6;
+const GP = 13;
+
+// ==== helpers for system instructions =======================================================
+
+export function requireCpl0(c: Cpu): void {
+  if (c.s.cpl !== 0) fault(GP, 0);
+}
+
+export function requireProtected(c: Cpu): void {
+  if (c.realLike) fault(UD);
+}
+
+/** IOPL check for CLI/STI (protected mode): CPL <= IOPL. */
+export function iopl(c: Cpu): boolean {
+  if (c.s.mode === 0) return true;
+  return c.s.cpl <= ((c.s.rflagsRest >> 12) & 3);
+}
+
+export function sregLoad(c: Cpu, sreg: number, sel: number): void {
+  loadSegment(c, sreg, sel);
+  if (sreg === 2) {
+    c.ssChanged();
+    c.s.interruptShadow = true;
+  }
+}
+
+export function popf(c: Cpu, v: number, sz: number): void {
+  const s = c.s;
+  // CF PF AF ZF SF TF DF OF NT AC ID always; IF when CPL <= IOPL; IOPL at CPL 0; VM/VIP/VIF kept; RF cleared
+  let mask = 0x244dd5;
+  const cpl = s.cpl;
+  const io = (s.rflagsRest >> 12) & 3;
+  if (s.mode === 0 || cpl === 0) mask |= 0x3000 | 0x200;
+  else if (cpl <= io) mask |= 0x200;
+  if (s.mode === 6) mask &= ~0x3000;
+  if (sz === 2) mask &= 0xffff;
+  c.setRflags(v & ~0x10000, mask | 0x10000);
+}
+
+export function loadFarPointer(c: Cpu, sreg: number): void {
+  const lin = eaLin(c);
+  const osz = c.opsize;
+  const off = osz === 8 ? c.read64(lin) : osz === 4 ? c.read32(lin) : c.read16(lin);
+  const offHi = osz === 8 ? c.hi : 0;
+  const sel = c.read16(segAdd(c, lin, osz));
+  sregLoad(c, sreg, sel);
+  setReg(c, c.reg, osz, off, offHi);
+}
+
+export function group6(c: Cpu): void {
+  const s = c.s;
+  requireProtected(c);
+  modrm(c, 0);
+  const op = c.reg & 7;
+  switch (op) {
+    case 0: // SLDT
+    case 1: { // STR
+      const v = op === 0 ? s.ldtrSel : s.trSel;
+      if (c.mod === 3) setReg(c, c.rm, c.opsize, v, 0);
+      else c.write16(eaLin(c), v);
+      return;
+    }
+    case 2:
+    case 3: {
+      requireCpl0(c);
+      const sel = readRM(c, 2);
+      if (op === 2) lldt(c, sel);
+      else ltr(c, sel);
+      return;
+    }
+    case 4:
+    case 5: {
+      const sel = readRM(c, 2);
+      const ok = op === 4 ? verr(c, sel) : verw(c, sel);
+      c.setArith((c.getArith() & ~0x40) | (ok ? 0x40 : 0));
+      return;
+    }
+    default:
+      fault(UD);
+  }
+}
+
+export function group7(c: Cpu): void {
+  const s = c.s;
+  const g = s.gpr;
+  modrm(c, 0);
+  const op = c.reg & 7;
+  if (c.mod !== 3) {
+    switch (op) {
+      case 0: sgdt(c, eaLin(c)); return;
+      case 1: sidt(c, eaLin(c)); return;
+      case 2: requireCpl0(c); lgdt(c, eaLin(c), c.long ? 8 : c.opsize); return;
+      case 3: requireCpl0(c); lidt(c, eaLin(c), c.long ? 8 : c.opsize); return;
+      case 4: c.write16(eaLin(c), readCr(c, 0) & 0xffff); return;
+      case 6: requireCpl0(c); lmsw(c, c.read16(eaLin(c))); return;
+      case 7: requireCpl0(c); c.invlpg(eaLin(c)); return;
+      default: fault(UD);
+    }
+  }
+  const rm = c.rm & 7;
+  switch (op) {
+    case 4: { // SMSW r
+      const v = readCr(c, 0);
+      setReg(c, c.rm, c.opsize, c.opsize === 2 ? v & 0xffff : v >>> 0, 0);
+      return;
+    }
+    case 6:
+      requireCpl0(c);
+      lmsw(c, getReg(c, c.rm, 2));
+      return;
+    case 7:
+      if (rm === 0) { // SWAPGS
+        if (!c.long) fault(UD);
+        requireCpl0(c);
+        swapgs(c);
+        return;
+      }
+      if (rm === 1) { // RDTSCP
+        if (!features.rdtscp) fault(UD);
+        if (s.cr4 & 4 && s.cpl !== 0) fault(GP, 0);
+        g[0] = c.readTsc();
+        g[1] = 0;
+        g[4] = c.scratchHi;
+        g[5] = 0;
+        g[2] = s.tscAux;
+        g[3] = 0;
+        return;
+      }
+      fault(UD);
+      return;
+    default:
+      fault(UD); // MONITOR/MWAIT, XGETBV/XSETBV, VMX/SVM, CLAC/STAC...
+  }
+}
+
+export function group9(c: Cpu): void {
+  modrm(c, 0);
+  const op = c.reg & 7;
+  if (op === 1 && c.mod !== 3) { // CMPXCHG8B / CMPXCHG16B
+    const g = c.s.gpr;
+    const lin = eaLin(c);
+    if (c.rexW) {
+      if (!features.cx16) fault(UD);
+      if (((c.eaLo + (c.seg >= 4 ? c.s.segBase[c.seg]! : 0)) & 15) !== 0) fault(GP, 0);
+      c.probeWrite(lin, 16);
+      const m0 = c.read64(lin);
+      const m1 = c.hi;
+      const m2 = c.read64(lin + 8);
+      const m3 = c.hi;
+      const eq = m0 === (g[0]! >>> 0) && m1 === (g[1]! >>> 0) && m2 === (g[4]! >>> 0) && m3 === (g[5]! >>> 0);
+      if (eq) {
+        c.write64(lin, g[6]!, g[7]!);
+        c.write64(lin + 8, g[2]!, g[3]!);
+      } else {
+        c.write64(lin, m0, m1);
+        c.write64(lin + 8, m2, m3);
+        g[0] = m0; g[1] = m1; g[4] = m2; g[5] = m3;
+      }
+      c.setArith((c.getArith() & ~0x40) | (eq ? 0x40 : 0));
+      return;
+    }
+    const lo = c.read32(lin);
+    const hi = c.read32(segAdd(c, lin, 4));
+    const eq = lo === (g[0]! >>> 0) && hi === (g[4]! >>> 0);
+    if (eq) c.write64(lin, g[6]!, g[2]!);
+    else {
+      c.write64(lin, lo, hi);
+      g[0] = lo; g[1] = 0; g[4] = hi; g[5] = 0;
+    }
+    c.setArith((c.getArith() & ~0x40) | (eq ? 0x40 : 0));
+    return;
+  }
+  fault(UD); // RDRAND/RDSEED/VMPTRLD... not advertised
+}
+
+export function group15(c: Cpu): void {
+  // peek ModRM to decide between fences/CLFLUSH (core) and FXSAVE & co (SIMD unit)
+  const save = c.ip;
+  const b = c.fetch8();
+  c.ip = save;
+  const mod = b >> 6;
+  const op = (b >> 3) & 7;
+  if (mod === 3) {
+    modrm(c, 0);
+    if (op >= 5 && c.rep === 0) return; // LFENCE/MFENCE/SFENCE
+    fault(UD); // RDFSBASE & co (not advertised)
+  }
+  if (op <= 3) {
+    runSse(c, 1, 0xae);
+    return;
+  }
+  modrm(c, 0);
+  if (op === 7) { // CLFLUSH: needs a valid address; no effect on our memory
+    eaLin(c);
+    return;
+  }
+  fault(UD); // XSAVE family (not advertised)
+}
