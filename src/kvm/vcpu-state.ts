@@ -15,7 +15,7 @@
  * LAPIC, MSRs (TSC before the TSC deadline), events last.
  */
 import { C, KvmSysError, check, errno, errnoName, sys } from './sys.js';
-import type { Vcpu } from './vcpu.js';
+import { writeSegment, type Vcpu } from './vcpu.js';
 
 export const REG_NAMES = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags'] as const;
 export type RegName = (typeof REG_NAMES)[number];
@@ -106,21 +106,6 @@ function readSegment(dv: DataView, at: number): KvmSegment {
     avl: dv.getUint8(at + C.KVM_SEGMENT_AVL),
     unusable: dv.getUint8(at + C.KVM_SEGMENT_UNUSABLE),
   };
-}
-
-function writeSegment(dv: DataView, at: number, s: KvmSegment): void {
-  dv.setBigUint64(at + C.KVM_SEGMENT_BASE, BigInt(s.base), true);
-  dv.setUint32(at + C.KVM_SEGMENT_LIMIT, s.limit, true);
-  dv.setUint16(at + C.KVM_SEGMENT_SELECTOR, s.selector, true);
-  dv.setUint8(at + C.KVM_SEGMENT_TYPE, s.type);
-  dv.setUint8(at + C.KVM_SEGMENT_PRESENT, s.present);
-  dv.setUint8(at + C.KVM_SEGMENT_DPL, s.dpl);
-  dv.setUint8(at + C.KVM_SEGMENT_DB, s.db);
-  dv.setUint8(at + C.KVM_SEGMENT_S, s.s);
-  dv.setUint8(at + C.KVM_SEGMENT_L, s.l);
-  dv.setUint8(at + C.KVM_SEGMENT_G, s.g);
-  dv.setUint8(at + C.KVM_SEGMENT_AVL, s.avl);
-  dv.setUint8(at + C.KVM_SEGMENT_UNUSABLE, s.unusable);
 }
 
 const REG_OFFSET: Record<RegName, number> = {

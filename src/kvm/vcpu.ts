@@ -219,7 +219,8 @@ export function segmentFromGdt(memory: GuestMemory, gdtBase: number, gdtLimit: n
   return { ...decodeGdtEntry(memory.read64(gdtBase + index)), selector };
 }
 
-function writeSegment(dv: DataView, at: number, s: Segment): void {
+/** A struct kvm_segment at `at` of `dv` (base as a number or a decimal string; unusable default 0). */
+export function writeSegment(dv: DataView, at: number, s: Omit<Segment, 'base'> & { base: number | string; unusable?: number }): void {
   dv.setBigUint64(at + C.KVM_SEGMENT_BASE, BigInt(s.base), true);
   dv.setUint32(at + C.KVM_SEGMENT_LIMIT, s.limit, true);
   dv.setUint16(at + C.KVM_SEGMENT_SELECTOR, s.selector, true);
@@ -231,7 +232,7 @@ function writeSegment(dv: DataView, at: number, s: Segment): void {
   dv.setUint8(at + C.KVM_SEGMENT_L, s.l);
   dv.setUint8(at + C.KVM_SEGMENT_G, s.g);
   dv.setUint8(at + C.KVM_SEGMENT_AVL, s.avl);
-  dv.setUint8(at + C.KVM_SEGMENT_UNUSABLE, 0);
+  dv.setUint8(at + C.KVM_SEGMENT_UNUSABLE, s.unusable ?? 0);
 }
 
 const DATA_SEGMENTS = [C.KVM_SREGS_DS, C.KVM_SREGS_ES, C.KVM_SREGS_FS, C.KVM_SREGS_GS, C.KVM_SREGS_SS];
