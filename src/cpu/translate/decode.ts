@@ -1,8 +1,11 @@
 /**
  * The translator's instruction decoder (64-bit mode): length, prefixes, ModRM/SIB operands and
- * immediates of one instruction from guest RAM, for the translator (cpu/wasm) to generate code from. The
- * interpreter has its own decoder (core/exec.ts, ops/operands.ts), which decodes as it executes.
+ * immediates of one instruction from guest RAM, for the translator (cpu/wasm) to generate code from.
+ * Which opcodes have a ModRM byte and how long their immediates are comes from the instruction
+ * table (isa/table.ts). The interpreter decodes as it executes (core/exec.ts, ops/operands.ts);
+ * isa/isa.test.ts checks that it agrees with the table.
  */
+import { entry, flowOf, Flow, hasModrm as hasModrmOf, Imm, immKind } from '../isa/table.js';
 
 /** A decoded instruction (compile time only). */
 export interface D {
@@ -40,25 +43,29 @@ export interface D {
    */
   follow: boolean;
   retTo: number;
+  /** The instruction-table entry of this form (isa/table.ts). */
+  info: number;
 }
 
 export function newD(): D {
   return {
     rip: 0, len: 0, op: -1, opsize: 4, rex: 0, rexW: false, seg: -1, rep: 0, opo: false, lock: false, ad32: false,
-    hasModrm: false, mod: 0, reg: 0, rm: 0, base: -1, index: -1, scale: 1, disp: 0, ripRel: false, imm: 0, immHi: 0, imm2: 0, follow: false, retTo: 0,
+    hasModrm: false, mod: 0, reg: 0, rm: 0, base: -1, index: -1, scale: 1, disp: 0, ripRel: false, imm: 0, immHi: 0, imm2: 0, follow: false, retTo: 0, info: 0,
   };
 }
 
-// One-byte opcodes with a ModRM byte (64-bit mode).
-const MODRM1 = new Uint8Array(256);
-for (const r of [[0x00, 0x03], [0x08, 0x0b], [0x10, 0x13], [0x18, 0x1b], [0x20, 0x23], [0x28, 0x2b], [0x30, 0x33], [0x38, 0x3b],
-  [0x63, 0x63], [0x69, 0x69], [0x6b, 0x6b], [0x80, 0x8f], [0xc0, 0xc1], [0xc6, 0xc7], [0xd0, 0xd3], [0xd8, 0xdf], [0xf6, 0xf7], [0xfe, 0xff]]) {
-  for (let i = r[0]!; i <= r[1]!; i++) MODRM1[i] = 1;
-}
-// 0F-map opcodes without ModRM.
-const NO_MODRM2 = new Uint8Array(256);
-for (const r of [[0x05, 0x0b], [0x0e, 0x0e], [0x30, 0x37], [0x77, 0x77], [0x80, 0x8f], [0xa0, 0xa2], [0xa8, 0xaa], [0xc8, 0xcf]]) {
-  for (let i = r[0]!; i <= r[1]!; i++) NO_MODRM2[i] = 1;
+/** Immediate bytes of kind k for the decoded prefixes (ENTER: 3, its two immediates). */
+function immBytes(k: Imm, d: D): number {
+  switch (k) {
+    case Imm.None: return 0;
+    case Imm.B: return 1;
+    case Imm.W: return 2;
+    case Imm.D: return 4;
+    case Imm.Z: return d.opsize === 2 ? 2 : 4;
+    case Imm.V: return d.rexW ? 8 : d.opsize === 2 ? 2 : 4;
+    case Imm.Moffs: return d.ad32 ? 4 : 8;
+    case Imm.Enter: return 3;
+  }
 }
 
 /**
@@ -92,30 +99,13 @@ export function decode(ram: Uint8Array, off: number, limit: number, rip: number,
   d.opo = opo;
   d.opsize = d.rexW ? 8 : opo ? 2 : 4;
   let op = b;
-  let hasModrm: boolean;
-  let imm = 0; // immediate bytes: 1, 2, 4, 8, or -1 = operand-sized (2/4), -2 = imm64 for B8+
   if (b === 0x0f) {
     if (p >= end) return false;
-    const b2 = ram[p++]!;
-    if (b2 === 0x38 || b2 === 0x3a || b2 === 0x0f) return false;
-    op = 0x100 | b2;
-    hasModrm = NO_MODRM2[b2] === 0;
-    if ((b2 >= 0x70 && b2 <= 0x73) || b2 === 0xa4 || b2 === 0xac || b2 === 0xba || b2 === 0xc2 || (b2 >= 0xc4 && b2 <= 0xc6)) imm = 1;
-    else if (b2 >= 0x80 && b2 <= 0x8f) imm = 4;
-  } else {
-    hasModrm = MODRM1[b] === 1;
-    if (b === 0x62 || b === 0xc4 || b === 0xc5 || b === 0xd6 || b === 0x8e || b === 0x9a || b === 0xea) return false;
-    if (b < 0x40 && (b & 7) === 4) imm = 1;
-    else if (b < 0x40 && (b & 7) === 5) imm = -1;
-    else if (b === 0x68 || b === 0x69 || b === 0x81 || b === 0xa9 || b === 0xc7) imm = -1;
-    else if (b === 0x6a || b === 0x6b || b === 0x80 || b === 0x83 || b === 0xa8 || b === 0xc0 || b === 0xc1 || b === 0xc6 ||
-      (b >= 0x70 && b <= 0x7f) || (b >= 0xb0 && b <= 0xb7) || b === 0xcd || (b >= 0xe0 && b <= 0xe7) || b === 0xeb || b === 0xd4 || b === 0xd5) imm = 1;
-    else if (b >= 0xb8 && b <= 0xbf) imm = d.rexW ? 8 : -1;
-    else if (b === 0xc2 || b === 0xca) imm = 2;
-    else if (b === 0xc8) imm = 3;
-    else if (b === 0xe8 || b === 0xe9) imm = 4;
-    else if (b >= 0xa0 && b <= 0xa3) imm = d.ad32 ? 4 : 8;
+    op = 0x100 | ram[p++]!;
   }
+  let e = entry(op, 0, false);
+  if (flowOf(e) === Flow.Refuse) return false;
+  const hasModrm = hasModrmOf(e);
   d.op = op;
   d.hasModrm = hasModrm;
   d.base = -1;
@@ -166,10 +156,10 @@ export function decode(ram: Uint8Array, off: number, limit: number, rip: number,
         p += 4;
       }
     }
-    // group 3 TEST has an immediate
-    if ((op === 0xf6 || op === 0xf7) && (d.reg & 7) <= 1) imm = op === 0xf6 ? 1 : -1;
+    e = entry(op, d.reg, d.mod === 3);
   }
-  if (imm === -1) imm = d.opsize === 2 ? 2 : 4;
+  d.info = e;
+  const imm = immBytes(immKind(e), d);
   if (p + imm > end) return false;
   d.imm = 0;
   d.immHi = 0;

@@ -4,6 +4,7 @@
  * classes the translator asks about.
  */
 import { decode, newD, type D } from './decode.js';
+import { FlagUse, flagUseOf, flowOf, Flow, storesOf } from '../isa/table.js';
 
 const TWO47 = 140737488355328;
 
@@ -84,9 +85,7 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
     r += d.len;
     if (p > hiEnd) hiEnd = p;
     const op = d.op;
-    const isBranch = (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe8 || op === 0xe9 || op === 0xeb || op === 0xc3 ||
-      (op === 0xff && ((d.reg & 7) === 2 || (d.reg & 7) === 4));
-    if (isBranch) {
+    if (flowOf(d.info) === Flow.Branch) {
       // direct branches: continue the trace (fall-through of Jcc, target of JMP/CALL) in this page
       if (d.lock || insns.length >= MAX_BLOCK) break;
       if (op === 0xc3) {
@@ -119,7 +118,7 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
       d.follow = true;
       continue;
     }
-    if (!continueSafe(d) && !isInline(d)) {
+    if (!continueSafe(d)) {
       terminal = d;
       break;
     }
@@ -143,73 +142,17 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
   return { insns, live, liveAtStart: lv, terminal, loop, end: r, endOff: p, lo, hiEnd };
 }
 
-/** Instruction classes for the flag-liveness pass. */
-export const enum FlagUse { None = 0, Reads = 1, WritesAll = 2, ReadsWrites = 3 }
+export { FlagUse };
 
+/** What the instruction does with the arithmetic flags (the table's fact, refined for shifts by a constant count). */
 export function flagUse(d: D): FlagUse {
-  const op = d.op;
-  if (op < 0x40 && (op & 7) < 6) {
-    const aop = op >> 3;
-    return aop === 2 || aop === 3 ? FlagUse.ReadsWrites : FlagUse.WritesAll;
-  }
-  if (op === 0x80 || op === 0x81 || op === 0x83) {
-    const aop = d.reg & 7;
-    return aop === 2 || aop === 3 ? FlagUse.ReadsWrites : FlagUse.WritesAll;
-  }
-  if (op === 0x84 || op === 0x85 || op === 0xa8 || op === 0xa9) return FlagUse.WritesAll;
-  if ((op === 0xf6 || op === 0xf7) && ((d.reg & 7) <= 1 || (d.reg & 7) === 3)) return FlagUse.WritesAll;
-  if ((op === 0xf6 || op === 0xf7) && (d.reg & 7) === 2) return FlagUse.None;
-  if (op >= 0x88 && op <= 0x8b) return FlagUse.None;
-  if (op === 0x8d || op === 0x63 || (op >= 0xb0 && op <= 0xbf) || op === 0xc6 || op === 0xc7) return FlagUse.None;
-  if ((op >= 0x50 && op <= 0x5f) || op === 0x68 || op === 0x6a || op === 0x90) return FlagUse.None;
-  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x11f) return FlagUse.None;
-  if (op === 0xe8 || op === 0xe9 || op === 0xeb) return FlagUse.None;
-  if (op === 0x69 || op === 0x6b || op === 0x1af) return FlagUse.WritesAll;
   if (constShiftCount(d) > 0) return FlagUse.WritesAll;
-  // Partial writers that read no flag (rotates, shifts by CL or 0, INC/DEC): the flags they
-  // keep pass through, so liveness before them is liveness after them.
-  if (op === 0xc0 || op === 0xc1 || (op >= 0xd0 && op <= 0xd3)) {
-    const o = d.reg & 7;
-    if (o !== 2 && o !== 3) return FlagUse.None;
-  }
-  if ((op === 0xfe || op === 0xff) && (d.reg & 7) <= 1) return FlagUse.None;
-  if (op >= 0x1c8 && op <= 0x1cf) return FlagUse.None;
-  return FlagUse.ReadsWrites; // conservatively: reads and keeps flags
+  return flagUseOf(d.info);
 }
 
 /** Instructions the interpreter may run inside a block without ending it. */
 export function continueSafe(d: D): boolean {
-  const op = d.op;
-  if (op < 0) return false;
-  if (op < 0x100) {
-    if (op < 0x40) return (op & 7) < 6;
-    if (op >= 0x50 && op <= 0x5f) return true;
-    if (op === 0x63 || op === 0x69 || op === 0x6b || op === 0x68 || op === 0x6a) return true;
-    if (op >= 0x80 && op <= 0x8d) return true;
-    if (op === 0x8f) return true;
-    if (op >= 0x90 && op <= 0x99) return true;
-    if (op === 0x9c || op === 0x9e || op === 0x9f) return true;
-    if (op >= 0xa0 && op <= 0xaf) return true; // a REP string op left unfinished leaves RIP on itself: the block exits
-    if (op >= 0xb0 && op <= 0xbf) return true;
-    if (op === 0xc0 || op === 0xc1 || op === 0xc6 || op === 0xc7 || op === 0xc8 || op === 0xc9) return true;
-    if (op >= 0xd0 && op <= 0xd3) return true;
-    if (op === 0xd7 || (op >= 0xd8 && op <= 0xdf)) return true;
-    if (op === 0xf5 || op === 0xf6 || op === 0xf7 || op === 0xf8 || op === 0xf9 || op === 0xfc || op === 0xfd) return true;
-    if (op === 0xfe) return true;
-    if (op === 0xff) return (d.reg & 7) <= 1 || (d.reg & 7) === 6;
-    return false;
-  }
-  const b = op & 0xff;
-  if (b === 0x0d || (b >= 0x18 && b <= 0x1f)) return true;
-  if ((b >= 0x10 && b <= 0x17) || (b >= 0x28 && b <= 0x2f) || (b >= 0x50 && b <= 0x7f && b !== 0x77)) return true;
-  if (b >= 0x40 && b <= 0x4f) return true;
-  if (b >= 0x90 && b <= 0x9f) return true;
-  if (b === 0xa3 || b === 0xa4 || b === 0xa5 || b === 0xab || b === 0xac || b === 0xad || b === 0xaf) return true;
-  if (b === 0xae) return d.mod !== 3 || (d.reg & 7) >= 5;
-  if (b === 0xb0 || b === 0xb1 || b === 0xb3 || (b >= 0xb6 && b <= 0xbf && b !== 0xb9)) return true;
-  if (b >= 0xc0 && b <= 0xc7) return true;
-  if (b >= 0xc8) return true;
-  return false;
+  return flowOf(d.info) === Flow.Next;
 }
 
 /**
@@ -227,21 +170,5 @@ export function constShiftCount(d: D): number {
 
 /** Does the instruction store to memory (so the block must check for self-modification)? */
 export function stores(d: D): boolean {
-  if (!d.hasModrm) {
-    const op = d.op;
-    return (op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a || op === 0xe8 || (op >= 0xa0 && op <= 0xaf);
-  }
-  if (d.mod === 3) return d.op === 0xff && (d.reg & 7) === 2;
-  const op = d.op;
-  if (op < 0x40 && (op & 7) < 4 && (op & 2) !== 0) return false; // ALU into a register
-  if (op === 0x38 || op === 0x39 || op === 0x3a || op === 0x3b || op === 0x84 || op === 0x85 || op === 0x8a || op === 0x8b || op === 0x8d) return false;
-  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63 || (op >= 0x140 && op <= 0x14f) || op === 0x1af) return false;
-  if ((op === 0x80 || op === 0x81 || op === 0x83) && (d.reg & 7) === 7) return false;
-  return true;
+  return storesOf(d.info);
 }
-
-export function isInline(d: D): boolean {
-  const op = d.op;
-  return (op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f) || op === 0x11f || op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x1af;
-}
-

@@ -47,7 +47,11 @@ function hasImm8(map: number, op: number): boolean {
 export function runSse(c: Cpu, map: number, op: number): void {
   const s = c.s;
   const imm = hasImm8(map, op) ? 1 : 0;
-  modrm(c, imm);
+  if (map === 1 && op === 0x77) {
+    // EMMS: no ModRM byte
+    c.mod = 3;
+    c.reg = c.rm = 0;
+  } else modrm(c, imm);
   const unit = c.simd;
   if (!unit) fault(UD);
   const isFx = map === 1 && op === 0xae && c.mod !== 3 && (c.reg & 7) <= 1;

@@ -61,6 +61,6 @@ export function pop(c: Cpu, size: number): number {
 
 /** Operand size for near branches/stack ops that default to 64-bit in long mode. */
 export function stackOpSize(c: Cpu): number {
-  if (c.long) return c.opOverride ? 2 : 8;
+  if (c.long) return c.opOverride && !c.rexW ? 2 : 8; // REX.W wins over 66
   return c.opsize;
 }
