@@ -43,11 +43,11 @@ export type Drive = z.infer<typeof Drive>;
 
 export const NetworkInterface = z.strictObject({
   iface_id: z.string().min(1).max(64),
-  host_dev_name: z.string().optional().describe('A tap device: not supported yet (typevisor_net instead)'),
+  host_dev_name: z.string().min(1).max(15).optional().describe('A tap device root has made (as in Firecracker); without it, the user-mode network'),
   guest_mac: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/).optional().describe('The card\'s MAC address, unicast (default 52:54:00:12:34:56 on the user network)'),
   rx_rate_limiter: RateLimiter.optional(),
   tx_rate_limiter: RateLimiter.optional(),
-  typevisor_net: z.enum(['user']).optional().describe('typevisor: the user-mode NAT network (10.0.2.0/24, no root needed)'),
+  typevisor_net: z.enum(['user']).optional().describe('typevisor: the user-mode NAT network (10.0.2.0/24, no root needed; the default without host_dev_name)'),
 });
 export type NetworkInterface = z.infer<typeof NetworkInterface>;
 

@@ -47,6 +47,13 @@ describe('the Firecracker-compatible API (no VM started)', () => {
     expect(s.vmConfig().net).toEqual({ mode: 'user', publish: [], mac: '06:00:ac:10:00:02' });
   });
 
+  it('gives the VM a tap device for host_dev_name, as Firecracker does', async () => {
+    const s = new ApiServer();
+    expect(await put(s, '/boot-source', { kernel_image_path: '/k' })).toEqual({ status: 204 });
+    expect(await put(s, '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0', guest_mac: '06:00:AC:10:00:02' })).toEqual({ status: 204 });
+    expect(s.vmConfig().net).toEqual({ mode: 'tap', name: 'tap0', mac: '06:00:ac:10:00:02' });
+  });
+
   it.each([
     ['malformed JSON', '/boot-source', '{"kernel_image_path": ', /not valid JSON/],
     ['an unknown field', '/boot-source', { kernel_image_path: '/k', bogus: 1 }, /bogus/],
@@ -55,7 +62,8 @@ describe('the Firecracker-compatible API (no VM started)', () => {
     ['too many vCPUs', '/machine-config', { vcpu_count: 33, mem_size_mib: 128 }, /vcpu_count/],
     ['smt on', '/machine-config', { vcpu_count: 2, mem_size_mib: 128, smt: true }, /smt/],
     ['a drive whose id differs from the path', '/drives/a', { drive_id: 'b', path_on_host: '/x', is_root_device: false }, /does not match/],
-    ['a tap device', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0' }, /tap devices are not supported/],
+    ['a tap device and the user network at once', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0', typevisor_net: 'user' }, /^give either host_dev_name .* not both/],
+    ['a tap name longer than Linux allows', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0123456789abc' }, /host_dev_name/],
     ['a bad MAC', '/network-interfaces/eth0', { iface_id: 'eth0', guest_mac: 'zz' }, /guest_mac/],
     ['a multicast MAC', '/network-interfaces/eth0', { iface_id: 'eth0', guest_mac: '01:00:5E:00:00:01' }, /^guest_mac: 01:00:5e:00:00:01 is a multicast address/],
     ['vsock', '/vsock', { guest_cid: 3, uds_path: '/tmp/v.sock' }, /vsock is not available/],

@@ -15,7 +15,7 @@
 import http from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
 import type { z } from 'zod';
-import { DEFAULT_MEMORY, parseMac, type DiskConfig, type VmConfig } from '../vmm/config.js';
+import { DEFAULT_MEMORY, parseMac, type DiskConfig, type NetConfig, type VmConfig } from '../vmm/config.js';
 import { Vm } from '../vmm/vm.js';
 import type { StopReason } from '../machine/machine.js';
 import * as S from './schema.js';
@@ -36,6 +36,9 @@ const fault = (message: string): ApiResponse => ({ status: 400, body: { fault_me
 const NO_CONTENT: ApiResponse = { status: 204 };
 /** The card's address from a network interface's guest_mac (checked when it was put). */
 const macOf = (n: S.NetworkInterface): { mac?: string } => (n.guest_mac === undefined ? {} : { mac: n.guest_mac });
+/** A network interface as the VM's net config: a tap for host_dev_name (Firecracker's meaning), else the user-mode network. */
+const netOf = (n: S.NetworkInterface): NetConfig =>
+  n.host_dev_name !== undefined ? { mode: 'tap', name: n.host_dev_name, ...macOf(n) } : { mode: 'user', publish: [], ...macOf(n) };
 const AFTER_START = 'The requested operation is not supported after starting the microVM.';
 
 export interface ApiServerOptions {
@@ -115,8 +118,8 @@ export class ApiServer {
       case 'PUT /network-interfaces/{id}':
         return this.preBoot(S.NetworkInterface, text, (n) => {
           if (n.iface_id !== id) throw new Error(`The id from the path (${id}) does not match the id from the body (${n.iface_id})`);
-          if (n.host_dev_name !== undefined) {
-            throw new Error(`tap devices are not supported yet (host_dev_name "${n.host_dev_name}"): leave host_dev_name out and set "typevisor_net": "user" for the user-mode network`);
+          if (n.host_dev_name !== undefined && n.typevisor_net !== undefined) {
+            throw new Error(`give either host_dev_name (a tap device, "${n.host_dev_name}") or "typevisor_net": "${n.typevisor_net}" (the user-mode network), not both`);
           }
           if (this.nets.size && !this.nets.has(n.iface_id)) throw new Error('typevisor offers one network interface for now');
           if (n.guest_mac !== undefined) n.guest_mac = parseMac(n.guest_mac, 'guest_mac'); // unicast, lower case
@@ -248,7 +251,7 @@ export class ApiServer {
       cpus: this.machine.vcpu_count,
       engine: this.machine.typevisor_engine ?? 'bt',
       disks,
-      net: this.nets.size ? { mode: 'user', publish: [], ...macOf([...this.nets.values()][0]!) } : undefined,
+      net: this.nets.size ? netOf([...this.nets.values()][0]!) : undefined,
     };
   }
 
