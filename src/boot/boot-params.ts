@@ -155,14 +155,14 @@ export function writeRngSeed(memory: GuestMemory, seed: Uint8Array): number {
  * Write the command line, NUL-terminated, at CMDLINE_START. `maxLength` is the kernel's
  * limit without the NUL (setup header cmdline_size).
  */
-export function writeCmdline(memory: GuestMemory, cmdline: string, maxLength: number): { addr: number; length: number } {
+export function writeCmdline(memory: GuestMemory, cmdline: string, maxLength: number, addr = CMDLINE_START): { addr: number; length: number } {
   const bytes = new TextEncoder().encode(cmdline);
   const limit = Math.min(maxLength, CMDLINE_MAX_SIZE - 1);
   if (bytes.length > limit) {
     throw new BootError(`kernel command line is ${bytes.length} bytes; this kernel accepts at most ${limit}: shorten --cmdline`);
   }
   if (bytes.includes(0)) throw new BootError('kernel command line contains a NUL byte: remove it from --cmdline');
-  memory.writeBytes(CMDLINE_START, bytes);
-  memory.write8(CMDLINE_START + bytes.length, 0);
-  return { addr: CMDLINE_START, length: bytes.length };
+  memory.writeBytes(addr, bytes);
+  memory.write8(addr + bytes.length, 0);
+  return { addr, length: bytes.length };
 }

@@ -39,6 +39,8 @@ export function loadKernel(memory: GuestMemory, image: Uint8Array, opts: LoadOpt
 
 export interface BootImageOptions {
   cmdline: string;
+  /** The kernel's path, for a multiboot kernel's command line (LoadOptions.kernelName). */
+  kernelName?: string;
   initrd?: Uint8Array;
   /** vCPU count for the MADT. */
   cpus: number;
@@ -59,7 +61,7 @@ export interface BootedImage extends LoadedKernel {
 export function bootImage(memory: GuestMemory, image: Uint8Array, opts: BootImageOptions): BootedImage {
   const e820 = buildE820(memory, { extra: opts.e820Extra });
   const acpi = opts.acpi === false ? undefined : writeAcpiTables(memory, { ...opts.acpi, cpus: opts.cpus });
-  const loaded = loadKernel(memory, image, { cmdline: opts.cmdline, initrd: opts.initrd, e820, rsdp: acpi?.rsdp, rngSeed: opts.rngSeed });
+  const loaded = loadKernel(memory, image, { cmdline: opts.cmdline, kernelName: opts.kernelName, initrd: opts.initrd, e820, rsdp: acpi?.rsdp, rngSeed: opts.rngSeed });
   return { ...loaded, e820, acpi };
 }
 

@@ -90,6 +90,34 @@ describe('loadMultiboot', () => {
     expect(m.read32(MULTIBOOT_INFO_START) & MBI_MODS).toBe(0);
   });
 
+  it('starts the command line with the kernel\'s path, as GRUB and QEMU do', () => {
+    const { m, e820 } = setup();
+    loadMultiboot(m, aoutKernel(), { cmdline: 'arg1 arg2', kernelName: 'tests/kernel.elf', e820 });
+    expect(cstr(m, m.read32(MULTIBOOT_INFO_START + 16))).toBe('tests/kernel.elf arg1 arg2');
+    loadMultiboot(m, aoutKernel(), { cmdline: '', kernelName: 'k.elf', e820 });
+    expect(cstr(m, m.read32(MULTIBOOT_INFO_START + 16))).toBe('k.elf');
+  });
+
+  it('loads a kernel below 1 MiB and moves the information out of its way', () => {
+    const { m, e820 } = setup();
+    const at8000 = makeElf({ elfClass: 32, entry: 0x8000, prefix: multibootHeader(0x2), segments: [{ paddr: 0x8000, data: new Uint8Array(64).fill(0xf4), memsz: 0x2000 }] });
+    const a = loadMultiboot(m, at8000, { cmdline: 'x', kernelName: 'k', e820 });
+    expect(a.kernel).toEqual({ start: 0x8000, end: 0xa000 });
+    expect(a.entry.regs.rbx).toBe(MULTIBOOT_INFO_START);
+    expect(m.read8(0x8000)).toBe(0xf4);
+    // a kernel over both default places (0x10000 and 0x20000): info and command line move
+    const big = makeElf({ elfClass: 32, entry: 0xc000, prefix: multibootHeader(0x2), segments: [{ paddr: 0xc000, data: new Uint8Array(64).fill(0xf4), memsz: 0x30000 }] });
+    const initrd = new Uint8Array(100).fill(7);
+    const b = loadMultiboot(m, big, { cmdline: 'moved', kernelName: 'k', e820, initrd });
+    const info = b.entry.regs.rbx!;
+    expect(info >= 0x1000 && info + 0x1300 <= 0xc000).toBe(true);
+    expect(cstr(m, m.read32(info + 16))).toBe('k moved');
+    const cmd = m.read32(info + 16);
+    expect(cmd >= 0xc000 + 0x30000 || cmd < 0xc000).toBe(true);
+    expect(m.read8(m.read32(m.read32(info + 24)))).toBe(7);
+    expect(cstr(m, m.read32(info + 64))).toBe('typevisor');
+  });
+
   it('refuses malformed headers and unknown required features', () => {
     const { m, e820 } = setup();
     const opts = { cmdline: '', e820 };
@@ -109,8 +137,11 @@ describe('loadMultiboot', () => {
     tooBig.set(multibootHeader(MB_AOUT_KLUDGE, { header: 0x100000, load: 0x100000, loadEnd: 0x100000 + 0x200, bssEnd: 0, entry: 0x100000 }), 0);
     expect(() => loadMultiboot(m, tooBig, opts)).toThrow(/past the end/);
     const low = new Uint8Array(0x100);
-    low.set(multibootHeader(MB_AOUT_KLUDGE, { header: 0x8000, load: 0x8000, loadEnd: 0, bssEnd: 0, entry: 0x8000 }), 0);
-    expect(() => loadMultiboot(m, low, opts)).toThrow(/boot structures/);
+    low.set(multibootHeader(MB_AOUT_KLUDGE, { header: 0x800, load: 0x800, loadEnd: 0, bssEnd: 0, entry: 0x800 }), 0);
+    expect(() => loadMultiboot(m, low, opts)).toThrow(/overlaps the real-mode vectors and the boot GDT at 0x0\.\.0x1000/);
+    const rom = new Uint8Array(0x100);
+    rom.set(multibootHeader(MB_AOUT_KLUDGE, { header: 0x9f000, load: 0x9f000, loadEnd: 0, bssEnd: 0xa0000, entry: 0x9f000 }), 0);
+    expect(() => loadMultiboot(m, rom, opts)).toThrow(/overlaps the EBDA, VGA, ROM and ACPI area/);
     expect(() => loadMultiboot(m, aoutKernel(32 * MiB), opts)).toThrow(/outside guest RAM/);
   });
 });

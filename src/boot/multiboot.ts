@@ -4,18 +4,22 @@
  * initrd as the one module, and enter in 32-bit protected mode with paging off,
  * EAX = 0x2BADB002 and EBX = the multiboot information structure.
  *
+ * The kernel may load below 1 MiB, where it misses the first page and the EBDA/ROM area
+ * (placement.ts's LOW_RESERVED); the information area and the command line move out of its way.
+ * The command line starts with the kernel's path, as GRUB and QEMU pass it.
+ *
  * Layout of what we write at MULTIBOOT_INFO_START (all below 0x20000 = CMDLINE_START):
  *   +0x000  struct multiboot_info (116 bytes)
  *   +0x100  memory map (24-byte entries, from the e820 map)
  *   +0x1000 module list (one 16-byte entry), +0x1100 module string, +0x1200 boot loader name
  */
-import { BOOT_STACK_POINTER, CMDLINE_MAX_SIZE, EBDA_START, HIGH_MEMORY_START, MULTIBOOT_INFO_START } from '../machine/layout.js';
+import { BOOT_STACK_POINTER, CMDLINE_MAX_SIZE, CMDLINE_START, EBDA_START, HIGH_MEMORY_START, MULTIBOOT_INFO_START, PAGE_SIZE } from '../machine/layout.js';
 import type { GuestMemory } from '../machine/memory.js';
 import { writeCmdline } from './boot-params.js';
 import { E820_MAX_ENTRIES, lowRamEnd } from './e820.js';
 import { isElf, loadElfSegments, parseElf, physicalEntry, pvhEntryOf } from './elf.js';
 import { BootError, hex } from './errors.js';
-import { checkLoadRange, placeHigh } from './placement.js';
+import { checkLowLoadRange, placeHigh } from './placement.js';
 import type { LoadedKernel, LoadOptions } from './types.js';
 import { setupProtected32Entry } from './x86-setup.js';
 
@@ -93,13 +97,33 @@ function loadAout(memory: GuestMemory, image: Uint8Array, h: MultibootHeader): {
   const loadEnd = h.loadAddr + size;
   const bssEnd = h.bssEndAddr === 0 ? loadEnd : h.bssEndAddr;
   if (bssEnd < loadEnd) throw new BootError(`multiboot: bss_end_addr ${hex(bssEnd)} is below the end of the loaded image ${hex(loadEnd)}`);
-  checkLoadRange(memory, h.loadAddr, bssEnd - h.loadAddr, 'multiboot kernel');
+  checkLowLoadRange(memory, h.loadAddr, bssEnd - h.loadAddr, 'multiboot kernel');
   if (h.entryAddr < h.loadAddr || h.entryAddr >= bssEnd) {
     throw new BootError(`multiboot: entry_addr ${hex(h.entryAddr)} is outside the loaded image ${hex(h.loadAddr)}..${hex(bssEnd)}`);
   }
   memory.writeBytes(h.loadAddr, image.subarray(fileStart, fileStart + size));
   memory.fill(loadEnd, bssEnd - loadEnd, 0);
   return { entry: h.entryAddr, start: h.loadAddr, end: bssEnd };
+}
+
+/** Bytes of the information area at `info`: the structure, memory map, module list and names. */
+const INFO_BYTES = LOADER_NAME_OFFSET + 0x100;
+
+/**
+ * Where the information area and the command line go: at MULTIBOOT_INFO_START and CMDLINE_START
+ * unless the kernel (which may load below 1 MiB) is there; then both together in the first free
+ * pages of low memory, or right after the kernel.
+ */
+function placeInfo(memory: GuestMemory, kernel: { start: number; end: number }, cmdlineBytes: number): { info: number; cmdlineAddr: number } {
+  const clear = (a: number, n: number): boolean => a + n <= kernel.start || a >= kernel.end;
+  if (clear(MULTIBOOT_INFO_START, INFO_BYTES) && clear(CMDLINE_START, cmdlineBytes)) return { info: MULTIBOOT_INFO_START, cmdlineAddr: CMDLINE_START };
+  const need = Math.ceil((INFO_BYTES + cmdlineBytes) / PAGE_SIZE) * PAGE_SIZE;
+  for (let a = PAGE_SIZE; a + need <= EBDA_START; a += PAGE_SIZE) {
+    if (clear(a, need)) return { info: a, cmdlineAddr: a + INFO_BYTES };
+  }
+  const a = Math.ceil(kernel.end / PAGE_SIZE) * PAGE_SIZE;
+  checkLowLoadRange(memory, a, need, 'multiboot information (after the kernel)');
+  return { info: a, cmdlineAddr: a + INFO_BYTES };
 }
 
 function writeCString(memory: GuestMemory, addr: number, s: string): void {
@@ -124,22 +148,26 @@ export function loadMultiboot(memory: GuestMemory, image: Uint8Array, opts: Load
     const elf = parseElf(image, 'multiboot kernel');
     const entry = physicalEntry(elf, 'multiboot kernel');
     if (entry >= FOUR_GIB) throw new BootError(`multiboot: entry point ${hex(entry)} is above 4 GiB; a multiboot kernel starts in 32-bit mode`);
-    const range = loadElfSegments(memory, image, elf, 'multiboot kernel');
+    const range = loadElfSegments(memory, image, elf, 'multiboot kernel', checkLowLoadRange);
     loaded = { entry, ...range };
     pvhEntry = pvhEntryOf(elf);
   }
 
-  const info = MULTIBOOT_INFO_START;
-  memory.fill(info, LOADER_NAME_OFFSET + 0x100, 0);
+  // the command line starts with the kernel's name, as GRUB and QEMU pass it
+  const text = opts.kernelName === undefined ? opts.cmdline : opts.cmdline === '' ? opts.kernelName : `${opts.kernelName} ${opts.cmdline}`;
+  const cmdlineBytes = new TextEncoder().encode(text).length + 1;
+  const { info, cmdlineAddr } = placeInfo(memory, loaded, cmdlineBytes);
+  memory.fill(info, INFO_BYTES, 0);
   let flags = MBI_MEMORY | MBI_CMDLINE | MBI_MMAP | MBI_LOADER_NAME;
   memory.write32(info + 4, Math.floor(EBDA_START / 1024)); // mem_lower (KiB below 640K)
   memory.write32(info + 8, Math.floor((lowRamEnd(memory) - HIGH_MEMORY_START) / 1024)); // mem_upper (KiB from 1 MiB)
-  const cmdline = writeCmdline(memory, opts.cmdline, CMDLINE_MAX_SIZE - 1);
+  const cmdline = writeCmdline(memory, text, CMDLINE_MAX_SIZE - 1, cmdlineAddr);
   memory.write32(info + 16, cmdline.addr);
 
   let initrd: { addr: number; size: number } | undefined;
   if (opts.initrd && opts.initrd.length > 0) {
-    const addr = placeHigh(memory, opts.initrd.length, loaded.end, FOUR_GIB, 'initrd');
+    const floor = Math.max(loaded.end, info + INFO_BYTES, cmdlineAddr + cmdlineBytes);
+    const addr = placeHigh(memory, opts.initrd.length, floor, FOUR_GIB, 'initrd');
     memory.writeBytes(addr, opts.initrd);
     initrd = { addr, size: opts.initrd.length };
     const mod = info + MODS_OFFSET;

@@ -3,7 +3,7 @@
  * (kernel segments, initrd, command line) must be RAM and must stay clear of the boot
  * structures in the first megabyte.
  */
-import { HIGH_MEMORY_START, MMIO32_START, PAGE_SIZE } from '../machine/layout.js';
+import { EBDA_START, HIGH_MEMORY_START, MMIO32_START, PAGE_SIZE } from '../machine/layout.js';
 import type { GuestMemory } from '../machine/memory.js';
 import { lowRamEnd } from './e820.js';
 import { BootError, hex, mib } from './errors.js';
@@ -25,6 +25,34 @@ export function checkLoadRange(memory: GuestMemory, start: number, len: number, 
     throw new BootError(
       `${what} at ${hex(start)}..${hex(start + len)} is outside guest RAM (${mib(memory.size)}): give the guest more memory with --memory`,
     );
+  }
+}
+
+/** A check that a loader may write [start, start+len); throws a BootError naming `what` otherwise. */
+export type RangeCheck = (memory: GuestMemory, start: number, len: number, what: string) => void;
+
+/**
+ * What a kernel entered in 32-bit protected mode with paging off (multiboot) can never share
+ * below 1 MiB: the real-mode IVT, the BIOS data area and the boot GDT in the first page, and the
+ * EBDA, VGA window, ROMs and ACPI tables from the EBDA up. Everything else there is free.
+ */
+export const LOW_RESERVED: readonly (readonly [number, number])[] = [[0, PAGE_SIZE], [EBDA_START, HIGH_MEMORY_START]];
+
+/** Like checkLoadRange, but a load below 1 MiB is allowed where it misses LOW_RESERVED (multiboot kernels). */
+export function checkLowLoadRange(memory: GuestMemory, start: number, len: number, what: string): void {
+  if (start >= HIGH_MEMORY_START || !Number.isSafeInteger(start) || !Number.isSafeInteger(len) || start < 0 || len < 0) {
+    checkLoadRange(memory, start, len, what);
+    return;
+  }
+  for (const [lo, hi] of LOW_RESERVED) {
+    if (start < hi && start + len > lo) {
+      throw new BootError(
+        `${what} at ${hex(start)}..${hex(start + len)} overlaps ${lo === 0 ? 'the real-mode vectors and the boot GDT' : 'the EBDA, VGA, ROM and ACPI area'} at ${hex(lo)}..${hex(hi)}: the kernel must load elsewhere`,
+      );
+    }
+  }
+  if (!memory.isRam(start, len)) {
+    throw new BootError(`${what} at ${hex(start)}..${hex(start + len)} is outside guest RAM (${mib(memory.size)}): give the guest more memory with --memory`);
   }
 }
 

@@ -7,6 +7,11 @@ export type KernelFormat = 'bzimage' | 'vmlinux' | 'multiboot';
 export interface LoadOptions {
   /** Kernel command line (without the NUL). */
   cmdline: string;
+  /**
+   * The kernel's path as the user gave it: a multiboot kernel's command line starts with it, as
+   * GRUB and QEMU pass it ("path/kernel.elf arg1 arg2"); kernels take the first word as their name.
+   */
+  kernelName?: string;
   /** Initial ramdisk (Linux) / the one module (multiboot). */
   initrd?: Uint8Array;
   /** Memory map from buildE820(). */

@@ -476,7 +476,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     try {
       // a restore: the snapshot's RAM (its data extents only) instead of a kernel
       if (snap) readMemoryFile(snap.memPath, ram.memory);
-      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, initrd: this.initrd, cpus: config.cpus });
+      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus });
       const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
       // --net: the card is in the device thread, the back end here; frames cross through the
       // relay (src/net/relay.ts), which keeps the back end's back-pressure contract
@@ -555,7 +555,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
     const booted = snap ? undefined : bootImage(memory, this.image, {
-      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true },
+      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true },
     });
 
     const blks = built.virtioBlk.map((d) => d.device as BlockDevice);

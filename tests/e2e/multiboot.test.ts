@@ -22,20 +22,22 @@ const engines: { engine: string; skip: string | undefined }[] = [
 ];
 
 describe.each(engines)('multiboot kernel on the $engine engine', ({ engine, skip }) => {
-  it.skipIf(skip !== undefined)(`gets its command line and module, and exits through port 0xf4${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it.skipIf(skip !== undefined)(`gets its command line (its own path first) and module, and exits through port 0xf4, loaded at 1 MiB and at 0x8000${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-mb-'));
-    const kernel = path.join(dir, 'hello.bin');
-    execFileSync(NASM, ['-f', 'bin', '-o', kernel, path.join(here, 'guests/multiboot-hello.asm')]);
     const mod = path.join(dir, 'module.bin');
     writeFileSync(mod, 'MODULE42 and more');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', engine, '-m', '64M', '--kernel', kernel, '--initrd', mod, '--cmdline', 'hello from the test'], {
-      encoding: 'latin1',
-      input: '',
-      timeout: 60_000,
-    });
-    expect(r.stdout).toContain('multiboot ok, cmdline: hello from the test\n');
-    expect(r.stdout).toContain('MODULE42\n');
-    expect(r.status).toBe((0x21 << 1) | 1);
+    for (const load of [0x100000, 0x8000]) {
+      const kernel = path.join(dir, `hello-${load.toString(16)}.bin`);
+      execFileSync(NASM, ['-f', 'bin', `-DLOAD=${load}`, '-o', kernel, path.join(here, 'guests/multiboot-hello.asm')]);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', engine, '-m', '64M', '--kernel', kernel, '--initrd', mod, '--cmdline', 'hello from the test'], {
+        encoding: 'latin1',
+        input: '',
+        timeout: 60_000,
+      });
+      expect(r.stdout, r.stderr).toContain(`multiboot ok, cmdline: ${kernel} hello from the test\n`);
+      expect(r.stdout).toContain('MODULE42\n');
+      expect(r.status).toBe((0x21 << 1) | 1);
+    }
   });
 });
 

@@ -1,7 +1,12 @@
 ; A multiboot (v1) test kernel in the a.out-kludge format: prints its command line and the
 ; module's first bytes on COM1, then ends the VM through the debug-exit port with value 0x21.
+; It loads at 1 MiB, or where -DLOAD=... says (below 1 MiB too: the loader moves its boot
+; information out of the way).
 bits 32
-org 0x100000
+%ifndef LOAD
+%define LOAD 0x100000
+%endif
+org LOAD
 
 MB_MAGIC equ 0x1BADB002
 MB_FLAGS equ (1 << 0) | (1 << 1) | (1 << 16) ; page-align modules, memory info, address fields

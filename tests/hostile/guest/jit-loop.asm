@@ -25,6 +25,14 @@ header:
 start:
   mov esp, stack_top
   mov esi, [ebx + 16]           ; command line
+.name:                          ; the first word is the kernel's path, as GRUB passes it: skip it
+  lodsb
+  cmp al, ' '
+  je .args
+  test al, al
+  jne .name
+  dec esi                       ; no arguments: the empty string
+.args:
   mov eax, [esi]
   mov [mode], eax
   ; identity-map the first 1 GiB with 2 MiB pages
