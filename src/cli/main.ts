@@ -13,7 +13,14 @@ import {
   validateConsole, parseNet, parsePublish, resolveNet,
 } from '../vmm/config.js';
 import { DEFAULT_IMAGE_SIZE, ImageError, parseImageSize } from '../guest/image/config.js';
-import { fail } from './errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, fail } from './errors.js';
+
+// An error nothing caught is typevisor's own failure: its status, not node's 1 (which a guest's
+// debug-exit write of 0 also gives).
+process.on('uncaughtException', (e) => {
+  process.stderr.write(`typevisor: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exit(EXIT_FAILURE);
+});
 
 const program = new Command();
 program
@@ -21,7 +28,12 @@ program
   .description('A Type 2 hypervisor in TypeScript: boots unmodified Linux in a Node.js process')
   .version('0.1.0')
   .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+  .addHelpText('after', `
+Exit statuses: 0 the guest powered off; 2 a bad command line; 4 the guest kernel panicked;
+6 it triple-faulted; 8 it halted for good; 10 it reset the machine with --no-reboot;
+12 typevisor could not run the guest (a file or device it cannot use, an internal error);
+(v << 1) | 1 the guest wrote v to port 0xf4 (always odd); 128 + n signal n.`);
 
 program
   .command('run')
@@ -115,9 +127,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) {
-    process.exitCode = e.exitCode === 0 ? 0 : 2;
+    process.exitCode = e.exitCode === 0 ? 0 : EXIT_USAGE;
   } else if (e instanceof ConfigError || (e instanceof ImageError && e.usage)) {
-    fail(e.message, 2); // a bad command line, as commander's own usage errors
+    fail(e.message, EXIT_USAGE); // a bad command line, as commander's own usage errors
   } else {
     fail(e);
   }

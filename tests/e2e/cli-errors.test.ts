@@ -36,7 +36,7 @@ function expectOneLine(r: { status: number | null; stderr: string }, re: RegExp,
 
 describe('typevisor run with bad input', () => {
   it('names a missing kernel file', () => {
-    expectOneLine(run(['run', '--engine', 'bt', '--kernel', path.join(dir, 'nope')]), /kernel .*nope.*(not found|does not exist)/i);
+    expectOneLine(run(['run', '--engine', 'bt', '--kernel', path.join(dir, 'nope')]), /kernel .*nope.*(not found|does not exist)/i, 12);
   });
   it('refuses a file that is not a kernel and lists the accepted formats', () => {
     expectOneLine(run(['run', '--engine', 'bt', '--kernel', notKernel]), /bzImage.*vmlinux.*multiboot/i);
@@ -108,7 +108,7 @@ describe('typevisor run with bad input', () => {
     // a temp dir of its own: other test files make typevisor-* dirs in the shared one meanwhile
     const own = mkdtempSync(path.join(dir, 'tmp-'));
     const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', 'bt', '--kernel', notKernel], { encoding: 'utf8', timeout: 60_000, input: '', env: { ...process.env, TMPDIR: own } });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(12);
     expect(readdirSync(own).filter((n) => n.startsWith('typevisor'))).toEqual([]);
   });
 });

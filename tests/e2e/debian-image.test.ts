@@ -73,7 +73,7 @@ describe.skipIf(skip)(`Debian from a disk (typevisor image debian, bt engine)${s
 
     const again = cli(['image', 'debian', '--out', image], 60_000);
     expect(again.stderr.trim()).toBe(`typevisor: ${image} already exists: remove it or give another --out`);
-    expect(again.status).toBe(1);
+    expect(again.status).toBe(12);
   }, BUILD_TIMEOUT + 60_000);
 
   it('boots to a root shell on the console; dpkg and systemctl work; a file written survives poweroff', async () => {

@@ -100,7 +100,7 @@ describe.skipIf(skip)(`virtio-blk on the bt engine (default guest)${skip ? ` (sk
     expect(readFileSync(`${imageA}.typevisor-lock`, 'utf8').trim()).toMatch(/^\d+$/);
     const second = run(['--disk', imageA]);
     expect(oneLine(second.stderr)).toMatch(/^typevisor: disk image .*a\.img is in use by another typevisor \(pid \d+\): stop it first, or add ,snapshot or ,ro/);
-    expect(second.status).toBe(1);
+    expect(second.status).toBe(12);
 
     expect(await sh('mount /dev/vda /mnt && echo mounted')).toMatch(/mounted$/);
     await sh('dd if=/dev/urandom of=/mnt/data bs=64k count=32 2>/dev/null; echo "written by boot 1" > /mnt/note; sync');

@@ -30,7 +30,7 @@ afterAll(() => {
 describe.skipIf(skip !== undefined)(`virtio-net over a passt socket${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('refuses a socket nobody listens on, in one line, before booting', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', 'bt', '--net', 'stream=/nonexistent/passt.sock'], { encoding: 'utf8', input: '', timeout: 60_000 });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(12);
     expect(r.stderr).toMatch(/^typevisor: cannot connect to the network socket \/nonexistent\/passt\.sock \(no such socket\): start the network back end first/m);
   });
 

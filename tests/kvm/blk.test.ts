@@ -128,16 +128,16 @@ describe.skipIf(skip)('typevisor run --engine kvm --disk', () => {
     }
   });
 
-  it('still refuses in the main thread: a missing image (one line, status 1), an image in use (status 1)', () => {
+  it('still refuses in the main thread: a missing image (one line, status 12), an image in use (status 12)', () => {
     const missing = run(path.join(dir, 'nope.img'));
-    expect(missing.status).toBe(1);
+    expect(missing.status).toBe(12);
     expect(refusals(missing.stderr)).toEqual([expect.stringMatching(/nope\.img not found/)]);
 
     const img = image('busy.img');
     writeFileSync(img + LOCK_SUFFIX, `${process.pid}\n`); // held by a live process: this one
     try {
       const busy = run(img);
-      expect(busy.status).toBe(1);
+      expect(busy.status).toBe(12);
       expect(refusals(busy.stderr)).toEqual([expect.stringMatching(/busy\.img.*in use|in use.*busy\.img/)]);
       expect(readFileSync(img + LOCK_SUFFIX, 'utf8')).toBe(`${process.pid}\n`); // not taken over
     } finally {

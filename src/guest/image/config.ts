@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 
 export class ImageError extends Error {
   override name = 'ImageError';
-  /** A bad command line (exit status 2) rather than a failed build (status 1). */
+  /** A bad command line (exit status 2) rather than a failed build (status 12). */
   readonly usage: boolean;
 
   constructor(message: string, options?: ErrorOptions & { usage?: boolean }) {
