@@ -14,6 +14,11 @@ export const VEC_GP = 13;
 export const VEC_MF = 16;
 export const VEC_XM = 19;
 
+/** Raises #UD (invalid or unsupported opcode). */
+export function ud(mem: SimdMemory): never {
+  return mem.fault(VEC_UD);
+}
+
 /** CR4.OSXMMEXCPT: unmasked SSE exceptions raise #XM (else #UD). */
 const CR4_OSXMMEXCPT = 1 << 10;
 /** CR4.OSFXSR: SSE instructions are enabled. */

@@ -1,7 +1,8 @@
 /**
- * The floating-point/SIMD unit of the software CPU: x87 (x87.ts), MMX/SSE/SSE2 (sse.ts,
- * sse-int.ts, softfloat.ts) and FXSAVE/FXRSTOR/LDMXCSR/STMXCSR (fxsave.ts), behind the
- * `SimdUnit` interface the core calls (src/cpu/simd-api.ts).
+ * The floating-point/SIMD unit of the software CPU: x87 (x87.ts, x87-stack.ts, x87-env.ts,
+ * x87-d9.ts, extfloat.ts), MMX/SSE/SSE2 (sse.ts, sse-fp.ts, sse-int.ts, mmx.ts, softfloat.ts) and
+ * FXSAVE/FXRSTOR/LDMXCSR/STMXCSR (fxsave.ts), behind the `SimdUnit` interface the core calls
+ * (src/cpu/simd-api.ts).
  */
 import type { CpuState } from '../state.js';
 import type { SimdUnit } from '../simd-api.js';

@@ -4,7 +4,8 @@
  * state: TOP = 0 and all tags valid; EMMS empties all tags.
  */
 import type { CpuState } from '../state.js';
-import { side } from './common.js';
+import type { SimdInsn, SimdMemory } from '../simd-api.js';
+import { S, readMem, side } from './common.js';
 import { doubleToExt, ext, extToDouble } from './f80.js';
 
 /** Reads MM`r` into out[lane], out[lane+1] (low, high). */
@@ -39,4 +40,10 @@ export function mmxEnter(cpu: CpuState): void {
 /** EMMS: mark every x87 register empty. */
 export function emms(cpu: CpuState): void {
   cpu.fpuTag = 0xffff;
+}
+
+/** Second operand of an MMX instruction into S (MMX register or m64). */
+export function loadSrcMmx(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
+  if (i.mod === 3) getMmx(cpu, i.rm & 7, S.d, 0);
+  else readMem(mem, i, 8, S.d);
 }
