@@ -16,8 +16,9 @@ import {
   underflow,
 } from './x87-stack.js';
 
-/** ST(i) value; on an empty register raises stack underflow and returns NaN (caller checks `stackFault`). */
+/** Set by st() when it met an empty register; the caller checks it and raises the underflow. */
 let stackFault = false;
+/** ST(i) value; an empty register sets `stackFault` and gives NaN. */
 function st(cpu: CpuState, i: number): number {
   const p = phys(cpu, i);
   if (tag(cpu, p) === TAG_EMPTY) {
@@ -192,7 +193,7 @@ function d9E0(cpu: CpuState, mem: SimdMemory, r: number): void {
   }
 }
 
-/** Gets ST(0) for a unary op; on underflow stores the indefinite (masked) and returns NaN with `stackFault` cleared. */
+/** ST(0) for a unary op; an empty register raises the stack underflow, stores the indefinite when it is masked, and gives undefined. */
 function unaryOperand(cpu: CpuState): number | undefined {
   const p = phys(cpu, 0);
   if (tag(cpu, p) === TAG_EMPTY) {
