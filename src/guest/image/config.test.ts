@@ -115,6 +115,13 @@ describe('the files added to the image', () => {
     expect(unit).not.toMatch(/dev-%i\.device/);
   });
 
+  it('configures the network card by DHCP with systemd-networkd, and the user network\'s DNS relay', () => {
+    const unit = files.get('etc/systemd/network/80-typevisor.network')!.text;
+    expect(unit).toMatch(/^\[Match\]\nName=eth\* en\*$/m);
+    expect(unit).toMatch(/^DHCP=ipv4$/m);
+    expect(files.get('etc/resolv.conf')!.text).toMatch(/^nameserver 10\.0\.2\.3$/m);
+  });
+
   it('writes the marker the initramfs looks for, with the package set', () => {
     expect(files.get(IMAGE_MARKER)!.text).toContain(`packages=${EXTRA_PACKAGES.join(',')}`);
     expect(EXTRA_PACKAGES).toContain('systemd-sysv');
@@ -137,6 +144,8 @@ describe('the fakeroot script', () => {
     expect(at(/^tar -C '\/c\/t\/root' --numeric-owner -xpf '\/c\/t\/rootfs\.tar'$/)).toBeGreaterThan(0);
     expect(at(/^install -D -o 0 -g 0 -m 644 '\/c\/t\/files\/etc\/fstab' '\/c\/t\/root\/etc\/fstab'$/)).toBeGreaterThan(at(/^tar /));
     expect(at(/^ln -sf \/dev\/null '\/c\/t\/root\/etc\/systemd\/system\/getty-static\.service'$/)).toBeGreaterThan(at(/^tar /));
+    expect(at(/^ln -sf \/lib\/systemd\/system\/systemd-networkd\.service '\/c\/t\/root\/etc\/systemd\/system\/multi-user\.target\.wants\/systemd-networkd\.service'$/)).toBeGreaterThan(at(/^tar /));
+    expect(script).not.toMatch(/wait-online/);
     expect(at(/^sed -i 's\/\^root:\[\^:\]\*:\/root::\/' '\/c\/t\/root\/etc\/shadow'$/)).toBeGreaterThan(at(/^install /));
     expect(at(/^truncate -s 2147483648 '\/c\/t\/image\.img'$/)).toBeGreaterThan(at(/^sed /));
     expect(lines.at(-1)).toBe(`'/sbin/mkfs.ext4' -q -F -L debian -d '/c/t/root' '/c/t/image.img'`);
@@ -175,6 +184,7 @@ describe.skipIf(!existsSync('/usr/bin/fakeroot') || !existsSync(DEBUGFS))('the f
     expect(debugfs('cat /etc/shadow')).toBe('root::20000:0:99999:7:::\n');
     expect(debugfs('cat /etc/fstab')).toContain('/dev/vda');
     expect(debugfs('stat /etc/systemd/system/getty-static.service')).toMatch(/Fast link dest: "\/dev\/null"/);
+    expect(debugfs('stat /etc/systemd/system/sockets.target.wants/systemd-networkd.socket')).toMatch(/Fast link dest: "\/lib\/systemd\/system\/systemd-networkd\.socket"/);
     expect(debugfs(`cat /${IMAGE_MARKER}`)).toContain('suite=bookworm');
     const owner = (path: string) => /User:\s+(\d+)\s+Group:\s+(\d+)/.exec(debugfs(`stat ${path}`))!.slice(1).join(':');
     for (const path of ['/etc/shadow', '/etc/fstab', '/etc/systemd/system/serial-getty@.service', '/root']) expect(owner(path)).toBe('0:0');

@@ -44,7 +44,7 @@ export const MIN_IMAGE_SIZE = 512 * 1024 ** 2;
 export const MAX_IMAGE_SIZE = 2 * 1024 ** 4;
 
 /** Bump when the build recipe changes in a way the hashed inputs below do not show. */
-const RECIPE_VERSION = 1;
+const RECIPE_VERSION = 2;
 
 const UNITS: Record<string, number> = { '': 1024 ** 2, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 const SIZE_FORMS = 'a size such as 2G or 1500M (a bare number means MiB)';
@@ -174,9 +174,62 @@ WantedBy=getty.target
 `;
 
 /**
+ * systemd-networkd configures the network card (`typevisor run --net ...`) by DHCP: eth0, as the
+ * card is named without udev's predictable names (en* with them). On the user network the lease
+ * gives 10.0.2.15, the gateway 10.0.2.2 and the DNS relay 10.0.2.3.
+ */
+export const NETWORK_UNIT = `# typevisor: DHCP on the virtio-net card
+[Match]
+Name=eth* en*
+
+[Network]
+DHCP=ipv4
+`;
+
+/**
+ * The image has no udev, but /sys is writable, so systemd-networkd (252) takes udev for present
+ * and leaves every link "pending" until udev has initialized it, which never happens. This unit
+ * marks the links that exist initialized in udev's database before networkd starts (what udev
+ * would have recorded), unless udev runs (`apt install udev` in the guest).
+ */
+export const NET_READY_UNIT = `# typevisor: mark network links initialized for systemd-networkd: the image has no udev
+[Unit]
+Description=Network links ready for systemd-networkd (no udev)
+DefaultDependencies=no
+Before=systemd-networkd.service
+ConditionPathExists=!/run/udev/control
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'mkdir -p /run/udev/data; for d in /sys/class/net/*; do n=$$(cat "$$d/ifindex"); [ -e /run/udev/data/n$$n ] || echo I:1 > /run/udev/data/n$$n; done'
+
+[Install]
+WantedBy=systemd-networkd.service
+`;
+
+/**
+ * /etc/resolv.conf: the user network's DNS relay. Debian 12's networkd writes no resolv.conf
+ * without systemd-resolved (one more service in every boot); on a tap or passt network, put the
+ * network's resolver here instead.
+ */
+export const RESOLV_CONF = '# typevisor: the DNS relay of typevisor\'s user network (--net user)\nnameserver 10.0.2.3\n';
+
+/**
+ * Units enabled in the image (as `systemctl enable` would: a symlink in the target's .wants):
+ * networkd and its netlink socket. Not systemd-networkd-wait-online, which would hold the boot
+ * for two minutes when the VM has no network card.
+ */
+export const ENABLED_UNITS: readonly { unit: string; wantedBy: string; dir: string }[] = [
+  { unit: 'systemd-networkd.service', wantedBy: 'multi-user.target', dir: '/lib/systemd/system' },
+  { unit: 'systemd-networkd.socket', wantedBy: 'sockets.target', dir: '/lib/systemd/system' },
+  { unit: 'typevisor-net-ready.service', wantedBy: 'systemd-networkd.service', dir: '/etc/systemd/system' },
+];
+
+/**
  * The files typevisor adds to the tree mmdebstrap made: name, /dev/vda as / (no fsck at boot:
  * the ext4 journal covers an unclean stop, and the check would lengthen every boot on the bt
- * engine), and every serial console's getty logs root in without a password.
+ * engine), every serial console's getty logs root in without a password, and the network card
+ * is configured by DHCP.
  */
 export function imageFiles(packages: readonly string[] = EXTRA_PACKAGES): ImageFile[] {
   return [
@@ -185,6 +238,9 @@ export function imageFiles(packages: readonly string[] = EXTRA_PACKAGES): ImageF
     { path: 'etc/fstab', text: '# typevisor: the virtio-blk disk given first to typevisor run --disk\n/dev/vda\t/\text4\trw,errors=remount-ro\t0\t0\n', mode: 0o644 },
     // serial-getty@.service: ttyS0 (the default console) and hvc0 (--console virtio) alike
     { path: 'etc/systemd/system/serial-getty@.service', text: SERIAL_GETTY, mode: 0o644 },
+    { path: 'etc/systemd/network/80-typevisor.network', text: NETWORK_UNIT, mode: 0o644 },
+    { path: 'etc/systemd/system/typevisor-net-ready.service', text: NET_READY_UNIT, mode: 0o644 },
+    { path: 'etc/resolv.conf', text: RESOLV_CONF, mode: 0o644 },
     {
       path: IMAGE_MARKER,
       text: `# typevisor: the default initramfs boots this disk's /sbin/init when /dev/vda holds this file\nsuite=${SUITE}\nvariant=${VARIANT}\npackages=${packages.join(',')}\n`,
@@ -230,10 +286,14 @@ export function fakerootScript(p: ScriptPaths, files: readonly ImageFile[] = ima
     'echo "phase: unpacking the root tree" >&2',
     `mkdir ${q(p.root)}`,
     `tar -C ${q(p.root)} --numeric-owner -xpf ${q(p.tarball)}`,
-    'echo "phase: configuring: hostname, /etc/fstab, root without a password, autologin on the serial console" >&2',
+    'echo "phase: configuring: hostname, /etc/fstab, root without a password, autologin on the serial console, DHCP" >&2',
     `mkdir -p ${q(`${p.root}/etc/systemd/system`)}`,
     ...files.map((f) => `install -D -o 0 -g 0 -m ${f.mode.toString(8)} ${q(`${p.files}/${f.path}`)} ${q(`${p.root}/${f.path}`)}`),
     ...MASKED_UNITS.map((u) => `ln -sf /dev/null ${q(`${p.root}/etc/systemd/system/${u}`)}`),
+    ...ENABLED_UNITS.flatMap(({ unit, wantedBy, dir }) => [
+      `mkdir -p ${q(`${p.root}/etc/systemd/system/${wantedBy}.wants`)}`,
+      `ln -sf ${dir}/${unit} ${q(`${p.root}/etc/systemd/system/${wantedBy}.wants/${unit}`)}`,
+    ]),
     // passwd -d root, without chroot (which needs real root)
     `sed -i 's/^root:[^:]*:/root::/' ${q(`${p.root}/etc/shadow`)}`,
     `echo "phase: writing the ext4 file system (${Math.round(p.sizeBytes / 1024 ** 2)} MiB, sparse)" >&2`,
@@ -248,7 +308,7 @@ export function imageCacheKey(input: { mirrors: readonly string[]; sizeBytes: nu
   const h = createHash('sha256');
   h.update(JSON.stringify({
     v: RECIPE_VERSION, suite: SUITE, variant: VARIANT, packages: input.packages ?? EXTRA_PACKAGES,
-    mirrors: input.mirrors, size: input.sizeBytes, files: imageFiles(input.packages), masked: MASKED_UNITS,
+    mirrors: input.mirrors, size: input.sizeBytes, files: imageFiles(input.packages), masked: MASKED_UNITS, enabled: ENABLED_UNITS,
   }));
   return h.digest('hex').slice(0, 12);
 }
