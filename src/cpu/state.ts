@@ -128,7 +128,9 @@ export class CpuState {
   sysenterEip = F64_ZERO;
   apicBase = 0xfee00900; // enabled, BSP
   pat = 0x0007040600070406n;
+  /** IA32_MISC_ENABLE: low and high halves (bit 34, XD disable, is in the high one). */
   miscEnable = 1;
+  miscEnableHi = 0;
   tscAux = 0;
   /** TSC = host-derived counter + offset (the system module decides the source). */
   tscOffset = F64_ZERO;

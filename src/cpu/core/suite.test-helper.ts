@@ -1,6 +1,6 @@
 /** The CPU core's directed tests, run by cpu.test.ts (interpreter) and jit.test.ts (translated blocks). */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12 } from './asm.test-helper.js';
+import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12, R14, R15 } from './asm.test-helper.js';
 import { features } from '../features.js';
 import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK } from './test-machine.js';
 
@@ -1007,6 +1007,47 @@ export function coreSuite(label: string, jitThreshold: number): void {
       expect(t.cpu.s.cpl).toBe(0);
       expect(Number(r64(t, R11)) & 0x200).toBe(0x200);
       expect(r64(t, R12)).toBeGreaterThan(BigInt(CODE_BASE));
+    });
+
+    it('SMSW at CPL 3 (allowed without CR4.UMIP); INVLPG of a non-canonical address does nothing', () => {
+      const t = run64(`
+        mov rax, 0x8000000000000000
+        invlpg [rax]           ; a NOP, not #GP
+        mov r14d, 1
+        mov ecx, 0xc0000080    ; EFER.SCE
+        rdmsr
+        or eax, 1
+        wrmsr
+        mov ecx, 0xc0000081    ; STAR
+        xor eax, eax
+        mov edx, 0x00180008
+        wrmsr
+        mov ecx, 0xc0000082    ; LSTAR
+        lea rax, [rel entry]
+        mov rdx, rax
+        shr rdx, 32
+        wrmsr
+        lea rcx, [rel user]
+        mov r11, 0x2
+        o64 sysret
+        user:
+        smsw ebx
+        smsw [rel mswbuf]
+        movzx r15d, word [rel mswbuf]
+        syscall
+        entry:
+        hlt
+        mswbuf: dw 0`,
+        (m) => {
+          m.memory.write32(0x1000, 0x2007);
+          m.memory.write32(0x2000, 0x3007);
+          for (let i = 0; i < 512; i++) m.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x87) >>> 0);
+        },
+      );
+      expect(r64(t, R14)).toBe(1n);
+      expect(Number(r64(t, RBX)) & 0xffff).toBe(0x33);
+      expect(r64(t, R15)).toBe(0x33n);
+      expect(t.cpu.s.cpl).toBe(0);
     });
 
     it('iretq to the same privilege level', () => {

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { Efer, SReg } from '../state.js';
-import { MSR_EFER, MSR_FS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_PAT, MSR_STAR, MSR_TSC, rdmsr, wrmsr } from './msr.js';
+import { MSR_EFER, MSR_FS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_MISC_ENABLE, MSR_PAT, MSR_STAR, MSR_TSC, rdmsr, wrmsr } from './msr.js';
 import { longModeHost, type TestHost, fault } from './testhost.js';
 
 function wr(h: TestHost, msr: number, lo: number, hi: number): void {
@@ -30,6 +30,12 @@ describe('MSRs', () => {
     wr(h, MSR_KERNEL_GS_BASE, 0x2000, 0xffff8880);
     expect(h.s.kernelGsBase).toBe(-0x777f_ffff_e000);
     expect(fault(() => wr(h, MSR_LSTAR, 0, 0x8000))).toEqual(new CpuFault(13, 0));
+  });
+
+  it('keeps both halves of IA32_MISC_ENABLE (bit 34, XD disable, is in the high one)', () => {
+    const h = longModeHost();
+    wr(h, MSR_MISC_ENABLE, 0x1, 0x4);
+    expect(rd(h, MSR_MISC_ENABLE)).toEqual([0x1, 0x4]);
   });
 
   it('sets EFER.NXE with a TLB flush and refuses reserved bits and LMA changes', () => {

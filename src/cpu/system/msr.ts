@@ -132,7 +132,9 @@ export function readMsr(h: SystemHost, msr: number): number {
     case MSR_MCG_CAP:
       if (!features.mca) throw gp0();
       return 0; // no banks, no MCG_CTL
-    case MSR_MISC_ENABLE: return s.miscEnable >>> 0;
+    case MSR_MISC_ENABLE:
+      msrHi = s.miscEnableHi >>> 0;
+      return s.miscEnable >>> 0;
     case MSR_PAT:
       msrHi = Number((s.pat >> 32n) & 0xffffffffn);
       return Number(s.pat & 0xffffffffn);
@@ -206,6 +208,7 @@ export function writeMsr(h: SystemHost, msr: number, lo: number, hi: number): vo
       return;
     case MSR_MISC_ENABLE:
       s.miscEnable = lo;
+      s.miscEnableHi = hi;
       return;
     case MSR_PAT: {
       for (let i = 0; i < 4; i++) {

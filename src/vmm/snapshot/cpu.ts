@@ -191,7 +191,7 @@ export function saveCpu(cpu: Cpu, clockNs: number): CpuSnapshot {
   put(MSR_SYSENTER_CS, s.sysenterCs & 0xffff);
   put(MSR_SYSENTER_ESP, s.sysenterEsp);
   put(MSR_SYSENTER_EIP, s.sysenterEip);
-  put(MSR_MISC_ENABLE, s.miscEnable >>> 0);
+  msrs.push({ index: MSR_MISC_ENABLE, data: hex64OfHalves(s.miscEnable, s.miscEnableHi) });
   msrs.push({ index: MSR_PAT, data: `0x${BigInt.asUintN(64, s.pat).toString(16)}` });
   msrs.push({ index: MSR_STAR, data: hex64OfHalves(s.star, s.starHi) });
   put(MSR_LSTAR, s.lstar);
@@ -253,7 +253,7 @@ export interface ParsedCpu {
   dr: number[];
   /** Values for the CpuState MSR fields, and the side-table MSRs. */
   msr: {
-    tsc: number; sysenterCs: number; sysenterEsp: number; sysenterEip: number; miscEnable: number; pat: bigint;
+    tsc: number; sysenterCs: number; sysenterEsp: number; sysenterEip: number; miscEnable: number; miscEnableHi: number; pat: bigint;
     star: number; starHi: number; lstar: number; cstar: number; sfmask: number; kernelGsBase: number; tscAux: number;
   };
   stored: [number, number, number][];
@@ -312,7 +312,7 @@ export function parseCpu(raw: unknown, path = 'cpu'): ParsedCpu {
   // MSRs: each once, only ones the CPU models, with values WRMSR would accept
   const seen = new Set<number>();
   const msr: ParsedCpu['msr'] = {
-    tsc: NaN, sysenterCs: 0, sysenterEsp: 0, sysenterEip: 0, miscEnable: 1, pat: 0x0007040600070406n,
+    tsc: NaN, sysenterCs: 0, sysenterEsp: 0, sysenterEip: 0, miscEnable: 1, miscEnableHi: 0, pat: 0x0007040600070406n,
     star: 0, starHi: 0, lstar: 0, cstar: 0, sfmask: 0, kernelGsBase: 0, tscAux: 0,
   };
   const stored: [number, number, number][] = [];
@@ -331,7 +331,7 @@ export function parseCpu(raw: unknown, path = 'cpu'): ParsedCpu {
       case MSR_SYSENTER_CS: msr.sysenterCs = unsigned(data, where, 0x10000); return;
       case MSR_SYSENTER_ESP: msr.sysenterEsp = canonical(data, where); return;
       case MSR_SYSENTER_EIP: msr.sysenterEip = canonical(data, where); return;
-      case MSR_MISC_ENABLE: msr.miscEnable = unsigned(data, where, 2 ** 32); return;
+      case MSR_MISC_ENABLE: msr.miscEnable = lo >>> 0; msr.miscEnableHi = hi >>> 0; return;
       case MSR_PAT: {
         for (let b = 0; b < 8; b++) {
           if (!PAT_TYPE_OK(Number((BigInt(data) >> BigInt(8 * b)) & 0xffn))) throw invalid(`${path}.${where}`, `is ${data}, with an invalid memory type in entry ${b}`);
@@ -413,6 +413,7 @@ export function applyCpu(cpu: Cpu, p: ParsedCpu, clockNs: number): void {
   s.sysenterEsp = dbl(m.sysenterEsp);
   s.sysenterEip = dbl(m.sysenterEip);
   s.miscEnable = m.miscEnable;
+  s.miscEnableHi = m.miscEnableHi;
   s.pat = m.pat;
   s.star = dbl(m.star);
   s.starHi = dbl(m.starHi);

@@ -7,13 +7,16 @@
 import type { Cpu } from '../cpu.js';
 import { features } from '../../features.js';
 import { loadSegment, lgdt, lidt, sgdt, sidt, lldt, ltr, verr, verw } from '../../system/segments.js';
-import { readCr, lmsw } from '../../system/control.js';
+import { lmsw } from '../../system/control.js';
+import { Cr4 } from '../../state.js';
 import { swapgs } from '../../system/syscall.js';
 import { fault, getReg, setReg, modrm, eaLin, readRM, segAdd } from './operands.js';
 import { runSse } from './simd.js';
 
 const UD = 6;
 const GP = 13;
+const TWO32 = 4294967296;
+const TWO47 = 140737488355328;
 
 // ==== helpers for system instructions =======================================================
 
@@ -95,6 +98,21 @@ export function group6(c: Cpu): void {
   }
 }
 
+/** SMSW's source, CR0: allowed at any CPL unless CR4.UMIP (unlike MOV from CR0). */
+function smsw(c: Cpu): number {
+  if (c.s.cr4 & Cr4.UMIP && c.s.cpl !== 0) fault(GP, 0);
+  return c.s.cr0 >>> 0;
+}
+
+/** INVLPG's linear address; undefined for a non-canonical one, which invalidates nothing (no #GP). */
+function invlpgLin(c: Cpu): number | undefined {
+  if (!c.long) return eaLin(c);
+  const seg = c.seg >= 0 ? c.seg : c.eaSeg;
+  let lin = c.eaHi * TWO32 + c.eaLo;
+  if (seg >= 4) lin += c.s.segBase[seg]!;
+  return lin < -TWO47 || lin >= TWO47 ? undefined : lin;
+}
+
 export function group7(c: Cpu): void {
   const s = c.s;
   const g = s.gpr;
@@ -106,16 +124,21 @@ export function group7(c: Cpu): void {
       case 1: sidt(c, eaLin(c)); return;
       case 2: requireCpl0(c); lgdt(c, eaLin(c), c.long ? 8 : c.opsize); return;
       case 3: requireCpl0(c); lidt(c, eaLin(c), c.long ? 8 : c.opsize); return;
-      case 4: c.write16(eaLin(c), readCr(c, 0) & 0xffff); return;
+      case 4: c.write16(eaLin(c), smsw(c) & 0xffff); return;
       case 6: requireCpl0(c); lmsw(c, c.read16(eaLin(c))); return;
-      case 7: requireCpl0(c); c.invlpg(eaLin(c)); return;
+      case 7: {
+        requireCpl0(c);
+        const lin = invlpgLin(c);
+        if (lin !== undefined) c.invlpg(lin);
+        return;
+      }
       default: fault(UD);
     }
   }
   const rm = c.rm & 7;
   switch (op) {
     case 4: { // SMSW r
-      const v = readCr(c, 0);
+      const v = smsw(c);
       setReg(c, c.rm, c.opsize, c.opsize === 2 ? v & 0xffff : v >>> 0, 0);
       return;
     }
