@@ -19,6 +19,7 @@ import { fullGc } from '../../src/engine/bt/gc.js';
 import { MiB } from '../../src/machine/layout.js';
 import type { DiskConfig } from '../../src/vmm/config.js';
 import { Vm } from '../../src/vmm/vm.js';
+import { ASM_INCLUDE } from '../support/asm.js';
 
 const NASM = '/usr/bin/nasm';
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,7 +28,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-lifecycle-'));
 const kernel = path.join(dir, 'compute.bin');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 beforeAll(() => {
-  if (!skip) execFileSync(NASM, ['-f', 'bin', '-w-zeroing', '-o', kernel, path.join(here, 'guests/compute.asm')]);
+  if (!skip) execFileSync(NASM, ['-f', 'bin', '-i', ASM_INCLUDE, '-w-zeroing', '-o', kernel, path.join(here, 'guests/compute.asm')]);
 });
 
 /** What compute.asm's "hash N SEED" ends with. */

@@ -13,6 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_HALTED, EXIT_RESET, EXIT_TRIPLE_FAULT } from '../../src/machine/machine.js';
 import { typevisorCommand } from '../support/guest-process.js';
 import { RssSampler } from '../support/rss.js';
+import { ASM_INCLUDE } from '../support/asm.js';
 
 const NASM = '/usr/bin/nasm';
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -26,7 +27,7 @@ beforeAll(() => {
   const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-hostile-'));
   for (const name of ['jit-loop', 'hostile', 'halt-forever']) {
     kernels[name] = path.join(dir, `${name}.bin`);
-    execFileSync(NASM, ['-f', 'bin', '-w-zeroing', '-o', kernels[name], path.join(here, `guest/${name}.asm`)]);
+    execFileSync(NASM, ['-f', 'bin', '-i', ASM_INCLUDE, '-w-zeroing', '-o', kernels[name], path.join(here, `guest/${name}.asm`)]);
   }
 });
 

@@ -2,10 +2,33 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12, R14, R15 } from './asm.test-helper.js';
 import { features } from '../features.js';
-import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK } from './test-machine.js';
+import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK, type TestMachine } from './test-machine.js';
 
 
 /** Every directed test, with blocks translated after `jitThreshold` executions (Infinity: interpreted). */
+/** EFER.SCE, STAR (SYSRET to user CS 0x28/SS 0x20, SYSCALL to CS 0x08) and LSTAR = `entry`. */
+const SYSCALL_SETUP = `
+        mov ecx, 0xc0000080    ; EFER
+        rdmsr
+        or eax, 1              ; SCE
+        wrmsr
+        mov ecx, 0xc0000081    ; STAR: sysret base 0x18 (user cs = 0x28, ss = 0x20), syscall cs 0x08
+        xor eax, eax
+        mov edx, 0x00180008
+        wrmsr
+        mov ecx, 0xc0000082    ; LSTAR
+        lea rax, [rel entry]
+        mov rdx, rax
+        shr rdx, 32
+        wrmsr`;
+
+/** Make the identity map user-accessible (U on every level), so code can run at CPL 3. */
+function userPages(m: TestMachine): void {
+  m.memory.write32(0x1000, 0x2007);
+  m.memory.write32(0x2000, 0x3007);
+  for (let i = 0; i < 512; i++) m.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x87) >>> 0);
+}
+
 export function coreSuite(label: string, jitThreshold: number): void {
   const d = hasNasm ? describe : describe.skip;
   beforeAll(() => {
@@ -967,20 +990,7 @@ export function coreSuite(label: string, jitThreshold: number): void {
     });
 
     it('syscall / sysret round trip', () => {
-      const t = run64(`
-        mov ecx, 0xc0000080    ; EFER
-        rdmsr
-        or eax, 1              ; SCE
-        wrmsr
-        mov ecx, 0xc0000081    ; STAR: sysret base 0x18 (user cs = 0x28, ss = 0x20), syscall cs 0x08
-        xor eax, eax
-        mov edx, 0x00180008
-        wrmsr
-        mov ecx, 0xc0000082    ; LSTAR
-        lea rax, [rel entry]
-        mov rdx, rax
-        shr rdx, 32
-        wrmsr
+      const t = run64(`${SYSCALL_SETUP}
         mov ecx, 0xc0000084    ; SFMASK
         mov eax, 0x200
         xor edx, edx
@@ -996,12 +1006,7 @@ export function coreSuite(label: string, jitThreshold: number): void {
         mov r12, rcx
         mov r13, r11
         hlt`,
-        (m) => {
-          // make the code page user-accessible: set U on the page-table entries
-          m.memory.write32(0x1000, 0x2007);
-          m.memory.write32(0x2000, 0x3007);
-          for (let i = 0; i < 512; i++) m.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x87) >>> 0);
-        },
+        userPages,
       );
       expect(r64(t, RBX)).toBe(0x55n);
       expect(t.cpu.s.cpl).toBe(0);
@@ -1014,19 +1019,7 @@ export function coreSuite(label: string, jitThreshold: number): void {
         mov rax, 0x8000000000000000
         invlpg [rax]           ; a NOP, not #GP
         mov r14d, 1
-        mov ecx, 0xc0000080    ; EFER.SCE
-        rdmsr
-        or eax, 1
-        wrmsr
-        mov ecx, 0xc0000081    ; STAR
-        xor eax, eax
-        mov edx, 0x00180008
-        wrmsr
-        mov ecx, 0xc0000082    ; LSTAR
-        lea rax, [rel entry]
-        mov rdx, rax
-        shr rdx, 32
-        wrmsr
+        ${SYSCALL_SETUP}
         lea rcx, [rel user]
         mov r11, 0x2
         o64 sysret
@@ -1038,11 +1031,7 @@ export function coreSuite(label: string, jitThreshold: number): void {
         entry:
         hlt
         mswbuf: dw 0`,
-        (m) => {
-          m.memory.write32(0x1000, 0x2007);
-          m.memory.write32(0x2000, 0x3007);
-          for (let i = 0; i < 512; i++) m.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x87) >>> 0);
-        },
+        userPages,
       );
       expect(r64(t, R14)).toBe(1n);
       expect(Number(r64(t, RBX)) & 0xffff).toBe(0x33);

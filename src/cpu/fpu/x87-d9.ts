@@ -203,6 +203,41 @@ function unaryOperand(cpu: CpuState): number | undefined {
   return cpu.st[p]!;
 }
 
+/**
+ * ST(0) and ST(1) of an instruction that writes ST(1) and pops (FYL2X, FPATAN, FYL2XP1), or
+ * undefined when either is empty: the stack underflow is raised, ST(1) gets the indefinite when
+ * it is masked, and the stack pops.
+ */
+function popPairOperands(cpu: CpuState): { x: number; y: number } | undefined {
+  const x = st(cpu, 0);
+  const y = st(cpu, 1);
+  if (!stackFault) return { x, y };
+  stackFault = false;
+  if (underflow(cpu)) setIndefinite(cpu, phys(cpu, 1));
+  pop(cpu);
+  return undefined;
+}
+
+/**
+ * ST(0) for FSIN, FCOS, FSINCOS and FPTAN, or undefined when the instruction is done: an empty
+ * register (underflow), |x| >= 2^63 (C2 set, operand left as it is: the caller must reduce it)
+ * or an infinity (invalid operation). C2 is cleared otherwise.
+ */
+function trigOperand(cpu: CpuState): number | undefined {
+  const x = unaryOperand(cpu);
+  if (x === undefined) return undefined;
+  if (Math.abs(x) >= TWO63) {
+    cpu.fpuStatus |= SW_C2;
+    return undefined;
+  }
+  cpu.fpuStatus &= ~SW_C2;
+  if (!Number.isFinite(x) && x === x) {
+    if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
+    return undefined;
+  }
+  return x;
+}
+
 /** D9 F0..F7: F2XM1 FYL2X FPTAN FPATAN FXTRACT FPREM1 FDECSTP FINCSTP. */
 function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
   switch (r) {
@@ -213,15 +248,10 @@ function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     case 1: case 3: { // FYL2X / FPATAN: ST1 = f(ST1, ST0), pop
-      const x = st(cpu, 0);
-      const y = st(cpu, 1);
+      const ops = popPairOperands(cpu);
+      if (ops === undefined) return;
+      const { x, y } = ops;
       const p1 = phys(cpu, 1);
-      if (stackFault) {
-        stackFault = false;
-        if (underflow(cpu)) setIndefinite(cpu, p1);
-        pop(cpu);
-        return;
-      }
       let v: number;
       if (r === 3) v = Math.atan2(y, x);
       else {
@@ -235,17 +265,8 @@ function d9F0(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     case 2: { // FPTAN
-      const x = unaryOperand(cpu);
+      const x = trigOperand(cpu);
       if (x === undefined) return;
-      if (Math.abs(x) >= TWO63) {
-        cpu.fpuStatus |= SW_C2;
-        return;
-      }
-      cpu.fpuStatus &= ~SW_C2;
-      if (!Number.isFinite(x) && x === x) {
-        if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
-        return;
-      }
       setApprox(cpu, phys(cpu, 0), Math.tan(x));
       pushValue(cpu, 1);
       return;
@@ -273,15 +294,10 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
   switch (r) {
     case 0: fprem(cpu, false); return;
     case 1: { // FYL2XP1
-      const x = st(cpu, 0);
-      const y = st(cpu, 1);
+      const ops = popPairOperands(cpu);
+      if (ops === undefined) return;
+      const { x, y } = ops;
       const p1 = phys(cpu, 1);
-      if (stackFault) {
-        stackFault = false;
-        if (underflow(cpu)) setIndefinite(cpu, p1);
-        pop(cpu);
-        return;
-      }
       setApprox(cpu, p1, (y * Math.log1p(x)) / Math.LN2);
       pop(cpu);
       return;
@@ -295,17 +311,8 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     case 3: { // FSINCOS: ST0 = sin, push cos
-      const x = unaryOperand(cpu);
+      const x = trigOperand(cpu);
       if (x === undefined) return;
-      if (Math.abs(x) >= TWO63) {
-        cpu.fpuStatus |= SW_C2;
-        return;
-      }
-      cpu.fpuStatus &= ~SW_C2;
-      if (!Number.isFinite(x) && x === x) {
-        if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
-        return;
-      }
       setApprox(cpu, phys(cpu, 0), Math.sin(x));
       pushValue(cpu, Math.cos(x));
       return;
@@ -327,17 +334,8 @@ function d9F8(cpu: CpuState, _mem: SimdMemory, r: number): void {
       return;
     }
     default: { // FSIN / FCOS
-      const x = unaryOperand(cpu);
+      const x = trigOperand(cpu);
       if (x === undefined) return;
-      if (Math.abs(x) >= TWO63) {
-        cpu.fpuStatus |= SW_C2;
-        return;
-      }
-      cpu.fpuStatus &= ~SW_C2;
-      if (!Number.isFinite(x) && x === x) {
-        if (raise(cpu, SW_IE)) setIndefinite(cpu, phys(cpu, 0));
-        return;
-      }
       setApprox(cpu, phys(cpu, 0), r === 6 ? Math.sin(x) : Math.cos(x));
     }
   }

@@ -10,6 +10,7 @@
 ;   x ^= x << 13; x ^= x >>> 17; x ^= x << 5; acc = acc * 31 + x + SEED
 ; starting from x = SEED | 1, acc = 0; the exit value is acc.
 bits 32
+%include "multiboot-args.inc"
 org 0x100000
 
 MB_MAGIC equ 0x1BADB002
@@ -28,14 +29,7 @@ header:
 start:
   mov esp, stack_top
   mov esi, [ebx + 16]           ; command line
-.name:                          ; the first word is the kernel's path, as GRUB passes it: skip it
-  lodsb
-  cmp al, ' '
-  je .args
-  test al, al
-  jne .name
-  dec esi                       ; no arguments: the empty string
-.args:
+  SKIP_KERNEL_NAME              ; tests/support/asm/multiboot-args.inc
   mov [cmdline], esi
   ; identity-map the first 1 GiB with 2 MiB pages
   mov edi, pd

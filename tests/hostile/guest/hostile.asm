@@ -11,6 +11,7 @@
 ;   "gdt"    - a GDT of garbage and a far jump through it (#GP with no IDT: triple fault)
 ;   "reset"  - print "reset kernel up" and reset the machine through the PIIX reset register
 bits 32
+%include "multiboot-args.inc"
 org 0x100000
 
 MB_MAGIC equ 0x1BADB002
@@ -25,14 +26,7 @@ header:
 start:
   mov esp, stack_top
   mov esi, [ebx + 16]
-.name:                          ; the first word is the kernel's path, as GRUB passes it: skip it
-  lodsb
-  cmp al, ' '
-  je .args
-  test al, al
-  jne .name
-  dec esi                       ; no arguments: the empty string
-.args:
+  SKIP_KERNEL_NAME              ; tests/support/asm/multiboot-args.inc
   mov eax, [esi]
   cmp eax, 'port'
   je ports

@@ -6,6 +6,7 @@
 ;   "fresh" - write 20,000 functions, each to a new place, and call each 300 times (so that each
 ;             is worth translating): a JIT that keeps making hot code
 bits 32
+%include "multiboot-args.inc"
 org 0x100000
 
 MB_MAGIC equ 0x1BADB002
@@ -25,14 +26,7 @@ header:
 start:
   mov esp, stack_top
   mov esi, [ebx + 16]           ; command line
-.name:                          ; the first word is the kernel's path, as GRUB passes it: skip it
-  lodsb
-  cmp al, ' '
-  je .args
-  test al, al
-  jne .name
-  dec esi                       ; no arguments: the empty string
-.args:
+  SKIP_KERNEL_NAME              ; tests/support/asm/multiboot-args.inc
   mov eax, [esi]
   mov [mode], eax
   ; identity-map the first 1 GiB with 2 MiB pages
