@@ -169,4 +169,47 @@ export class CpuState {
     this.xmmF32 = new Float32Array(buf, off, 64);
     this.xmmF64 = new Float64Array(buf, off, 32);
   }
+
+  /** Power-on values of the architectural registers (real mode at F000:FFF0; the arithmetic flags are the CPU's). */
+  powerOn(): void {
+    this.gpr.fill(0);
+    this.xmm.fill(0);
+    this.gpr[2 * 2] = 0x600; // EDX: family 6 signature
+    this.rip = 0xfff0;
+    this.rflagsRest = 2;
+    for (let i = 0; i < 6; i++) {
+      this.segSel[i] = 0;
+      this.segBase[i] = 0;
+      this.segLimit[i] = 0xffff;
+      this.segAttr[i] = 0x93;
+    }
+    this.segSel[1] = 0xf000;
+    this.segBase[1] = 0xffff0000;
+    this.segAttr[1] = 0x9b;
+    this.gdtrBase = 0;
+    this.gdtrLimit = 0xffff;
+    this.idtrBase = 0;
+    this.idtrLimit = 0xffff;
+    this.ldtrSel = 0;
+    this.ldtrBase = 0;
+    this.ldtrLimit = 0xffff;
+    this.trSel = 0;
+    this.trBase = 0;
+    this.trLimit = 0xffff;
+    this.trAttr = 0x8b;
+    this.cr0 = 0x60000010;
+    this.cr2 = 0;
+    this.cr3 = 0;
+    this.cr4 = 0;
+    this.cr8 = 0;
+    this.efer = 0;
+    this.xcr0 = 1;
+    this.cpl = 0;
+    this.mode = Mode.Real;
+    this.halted = false;
+    this.interruptShadow = false;
+    this.dr.fill(0);
+    this.dr[6] = 0xffff0ff0;
+    this.dr[7] = 0x400;
+  }
 }

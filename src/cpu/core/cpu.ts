@@ -7,7 +7,7 @@
  * Conventions (see src/cpu/state.ts): 64-bit values are (lo, hi) 32-bit halves; linear addresses
  * are signed-canonical numbers in 64-bit mode; a "vpn" is floor(linear / 4096).
  *
- * Beside it: the software TLB (tlb.ts; this class reads its arrays directly on the memory-access
+ * Its options are in options.ts, its power-on register values in CpuState.powerOn(). Beside it: the software TLB (tlb.ts; this class reads its arrays directly on the memory-access
  * hot paths), the run loop (run.ts), and, when the CPU translates, the block cache
  * (translate/cache.ts) over the WebAssembly translator (cpu/wasm).
  */
@@ -31,36 +31,9 @@ import { WasmBackend } from '../wasm/backend.js';
 import {
   F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
 } from './consts.js';
+import { type CpuOptions, DEFAULT_JIT_THRESHOLD } from './options.js';
 
-export interface CpuOptions {
-  memory: GuestMemory;
-  pio: Bus;
-  mmio: Bus;
-  interrupts: CpuInterruptController;
-  clock: Clock;
-  simd?: SimdUnit;
-  /**
-   * Called (between slices) after translated code was dropped in bulk or enough of it was
-   * invalidated: the host runs a full garbage collection so that the engine's compiled code is
-   * really freed (V8 frees a wasm module's code only when a full GC finds the module dead, and
-   * a guest can make dead modules far faster than minor GCs notice).
-   */
-  reclaim?: () => void;
-  /**
-   * Executions of a 64-bit block start before the block is translated to WebAssembly (1: on
-   * first execution, as the translator tests want); Infinity: never — interpret only. Default
-   * DEFAULT_JIT_THRESHOLD. Translation needs the first RAM region in a wasm arena
-   * (cpu/wasm/arena.ts); without one the CPU interprets.
-   */
-  jitThreshold?: number;
-}
-
-/** Block-start executions before a block is translated, unless CpuOptions.jitThreshold says otherwise. */
-export const DEFAULT_JIT_THRESHOLD = 256;
-
-export class CpuCoreError extends Error {
-  override name = 'CpuCoreError';
-}
+export { type CpuOptions, DEFAULT_JIT_THRESHOLD, CpuCoreError } from './options.js';
 
 const ACC_WRITE = 1;
 const ACC_USER = 2;
@@ -259,46 +232,8 @@ export class Cpu implements SystemHost {
   /** Power-on state: real mode at F000:FFF0. */
   reset(): void {
     const s = this.s;
-    s.gpr.fill(0);
-    s.xmm.fill(0);
-    s.gpr[2 * 2] = 0x600; // EDX: family 6 signature
-    s.rip = 0xfff0;
-    s.rflagsRest = 2;
+    s.powerOn();
     this.setArith(0);
-    for (let i = 0; i < 6; i++) {
-      s.segSel[i] = 0;
-      s.segBase[i] = 0;
-      s.segLimit[i] = 0xffff;
-      s.segAttr[i] = 0x93;
-    }
-    s.segSel[1] = 0xf000;
-    s.segBase[1] = 0xffff0000;
-    s.segAttr[1] = 0x9b;
-    s.gdtrBase = 0;
-    s.gdtrLimit = 0xffff;
-    s.idtrBase = 0;
-    s.idtrLimit = 0xffff;
-    s.ldtrSel = 0;
-    s.ldtrBase = 0;
-    s.ldtrLimit = 0xffff;
-    s.trSel = 0;
-    s.trBase = 0;
-    s.trLimit = 0xffff;
-    s.trAttr = 0x8b;
-    s.cr0 = 0x60000010;
-    s.cr2 = 0;
-    s.cr3 = 0;
-    s.cr4 = 0;
-    s.cr8 = 0;
-    s.efer = 0;
-    s.xcr0 = 1;
-    s.cpl = 0;
-    s.mode = Mode.Real;
-    s.halted = false;
-    s.interruptShadow = false;
-    s.dr.fill(0);
-    s.dr[6] = 0xffff0ff0;
-    s.dr[7] = 0x400;
     this.simd?.reset(s);
     this.shutdown = undefined;
     this.flushTlb(false);
