@@ -67,10 +67,10 @@ describe.skipIf(skip)(`virtio-blk on the bt engine (default guest)${skip ? ` (sk
     const sub = path.join(dir, 'sub');
     mkdirSync(sub);
     const cases: [string[], RegExp, number][] = [
-      [['--disk', path.join(dir, 'nope.img')], /^typevisor: disk image .*nope\.img not found: check the path given to --disk$/, 1],
-      [['--disk', sub], /^typevisor: disk image .*sub is a directory/, 1],
-      [['--disk', empty], /^typevisor: disk image .*empty\.img is empty/, 1],
-      [['--disk', odd], /^typevisor: disk image .*odd\.img is 1000 bytes, not a whole number of 512-byte sectors/, 1],
+      [['--disk', path.join(dir, 'nope.img')], /^typevisor: disk image .*nope\.img not found: check the path given to --disk$/, 12],
+      [['--disk', sub], /^typevisor: disk image .*sub is a directory/, 12],
+      [['--disk', empty], /^typevisor: disk image .*empty\.img is empty/, 12],
+      [['--disk', odd], /^typevisor: disk image .*odd\.img is 1000 bytes, not a whole number of 512-byte sectors/, 12],
       [['--disk', `${odd},bogus`], /^typevisor: --disk option "bogus" is not known: give --disk PATH\[,ro\]\[,snapshot\]\[,serial=ID\]$/, 2],
       [['--disk', `${odd},serial=has space`], /^typevisor: --disk serial "has space" is not/, 2],
       [['--disk', ',ro'], /^typevisor: --disk ",ro" has no image path/, 2],
