@@ -6,7 +6,7 @@
  */
 import type { GuestMemory } from '../machine/memory.js';
 import { BootError, hex } from './errors.js';
-import { checkLoadRange, type RangeCheck } from './placement.js';
+import { BOOT_STRUCTURES, checkLoadRange, type Reserved } from './placement.js';
 
 export const EM_386 = 3;
 export const EM_X86_64 = 62;
@@ -178,15 +178,15 @@ export function physicalEntry(elf: ElfFile, what: string): number {
 
 /**
  * Copy every PT_LOAD segment to its physical address and zero its bss. Every segment is checked
- * first (inside RAM, above the boot structures) so a bad file leaves memory untouched.
+ * first (inside RAM, clear of `reserved`: by default the first MiB) so a bad file leaves memory untouched.
  * Returns the physical range covered.
  */
 export function loadElfSegments(
-  memory: GuestMemory, image: Uint8Array, elf: ElfFile, what: string, check: RangeCheck = checkLoadRange,
+  memory: GuestMemory, image: Uint8Array, elf: ElfFile, what: string, reserved: readonly Reserved[] = BOOT_STRUCTURES,
 ): { start: number; end: number } {
   const loads = elf.segments.filter((s) => s.type === PT_LOAD && s.memsz > 0);
   if (loads.length === 0) throw new BootError(`${what}: ELF file has no loadable segments`);
-  for (const s of loads) check(memory, s.paddr, s.memsz, `${what} segment at ${hex(s.paddr)}`);
+  for (const s of loads) checkLoadRange(memory, s.paddr, s.memsz, `${what} segment at ${hex(s.paddr)}`, reserved);
   let start = Infinity;
   let end = 0;
   for (const s of loads) {

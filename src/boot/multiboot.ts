@@ -19,7 +19,7 @@ import { writeCmdline } from './boot-params.js';
 import { E820_MAX_ENTRIES, lowRamEnd } from './e820.js';
 import { isElf, loadElfSegments, parseElf, physicalEntry, pvhEntryOf } from './elf.js';
 import { BootError, hex } from './errors.js';
-import { checkLowLoadRange, placeHigh } from './placement.js';
+import { checkLoadRange, LOW_RESERVED, placeHigh } from './placement.js';
 import type { LoadedKernel, LoadOptions } from './types.js';
 import { setupProtected32Entry } from './x86-setup.js';
 
@@ -97,7 +97,7 @@ function loadAout(memory: GuestMemory, image: Uint8Array, h: MultibootHeader): {
   const loadEnd = h.loadAddr + size;
   const bssEnd = h.bssEndAddr === 0 ? loadEnd : h.bssEndAddr;
   if (bssEnd < loadEnd) throw new BootError(`multiboot: bss_end_addr ${hex(bssEnd)} is below the end of the loaded image ${hex(loadEnd)}`);
-  checkLowLoadRange(memory, h.loadAddr, bssEnd - h.loadAddr, 'multiboot kernel');
+  checkLoadRange(memory, h.loadAddr, bssEnd - h.loadAddr, 'multiboot kernel', LOW_RESERVED);
   if (h.entryAddr < h.loadAddr || h.entryAddr >= bssEnd) {
     throw new BootError(`multiboot: entry_addr ${hex(h.entryAddr)} is outside the loaded image ${hex(h.loadAddr)}..${hex(bssEnd)}`);
   }
@@ -122,7 +122,7 @@ function placeInfo(memory: GuestMemory, kernel: { start: number; end: number }, 
     if (clear(a, need)) return { info: a, cmdlineAddr: a + INFO_BYTES };
   }
   const a = Math.ceil(kernel.end / PAGE_SIZE) * PAGE_SIZE;
-  checkLowLoadRange(memory, a, need, 'multiboot information (after the kernel)');
+  checkLoadRange(memory, a, need, 'multiboot information (after the kernel)', LOW_RESERVED);
   return { info: a, cmdlineAddr: a + INFO_BYTES };
 }
 
@@ -148,7 +148,7 @@ export function loadMultiboot(memory: GuestMemory, image: Uint8Array, opts: Load
     const elf = parseElf(image, 'multiboot kernel');
     const entry = physicalEntry(elf, 'multiboot kernel');
     if (entry >= FOUR_GIB) throw new BootError(`multiboot: entry point ${hex(entry)} is above 4 GiB; a multiboot kernel starts in 32-bit mode`);
-    const range = loadElfSegments(memory, image, elf, 'multiboot kernel', checkLowLoadRange);
+    const range = loadElfSegments(memory, image, elf, 'multiboot kernel', LOW_RESERVED);
     loaded = { entry, ...range };
     pvhEntry = pvhEntryOf(elf);
   }

@@ -8,51 +8,45 @@ import type { GuestMemory } from '../machine/memory.js';
 import { lowRamEnd } from './e820.js';
 import { BootError, hex, mib } from './errors.js';
 
-/**
- * Check that [start, start+len) is RAM above the boot structures (which occupy the first
- * MiB: GDT, zero page, page tables, multiboot info, command line, ACPI tables).
- */
-export function checkLoadRange(memory: GuestMemory, start: number, len: number, what: string): void {
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(len) || start < 0 || len < 0) {
-    throw new BootError(`${what}: address ${hex(start)} / size ${len} is out of range`);
-  }
-  if (start < HIGH_MEMORY_START) {
-    throw new BootError(
-      `${what} at ${hex(start)}..${hex(start + len)} overlaps the boot structures below 1 MiB (${hex(HIGH_MEMORY_START)}): the kernel must load at or above 1 MiB`,
-    );
-  }
-  if (!memory.isRam(start, len)) {
-    throw new BootError(
-      `${what} at ${hex(start)}..${hex(start + len)} is outside guest RAM (${mib(memory.size)}): give the guest more memory with --memory`,
-    );
-  }
+/** A range of low memory a loader must not write, and what to say when a load overlaps it. */
+export interface Reserved {
+  lo: number;
+  hi: number;
+  /** Completes "<what> at A..B ..." */
+  says: string;
 }
 
-/** A check that a loader may write [start, start+len); throws a BootError naming `what` otherwise. */
-export type RangeCheck = (memory: GuestMemory, start: number, len: number, what: string) => void;
+/**
+ * The boot structures of a Linux or 64-bit entry occupy the first MiB (GDT, zero page, page
+ * tables, multiboot info, command line, ACPI tables): kernels load above it.
+ */
+export const BOOT_STRUCTURES: readonly Reserved[] = [
+  { lo: 0, hi: HIGH_MEMORY_START, says: `overlaps the boot structures below 1 MiB (${hex(HIGH_MEMORY_START)}): the kernel must load at or above 1 MiB` },
+];
 
 /**
  * What a kernel entered in 32-bit protected mode with paging off (multiboot) can never share
  * below 1 MiB: the real-mode IVT, the BIOS data area and the boot GDT in the first page, and the
  * EBDA, VGA window, ROMs and ACPI tables from the EBDA up. Everything else there is free.
  */
-export const LOW_RESERVED: readonly (readonly [number, number])[] = [[0, PAGE_SIZE], [EBDA_START, HIGH_MEMORY_START]];
+export const LOW_RESERVED: readonly Reserved[] = [
+  { lo: 0, hi: PAGE_SIZE, says: `overlaps the real-mode vectors and the boot GDT at 0x0..${hex(PAGE_SIZE)}: the kernel must load elsewhere` },
+  { lo: EBDA_START, hi: HIGH_MEMORY_START, says: `overlaps the EBDA, VGA, ROM and ACPI area at ${hex(EBDA_START)}..${hex(HIGH_MEMORY_START)}: the kernel must load elsewhere` },
+];
 
-/** Like checkLoadRange, but a load below 1 MiB is allowed where it misses LOW_RESERVED (multiboot kernels). */
-export function checkLowLoadRange(memory: GuestMemory, start: number, len: number, what: string): void {
-  if (start >= HIGH_MEMORY_START || !Number.isSafeInteger(start) || !Number.isSafeInteger(len) || start < 0 || len < 0) {
-    checkLoadRange(memory, start, len, what);
-    return;
+/** Check that [start, start+len) is RAM and clear of `reserved` (by default the whole first MiB). */
+export function checkLoadRange(memory: GuestMemory, start: number, len: number, what: string, reserved: readonly Reserved[] = BOOT_STRUCTURES): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(len) || start < 0 || len < 0) {
+    throw new BootError(`${what}: address ${hex(start)} / size ${len} is out of range`);
   }
-  for (const [lo, hi] of LOW_RESERVED) {
-    if (start < hi && start + len > lo) {
-      throw new BootError(
-        `${what} at ${hex(start)}..${hex(start + len)} overlaps ${lo === 0 ? 'the real-mode vectors and the boot GDT' : 'the EBDA, VGA, ROM and ACPI area'} at ${hex(lo)}..${hex(hi)}: the kernel must load elsewhere`,
-      );
-    }
+  for (const r of reserved) {
+    // an empty range counts as its start byte
+    if (start < r.hi && Math.max(start + len, start + 1) > r.lo) throw new BootError(`${what} at ${hex(start)}..${hex(start + len)} ${r.says}`);
   }
   if (!memory.isRam(start, len)) {
-    throw new BootError(`${what} at ${hex(start)}..${hex(start + len)} is outside guest RAM (${mib(memory.size)}): give the guest more memory with --memory`);
+    throw new BootError(
+      `${what} at ${hex(start)}..${hex(start + len)} is outside guest RAM (${mib(memory.size)}): give the guest more memory with --memory`,
+    );
   }
 }
 
