@@ -72,6 +72,8 @@ const seeds: Record<string, Uint8Array> = {
     return img;
   })(),
   'multiboot ELF': makeElf({ elfClass: 32, machine: 3, entry: 0x100000, prefix: multibootHeader(0x3), segments: [{ paddr: 0x100000, data: new Uint8Array(1024) }] }),
+  // below 1 MiB and over the default information area: the loader moves it
+  'multiboot ELF below 1 MiB': makeElf({ elfClass: 32, machine: 3, entry: 0xc000, prefix: multibootHeader(0x3), segments: [{ paddr: 0xc000, data: new Uint8Array(1024), memsz: 0x20000 }] }),
 };
 
 describe.each(Object.entries(seeds))('fuzzing the loaders with mutated %s images', (name, seed) => {
