@@ -32,4 +32,6 @@ export const P_SX = 16; // supervisor execute
 export const P_UX = 32; // user execute
 export const P_GLOBAL = 64;
 export const NO_TAG = 0.5; // never equal to an integer vpn
+/** Cpu.codePages is indexed by the low bits of a linear page number: this mask. */
+export const CODE_PAGE_HASH = 0xffff;
 

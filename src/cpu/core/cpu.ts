@@ -29,7 +29,7 @@ import { IRQ_POLL, runSlice } from './run.js';
 import { A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
-  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, NO_TAG,
+  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, CODE_PAGE_HASH, NO_TAG,
 } from './consts.js';
 import { type CpuOptions, DEFAULT_JIT_THRESHOLD } from './options.js';
 
@@ -172,6 +172,13 @@ export class Cpu implements SystemHost {
    * pages): links into code on global pages (the kernel's) stay valid across CR3 writes.
    */
   globalEpoch = F64_ZERO;
+  /**
+   * Per linear page (hashed: the low 16 bits of the page number): 1 when a translated block
+   * starts there. Links can only lead to such pages, so an INVLPG of any other page (the kernel
+   * does hundreds per fork, exec and exit: page-table and data pages) leaves every link valid.
+   * Set by the block cache, never cleared (a stale 1 costs only an extra epoch bump).
+   */
+  readonly codePages = new Uint8Array(CODE_PAGE_HASH + 1);
   /** Exceptions raised by instructions (statistics). */
   faultsTaken = F64_ZERO;
   /** Instructions interpreted by the run loop (outside translated blocks). */
@@ -400,11 +407,14 @@ export class Cpu implements SystemHost {
   }
 
   invlpg(lin: number): void {
-    this.tlb.invalidate(Math.floor(lin / 4096));
+    const vpn = Math.floor(lin / 4096);
+    this.tlb.invalidate(vpn);
     this.fPage = NO_TAG;
     this.fOff = -1;
-    this.tlbEpoch++;
-    this.globalEpoch++;
+    if (this.codePages[vpn & CODE_PAGE_HASH] !== 0) {
+      this.tlbEpoch++;
+      this.globalEpoch++;
+    }
   }
 
   /**

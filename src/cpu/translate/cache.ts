@@ -18,7 +18,7 @@
  */
 import type { Cpu } from '../core/cpu.js';
 import { F64_ZERO } from '../state.js';
-import { NO_TAG, P_GLOBAL, P_SX, P_UX, TLB_MASK } from '../core/consts.js';
+import { CODE_PAGE_HASH, NO_TAG, P_GLOBAL, P_SX, P_UX, TLB_MASK } from '../core/consts.js';
 import type { WasmBackend } from '../wasm/backend.js';
 import type { Block } from './block.js';
 
@@ -237,6 +237,7 @@ export class BlockCache {
   private install(b: Block): void {
     this.compiled++;
     this.blocks.set(b.rip, b);
+    this.cpu.codePages[Math.floor(b.rip / 4096) & CODE_PAGE_HASH] = 1;
     const page = b.page;
     let list = this.pageBlocks.get(page);
     if (list === undefined) {

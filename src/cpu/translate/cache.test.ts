@@ -1,0 +1,82 @@
+/**
+ * The block cache's links against paging changes: a link into translated code lasts until the
+ * mapping of that code's page may have changed (INVLPG of it, a TLB flush), and no longer; an
+ * INVLPG of a page without translated code must leave every link in place (the kernel does
+ * hundreds per fork, exec and exit).
+ */
+import { describe, it, expect } from 'vitest';
+import { assemble, hasNasm } from '../core/asm.test-helper.js';
+import { createTestMachine, enterLongMode, CODE_BASE, type TestMachine } from '../core/test-machine.js';
+
+/** Page table for 0x400000..0x5fffff in 4 KiB pages (identity) at PT. */
+const PT = 0x9000;
+const FN = 0x401000;
+const FN_A = 0x500000; // mov eax, 1; ret
+const FN_B = 0x501000; // mov eax, 2; ret
+
+function machine(src: string): TestMachine {
+  const t = createTestMachine({ jitThreshold: 1 });
+  enterLongMode(t);
+  const m = t.memory;
+  for (let i = 0; i < 512; i++) {
+    const phys = i === 1 ? FN_A : 0x400000 + i * 0x1000;
+    m.write32(PT + i * 8, phys + 3);
+    m.write32(PT + i * 8 + 4, 0);
+  }
+  m.write32(0x3000 + 2 * 8, PT + 3); // PD entry of 0x400000: the page table instead of a 2 MiB page
+  m.writeBytes(FN_A, assemble('mov eax, 1\nret', 64, FN));
+  m.writeBytes(FN_B, assemble('mov eax, 2\nret', 64, FN));
+  m.writeBytes(CODE_BASE, assemble(src));
+  t.cpu.flushTlb(false);
+  return t;
+}
+
+describe.skipIf(!hasNasm)('block links and INVLPG', () => {
+  it('runs the new code after a code page is remapped and INVLPG\'d (direct and indirect calls)', () => {
+    const { cpu } = machine(`
+  mov ecx, 40
+a: call ${FN}
+  add ebx, eax
+  mov rsi, ${FN}
+  call rsi
+  add ebx, eax
+  dec ecx
+  jnz a
+  mov dword [${PT + 8}], ${FN_B + 3}
+  invlpg [${FN}]
+  mov ecx, 40
+b: call ${FN}
+  add edx, eax
+  call rsi
+  add edx, eax
+  dec ecx
+  jnz b
+  hlt
+`);
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    expect(cpu.s.gpr[2 * 3]).toBe(80); // rbx: function A, 80 calls
+    expect(cpu.s.gpr[2 * 2]).toBe(160); // rdx: function B after the remap, 80 calls
+  });
+
+  it('keeps every link when a page without translated code is INVLPG\'d', () => {
+    const { cpu } = machine(`
+  mov ecx, 40
+a: call ${FN}
+  add ebx, eax
+  dec ecx
+  jnz a
+  hlt
+  invlpg [${FN + 0x2000}]
+  invlpg [${FN + 0x3000}]
+  hlt
+`);
+    cpu.run(100_000);
+    expect(cpu.s.gpr[2 * 3]).toBe(40);
+    const epochs = [cpu.tlbEpoch, cpu.globalEpoch];
+    cpu.s.halted = false;
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    expect([cpu.tlbEpoch, cpu.globalEpoch]).toEqual(epochs);
+  });
+});
