@@ -31,6 +31,48 @@ function machine(src: string): TestMachine {
   return t;
 }
 
+describe.skipIf(!hasNasm)('merged modules', () => {
+  it('keeps blocks, links and self-modifying-code checks when small modules are merged', () => {
+    const N = 300;
+    const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: add eax, strict dword ${i}\n  ret`).join('\n');
+    const t = createTestMachine({ jitThreshold: 1 });
+    t.memory.writeBytes(CODE_BASE, assemble(`
+  xor eax, eax
+  mov r8d, 3
+round:
+  xor ecx, ecx
+next:
+  call [table + rcx * 8]
+  inc ecx
+  cmp ecx, ${N}
+  jne next
+  dec r8d
+  jnz round
+  mov r15, rax
+  mov dword [f7 + 1], 1000
+  xor eax, eax
+  xor ecx, ecx
+again:
+  call [table + rcx * 8]
+  inc ecx
+  cmp ecx, ${N}
+  jne again
+  hlt
+align 8
+table: dq ${Array.from({ length: N }, (_v, i) => `f${i}`).join(', ')}
+${fns}
+`));
+    enterLongMode(t);
+    const { cpu } = t;
+    cpu.run(1_000_000);
+    const sum = (N * (N - 1)) / 2;
+    expect(cpu.s.halted).toBe(true);
+    expect(cpu.wasm!.modulesMerged).toBeGreaterThan(0);
+    expect(cpu.s.gpr[2 * 15]).toBe(3 * sum);
+    expect(cpu.s.gpr[0]).toBe(sum - 7 + 1000); // the store into f7 (in a merged module) was seen
+  });
+});
+
 describe.skipIf(!hasNasm)('block links and INVLPG', () => {
   it('runs the new code after a code page is remapped and INVLPG\'d (direct and indirect calls)', () => {
     const { cpu } = machine(`

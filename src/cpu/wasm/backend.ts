@@ -31,6 +31,15 @@ const MAX_MODULES = 8192;
 const MAX_CODE_BYTES = 128 << 20;
 /** Modules whose blocks were all invalidated, before the host is asked to free them (garbageDue). */
 const GARBAGE_MODULES = 512;
+/**
+ * Compiled blocks are compiled again, MERGE_AT at a time, into one module (same bytes, same
+ * table slots, so every link stays): V8 gives each module code pages of its own, and chains
+ * jumping across thousands of small modules spend their time in the host's instruction-cache
+ * and TLB misses. A transition between blocks measured 185 ns across 2,000 one-function
+ * modules and 30 ns with all 2,000 in one; 200 × /bin/true in the default guest went from
+ * 12.0–14.6 s to 7.3–11.6 s (AMD EPYC, interleaved runs).
+ */
+const MERGE_AT = 256;
 
 /**
  * Keys under which exit links and indirect-branch entries are valid: the TLB epoch and the CPL
@@ -68,9 +77,13 @@ export class WasmBackend {
   private readonly moduleLive = new Int32Array(MAX_MODULES + 1);
   private modules = 0;
   private codeBytes = 0;
+  /** Blocks waiting to be merged into one module: their table slots and function bodies. */
+  private mergeSlots: number[] = [];
+  private mergeBodies: FuncBody[] = [];
   private deadModules = 0;
-  /** Modules compiled in all (statistics). */
+  /** Modules compiled in all, and of those the merged ones (statistics). */
   modulesCompiled = 0;
+  modulesMerged = 0;
 
   /** `freshArena`: no Cpu used the arena before (Arena.claim), so its tables are still zero. */
   constructor(private readonly cpu: Cpu, readonly arena: Arena, freshArena = false) {
@@ -223,6 +236,8 @@ export class WasmBackend {
     this.icI32.fill(0);
     this.nextSlot = 1;
     this.nextExit = 1;
+    this.mergeSlots = [];
+    this.mergeBodies = [];
     this.slotModule.fill(0);
     this.modules = 0;
     this.codeBytes = 0;
@@ -280,9 +295,21 @@ export class WasmBackend {
       if (fallsThrough && todo.length < max && (next & 0xfff) !== 0 && next >>> 12 === off >>> 12 &&
         !isBlockStart(tr.end, next) && !todo.some((t) => t.rip === tr.end)) todo.push({ rip: tr.end, off: next });
     }
-    const bytes = blockModule(parts.map((p) => p.body));
-    const m = new WebAssembly.Module(bytes);
-    const inst = new WebAssembly.Instance(m, this.imports);
+    const bodies = parts.map((p) => p.body);
+    const { inst, mod } = this.instantiate(bodies);
+    const made = parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n, mod));
+    for (let i = 0; i < made.length; i++) {
+      this.mergeSlots.push(made[i]!.slot);
+      this.mergeBodies.push(bodies[i]!);
+    }
+    if (this.mergeSlots.length >= MERGE_AT) this.merge();
+    return made;
+  }
+
+  /** One module of block functions, instantiated; its number counts towards the code ceiling. */
+  private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number } {
+    const bytes = blockModule(bodies);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
     // the module's own runtime table: an imported one would keep every instance alive (V8
     // lists the instances that import a table, strongly, to update them on table.set)
     const t = inst.exports.t as WebAssembly.Table;
@@ -290,8 +317,35 @@ export class WasmBackend {
     const mod = ++this.modules;
     this.modulesCompiled++;
     this.codeBytes += bytes.length;
-    this.moduleLive[mod] = parts.length;
-    return parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n, mod));
+    this.moduleLive[mod] = bodies.length;
+    return { inst, mod };
+  }
+
+  /**
+   * Compile the still-valid blocks waiting in the merge list into one module and point their
+   * table slots at it; the small modules they came from die (freed at the next reclaim).
+   */
+  private merge(): void {
+    const slots: number[] = [];
+    const bodies: FuncBody[] = [];
+    for (let i = 0; i < this.mergeSlots.length; i++) {
+      const slot = this.mergeSlots[i]!;
+      if (this.slotModule[slot] === 0) continue; // retired
+      slots.push(slot);
+      bodies.push(this.mergeBodies[i]!);
+    }
+    this.mergeSlots = [];
+    this.mergeBodies = [];
+    if (slots.length < 2 || !this.hasRoom()) return;
+    const { inst, mod } = this.instantiate(bodies);
+    this.modulesMerged++;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      const old = this.slotModule[slot]!;
+      if (--this.moduleLive[old]! === 0) this.deadModules++;
+      this.slotModule[slot] = mod;
+      this.table.set(slot, (inst.exports[`g${i}`] as WebAssembly.Global).value);
+    }
   }
 
   private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number, mod: number): Block {

@@ -175,7 +175,7 @@ export class BtEngine implements Engine {
     if (process.env.TYPEVISOR_BT_STATS) {
       const cache = cpu.cache;
       process.stderr.write(`bt stats: retired ${cpu.retired}, blocks run ${cache?.run ?? 0} (avg ${(cpu.retired - cpu.stepsRun) / (cache?.run ?? 0)} insns), ` +
-        `compiled ${cache?.compiled ?? 0} (${cpu.wasm?.modulesCompiled ?? 0} modules, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
+        `compiled ${cache?.compiled ?? 0} (${cpu.wasm?.modulesCompiled ?? 0} modules, ${cpu.wasm?.modulesMerged ?? 0} of them merges, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
         `${(cpu.retired / this.ranMs / 1e3).toFixed(1)} M instructions per second of running, ` +
         `halted ${(this.sleptMs / 1000).toFixed(1)} s, yielding ${(this.yieldedMs / 1000).toFixed(1)} s\n`);
       const top = [...(cpu.fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
