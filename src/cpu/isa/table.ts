@@ -223,7 +223,10 @@ def([0xf6, 0xf7], { name: 'NOT', modrm: M, flags: NONE, store: 'mem' }, 2);
 def([0xf6, 0xf7], { name: 'NEG', modrm: M, flags: WRITES, store: 'mem' }, 3);
 def([0xf6, 0xf7], { name: 'MUL/IMUL/DIV/IDIV', modrm: M, flags: RW }, range(4, 7));
 def([0xf8, 0xf9], { name: 'CLC/STC', flags: RW });
-def([0xfa, 0xfb], { name: 'CLI/STI', flow: END });
+// CLI only clears IF: the block goes on (hot in the kernel's irq-save paths); STI ends it, so
+// the run loop takes a pending interrupt after the one-instruction shadow
+def(0xfa, { name: 'CLI' });
+def(0xfb, { name: 'STI', flow: END });
 def([0xfc, 0xfd], { name: 'CLD/STD', flags: NONE });
 // group 4/5: INC DEC (keep CF), CALL CALLF JMP JMPF PUSH
 def([0xfe, 0xff], { name: '(invalid) FE/FF', modrm: M, flow: END });
@@ -254,7 +257,9 @@ def(TS(0x28, 0x2d), { name: 'SSE move/convert', modrm: M, flags: NONE });
 def(T(0x29), { name: 'MOVAPS store', modrm: M, flags: NONE, store: 'mem' });
 def(T(0x2b), { name: 'MOVNTPS', modrm: M, flags: NONE, store: 'mem' });
 def([T(0x2e), T(0x2f)], { name: 'UCOMISS/COMISS', modrm: M, flags: WRITES });
-def([...TS(0x30, 0x35), T(0x37)], { name: 'WRMSR RDTSC RDMSR RDPMC SYSENTER SYSEXIT GETSEC', flow: END });
+def([T(0x30), T(0x32), T(0x33), T(0x34), T(0x35), T(0x37)], { name: 'WRMSR RDMSR RDPMC SYSENTER SYSEXIT GETSEC', flow: END });
+// RDTSC reads the host clock, nothing the block keeps: the block goes on (the kernel's clock reads)
+def(T(0x31), { name: 'RDTSC' });
 def([T(0x38), T(0x3a)], { name: '0F38/0F3A maps', flow: REFUSE });
 def(TS(0x40, 0x4f), { name: 'CMOVcc', modrm: M, flags: READS });
 def(TS(0x50, 0x7f), { name: 'SSE/MMX', modrm: M, flags: NONE });
