@@ -22,7 +22,7 @@ import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
 import { A_GPR, A_SCRATCH } from './arena.js';
-import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
+import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, flagsNow, immVal, isStack, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, store, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
 
@@ -242,6 +242,10 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       g.end();
       return 'cont';
     }
+    case 0x1a3: case 0x1ab: case 0x1b3: case 0x1bb: // BT/BTS/BTR/BTC r/m, r
+      return genBitOp(g, d, (op >> 3) & 3, L, live);
+    case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
+      return (d.reg & 7) >= 4 ? genBitOp(g, d, d.reg & 3, L, live) : false;
     case 0x1c0: case 0x1c1: { // XADD r/m, r
       const s1 = op & 1 ? sz : 1;
       const src = regVal(g, d, d.reg, s1);
@@ -424,7 +428,68 @@ function lockable(d: D): boolean {
   if (op >= 0x80 && op <= 0x83) return r !== 7;
   if (op === 0xf6 || op === 0xf7) return r === 2 || r === 3;
   if (op === 0xfe || op === 0xff) return r <= 1;
-  return op === 0x86 || op === 0x87 || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
+  if (op === 0x1ba) return r >= 5;
+  return op === 0x86 || op === 0x87 || op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
+}
+
+/**
+ * BT/BTS/BTR/BTC (bop 0..3), bit offset from the immediate or (0F A3/AB/B3/BB) a register; as
+ * the interpreter does, a memory operand is reached as the byte holding the bit (a register
+ * offset is signed and may address bytes outside the operand). CF = the bit; the other
+ * arithmetic flags keep their values.
+ */
+function genBitOp(g: WGen, d: D, bop: number, L: number, live: boolean): 'cont' {
+  const f = g.c;
+  const sz = d.opsize;
+  const bits = sz * 8;
+  const fromImm = d.op === 0x1ba;
+  const bit = g.tmp64();
+  let v: number;
+  let at = -1;
+  if (d.mod === 3) {
+    if (fromImm) f.i64(d.imm & (bits - 1), 0);
+    else f.get(g.reg(d.reg)).i64(bits - 1, 0).op(Op.i64_and);
+    f.set(bit);
+    v = regVal(g, d, d.rm, sz);
+  } else {
+    at = g.tmp64();
+    if (fromImm) {
+      const b = d.imm & (bits - 1);
+      f.get(L).i64(b >> 3, 0).op(Op.i64_add).set(at);
+      f.i64(b & 7, 0).set(bit);
+    } else {
+      // signed bit offset of the operand size: bytes at offset >> 3, bit offset & 7
+      const off = g.tmp64();
+      f.get(g.reg(d.reg));
+      if (sz !== 8) sext(g, sz);
+      f.set(off);
+      f.get(L).get(off).i64(3, 0).op(Op.i64_shr_s).op(Op.i64_add).set(at);
+      f.get(off).i64(7, 0).op(Op.i64_and).set(bit);
+    }
+    v = load(g, 1, at, d.rip, isStack(d));
+  }
+  const cur = g.tmp64();
+  f.get(v).get(bit).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).set(cur);
+  if (bop !== 0) {
+    const nv = g.tmp64();
+    f.get(v).i64(1, 0).get(bit).op(Op.i64_shl);
+    if (bop === 1) f.op(Op.i64_or);
+    else if (bop === 2) f.i64(-1, -1).op(Op.i64_xor).op(Op.i64_and);
+    else f.op(Op.i64_xor);
+    f.set(nv);
+    if (at < 0) setReg(g, d, d.rm, sz, nv);
+    else store(g, 1, at, nv, d.rip, isStack(d));
+  }
+  if (live) {
+    const fl = g.tmp64();
+    flagsNow(g);
+    f.i32(~1).op(Op.i32_and).op(Op.i64_extend_i32_u).get(cur).op(Op.i64_or).set(fl);
+    produce(g, { kind: F_EAGER, sz, a: fl, b: fl, r: fl, cin: -1 }, true);
+  } else {
+    g.lastF = undefined;
+    g.pending = undefined;
+  }
+  return 'cont';
 }
 
 /** SHL/SHR/SAR (and ROL/ROR by a constant) when their flags are dead; others interpreted. */
