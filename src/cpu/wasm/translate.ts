@@ -244,6 +244,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     }
     case 0x1a3: case 0x1ab: case 0x1b3: case 0x1bb: // BT/BTS/BTR/BTC r/m, r
       return genBitOp(g, d, (op >> 3) & 3, L, live);
+    case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15 is interpreted)
+      return !mem && (d.reg & 7) >= 5 && d.rep === 0 ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
       return (d.reg & 7) >= 4 ? genBitOp(g, d, d.reg & 3, L, live) : false;
     case 0x1c0: case 0x1c1: { // XADD r/m, r
