@@ -18,6 +18,7 @@
 import type { D } from '../translate/decode.js';
 import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
 import { fallbackKey } from '../translate/block.js';
+import { features } from '../features.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
@@ -244,6 +245,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     }
     case 0x1a3: case 0x1ab: case 0x1b3: case 0x1bb: // BT/BTS/BTR/BTC r/m, r
       return genBitOp(g, d, (op >> 3) & 3, L, live);
+    case 0x1bc: case 0x1bd:
+      return genBitScan(g, d, live, L);
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15 is interpreted)
       return !mem && (d.reg & 7) >= 5 && d.rep === 0 ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
@@ -486,6 +489,38 @@ function genBitOp(g: WGen, d: D, bop: number, L: number, live: boolean): 'cont' 
     const fl = g.tmp64();
     flagsNow(g);
     f.i32(~1).op(Op.i32_and).op(Op.i64_extend_i32_u).get(cur).op(Op.i64_or).set(fl);
+    produce(g, { kind: F_EAGER, sz, a: fl, b: fl, r: fl, cin: -1 }, true);
+  } else {
+    g.lastF = undefined;
+    g.pending = undefined;
+  }
+  return 'cont';
+}
+
+/**
+ * BSF/BSR (and F3 BSF/BSR where TZCNT/LZCNT are not advertised, which are the same): a zero
+ * source sets ZF and leaves the destination; otherwise ZF clears. The other flags keep their
+ * values, as in the interpreter. TZCNT/LZCNT are interpreted.
+ */
+function genBitScan(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
+  if (d.rep === 0xf3 && (d.op === 0x1bc ? features.bmi1 : features.lzcnt)) return false;
+  const f = g.c;
+  const sz = d.opsize;
+  const v = loadRm(g, d, sz, L);
+  const zero = g.tmp32();
+  f.get(v).op(Op.i64_eqz).set(zero);
+  f.get(zero).op(Op.i32_eqz);
+  g.begin(Op.if);
+  const n = g.tmp64();
+  if (d.op === 0x1bc) f.get(v).op(Op.i64_ctz);
+  else f.i64(63, 0).get(v).op(Op.i64_clz).op(Op.i64_sub);
+  f.set(n);
+  setReg(g, d, d.reg, sz, n);
+  g.end();
+  if (live) {
+    const fl = g.tmp64();
+    flagsNow(g);
+    f.i32(~0x40).op(Op.i32_and).get(zero).i32(6).op(Op.i32_shl).op(Op.i32_or).op(Op.i64_extend_i32_u).set(fl);
     produce(g, { kind: F_EAGER, sz, a: fl, b: fl, r: fl, cin: -1 }, true);
   } else {
     g.lastF = undefined;
