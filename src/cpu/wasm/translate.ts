@@ -485,16 +485,27 @@ function genBitOp(g: WGen, d: D, bop: number, L: number, live: boolean): 'cont' 
     if (at < 0) setReg(g, d, d.rm, sz, nv);
     else store(g, 1, at, nv, d.rip, isStack(d));
   }
-  if (live) {
-    const fl = g.tmp64();
-    flagsNow(g);
-    f.i32(~1).op(Op.i32_and).op(Op.i64_extend_i32_u).get(cur).op(Op.i64_or).set(fl);
-    produce(g, { kind: F_EAGER, sz, a: fl, b: fl, r: fl, cin: -1 }, true);
-  } else {
+  replaceFlags(g, live, 1, () => f.get(cur).op(Op.i32_wrap_i64));
+  return 'cont';
+}
+
+/**
+ * The arithmetic flags after an instruction that sets the `mask` bits to the i32 that `bits`
+ * pushes and keeps the others (when nobody reads them, nothing is computed).
+ */
+function replaceFlags(g: WGen, live: boolean, mask: number, bits: () => void): void {
+  if (!live) {
     g.lastF = undefined;
     g.pending = undefined;
+    return;
   }
-  return 'cont';
+  const f = g.c;
+  const fl = g.tmp64();
+  flagsNow(g);
+  f.i32(~mask).op(Op.i32_and);
+  bits();
+  f.op(Op.i32_or).op(Op.i64_extend_i32_u).set(fl);
+  produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
 }
 
 /**
@@ -517,15 +528,7 @@ function genBitScan(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
   f.set(n);
   setReg(g, d, d.reg, sz, n);
   g.end();
-  if (live) {
-    const fl = g.tmp64();
-    flagsNow(g);
-    f.i32(~0x40).op(Op.i32_and).get(zero).i32(6).op(Op.i32_shl).op(Op.i32_or).op(Op.i64_extend_i32_u).set(fl);
-    produce(g, { kind: F_EAGER, sz, a: fl, b: fl, r: fl, cin: -1 }, true);
-  } else {
-    g.lastF = undefined;
-    g.pending = undefined;
-  }
+  replaceFlags(g, live, 0x40, () => f.get(zero).i32(6).op(Op.i32_shl));
   return 'cont';
 }
 
