@@ -26,7 +26,7 @@ import type { FallbackCounts } from '../translate/block.js';
 import { BlockCache } from '../translate/cache.js';
 import { Tlb } from './tlb.js';
 import { IRQ_POLL, runSlice } from './run.js';
-import { A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
+import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
   F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, CODE_PAGE_HASH, NO_TAG,
@@ -265,6 +265,15 @@ export class Cpu implements SystemHost {
     s.rflagsRest = ((s.rflagsRest & ~restMask) | (value & restMask) | 2) & ~ARITH_MASK;
     if (!oldIf && s.rflagsRest & 0x200) this.pollCounter = 0;
     if (oldVm !== (s.rflagsRest & 0x20000)) this.modeChanged();
+    this.directionChanged();
+  }
+
+  /**
+   * RFLAGS.DF may have changed (CLD/STD, or any wholesale write through setRflags or
+   * modeChanged): translated string instructions read it from the arena.
+   */
+  directionChanged(): void {
+    if (this.arena !== undefined) this.arena.i32[A_DF >> 2] = (this.s.rflagsRest >> 10) & 1;
   }
 
   /** Replace the arithmetic flags with explicit values (OSZAPC bits). */
@@ -385,6 +394,7 @@ export class Cpu implements SystemHost {
     this.fPage = NO_TAG;
     this.fOff = -1;
     // translated SSE instructions run only while SSE is enabled (else the interpreter faults)
+    this.directionChanged();
     if (this.arena !== undefined) {
       this.arena.i32[A_SSE_OK >> 2] = (s.cr4 & CR4_OSFXSR) !== 0 && (s.cr0 & (CR0_TS | CR0_EM)) === 0 ? 1 : 0;
     }

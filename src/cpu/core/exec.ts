@@ -728,8 +728,14 @@ function exec1(c: Cpu, op: number): void {
         c.pollCounter = 1;
       }
       return;
-    case 0xfc: s.rflagsRest &= ~0x400; return;
-    case 0xfd: s.rflagsRest |= 0x400; return;
+    case 0xfc:
+      s.rflagsRest &= ~0x400;
+      c.directionChanged();
+      return;
+    case 0xfd:
+      s.rflagsRest |= 0x400;
+      c.directionChanged();
+      return;
     case 0xfe: { // INC/DEC r/m8
       modrm(c, 0);
       const r = c.reg & 7;

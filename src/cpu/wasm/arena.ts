@@ -37,6 +37,8 @@ export const A_EXIT = 252;
 export const A_GKEY = 256;
 /** 1 while SSE instructions may run (CR4.OSFXSR set, CR0.TS and CR0.EM clear), as i32. */
 export const A_SSE_OK = 260;
+/** RFLAGS.DF (1 set, 0 clear) as i32: the step of translated string instructions. */
+export const A_DF = 264;
 /** Scratch for one 128-bit value (a memory operand on its way to a vector op). */
 export const A_XTMP = 272;
 /** End of the variables above (views over them cover [0, A_VARS_END)). */

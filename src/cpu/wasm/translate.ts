@@ -18,6 +18,7 @@
 import type { D } from '../translate/decode.js';
 import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
 import { fallbackKey } from '../translate/block.js';
+import { A_DF } from './arena.js';
 import { features } from '../features.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
@@ -247,6 +248,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return genBitOp(g, d, (op >> 3) & 3, L, live);
     case 0x1bc: case 0x1bd:
       return genBitScan(g, d, live, L);
+    case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
+      return genString(g, d);
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15 is interpreted)
       return !mem && (d.reg & 7) >= 5 && d.rep === 0 ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
@@ -506,6 +509,39 @@ function replaceFlags(g: WGen, live: boolean, mask: number, bits: () => void): v
   bits();
   f.op(Op.i32_or).op(Op.i64_extend_i32_u).set(fl);
   produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
+}
+
+/**
+ * MOVS, STOS, LODS without a REP prefix (the C library's short copies and fills), 64-bit
+ * addresses, source segment DS (or ES/CS/SS, all based at 0): one access each way, then RSI/RDI
+ * step by the operand size, down when RFLAGS.DF (kept in the arena by the Cpu) is set. The
+ * rest — REP forms, FS/GS sources, 32-bit addresses — is interpreted.
+ */
+function genString(g: WGen, d: D): 'cont' | false {
+  if (d.rep !== 0 || d.ad32 || d.seg >= 4) return false;
+  const f = g.c;
+  const op = d.op;
+  const sz = op & 1 ? d.opsize : 1;
+  const step = g.tmp64();
+  f.i64(-sz, -1).i64(sz, 0).i32(0).mem(Op.i32_load, g.base + A_DF).op(Op.select).set(step);
+  const advance = (r: number): void => {
+    f.get(g.reg(r)).get(step).op(Op.i64_add).set(g.reg(r));
+    g.written.add(r);
+  };
+  if (op <= 0xa5) {
+    const v = load(g, sz, g.reg(6), d.rip, false);
+    store(g, sz, g.reg(7), v, d.rip, false);
+    advance(6);
+    advance(7);
+  } else if (op <= 0xab) {
+    store(g, sz, g.reg(7), regVal(g, d, 0, sz), d.rip, false);
+    advance(7);
+  } else {
+    const v = load(g, sz, g.reg(6), d.rip, false);
+    setReg(g, d, 0, sz, v);
+    advance(6);
+  }
+  return 'cont';
 }
 
 /**

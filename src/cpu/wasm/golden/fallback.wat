@@ -1,4 +1,4 @@
-;; movsb | add rax, 1 | ret
+;; rep movsb | add rax, 1 | ret
 (module
   (type $t0 (func (param i32 i32 i32) (result i32)))
   (type $t1 (func (param f64 i32 f64) (result i32)))
@@ -18,7 +18,7 @@
     i64.load offset=268435488 align=1
     local.set $l9
     f64.const 0x1p+20 (;=1.04858e+06;)
-    f64.const 0x1.00001p+20 (;=1.04858e+06;)
+    f64.const 0x1.00002p+20 (;=1.04858e+06;)
     i32.const 1312
     i32.const 2
     call_indirect $t (type $t3)
@@ -109,7 +109,7 @@
       local.get $l9
       f64.convert_i64_s
       i32.const 264
-      f64.const 0x1.00005p+20 (;=1.04858e+06;)
+      f64.const 0x1.00006p+20 (;=1.04858e+06;)
       i32.const 0
       call_indirect $t (type $t1)
       drop
@@ -150,7 +150,7 @@
       local.get $l7
       i64.store offset=268435456 align=1
       i32.const 13
-      f64.const 0x1.00005p+20 (;=1.04858e+06;)
+      f64.const 0x1.00006p+20 (;=1.04858e+06;)
       i32.const 4
       call_indirect $t (type $t5)
       unreachable
