@@ -88,6 +88,7 @@ describe.skipIf(skip)(`virtio-blk on the bt engine (default guest)${skip ? ` (sk
     vm = new VmProcess(['--engine', 'bt', '--disk', `${imageA},serial=tv-e2e-disk1`]);
     await vm.waitFor(/TYPEVISOR-INIT-OK/, BOOT_TIMEOUT);
     const sh = (cmd: string): Promise<string> => vm!.sh(cmd, CMD_TIMEOUT);
+    await sh('dmesg -n 1'); // kernel messages (mount, I/O errors) must not land in a command's output
 
     const pci = await sh('for d in /sys/bus/pci/devices/*; do echo $(cat $d/vendor $d/device $d/class); done');
     expect(pci.split('\n')).toContain('0x1af4 0x1042 0x010000');
@@ -125,6 +126,7 @@ describe.skipIf(skip)(`virtio-blk on the bt engine (default guest)${skip ? ` (sk
     vm = new VmProcess(['--engine', 'bt', '--disk', `${imageA},ro`, '--disk', `${imageB},snapshot`, ...(qemuImg ? ['--disk', imageQ] : [])]);
     await vm.waitFor(/TYPEVISOR-INIT-OK/, BOOT_TIMEOUT);
     const sh = (cmd: string): Promise<string> => vm!.sh(cmd, CMD_TIMEOUT);
+    await sh('dmesg -n 1'); // kernel messages (mount, I/O errors) must not land in a command's output
 
     // vda: read-only, with boot 1's files
     expect(await sh('cat /sys/block/vda/ro /sys/block/vdb/ro')).toBe('1\n0');
