@@ -7,8 +7,9 @@
  * Conventions (see src/cpu/state.ts): 64-bit values are (lo, hi) 32-bit halves; linear addresses
  * are signed-canonical numbers in 64-bit mode; a "vpn" is floor(linear / 4096).
  *
- * Its options are in options.ts, its power-on register values in CpuState.powerOn(). Beside it: the software TLB (tlb.ts; this class reads its arrays directly on the memory-access
- * hot paths), the run loop (run.ts), and, when the CPU translates, the block cache
+ * Its options are in options.ts, its power-on register values in CpuState.powerOn(). Beside
+ * it: the software TLB (tlb.ts; this class reads its arrays directly on the memory-access hot
+ * paths), the run loop (run.ts), and, when the CPU translates, the block cache
  * (translate/cache.ts) over the WebAssembly translator (cpu/wasm).
  */
 import { CpuState, Mode, F64_ZERO } from '../state.js';
@@ -265,7 +266,7 @@ export class Cpu implements SystemHost {
     s.rflagsRest = ((s.rflagsRest & ~restMask) | (value & restMask) | 2) & ~ARITH_MASK;
     if (!oldIf && s.rflagsRest & 0x200) this.pollCounter = 0;
     if (oldVm !== (s.rflagsRest & 0x20000)) this.modeChanged();
-    this.directionChanged();
+    if (restMask & 0x400) this.directionChanged();
   }
 
   /**
@@ -393,8 +394,8 @@ export class Cpu implements SystemHost {
     else if (mode === Mode.V86) s.cpl = 3;
     this.fPage = NO_TAG;
     this.fOff = -1;
-    // translated SSE instructions run only while SSE is enabled (else the interpreter faults)
     this.directionChanged();
+    // translated SSE instructions run only while SSE is enabled (else the interpreter faults)
     if (this.arena !== undefined) {
       this.arena.i32[A_SSE_OK >> 2] = (s.cr4 & CR4_OSFXSR) !== 0 && (s.cr0 & (CR0_TS | CR0_EM)) === 0 ? 1 : 0;
     }

@@ -18,12 +18,11 @@
 import type { D } from '../translate/decode.js';
 import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
 import { fallbackKey } from '../translate/block.js';
-import { A_DF } from './arena.js';
 import { features } from '../features.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
-import { A_GPR, A_SCRATCH } from './arena.js';
+import { A_DF, A_GPR, A_SCRATCH } from './arena.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, flagsNow, immVal, isStack, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, store, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
@@ -245,7 +244,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return 'cont';
     }
     case 0x1a3: case 0x1ab: case 0x1b3: case 0x1bb: // BT/BTS/BTR/BTC r/m, r
-      return genBitOp(g, d, (op >> 3) & 3, L, live);
+      return genBitOp(g, d, (op >> 3) & 3, live, L);
     case 0x1bc: case 0x1bd:
       return genBitScan(g, d, live, L);
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
@@ -253,7 +252,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15 is interpreted)
       return !mem && (d.reg & 7) >= 5 && d.rep === 0 ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
-      return (d.reg & 7) >= 4 ? genBitOp(g, d, d.reg & 3, L, live) : false;
+      return (d.reg & 7) >= 4 ? genBitOp(g, d, d.reg & 3, live, L) : false;
     case 0x1c0: case 0x1c1: { // XADD r/m, r
       const s1 = op & 1 ? sz : 1;
       const src = regVal(g, d, d.reg, s1);
@@ -446,7 +445,7 @@ function lockable(d: D): boolean {
  * offset is signed and may address bytes outside the operand). CF = the bit; the other
  * arithmetic flags keep their values.
  */
-function genBitOp(g: WGen, d: D, bop: number, L: number, live: boolean): 'cont' {
+function genBitOp(g: WGen, d: D, bop: number, live: boolean, L: number): 'cont' {
   const f = g.c;
   const sz = d.opsize;
   const bits = sz * 8;

@@ -12,11 +12,10 @@ import { Cr4 } from '../../state.js';
 import { swapgs } from '../../system/syscall.js';
 import { fault, getReg, setReg, modrm, eaLin, readRM, segAdd } from './operands.js';
 import { runSse } from './simd.js';
+import { CpuFault } from '../../system-api.js';
 
 const UD = 6;
 const GP = 13;
-const TWO32 = 4294967296;
-const TWO47 = 140737488355328;
 
 // ==== helpers for system instructions =======================================================
 
@@ -106,11 +105,12 @@ function smsw(c: Cpu): number {
 
 /** INVLPG's linear address; undefined for a non-canonical one, which invalidates nothing (no #GP). */
 function invlpgLin(c: Cpu): number | undefined {
-  if (!c.long) return eaLin(c);
-  const seg = c.seg >= 0 ? c.seg : c.eaSeg;
-  let lin = c.eaHi * TWO32 + c.eaLo;
-  if (seg >= 4) lin += c.s.segBase[seg]!;
-  return lin < -TWO47 || lin >= TWO47 ? undefined : lin;
+  try {
+    return eaLin(c);
+  } catch (e) {
+    if (e instanceof CpuFault) return undefined; // eaLin's only fault: a non-canonical address
+    throw e;
+  }
 }
 
 export function group7(c: Cpu): void {
