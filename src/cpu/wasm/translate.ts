@@ -18,12 +18,13 @@
 import type { D } from '../translate/decode.js';
 import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
 import { fallbackKey } from '../translate/block.js';
-import { features } from '../features.js';
 import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
-import { A_DF, A_GPR, A_SCRATCH } from './arena.js';
-import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, flagsNow, immVal, isStack, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, store, storeRm, type BlockLayout } from './codegen.js';
+import { A_GPR, A_SCRATCH } from './arena.js';
+import { genBitOp, genBitScan } from './bits.js';
+import { genString } from './string.js';
+import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
 
@@ -437,134 +438,6 @@ function lockable(d: D): boolean {
   if (op === 0xfe || op === 0xff) return r <= 1;
   if (op === 0x1ba) return r >= 5;
   return op === 0x86 || op === 0x87 || op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
-}
-
-/**
- * BT/BTS/BTR/BTC (bop 0..3), bit offset from the immediate or (0F A3/AB/B3/BB) a register; as
- * the interpreter does, a memory operand is reached as the byte holding the bit (a register
- * offset is signed and may address bytes outside the operand). CF = the bit; the other
- * arithmetic flags keep their values.
- */
-function genBitOp(g: WGen, d: D, bop: number, live: boolean, L: number): 'cont' {
-  const f = g.c;
-  const sz = d.opsize;
-  const bits = sz * 8;
-  const fromImm = d.op === 0x1ba;
-  const bit = g.tmp64();
-  let v: number;
-  let at = -1;
-  if (d.mod === 3) {
-    if (fromImm) f.i64(d.imm & (bits - 1), 0);
-    else f.get(g.reg(d.reg)).i64(bits - 1, 0).op(Op.i64_and);
-    f.set(bit);
-    v = regVal(g, d, d.rm, sz);
-  } else {
-    at = g.tmp64();
-    if (fromImm) {
-      const b = d.imm & (bits - 1);
-      f.get(L).i64(b >> 3, 0).op(Op.i64_add).set(at);
-      f.i64(b & 7, 0).set(bit);
-    } else {
-      // signed bit offset of the operand size: bytes at offset >> 3, bit offset & 7
-      const off = g.tmp64();
-      f.get(g.reg(d.reg));
-      if (sz !== 8) sext(g, sz);
-      f.set(off);
-      f.get(L).get(off).i64(3, 0).op(Op.i64_shr_s).op(Op.i64_add).set(at);
-      f.get(off).i64(7, 0).op(Op.i64_and).set(bit);
-    }
-    v = load(g, 1, at, d.rip, isStack(d));
-  }
-  const cur = g.tmp64();
-  f.get(v).get(bit).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).set(cur);
-  if (bop !== 0) {
-    const nv = g.tmp64();
-    f.get(v).i64(1, 0).get(bit).op(Op.i64_shl);
-    if (bop === 1) f.op(Op.i64_or);
-    else if (bop === 2) f.i64(-1, -1).op(Op.i64_xor).op(Op.i64_and);
-    else f.op(Op.i64_xor);
-    f.set(nv);
-    if (at < 0) setReg(g, d, d.rm, sz, nv);
-    else store(g, 1, at, nv, d.rip, isStack(d));
-  }
-  replaceFlags(g, live, 1, () => f.get(cur).op(Op.i32_wrap_i64));
-  return 'cont';
-}
-
-/**
- * The arithmetic flags after an instruction that sets the `mask` bits to the i32 that `bits`
- * pushes and keeps the others (when nobody reads them, nothing is computed).
- */
-function replaceFlags(g: WGen, live: boolean, mask: number, bits: () => void): void {
-  if (!live) {
-    g.lastF = undefined;
-    g.pending = undefined;
-    return;
-  }
-  const f = g.c;
-  const fl = g.tmp64();
-  flagsNow(g);
-  f.i32(~mask).op(Op.i32_and);
-  bits();
-  f.op(Op.i32_or).op(Op.i64_extend_i32_u).set(fl);
-  produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
-}
-
-/**
- * MOVS, STOS, LODS without a REP prefix (the C library's short copies and fills), 64-bit
- * addresses, source segment DS (or ES/CS/SS, all based at 0): one access each way, then RSI/RDI
- * step by the operand size, down when RFLAGS.DF (kept in the arena by the Cpu) is set. The
- * rest — REP forms, FS/GS sources, 32-bit addresses — is interpreted.
- */
-function genString(g: WGen, d: D): 'cont' | false {
-  if (d.rep !== 0 || d.ad32 || d.seg >= 4) return false;
-  const f = g.c;
-  const op = d.op;
-  const sz = op & 1 ? d.opsize : 1;
-  const step = g.tmp64();
-  f.i64(-sz, -1).i64(sz, 0).i32(0).mem(Op.i32_load, g.base + A_DF).op(Op.select).set(step);
-  const advance = (r: number): void => {
-    f.get(g.reg(r)).get(step).op(Op.i64_add).set(g.reg(r));
-    g.written.add(r);
-  };
-  if (op <= 0xa5) {
-    const v = load(g, sz, g.reg(6), d.rip, false);
-    store(g, sz, g.reg(7), v, d.rip, false);
-    advance(6);
-    advance(7);
-  } else if (op <= 0xab) {
-    store(g, sz, g.reg(7), regVal(g, d, 0, sz), d.rip, false);
-    advance(7);
-  } else {
-    const v = load(g, sz, g.reg(6), d.rip, false);
-    setReg(g, d, 0, sz, v);
-    advance(6);
-  }
-  return 'cont';
-}
-
-/**
- * BSF/BSR (and F3 BSF/BSR where TZCNT/LZCNT are not advertised, which are the same): a zero
- * source sets ZF and leaves the destination; otherwise ZF clears. The other flags keep their
- * values, as in the interpreter. TZCNT/LZCNT are interpreted.
- */
-function genBitScan(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
-  if (d.rep === 0xf3 && (d.op === 0x1bc ? features.bmi1 : features.lzcnt)) return false;
-  const f = g.c;
-  const sz = d.opsize;
-  const v = loadRm(g, d, sz, L);
-  const zero = g.tmp32();
-  f.get(v).op(Op.i64_eqz).set(zero);
-  f.get(zero).op(Op.i32_eqz);
-  g.begin(Op.if);
-  const n = g.tmp64();
-  if (d.op === 0x1bc) f.get(v).op(Op.i64_ctz);
-  else f.i64(63, 0).get(v).op(Op.i64_clz).op(Op.i64_sub);
-  f.set(n);
-  setReg(g, d, d.reg, sz, n);
-  g.end();
-  replaceFlags(g, live, 0x40, () => f.get(zero).i32(6).op(Op.i32_shl));
-  return 'cont';
 }
 
 /** SHL/SHR/SAR (and ROL/ROR by a constant) when their flags are dead; others interpreted. */
