@@ -115,11 +115,12 @@ export function runSlice(c: Cpu, budget: number): number {
         step(c);
         n++;
         c.stepsRun++;
-        // translated blocks are looked for where control arrives by a branch: RIP moving
-        // forward by at most an instruction's length counts as sequential (a short forward
-        // jump too, which only delays finding a block there)
+        // translated blocks are looked for where control arrives by a branch, or after an
+        // instruction in an STI/MOV SS shadow (its block ended at the STI): RIP moving forward
+        // by at most an instruction's length counts as sequential (a short forward jump too,
+        // which only delays finding a block there)
         const adv = s.rip - c.startRip;
-        seq = adv > 0 && adv <= 15;
+        seq = !shadow && adv > 0 && adv <= 15;
         if (c.exitRequested || s.halted) break;
       }
     } catch (e) {

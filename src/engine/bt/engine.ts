@@ -66,7 +66,12 @@ export class BtEngine implements Engine {
     });
     // Devices writing guest RAM (a disk read landing in memory) drop code translated from it.
     machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
-    if (process.env.TYPEVISOR_BT_STATS) this.cpu.fallbackCounts = new Map();
+    if (process.env.TYPEVISOR_BT_STATS) {
+      this.cpu.fallbackCounts = new Map();
+      const onSignal = (): void => { (globalThis as any).__dbgOn = true; this.printStats(); };
+      process.on('SIGUSR2', onSignal);
+      machine.onStop(() => process.off('SIGUSR2', onSignal));
+    }
     machine.onStop(() => {
       this.cpu.requestExit();
       this.wake();
@@ -172,16 +177,34 @@ export class BtEngine implements Engine {
         this.yieldedMs += lastYield - t1;
       }
     }
-    if (process.env.TYPEVISOR_BT_STATS) {
-      const cache = cpu.cache;
-      process.stderr.write(`bt stats: retired ${cpu.retired}, blocks run ${cache?.run ?? 0} (avg ${(cpu.retired - cpu.stepsRun) / (cache?.run ?? 0)} insns), ` +
-        `compiled ${cache?.compiled ?? 0} (${cpu.wasm?.modulesCompiled ?? 0} modules, ${cpu.wasm?.modulesMerged ?? 0} of them merges, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}, ` +
-        `${(cpu.retired / this.ranMs / 1e3).toFixed(1)} M instructions per second of running, ` +
-        `halted ${(this.sleptMs / 1000).toFixed(1)} s, yielding ${(this.yieldedMs / 1000).toFixed(1)} s\n`);
-      const top = [...(cpu.fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
-      process.stderr.write(`bt stats: interpreted inside blocks: ${top.map(([k, n]) => `${fallbackName(k)} ${n}`).join(', ')}\n`);
-    }
+    if (process.env.TYPEVISOR_BT_STATS) this.printStats();
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
+  }
+
+  /** Counters at the last printStats (its figures are the work since then). */
+  private statsBase = { retired: 0, run: 0, stepsRun: 0, compiled: 0, modules: 0, merges: 0, faults: 0, ranMs: 0, sleptMs: 0, yieldedMs: 0 };
+
+  /**
+   * TYPEVISOR_BT_STATS: what the CPU did since the last print (at exit, or on SIGUSR2 to print
+   * a stretch of a run), and the instructions translated blocks handed to the interpreter most.
+   */
+  private printStats(): void {
+    const { cpu } = this;
+    const cache = cpu.cache;
+    const now = {
+      retired: cpu.retired, run: cache?.run ?? 0, stepsRun: cpu.stepsRun, compiled: cache?.compiled ?? 0,
+      modules: cpu.wasm?.modulesCompiled ?? 0, merges: cpu.wasm?.modulesMerged ?? 0, faults: cpu.faultsTaken,
+      ranMs: this.ranMs, sleptMs: this.sleptMs, yieldedMs: this.yieldedMs,
+    };
+    const d = Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - this.statsBase[k as keyof typeof now]])) as typeof now;
+    this.statsBase = now;
+    process.stderr.write(`bt stats: retired ${d.retired}, blocks run ${d.run} (avg ${((d.retired - d.stepsRun) / d.run).toFixed(1)} insns), ` +
+      `compiled ${d.compiled} (${d.modules} modules, ${d.merges} of them merges, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${d.stepsRun}, faults ${d.faults}, ` +
+      `${(d.retired / d.ranMs / 1e3).toFixed(1)} M instructions per second of running, ` +
+      `halted ${(d.sleptMs / 1000).toFixed(1)} s, yielding ${(d.yieldedMs / 1000).toFixed(1)} s\n`);
+    const top = [...(cpu.fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
+    cpu.fallbackCounts?.clear();
+    process.stderr.write(`bt stats: interpreted inside blocks: ${top.map(([k, n]) => `${fallbackName(k)} ${n}`).join(', ')}\n`);
   }
 
   /**
