@@ -1,6 +1,6 @@
 /**
  * The narrow interface between the integer core (decoder/interpreter, src/cpu/core) and the
- * floating-point/SIMD unit (src/cpu/fpu: x87, SSE, SSE2, FXSAVE/FXRSTOR). The core decodes
+ * floating-point/SIMD unit (src/cpu/fpu: x87, MMX, SSE to SSE4.2, FXSAVE/FXRSTOR). The core decodes
  * prefixes, ModRM/SIB, displacement and immediate, computes the effective linear address and
  * then calls the unit with a reused `SimdInsn`; the unit touches guest memory only through
  * `SimdMemory` (which performs paging, permission checks and faults).
@@ -21,6 +21,8 @@ export interface SimdMemory {
   fault(vector: number, errorCode?: number): never;
   /** COMISS/UCOMISD/FCOMI: set ZF, PF, CF as given and clear OF, SF, AF. */
   setFlagsZPC(zf: boolean, pf: boolean, cf: boolean): void;
+  /** PTEST, PCMPxSTRx: set the six arithmetic flags (CF PF AF ZF SF OF) to these bits of `arith`. */
+  setArithFlags(arith: number): void;
   /** Full RFLAGS (FCMOVcc reads it). */
   getRflags(): number;
 }

@@ -232,6 +232,7 @@ export class Cpu implements SystemHost {
         throw new CpuFault(vector, errorCode);
       },
       setFlagsZPC: (zf, pf, cf) => this.setArith((zf ? 0x40 : 0) | (pf ? 4 : 0) | (cf ? 1 : 0)),
+      setArithFlags: (arith) => this.setArith(arith),
       getRflags: () => this.getRflags(),
     };
     this.reset();

@@ -18,6 +18,7 @@ import * as Branch from './ops/branch.js';
 import * as Bits from './ops/bits.js';
 import * as System from './ops/system.js';
 import * as Simd from './ops/simd.js';
+import * as Crc32 from './ops/crc32.js';
 
 // The group functions as module-local consts. exec1/exec0F are too big for V8 to inline into, so
 // every call leaves the function, and a call through an imported binding first loads the target
@@ -32,6 +33,7 @@ const { jumpTo, branchSize } = Branch;
 const { bsf, bsr, popcnt32, bitOp, bswap32 } = Bits;
 const { requireCpl0, requireProtected, sregLoad, loadFarPointer, group6, group7, group9, group15 } = System;
 const { runSse } = Simd;
+const { crc32 } = Crc32;
 
 const UD = 6;
 const GP = 13;
@@ -349,9 +351,16 @@ export function exec0F(c: Cpu): void {
       } else g[2 * r] = lo & ~0xffff; // BSWAP r16 is undefined: zero (as hardware does)
       return;
     }
-    case 0x38:
-      runSse(c, 2, c.fetch8());
+    case 0x38: {
+      const op3 = c.fetch8();
+      if (op3 === 0xf0 || op3 === 0xf1) { // CRC32 (F2); MOVBE (not offered: features.movbe)
+        if (c.rep !== 0xf2) fault(UD);
+        crc32(c, op3);
+        return;
+      }
+      runSse(c, 2, op3);
       return;
+    }
     case 0x3a:
       runSse(c, 3, c.fetch8());
       return;

@@ -24,6 +24,11 @@ const CR4_OSXMMEXCPT = 1 << 10;
 /** CR4.OSFXSR: SSE instructions are enabled. */
 export const CR4_OSFXSR = 1 << 9;
 
+/** #UD unless CR4.OSFXSR enables the SSE instructions (the MMX forms do not need it). */
+export function needSse(cpu: CpuState, mem: SimdMemory): void {
+  if (!(cpu.cr4 & CR4_OSFXSR)) ud(mem);
+}
+
 /** Scratch 16-byte vectors with overlapping views: D (destination), S (source), T (temporary). */
 function vec(): { b: Uint8Array; sb: Int8Array; w: Uint16Array; sw: Int16Array; d: Int32Array; f: Float32Array; q: Float64Array } {
   const buf = new ArrayBuffer(16);

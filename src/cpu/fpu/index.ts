@@ -1,7 +1,8 @@
 /**
  * The floating-point/SIMD unit of the software CPU: x87 (x87.ts, x87-stack.ts, x87-env.ts,
- * x87-d9.ts, extfloat.ts), MMX/SSE/SSE2 (sse.ts, sse-fp.ts, sse-int.ts, mmx.ts, softfloat.ts) and
- * FXSAVE/FXRSTOR/LDMXCSR/STMXCSR (fxsave.ts), behind the `SimdUnit` interface the core calls
+ * x87-d9.ts, extfloat.ts), MMX/SSE/SSE2 (sse.ts, sse-fp.ts, sse-int.ts, mmx.ts, softfloat.ts),
+ * SSE3 (sse3.ts), the 0F 38 / 0F 3A maps — SSSE3, SSE4.1, SSE4.2 (sse-maps.ts, ssse3.ts, sse41.ts,
+ * sse41-fp.ts, pcmpstr.ts) — and FXSAVE/FXRSTOR/LDMXCSR/STMXCSR (fxsave.ts), behind the `SimdUnit` interface the core calls
  * (src/cpu/simd-api.ts).
  */
 import type { CpuState } from '../state.js';

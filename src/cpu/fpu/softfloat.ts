@@ -409,6 +409,23 @@ export function toInt(aBits: bigint, f: Fmt, width: number, truncate: boolean): 
   return v;
 }
 
+/**
+ * Float → the integral value nearest per sf.rc, in the same format (ROUNDPS/PD/SS/SD): an SNaN
+ * raises IE and is quieted; PE when the value changed (the caller may suppress it); no DE.
+ */
+export function roundIntegral(aBits: bigint, f: Fmt): bigint {
+  const a = unpack(aBits, f, UA);
+  if (isNaNCls(a)) return propagateNaN(a, undefined, f);
+  if (a.cls === CLS_ZERO) return a.sign ? f.signBit : 0n;
+  if (a.cls === CLS_INF || a.exp >= 0) return aBits;
+  inexact = false;
+  const q = roundShift(a.mant, -a.exp, a.sign);
+  if (inexact) sf.flags |= FL_PE;
+  inexact = false;
+  if (q === 0n) return a.sign ? f.signBit : 0n;
+  return roundPack(a.sign, q, 0, f);
+}
+
 /** Signed integer → float, rounded per sf.rc. */
 export function fromInt(v: bigint, f: Fmt): bigint {
   if (v === 0n) return 0n;

@@ -14,7 +14,7 @@ import {
 } from './softfloat.js';
 
 /** Accumulates softfloat flags into MXCSR; unmasked ones raise #XM/#UD before any write-back. */
-function commitFlags(cpu: CpuState, mem: SimdMemory): void {
+export function commitFlags(cpu: CpuState, mem: SimdMemory): void {
   const f = sf.flags;
   if (f === 0) return;
   cpu.mxcsr |= f;

@@ -2,7 +2,8 @@
  * The 0F-map SIMD opcodes: MMX (no prefix, MMX registers), SSE/SSE2 (XMM; 66/F2/F3 select
  * the form). This file decodes them and holds data movement, shuffles and the integer forms
  * (lane arithmetic in sse-int.ts); floating point and conversions are in sse-fp.ts, the 0F AE
- * group (FXSAVE/FXRSTOR/LDMXCSR/STMXCSR) in fxsave.ts.
+ * group (FXSAVE/FXRSTOR/LDMXCSR/STMXCSR) in fxsave.ts, the SSE3 forms of the 0F map in sse3.ts,
+ * and the 0F 38 / 0F 3A maps (SSSE3, SSE4.1, SSE4.2) in sse-maps.ts.
  *
  * Legacy-SSE alignment: every 128-bit memory operand must be 16-byte aligned (#GP(0)) except
  * MOVUPS/MOVUPD/MOVDQU; scalar and 64-bit operands have no requirement.
@@ -10,7 +11,7 @@
 import type { CpuState } from '../state.js';
 import type { SimdInsn, SimdMemory } from '../simd-api.js';
 import {
-  CR4_OSFXSR, D, S, T, checkAlign16, ea, getGpr32, getX, loadSrcScalar, loadSrcX, readMem, setGpr32, setGpr64, setX,
+  D, S, T, checkAlign16, ea, getGpr32, getX, loadSrcScalar, loadSrcX, needSse, readMem, setGpr32, setGpr64, setX,
   ud, writeMem,
 } from './common.js';
 import { group15 } from './fxsave.js';
@@ -20,15 +21,12 @@ import {
   FP_MAX, FP_MIN, FP_RCP, FP_RSQRT, FP_SQRT, comis, cvt2A, cvt5A, cvt5B, cvtE6, cvtToInt, fpArith, fpCmp,
 } from './sse-fp.js';
 import { byteShift, intOp, isIntBinary, shift } from './sse-int.js';
-
-function needSse(cpu: CpuState, mem: SimdMemory): void {
-  if (!(cpu.cr4 & CR4_OSFXSR)) ud(mem);
-}
+import { sse0F38, sse0F3A } from './sse-maps.js';
+import { sse3 } from './sse3.js';
 
 export function handles0F(op: number): boolean {
   return (op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x7f && op !== 0x78 &&
-    op !== 0x79 && op !== 0x7a && op !== 0x7b && op !== 0x7c && op !== 0x7d) ||
-    op === 0xae || (op >= 0xc2 && op <= 0xc6) || (op >= 0xd1 && op <= 0xfe && op !== 0xf0);
+    op !== 0x79 && op !== 0x7a && op !== 0x7b) || op === 0xae || (op >= 0xc2 && op <= 0xc6) || (op >= 0xd0 && op <= 0xfe);
 }
 
 // ---- integer MMX/SSE2 ----------------------------------------------------------------------------
@@ -148,7 +146,7 @@ function movPacked(cpu: CpuState, mem: SimdMemory, i: SimdInsn, store: boolean, 
 /** 12/13/16/17: MOVLPS/MOVLPD/MOVHLPS (12,13) and MOVHPS/MOVHPD/MOVLHPS (16,17). */
 function movHalf(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
   const op = i.opcode;
-  if (i.prefix !== 0 && i.prefix !== 0x66) ud(mem); // MOVDDUP/MOVSLDUP/MOVSHDUP: SSE3, not advertised
+  if (i.prefix !== 0 && i.prefix !== 0x66) ud(mem); // F2/F3 12 and F3 16 are SSE3's (sse3.ts)
   const x = cpu.xmm;
   const r = i.reg << 2;
   const high = op >= 0x16 ? 2 : 0;
@@ -424,7 +422,15 @@ function maskmov(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
 // ---- dispatch ----------------------------------------------------------------------------------
 
 export function sse(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
-  if (i.map !== 1) ud(mem); // SSSE3/SSE4 (0F38/0F3A) are not advertised
+  if (i.map === 2) {
+    sse0F38(cpu, mem, i);
+    return;
+  }
+  if (i.map === 3) {
+    sse0F3A(cpu, mem, i);
+    return;
+  }
+  if (i.map !== 1) ud(mem);
   const op = i.opcode;
   if (isIntBinary(op)) {
     intBinary(cpu, mem, i);
@@ -479,7 +485,11 @@ export function sse(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     case 0x11: movPacked(cpu, mem, i, true, false); return;
     case 0x28: movPacked(cpu, mem, i, false, true); return;
     case 0x29: movPacked(cpu, mem, i, true, true); return;
-    case 0x12: case 0x13: case 0x16: case 0x17: movHalf(cpu, mem, i); return;
+    case 0x12: case 0x16:
+      if (!sse3(cpu, mem, i)) movHalf(cpu, mem, i);
+      return;
+    case 0x13: case 0x17: movHalf(cpu, mem, i); return;
+    case 0x7c: case 0x7d: case 0xd0: case 0xf0: sse3(cpu, mem, i); return;
     case 0x14: case 0x15: unpckFp(cpu, mem, i); return;
     case 0x2b: // MOVNTPS / MOVNTPD
       if (i.mod === 3 || (pfx !== 0 && pfx !== 0x66)) ud(mem);

@@ -50,6 +50,9 @@ export class FlatMemory implements SimdMemory {
   setFlagsZPC(zf: boolean, pf: boolean, cf: boolean): void {
     this.flags = (zf ? 0x40 : 0) | (pf ? 4 : 0) | (cf ? 1 : 0);
   }
+  setArithFlags(arith: number): void {
+    this.flags = arith & 0x8d5;
+  }
   getRflags(): number {
     return this.flags | 2;
   }

@@ -1,5 +1,5 @@
 /**
- * The instruction table: per opcode of the one-byte and 0F maps (and, where it matters, per
+ * The instruction table: per opcode of the one-byte, 0F, 0F 38 and 0F 3A maps (and, where it matters, per
  * ModRM.reg and per register/memory form) the facts the translator's decoder, its trace builder
  * and its flag-liveness pass need — whether a ModRM byte follows, the immediate's size, which
  * arithmetic flags it reads or writes, whether it may store to memory, and how a block treats
@@ -48,7 +48,7 @@ export const enum Flow {
   End = 1,
   /** A branch the trace builder follows or exits on (Jcc, JMP, CALL, RET, indirect JMP/CALL). */
   Branch = 2,
-  /** Not decoded by the translator (VEX/EVEX, 0F38/0F3A, 3DNow!, forms invalid in 64-bit mode). */
+  /** Not decoded by the translator (VEX/EVEX, 3DNow!, forms invalid in 64-bit mode). */
   Refuse = 3,
 }
 
@@ -68,13 +68,16 @@ interface Spec {
 }
 
 // Packed entry: bit 0 ModRM, bits 1-3 Imm, bits 4-5 FlagUse, bit 6 stores, bits 7-8 Flow,
-// bit 9 defined. Index: (op << 4) | (reg << 1) | (mod === 3 ? 1 : 0), op 0..0x1ff (0x100 | b for 0F b).
+// bit 9 defined. Index: (op << 4) | (reg << 1) | (mod === 3 ? 1 : 0), op = (map << 8) | b with
+// map 0 one-byte, 1 = 0F, 2 = 0F 38, 3 = 0F 3A. VEX-encoded forms, when they come, are maps of
+// their own (4.. by VEX.mmmmm and, where it matters, VEX.pp): raise MAPS then.
+const MAPS = 4;
 const ENTRY_MODRM = 1;
 const ENTRY_STORE = 1 << 6;
 const ENTRY_DEFINED = 1 << 9;
 
-const TABLE = new Uint16Array(512 * 16);
-const NAMES: string[] = new Array<string>(512 * 16).fill('');
+const TABLE = new Uint16Array(MAPS * 256 * 16);
+const NAMES: string[] = new Array<string>(MAPS * 256 * 16).fill('');
 
 function pack(s: Spec, isReg: boolean): number {
   const store = s.store ?? 'no';
@@ -260,7 +263,8 @@ def([T(0x2e), T(0x2f)], { name: 'UCOMISS/COMISS', modrm: M, flags: WRITES });
 def([T(0x30), T(0x32), T(0x33), T(0x34), T(0x35), T(0x37)], { name: 'WRMSR RDMSR RDPMC SYSENTER SYSEXIT GETSEC', flow: END });
 // RDTSC reads the host clock, nothing the block keeps: the block goes on (the kernel's clock reads)
 def(T(0x31), { name: 'RDTSC' });
-def([T(0x38), T(0x3a)], { name: '0F38/0F3A maps', flow: REFUSE });
+// escapes: the decoder reads the next byte and looks the instruction up in map 2 or 3 (below)
+def([T(0x38), T(0x3a)], { name: '0F 38 / 0F 3A escape', flow: REFUSE });
 def(TS(0x40, 0x4f), { name: 'CMOVcc', modrm: M, flags: READS });
 def(TS(0x50, 0x7f), { name: 'SSE/MMX', modrm: M, flags: NONE });
 def(TS(0x70, 0x73), { name: 'PSHUF/shift imm', modrm: M, imm: Imm.B, flags: NONE });
@@ -299,9 +303,38 @@ def(TS(0xd0, 0xfe), { name: 'SSE/MMX', modrm: M, flags: NONE });
 def([T(0xd6), T(0xe7)], { name: 'MOVQ/MOVNTQ store', modrm: M, flags: NONE, store: 'mem' });
 def(T(0xf7), { name: 'MASKMOVQ', modrm: M, flags: NONE, store: 'yes' });
 
+// ---- three-byte maps (0F 38 xx, 0F 3A xx) ----------------------------------------------
+// SSSE3 (no prefix: MMX registers; 66: XMM), SSE4.1, SSE4.2; the mandatory prefix selects the
+// form and the interpreter raises #UD for a feature that is off (features.ts). Every opcode
+// has a ModRM byte; every 0F 3A opcode an imm8.
+
+const T38 = (b: number): number => 0x200 | b;
+const T38S = (lo: number, hi: number): number[] => range(lo, hi).map(T38);
+const T3A = (b: number): number => 0x300 | b;
+const T3AS = (lo: number, hi: number): number[] => range(lo, hi).map(T3A);
+
+// Everything not named below: #UD in our model (ends a block).
+def(T38S(0x00, 0xff), { name: '(invalid) 0F 38', modrm: M, flow: END });
+def(T3AS(0x00, 0xff), { name: '(invalid) 0F 3A', modrm: M, imm: Imm.B, flow: END });
+def(T38S(0x00, 0x0b), { name: 'PSHUFB/PHADD/PHSUB/PMADDUBSW/PSIGN/PMULHRSW', modrm: M, flags: NONE });
+def([T38(0x10), T38(0x14), T38(0x15)], { name: 'PBLENDVB/BLENDVPS/BLENDVPD', modrm: M, flags: NONE });
+def(T38(0x17), { name: 'PTEST', modrm: M, flags: WRITES });
+def(T38S(0x1c, 0x1e), { name: 'PABSB/W/D', modrm: M, flags: NONE });
+def([...T38S(0x20, 0x25), ...T38S(0x30, 0x35)], { name: 'PMOVSX/PMOVZX', modrm: M, flags: NONE });
+def(T38S(0x28, 0x2b), { name: 'PMULDQ/PCMPEQQ/MOVNTDQA/PACKUSDW', modrm: M, flags: NONE });
+def(T38S(0x37, 0x41), { name: 'PCMPGTQ/PMIN/PMAX/PMULLD/PHMINPOSUW', modrm: M, flags: NONE });
+// F2: CRC32 r, r/m8 and r, r/m16/32/64; no prefix: MOVBE r, m and m, r
+def(T38(0xf0), { name: 'CRC32 r,r/m8 / MOVBE r,m', modrm: M, flags: NONE });
+def(T38(0xf1), { name: 'CRC32 r,r/m / MOVBE m,r', modrm: M, flags: NONE, store: 'mem' });
+def(T3AS(0x08, 0x0f), { name: 'ROUNDPS/PD/SS/SD, BLENDPS/PD, PBLENDW, PALIGNR', modrm: M, imm: Imm.B, flags: NONE });
+def(T3AS(0x14, 0x17), { name: 'PEXTRB/W/D/Q, EXTRACTPS', modrm: M, imm: Imm.B, flags: NONE, store: 'mem' });
+def(T3AS(0x20, 0x22), { name: 'PINSRB/INSERTPS/PINSRD/Q', modrm: M, imm: Imm.B, flags: NONE });
+def(T3AS(0x40, 0x42), { name: 'DPPS/DPPD/MPSADBW', modrm: M, imm: Imm.B, flags: NONE });
+def(T3AS(0x60, 0x63), { name: 'PCMPESTRM/PCMPESTRI/PCMPISTRM/PCMPISTRI', modrm: M, imm: Imm.B, flags: WRITES });
+
 // ---- lookups -----------------------------------------------------------------------------
 
-/** Packed entry for opcode `op` (0x100 | b for 0F b), ModRM.reg `reg` (0 without ModRM), register form or not. */
+/** Packed entry for opcode `op` ((map << 8) | b: 0x100 | b for 0F b, 0x200 | b for 0F 38 b, 0x300 | b for 0F 3A b), ModRM.reg `reg` (0 without ModRM), register form or not. */
 export function entry(op: number, reg: number, isReg: boolean): number {
   return TABLE[(op << 4) | ((reg & 7) << 1) | (isReg ? 1 : 0)]!;
 }

@@ -67,7 +67,9 @@ export function fallbackKey(d: D): number {
 export function fallbackName(key: number): string {
   const op = key >> 3;
   const hex = (v: number): string => v.toString(16).padStart(2, '0');
-  return `${op >= 0x100 ? `0f ${hex(op & 0xff)}` : hex(op)} /${key & 7}`;
+  const map = op >> 8;
+  const head = map === 0 ? '' : map === 1 ? '0f ' : map === 2 ? '0f 38 ' : '0f 3a ';
+  return `${head}${hex(op & 0xff)} /${key & 7}`;
 }
 
 /** Count one fallback of `key` in `counts` (a CPU's Cpu.fallbackCounts). */

@@ -11,7 +11,7 @@ import { entry, flowOf, Flow, hasModrm as hasModrmOf, Imm, immKind } from '../is
 export interface D {
   rip: number;
   len: number;
-  /** Opcode: 0x00..0xff one-byte map, 0x100 | b for the 0F map, -1 unknown. */
+  /** Opcode: 0x00..0xff one-byte map, 0x100 | b for the 0F map, 0x200 | b for 0F 38, 0x300 | b for 0F 3A, -1 unknown. */
   op: number;
   opsize: number;
   rex: number;
@@ -70,7 +70,7 @@ function immBytes(k: Imm, d: D): number {
 
 /**
  * Decode one instruction at `off` in `ram` (64-bit mode). Returns false when the instruction
- * may run past `limit` (end of the page) or uses a form we do not decode (VEX, 67h, 0F38/3A...).
+ * may run past `limit` (end of the page) or uses a form we do not decode (VEX, EVEX, 3DNow!...).
  */
 export function decode(ram: Uint8Array, off: number, limit: number, rip: number, d: D): boolean {
   let p = off;
@@ -101,7 +101,11 @@ export function decode(ram: Uint8Array, off: number, limit: number, rip: number,
   let op = b;
   if (b === 0x0f) {
     if (p >= end) return false;
-    op = 0x100 | ram[p++]!;
+    const b2 = ram[p++]!;
+    if (b2 === 0x38 || b2 === 0x3a) {
+      if (p >= end) return false;
+      op = (b2 === 0x38 ? 0x200 : 0x300) | ram[p++]!;
+    } else op = 0x100 | b2;
   }
   let e = entry(op, 0, false);
   if (flowOf(e) === Flow.Refuse) return false;

@@ -76,7 +76,7 @@ export function isSseCandidate(d: D): boolean {
  */
 export function genSse(g: WGen, d: D, L: number, k: number, next: number): 'cont' | false {
   const op = d.op;
-  if (op < 0x100 || (d.opo && d.rep !== 0) || d.lock) return false;
+  if (op < 0x100 || op >= 0x200 || (d.opo && d.rep !== 0) || d.lock) return false;
   const b = op & 0xff;
   const mem = d.mod !== 3;
   const p66 = d.opo;
