@@ -140,7 +140,6 @@ const PMOVX: [string, 'qword' | 'dword' | 'word'][] = [
 const SSE41_SPECS: Spec[] = [
   ...['pblendvb', 'blendvps', 'blendvpd', 'pmuldq', 'pcmpeqq', 'packusdw', 'pminsb', 'pminsd', 'pminuw', 'pminud',
     'pmaxsb', 'pmaxsd', 'pmaxuw', 'pmaxud', 'pmulld', 'phminposuw'].map((op): Spec => ({ op, form: 'xx', lanes: 'int' })),
-  { op: 'ptest', form: 'xx', lanes: 'int' },
   ...PMOVX.flatMap(([s, mem]): Spec[] => [
     { op: `pmovsx${s}`, form: 'xx', lanes: 'int', mem, unaligned: true },
     { op: `pmovzx${s}`, form: 'xx', lanes: 'int', mem, unaligned: true },
@@ -173,6 +172,30 @@ function pextrwReg(rng: Rng): OracleCase {
   const x = rng.int(8);
   const g = rng.pick([0, 1, 2, 5, 6, 7]);
   c.asm = `db 0x66, 0x0f, 0x3a, 0x15, ${0xc0 | (x << 3) | g}, ${rng.int(16)}`;
+  return c;
+}
+
+/**
+ * PTEST with operands that often give ZF or CF: the source is a subset of the destination's bits
+ * (CF), disjoint from them (ZF), zero (both), or random.
+ */
+function ptestCase(rng: Rng): OracleCase {
+  const c: OracleCase = { asm: '', state: randomState(rng) };
+  const m = memAt(rng, c, { op: '', form: 'xx', lanes: 'int' });
+  const a = rng.int(16);
+  const b = rng.int(16);
+  const useMem = rng.bool(0.35);
+  const x = c.state.xmm;
+  const dst = x.slice(16 * a, 16 * a + 16);
+  const kind = rng.int(4);
+  const src = new Uint8Array(16);
+  for (let k = 0; k < 16; k++) {
+    const r = rng.bool(0.3) ? 0 : rng.int(256);
+    src[k] = kind === 0 ? dst[k]! & r : kind === 1 ? ~dst[k]! & r : kind === 2 ? 0 : r;
+  }
+  if (useMem) c.state.mem.set(src, m.off);
+  else if (b !== a) x.set(src, 16 * b);
+  c.asm = `ptest xmm${a}, ${useMem ? `oword ${m.text}` : `xmm${b}`}`;
   return c;
 }
 
@@ -272,8 +295,9 @@ describe.skipIf(nasmMissing || !nativeSupported)('oracle: SSE3, SSSE3, SSE4.1, S
   });
   specSuite('SSSE3', SSSE3_SPECS);
   specSuite('SSE4.1', SSE41_SPECS);
-  describe('SSE4.1 encodings nasm does not write', () => {
+  describe('SSE4.1 flags, and encodings nasm does not write', () => {
     it('pextrw r32, xmm, imm8 (0F 3A 15 register form)', () => expectClean(fuzz('pextrw-3a', N, pextrwReg)));
+    it('ptest (operands that set ZF, CF, both or neither)', () => expectClean(fuzz('ptest', 2 * N, ptestCase)));
   });
   specSuite('SSE4.2', SSE42_SPECS, 3 * N);
   describe('SSE4.2 encodings nasm does not write, and CRC32', () => {

@@ -8,18 +8,21 @@ export const enum T { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c, V128 = 0x7b }
 
 /** SIMD opcodes used by the translator (after the 0xfd prefix; names as in the text format). */
 export const enum V {
-  v128_load = 0x00, v128_store = 0x0b, i8x16_shuffle = 0x0d, i64x2_splat = 0x12,
+  v128_load = 0x00, v128_store = 0x0b, i8x16_shuffle = 0x0d, i8x16_swizzle = 0x0e, i8x16_splat = 0x0f, i64x2_splat = 0x12,
   i32x4_extract_lane = 0x1b, i32x4_replace_lane = 0x1c, i64x2_extract_lane = 0x1d, i64x2_replace_lane = 0x1e,
   i8x16_eq = 0x23, i8x16_gt_s = 0x27, i16x8_eq = 0x2d, i16x8_gt_s = 0x31, i32x4_eq = 0x37, i32x4_gt_s = 0x3b,
-  v128_not = 0x4d, v128_and = 0x4e, v128_andnot = 0x4f, v128_or = 0x50, v128_xor = 0x51,
-  i8x16_bitmask = 0x64,
+  v128_not = 0x4d, v128_and = 0x4e, v128_andnot = 0x4f, v128_or = 0x50, v128_xor = 0x51, v128_any_true = 0x53,
+  i8x16_abs = 0x60, i8x16_bitmask = 0x64,
   i8x16_add = 0x6e, i8x16_add_sat_s = 0x6f, i8x16_add_sat_u = 0x70, i8x16_sub = 0x71, i8x16_sub_sat_s = 0x72, i8x16_sub_sat_u = 0x73,
-  i8x16_min_u = 0x77, i8x16_max_u = 0x79, i8x16_avgr_u = 0x7b,
+  i8x16_min_s = 0x76, i8x16_min_u = 0x77, i8x16_max_s = 0x78, i8x16_max_u = 0x79, i8x16_avgr_u = 0x7b,
+  i16x8_abs = 0x80, i16x8_narrow_i32x4_u = 0x86,
   i16x8_shl = 0x8b, i16x8_shr_s = 0x8c, i16x8_shr_u = 0x8d, i16x8_add = 0x8e, i16x8_add_sat_s = 0x8f, i16x8_add_sat_u = 0x90,
-  i16x8_sub = 0x91, i16x8_sub_sat_s = 0x92, i16x8_sub_sat_u = 0x93, i16x8_mul = 0x95, i16x8_min_s = 0x96, i16x8_max_s = 0x98,
-  i16x8_avgr_u = 0x9b,
-  i32x4_shl = 0xab, i32x4_shr_s = 0xac, i32x4_shr_u = 0xad, i32x4_add = 0xae, i32x4_sub = 0xb1,
-  i64x2_shl = 0xcb, i64x2_shr_u = 0xcd, i64x2_add = 0xce, i64x2_sub = 0xd1,
+  i16x8_sub = 0x91, i16x8_sub_sat_s = 0x92, i16x8_sub_sat_u = 0x93, i16x8_mul = 0x95, i16x8_min_s = 0x96, i16x8_min_u = 0x97,
+  i16x8_max_s = 0x98, i16x8_max_u = 0x99, i16x8_avgr_u = 0x9b,
+  i32x4_abs = 0xa0,
+  i32x4_shl = 0xab, i32x4_shr_s = 0xac, i32x4_shr_u = 0xad, i32x4_add = 0xae, i32x4_sub = 0xb1, i32x4_mul = 0xb5,
+  i32x4_min_s = 0xb6, i32x4_min_u = 0xb7, i32x4_max_s = 0xb8, i32x4_max_u = 0xb9,
+  i64x2_shl = 0xcb, i64x2_shr_u = 0xcd, i64x2_add = 0xce, i64x2_sub = 0xd1, i64x2_eq = 0xd6, i64x2_gt_s = 0xd9,
 }
 
 /** Opcodes used by the translator (names as in the WebAssembly text format). */

@@ -1,8 +1,11 @@
 /**
  * SSE/SSE2 integer and move instructions in translated blocks, as WebAssembly SIMD: what the C
  * library's string and memory routines run (memset/memcpy/strlen/memchr: MOVAPS/MOVDQA/MOVDQU,
- * PXOR, PCMPEQB, PMOVMSKB, PMINUB, the unpacks and shuffles). Every other SSE form, and any
- * form while SSE is disabled (CR4.OSFXSR clear, CR0.TS or CR0.EM set), runs in the interpreter.
+ * PXOR, PCMPEQB, PMOVMSKB, PMINUB, the unpacks and shuffles), and the XMM forms of the simple
+ * SSSE3/SSE4 instructions (PSHUFB, PALIGNR, PABSx, PCMPEQQ, PCMPGTQ, PMINxx, PMAXxx, PMULLD,
+ * PACKUSDW, PTEST, the immediate blends), which the library's SSSE3/SSE4 variants of those
+ * routines use — only while their feature is on (features.ts). Every other SSE form, and any form while SSE is disabled (CR4.OSFXSR clear,
+ * CR0.TS or CR0.EM set), runs in the interpreter.
  *
  * The XMM registers live in the arena (A_XMM): each instruction loads its operands from there and
  * stores its result back, so the interpreter always sees them. A 128-bit memory operand is two
@@ -11,8 +14,10 @@
  */
 import type { D } from '../translate/decode.js';
 import { fallbackKey } from '../translate/block.js';
+import { features } from '../features.js';
+import { F_EAGER } from '../core/consts.js';
 import { A_SSE_OK, A_XMM } from './arena.js';
-import { F_FAULT, F_STEP, isStack, load, rt, setReg, store, loadRm, storeRm, type WGen } from './codegen.js';
+import { F_FAULT, F_STEP, isStack, load, produce, rt, setReg, store, loadRm, storeRm, type WGen } from './codegen.js';
 import { Op, T, V } from './encoder.js';
 
 /** Byte lanes of i8x16.shuffle(dst, src) for the unpack-low/high instructions (66 0F 60..62, 68..6A, 6C, 6D). */
@@ -48,6 +53,25 @@ const BITWISE_PS = new Map<number, V | ((g: WGen) => void)>([
   [0x57, V.v128_xor], [0x54, V.v128_and], [0x56, V.v128_or], [0x55, (g) => swapAndnot(g)],
 ]);
 
+/** Two-operand ops of the 66 0F 38 map (SSSE3 .. SSE4.2): xmm = op(xmm, xmm/m128), with their feature. */
+type Feature = 'ssse3' | 'sse41' | 'sse42';
+const BINARY_38 = new Map<number, [V | ((g: WGen) => void), Feature]>([
+  [0x00, [(g) => pshufb(g), 'ssse3']],
+  [0x29, [V.i64x2_eq, 'sse41']], [0x37, [V.i64x2_gt_s, 'sse42']], [0x2b, [V.i16x8_narrow_i32x4_u, 'sse41']],
+  [0x38, [V.i8x16_min_s, 'sse41']], [0x39, [V.i32x4_min_s, 'sse41']], [0x3a, [V.i16x8_min_u, 'sse41']], [0x3b, [V.i32x4_min_u, 'sse41']],
+  [0x3c, [V.i8x16_max_s, 'sse41']], [0x3d, [V.i32x4_max_s, 'sse41']], [0x3e, [V.i16x8_max_u, 'sse41']], [0x3f, [V.i32x4_max_u, 'sse41']],
+  [0x40, [V.i32x4_mul, 'sse41']],
+]);
+
+/** PABSB/W/D (66 0F 38 1C-1E): xmm = abs(xmm/m128); abs(-128) stays -128, as on x86. */
+const ABS_38 = new Map<number, V>([[0x1c, V.i8x16_abs], [0x1d, V.i16x8_abs], [0x1e, V.i32x4_abs]]);
+
+/** Stack: dst, src -> PSHUFB: a selector byte with bit 7 set gives 0, else dst's byte (selector & 15). */
+function pshufb(g: WGen): void {
+  // swizzle gives 0 for a lane index past 15: keep bit 7 (then >= 128) and the low four bits
+  g.c.i32(0x8f).simd(V.i8x16_splat).simd(V.v128_and).simd(V.i8x16_swizzle);
+}
+
 function unpack(elem: number, high: boolean): (g: WGen) => void {
   const lanes = unpackLanes(elem, high);
   return (g) => g.c.shuffle(lanes);
@@ -76,7 +100,8 @@ export function isSseCandidate(d: D): boolean {
  */
 export function genSse(g: WGen, d: D, L: number, k: number, next: number): 'cont' | false {
   const op = d.op;
-  if (op < 0x100 || op >= 0x200 || (d.opo && d.rep !== 0) || d.lock) return false;
+  if (op >= 0x200) return d.opo && d.rep === 0 && !d.lock ? genSse4(g, d, L, k, next) : false;
+  if (op < 0x100 || (d.opo && d.rep !== 0) || d.lock) return false;
   const b = op & 0xff;
   const mem = d.mod !== 3;
   const p66 = d.opo;
@@ -175,6 +200,90 @@ export function genSse(g: WGen, d: D, L: number, k: number, next: number): 'cont
     else g.c.simd(how);
   });
   return 'cont';
+}
+
+/** The 66 0F 38 / 66 0F 3A forms handled inline (see the module comment), or false. */
+function genSse4(g: WGen, d: D, L: number, k: number, next: number): 'cont' | false {
+  const b = d.op & 0xff;
+  const xr = d.reg;
+  const f = g.c;
+  if (d.op >= 0x300) {
+    const lanes = d.op === 0x30f ? (features.ssse3 ? palignrLanes(d.imm & 0xff) : undefined)
+      : b >= 0x0c && b <= 0x0e && features.sse41 ? blendLanes(b, d.imm & 0xff) : undefined;
+    if (lanes === undefined) return false;
+    // lanes index shuffle(dst, src) for the blends, shuffle(src, dst) for PALIGNR (zeros: a third operand)
+    enter(g, d, k, next);
+    const s = f.local(T.V128);
+    srcX(g, d, L, true);
+    f.set(s);
+    setX(g, xr, () => {
+      if (d.op !== 0x30f) {
+        getX(g, xr);
+        f.get(s);
+      } else if ((d.imm & 0xff) < 16) {
+        f.get(s);
+        getX(g, xr);
+      } else {
+        getX(g, xr);
+        f.i64(0, 0).simd(V.i64x2_splat);
+      }
+      f.shuffle(lanes);
+    });
+    return 'cont';
+  }
+  if (b === 0x17) { // PTEST: ZF = (dst AND src) = 0, CF = (src AND NOT dst) = 0, the others cleared
+    if (!features.sse41) return false;
+    enter(g, d, k, next);
+    const s = f.local(T.V128);
+    srcX(g, d, L, true);
+    f.set(s);
+    const fl = g.tmp64();
+    getX(g, xr);
+    f.get(s).simd(V.v128_and).simd(V.v128_any_true).op(Op.i32_eqz).i32(6).op(Op.i32_shl);
+    f.get(s);
+    getX(g, xr);
+    f.simd(V.v128_andnot).simd(V.v128_any_true).op(Op.i32_eqz).op(Op.i32_or).op(Op.i64_extend_i32_u).set(fl);
+    produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
+    return 'cont';
+  }
+  const abs = ABS_38.get(b);
+  const bin = BINARY_38.get(b);
+  if (abs !== undefined ? !features.ssse3 : bin === undefined || !features[bin[1]]) return false;
+  enter(g, d, k, next);
+  const s = f.local(T.V128);
+  srcX(g, d, L, true);
+  f.set(s);
+  setX(g, xr, () => {
+    if (abs !== undefined) {
+      f.get(s).simd(abs);
+      return;
+    }
+    getX(g, xr);
+    f.get(s);
+    const how = bin![0];
+    if (typeof how === 'function') how(g);
+    else f.simd(how);
+  });
+  return 'cont';
+}
+
+/**
+ * Byte lanes for PALIGNR with immediate n: below 16, shuffle(src, dst) at n..n+15; from 16,
+ * shuffle(dst, zero) at n-16.. (lanes past 31 read the zero vector's lane 16).
+ */
+export function palignrLanes(n: number): number[] {
+  const lanes: number[] = [];
+  const base = n < 16 ? n : n - 16;
+  for (let i = 0; i < 16; i++) lanes.push(Math.min(base + i, n < 16 ? 31 : 16));
+  return lanes;
+}
+
+/** Byte lanes of shuffle(dst, src) for BLENDPS (0C), BLENDPD (0D), PBLENDW (0E) with immediate imm. */
+export function blendLanes(b: number, imm: number): number[] {
+  const size = b === 0x0c ? 4 : b === 0x0d ? 8 : 2;
+  const lanes: number[] = [];
+  for (let i = 0; i < 16; i++) lanes.push((imm >> Math.floor(i / size)) & 1 ? 16 + i : i);
+  return lanes;
 }
 
 /** Byte lanes for PSHUFD / PSHUFHW / PSHUFLW with immediate imm (both shuffle operands the source). */
