@@ -13,7 +13,8 @@ import { features } from '../features.js';
 import { simdUnit } from './index.js';
 
 const DATA = 0x200000;
-const UD = 6, NM = 7, GP = 13;
+const UD = 6, NM = 7, GP = 13, XM = 19;
+const CR4_OSXMMEXCPT = 1 << 10;
 
 type Feature = 'sse3' | 'ssse3' | 'sse41' | 'sse42';
 
@@ -61,7 +62,7 @@ function enable(on: boolean): void {
 let machine: TestMachine | undefined;
 
 /** Run `code` as one instruction in 64-bit mode (RBX = DATA + `misalign`); the vector it raised, or -1. */
-function run(code: readonly number[], opts: { cr0?: number; cr4?: number; misalign?: number } = {}): number {
+function run(code: readonly number[], opts: { cr0?: number; cr4?: number; misalign?: number; setup?: (t: TestMachine) => void } = {}): number {
   machine ??= createTestMachine({ ramBytes: 4 * 1024 * 1024, simd: simdUnit });
   const t = machine;
   const c = t.cpu;
@@ -70,6 +71,7 @@ function run(code: readonly number[], opts: { cr0?: number; cr4?: number; misali
   c.s.gpr[2 * 3] = DATA + (opts.misalign ?? 0); // RBX
   if (opts.cr0 !== undefined) c.s.cr0 |= opts.cr0;
   if (opts.cr4 !== undefined) c.s.cr4 &= ~opts.cr4;
+  opts.setup?.(t);
   c.modeChanged();
   t.memory.writeBytes(CODE_BASE, new Uint8Array([...code, 0xf4]));
   c.startRip = c.s.rip;
@@ -139,5 +141,26 @@ describe('SSE3..SSE4.2 in the interpreter', () => {
     expect(at([0x66, 0x0f, 0x38, 0x30, 0x03])).toBe(-1); // PMOVZXBW m64
     expect(at([0x66, 0x0f, 0x3a, 0x0a, 0x03, 0x00])).toBe(-1); // ROUNDSS m32
     expect(at([0x0f, 0x38, 0x00, 0x03])).toBe(-1); // PSHUFB mm, m64
+  });
+
+  it('ROUNDPS: an unmasked precision exception raises #XM before the write-back, unless imm8 bit 3 suppresses it', () => {
+    enable(true);
+    const ONE_HALF = 0x3fc00000;
+    let t: TestMachine | undefined;
+    const setup = (m: TestMachine): void => {
+      t = m;
+      m.cpu.s.cr4 |= CR4_OSXMMEXCPT;
+      m.cpu.s.mxcsr = 0x1f80 & ~0x1000; // PM clear: precision unmasked
+      m.cpu.s.xmm.fill(ONE_HALF, 4, 8); // XMM1 = 1.5 in every lane
+      m.cpu.s.xmm.fill(7, 0, 4); // XMM0 = a marker
+    };
+    expect(run([0x66, 0x0f, 0x3a, 0x08, 0xc1, 0x00], { setup })).toBe(XM); // roundps xmm0, xmm1, 0
+    expect(Array.from(t!.cpu.s.xmm.subarray(0, 4))).toEqual([7, 7, 7, 7]);
+    expect(t!.cpu.s.mxcsr & 0x20).toBe(0x20); // PE recorded
+    expect(run([0x66, 0x0f, 0x3a, 0x08, 0xc1, 0x08], { setup })).toBe(-1); // imm8[3]: no precision exception
+    expect(Array.from(t!.cpu.s.xmm.subarray(0, 4))).toEqual([0x40000000, 0x40000000, 0x40000000, 0x40000000]); // 2.0 (nearest even)
+    expect(t!.cpu.s.mxcsr & 0x20).toBe(0);
+    expect(run([0x66, 0x0f, 0x3a, 0x08, 0xc1, 0x0b], { setup })).toBe(-1); // truncate: 1.0
+    expect(t!.cpu.s.xmm[0]).toBe(0x3f800000);
   });
 });
