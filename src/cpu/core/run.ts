@@ -8,7 +8,7 @@
  */
 import type { Cpu } from './cpu.js';
 import { step } from './exec.js';
-import { deliver } from '../system/interrupts.js';
+import { deliver, isNmiBlocked } from '../system/interrupts.js';
 import { CpuFault, TripleFault, EventKind } from '../system-api.js';
 
 /** Polling interval (instructions or blocks) for interrupts while IF=1. */
@@ -43,7 +43,9 @@ function pollInterrupts(c: Cpu): boolean {
   const s = c.s;
   if (s.interruptShadow) return false;
   const ic = c.interrupts;
-  if (ic.takeNmi()) {
+  // an NMI waits while the handler of the last one runs (until its IRET); however many arrive
+  // meanwhile, the controller holds one
+  if ((ic.hasNmi?.() ?? true) && !isNmiBlocked(s) && ic.takeNmi()) {
     s.halted = false;
     deliverSafe(c, 2, -1, EventKind.Nmi, s.rip);
     return true;

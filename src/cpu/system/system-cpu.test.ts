@@ -248,6 +248,49 @@ times 0x900 - ($ - $$) db 0
     expect(memory.read8(0x401800)).toBe(0); // not a byte further (the restart used to redo a page)
   });
 
+  it('holds NMIs while the NMI handler runs and delivers one after its IRETQ, however many arrived', () => {
+    const { memory, cpu, irq } = machine();
+    writeTables(memory);
+    writeGate64(memory, IDT, 2, 0x10, BigInt(CODE + 0x900));
+    let arrivals = 3; // NMIs keep arriving: a new one is pending whenever the controller is asked
+    irq.takeNmi = () => arrivals-- > 0;
+    const code = assemble(`
+  lidt [idt_ptr]
+  xor r15, r15
+l:
+  inc rbx
+  cmp r15, 3
+  jb l
+  hlt
+idt_ptr:
+  dw 0xfff
+  dq ${IDT}
+times 0x900 - ($ - $$) db 0
+  inc r15
+  mov ecx, 500          ; long enough for the run loop to poll for interrupts many times
+spin:
+  dec ecx
+  jnz spin
+  mov rax, r15
+  cmp rax, r14
+  jbe nested
+  mov r14, rax          ; handlers never nested: r14 follows r15
+nested:
+  iretq
+`, CODE);
+    memory.writeBytes(CODE, code);
+    applyEntryState(cpu, {
+      mode: 'long64', rip: CODE, regs: { rsp: 0x80000 }, cr3: 0x1000,
+      gdt: { base: BOOT_GDT_START, limit: 0x1f, cs: 0x10, ds: 0x18 },
+    });
+    cpu.run(200_000);
+    const g = cpu.s.gpr;
+    expect(cpu.shutdown).toBeUndefined();
+    expect(g[2 * 15]).toBe(3); // three handler runs, one after another
+    expect(g[2 * 14]).toBe(3); // each finished before the next began
+    expect(cpu.s.halted).toBe(true);
+  });
+
   it('takes a timer interrupt in ring 3 and IRETQs back to the user loop', () => {
     const { memory, cpu, irq } = machine();
     writeTables(memory);
