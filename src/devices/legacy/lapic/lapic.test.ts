@@ -172,6 +172,30 @@ describe('LocalApic', () => {
     expect(lapic.nextEventNs()).toBe(Infinity);
   });
 
+  it('a one-shot count that ran out stays 0 when the mode turns periodic, until the next initial count', () => {
+    const { lapic, time } = setup();
+    enable(lapic);
+    lapic.write(APIC_TIMER_DIVIDE, 4, 0xb); // divide by 1
+    for (const expire of ['timer', 'read'] as const) {
+      lapic.write(APIC_LVT_TIMER, 4, 0xef); // one-shot
+      lapic.write(APIC_TIMER_INITIAL_COUNT, 4, 1000);
+      if (expire === 'timer') time.advance(2_000); // the expiry ran
+      else time.clock.now += 2_000; // the clock moved, the expiry not yet run
+      expect(lapic.read(APIC_TIMER_CURRENT_COUNT, 4)).toBe(0);
+      lapic.write(APIC_LVT_TIMER, 4, 0xef | LVT_TIMER_PERIODIC);
+      expect(lapic.read(APIC_TIMER_CURRENT_COUNT, 4)).toBe(0);
+      time.advance(700);
+      expect(lapic.read(APIC_TIMER_CURRENT_COUNT, 4)).toBe(0);
+      while (lapic.hasInterrupt()) lapic.write(APIC_EOI, 4, lapic.acknowledge() & 0);
+      time.advance(10_000);
+      expect(lapic.hasInterrupt()).toBe(false); // stopped: no periodic ticks either
+      lapic.write(APIC_TIMER_INITIAL_COUNT, 4, 1000); // a new count starts it, periodic now
+      time.advance(300);
+      expect(lapic.read(APIC_TIMER_CURRENT_COUNT, 4)).toBe(700);
+      lapic.write(APIC_TIMER_INITIAL_COUNT, 4, 0);
+    }
+  });
+
   it('a one-shot count that ends before the write returns still fires (host time moves between clock reads)', () => {
     // like the host clock: every read is a little later than the previous one
     class MovingClock implements Clock {

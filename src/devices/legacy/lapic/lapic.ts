@@ -175,6 +175,11 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
   private timerStartNs = 0;
   private timer: Timer | undefined;
   private timerDeadline = Infinity;
+  /**
+   * A one-shot count ran down to zero: the timer is stopped, its current count stays 0 in every
+   * mode (a switch to periodic does not restart it) until the next initial-count write.
+   */
+  private countedOut = false;
   private nmiPending = false;
   private extIntPending = false;
   /** Cached: something deliverable (the hot-path answer of hasInterrupt). */
@@ -316,7 +321,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
 
   /** Current timer count register (also for tests). */
   currentCount(): number {
-    if (this.initialCount === 0) return 0;
+    if (this.initialCount === 0 || this.countedOut) return 0;
     const elapsed = Math.floor((this.clock.nowNs() - this.timerStartNs) / this.tickNs);
     if (this.lvt[LVT_TIMER]! & LVT_TIMER_PERIODIC) return this.initialCount - (elapsed % this.initialCount);
     return elapsed >= this.initialCount ? 0 : this.initialCount - elapsed;
@@ -369,6 +374,10 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     this.timerStartNs = Number.isFinite(s.timerStartNs) ? s.timerStartNs : this.clock.nowNs();
     this.nmiPending = !!s.nmiPending;
     this.extIntPending = !!s.extIntPending;
+    // a one-shot count that ran out and was delivered stays stopped (the state does not record a
+    // later switch to periodic mode: such a timer restarts counting after a restore)
+    this.countedOut = false; // first: currentCount() below reads it
+    this.countedOut = (this.lvt[LVT_TIMER]! & LVT_TIMER_MODE_MASK) === 0 && this.initialCount !== 0 && s.timerPending !== true && this.currentCount() === 0;
     // a restored one-shot count that is already over was delivered before the snapshot
     this.timers.cancel(this.timer);
     this.timer = undefined;
@@ -529,6 +538,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
         let val = (this.lvt[i]! & ~LVT_WRITABLE[i]!) | (v & LVT_WRITABLE[i]!);
         if (!this.softwareEnabled()) val |= LVT_MASKED; // mask cannot be cleared while disabled
         const old = this.lvt[i]!;
+        if (i === LVT_TIMER && (old & LVT_TIMER_MODE_MASK) === 0 && this.initialCount !== 0 && this.currentCount() === 0) this.countedOut = true;
         this.lvt[i] = val;
         if (i === LVT_TIMER && (old & LVT_TIMER_MODE_MASK) !== (val & LVT_TIMER_MODE_MASK)) this.rescheduleTimer(false);
         this.update();
@@ -536,6 +546,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
       }
       case APIC_TIMER_INITIAL_COUNT:
         this.initialCount = v;
+        this.countedOut = false;
         this.timerStartNs = this.clock.nowNs();
         this.rescheduleTimer(true);
         return;
@@ -624,10 +635,19 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
    */
   private rescheduleTimer(fresh: boolean): void {
     const wasPending = this.timer !== undefined;
+    const oldDeadline = this.timerDeadline;
     this.timers.cancel(this.timer);
     this.timer = undefined;
     this.timerDeadline = Infinity;
     if (this.initialCount === 0) return;
+    if (this.countedOut) {
+      // stopped at zero; an expiry not yet delivered still interrupts, once
+      if (wasPending) {
+        this.timerDeadline = oldDeadline;
+        this.timer = this.timers.schedule(oldDeadline, (t) => this.timerExpired(t));
+      }
+      return;
+    }
     const mode = this.lvt[LVT_TIMER]! & LVT_TIMER_MODE_MASK;
     const now = this.clock.nowNs();
     const period = this.periodNs();
@@ -653,7 +673,8 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     this.timerDeadline = Infinity;
     const lvt = this.lvt[LVT_TIMER]!;
     if ((lvt & LVT_MASKED) === 0) this.setIrr(lvt & 0xff, false);
-    if ((lvt & LVT_TIMER_MODE_MASK) === LVT_TIMER_PERIODIC && this.initialCount !== 0) {
+    if ((lvt & LVT_TIMER_MODE_MASK) === 0) this.countedOut = true;
+    if ((lvt & LVT_TIMER_MODE_MASK) === LVT_TIMER_PERIODIC && this.initialCount !== 0 && !this.countedOut) {
       // next period boundary after now; boundaries the host slept through are merged into one
       const step = Math.max(this.periodNs(), LAPIC_MIN_TIMER_PERIOD_NS);
       const next = this.timerStartNs + (Math.floor((now - this.timerStartNs) / step) + 1) * step;
