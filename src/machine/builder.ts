@@ -94,7 +94,16 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     pic = new PicPair();
     ioapic = new IoApic();
     const io = ioapic;
-    lapic = new LocalApic({ clock, timers, pic, id: 0, bsp: true, onLevelEoi: (v) => io.eoi(v) });
+    lapic = new LocalApic({
+      clock, timers, pic, id: 0, bsp: true, onLevelEoi: (v) => io.eoi(v),
+      // the guest moved the APIC's page: it answers there, unless a device already lives there
+      onRelocate: (old, base) => {
+        if (mmio.find(old)?.device === lapic) mmio.remove(old);
+        const free = mmio.list().every((m) => base + L.LAPIC_SIZE <= m.base || m.base + m.length <= base);
+        if (free) mmio.insert(base, L.LAPIC_SIZE, lapic!, 'lapic');
+        return free;
+      },
+    });
     ioapic.addTarget(lapic);
     machine.msi.install(new ApicMsiSink([lapic])); // PCI MSI-X messages go to the local APIC
     pio.insert(L.PORT_PIC_MASTER, 2, pic.master, 'pic-master');

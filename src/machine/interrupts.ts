@@ -17,4 +17,9 @@ export interface CpuInterruptController {
    * it, or Infinity. The engine also wakes on any timer of the machine's TimerQueue.
    */
   nextEventNs?(): number;
+  /**
+   * The CPU wrote IA32_APIC_BASE (validated): the APIC's base address (bits 12..35) and global
+   * enable (bit 11) apply from now on.
+   */
+  apicBaseChanged?(value: number): void;
 }

@@ -807,6 +807,10 @@ export class Cpu implements SystemHost {
     this.pio.write(port & 0xffff, size, value >>> 0);
   }
 
+  apicBaseChanged(value: number): void {
+    this.interrupts.apicBaseChanged?.(value);
+  }
+
   readTsc(): number {
     const t = Math.floor(this.clock.nowNs() * (TSC_FREQUENCY_HZ / 1e9)) + this.s.tscOffset;
     this.scratchHi = Math.floor(t / TWO32) >>> 0;

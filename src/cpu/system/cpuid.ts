@@ -61,6 +61,8 @@ const EDX1_BASE =
   (1 << 25) | // SSE
   (1 << 26); // SSE2
 const ECX1_HYPERVISOR = 1 << 31;
+/** IA32_APIC_BASE.EN: CPUID.1:EDX.APIC follows it. */
+const APIC_BASE_EN = 1 << 11;
 
 const EDX_EXT_BASE = (1 << 11) | (1 << 20) | (1 << 29); // SYSCALL, NX, LM
 const ECX_EXT_BASE = 1 << 0; // LAHF/SAHF in 64-bit mode
@@ -100,6 +102,7 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
       if (features.popcnt) ecx |= 1 << 23;
       out[2] = ecx >>> 0;
       let edx = EDX1_BASE;
+      if ((s.apicBase & APIC_BASE_EN) === 0) edx &= ~(1 << 9); // the APIC is globally disabled
       if (features.mca) edx |= (1 << 7) | (1 << 14);
       if (features.sep) edx |= 1 << 11;
       out[3] = edx >>> 0;

@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { CpuFault } from '../system-api.js';
 import { Efer, SReg } from '../state.js';
-import { MSR_EFER, MSR_FS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_MISC_ENABLE, MSR_PAT, MSR_STAR, MSR_TSC, rdmsr, wrmsr } from './msr.js';
+import { MSR_APIC_BASE, MSR_EFER, MSR_FS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_MISC_ENABLE, MSR_PAT, MSR_STAR, MSR_TSC, rdmsr, wrmsr } from './msr.js';
 import { longModeHost, type TestHost, fault } from './testhost.js';
+import { cpuidLeaf } from './cpuid.js';
 
 function wr(h: TestHost, msr: number, lo: number, hi: number): void {
   h.s.gpr[2] = msr | 0;
@@ -30,6 +31,28 @@ describe('MSRs', () => {
     wr(h, MSR_KERNEL_GS_BASE, 0x2000, 0xffff8880);
     expect(h.s.kernelGsBase).toBe(-0x777f_ffff_e000);
     expect(fault(() => wr(h, MSR_LSTAR, 0, 0x8000))).toEqual(new CpuFault(13, 0));
+  });
+
+  it('IA32_APIC_BASE: moves and disables the APIC through the host, CPUID.1:EDX.APIC follows EN, reserved bits #GP', () => {
+    const h = longModeHost();
+    const seen: number[] = [];
+    (h as TestHost & { apicBaseChanged(v: number): void }).apicBaseChanged = (v) => seen.push(v);
+    const apicBit = (): number => {
+      const out = new Uint32Array(4);
+      cpuidLeaf(h.s, 1, 0, out);
+      return (out[3]! >> 9) & 1;
+    };
+    expect(apicBit()).toBe(1);
+    wr(h, MSR_APIC_BASE, 0xfed4_0800, 0); // relocated, enabled
+    expect(rd(h, MSR_APIC_BASE)).toEqual([0xfed4_0900, 0]); // BSP kept
+    wr(h, MSR_APIC_BASE, 0xfee0_0000, 0); // back, globally disabled
+    expect(apicBit()).toBe(0);
+    expect(seen).toEqual([0xfed4_0900, 0xfee0_0100]);
+    for (const [lo, hi] of [[0xfee0_0801, 0], [0xfee0_0c00, 0], [0xfee0_0800, 1]] as const) {
+      expect(fault(() => wr(h, MSR_APIC_BASE, lo, hi))).toEqual(new CpuFault(13, 0));
+    }
+    wr(h, MSR_APIC_BASE, 0xfee0_0800, 0);
+    expect(apicBit()).toBe(1);
   });
 
   it('keeps both halves of IA32_MISC_ENABLE (bit 34, XD disable, is in the high one)', () => {

@@ -9,7 +9,6 @@
 import { CpuFault, type SystemHost } from '../system-api.js';
 import { Cr0, Efer, Mode, Reg, SReg, Vec, type CpuState } from '../state.js';
 import { features } from '../features.js';
-import { LAPIC_START } from '../../machine/layout.js';
 import { MSR_KVM_SYSTEM_TIME, MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_WALL_CLOCK, MSR_KVM_WALL_CLOCK_NEW, writeSystemTime, writeWallClock } from './pvclock.js';
 import { hi32, isCanonical, join64, joinU64, TWO32 } from './bits.js';
 
@@ -191,9 +190,11 @@ export function writeMsr(h: SystemHost, msr: number, lo: number, hi: number): vo
       return;
     }
     case MSR_APIC_BASE:
-      // Keep the base fixed at LAPIC_START: relocation and x2APIC are not supported.
-      if (hi !== 0 || lo & 0x6ff || (lo & 0xfffff000) >>> 0 !== LAPIC_START) throw gp0(); // 0x400: x2APIC
-      s.apicBase = (lo & ~0x100) | (s.apicBase & 0x100);
+      // base (page aligned, below 4 GiB here) and EN; BSP is read-only; x2APIC (EXTD, 0x400) is
+      // not offered; reserved bits #GP
+      if (hi !== 0 || lo & 0x6ff) throw gp0();
+      s.apicBase = ((lo & ~0x100) | (s.apicBase & 0x100)) >>> 0;
+      h.apicBaseChanged?.(s.apicBase);
       return;
     case MSR_UCODE_REV:
       return; // Linux writes 0 before CPUID to latch the revision

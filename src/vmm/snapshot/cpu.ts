@@ -29,7 +29,7 @@ import {
 import { ext } from '../../cpu/fpu/f80.js';
 import { physOf, regExt, setRegExt } from '../../cpu/fpu/x87.js';
 import { MXCSR_MASK } from '../../cpu/fpu/fxsave.js';
-import { LAPIC_START, TSC_FREQUENCY_HZ } from '../../machine/layout.js';
+import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
 import {
   arr, bool, halvesOf, hex, hex64, hex64Of, hex64OfHalves, int, invalid, obj, parse, signedOf, u16, u32, unsignedOf, type Schema,
 } from './check.js';
@@ -283,7 +283,7 @@ export function parseCpu(raw: unknown, path = 'cpu'): ParsedCpu {
     throw invalid(`${path}.sregs.efer`, `LMA (${lma ? 1 : 0}) disagrees with EFER.LME, CR0.PG/PE and CR4.PAE`);
   }
   const apicBase = unsigned(sr.apicBase, 'sregs.apicBase', 2 ** 32);
-  if ((apicBase & ~APIC_BASE_FLAGS) >>> 0 !== LAPIC_START) throw invalid(`${path}.sregs.apicBase`, `is ${sr.apicBase}: the local APIC must be at 0x${LAPIC_START.toString(16)} (relocation and x2APIC are not supported)`);
+  if (apicBase & ~APIC_BASE_FLAGS & 0xfff) throw invalid(`${path}.sregs.apicBase`, `is ${sr.apicBase}: only the page address, BSP (bit 8) and EN (bit 11) may be set (x2APIC is not supported)`);
   const xcr0 = unsigned(snap.xcr0, 'xcr0', 4);
   if ((xcr0 & 1) === 0) throw invalid(`${path}.xcr0`, 'has x87 (bit 0) clear, which XCR0 cannot');
   const cr8 = unsigned(sr.cr8, 'sregs.cr8', 16);

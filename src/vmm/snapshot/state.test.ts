@@ -148,7 +148,7 @@ describe('restore refuses bad states before changing anything', () => {
     ['a non-canonical segment base', (s) => (s.cpu.sregs.fs.base = '0x800000000000'), /cpu\.sregs\.fs\.base is 0x800000000000, not a canonical address/],
     ['LMA without paging', (s) => (s.cpu.sregs.efer = '0x500'), /LMA/],
     ['an unknown CR4 bit', (s) => (s.cpu.sregs.cr4 = '0x400000'), /cr4/],
-    ['an APIC elsewhere', (s) => (s.cpu.sregs.apicBase = '0xfed00900'), /apicBase/],
+    ['an x2APIC-mode APIC', (s) => (s.cpu.sregs.apicBase = '0xfee00d00'), /apicBase/],
     ['a DPL of 4', (s) => (s.cpu.sregs.cs.dpl = 4), /cpu\.sregs\.cs\.dpl is 4, not an integer from 0 to 3/],
     ['seven x87 registers', (s) => s.cpu.fpu.fpr.pop(), /cpu\.fpu\.fpr is an array of 7, not an array of 8/],
     ['MXCSR reserved bits', (s) => (s.cpu.fpu.mxcsr = 0x11f80), /mxcsr/],

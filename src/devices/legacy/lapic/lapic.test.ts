@@ -98,6 +98,23 @@ describe('LocalApic', () => {
     expect(lapic.acknowledge()).toBe(0x61);
   });
 
+  it('globally disabled: its page reads all-ones and ignores writes; a new base asks to move the page', () => {
+    const { time } = setup();
+    const moves: [number, number][] = [];
+    const lapic = new LocalApic({ clock: time.clock, timers: time.timers, onRelocate: (o, b) => moves.push([o, b]) > 0 });
+    enable(lapic);
+    lapic.write(APIC_TPR, 4, 0x20);
+    lapic.apicBaseChanged(0xfee0_0000); // EN clear
+    expect(lapic.read(APIC_VERSION, 4)).toBe(0xffff_ffff);
+    expect(lapic.read(APIC_TPR, 1)).toBe(0xff);
+    lapic.write(APIC_TPR, 4, 0x30);
+    lapic.apicBaseChanged(0xfed4_0800); // enabled again, elsewhere
+    expect(moves).toEqual([[0xfee0_0000, 0xfed4_0000]]);
+    expect(lapic.apicBaseMsr).toBe(0xfed4_0900);
+    expect(lapic.read(APIC_TPR, 4)).toBe(0x20); // the write while disabled went nowhere
+    expect(lapic.read(APIC_SVR, 4) & 0x100).toBe(0); // software-disabled by the global disable
+  });
+
   it('holds interrupts while software-disabled and rejects illegal vectors', () => {
     const { lapic } = setup();
     lapic.acceptInterrupt(0x40, 0, false);

@@ -13,6 +13,10 @@
  * software-enabled via SVR, as after reset). Like QEMU's BIOS-less reset, LINT0 of the BSP
  * starts as ExtINT.
  *
+ * IA32_APIC_BASE (the CPU validates it, then calls apicBaseChanged): the register page moves
+ * where the guest puts it (the machine remaps it through onRelocate), and a globally disabled
+ * APIC's page answers nothing (reads all-ones, writes dropped) while CPUID hides the APIC.
+ *
  * The timer runs from LAPIC_BUS_FREQUENCY_HZ divided per the divide configuration register; the
  * current count is computed lazily from the machine clock and expiry is a TimerQueue timer.
  * One-shot and periodic modes; TSC-deadline mode is not offered (CPUID must not advertise it).
@@ -82,6 +86,8 @@ export const ESR_ILLEGAL_REGISTER = 1 << 7;
 /** IA32_APIC_BASE MSR (0x1b) bits. */
 export const APIC_BASE_BSP = 1 << 8;
 export const APIC_BASE_ENABLE = 1 << 11;
+/** Bits 12..31 of IA32_APIC_BASE: the register page's physical address (below 4 GiB here). */
+const APIC_BASE_ADDRESS = 0xffff_f000;
 
 // LVT indices: timer, thermal, perf, LINT0, LINT1, error (register order)
 const LVT_TIMER = 0;
@@ -124,6 +130,11 @@ export interface LocalApicOptions {
   onLevelEoi?: (vector: number) => void;
   /** Called for IPIs addressed to other CPUs, and for INIT/STARTUP (SMP hook). */
   onIpi?: (ipi: Ipi) => void;
+  /**
+   * The guest moved the APIC's register page (IA32_APIC_BASE): map it at `base` instead of
+   * `old`. Returns false when the new place is taken (the page then answers nowhere).
+   */
+  onRelocate?: (old: number, base: number) => boolean;
 }
 
 export interface LocalApicState {
@@ -190,6 +201,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
   private readonly pic: ExtIntSource | undefined;
   private readonly onLevelEoi: ((vector: number) => void) | undefined;
   private readonly onIpi: ((ipi: Ipi) => void) | undefined;
+  private readonly onRelocate: ((old: number, base: number) => boolean) | undefined;
   /** Guest accesses to undefined registers or with unsupported sizes. */
   badAccessCount = 0;
   /** Timer expiries merged because the host ran late or the period was below the minimum. */
@@ -201,6 +213,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     this.pic = options.pic;
     this.onLevelEoi = options.onLevelEoi;
     this.onIpi = options.onIpi;
+    this.onRelocate = options.onRelocate;
     this.id = (options.id ?? 0) & 0xff;
     const bsp = options.bsp ?? true;
     this.apicBase = (LAPIC_START | APIC_BASE_ENABLE | (bsp ? APIC_BASE_BSP : 0)) >>> 0;
@@ -291,9 +304,17 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
     return this.apicBase;
   }
 
+  /** Global enable/disable: a disabled APIC's page reads all-ones, ignores writes, masks its LVTs. */
   set apicBaseMsr(value: number) {
-    // the base stays at LAPIC_START (the MMIO mapping is fixed); keep BSP, take EN
-    this.apicBase = ((this.apicBase & ~APIC_BASE_ENABLE) | (value & APIC_BASE_ENABLE)) >>> 0;
+    this.apicBaseChanged(value);
+  }
+
+  /** IA32_APIC_BASE written by the CPU (validated there): the base and EN apply; BSP is fixed. */
+  apicBaseChanged(value: number): void {
+    const old = (this.apicBase & APIC_BASE_ADDRESS) >>> 0;
+    const base = (value & APIC_BASE_ADDRESS) >>> 0;
+    this.apicBase = (base | (this.apicBase & APIC_BASE_BSP) | (value & APIC_BASE_ENABLE)) >>> 0;
+    if (base !== old) this.onRelocate?.(old, base);
     if (!this.globallyEnabled()) {
       this.svr &= ~SVR_APIC_ENABLED;
       for (let i = 0; i < 6; i++) this.lvt[i] = this.lvt[i]! | LVT_MASKED;
@@ -304,6 +325,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
   // ---- MMIO ---------------------------------------------------------------------------------
 
   read(offset: number, size: AccessSize): number {
+    if (!this.globallyEnabled()) return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffff_ffff; // nothing answers
     const v = this.readRegister(offset & 0xff0);
     if (size === 4 && (offset & 0xf) === 0) return v >>> 0;
     if ((offset & 0xf) > 3) return 0;
@@ -311,6 +333,7 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
   }
 
   write(offset: number, size: AccessSize, value: number): void {
+    if (!this.globallyEnabled()) return;
     if (size !== 4 || (offset & 0xf) !== 0) {
       // the SDM requires 32-bit aligned accesses; others are undefined: ignore
       this.badAccessCount++;
@@ -353,7 +376,10 @@ export class LocalApic implements CpuInterruptController, ApicMessageTarget, Bus
   }
 
   restore(s: LocalApicState): void {
-    this.apicBase = (LAPIC_START | (s.apicBase & (APIC_BASE_BSP | APIC_BASE_ENABLE))) >>> 0;
+    const old = (this.apicBase & APIC_BASE_ADDRESS) >>> 0;
+    const base = (s.apicBase & APIC_BASE_ADDRESS) >>> 0;
+    this.apicBase = (base | (s.apicBase & (APIC_BASE_BSP | APIC_BASE_ENABLE))) >>> 0;
+    if (base !== old) this.onRelocate?.(old, base);
     this.id = s.id & 0xff;
     this.tpr = s.tpr & 0xff;
     this.ldr = (s.ldr & 0xff00_0000) >>> 0;
