@@ -15,12 +15,12 @@ export const features = {
    */
   kvmClock: true,
   /** CPUID.1:ECX.SSE3 — SSE3 instructions (ADDSUBPS, HADDPS, MOVDDUP, LDDQU, ...). */
-  sse3: false,
+  sse3: true,
   /** CPUID.1:ECX.SSSE3 — PSHUFB, PALIGNR, ... */
-  ssse3: false,
-  /** CPUID.1:ECX.SSE4_1 / SSE4_2. */
-  sse41: false,
-  sse42: false,
+  ssse3: true,
+  /** CPUID.1:ECX.SSE4_1 / SSE4_2. With SSE3, SSSE3, CX16, POPCNT and LAHF_LM: x86-64-v2. */
+  sse41: true,
+  sse42: true,
   /** CPUID.1:ECX.CX16 — CMPXCHG16B. */
   cx16: true,
   /** CPUID.1:ECX.POPCNT. */
