@@ -68,7 +68,7 @@ export class BtEngine implements Engine {
     machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
     if (process.env.TYPEVISOR_BT_STATS) {
       this.cpu.fallbackCounts = new Map();
-      const onSignal = (): void => { (globalThis as any).__dbgOn = true; this.printStats(); };
+      const onSignal = (): void => this.printStats();
       process.on('SIGUSR2', onSignal);
       machine.onStop(() => process.off('SIGUSR2', onSignal));
     }
