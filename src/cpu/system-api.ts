@@ -53,6 +53,8 @@ export interface SystemHost {
 
   /** Current value of the time-stamp counter as (lo, hi) — hi left in scratchHi. */
   readTsc(): number;
+  /** DR0-DR3 or DR7 was written: breakpoints may have changed. */
+  debugChanged?(): void;
   /** IA32_APIC_BASE was written (already validated and stored in s.apicBase): tell the local APIC. */
   apicBaseChanged?(value: number): void;
 }

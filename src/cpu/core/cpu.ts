@@ -26,6 +26,7 @@ import { computeMode } from '../system/control.js';
 import type { FallbackCounts } from '../translate/block.js';
 import { BlockCache } from '../translate/cache.js';
 import { Tlb } from './tlb.js';
+import { checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
@@ -182,6 +183,16 @@ export class Cpu implements SystemHost {
   readonly codePages = new Uint8Array(CODE_PAGE_HASH + 1);
   /** Exceptions raised by instructions (statistics). */
   faultsTaken = F64_ZERO;
+
+  // ---- debug facilities (debug.ts) ----
+  /** Linear pages holding an address a data breakpoint watches: kept off the TLB's fast paths. */
+  watchPages: Set<number> | undefined = undefined;
+  /** Data breakpoints (bit n: DRn) the running instruction hit. */
+  dbgHits = 0;
+  /** Set by MOV SS / POP SS: the single-step trap waits for the next instruction. */
+  dbgInhibit = false;
+  /** Software interrupts delivered (INT n, INT3, INTO): no single-step trap after one. */
+  softInts = 0;
   /** Instructions interpreted by the run loop (outside translated blocks). */
   stepsRun = F64_ZERO;
 
@@ -449,7 +460,10 @@ export class Cpu implements SystemHost {
       if (out.user && out.writable) perm |= P_UW;
     }
     if (out.global && s.cr4 & 0x80) perm |= P_GLOBAL;
-    return this.tlb.fill(Math.floor(lin / 4096), out.phys, perm);
+    const vpn = Math.floor(lin / 4096);
+    const i = this.tlb.fill(vpn, out.phys, perm);
+    if (this.watchPages?.has(vpn)) this.tlb.slowPath(i);
+    return i;
   }
 
   /** TLB index of an instruction fetch at linear `rip` at the current CPL, translating on a miss (may raise #PF). */
@@ -635,6 +649,7 @@ export class Cpu implements SystemHost {
 
   // ---- SystemHost: linear access with explicit privilege (slow paths, page crossing) ------
   readLin8(lin: number, supervisor: boolean): number {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 1, false);
     const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
     const a = this.tlbAddr[i]!;
     if (a >= 0) return this.ram[a + (lin & 0xfff)]!;
@@ -642,6 +657,7 @@ export class Cpu implements SystemHost {
   }
 
   readLin16(lin: number, supervisor: boolean): number {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 2, false);
     if ((lin & 0xfff) > 4094) return this.readLin8(lin, supervisor) | (this.readLin8(lin + 1, supervisor) << 8);
     const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
     const a = this.tlbAddr[i]!;
@@ -650,6 +666,7 @@ export class Cpu implements SystemHost {
   }
 
   readLin32(lin: number, supervisor: boolean): number {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 4, false);
     if ((lin & 0xfff) > 4092) {
       let v = 0;
       for (let k = 3; k >= 0; k--) v = (v << 8) | this.readLin8(lin + k, supervisor);
@@ -662,6 +679,7 @@ export class Cpu implements SystemHost {
   }
 
   readLin64(lin: number, supervisor: boolean): number {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 8, false);
     if ((lin & 0xfff) > 4088) {
       this.probeRead(lin, 8, supervisor);
       const lo = this.readLin32(lin, supervisor);
@@ -682,6 +700,7 @@ export class Cpu implements SystemHost {
   }
 
   writeLin8(lin: number, v: number, supervisor: boolean): void {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 1, true);
     const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
     const a = this.tlbAddr[i]!;
     if (a >= 0) {
@@ -692,6 +711,7 @@ export class Cpu implements SystemHost {
   }
 
   writeLin16(lin: number, v: number, supervisor: boolean): void {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 2, true);
     if ((lin & 0xfff) > 4094) {
       this.probeWrite(lin, 2, supervisor);
       this.writeLin8(lin, v & 0xff, supervisor);
@@ -708,6 +728,7 @@ export class Cpu implements SystemHost {
   }
 
   writeLin32(lin: number, v: number, supervisor: boolean): void {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 4, true);
     if ((lin & 0xfff) > 4092) {
       this.probeWrite(lin, 4, supervisor);
       for (let k = 0; k < 4; k++) this.writeLin8(lin + k, (v >>> (8 * k)) & 0xff, supervisor);
@@ -723,6 +744,7 @@ export class Cpu implements SystemHost {
   }
 
   writeLin64(lin: number, lo: number, hi: number, supervisor: boolean): void {
+    if (this.watchPages !== undefined) checkWatch(this, lin, 8, true);
     if ((lin & 0xfff) > 4088) {
       this.probeWrite(lin, 8, supervisor);
       this.writeLin32(lin, lo, supervisor);
@@ -854,6 +876,7 @@ export class Cpu implements SystemHost {
   discardDerivedState(): void {
     if (this.arena !== undefined) this.arena.i32[A_FKIND >> 2] = -1; // the Cpu's flag fields hold the flags
     this.cache?.discard();
+    this.watchPages = watchedPages(this.s);
     this.flushTlb(false);
     this.modeChanged();
     this.shutdown = undefined;
@@ -861,8 +884,16 @@ export class Cpu implements SystemHost {
     this.pollCounter = 1;
   }
 
+  /** DR0-DR3 or DR7 changed: recompute the watched pages and keep them off the TLB's fast paths. */
+  debugChanged(): void {
+    const before = this.watchPages;
+    this.watchPages = watchedPages(this.s);
+    if (before !== undefined || this.watchPages !== undefined) this.flushTlb(false);
+  }
+
   /** Software interrupt / trap raised by an instruction (INT n, INT3, INTO): deliver now. */
   softInt(vector: number, kind: EventKind, returnRip: number): void {
+    this.softInts++;
     deliver(this, vector, -1, kind, returnRip);
   }
 }

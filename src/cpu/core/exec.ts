@@ -593,13 +593,13 @@ function exec1(c: Cpu, op: number): void {
     }
     case 0xcc:
       s.rip = c.ip;
-      deliver(c, 3, -1, EventKind.Software, c.ip);
+      c.softInt(3, EventKind.Software, c.ip);
       c.ip = s.rip;
       return;
     case 0xcd: {
       const v = c.fetch8();
       s.rip = c.ip;
-      deliver(c, v, -1, EventKind.Software, c.ip);
+      c.softInt(v, EventKind.Software, c.ip);
       c.ip = s.rip;
       return;
     }
@@ -607,7 +607,7 @@ function exec1(c: Cpu, op: number): void {
       if (c.long) fault(UD);
       if (c.of()) {
         s.rip = c.ip;
-        deliver(c, 4, -1, EventKind.Software, c.ip);
+        c.softInt(4, EventKind.Software, c.ip);
         c.ip = s.rip;
       }
       return;
@@ -701,6 +701,7 @@ function exec1(c: Cpu, op: number): void {
     }
     case 0xf1: // INT1 / ICEBP
       s.rip = c.ip;
+      c.softInts++; // delivered like a software interrupt: no single-step trap after it
       deliver(c, 1, -1, EventKind.Exception, c.ip);
       c.ip = s.rip;
       return;

@@ -1,7 +1,8 @@
 /**
  * The run loop: interprets instructions one at a time, and in 64-bit mode runs translated
  * blocks back to back where the block cache (translate/cache.ts) has them; polls for interrupts
- * every IRQ_POLL instructions or blocks (and right after an STI/MOV SS shadow); turns guest
+ * every IRQ_POLL instructions or blocks (and right after an STI/MOV SS shadow); while TF, RF or
+ * a breakpoint is in play, interprets with the debug rules (debug.ts); turns guest
  * exceptions raised anywhere in it into deliveries (a fault while delivering escalates to #DF,
  * then to shutdown). It returns to its caller (the engine) after `budget` instructions, at an
  * exit request, a halt or a shutdown.
@@ -10,6 +11,7 @@ import type { Cpu } from './cpu.js';
 import { step } from './exec.js';
 import { deliver, isNmiBlocked } from '../system/interrupts.js';
 import { CpuFault, TripleFault, EventKind } from '../system-api.js';
+import { DEBUG_FLAGS, debugStep } from './debug.js';
 
 /** Polling interval (instructions or blocks) for interrupts while IF=1. */
 export const IRQ_POLL = 64;
@@ -91,6 +93,15 @@ export function runSlice(c: Cpu, budget: number): number {
           c.pollCounter = 1;
         }
         c.startRip = s.rip;
+        // TF, RF or an enabled breakpoint: one instruction at a time with the debug rules
+        if (s.rflagsRest & DEBUG_FLAGS || s.dr[7]! & 0xff) {
+          debugStep(c);
+          n++;
+          c.stepsRun++;
+          seq = false;
+          if (c.exitRequested || s.halted) break;
+          continue;
+        }
         if (c.long && c.jitOn && !seq && !shadow) {
           const cache = c.cache!;
           let b = cache.find(s.rip);
@@ -101,6 +112,7 @@ export function runSlice(c: Cpu, budget: number): number {
               cache.run++;
               n += b.run(c);
               if (c.exitRequested || s.halted || s.interruptShadow || !c.long || n >= budget) break;
+              if (s.rflagsRest & DEBUG_FLAGS || s.dr[7]! & 0xff) break; // POPF/IRET set TF or RF, MOV DR7 a breakpoint
               if (--c.pollCounter <= 0) {
                 c.pollCounter = 1; // the outer loop polls now
                 break;

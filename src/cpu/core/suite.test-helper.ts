@@ -1,6 +1,6 @@
 /** The CPU core's directed tests, run by cpu.test.ts (interpreter) and jit.test.ts (translated blocks). */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12, R14, R15 } from './asm.test-helper.js';
+import { run64, run32, r64, hasNasm, assemble, RAX, RCX, RDX, RBX, RSP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 } from './asm.test-helper.js';
 import { features } from '../features.js';
 import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE, STACK_TOP, HANDLER_MARK, type TestMachine } from './test-machine.js';
 
@@ -750,6 +750,156 @@ export function coreSuite(label: string, jitThreshold: number): void {
       } finally {
         features.popcnt = saved;
       }
+    });
+  });
+
+  d(`${label}: debug facilities and exception frames`, () => {
+    /** Point IDT gate `v` (64-bit IDT at 0x4000, selector and type already set) at `label`. */
+    const gate = (v: number, label: string): string => `
+        lea rax, [rel ${label}]
+        mov [${0x4000 + v * 16}], ax
+        shr rax, 16
+        mov [${0x4000 + v * 16 + 6}], ax
+        shr rax, 16
+        mov [${0x4000 + v * 16 + 8}], eax`;
+
+    it('flags a dead write leaves reach the frame of a fault before the next write; fault frames have RF set, INT3 frames not', () => {
+      const t = run64(`
+        mov rax, -1
+        add rax, 1              ; CF=1 ZF=1, rewritten by the cmp below: only the #PF frame shows them
+        mov rbx, 0x40000000     ; not mapped
+        mov rcx, [rbx]
+        cmp rax, 5
+        hlt`);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      const flags = t.memory.read32(Number(r64(t, RSP)) + 24);
+      expect(flags & 0x41).toBe(0x41);
+      expect(flags & 0x10000).toBe(0x10000); // RF
+      const ud = run64('ud2\nhlt');
+      expect(ud.memory.read32(Number(r64(ud, RSP)) + 16) & 0x10000).toBe(0x10000);
+      const bp = run64('int3\nhlt');
+      expect(bp.memory.read32(Number(r64(bp, RSP)) + 16) & 0x10000).toBe(0);
+    });
+
+    it('TF: a #DB after each instruction from the one after the POPF that sets it, to the POPF that clears it', () => {
+      const t = run64(`${gate(1, 'db')}
+        xor r8d, r8d
+        pushfq
+        or qword [rsp], 0x100
+        popfq                   ; sets TF: no trap after it
+        mov eax, 1              ; 1
+        mov ebx, 2              ; 2
+        pushfq                  ; 3
+        and qword [rsp], ~0x100 ; 4
+        popfq                   ; 5: TF was set when it began
+        mov ecx, 3
+        hlt
+      db:
+        inc r8
+        mov r9, dr6
+        mov r10, [rsp]
+        iretq`);
+      expect(t.cpu.s.halted).toBe(true);
+      expect(r64(t, R8)).toBe(5n);
+      expect(Number(r64(t, R9)) & 0x400f).toBe(0x4000); // DR6.BS
+      expect(r64(t, RCX)).toBe(3n);
+      expect(t.cpu.s.rflagsRest & 0x100).toBe(0);
+    });
+
+    it('TF: no trap after INT n (delivery clears TF) and after MOV SS it waits one instruction', () => {
+      const t = run64(`${gate(1, 'db')}${gate(0x40, 'soft')}
+        xor r8d, r8d
+        xor r12d, r12d
+        pushfq
+        or qword [rsp], 0x100
+        popfq
+        int 0x40                ; the handler is not traced; no trap after INT
+        mov ax, ss              ; 1 (after the handler's IRETQ: the trap comes after this one)
+        mov ss, ax              ; no trap here...
+        nop                     ; 2: ...but after this
+        pushfq                  ; 3
+        and qword [rsp], ~0x100 ; 4
+        popfq                   ; 5
+        hlt
+      soft:
+        inc r12
+        iretq
+      db:
+        inc r8
+        iretq`);
+      expect(t.cpu.s.halted).toBe(true);
+      expect(r64(t, R12)).toBe(1n);
+      expect(r64(t, R8)).toBe(5n);
+    });
+
+    it('instruction breakpoint: #DB before the instruction, RF in the frame lets it run once', () => {
+      const t = run64(`${gate(1, 'db')}
+        xor r8d, r8d
+        lea rax, [rel target]
+        mov dr0, rax
+        mov eax, 1              ; L0, execute, length 1
+        mov dr7, rax
+        xor ebx, ebx
+      target:
+        add ebx, 7
+        xor eax, eax
+        mov dr7, rax
+        lea r13, [rel target]
+        hlt
+      db:
+        inc r8
+        mov r9, dr6
+        mov r10, [rsp]
+        or qword [rsp + 16], 0x10000
+        cmp r8, 5
+        jae .stop               ; a breakpoint that keeps firing is a failure, not a hang
+        iretq
+      .stop:
+        hlt`);
+      expect(t.cpu.s.halted).toBe(true);
+      expect(r64(t, R8)).toBe(1n);
+      expect(r64(t, RBX)).toBe(7n);
+      expect(Number(r64(t, R9)) & 0xf).toBe(1);
+      expect(r64(t, R10)).toBe(r64(t, R13)); // the frame's RIP: the instruction itself (a fault)
+    });
+
+    it('data breakpoints: a write watch traps after the store only, a read/write watch after loads too', () => {
+      const t = run64(`${gate(1, 'db')}
+        xor r8d, r8d
+        xor r11d, r11d
+        lea rax, [rel var]
+        mov dr1, rax
+        mov dr2, rax
+        mov eax, (1 << 2) | (1 << 20) | (3 << 22)   ; DR1: L1, write, 4 bytes
+        mov dr7, rax
+        mov eax, [rel var + 2]  ; read: no trap
+        mov word [rel var + 2], 5
+      after_store:
+        mov ecx, [rel var + 4]  ; outside the watched 4 bytes
+        mov r14, r8
+        mov eax, (1 << 4) | (3 << 24) | (1 << 26)   ; DR2: L2, read/write, 2 bytes
+        mov dr7, rax
+        mov eax, [rel var + 1]  ; overlaps [var, var+2): trap
+      after_load:
+        xor eax, eax
+        mov dr7, rax
+        lea r12, [rel after_store]
+        lea r13, [rel after_load]
+        add r12, r13
+        hlt
+      db:
+        inc r8
+        mov r9, dr6
+        mov r10, [rsp]
+        add r11, r10
+        iretq
+        align 8
+      var: dq 0`);
+      expect(t.cpu.s.halted).toBe(true);
+      expect(r64(t, R14)).toBe(1n);
+      expect(r64(t, R8)).toBe(2n);
+      expect(Number(r64(t, R9)) & 0xf).toBe(4);
+      expect(r64(t, R11)).toBe(r64(t, R12)); // the frames' RIPs: after each access (traps)
     });
   });
 

@@ -96,6 +96,12 @@ export class Tlb {
     return i;
   }
 
+  /** Send every access to entry i through the slow paths (a page a data breakpoint watches). */
+  slowPath(i: number): void {
+    this.addr[i] = -1;
+    this.wclear(i);
+  }
+
   /** Entry i of the wasm TLB matches nothing. */
   private wclear(i: number): void {
     const w = this.wtags;

@@ -132,7 +132,7 @@ export function readCr(h: SystemHost, n: number): number {
   return v >>> 0;
 }
 
-// ---- debug registers (stored; breakpoints are not implemented) -----------------------------
+// ---- debug registers (the breakpoints they set are the core's: core/debug.ts) ----------------
 
 const DR6_FIXED = 0xffff0ff0;
 const DR7_FIXED = 0x400;
@@ -154,11 +154,13 @@ export function writeDr(h: SystemHost, n: number, lo: number, hi: number): void 
   if (i >= 6) {
     if (s.efer & Efer.LMA && hi !== 0) throw gp0();
     s.dr[i] = i === 6 ? (lo | DR6_FIXED) >>> 0 : ((lo | DR7_FIXED) & ~0xd800) >>> 0;
+    if (i === 7) h.debugChanged?.();
     return;
   }
   const v = s.efer & Efer.LMA ? join64(lo, hi) : lo >>> 0;
   if (!isCanonical(v)) throw gp0();
   s.dr[i] = v;
+  h.debugChanged?.();
 }
 
 /** MOV r, DRn: low 32 bits returned, high in h.scratchHi. */

@@ -78,12 +78,29 @@ export function deliver(h: SystemHost, vector: number, errorCode: number, kind: 
   }
 }
 
+/**
+ * Fault-class exceptions: the RFLAGS image in their frame has RF set, so that the faulting
+ * instruction, once the handler returns to it, does not hit an instruction breakpoint again.
+ * (#DB is left out: an instruction breakpoint pushes RF as it is, and its trap forms are not
+ * faults; #DF and #MC are aborts.)
+ */
+function isFault(vector: number): boolean {
+  return vector !== Vec.DB && vector !== Vec.DF && vector !== Vec.MC && vector !== Vec.BP && vector !== Vec.OF;
+}
+
 function deliverOnce(h: SystemHost, vector: number, errorCode: number, kind: EventKind, returnRip: number): void {
   const s = h.s;
   const ext = kind === EventKind.Software ? 0 : 1;
-  if (s.mode === Mode.Real) deliverReal(h, vector, returnRip);
-  else if (s.efer & Efer.LMA) deliverLong(h, vector, errorCode, kind, returnRip, ext);
-  else deliverProtected(h, vector, errorCode, kind, returnRip, ext);
+  const rfBefore = s.rflagsRest & Flag.RF;
+  if (kind === EventKind.Exception && isFault(vector)) s.rflagsRest |= Flag.RF; // cleared by the delivery
+  try {
+    if (s.mode === Mode.Real) deliverReal(h, vector, returnRip);
+    else if (s.efer & Efer.LMA) deliverLong(h, vector, errorCode, kind, returnRip, ext);
+    else deliverProtected(h, vector, errorCode, kind, returnRip, ext);
+  } catch (e) {
+    s.rflagsRest = (s.rflagsRest & ~Flag.RF) | rfBefore;
+    throw e;
+  }
   if (kind === EventKind.Nmi) nmiBlockedSet.add(s);
 }
 

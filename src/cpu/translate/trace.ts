@@ -128,9 +128,12 @@ export function buildTrace(ram: Uint8Array, rip: number, off: number, isBlockSta
   let lv = true;
   for (let i = insns.length - 1; i >= 0; i--) {
     live[i] = lv;
-    const u = flagUse(insns[i]!);
+    const d = insns[i]!;
+    const u = flagUse(d);
     if (u === FlagUse.WritesAll) lv = false;
     else if (u !== FlagUse.None) lv = true;
+    // an exception it raises shows the flags from before it in its frame (RFLAGS on the stack)
+    if (mayFault(d)) lv = true;
   }
   // a block that branches back to its own start runs as a loop
   const loop = insns.length > 0 && (r === rip || insns.some((d) => {
@@ -148,6 +151,45 @@ export { FlagUse };
 export function flagUse(d: D): FlagUse {
   if (constShiftCount(d) > 0) return FlagUse.WritesAll;
   return flagUseOf(d.info);
+}
+
+/**
+ * May the instruction raise an exception? False only for register forms that cannot (ALU, moves,
+ * shifts, multiplies, bit operations, CMOVcc/SETcc, LEA, followed direct jumps, hints); every
+ * memory access, division, stack operation, LOCK prefix or instruction the interpreter runs may.
+ */
+export function mayFault(d: D): boolean {
+  const op = d.op;
+  if (op === 0x8d) return d.mod === 3; // LEA: no access (its register form is #UD)
+  if (op === 0x118 || op === 0x11f) return false; // PREFETCHh, NOP r/m: hints
+  if (d.lock || (d.hasModrm && d.mod !== 3)) return true;
+  if (op < 0x40) return (op & 7) >= 6; // ALU (register, AL/eAX immediate); the rest are prefixes or #UD in 64-bit mode
+  if (op >= 0x70 && op <= 0x7f) return false; // Jcc: the target was checked canonical by the trace builder or exits
+  if (op >= 0x180 && op <= 0x18f) return false;
+  if (op === 0xe9 || op === 0xeb) return !d.follow;
+  switch (op) {
+    case 0x63: case 0x69: case 0x6b: case 0x80: case 0x81: case 0x83: case 0x84: case 0x85: case 0x86: case 0x87:
+    case 0x88: case 0x89: case 0x8a: case 0x8b: case 0x98: case 0x99: case 0xc0: case 0xc1: case 0xd0: case 0xd1:
+    case 0xd2: case 0xd3: case 0xf5: case 0xf8: case 0xf9:
+      return false;
+    case 0xc6: case 0xc7:
+      return (d.reg & 7) !== 0;
+    case 0xf6: case 0xf7:
+      return (d.reg & 7) >= 6; // DIV/IDIV: #DE
+    case 0xfe: case 0xff:
+      return (d.reg & 7) >= 2;
+    case 0x1ba:
+      return (d.reg & 7) < 4; // BT group: /0../3 are #UD
+  }
+  if ((op >= 0x90 && op <= 0x97) || (op >= 0xb0 && op <= 0xbf)) return false;
+  if ((op >= 0x140 && op <= 0x14f) || (op >= 0x190 && op <= 0x19f) || (op >= 0x1c8 && op <= 0x1cf)) return false;
+  switch (op) {
+    case 0x1a3: case 0x1a4: case 0x1a5: case 0x1ab: case 0x1ac: case 0x1ad: case 0x1af: case 0x1b0: case 0x1b1:
+    case 0x1b3: case 0x1b6: case 0x1b7: case 0x1bb: case 0x1bc: case 0x1bd: case 0x1be: case 0x1bf:
+    case 0x1c0: case 0x1c1:
+      return false;
+  }
+  return true;
 }
 
 /** Instructions the interpreter may run inside a block without ending it. */

@@ -38,6 +38,7 @@ export function sregLoad(c: Cpu, sreg: number, sel: number): void {
   if (sreg === 2) {
     c.ssChanged();
     c.s.interruptShadow = true;
+    c.dbgInhibit = true;
   }
 }
 
