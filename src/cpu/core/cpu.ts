@@ -26,7 +26,7 @@ import { computeMode } from '../system/control.js';
 import type { FallbackCounts } from '../translate/block.js';
 import { BlockCache } from '../translate/cache.js';
 import { Tlb } from './tlb.js';
-import { checkWatch, watchedPages } from './debug.js';
+import { checkIoWatch, checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
@@ -822,10 +822,12 @@ export class Cpu implements SystemHost {
 
   // ---- SystemHost: ports, TSC ------------------------------------------------------------
   portRead(port: number, size: 1 | 2 | 4): number {
+    if (this.s.dr[7]! & 0xff) checkIoWatch(this, port & 0xffff, size);
     return this.pio.read(port & 0xffff, size);
   }
 
   portWrite(port: number, size: 1 | 2 | 4, value: number): void {
+    if (this.s.dr[7]! & 0xff) checkIoWatch(this, port & 0xffff, size);
     this.pio.write(port & 0xffff, size, value >>> 0);
   }
 

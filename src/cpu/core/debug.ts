@@ -1,7 +1,7 @@
 /**
  * Debug facilities (SDM vol. 3 ch. 17): single-step (RFLAGS.TF), the breakpoints of DR0-DR3 as
- * DR7 enables them (instruction, data write, data read/write; I/O breakpoints are not
- * implemented), their status in DR6, and RFLAGS.RF.
+ * DR7 enables them (instruction, data write, data read/write, and I/O with CR4.DE), their status
+ * in DR6, and RFLAGS.RF. (DR7.GD, general detect, is control.ts's: it guards MOV DR.)
  *
  * While any of these is in play (TF or RF set, or a breakpoint enabled in DR7) the run loop
  * interprets one instruction at a time through `debugStep` instead of running translated blocks,
@@ -13,7 +13,7 @@ import type { Cpu } from './cpu.js';
 import { step } from './exec.js';
 import { deliverSafe } from './run.js';
 import { CpuFault, EventKind } from '../system-api.js';
-import { Flag, SReg, Vec, type CpuState } from '../state.js';
+import { Cr4, Flag, SReg, Vec, type CpuState } from '../state.js';
 
 /** DR6: breakpoint conditions B0-B3, single step. */
 export const DR6_B = 0xf;
@@ -62,6 +62,19 @@ export function checkWatch(c: Cpu, lin: number, size: number, write: boolean): v
     const l = len(dr7, n);
     const a = s.dr[n]! - (s.dr[n]! % l);
     if (lin < a + l && a < lin + size) c.dbgHits |= 1 << n;
+  }
+}
+
+/** A port access [port, port+size) while DR7 enables a breakpoint: note the I/O breakpoints it hits (CR4.DE). */
+export function checkIoWatch(c: Cpu, port: number, size: number): void {
+  const s = c.s;
+  if (!(s.cr4 & Cr4.DE)) return;
+  const dr7 = s.dr[7]!;
+  for (let n = 0; n < 4; n++) {
+    if (!enabled(dr7, n) || rw(dr7, n) !== 2) continue;
+    const l = len(dr7, n);
+    const a = (s.dr[n]! % 65536) - (s.dr[n]! % l);
+    if (port < a + l && a < port + size) c.dbgHits |= 1 << n;
   }
 }
 

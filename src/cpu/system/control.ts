@@ -137,6 +137,20 @@ export function readCr(h: SystemHost, n: number): number {
 const DR6_FIXED = 0xffff0ff0;
 const DR7_FIXED = 0x400;
 
+const DR6_BD = 1 << 13;
+const DR7_GD = 1 << 13;
+
+/**
+ * General detect (DR7.GD): any MOV to or from a debug register faults with #DB, DR6.BD set; GD is
+ * cleared as the handler is entered, so that it may use them.
+ */
+function generalDetect(s: CpuState): void {
+  if (!(s.dr[7]! & DR7_GD)) return;
+  s.dr[6] = (s.dr[6]! | DR6_BD) >>> 0;
+  s.dr[7] = (s.dr[7]! & ~DR7_GD) >>> 0;
+  throw new CpuFault(Vec.DB);
+}
+
 function drIndex(s: CpuState, n: number): number {
   if (n === 4 || n === 5) {
     if (s.cr4 & Cr4.DE) throw new CpuFault(Vec.UD);
@@ -151,6 +165,7 @@ export function writeDr(h: SystemHost, n: number, lo: number, hi: number): void 
   const s = h.s;
   requireCpl0(s);
   const i = drIndex(s, n);
+  generalDetect(s);
   if (i >= 6) {
     if (s.efer & Efer.LMA && hi !== 0) throw gp0();
     s.dr[i] = i === 6 ? (lo | DR6_FIXED) >>> 0 : ((lo | DR7_FIXED) & ~0xd800) >>> 0;
@@ -168,6 +183,7 @@ export function readDr(h: SystemHost, n: number): number {
   const s = h.s;
   requireCpl0(s);
   const i = drIndex(s, n);
+  generalDetect(s);
   let v = s.dr[i]!;
   if (i === 6) v = (v | DR6_FIXED) >>> 0;
   if (i === 7) v = (v | DR7_FIXED) >>> 0;

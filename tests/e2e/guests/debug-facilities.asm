@@ -8,6 +8,10 @@
 ;   EIP was the instruction's and whether the instruction ran;
 ; - "dbp": a 4-byte write watch (DR1) ignores a read and traps after a 2-byte store inside it: the
 ;   count, DR6.B0..B3, whether the frame's EIP was the next instruction's;
+; - "io": with CR4.DE, an I/O breakpoint (DR3, port 0x80) traps after the OUT to it only: the
+;   count, DR6.B0..B3, whether the frame's EIP was the next instruction's;
+; - "gd": with DR7.GD, MOV from DR0 faults (#DB) with DR6.BD, and GD is clear afterwards: the
+;   count, DR6.BD, whether the frame's EIP was the MOV's, DR7.GD after;
 ; - "rf": RFLAGS.RF in the frame of a fault (#UD, #DE) is 1, in that of INT3 (a trap) 0.
 %include "lib/kernel32.inc"
 
@@ -125,6 +129,72 @@ after_store:
   call putdec
   call newline
 
+  ; --- io
+  xor eax, eax
+  mov dr6, eax
+  mov dword [db_count], 0
+  mov eax, cr4
+  or eax, 1 << 3                        ; CR4.DE: R/W 10 means I/O
+  mov cr4, eax
+  mov eax, 0x80
+  mov dr3, eax
+  mov eax, (1 << 6) | (2 << 28)         ; L3, I/O, 1 byte
+  mov dr7, eax
+  mov dx, 0x3f9
+  in al, dx                             ; another port: no trap
+  out 0x80, al                          ; trap after it
+after_out:
+  xor eax, eax
+  mov dr7, eax
+  PRINT "io: "
+  mov eax, [db_count]
+  call putdec
+  mov al, ' '
+  call putc
+  mov eax, [db_dr6]
+  and eax, 0xf
+  call putdec
+  mov al, ' '
+  call putc
+  xor eax, eax
+  cmp dword [db_eip], after_out
+  sete al
+  call putdec
+  call newline
+
+  ; --- gd
+  xor eax, eax
+  mov dr6, eax
+  mov dword [db_count], 0
+  mov eax, 1 << 13                      ; DR7.GD alone
+  mov dr7, eax
+gd_insn:
+  mov eax, dr0                          ; #DB (a fault) with DR6.BD; GD is clear in the handler
+  mov eax, dr7                          ; so this one does not fault
+  mov [gd_dr7], eax
+  PRINT "gd: "
+  mov eax, [db_count]
+  call putdec
+  mov al, ' '
+  call putc
+  mov eax, [db_dr6]
+  shr eax, 13
+  and eax, 1
+  call putdec
+  mov al, ' '
+  call putc
+  xor eax, eax
+  cmp dword [db_eip], gd_insn
+  sete al
+  call putdec
+  mov al, ' '
+  call putc
+  mov eax, [gd_dr7]
+  shr eax, 13
+  and eax, 1
+  call putdec
+  call newline
+
   ; --- rf
   ud2
   xor edx, edx
@@ -206,6 +276,7 @@ ran: dd 0
 rf_ud: dd 9
 rf_de: dd 9
 rf_bp: dd 9
+gd_dr7: dd 0
 align 8
 var: dq 0
 
