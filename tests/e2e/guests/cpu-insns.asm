@@ -4,8 +4,10 @@
 ; (":" and the error code for #GP).
 ; - "cpuid": the feature bits (RDTSCP 80000001:EDX.27; 7.0: RDPID ECX.22, CLFLUSHOPT EBX.23,
 ;   CLWB EBX.24, FSGSBASE EBX.0, UMIP ECX.2);
-; - "tsc_aux": WRMSR IA32_TSC_AUX, then RDMSR, RDTSCP's ECX and RDPID read it back; RDTSCP's TSC
-;   does not run behind an earlier RDTSC ("order");
+; - "tsc_aux": WRMSR IA32_TSC_AUX, then RDMSR, RDTSCP's ECX and RDPID (#UD where CPUID has no
+;   RDPID) read it back; RDTSCP's TSC does not run behind an earlier RDTSC ("order"); a CPU
+;   without them prints the vectors instead (every instruction that may fault runs under TRY; a
+;   fault elsewhere prints "unexpected fault" and exits with 0x31);
 ; - "tsc_aux hi": WRMSR TSC_AUX with bits 63:32 set (SDM: reserved, #GP(0)), and the value after;
 ; - "rdtscp cpl3": RDTSCP at CPL 3 without and with CR4.TSD;
 ; - "flush": CLFLUSHOPT, CLWB, CLFLUSH of a byte of RAM; "np fences": LFENCE/MFENCE/SFENCE with a
@@ -35,6 +37,7 @@ NONE equ 0xff
   mov dword [resume], %%after
   %1
 %%after:
+  mov dword [resume], 0                 ; a fault outside TRY is unexpected
 %endmacro
 
 ; REC n: keep [last_vec]/[last_err] in results slot n (any CPL)
@@ -113,33 +116,36 @@ main:
   call putcf
   call newline
 
-  ; --- tsc_aux: RDMSR, RDTSCP, RDPID
+  ; --- tsc_aux: WRMSR, then RDMSR, RDTSCP, RDPID
+  PRINT "tsc_aux:"
   mov ecx, MSR_TSC_AUX
   mov eax, 0x12345678
   xor edx, edx
-  wrmsr
-  PRINT "tsc_aux:"
+  TRY wrmsr
+  SHOW
   mov ecx, MSR_TSC_AUX
-  rdmsr
-  call putsphex
+  TRY rdmsr
+  call putval
   rdtsc
   mov [tsc0], eax
   mov [tsc0 + 4], edx
   mov ecx, 0xffffffff
-  rdtscp
-  mov ebx, eax
-  mov eax, ecx
-  call putsphex
-  mov eax, 0xffffffff
-  rdpid eax
-  call putsphex
-  PRINT " order "
-  cmp edx, [tsc0 + 4]                   ; EDX:EBX >= tsc0 (unsigned, 64 bits)
+  TRY rdtscp
+  cmp dword [last_vec], NONE
+  jne .no_order
+  cmp edx, [tsc0 + 4]                   ; EDX:EAX >= tsc0 (unsigned, 64 bits)
   jne .hi_differs
-  cmp ebx, [tsc0]
+  cmp eax, [tsc0]
 .hi_differs:
-  setae al
-  movzx eax, al
+  setae [order]
+.no_order:
+  mov eax, ecx
+  call putval
+  mov eax, 0xffffffff
+  TRY {rdpid eax}                       ; #UD where CPUID says no RDPID
+  call putval
+  PRINT " order "
+  movzx eax, byte [order]
   call putdec
   call newline
 
@@ -151,10 +157,11 @@ main:
   TRY wrmsr
   SHOW
   mov ecx, MSR_TSC_AUX
-  rdmsr
-  call putsphex
-  mov eax, edx
-  call putsphex
+  TRY rdmsr
+  mov ebx, edx
+  call putval
+  mov eax, ebx
+  call putval
   call newline
 
   ; --- rdtscp cpl3: without and with CR4.TSD
@@ -278,6 +285,8 @@ user_umip:                              ; any CPL
 ; ---- exception handlers: record, resume at [resume] ------------------------------------------
 
 ud_handler:
+  cmp dword [resume], 0
+  je unexpected
   mov dword [last_vec], 6
   push eax
   mov eax, [resume]
@@ -286,6 +295,8 @@ ud_handler:
   iret
 
 gp_handler:
+  cmp dword [resume], 0
+  je unexpected
   pop dword [last_err]
   mov dword [last_vec], 13
   push eax
@@ -294,7 +305,23 @@ gp_handler:
   pop eax
   iret
 
+unexpected:                             ; a fault outside TRY: say so, fail
+  mov ax, SEL_DATA0
+  mov ds, ax
+  mov es, ax
+  call newline
+  PRINT "unexpected fault"
+  call newline
+  EXIT 0x31
+
 ; ---- output ------------------------------------------------------------------------------------
+
+putval:                                 ; after TRY: " " and EAX in hex, or the result as putres
+  cmp dword [last_vec], NONE
+  je putsphex
+  mov eax, [last_vec]
+  mov edx, [last_err]
+  jmp putres
 
 putcf:                                  ; " 0" or "1" from CF (no space)
   setc al
@@ -318,8 +345,11 @@ putres:                                 ; " -", " 6" or " 13:err" from EAX (vect
   mov al, '-'
   jmp putc
 .vec:
+  push ebx
+  mov ebx, eax
   call putdec
-  cmp eax, 13
+  cmp ebx, 13
+  pop ebx
   jne .done
   mov al, ':'
   call putc
@@ -365,6 +395,7 @@ gdtr:
 align 8
 tss: times 104 db 0
 tsc0: dq 0
+order: dd 0
 last_vec: dd 0
 last_err: dd 0
 resume: dd 0
