@@ -35,11 +35,16 @@ export const features = {
   /** CPUID.7.0:EBX.ERMS — enhanced REP MOVSB/STOSB (a hint only: no new instructions). */
   erms: false,
   /** CPUID.7.0:EBX.FSGSBASE — RDFSBASE/WRFSBASE/RDGSBASE/WRGSBASE (and CR4.FSGSBASE). */
-  fsgsbase: false,
+  fsgsbase: true,
   /** CPUID.80000001:EDX.RDTSCP — RDTSCP and the TSC_AUX MSR. */
-  rdtscp: false,
-  /** CPUID.7.0:ECX.RDPID. */
-  rdpid: false,
+  rdtscp: true,
+  /** CPUID.7.0:ECX.RDPID (reads TSC_AUX too). */
+  rdpid: true,
+  /** CPUID.7.0:EBX.CLFLUSHOPT / CLWB — 66 0F AE /7 and /6 (memory): address checks only, like CLFLUSH. */
+  clflushopt: true,
+  clwb: true,
+  /** CPUID.7.0:ECX.UMIP — CR4.UMIP: SGDT SIDT SLDT SMSW STR raise #GP(0) at CPL > 0. */
+  umip: true,
   /** CPUID.1:EDX.SEP — SYSENTER/SYSEXIT and the SYSENTER_* MSRs are always stored; this gates the instructions. */
   sep: false,
   /** CPUID.1:ECX.MONITOR — MONITOR/MWAIT. */

@@ -204,6 +204,7 @@ export class CpuState {
     this.cr8 = 0;
     this.efer = 0;
     this.xcr0 = 1;
+    this.tscAux = 0;
     this.cpl = 0;
     this.mode = Mode.Real;
     this.halted = false;

@@ -26,6 +26,8 @@ export interface OracleCase {
   undefRegs?: number[];
   /** Compare MXCSR too (SSE floating-point families). */
   checkMxcsr?: boolean;
+  /** CR4 bits the emulated CPU sets before the run, as the host kernel did for user mode (FSGSBASE). */
+  cr4?: number;
 }
 
 export interface OracleReport {
@@ -275,7 +277,12 @@ export function runOracle(cases: readonly OracleCase[], seed?: number): OracleRe
   cases.forEach((c, i) => {
     const opts = { ptrRegs: c.ptrRegs ?? [] };
     const want = native.run(code[i]!, cloneState(c.state), opts);
-    const got = emulated.run(code[i]!, cloneState(c.state), opts);
+    const cr4 = c.cr4 ?? 0;
+    const setup = cr4 === 0 ? undefined : (cpu: { s: { cr4: number }; modeChanged(): void }): void => {
+      cpu.s.cr4 |= cr4;
+      cpu.modeChanged();
+    };
+    const got = emulated.run(code[i]!, cloneState(c.state), { ...opts, setup });
     const d = compare(c, want, got, CODE_BASE + code[i]!.length + 1, undefinedDiffs);
     if (d.length > 0) {
       failures.push(

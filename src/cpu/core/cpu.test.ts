@@ -1,3 +1,5 @@
 import { coreSuite } from './suite.test-helper.js';
+import { insnSuite } from './suite-insns.test-helper.js';
 
 coreSuite('CPU core (interpreter)', Infinity);
+insnSuite('CPU core (interpreter)', Infinity);

@@ -7,7 +7,7 @@ import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE
 
 /** Every directed test, with blocks translated after `jitThreshold` executions (Infinity: interpreted). */
 /** EFER.SCE, STAR (SYSRET to user CS 0x28/SS 0x20, SYSCALL to CS 0x08) and LSTAR = `entry`. */
-const SYSCALL_SETUP = `
+export const SYSCALL_SETUP = `
         mov ecx, 0xc0000080    ; EFER
         rdmsr
         or eax, 1              ; SCE
@@ -23,7 +23,7 @@ const SYSCALL_SETUP = `
         wrmsr`;
 
 /** Make the identity map user-accessible (U on every level), so code can run at CPL 3. */
-function userPages(m: TestMachine): void {
+export function userPages(m: TestMachine): void {
   m.memory.write32(0x1000, 0x2007);
   m.memory.write32(0x2000, 0x3007);
   for (let i = 0; i < 512; i++) m.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x87) >>> 0);

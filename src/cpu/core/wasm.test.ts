@@ -1,4 +1,6 @@
 import { coreSuite } from './suite.test-helper.js';
+import { insnSuite } from './suite-insns.test-helper.js';
 
 // Every directed test again with each block translated to WebAssembly on first execution.
 coreSuite('CPU core (wasm blocks)', 1);
+insnSuite('CPU core (wasm blocks)', 1);

@@ -67,6 +67,7 @@ class Bench {
     RANGES.forEach(([a], i) => ram.set(this.pristine[i]!, a));
     ram.set(code, CODE_BASE);
     enterLongMode(t);
+    if (features.fsgsbase) c.s.cr4 |= 1 << 16; // CR4.FSGSBASE: RDFSBASE & co run
     const g = c.s.gpr;
     const set = (r: number, lo: number, hi = 0): void => {
       g[2 * r] = lo;

@@ -279,10 +279,12 @@ def(T(0xa3), { name: 'BT r/m,r', modrm: M, flags: RW });
 def([T(0xab), T(0xb3), T(0xbb)], { name: 'BTS/BTR/BTC r/m,r', modrm: M, flags: RW, store: 'mem' });
 def([T(0xa4), T(0xac)], { name: 'SHLD/SHRD ib', modrm: M, imm: Imm.B, flags: RW, store: 'mem' });
 def([T(0xa5), T(0xad)], { name: 'SHLD/SHRD CL', modrm: M, flags: RW, store: 'mem' });
-// group 15: FXSAVE FXRSTOR LDMXCSR STMXCSR XSAVE XRSTOR XSAVEOPT CLFLUSH; register forms
-// RDFSBASE.. WRGSBASE (0-3, end a block: they change segment bases) and the fences (5-7)
+// group 15: FXSAVE FXRSTOR LDMXCSR STMXCSR XSAVE XRSTOR XSAVEOPT CLFLUSH (66: CLWB CLFLUSHOPT);
+// register forms RDFSBASE RDGSBASE (0-1: read a base, the block goes on), WRFSBASE WRGSBASE
+// (2-3, end a block: they change segment bases) and the fences (5-7)
 def(T(0xae), { name: 'FXSAVE/STMXCSR/XSAVE/CLFLUSH m', modrm: M, flags: NONE, store: 'mem', form: 'mem' });
 def(T(0xae), { name: 'RD/WR FS/GS BASE', modrm: M, flow: END, form: 'reg' }, range(0, 4));
+def(T(0xae), { name: 'RDFSBASE/RDGSBASE', modrm: M, flags: NONE, form: 'reg' }, [0, 1]);
 def(T(0xae), { name: 'LFENCE/MFENCE/SFENCE', modrm: M, flags: NONE, form: 'reg' }, range(5, 7));
 def(T(0xaf), { name: 'IMUL r,r/m', modrm: M, flags: WRITES });
 def([T(0xb0), T(0xb1)], { name: 'CMPXCHG', modrm: M, flags: WRITES, store: 'mem' });

@@ -36,6 +36,26 @@ describe('cpuid', () => {
     expect(ext[2]! & 1).toBe(1);
   });
 
+  it('advertises RDTSCP, RDPID, CLFLUSHOPT, CLWB, FSGSBASE and UMIP exactly when their features are on', () => {
+    const names = ['rdtscp', 'rdpid', 'clflushopt', 'clwb', 'fsgsbase', 'umip'] as const;
+    const saved = names.map((n) => features[n]);
+    try {
+      for (const on of [true, false]) {
+        for (const n of names) features[n] = on;
+        const bit = (v: number, b: number): boolean => ((v >>> b) & 1) === 1;
+        const l7 = leaf(7);
+        expect(bit(leaf(0x80000001)[3]!, 27)).toBe(on); // RDTSCP
+        expect(bit(l7[2]!, 22)).toBe(on); // RDPID
+        expect(bit(l7[1]!, 23)).toBe(on); // CLFLUSHOPT
+        expect(bit(l7[1]!, 24)).toBe(on); // CLWB
+        expect(bit(l7[1]!, 0)).toBe(on); // FSGSBASE
+        expect(bit(l7[2]!, 2)).toBe(on); // UMIP
+      }
+    } finally {
+      names.forEach((n, i) => (features[n] = saved[i]!));
+    }
+  });
+
   it('writes EAX..EDX with cleared upper halves', () => {
     const h = new TestHost();
     h.s.gpr[0] = 0x80000008;

@@ -118,8 +118,13 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
         if (features.bmi1) ebx |= 1 << 3;
         if (features.bmi2) ebx |= 1 << 8;
         if (features.erms) ebx |= 1 << 9;
+        if (features.clflushopt) ebx |= 1 << 23;
+        if (features.clwb) ebx |= 1 << 24;
         out[1] = ebx >>> 0;
-        out[2] = features.rdpid ? 1 << 22 : 0;
+        let ecx = 0;
+        if (features.umip) ecx |= 1 << 2;
+        if (features.rdpid) ecx |= 1 << 22;
+        out[2] = ecx >>> 0;
       }
       return;
     case 0x15:

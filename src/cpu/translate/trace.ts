@@ -194,7 +194,16 @@ export function mayFault(d: D): boolean {
 
 /** Instructions the interpreter may run inside a block without ending it. */
 export function continueSafe(d: D): boolean {
-  return flowOf(d.info) === Flow.Next;
+  return flowOf(d.info) === Flow.Next || isRdtscp(d);
+}
+
+/**
+ * RDTSCP (0F 01 F9) reads the clock and TSC_AUX, nothing a block keeps, so the block goes on
+ * as after RDTSC (Linux's rdtsc_ordered, behind every kvm-clock read, is RDTSCP when the CPU
+ * has it). The table keeps the rest of group 7 (ModRM.reg 7, register form) ending blocks.
+ */
+function isRdtscp(d: D): boolean {
+  return d.op === 0x101 && d.mod === 3 && (d.reg & 7) === 7 && (d.rm & 7) === 1;
 }
 
 /**

@@ -250,8 +250,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return genBitScan(g, d, live, L);
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
       return genString(g, d);
-    case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15 is interpreted)
-      return !mem && (d.reg & 7) >= 5 && d.rep === 0 ? 'cont' : false;
+    case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
+      return !mem && (d.reg & 7) >= 5 && d.rep === 0 && !d.opo ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
       return (d.reg & 7) >= 4 ? genBitOp(g, d, d.reg & 3, live, L) : false;
     case 0x1c0: case 0x1c1: { // XADD r/m, r

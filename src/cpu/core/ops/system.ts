@@ -1,15 +1,17 @@
 /**
  * System instructions: privilege checks, segment register loads, POPF's flag mask, far pointer
  * loads (LDS/LES/LSS/LFS/LGS), and groups 6 (0F 00: SLDT/STR/LLDT/LTR/VERR/VERW), 7 (0F 01:
- * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP), 9 (0F C7: CMPXCHG8B/16B) and 15 (0F AE:
- * fences, CLFLUSH; FXSAVE & co go to the SIMD unit). The work itself is in src/cpu/system/.
+ * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP), 9 (0F C7: CMPXCHG8B/16B, RDPID) and 15
+ * (0F AE: fences, CLFLUSH/CLFLUSHOPT/CLWB, RDFSBASE & co; FXSAVE & co go to the SIMD unit).
+ * The work itself is in src/cpu/system/.
  */
 import type { Cpu } from '../cpu.js';
 import { features } from '../../features.js';
 import { loadSegment, lgdt, lidt, sgdt, sidt, lldt, ltr, verr, verw } from '../../system/segments.js';
 import { lmsw } from '../../system/control.js';
-import { Cr4 } from '../../state.js';
+import { Cr4, Mode } from '../../state.js';
 import { swapgs } from '../../system/syscall.js';
+import { hi32, isCanonical, join64 } from '../../system/bits.js';
 import { fault, getReg, setReg, modrm, eaLin, readRM, segAdd } from './operands.js';
 import { runSse } from './simd.js';
 import { CpuFault } from '../../system-api.js';
@@ -73,6 +75,7 @@ export function group6(c: Cpu): void {
   switch (op) {
     case 0: // SLDT
     case 1: { // STR
+      umip(c);
       const v = op === 0 ? s.ldtrSel : s.trSel;
       if (c.mod === 3) setReg(c, c.rm, c.opsize, v, 0);
       else c.write16(eaLin(c), v);
@@ -98,9 +101,17 @@ export function group6(c: Cpu): void {
   }
 }
 
+/**
+ * User-mode instruction prevention: with CR4.UMIP, SGDT, SIDT, SLDT, SMSW and STR raise #GP(0)
+ * at CPL > 0 (V86 mode included), before their memory operand is touched.
+ */
+function umip(c: Cpu): void {
+  if (c.s.cr4 & Cr4.UMIP && c.s.cpl !== 0) fault(GP, 0);
+}
+
 /** SMSW's source, CR0: allowed at any CPL unless CR4.UMIP (unlike MOV from CR0). */
 function smsw(c: Cpu): number {
-  if (c.s.cr4 & Cr4.UMIP && c.s.cpl !== 0) fault(GP, 0);
+  umip(c);
   return c.s.cr0 >>> 0;
 }
 
@@ -121,8 +132,8 @@ export function group7(c: Cpu): void {
   const op = c.reg & 7;
   if (c.mod !== 3) {
     switch (op) {
-      case 0: sgdt(c, eaLin(c)); return;
-      case 1: sidt(c, eaLin(c)); return;
+      case 0: umip(c); sgdt(c, eaLin(c)); return;
+      case 1: umip(c); sidt(c, eaLin(c)); return;
       case 2: requireCpl0(c); lgdt(c, eaLin(c), c.long ? 8 : c.opsize); return;
       case 3: requireCpl0(c); lidt(c, eaLin(c), c.long ? 8 : c.opsize); return;
       case 4: c.write16(eaLin(c), smsw(c) & 0xffff); return;
@@ -209,7 +220,34 @@ export function group9(c: Cpu): void {
     c.setArith((c.getArith() & ~0x40) | (eq ? 0x40 : 0));
     return;
   }
+  if (op === 7 && c.mod === 3 && c.rep === 0xf3) { // RDPID r: TSC_AUX, zero-extended (64-bit register in 64-bit mode)
+    if (!features.rdpid) fault(UD);
+    setReg(c, c.rm, 4, c.s.tscAux >>> 0, 0);
+    return;
+  }
   fault(UD); // RDRAND/RDSEED/VMPTRLD... not advertised
+}
+
+/**
+ * RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE r (F3 0F AE /0../3, register form): 64-bit mode only, with
+ * CR4.FSGSBASE set; 32-bit operand unless REX.W (a 32-bit read zero-extends, a 32-bit write
+ * clears the base's upper half); a non-canonical 64-bit base is #GP(0). The translator reads
+ * the FS/GS bases from the arena at each access, so a new base is seen by the next instruction.
+ */
+function fsgsbase(c: Cpu, op: number): void {
+  const s = c.s;
+  if (!features.fsgsbase || s.mode !== Mode.Long64 || !(s.cr4 & Cr4.FSGSBASE)) fault(UD);
+  const sreg = op & 1 ? 5 : 4; // GS : FS
+  const sz = c.rexW ? 8 : 4;
+  if (op < 2) {
+    const base = s.segBase[sreg]!;
+    setReg(c, c.rm, sz, base >>> 0, sz === 8 ? hi32(base) : 0);
+    return;
+  }
+  const lo = getReg(c, c.rm, sz);
+  const base = sz === 8 ? join64(lo, c.hi) : lo;
+  if (!isCanonical(base)) fault(GP, 0);
+  s.segBase[sreg] = base;
 }
 
 export function group15(c: Cpu): void {
@@ -221,16 +259,26 @@ export function group15(c: Cpu): void {
   const op = (b >> 3) & 7;
   if (mod === 3) {
     modrm(c, 0);
-    if (op >= 5 && c.rep === 0) return; // LFENCE/MFENCE/SFENCE
-    fault(UD); // RDFSBASE & co (not advertised)
+    if (op <= 3 && c.rep === 0xf3) {
+      fsgsbase(c, op);
+      return;
+    }
+    // LFENCE/MFENCE/SFENCE take no 66/F2/F3 prefix ("NP"; 66 /6 is TPAUSE, WAITPKG, not
+    // advertised): #UD with one, as on the host CPU
+    if (op >= 5 && c.rep === 0 && !c.opOverride) return;
+    fault(UD);
   }
   if (op <= 3) {
     runSse(c, 1, 0xae);
     return;
   }
   modrm(c, 0);
-  if (op === 7) { // CLFLUSH: needs a valid address; no effect on our memory
-    eaLin(c);
+  // CLFLUSH (/7), and with 66 CLFLUSHOPT (/7) and CLWB (/6): no effect on our memory, but "subject
+  // to all permission checking and faults associated with a byte load" (SDM): #GP/#SS for a
+  // non-canonical address, #PF for an unmapped page. No store, no flags.
+  if (op === 7 || (op === 6 && c.opOverride)) {
+    if (c.opOverride && !(op === 7 ? features.clflushopt : features.clwb)) fault(UD);
+    c.probeRead(eaLin(c), 1);
     return;
   }
   fault(UD); // XSAVE family (not advertised)
