@@ -10,6 +10,13 @@
  * YIELD_MS would add ~4 ms to every request). When the vCPU halts with nothing pending,
  * the engine sleeps until the next timer deadline or until a device raises an interrupt line
  * (wake()), never spinning.
+ *
+ * ACPI S3 (machine.sleepEvent, from the PM device): on `suspend` the CPU leaves its slice at the
+ * instruction that entered the sleeping state and no instruction runs — interrupts do not wake
+ * it; the engine sleeps like a halted vCPU, running device timers (an RTC alarm is a wake
+ * event). On `wake` the CPU is reset and starts as firmware hands over to the OS, at the FACS
+ * waking vector (src/boot/acpi/wake.ts); RAM and the devices keep their state. No valid waking
+ * vector: the machine resets, as firmware would.
  */
 import type { Engine, EntryState } from '../../machine/engine.js';
 import type { Machine, StopReason } from '../../machine/machine.js';
@@ -17,6 +24,7 @@ import type { CpuInterruptController } from '../../machine/interrupts.js';
 import { Cpu } from '../../cpu/core/cpu.js';
 import { fallbackName } from '../../cpu/translate/block.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
+import { facsWakeTarget } from '../../boot/acpi/wake.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
 
@@ -49,6 +57,8 @@ export class BtEngine implements Engine {
   yieldedMs = 0;
   /** Host time spent running the vCPU (statistics: this VM's own, where process CPU time counts every VM). */
   ranMs = 0;
+  /** ACPI S3: running, suspended (no instruction runs), or woken (restart at the waking vector). */
+  private s3: 'running' | 'suspended' | 'woken' = 'running';
 
   constructor(
     private readonly machine: Machine,
@@ -72,6 +82,15 @@ export class BtEngine implements Engine {
       process.on('SIGUSR2', onSignal);
       machine.onStop(() => process.off('SIGUSR2', onSignal));
     }
+    machine.onSleepEvent((event) => {
+      if (event === 'suspend') {
+        this.s3 = 'suspended';
+        this.cpu.requestExit(); // nothing after the PM1 control write runs
+      } else if (this.s3 === 'suspended') {
+        this.s3 = 'woken';
+        this.wake();
+      }
+    });
     machine.onStop(() => {
       this.cpu.requestExit();
       this.wake();
@@ -153,6 +172,11 @@ export class BtEngine implements Engine {
         lastYield = performance.now();
         continue;
       }
+      if (this.s3 !== 'running') {
+        await this.sleepInS3();
+        lastYield = performance.now();
+        continue;
+      }
       if (cpu.shutdown !== undefined) {
         machine.requestStop({ kind: 'triple-fault', detail: cpu.shutdown });
         break;
@@ -214,6 +238,34 @@ export class BtEngine implements Engine {
   private haltedForGood(): boolean {
     const { cpu } = this;
     return (cpu.getRflags() & RFLAGS_IF) === 0 && !(this.opts.interrupts.hasNmi?.() ?? false);
+  }
+
+  /**
+   * S3: wait (running device timers, serving pauses) until a wake event, then start the boot
+   * CPU at the waking vector as firmware would: a reset CPU, then real mode at CS:IP (or flat
+   * 32-bit protected mode at X_Firmware_Waking_Vector).
+   */
+  private async sleepInS3(): Promise<void> {
+    const { machine, cpu } = this;
+    while (this.s3 === 'suspended' && !machine.stopReason) {
+      if (this.pauseWaiters.length) {
+        await this.holdPaused();
+        continue;
+      }
+      const t = performance.now();
+      await this.sleepUntilEvent();
+      this.sleptMs += performance.now() - t;
+      machine.timers.runDue();
+    }
+    if (machine.stopReason || this.s3 !== 'woken') return;
+    this.s3 = 'running';
+    const target = facsWakeTarget(machine.memory);
+    if (!target.ok) {
+      machine.requestStop({ kind: 'reset', detail: `S3 wake: ${target.reason}` });
+      return;
+    }
+    cpu.reset();
+    applyEntryState(cpu, target.entry);
   }
 
   private sleepUntilEvent(): Promise<void> {

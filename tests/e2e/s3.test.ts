@@ -1,0 +1,32 @@
+/**
+ * ACPI S3 with a test kernel (guests/s3.asm): it finds the FACS and \_S3 through the ACPI tables,
+ * leaves a real-mode waking vector, sets an RTC alarm with PM1 RTC_EN and writes SLP_TYP(S3) |
+ * SLP_EN. The machine must stop at that write, wake on the alarm (WAK_STS and RTC_STS set) and
+ * start the CPU in real mode at CS:IP = vector >> 4 : vector & 0xF with RAM kept. QEMU 7.2 TCG
+ * (with S3 enabled: `-global PIIX4_PM.disable_s3=0`; its wake goes through SeaBIOS's resume path
+ * to the same vector) prints the same lines; the expected output is recorded here, so the test
+ * also checks without QEMU.
+ */
+import { describe, expect, it } from 'vitest';
+import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
+
+const EXPECTED = 's3: slp_typ 1\nwoke\ncs 00000800 ip 0000000c cr0.pe.pg 0\npm1: wak 1 rtc 1\nram kept\n';
+const PASSED = exitStatus(0x21);
+
+describe.skipIf(!hasNasm)('ACPI S3 test kernel', () => {
+  const kernel = (): string => assembleKernel('s3');
+
+  it('sleeps at SLP_EN and wakes on the RTC alarm at the FACS waking vector, on the bt engine', () => {
+    const t0 = Date.now();
+    const r = runOnBt(kernel());
+    expect(r.stdout, r.stderr).toBe(EXPECTED);
+    expect(r.status).toBe(PASSED);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000); // the alarm is 1-2 s ahead
+  });
+
+  it.skipIf(!hasQemu)(`prints the same under QEMU TCG${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
+    const r = runOnQemu(kernel(), 'qemu64', ['-global', 'PIIX4_PM.disable_s3=0']);
+    expect(r.stdout, r.stderr).toBe(EXPECTED);
+    expect(r.status).toBe(PASSED);
+  });
+});
