@@ -5,13 +5,17 @@
  * start the CPU in real mode at CS:IP = vector >> 4 : vector & 0xF with RAM kept. QEMU 7.2 TCG
  * (with S3 enabled: `-global PIIX4_PM.disable_s3=0`; its wake goes through SeaBIOS's resume path
  * to the same vector) prints the same lines; the expected output is recorded here, so the test
- * also checks without QEMU.
+ * also checks without QEMU. With "novector" on its command line the kernel leaves the waking
+ * vector 0: typevisor then resets the machine, as SeaBIOS does under QEMU (both end at the reset
+ * with -no-reboot).
  */
 import { describe, expect, it } from 'vitest';
 import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
 
 const EXPECTED = 's3: slp_typ 1\nwoke\ncs 00000800 ip 0000000c cr0.pe.pg 0\npm1: wak 1 rtc 1\nram kept\n';
 const PASSED = exitStatus(0x21);
+const NO_VECTOR = 's3: slp_typ 1\ns3: no waking vector\n';
+const EXIT_RESET = 10;
 
 describe.skipIf(!hasNasm)('ACPI S3 test kernel', () => {
   const kernel = (): string => assembleKernel('s3');
@@ -24,9 +28,20 @@ describe.skipIf(!hasNasm)('ACPI S3 test kernel', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1000); // the alarm is 1-2 s ahead
   });
 
+  it('resets the machine when the wake finds no waking vector', () => {
+    const r = runOnBt(kernel(), ['--no-reboot', '--cmdline', 'novector']);
+    expect(r.stdout, r.stderr).toBe(NO_VECTOR);
+    expect(r.stderr).toMatch(/the guest reset the machine \(S3 wake: the OS left no waking vector in the FACS\)/);
+    expect(r.status).toBe(EXIT_RESET);
+  });
+
   it.skipIf(!hasQemu)(`prints the same under QEMU TCG${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
-    const r = runOnQemu(kernel(), 'qemu64', ['-global', 'PIIX4_PM.disable_s3=0']);
+    const s3 = ['-global', 'PIIX4_PM.disable_s3=0'];
+    const r = runOnQemu(kernel(), 'qemu64', s3);
     expect(r.stdout, r.stderr).toBe(EXPECTED);
     expect(r.status).toBe(PASSED);
+    const reset = runOnQemu(kernel(), 'qemu64', [...s3, '-append', 'novector']);
+    expect(reset.stdout, reset.stderr).toBe(NO_VECTOR);
+    expect(reset.status).toBe(0); // QEMU's -no-reboot: a reset ends it with 0
   });
 });

@@ -14,6 +14,9 @@
 ;
 ; Failures: "no RSDP", "no FADT", "no FACS", "no _S3" exit 2; "did not sleep" (the spin ended)
 ; exits 3.
+;
+; With "novector" in its command line it leaves the waking vector 0 instead: the wake then has
+; nowhere to go, and the firmware resets the machine (as SeaBIOS does).
 %include "lib/kernel32.inc"
 
 STUB equ 0x8000                         ; where the real-mode stub is copied (RAM below 1 MiB)
@@ -29,6 +32,7 @@ RTC_B_BINARY equ 0x04
 MARKER equ 0x53335333
 
 main:
+  mov [mbi], ebx                        ; the multiboot information (its command line)
   lgdt [gdtr]                           ; a GDT of our own (the multiboot one is not ours to keep)
   jmp 0x08:.flat
 .flat:
@@ -53,6 +57,12 @@ main:
   rep movsb
   mov ebx, [facs]
   mov dword [ebx + 12], WAKING_VECTOR
+  call novector_asked
+  jnz .vector
+  PRINT "s3: no waking vector"
+  call newline
+  mov dword [ebx + 12], 0
+.vector:
   mov dword [ebx + 24], 0
   mov dword [ebx + 28], 0
 
@@ -127,6 +137,31 @@ resume32:
   PRINT "ram lost"
   call newline
   EXIT 4
+
+; ZF set when the multiboot command line holds "novector".
+novector_asked:
+  push esi
+  mov esi, [mbi]
+  test dword [esi], 1 << 2              ; MBI flags: cmdline
+  jz .no
+  mov esi, [esi + 16]
+.scan:
+  cmp byte [esi], 0
+  je .no
+  cmp dword [esi], 'nove'
+  jne .next
+  cmp dword [esi + 4], 'ctor'
+  je .done                              ; ZF set
+.next:
+  inc esi
+  jmp .scan
+.no:
+  or esi, esi                           ; a non-null pointer: ZF clear
+  jnz .done
+  inc esi
+.done:
+  pop esi
+  ret
 
 ; RSDP -> RSDT -> FADT -> FACS, DSDT; \_S3's SLP_TYPa from the DSDT's AML.
 find_tables:
@@ -329,5 +364,6 @@ pm1_cnt: dd 0
 facs: dd 0
 slp_typ: dd 0
 marker: dd 0
+mbi: dd 0
 
 KERNEL_END
