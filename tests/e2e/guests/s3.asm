@@ -16,7 +16,11 @@
 ; exits 3.
 ;
 ; With "novector" in its command line it leaves the waking vector 0 instead: the wake then has
-; nowhere to go, and the firmware resets the machine (as SeaBIOS does).
+; nowhere to go, and the firmware resets the machine (as SeaBIOS does). With "xvector" it also
+; sets X_Firmware_Waking_Vector, to 32-bit code: ACPI has the firmware prefer that one and enter
+; it in flat 32-bit protected mode, paging off (the FACS offers no 64-bit wake); it prints
+; "woke in 32-bit mode cr0.pe.pg 1" instead of the stub's two lines. (SeaBIOS only knows the
+; real-mode vector.)
 %include "lib/kernel32.inc"
 
 STUB equ 0x8000                         ; where the real-mode stub is copied (RAM below 1 MiB)
@@ -57,14 +61,22 @@ main:
   rep movsb
   mov ebx, [facs]
   mov dword [ebx + 12], WAKING_VECTOR
-  call novector_asked
+  mov dword [ebx + 24], 0
+  mov dword [ebx + 28], 0
+  mov esi, 'xvec'
+  call cmdline_has
+  jnz .novector
+  PRINT "s3: 32-bit waking vector"
+  call newline
+  mov dword [ebx + 24], xresume32
+.novector:
+  mov esi, 'nove'
+  call cmdline_has
   jnz .vector
   PRINT "s3: no waking vector"
   call newline
   mov dword [ebx + 12], 0
 .vector:
-  mov dword [ebx + 24], 0
-  mov dword [ebx + 28], 0
 
   call rtc_alarm_in_2s
   mov edx, [pm1_evt]
@@ -114,6 +126,7 @@ resume32:
   and eax, 0x80000001
   call putdec
   call newline
+resume_common:
   PRINT "pm1: wak "
   mov edx, [pm1_evt]
   in ax, dx
@@ -138,29 +151,47 @@ resume32:
   call newline
   EXIT 4
 
-; ZF set when the multiboot command line holds "novector".
-novector_asked:
-  push esi
-  mov esi, [mbi]
-  test dword [esi], 1 << 2              ; MBI flags: cmdline
+; Entered at X_Firmware_Waking_Vector: flat 32-bit protected mode, but no GDT of ours yet.
+xresume32:
+  lgdt [gdtr]
+  jmp 0x08:.flat
+.flat:
+  mov ax, 0x10
+  mov ds, ax
+  mov es, ax
+  mov ss, ax
+  mov fs, ax
+  mov gs, ax
+  mov esp, stack_top
+  lidt [idtr]
+  PRINT "woke in 32-bit mode cr0.pe.pg "
+  mov eax, cr0
+  and eax, 0x80000001
+  call putdec
+  call newline
+  jmp resume_common
+
+; ZF set when the multiboot command line holds a word starting with the 4 bytes in ESI
+; ("nove" for novector, "xvec" for xvector).
+cmdline_has:
+  push edi
+  mov edi, [mbi]
+  test dword [edi], 1 << 2              ; MBI flags: cmdline
   jz .no
-  mov esi, [esi + 16]
+  mov edi, [edi + 16]
 .scan:
-  cmp byte [esi], 0
+  cmp byte [edi], 0
   je .no
-  cmp dword [esi], 'nove'
-  jne .next
-  cmp dword [esi + 4], 'ctor'
+  cmp [edi], esi
   je .done                              ; ZF set
-.next:
-  inc esi
+  inc edi
   jmp .scan
 .no:
-  or esi, esi                           ; a non-null pointer: ZF clear
+  or edi, edi                           ; a non-null pointer: ZF clear
   jnz .done
-  inc esi
+  inc edi
 .done:
-  pop esi
+  pop edi
   ret
 
 ; RSDP -> RSDT -> FADT -> FACS, DSDT; \_S3's SLP_TYPa from the DSDT's AML.
