@@ -88,12 +88,12 @@ export class BtEngine implements Engine {
         this.cpu.requestExit(); // nothing after the PM1 control write runs
       } else if (this.s3 === 'suspended') {
         this.s3 = 'woken';
-        this.wake();
+        this.endSleep();
       }
     });
     machine.onStop(() => {
       this.cpu.requestExit();
-      this.wake();
+      this.endSleep();
       this.resume(); // a stop ends a pause
     });
   }
@@ -113,7 +113,7 @@ export class BtEngine implements Engine {
     return new Promise<void>((resolve) => {
       this.pauseWaiters.push(resolve);
       this.cpu.requestExit();
-      this.wake();
+      this.endSleep();
     });
   }
 
@@ -137,8 +137,16 @@ export class BtEngine implements Engine {
     this.opts.onPause?.(false);
   }
 
-  /** Something happened (an interrupt line rose, input arrived): end a halt sleep now. */
+  /**
+   * Something happened (an interrupt line rose, input arrived): end a halt sleep now. Not in
+   * S3: an interrupt does not wake a suspended machine (a guest's periodic PIT would otherwise
+   * spin the host loop), only a wake event, a timer deadline, a pause or a stop.
+   */
   wake(): void {
+    if (this.s3 !== 'suspended') this.endSleep();
+  }
+
+  private endSleep(): void {
     const w = this.wakeup;
     this.wakeup = undefined;
     w?.();
@@ -273,7 +281,7 @@ export class BtEngine implements Engine {
     const deadline = timers.nextDeadline();
     const ms = deadline === Infinity ? 1000 : Math.max(0, (deadline - this.machine.clock.nowNs()) / 1e6);
     return new Promise<void>((resolve) => {
-      const t = setTimeout(() => this.wake(), ms);
+      const t = setTimeout(() => this.endSleep(), ms);
       this.wakeup = () => {
         clearTimeout(t);
         resolve();
