@@ -16,6 +16,8 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { kvmAvailability } from '../../src/kvm/detect.js';
+import { MiB } from '../../src/machine/layout.js';
+import { Vm } from '../../src/vmm/vm.js';
 import { CLI } from '../support/guest-process.js';
 import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
 
@@ -58,6 +60,23 @@ describe.skipIf(!hasNasm)('ACPI S3 test kernel', () => {
     const reset = runOnQemu(kernel(), 'qemu64', [...s3, '-append', 'novector']);
     expect(reset.stdout, reset.stderr).toBe(NO_VECTOR);
     expect(reset.status).toBe(0); // QEMU's -no-reboot: a reset ends it with 0
+  });
+
+  it('pauses and resumes while suspended; a snapshot of the sleeping machine is refused', async () => {
+    const vm = await Vm.create({ memoryBytes: 64 * MiB, cpus: 1, engine: 'bt', kernel: kernel() });
+    let output = '';
+    vm.on('console', (b) => (output += Buffer.from(b).toString('latin1')));
+    const stopped = new Promise((resolve) => vm.on('stopped', resolve));
+    vm.start();
+    while (!output.includes('slp_typ')) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 300)); // asleep by now (a few instructions after the line; the alarm is 1-2 s ahead)
+    await vm.pause();
+    await expect(vm.snapshot({ statePath: '/nonexistent/s', memPath: '/nonexistent/m' })).rejects.toThrow(/suspended \(ACPI S3\)/);
+    await new Promise((r) => setTimeout(r, 2500)); // paused time is not the guest's: no alarm yet
+    expect(output).toBe('s3: slp_typ 1\n');
+    vm.resume();
+    expect(await stopped).toEqual({ kind: 'debug-exit', value: 0x21 });
+    expect(output).toBe(EXPECTED);
   });
 
   it.skipIf(!kvm.opens)(`is not offered S3 on the kvm engine${kvm.opens ? '' : ` (skipped: ${kvm.reason})`}`, () => {
