@@ -480,7 +480,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     try {
       // a restore: the snapshot's RAM (its data extents only) instead of a kernel
       if (snap) readMemoryFile(snap.memPath, ram.memory);
-      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus });
+      // S3 on kvm with one vCPU only: the device thread is the one vCPU thread it must stop
+      const s3 = config.cpus === 1;
+      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus, acpi: { s3 } });
       const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
       // --net: the card is in the device thread, the back end here; frames cross through the
       // relay (src/net/relay.ts), which keeps the back end's back-pressure contract
@@ -494,7 +496,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
         machine: {
           module: new URL(`./kvm-machine.${ext}`, import.meta.url),
           export: 'createKvmMachine',
-          config: { disks: config.disks ?? [], ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
+          config: { disks: config.disks ?? [], s3, ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
         },
         restore: snap?.kvm, // checked by Vm.restore (parseKvmState)
         onMessage: (m) => {
