@@ -7,7 +7,9 @@
  * Fixed hardware described by the FADT: PM1a event/control blocks, the PM timer and GPE0 at
  * the PORT_ACPI_* ports; SCI on ACPI_SCI_IRQ; no SMI command port (the machine is always in
  * ACPI mode, so the OS never does the SMI handshake: the PM device must report SCI_EN = 1);
- * reset by writing 0x06 to port 0xcf9.
+ * reset by writing 0x06 to port 0xcf9. Sleep states: \_S5 (power off), and \_S3 (suspend to
+ * RAM) when the engine can wake the guest (AcpiOptions.s3); the FACS, first at ACPI_FACS_START,
+ * holds the waking vector the OS leaves for an S3 wake (wake.ts).
  */
 import {
   ACPI_FACS_START,
