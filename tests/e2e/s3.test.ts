@@ -28,7 +28,8 @@ const ENGINES = [
   { engine: 'kvm' as const, skip: kvm.opens ? undefined : kvm.reason },
 ];
 
-const EXPECTED = 's3: slp_typ 1\nwoke\ncs 00000800 ip 0000000c cr0.pe.pg 0\npm1: wak 1 rtc 1\nram kept\n';
+const WOKE = 'woke\ncs 00000800 ip 0000000c cr0.pe.pg 0\n';
+const EXPECTED = `s3: slp_typ 1\n${WOKE}pm1: wak 1 rtc 1 pwrbtn 0\nram kept\n`;
 const PASSED = exitStatus(0x21);
 const NO_VECTOR = 's3: slp_typ 1\ns3: no waking vector\n';
 const EXIT_RESET = 10;
@@ -61,7 +62,7 @@ describe.skipIf(!hasNasm)('ACPI S3 test kernel', () => {
 
     it.skipIf(skip !== undefined)('prefers X_Firmware_Waking_Vector when set: flat 32-bit protected mode there', () => {
       const r = runOn(engine, kernel(), ['--cmdline', 'xvector']);
-      expect(r.stdout, r.stderr).toBe('s3: slp_typ 1\ns3: 32-bit waking vector\nwoke in 32-bit mode cr0.pe.pg 1\npm1: wak 1 rtc 1\nram kept\n');
+      expect(r.stdout, r.stderr).toBe('s3: slp_typ 1\ns3: 32-bit waking vector\nwoke in 32-bit mode cr0.pe.pg 1\npm1: wak 1 rtc 1 pwrbtn 0\nram kept\n');
       expect(r.status).toBe(PASSED);
     });
 
@@ -80,6 +81,23 @@ describe.skipIf(!hasNasm)('ACPI S3 test kernel', () => {
       vm.resume();
       expect(await stopped).toEqual({ kind: 'debug-exit', value: 0x21 });
       expect(output).toBe(EXPECTED);
+    });
+
+    it.skipIf(skip !== undefined)('wakes on a key typed on the console, and on the power button (PWRBTN_STS)', async () => {
+      for (const how of ['key', 'power button'] as const) {
+        const vm = await Vm.create({ memoryBytes: 64 * MiB, cpus: 1, engine, kernel: kernel(), cmdline: 'noalarm' });
+        let output = '';
+        vm.on('console', (b) => (output += Buffer.from(b).toString('latin1')));
+        const stopped = new Promise((resolve) => vm.on('stopped', resolve));
+        vm.start();
+        while (!output.includes('no alarm')) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 1500));
+        expect(output, how).toBe('s3: slp_typ 1\ns3: no alarm\n'); // asleep, with nothing to wake it
+        if (how === 'key') vm.console.write('\n');
+        else void vm.stop(60_000);
+        expect(await stopped, how).toEqual({ kind: 'debug-exit', value: 0x21 });
+        expect(output, how).toBe(`s3: slp_typ 1\ns3: no alarm\n${WOKE}pm1: wak 1 rtc 0 pwrbtn ${how === 'key' ? 0 : 1}\nram kept\n`);
+      }
     });
   });
 

@@ -7,7 +7,7 @@
 ;   "s3: slp_typ N"                     before it sleeps, with \_S3's SLP_TYPa
 ;   "woke"                              printed by the stub, in real mode
 ;   "cs 00000800 ip 0000000c cr0.pe.pg 0"  the stub's CS and IP at entry and CR0 & (PG | PE)
-;   "pm1: wak 1 rtc 1"                  WAK_STS and RTC_STS, read back in 32-bit mode
+;   "pm1: wak 1 rtc 1 pwrbtn 0"         WAK_STS, RTC_STS and PWRBTN_STS, read back in 32-bit mode
 ;   "ram kept"                          a marker written before the sleep is still there
 ; then exits 0x21 through the debug-exit port. The stub goes back to 32-bit protected mode with a
 ; GDT of its own (lgdt, CR0.PE, a far jump), as an OS's wakeup code does.
@@ -20,7 +20,9 @@
 ; sets X_Firmware_Waking_Vector, to 32-bit code: ACPI has the firmware prefer that one and enter
 ; it in flat 32-bit protected mode, paging off (the FACS offers no 64-bit wake); it prints
 ; "woke in 32-bit mode cr0.pe.pg 1" instead of the stub's two lines. (SeaBIOS only knows the
-; real-mode vector.)
+; real-mode vector.) With "noalarm" it sets no alarm (and prints "s3: no alarm"): another wake
+; event must end the sleep — a key typed on the console (no status bit of its own) or the power
+; button (PWRBTN_STS).
 %include "lib/kernel32.inc"
 
 STUB equ 0x8000                         ; where the real-mode stub is copied (RAM below 1 MiB)
@@ -78,13 +80,22 @@ main:
   mov dword [ebx + 12], 0
 .vector:
 
-  call rtc_alarm_in_2s
   mov edx, [pm1_evt]
   mov ax, 0xffff                        ; PM1 status: write 1 to clear every bit
   out dx, ax
+  mov esi, 'noal'
+  call cmdline_has
+  jnz .alarm
+  PRINT "s3: no alarm"
+  call newline
+  jmp .sleep
+.alarm:
+  call rtc_alarm_in_2s
+  mov edx, [pm1_evt]
   add edx, 2
   mov ax, PM1_RTC_EN
   out dx, ax
+.sleep:
 
   mov edx, [pm1_cnt]
   in ax, dx
@@ -138,6 +149,11 @@ resume_common:
   PRINT " rtc "
   mov eax, ebx
   shr eax, 10
+  and eax, 1
+  call putdec
+  PRINT " pwrbtn "
+  mov eax, ebx
+  shr eax, 8
   and eax, 1
   call putdec
   call newline
