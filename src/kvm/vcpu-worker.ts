@@ -11,6 +11,10 @@
  * each kick. Device interrupts leave from here too: INTx lines as KVM_IRQ_LINE, MSI/MSI-X
  * messages as KVM_SIGNAL_MSI (msi.ts), both on the VM fd.
  *
+ * ACPI S3 (offered with one vCPU only): the PM device's machine.sleepEvent('suspend') keeps the
+ * device thread out of KVM_RUN (sleepInS3) until a wake event; then the vCPU starts at the FACS
+ * waking vector (setWakeState), as on the bt engine.
+ *
  * Pause (lifecycle.ts): at the pause flag the thread leaves its loop and holds in holdPaused,
  * answering the engine's commands (save, resume, wake) on its port. A restored vCPU gets its
  * state (and the device thread its devices') before it reports ready.
@@ -38,6 +42,7 @@ import {
   type ControlBuffers,
 } from './control.js';
 import { guestMemoryOver, type KvmMemoryHandle } from './memory.js';
+import { facsWakeTarget } from '../boot/acpi/wake.js';
 import type { KvmMachineContext, KvmMachineFactory, KvmMachineHooks } from './machine-factory.js';
 import type { LifecycleMessage, VcpuCommand } from './lifecycle.js';
 import { MSR_IA32_TSC, completePendingExit, noteGuestStopped, readTsc, restoreVcpuState, saveVcpuState, type KvmVcpuState } from './vcpu-state.js';
@@ -55,6 +60,7 @@ import {
   setEntryState,
   setFpu,
   setLint,
+  setWakeState,
   vcpuCpuid,
   type Vcpu,
 } from './vcpu.js';
@@ -115,6 +121,10 @@ function nextCommand(): Promise<VcpuCommand> {
 }
 
 let localStop: StopReason | undefined;
+/** ACPI S3 on the device thread: running, suspended (out of KVM_RUN), or woken (restart at the waking vector). */
+let s3: 'running' | 'suspended' | 'woken' = 'running';
+/** How often a suspended device thread looks for host messages, a pause or a stop (the kicks only end KVM_RUN). */
+const S3_POLL_MS = 20;
 /** What the machine asked to run when this thread ends (ctx.onExit). */
 const exitHandlers: (() => void | Promise<void>)[] = [];
 function stopWith(reason: StopReason): void {
@@ -308,6 +318,10 @@ async function main(): Promise<void> {
     // PCI MSI/MSI-X messages: KVM_SIGNAL_MSI from this thread, where the exits are served.
     machine.msi.install(new KvmMsiSink(vmFd));
     machine.onStop((r) => stopWith(r));
+    machine.onSleepEvent((event) => {
+      if (event === 'suspend') s3 = 'suspended';
+      else if (s3 === 'suspended') s3 = 'woken';
+    });
     if (data.restore) {
       if (!hooks) throw new Error(`machine module ${data.machine.module} provides no snapshot hooks (ctx.provide): it cannot restore devices`);
       hooks.restore(data.restore.devices);
@@ -407,6 +421,7 @@ async function holdPaused(v: Vcpu, machine: Machine | undefined, hooks: KvmMachi
 
 /** This vCPU's state (with the TSC as it was at the pause), and the devices' on the device thread. */
 function saveState(v: Vcpu, hooks: KvmMachineHooks | undefined, tsc: bigint): LifecycleMessage {
+  if (s3 !== 'running') return { type: 'saved', index: data.index, error: 'the guest is suspended (ACPI S3); snapshots of a sleeping machine are not supported yet: wake it first' };
   try {
     const vcpu = saveVcpuState(v, data.msrIndices, data.xsaveSize);
     const t = vcpu.msrs.find((m) => m.index === MSR_IA32_TSC);
@@ -471,12 +486,45 @@ async function runLoop(v: Vcpu, machine: Machine | undefined, hooks: KvmMachineH
       await new Promise<void>((resolve) => setImmediate(resolve));
       continue;
     }
-    const r = handleExit(v, target);
+    const r = handleExit(v, target) ?? (s3 !== 'running' && machine ? await sleepInS3(v, machine, hooks, target, drainHost) : undefined);
     if (r) {
       stopWith(r);
       return;
     }
+    if (s3 === 'running') continue;
+    armedDeadline = NaN; // after S3: the machine clock moved on
   }
+}
+
+/**
+ * ACPI S3, entered by the exit just handled: no KVM_RUN until a wake event. Device timers run
+ * (the RTC alarm), host messages are served (console input and the power button are wake
+ * events), a pause holds as usual. Then the vCPU starts as firmware hands over to the OS, at
+ * the FACS waking vector; without a valid one the machine resets (the reason says why).
+ */
+async function sleepInS3(v: Vcpu, machine: Machine, hooks: KvmMachineHooks | undefined, target: IoTarget, drainHost: () => void): Promise<StopReason | undefined> {
+  completePendingExit(v); // the OUT that entered S3 is complete before the state changes
+  const { timers, clock } = machine;
+  while (s3 === 'suspended') {
+    if (stopping()) return undefined;
+    if (Atomics.load(control.ctl, CTL_PAUSE) !== 0) {
+      await holdPaused(v, machine, hooks, target);
+      continue;
+    }
+    drainHost();
+    timers.runDue();
+    if (s3 !== 'suspended') break;
+    const next = timers.nextDeadline();
+    const ms = next === Infinity ? S3_POLL_MS : Math.min(S3_POLL_MS, Math.max(0, (next - clock.nowNs()) / 1e6));
+    await new Promise((r) => setTimeout(r, ms));
+  }
+  if (stopping()) return undefined;
+  s3 = 'running';
+  const wake = facsWakeTarget(machine.memory);
+  if (!wake.ok) return { kind: 'reset', detail: `S3 wake: ${wake.reason}` };
+  setWakeState(v, wake.entry);
+  eatKick(); // the deadline timer's kicks while suspended
+  return undefined;
 }
 
 main().catch(async (e: unknown) => {

@@ -295,6 +295,49 @@ export function setEntryState(v: Vcpu, entry: EntryState, memory: GuestMemory): 
   check(sys.ioctlPtr(v.fd, C.KVM_SET_REGS, regs), 'KVM_SET_REGS');
 }
 
+/** CR0.ET: what firmware hands the OS on an S3 wake (caches on, no protection, no paging). */
+const CR0_ET = 1 << 4;
+
+/**
+ * An ACPI S3 wake (src/boot/acpi/wake.ts): the boot vCPU as firmware hands it to the OS's waking
+ * vector, whatever the guest left in it before it slept — general registers 0, RFLAGS 2, no
+ * paging, no long mode (EFER 0), CR3/CR4/CR8 0, the x87/SSE state reset, and then real mode at
+ * CS:IP (every segment based at CS << 4, 64 KiB limits) or flat 32-bit protected mode (`gdt`'s
+ * selectors, base 0, 4 GiB limits; the OS loads its own GDT). The LAPIC and the other MSRs
+ * keep their state, as on the bt engine (the OS re-programs them).
+ */
+export function setWakeState(v: Vcpu, entry: EntryState): void {
+  const sregs = new Uint8Array(C.KVM_SREGS_SIZE);
+  check(sys.ioctlPtr(v.fd, C.KVM_GET_SREGS, sregs), 'KVM_GET_SREGS');
+  const s = new DataView(sregs.buffer);
+  const flat = entry.mode === 'protected32';
+  if (entry.mode !== 'real16' && !flat) throw new KvmSysError(`an S3 wake enters real or 32-bit protected mode, not ${entry.mode}`, 0);
+  const cs = flat ? (entry.gdt?.cs ?? 0x10) : (entry.realCs ?? 0) & 0xffff;
+  const ds = flat ? (entry.gdt?.ds ?? 0x18) : cs;
+  const segment = (selector: number, type: number) => ({
+    base: flat ? 0 : selector << 4, limit: flat ? 0xffff_ffff : 0xffff, selector, type, present: 1, dpl: 0,
+    db: flat ? 1 : 0, s: 1, l: 0, g: flat ? 1 : 0, avl: 0,
+  });
+  writeSegment(s, C.KVM_SREGS_CS, segment(cs, 0xb)); // code, execute/read, accessed
+  for (const at of DATA_SEGMENTS) writeSegment(s, at, segment(ds, 0x3)); // data, read/write, accessed
+  writeSegment(s, C.KVM_SREGS_TR, { base: 0, limit: 0xffff, selector: 0, type: 0xb, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0 });
+  writeSegment(s, C.KVM_SREGS_LDT, { base: 0, limit: 0xffff, selector: 0, type: 0x2, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0 });
+  for (const t of [C.KVM_SREGS_GDT, C.KVM_SREGS_IDT]) {
+    s.setBigUint64(t + C.KVM_DTABLE_BASE, 0n, true);
+    s.setUint16(t + C.KVM_DTABLE_LIMIT, flat ? 0 : 0x3ff, true);
+  }
+  s.setBigUint64(C.KVM_SREGS_CR0, BigInt(flat ? CR0_ET | CR0_PE : CR0_ET), true);
+  for (const cr of [C.KVM_SREGS_CR2, C.KVM_SREGS_CR3, C.KVM_SREGS_CR4, C.KVM_SREGS_CR8, C.KVM_SREGS_EFER]) s.setBigUint64(cr, 0n, true);
+  for (let i = 0; i < 4; i++) s.setBigUint64(C.KVM_SREGS_INTERRUPT_BITMAP + 8 * i, 0n, true);
+  check(sys.ioctlPtr(v.fd, C.KVM_SET_SREGS, sregs), 'KVM_SET_SREGS');
+  const regs = new Uint8Array(C.KVM_REGS_SIZE);
+  const r = new DataView(regs.buffer);
+  r.setBigUint64(C.KVM_REGS_RIP, BigInt(flat ? entry.rip >>> 0 : (entry.rip - cs * 16) & 0xffff), true);
+  r.setBigUint64(C.KVM_REGS_RFLAGS, BigInt(RFLAGS_RESERVED1), true);
+  check(sys.ioctlPtr(v.fd, C.KVM_SET_REGS, regs), 'KVM_SET_REGS');
+  setFpu(v);
+}
+
 /** RIP (for error messages). */
 export function readRip(v: Vcpu): number {
   const regs = new Uint8Array(C.KVM_REGS_SIZE);

@@ -47,6 +47,12 @@ export interface MachineOptions {
    * virtio` (the UART stays, for whatever else writes to it).
    */
   virtioConsoleOut?: (bytes: Uint8Array) => void;
+  /**
+   * ACPI S3: the PM device enters the sleeping state on S3's SLP_TYP and raises
+   * machine.sleepEvent; only for an engine that listens (the bt engine), and the DSDT must
+   * advertise \_S3 then (AcpiOptions.s3). Default false.
+   */
+  s3?: boolean;
   /** A virtio-net card: its MAC and where the frames the guest sends go. */
   net?: { mac: Uint8Array; transmit: (frame: Uint8Array) => void; txReady?: () => boolean; rxChecksumsValid?: boolean };
 }
@@ -127,6 +133,7 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     irq: irq.line(L.IRQ_RTC),
     ramBelow4G,
     ramAbove4G: opts.memory.size - ramBelow4G,
+    onAlarm: () => pm.rtcAlarm(), // the chipset's RTC_STS (step 5)
   });
   pio.insert(L.PORT_RTC, 2, rtc, 'rtc');
 
@@ -139,8 +146,11 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   pio.insert(L.PORT_I8042_DATA, 1, i8042.dataPort, 'i8042-data');
   pio.insert(L.PORT_I8042_COMMAND, 1, i8042.commandPort, 'i8042-command');
 
-  // 5. ACPI fixed hardware: PM1a event/control, PM timer, GPE0; S5 powers off.
-  const pm = new AcpiPm({ clock, timers, sci: irq.line(L.IRQ_ACPI_SCI), onPowerOff: () => stop({ kind: 'poweroff' }) });
+  // 5. ACPI fixed hardware: PM1a event/control, PM timer, GPE0; S5 powers off; S3 (when
+  //    asked for) stops the vCPUs until a wake event: the power button, the RTC alarm of step 2
+  //    with RTC_EN, or console input (the Vm calls pm.wakeEvent()).
+  const s3 = opts.s3 ? { onSuspend: () => machine.sleepEvent('suspend'), onWake: () => machine.sleepEvent('wake') } : undefined;
+  const pm = new AcpiPm({ clock, timers, sci: irq.line(L.IRQ_ACPI_SCI), onPowerOff: () => stop({ kind: 'poweroff' }), s3 });
   pio.insert(L.PORT_ACPI_PM1A_EVT, PM1_EVT_LEN, pm.event, 'acpi-pm1a-evt');
   pio.insert(L.PORT_ACPI_PM1A_CNT, PM1_CNT_LEN, pm.control, 'acpi-pm1a-cnt');
   pio.insert(L.PORT_ACPI_PM_TMR, PM_TMR_LEN, pm.timer, 'acpi-pm-tmr');

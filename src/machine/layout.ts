@@ -43,6 +43,11 @@ export const EBDA_START = 0x9fc00;
 /** ACPI tables: RSDP must be in 0xe0000..0xfffff so the kernel's legacy scan finds it. */
 export const ACPI_RSDP_START = 0xe0000;
 export const ACPI_TABLES_START = 0xe0040;
+/**
+ * The FACS, first of the tables (64-byte aligned): fixed, so the machine's "firmware" finds the
+ * OS's waking vector there on an S3 wake the way a BIOS knows where it put its own FACS.
+ */
+export const ACPI_FACS_START = ACPI_TABLES_START;
 export const ACPI_TABLES_END = 0xfffff;
 /** Where high RAM begins. */
 export const HIGH_MEMORY_START = 0x100000;
@@ -91,6 +96,8 @@ export const PORT_ACPI_PM_TMR = 0x608; // 4 ports
 export const PORT_ACPI_GPE0 = 0x620; // 8 ports: status (4) + enable (4)
 /** ACPI PM1 control value SLP_TYP for S5 (soft off) that our DSDT's \_S5 package advertises. */
 export const ACPI_S5_SLP_TYP = 5;
+/** SLP_TYP for S3 (suspend to RAM) in the DSDT's \_S3 package (QEMU's PIIX4 uses 1 too). */
+export const ACPI_S3_SLP_TYP = 1;
 export const ACPI_SCI_IRQ = 9;
 
 // ---- interrupt lines (GSI numbers; ISA IRQs map 1:1 except IRQ0 -> GSI 2 on the IOAPIC) ---

@@ -9,7 +9,7 @@ import { GuestMemory } from './memory.js';
 
 export type StopReason =
   | { kind: 'poweroff' }
-  | { kind: 'reset' }
+  | { kind: 'reset'; detail?: string }
   | { kind: 'panic'; detail?: string }
   | { kind: 'halted'; detail: string }
   | { kind: 'debug-exit'; value: number }
@@ -54,6 +54,8 @@ export function exitStatus(r: StopReason): number {
   }
 }
 
+export type SleepEvent = 'suspend' | 'wake';
+
 export class Machine {
   readonly pio = new Bus('pio');
   readonly mmio = new Bus('mmio');
@@ -63,6 +65,7 @@ export class Machine {
   readonly timers: TimerQueue;
   stopReason: StopReason | undefined;
   private stopListeners: ((r: StopReason) => void)[] = [];
+  private sleepListeners: ((event: SleepEvent) => void)[] = [];
 
   constructor(
     readonly memory: GuestMemory,
@@ -80,5 +83,18 @@ export class Machine {
 
   onStop(listener: (r: StopReason) => void): void {
     this.stopListeners.push(listener);
+  }
+
+  /**
+   * ACPI S3, from the PM device (src/devices/acpi/pm.ts): `suspend` — stop the vCPUs (no
+   * instruction runs, not even for an interrupt); `wake` — restart the boot CPU at the FACS
+   * waking vector. The engine listens (onSleepEvent).
+   */
+  sleepEvent(event: SleepEvent): void {
+    for (const l of this.sleepListeners) l(event);
+  }
+
+  onSleepEvent(listener: (event: SleepEvent) => void): void {
+    this.sleepListeners.push(listener);
   }
 }

@@ -43,6 +43,8 @@ export interface KvmMachineConfig {
    * (6 bytes) and whether the back end's frames carry correct checksums (the user network).
    */
   net?: { mac: number[]; rxChecksumsValid?: boolean };
+  /** ACPI S3: the DSDT offers \_S3 (one vCPU only); the vCPU thread sleeps and wakes the guest. */
+  s3?: boolean;
 }
 
 export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine> {
@@ -65,6 +67,7 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
     fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
     serialOut: (bytes) => ctx.post({ type: 'serial-out', bytes: bytes.slice() } satisfies ConsoleMessage),
     disks, // virtio-blk
+    s3: config.s3 === true, // the vCPU thread keeps out of KVM_RUN in S3 (vcpu-worker.ts, sleepInS3)
     // virtio-net: the guest's frames to the main thread (copied once, then moved)
     net: relay && net ? { mac: Uint8Array.from(net.mac), transmit: (f) => relay.transmit(f), txReady: () => relay.txReady(), rxChecksumsValid: net.rxChecksumsValid } : undefined,
   });
@@ -91,6 +94,7 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
     const msg = m as ConsoleMessage;
     if (msg?.type === 'power-button') pm.pressPowerButton(); // Vm.stop(): the guest shuts down
     else if (msg?.type === 'serial-in' && msg.bytes instanceof Uint8Array) {
+      if (msg.bytes.length) pm.wakeEvent(); // a key typed wakes a guest in S3
       backlog.push(msg.bytes);
       pump();
     }

@@ -62,7 +62,7 @@ export function reportStop(reason: StopReason, log: (s: string) => void): number
       log(`typevisor: the guest halted for good: ${reason.detail}`);
       break;
     case 'reset':
-      log('typevisor: the guest reset the machine');
+      log(`typevisor: the guest reset the machine${reason.detail ? ` (${reason.detail})` : ''}`);
       break;
     case 'error':
       log(`typevisor: ${reason.message}`);

@@ -157,7 +157,10 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   ) {
     super();
     this.serialPort = {
-      receive: (bytes) => this.port()?.receive(bytes) ?? 0,
+      receive: (bytes) => {
+        if (bytes.length) this.built?.pm.wakeEvent(); // a key typed wakes a guest in S3 (bt)
+        return this.port()?.receive(bytes) ?? 0;
+      },
       onRxSpace: (cb) => this.rxSpace.push(cb),
     };
     this.console = new Duplex({
@@ -257,6 +260,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
    */
   async snapshot(files: SnapshotFiles): Promise<void> {
     if (this.status !== 'paused' || !((this.built && this.engine) || this.kvm)) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
+    if (this.built?.pm.suspended) throw new VmError('cannot snapshot the VM: the guest is suspended (ACPI S3); snapshots of a sleeping machine are not supported yet: wake it first');
     const snapshotDisk = this.config.disks?.find((d) => d.snapshot);
     if (snapshotDisk) throw new VmError(`cannot snapshot the VM: disk ${snapshotDisk.path} is in snapshot mode, and its overlay does not outlive this process`);
     let state: SnapshotState;
@@ -428,7 +432,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
           reason = { kind: 'panic', detail: this.panicWatch.reason };
         }
         if (reason.kind === 'reset' && this.config.reboot !== false && this.stopWanted === undefined) {
-          this.log('typevisor: the guest reset the machine; restarting it (--no-reboot ends typevisor instead)');
+          this.log(`typevisor: the guest reset the machine${reason.detail ? ` (${reason.detail})` : ''}; restarting it (--no-reboot ends typevisor instead)`);
           // let the event loop run (signals, console output) even when a guest resets at once
           await new Promise<void>((resolve) => setImmediate(resolve));
           continue;
@@ -476,7 +480,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     try {
       // a restore: the snapshot's RAM (its data extents only) instead of a kernel
       if (snap) readMemoryFile(snap.memPath, ram.memory);
-      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus });
+      // S3 on kvm with one vCPU only: the device thread is the one vCPU thread it must stop
+      const s3 = config.cpus === 1;
+      const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus, acpi: { s3 } });
       const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
       // --net: the card is in the device thread, the back end here; frames cross through the
       // relay (src/net/relay.ts), which keeps the back end's back-pressure contract
@@ -490,7 +496,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
         machine: {
           module: new URL(`./kvm-machine.${ext}`, import.meta.url),
           export: 'createKvmMachine',
-          config: { disks: config.disks ?? [], ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
+          config: { disks: config.disks ?? [], s3, ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
         },
         restore: snap?.kvm, // checked by Vm.restore (parseKvmState)
         onMessage: (m) => {
@@ -545,6 +551,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       net: net ? { mac: macBytes(cardMac(config.net)), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
       fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
       disks: this.disks.disks, // virtio-blk
+      s3: true, // the engine below stops the vCPU in S3 and wakes it at the waking vector
     });
     const { machine, uart } = built;
     const nic = built.virtioNet;
@@ -555,7 +562,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
     const booted = snap ? undefined : bootImage(memory, this.image, {
-      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true },
+      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true, s3: true },
     });
 
     const blks = built.virtioBlk.map((d) => d.device as BlockDevice);

@@ -41,9 +41,12 @@ export function runOnBt(kernel: string, args: string[] = []): KernelRun {
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
 
-/** Run a test kernel under QEMU TCG; `cpu` is QEMU's -cpu model (its default, qemu64, lacks most features). */
-export function runOnQemu(kernel: string, cpu = 'qemu64'): KernelRun {
+/**
+ * Run a test kernel under QEMU TCG; `cpu` is QEMU's -cpu model (its default, qemu64, lacks most
+ * features); `extra`: more QEMU arguments.
+ */
+export function runOnQemu(kernel: string, cpu = 'qemu64', extra: string[] = []): KernelRun {
   const r = spawnSync(QEMU, ['-accel', 'tcg', '-cpu', cpu, '-m', '64', '-kernel', kernel, '-display', 'none', '-serial', 'stdio',
-    '-monitor', 'none', '-no-reboot', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4'], { encoding: 'latin1', input: '', timeout: 60_000 });
+    '-monitor', 'none', '-no-reboot', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4', ...extra], { encoding: 'latin1', input: '', timeout: 60_000 });
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
 }

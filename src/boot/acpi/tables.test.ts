@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  ACPI_FACS_START,
   ACPI_RSDP_START,
+  ACPI_S3_SLP_TYP,
   ACPI_S5_SLP_TYP,
   ACPI_SCI_IRQ,
   ACPI_TABLES_END,
@@ -45,6 +47,7 @@ describe('ACPI tables', () => {
       expect(tb.address + tb.bytes.length).toBeLessThanOrEqual(ACPI_TABLES_END + 1);
     }
     expect(byName(t, 'FACS').address % 64).toBe(0);
+    expect(byName(t, 'FACS').address).toBe(ACPI_FACS_START); // where an S3 wake reads the waking vector
   });
 
   it('link RSDP -> XSDT/RSDT -> FADT, MADT and FADT -> FACS, DSDT', () => {
@@ -74,6 +77,7 @@ describe('ACPI tables', () => {
     expect([f.getUint8(88), f.getUint8(89), f.getUint8(91), f.getUint8(92)]).toEqual([4, 2, 4, 8]);
     expect(f.getUint16(109, true) & 0x2).toBe(0x2); // 8042 present
     expect(f.getUint32(112, true) & (1 << 10)).not.toBe(0); // RESET_REG_SUP
+    expect(f.getUint32(112, true) & (1 << 6)).toBe(0); // FIX_RTC clear: RTC_STS/RTC_EN are in PM1
     expect(f.getUint8(116)).toBe(1); // reset register in system I/O
     expect(Number(f.getBigUint64(120, true))).toBe(0xcf9);
     expect(f.getUint8(128)).toBe(0x06);
@@ -105,6 +109,16 @@ describe('ACPI tables', () => {
     expect(Buffer.from(d).includes(Buffer.from(s5))).toBe(true);
   });
 
+  it('put \\_S3 in the DSDT only when asked to (the engine can wake the guest)', () => {
+    // NameOp "_S3_" PackageOp len 4 elements: One One Zero Zero (SLP_TYP 1 is AML's One)
+    const s3 = Buffer.from([0x08, 0x5f, 0x53, 0x33, 0x5f, 0x12, 0x06, 0x04, 0x01, 0x01, 0, 0]);
+    expect(ACPI_S3_SLP_TYP).toBe(1);
+    expect(ACPI_S3_SLP_TYP).not.toBe(ACPI_S5_SLP_TYP);
+    expect(Buffer.from(byName(t, 'DSDT').bytes).includes(Buffer.from('_S3_'))).toBe(false);
+    const d = Buffer.from(byName(buildAcpiTables({ cpus: 1, s3: true }), 'DSDT').bytes);
+    expect(d.includes(s3)).toBe(true);
+  });
+
   it('route PCI INTx in \\_SB.PCI0._PRT: slot 1 INTA# is GSI 17', () => {
     const d = Buffer.from(byName(t, 'DSDT').bytes);
     // NameOp "_PRT" PackageOp
@@ -125,7 +139,7 @@ describe('ACPI tables', () => {
   it.skipIf(!IASL)('disassemble cleanly with iasl -d (needs acpica-tools)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tv-acpi-'));
     try {
-      for (const opts of [{ cpus: 1 }, { cpus: 8, pci: true, com1: false }]) {
+      for (const opts of [{ cpus: 1 }, { cpus: 8, pci: true, com1: false, s3: true }]) {
         const tables = buildAcpiTables(opts);
         // The RSDP is not a table with a standard header; this iasl refuses it, so it is checked above.
         const files = tables.tables.map((x): [string, Uint8Array] => [x.signature.toLowerCase(), x.bytes]);

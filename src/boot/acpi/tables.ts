@@ -7,10 +7,14 @@
  * Fixed hardware described by the FADT: PM1a event/control blocks, the PM timer and GPE0 at
  * the PORT_ACPI_* ports; SCI on ACPI_SCI_IRQ; no SMI command port (the machine is always in
  * ACPI mode, so the OS never does the SMI handshake: the PM device must report SCI_EN = 1);
- * reset by writing 0x06 to port 0xcf9.
+ * reset by writing 0x06 to port 0xcf9. Sleep states: \_S5 (power off), and \_S3 (suspend to
+ * RAM) when the engine can wake the guest (AcpiOptions.s3); the FACS, first at ACPI_FACS_START,
+ * holds the waking vector the OS leaves for an S3 wake (wake.ts).
  */
 import {
+  ACPI_FACS_START,
   ACPI_RSDP_START,
+  ACPI_S3_SLP_TYP,
   ACPI_S5_SLP_TYP,
   ACPI_SCI_IRQ,
   ACPI_TABLES_END,
@@ -55,6 +59,12 @@ export interface AcpiOptions {
   pvpanic?: boolean;
   /** IOAPIC ID in the MADT. Default 0 (as QEMU; the IOAPIC's ID register resets to 0). */
   ioapicId?: number;
+  /**
+   * Advertise S3 (suspend to RAM) with a \_S3 package: only on an engine that can stop the
+   * vCPUs and restart them at the FACS waking vector (the bt engine). Default false: a guest
+   * never offered S3 never tries it.
+   */
+  s3?: boolean;
 }
 
 export interface AcpiTable {
@@ -180,7 +190,11 @@ export function buildDsdt(opts: AcpiOptions): Uint8Array {
       ]),
     );
   }
+  const sleep: Uint8Array[] = [];
+  // \_S3 like \_S5: {SLP_TYPa, SLP_TYPb, reserved, reserved}; Linux offers `mem` once it exists
+  if (opts.s3) sleep.push(aml.name('_S3', aml.pkg([aml.integer(ACPI_S3_SLP_TYP), aml.integer(ACPI_S3_SLP_TYP), aml.integer(0), aml.integer(0)])));
   const body = aml.concat([
+    ...sleep,
     // \_S5: {SLP_TYPa, SLP_TYPb, reserved, reserved}; Linux writes SLP_TYPa | SLP_EN to PM1a_CNT to power off.
     aml.name('_S5', aml.pkg([aml.integer(ACPI_S5_SLP_TYP), aml.integer(ACPI_S5_SLP_TYP), aml.integer(0), aml.integer(0)])),
     aml.scope('\\_SB', sb),
@@ -192,12 +206,20 @@ export function buildDsdt(opts: AcpiOptions): Uint8Array {
 
 // ---- FACS -----------------------------------------------------------------------------------------
 export const FACS_SIZE = 64;
+/** FACS fields (ACPI 6.5 table 5.14) the OS writes before a sleep and the firmware reads on a wake. */
+export const FACS_FIRMWARE_WAKING_VECTOR = 12;
+export const FACS_FLAGS = 16;
+export const FACS_X_FIRMWARE_WAKING_VECTOR = 24;
+export const FACS_VERSION = 32;
+export const FACS_OSPM_FLAGS = 36;
 export function buildFacs(): Uint8Array {
   const bytes = new Uint8Array(FACS_SIZE);
   const v = new DataView(bytes.buffer);
   ascii(v, 0, 'FACS');
   v.setUint32(4, FACS_SIZE, true);
-  v.setUint8(32, 2); // version (ACPI 4.0+)
+  v.setUint8(FACS_VERSION, 2); // version (ACPI 4.0+)
+  // Flags stay 0: no S4BIOS, and no 64BIT_WAKE_SUPPORTED_F — a wake through
+  // X_Firmware_Waking_Vector enters 32-bit protected mode (src/boot/acpi/wake.ts).
   return bytes; // the FACS has no checksum
 }
 
@@ -210,7 +232,7 @@ const FADT_MINOR_REVISION = 0;
 const FADT_WBINVD = 1 << 0;
 const FADT_PROC_C1 = 1 << 2;
 const FADT_SLP_BUTTON = 1 << 5; // no fixed-feature sleep button
-const FADT_FIX_RTC = 1 << 6; // RTC wake status not in PM1 fixed registers
+// FIX_RTC (bit 6) stays clear: the RTC alarm's wake status is PM1's RTC_STS/RTC_EN.
 const FADT_RESET_REG_SUP = 1 << 10;
 // IA-PC boot architecture flags.
 const BOOT_ARCH_LEGACY_DEVICES = 1 << 0;
@@ -242,7 +264,7 @@ export function buildFadt(facs: number, dsdt: number): Uint8Array {
   v.setUint16(98, 1001, true); // P_LVL3_LAT > 1000: C3 not supported
   v.setUint8(108, RTC_CENTURY_INDEX);
   v.setUint16(109, BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_8042 | BOOT_ARCH_VGA_NOT_PRESENT, true);
-  v.setUint32(112, FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_RESET_REG_SUP, true);
+  v.setUint32(112, FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_RESET_REG_SUP, true);
   gas(v, 116, PORT_RESET_CONTROL, 8, ACCESS_BYTE); // RESET_REG
   v.setUint8(128, ACPI_RESET_VALUE);
   v.setUint8(131, FADT_MINOR_REVISION);
@@ -360,8 +382,10 @@ export function buildAcpiTables(opts: AcpiOptions): AcpiTables {
     }
     return address;
   };
+  // the FACS first, at its fixed address (64-byte aligned, as it must be): the wake path reads it
+  const facs = place('FACS', () => buildFacs(), 64);
+  if (facs !== ACPI_FACS_START) throw new BootError(`internal: the FACS is at 0x${facs.toString(16)}, not ACPI_FACS_START`);
   const dsdt = place('DSDT', () => buildDsdt(opts));
-  const facs = place('FACS', () => buildFacs(), 64); // the FACS must be 64-byte aligned
   const fadt = place('FACP', () => buildFadt(facs, dsdt));
   const madt = place('APIC', () => buildMadt(opts));
   const xsdt = place('XSDT', () => buildXsdt([fadt, madt]));

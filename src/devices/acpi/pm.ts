@@ -2,7 +2,8 @@
  * ACPI fixed hardware (ACPI 6.x ch. 4.8), the part the FADT points at:
  *
  *   PM1a_EVT_BLK  4 bytes  PM1 status (write 1 to clear) + PM1 enable
- *   PM1a_CNT_BLK  2 bytes  SCI_EN, SLP_TYP, SLP_EN: SLP_EN with SLP_TYP == ACPI_S5_SLP_TYP -> onPowerOff()
+ *   PM1a_CNT_BLK  2 bytes  SCI_EN, SLP_TYP, SLP_EN: SLP_EN with SLP_TYP == ACPI_S5_SLP_TYP -> onPowerOff(),
+ *                          with ACPI_S3_SLP_TYP -> the S3 sleeping state (when `s3` is given)
  *   PM_TMR_BLK    4 bytes  the 24-bit ACPI PM timer at 3.579545 MHz (PM_TIMER_32BIT = false)
  *   GPE0_BLK      8 bytes  GPE0 status (write 1 to clear) + GPE0 enable; nothing raises GPEs yet
  *
@@ -11,13 +12,21 @@
  * bit-23 carry (TMR_STS) when TMR_EN is set. SCI_EN reads as 1: there is no SMI_CMD, so the
  * machine is always in ACPI mode.
  *
+ * S3 (suspend to RAM, ACPI 6.5 §7.4.2.4 and §4.8.3.1): SLP_EN with S3's SLP_TYP enters the
+ * sleeping state (`s3.onSuspend()`: the engine stops the vCPUs). A wake event ends it: the power
+ * button (PWRBTN_STS; it wakes whatever PWRBTN_EN says, as the spec has it), the RTC alarm
+ * (`rtcAlarm()`: RTC_STS, a wake event only while RTC_EN is set), or another wake source of the
+ * platform (`wakeEvent()`: the console's input; no status bit of its own, like QEMU's "other"
+ * wake reason). A wake sets WAK_STS and calls `s3.onWake()`: the engine restarts the boot CPU at
+ * the FACS waking vector (src/boot/acpi/wake.ts). The other registers keep their values.
+ *
  * Also here: `ResetControl`, the PIIX reset control register at 0xcf9 that the FADT's
  * RESET_REG names (Linux's default reboot method): writing RST_CPU (bit 2) resets -> onReset().
  */
 import type { AccessSize, BusDevice } from '../../machine/bus.js';
 import type { Clock, Timer, TimerQueue } from '../../machine/clock.js';
 import type { IrqLine } from '../../machine/irq.js';
-import { ACPI_PM_TIMER_HZ, ACPI_S5_SLP_TYP } from '../../machine/layout.js';
+import { ACPI_PM_TIMER_HZ, ACPI_S3_SLP_TYP, ACPI_S5_SLP_TYP } from '../../machine/layout.js';
 
 /** Block lengths the FADT advertises. */
 export const PM1_EVT_LEN = 4;
@@ -68,7 +77,12 @@ export interface AcpiPmOptions {
   /** The SCI line (GSI ACPI_SCI_IRQ, level). */
   sci: IrqLine;
   onPowerOff: () => void;
-  /** Sleep states other than S5 (not supported: counted and ignored unless handled here). */
+  /**
+   * S3 support: entering the sleeping state (stop the vCPUs) and leaving it on a wake event
+   * (restart them at the waking vector). Without it, S3's SLP_TYP is like any other unsupported one.
+   */
+  s3?: { onSuspend: () => void; onWake: () => void };
+  /** Other sleep states (not supported: counted and ignored unless handled here). */
   onSleep?: (slpTyp: number) => void;
 }
 
@@ -96,6 +110,9 @@ export class AcpiPm {
   private readonly sci: IrqLine;
   private readonly onPowerOff: () => void;
   private readonly onSleep: ((slpTyp: number) => void) | undefined;
+  private readonly s3: AcpiPmOptions['s3'];
+  /** In the S3 sleeping state: the vCPUs are stopped until a wake event. */
+  private sleeping = false;
   /** Sleep requests for states we do not implement. */
   unsupportedSleepCount = 0;
 
@@ -114,6 +131,7 @@ export class AcpiPm {
     this.sci = options.sci;
     this.onPowerOff = options.onPowerOff;
     this.onSleep = options.onSleep;
+    this.s3 = options.s3;
     this.event = registerFile(
       () => this.status() | (this.pm1Enable << 16),
       (value, mask) => {
@@ -149,10 +167,34 @@ export class AcpiPm {
     };
   }
 
-  /** The host's power button: sets PWRBTN_STS (the guest's ACPI driver then shuts down). */
+  /**
+   * The host's power button: sets PWRBTN_STS (the guest's ACPI driver then shuts down); in S3
+   * it wakes the machine whatever PWRBTN_EN says (ACPI 6.5 table 4.11).
+   */
   pressPowerButton(): void {
     this.pm1Status |= PM1_PWRBTN_STS;
+    if (this.sleeping) this.wake();
     this.updateSci();
+  }
+
+  /**
+   * The RTC asserted its alarm interrupt: RTC_STS. While RTC_EN is set it is a power
+   * management event: the SCI in S0, a wake event in S3.
+   */
+  rtcAlarm(): void {
+    this.pm1Status |= PM1_RTC_STS;
+    if (this.sleeping && this.pm1Enable & PM1_RTC_EN) this.wake();
+    this.updateSci();
+  }
+
+  /** A wake source without a PM1 status bit (the console's input): wakes the machine from S3. */
+  wakeEvent(): void {
+    if (this.sleeping) this.wake();
+  }
+
+  /** True while in S3 (the vCPUs must not run). */
+  get suspended(): boolean {
+    return this.sleeping;
   }
 
   /** Current PM timer value (24 bits). */
@@ -198,9 +240,28 @@ export class AcpiPm {
     if (v & PM1_SLP_EN) {
       const typ = (this.pm1Control >> PM1_SLP_TYP_SHIFT) & 7;
       if (typ === ACPI_S5_SLP_TYP) this.onPowerOff();
+      else if (typ === ACPI_S3_SLP_TYP && this.s3) this.suspend();
       else if (this.onSleep) this.onSleep(typ);
       else this.unsupportedSleepCount++;
     }
+  }
+
+  /**
+   * Enter S3. The OS cleared WAK_STS before (Linux does, in acpi_hw_legacy_sleep); an RTC alarm
+   * already pending with RTC_EN wakes at once, as the hardware's wake logic would.
+   */
+  private suspend(): void {
+    if (this.sleeping) return;
+    this.sleeping = true;
+    this.s3!.onSuspend();
+    if (this.pm1Status & this.pm1Enable & PM1_RTC_STS) this.wake();
+  }
+
+  /** A wake event in S3: WAK_STS, then back to S0 through the waking vector. */
+  private wake(): void {
+    this.sleeping = false;
+    this.pm1Status |= PM1_WAK_STS;
+    this.s3!.onWake();
   }
 
   private updateSci(): void {

@@ -10,6 +10,13 @@
  * YIELD_MS would add ~4 ms to every request). When the vCPU halts with nothing pending,
  * the engine sleeps until the next timer deadline or until a device raises an interrupt line
  * (wake()), never spinning.
+ *
+ * ACPI S3 (machine.sleepEvent, from the PM device): on `suspend` the CPU leaves its slice at the
+ * instruction that entered the sleeping state and no instruction runs — interrupts do not wake
+ * it; the engine sleeps like a halted vCPU, running device timers (an RTC alarm is a wake
+ * event). On `wake` the CPU is reset and starts as firmware hands over to the OS, at the FACS
+ * waking vector (src/boot/acpi/wake.ts); RAM and the devices keep their state. No valid waking
+ * vector: the machine resets, as firmware would.
  */
 import type { Engine, EntryState } from '../../machine/engine.js';
 import type { Machine, StopReason } from '../../machine/machine.js';
@@ -17,6 +24,7 @@ import type { CpuInterruptController } from '../../machine/interrupts.js';
 import { Cpu } from '../../cpu/core/cpu.js';
 import { fallbackName } from '../../cpu/translate/block.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
+import { facsWakeTarget } from '../../boot/acpi/wake.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
 
@@ -49,6 +57,8 @@ export class BtEngine implements Engine {
   yieldedMs = 0;
   /** Host time spent running the vCPU (statistics: this VM's own, where process CPU time counts every VM). */
   ranMs = 0;
+  /** ACPI S3: running, suspended (no instruction runs), or woken (restart at the waking vector). */
+  private s3: 'running' | 'suspended' | 'woken' = 'running';
 
   constructor(
     private readonly machine: Machine,
@@ -72,9 +82,18 @@ export class BtEngine implements Engine {
       process.on('SIGUSR2', onSignal);
       machine.onStop(() => process.off('SIGUSR2', onSignal));
     }
+    machine.onSleepEvent((event) => {
+      if (event === 'suspend') {
+        this.s3 = 'suspended';
+        this.cpu.requestExit(); // nothing after the PM1 control write runs
+      } else if (this.s3 === 'suspended') {
+        this.s3 = 'woken';
+        this.endSleep();
+      }
+    });
     machine.onStop(() => {
       this.cpu.requestExit();
-      this.wake();
+      this.endSleep();
       this.resume(); // a stop ends a pause
     });
   }
@@ -94,7 +113,7 @@ export class BtEngine implements Engine {
     return new Promise<void>((resolve) => {
       this.pauseWaiters.push(resolve);
       this.cpu.requestExit();
-      this.wake();
+      this.endSleep();
     });
   }
 
@@ -118,8 +137,16 @@ export class BtEngine implements Engine {
     this.opts.onPause?.(false);
   }
 
-  /** Something happened (an interrupt line rose, input arrived): end a halt sleep now. */
+  /**
+   * Something happened (an interrupt line rose, input arrived): end a halt sleep now. Not in
+   * S3: an interrupt does not wake a suspended machine (a guest's periodic PIT would otherwise
+   * spin the host loop), only a wake event, a timer deadline, a pause or a stop.
+   */
   wake(): void {
+    if (this.s3 !== 'suspended') this.endSleep();
+  }
+
+  private endSleep(): void {
     const w = this.wakeup;
     this.wakeup = undefined;
     w?.();
@@ -150,6 +177,11 @@ export class BtEngine implements Engine {
       this.opts.afterSlice?.();
       if (this.pauseWaiters.length && !machine.stopReason) {
         await this.holdPaused();
+        lastYield = performance.now();
+        continue;
+      }
+      if (this.s3 !== 'running') {
+        await this.sleepInS3();
         lastYield = performance.now();
         continue;
       }
@@ -216,12 +248,40 @@ export class BtEngine implements Engine {
     return (cpu.getRflags() & RFLAGS_IF) === 0 && !(this.opts.interrupts.hasNmi?.() ?? false);
   }
 
+  /**
+   * S3: wait (running device timers, serving pauses) until a wake event, then start the boot
+   * CPU at the waking vector as firmware would: a reset CPU, then real mode at CS:IP (or flat
+   * 32-bit protected mode at X_Firmware_Waking_Vector).
+   */
+  private async sleepInS3(): Promise<void> {
+    const { machine, cpu } = this;
+    while (this.s3 === 'suspended' && !machine.stopReason) {
+      if (this.pauseWaiters.length) {
+        await this.holdPaused();
+        continue;
+      }
+      const t = performance.now();
+      await this.sleepUntilEvent();
+      this.sleptMs += performance.now() - t;
+      machine.timers.runDue();
+    }
+    if (machine.stopReason || this.s3 !== 'woken') return;
+    this.s3 = 'running';
+    const target = facsWakeTarget(machine.memory);
+    if (!target.ok) {
+      machine.requestStop({ kind: 'reset', detail: `S3 wake: ${target.reason}` });
+      return;
+    }
+    cpu.reset();
+    applyEntryState(cpu, target.entry);
+  }
+
   private sleepUntilEvent(): Promise<void> {
     const timers = this.machine.timers;
     const deadline = timers.nextDeadline();
     const ms = deadline === Infinity ? 1000 : Math.max(0, (deadline - this.machine.clock.nowNs()) / 1e6);
     return new Promise<void>((resolve) => {
-      const t = setTimeout(() => this.wake(), ms);
+      const t = setTimeout(() => this.endSleep(), ms);
       this.wakeup = () => {
         clearTimeout(t);
         resolve();

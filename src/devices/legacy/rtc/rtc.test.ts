@@ -6,7 +6,7 @@ import { CmosRtc, REG_A_UIP, REG_C_IRQF, REG_C_PF, REG_C_UF, REG_C_AF } from './
 
 const EPOCH = Date.UTC(2024, 1, 29, 13, 45, 30); // Thursday
 
-function setup(opts: { ramBelow4G?: number; ramAbove4G?: number } = {}) {
+function setup(opts: { ramBelow4G?: number; ramAbove4G?: number; onAlarm?: () => void } = {}) {
   const time = new FakeTime();
   const sink = new RecordingSink();
   const rtc = new CmosRtc({ clock: time.clock, timers: time.timers, irq: new IrqLine(sink, 8), epochMs: EPOCH, ...opts });
@@ -99,6 +99,25 @@ describe('CmosRtc (MC146818)', () => {
     expect(sink.level(8)).toBe(true);
     expect(rd(0x0c)).toBe(REG_C_IRQF | REG_C_UF);
     time.advance(1e9);
+    expect(rd(0x0c)).toBe(REG_C_IRQF | REG_C_UF | REG_C_AF);
+  });
+
+  it('reports an alarm that asserts the interrupt (AIE) to the chipset (onAlarm: ACPI RTC_STS)', () => {
+    let alarms = 0;
+    const { rd, wr, time } = setup({ onAlarm: () => alarms++ });
+    wr(0x01, 0x32); // alarm at hh:mm:32, AIE off: AF only
+    wr(0x03, 0xc0);
+    wr(0x05, 0xc0);
+    wr(0x0b, 0x12); // UIE
+    time.advance(2e9);
+    expect(rd(0x0c) & REG_C_AF).toBe(REG_C_AF);
+    expect(alarms).toBe(0);
+    wr(0x01, 0x34); // hh:mm:34, with AIE
+    wr(0x0b, 0x22);
+    time.advance(1e9);
+    expect(alarms).toBe(0);
+    time.advance(1e9);
+    expect(alarms).toBe(1);
     expect(rd(0x0c)).toBe(REG_C_IRQF | REG_C_UF | REG_C_AF);
   });
 

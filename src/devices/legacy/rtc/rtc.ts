@@ -80,6 +80,11 @@ export interface CmosRtcOptions {
   ramBelow4G?: number;
   /** RAM above 4 GiB, bytes. */
   ramAbove4G?: number;
+  /**
+   * The alarm asserted the interrupt (AF with AIE): the chipset's RTC_STS in ACPI PM1, the
+   * S3 wake event (src/devices/acpi/pm.ts, `rtcAlarm()`).
+   */
+  onAlarm?: () => void;
 }
 
 export interface CmosRtcState {
@@ -110,12 +115,14 @@ export class CmosRtc implements BusDevice {
   private readonly clock: Clock;
   private readonly timers: TimerQueue;
   private readonly irq: IrqLine;
+  private readonly onAlarm: (() => void) | undefined;
   private epochMs: number;
 
   constructor(options: CmosRtcOptions) {
     this.clock = options.clock;
     this.timers = options.timers;
     this.irq = options.irq;
+    this.onAlarm = options.onAlarm;
     this.epochMs = options.epochMs ?? Date.now() - this.clock.nowNs() / 1e6;
     this.cmos[RTC_REG_A] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
     this.cmos[RTC_REG_B] = REG_B_24H;
@@ -377,6 +384,7 @@ export class CmosRtc implements BusDevice {
       match(RTC_HOURS_ALARM, RTC_HOURS)
     ) {
       this.flagsC |= REG_C_AF;
+      if (this.cmos[RTC_REG_B]! & REG_B_AIE) this.onAlarm?.();
     }
     this.updateIrq();
   }
