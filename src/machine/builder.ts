@@ -49,8 +49,8 @@ export interface MachineOptions {
   virtioConsoleOut?: (bytes: Uint8Array) => void;
   /**
    * ACPI S3: the PM device enters the sleeping state on S3's SLP_TYP and raises
-   * machine.sleepEvent; only for an engine that listens (the bt engine), and the DSDT must
-   * advertise \_S3 then (AcpiOptions.s3). Default false.
+   * machine.sleepEvent; only for an engine that listens (the bt engine; the kvm engine's device
+   * thread, with one vCPU), and the DSDT must advertise \_S3 then (AcpiOptions.s3). Default false.
    */
   s3?: boolean;
   /** A virtio-net card: its MAC and where the frames the guest sends go. */
