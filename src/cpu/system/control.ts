@@ -34,6 +34,7 @@ export function cr4ValidBits(): number {
   let v = Cr4.TSD | Cr4.DE | Cr4.PSE | Cr4.PAE | Cr4.MCE | Cr4.PGE | Cr4.PCE |
     Cr4.OSFXSR | Cr4.OSXMMEXCPT;
   if (features.fsgsbase) v |= Cr4.FSGSBASE;
+  if (features.xsave) v |= Cr4.OSXSAVE;
   return v;
 }
 
