@@ -21,8 +21,8 @@ const ENABLE = 'mov rax, cr4\nbts eax, 18\nmov cr4, rax\n';
 const BUF = 0x200000;
 
 /** Assemble, enter 64-bit (or 32-bit protected) mode on a machine with the SIMD unit, run until HLT. */
-function run(src: string, bits: 32 | 64, setup?: (t: TestMachine) => void): TestMachine {
-  const t = createTestMachine({ simd: simdUnit });
+function run(src: string, bits: 32 | 64, setup?: (t: TestMachine) => void, jitThreshold?: number): TestMachine {
+  const t = createTestMachine({ simd: simdUnit, jitThreshold });
   t.memory.writeBytes(CODE_BASE, assemble(src, bits));
   if (bits === 64) enterLongMode(t);
   else enterProtected32(t);
@@ -162,6 +162,16 @@ mov ebx, ${BUF}\nfninit\nfld1\nxsave [ebx]\nfninit\nxrstor [ebx]\nfstp qword [eb
       const t = run64(`${setup}mov eax, 3\nmov r15d, 1\n${op}\nmov eax, 1\nhlt`);
       expect([r64(t, RAX), r64(t, 15)], op).toEqual([BigInt(GP), 1n]);
     }
+  });
+
+  it.each([['interpreted', undefined], ['translated', 1]] as const)('an XSAVE that rewrites a function already run is seen (%s)', (_name, jit) => {
+    // XMM0 = mov eax, 2; ret. XSAVE with RFBM = 2 stores it at area + 160, where f is
+    const t = run(`${setup}mov ecx, 50\nloop1: call f\nadd r8, rax\ndec ecx\njnz loop1
+mov rax, 0xc3000000_02b8\nmovq xmm0, rax\nxor edx, edx\nmov ecx, 50
+loop2: call f\nadd r9, rax\ncmp ecx, 25\njne skip\nmov eax, 2\nxsave [area]\nskip: dec ecx\njnz loop2\nhlt
+align 64\narea: times 160 db 0\nf: mov eax, 1\nret\ntimes 576 db 0`, 64, undefined, jit);
+    expect([r64(t, R8), r64(t, R9)]).toEqual([50n, 26n + 2n * 24n]); // 26 calls before the XSAVE, 24 after
+    if (jit !== undefined) expect(t.cpu.wasm!.modulesCompiled).toBeGreaterThan(0);
   });
 
   it('with the feature off: #UD', () => {
