@@ -47,6 +47,11 @@ export const features = {
   umip: true,
   /** CPUID.1:EDX.SEP — SYSENTER/SYSEXIT and the SYSENTER_* MSRs are always stored; this gates the instructions. */
   sep: false,
+  /**
+   * CPUID.1:ECX.XSAVE — XSAVE/XRSTOR/XSAVEOPT, XGETBV/XSETBV and CR4.OSXSAVE, for the x87 and SSE
+   * state components (CPUID leaf 0xD; XGETBV with ECX = 1 too). No XSAVEC/XSAVES.
+   */
+  xsave: true,
   /** CPUID.1:ECX.MONITOR — MONITOR/MWAIT. */
   monitor: false,
   /** CPUID.1:EDX.MCE + MCA — machine-check architecture with zero banks (MCG_CAP reads 0). */

@@ -20,6 +20,7 @@ import { Cpu } from '../../src/cpu/core/cpu.js';
 import { allocArenaRam } from '../../src/cpu/wasm/arena.js';
 import { applyEntryState } from '../../src/cpu/system/entry.js';
 import { simdUnit } from '../../src/cpu/fpu/index.js';
+import { features } from '../../src/cpu/features.js';
 import { DATA_SIZE, FLAGS_LOADABLE, MASK64, type OracleState, type RunOptions } from './state.js';
 
 export const GDT_BASE = 0x1000;
@@ -49,6 +50,7 @@ export const SEL_TSS = 0x30;
 
 const CR4_OSFXSR = 1 << 9;
 const CR4_OSXMMEXCPT = 1 << 10;
+const CR4_OSXSAVE = 1 << 18;
 
 /** Vectors that push an error code. */
 const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17, 21]);
@@ -212,6 +214,12 @@ export class EmulatedRunner {
       if (mode === 'long64') {
         // applyEntryState leaves SSE off (the kernel enables it); the oracle needs it on
         s.cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
+        if (features.xsave) {
+          // as Linux sets them for the host's user mode (its XCR0 has more components; the
+          // XSAVE cases request x87 and SSE only)
+          s.cr4 |= CR4_OSXSAVE;
+          s.xcr0 = 3;
+        }
         cpu.modeChanged();
       }
       for (let i = 0; i < 16; i++) {

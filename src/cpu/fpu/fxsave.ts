@@ -1,5 +1,6 @@
 /**
- * 0F AE /0..3: FXSAVE, FXRSTOR, LDMXCSR, STMXCSR.
+ * 0F AE /0..3: FXSAVE, FXRSTOR, LDMXCSR, STMXCSR; /4../6 (XSAVE, XRSTOR, XSAVEOPT) go to xsave.ts,
+ * which stores and loads the same legacy region through the parts exported here.
  *
  * FXSAVE image (512 bytes, 16-byte aligned):
  *   0 FCW, 2 FSW, 4 abridged FTW (bit per physical register, 1 = non-empty), 6 FOP,
@@ -24,8 +25,32 @@ function addrParts(v: number): [number, number] {
 
 export function fxsave(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
   checkAlign16(mem, i);
-  const nXmm = i.long ? 16 : 8;
-  mem.probeWrite(ea(i, 0), 160 + 16 * nXmm);
+  mem.probeWrite(ea(i, 0), 160 + 16 * xmmCount(i));
+  saveX87(cpu, mem, i);
+  saveMxcsr(cpu, mem, i);
+  saveXmm(cpu, mem, i);
+}
+
+export function fxrstor(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
+  checkAlign16(mem, i);
+  // read everything before changing state (a fault must leave the state untouched)
+  const mx = readMxcsr(mem, i);
+  readX87(mem, i);
+  readXmm(mem, i);
+  loadX87(cpu, i);
+  cpu.mxcsr = mx;
+  loadXmm(cpu, i);
+}
+
+// ---- the parts of the legacy region, shared with XSAVE/XRSTOR (xsave.ts) ----------------------
+
+/** XMM registers in the image: XMM0-15 in 64-bit mode, XMM0-7 otherwise. */
+export function xmmCount(i: SimdInsn): number {
+  return i.long ? 16 : 8;
+}
+
+/** Stores the x87 state: bytes 0..23 (FCW to FDP/FDS) and the registers at 32..159. */
+export function saveX87(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
   let ftw = 0;
   for (let p = 0; p < 8; p++) if (((cpu.fpuTag >> (2 * p)) & 3) !== 3) ftw |= 1 << p;
   mem.write32(ea(i, 0), (cpu.fpuControl & 0xffff) | ((cpu.fpuStatus & 0xffff) << 16));
@@ -36,8 +61,6 @@ export function fxsave(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
   mem.write32(ea(i, 12), i.rexW ? ipHi : 0);
   mem.write32(ea(i, 16), dpLo);
   mem.write32(ea(i, 20), i.rexW ? dpHi : 0);
-  mem.write32(ea(i, 24), cpu.mxcsr);
-  mem.write32(ea(i, 28), MXCSR_MASK);
   for (let k = 0; k < 8; k++) {
     regExt(cpu, physOf(cpu, k));
     const o = 32 + 16 * k;
@@ -46,21 +69,33 @@ export function fxsave(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     mem.write32(ea(i, o + 8), ext.se & 0xffff);
     mem.write32(ea(i, o + 12), 0);
   }
-  const x = cpu.xmm;
-  for (let k = 0; k < 4 * nXmm; k++) mem.write32(ea(i, 160 + 4 * k), x[k]!);
 }
 
-export function fxrstor(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
-  checkAlign16(mem, i);
+/** Stores MXCSR (byte 24) and MXCSR_MASK (byte 28). */
+export function saveMxcsr(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
+  mem.write32(ea(i, 24), cpu.mxcsr);
+  mem.write32(ea(i, 28), MXCSR_MASK);
+}
+
+/** Stores the XMM registers from byte 160. */
+export function saveXmm(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
+  const x = cpu.xmm;
+  const n = 4 * xmmCount(i);
+  for (let k = 0; k < n; k++) mem.write32(ea(i, 160 + 4 * k), x[k]!);
+}
+
+/** Reads MXCSR (byte 24); #GP(0) when it sets a reserved bit. */
+export function readMxcsr(mem: SimdMemory, i: SimdInsn): number {
   const mx = mem.read32(ea(i, 24)) >>> 0;
   if (mx & ~MXCSR_MASK) mem.fault(VEC_GP, 0);
-  const w0 = mem.read32(ea(i, 0));
-  const w1 = mem.read32(ea(i, 4));
-  const fcw = w0 & 0xffff;
-  const fsw = (w0 >>> 16) & 0xffff;
-  const ftw = w1 & 0xff;
-  const nXmm = i.long ? 16 : 8;
-  // read everything before changing state (a fault must leave the state untouched)
+  return mx;
+}
+
+/** Reads the x87 part of an image into scratch (no state change); loadX87 applies it. */
+export function readX87(mem: SimdMemory, i: SimdInsn): void {
+  const h = X87_HEAD;
+  h[0] = mem.read32(ea(i, 0));
+  h[1] = mem.read32(ea(i, 4));
   const regs = REGS;
   for (let k = 0; k < 8; k++) {
     const o = 32 + 16 * k;
@@ -68,19 +103,27 @@ export function fxrstor(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     regs[3 * k + 1] = mem.read32(ea(i, o + 4));
     regs[3 * k + 2] = mem.read16(ea(i, o + 8));
   }
-  const xs = XMM;
-  for (let k = 0; k < 4 * nXmm; k++) xs[k] = mem.read32(ea(i, 160 + 4 * k));
-  const ipLo = mem.read32(ea(i, 8)) >>> 0;
-  const ipHi = mem.read32(ea(i, 12)) | 0;
-  const dpLo = mem.read32(ea(i, 16)) >>> 0;
-  const dpHi = mem.read32(ea(i, 20)) | 0;
+  for (let k = 2; k < 6; k++) h[k] = mem.read32(ea(i, 4 * k));
+}
 
+/** Applies the x87 state read by readX87. */
+export function loadX87(cpu: CpuState, i: SimdInsn): void {
+  const h = X87_HEAD;
+  const w0 = h[0]!;
+  const w1 = h[1]!;
+  const fcw = w0 & 0xffff;
+  const fsw = (w0 >>> 16) & 0xffff;
+  const ftw = w1 & 0xff;
+  const ipLo = h[2]! >>> 0;
+  const ipHi = h[3]! | 0;
+  const dpLo = h[4]! >>> 0;
+  const dpHi = h[5]! | 0;
+  const regs = REGS;
   cpu.fpuControl = (fcw & 0x1f7f) | 0x40;
   cpu.fpuStatus = fsw;
   cpu.fpuOpcode = (w1 >>> 16) & 0x7ff;
   cpu.fpuIp = i.rexW ? ipHi * 4294967296 + ipLo : ipLo;
   cpu.fpuDp = i.rexW ? dpHi * 4294967296 + dpLo : dpLo;
-  cpu.mxcsr = mx;
   const top = (fsw >> 11) & 7;
   let tagWord = 0;
   for (let k = 0; k < 8; k++) {
@@ -96,10 +139,24 @@ export function fxrstor(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
     tagWord |= t << (2 * p);
   }
   cpu.fpuTag = tagWord;
-  const x = cpu.xmm;
-  for (let k = 0; k < 4 * nXmm; k++) x[k] = xs[k]!;
 }
 
+/** Reads the XMM registers of an image into scratch; loadXmm applies them. */
+export function readXmm(mem: SimdMemory, i: SimdInsn): void {
+  const xs = XMM;
+  const n = 4 * xmmCount(i);
+  for (let k = 0; k < n; k++) xs[k] = mem.read32(ea(i, 160 + 4 * k));
+}
+
+export function loadXmm(cpu: CpuState, i: SimdInsn): void {
+  const x = cpu.xmm;
+  const xs = XMM;
+  const n = 4 * xmmCount(i);
+  for (let k = 0; k < n; k++) x[k] = xs[k]!;
+}
+
+/** Scratch of readX87: the six dwords at 0..23, and the eight registers (lo, hi, sign+exponent). */
+const X87_HEAD = new Int32Array(6);
 const REGS = new Int32Array(24);
 const XMM = new Int32Array(64);
 

@@ -2,8 +2,9 @@
  * The 0F-map SIMD opcodes: MMX (no prefix, MMX registers), SSE/SSE2 (XMM; 66/F2/F3 select
  * the form). This file decodes them and holds data movement, shuffles and the integer forms
  * (lane arithmetic in sse-int.ts); floating point and conversions are in sse-fp.ts, the 0F AE
- * group (FXSAVE/FXRSTOR/LDMXCSR/STMXCSR) in fxsave.ts, the SSE3 forms of the 0F map in sse3.ts,
- * and the 0F 38 / 0F 3A maps (SSSE3, SSE4.1, SSE4.2) in sse-maps.ts.
+ * group (FXSAVE/FXRSTOR/LDMXCSR/STMXCSR) in fxsave.ts and xsave.ts (XSAVE/XRSTOR/XSAVEOPT), the
+ * SSE3 forms of the 0F map in sse3.ts, and the 0F 38 / 0F 3A maps (SSSE3, SSE4.1, SSE4.2) in
+ * sse-maps.ts.
  *
  * Legacy-SSE alignment: every 128-bit memory operand must be 16-byte aligned (#GP(0)) except
  * MOVUPS/MOVUPD/MOVDQU; scalar and 64-bit operands have no requirement.
@@ -15,6 +16,7 @@ import {
   ud, writeMem,
 } from './common.js';
 import { group15 } from './fxsave.js';
+import { xsaveGroup } from './xsave.js';
 import { emms, getMmx, loadSrcMmx, mmxEnter, setMmx } from './mmx.js';
 import { OP_ADD, OP_DIV, OP_MUL, OP_SUB } from './softfloat.js';
 import {
@@ -476,7 +478,10 @@ export function sse(cpu: CpuState, mem: SimdMemory, i: SimdInsn): void {
       needSse(cpu, mem);
       cvtToInt(cpu, mem, i);
       return;
-    case 0xae: group15(cpu, mem, i); return;
+    case 0xae:
+      if ((i.reg & 7) < 4) group15(cpu, mem, i);
+      else xsaveGroup(cpu, mem, i);
+      return;
     default: break;
   }
   needSse(cpu, mem);

@@ -35,6 +35,7 @@ export function cr4ValidBits(): number {
     Cr4.OSFXSR | Cr4.OSXMMEXCPT;
   if (features.fsgsbase) v |= Cr4.FSGSBASE;
   if (features.umip) v |= Cr4.UMIP;
+  if (features.xsave) v |= Cr4.OSXSAVE;
   return v;
 }
 

@@ -8,11 +8,12 @@
  * speculate. Stepping > 2 avoids the Atom PSE erratum workaround. No architectural PMU (leaf
  * 0xa = 0): Linux falls back to software perf events.
  *
- * Optional features follow src/cpu/features.ts. Not advertised: x2APIC, TSC-deadline, XSAVE,
- * AVX, PCID, SMEP/SMAP, MONITOR/MWAIT (unless enabled), VMX, arch PMU.
+ * Optional features follow src/cpu/features.ts. Not advertised: x2APIC, TSC-deadline, XSAVEC,
+ * XSAVES, AVX, PCID, SMEP/SMAP, MONITOR/MWAIT (unless enabled), VMX, arch PMU.
  */
 import type { SystemHost } from '../system-api.js';
-import { Reg, type CpuState } from '../state.js';
+import { Cr4, Reg, type CpuState } from '../state.js';
+import { XCR0_SUPPORTED, XSAVE_AREA_SIZE } from './xcr.js';
 import { features } from '../features.js';
 import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
 import { MAX_LIN_BITS, MAX_PHYS_BITS } from './paging.js';
@@ -64,6 +65,10 @@ const ECX1_HYPERVISOR = 1 << 31;
 /** IA32_APIC_BASE.EN: CPUID.1:EDX.APIC follows it. */
 const APIC_BASE_EN = 1 << 11;
 
+/** CPUID.(EAX=0DH,ECX=1):EAX — XSAVEOPT, and XGETBV with ECX = 1 (no XSAVEC, no XSAVES). */
+const XSAVEOPT = 1 << 0;
+const XGETBV_ECX1 = 1 << 2;
+
 const EDX_EXT_BASE = (1 << 11) | (1 << 20) | (1 << 29); // SYSCALL, NX, LM
 const ECX_EXT_BASE = 1 << 0; // LAHF/SAHF in 64-bit mode
 
@@ -100,6 +105,10 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
       if (features.sse42) ecx |= 1 << 20;
       if (features.movbe) ecx |= 1 << 22;
       if (features.popcnt) ecx |= 1 << 23;
+      if (features.xsave) {
+        ecx |= 1 << 26; // XSAVE
+        if (s.cr4 & Cr4.OSXSAVE) ecx |= 1 << 27; // OSXSAVE: follows CR4
+      }
       out[2] = ecx >>> 0;
       let edx = EDX1_BASE;
       if ((s.apicBase & APIC_BASE_EN) === 0) edx &= ~(1 << 9); // the APIC is globally disabled
@@ -127,6 +136,16 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
         out[2] = ecx >>> 0;
       }
       return;
+    case 0xd: // XSAVE state components (x87 and SSE only)
+      if (!features.xsave) return;
+      if (sub === 0) {
+        out[0] = XCR0_SUPPORTED;
+        out[1] = XSAVE_AREA_SIZE; // for the current XCR0: x87 and SSE both live in the first 576 bytes
+        out[2] = XSAVE_AREA_SIZE; // for every supported component
+      } else if (sub === 1) {
+        out[0] = XSAVEOPT | XGETBV_ECX1;
+      }
+      return; // sub-leaves 2.. describe components 2..62: none exists
     case 0x15:
       if (features.tscLeaf15) {
         out[0] = 1;

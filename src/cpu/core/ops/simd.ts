@@ -6,6 +6,7 @@ import type { Cpu } from '../cpu.js';
 import type { SimdInsn } from '../../simd-api.js';
 import { features } from '../../features.js';
 import { fault, modrm, eaLin } from './operands.js';
+import { Cr4 } from '../../state.js';
 
 const UD = 6;
 
@@ -104,6 +105,32 @@ export function runSse(c: Cpu, map: number, op: number): void {
   i.opsize = c.opsize;
   i.ea = c.mod === 3 ? 0 : eaLin(c);
   i.imm8 = imm ? c.fetch8() : 0;
+  i.long = c.long;
+  unit.sse(s, c.simdMem, i);
+}
+
+/**
+ * 0F AE /4../6, memory forms: XSAVE, XRSTOR, XSAVEOPT (fpu/xsave.ts). #UD when the feature is off,
+ * CR4.OSXSAVE is clear or a LOCK/66/F2/F3 prefix is present (66 /6 is CLWB, F3 /4 PTWRITE); #NM
+ * when CR0.TS is set (CR0.EM does not matter to them).
+ */
+export function runXsave(c: Cpu): void {
+  const s = c.s;
+  modrm(c, 0);
+  const unit = c.simd;
+  if (!unit || !features.xsave || !(s.cr4 & Cr4.OSXSAVE) || c.lock || c.rep !== 0 || c.opOverride) fault(UD);
+  if (s.cr0 & 8) fault(7); // TS
+  const i = simdInsn;
+  i.opcode = 0xae;
+  i.map = 1;
+  i.prefix = 0;
+  i.mod = c.mod;
+  i.reg = c.reg;
+  i.rm = c.rm;
+  i.rexW = c.rexW;
+  i.opsize = c.opsize;
+  i.ea = eaLin(c);
+  i.imm8 = 0;
   i.long = c.long;
   unit.sse(s, c.simdMem, i);
 }

@@ -1,9 +1,9 @@
 /**
  * System instructions: privilege checks, segment register loads, POPF's flag mask, far pointer
  * loads (LDS/LES/LSS/LFS/LGS), and groups 6 (0F 00: SLDT/STR/LLDT/LTR/VERR/VERW), 7 (0F 01:
- * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP), 9 (0F C7: CMPXCHG8B/16B, RDPID) and 15
- * (0F AE: fences, CLFLUSH/CLFLUSHOPT/CLWB, RDFSBASE & co; FXSAVE & co go to the SIMD unit).
- * The work itself is in src/cpu/system/.
+ * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP, XGETBV/XSETBV), 9 (0F C7: CMPXCHG8B/16B,
+ * RDPID) and 15 (0F AE: fences, CLFLUSH/CLFLUSHOPT/CLWB, RDFSBASE & co; FXSAVE, XSAVE & co go to
+ * the SIMD unit). The work itself is in src/cpu/system/.
  */
 import type { Cpu } from '../cpu.js';
 import { features } from '../../features.js';
@@ -12,8 +12,9 @@ import { lmsw } from '../../system/control.js';
 import { Cr4, Mode } from '../../state.js';
 import { swapgs } from '../../system/syscall.js';
 import { hi32, isCanonical, join64 } from '../../system/bits.js';
+import { xgetbv, xsetbv } from '../../system/xcr.js';
 import { fault, getReg, setReg, modrm, eaLin, readRM, segAdd } from './operands.js';
-import { runSse } from './simd.js';
+import { runSse, runXsave } from './simd.js';
 import { CpuFault } from '../../system-api.js';
 
 const UD = 6;
@@ -178,8 +179,14 @@ export function group7(c: Cpu): void {
       }
       fault(UD);
       return;
+    case 2:
+      // XGETBV, XSETBV: NP (66/F2/F3 and LOCK: #UD)
+      if (rm > 1 || c.rep !== 0 || c.opOverride || c.lock) fault(UD);
+      if (rm === 0) xgetbv(c);
+      else xsetbv(c);
+      return;
     default:
-      fault(UD); // MONITOR/MWAIT, XGETBV/XSETBV, VMX/SVM, CLAC/STAC...
+      fault(UD); // MONITOR/MWAIT, VMX/SVM, CLAC/STAC...
   }
 }
 
@@ -272,6 +279,10 @@ export function group15(c: Cpu): void {
     runSse(c, 1, 0xae);
     return;
   }
+  if (op <= 6 && c.rep === 0 && !c.opOverride) { // XSAVE, XRSTOR, XSAVEOPT
+    runXsave(c);
+    return;
+  }
   modrm(c, 0);
   // CLFLUSH (/7), and with 66 CLFLUSHOPT (/7) and CLWB (/6): no effect on our memory, but "subject
   // to all permission checking and faults associated with a byte load" (SDM): #GP/#SS for a
@@ -281,5 +292,5 @@ export function group15(c: Cpu): void {
     c.probeRead(eaLin(c), 1);
     return;
   }
-  fault(UD); // XSAVE family (not advertised)
+  fault(UD); // 66 /4../6, F3 /4...
 }
