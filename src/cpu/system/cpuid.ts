@@ -9,7 +9,7 @@
  * 0xa = 0): Linux falls back to software perf events.
  *
  * Optional features follow src/cpu/features.ts. Not advertised: x2APIC, TSC-deadline, XSAVE,
- * AVX, PCID, SMEP/SMAP, MONITOR/MWAIT (unless enabled), VMX, arch PMU.
+ * AVX, PCID, MONITOR/MWAIT (unless enabled), VMX, arch PMU.
  */
 import type { SystemHost } from '../system-api.js';
 import { Reg, type CpuState } from '../state.js';
@@ -116,8 +116,10 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
         let ebx = 0;
         if (features.fsgsbase) ebx |= 1 << 0;
         if (features.bmi1) ebx |= 1 << 3;
+        if (features.smep) ebx |= 1 << 7;
         if (features.bmi2) ebx |= 1 << 8;
         if (features.erms) ebx |= 1 << 9;
+        if (features.smap) ebx |= 1 << 20;
         out[1] = ebx >>> 0;
         out[2] = features.rdpid ? 1 << 22 : 0;
       }
