@@ -41,9 +41,9 @@ export const features = {
   /** CPUID.7.0:ECX.RDPID. */
   rdpid: false,
   /** CPUID.7.0:EBX.SMEP — CR4.SMEP: no supervisor-mode instruction fetch from user pages. */
-  smep: false,
+  smep: true,
   /** CPUID.7.0:EBX.SMAP — CR4.SMAP (no supervisor-mode data access to user pages unless EFLAGS.AC), STAC/CLAC. */
-  smap: false,
+  smap: true,
   /** CPUID.1:EDX.SEP — SYSENTER/SYSEXIT and the SYSENTER_* MSRs are always stored; this gates the instructions. */
   sep: false,
   /** CPUID.1:ECX.MONITOR — MONITOR/MWAIT. */
