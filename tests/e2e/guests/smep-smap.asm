@@ -25,7 +25,8 @@
 ;   access, which SMAP denies whatever AC says (SDM vol. 3 §4.6.1). QEMU 7.2 lets implicit accesses
 ;   at CPL < 3 through while AC is set: there "ldt ac=1" prints "ok" (the test records both);
 ; - cpl3 ...: at CPL 3 the same LDT load faults (an implicit supervisor access; AC, which CPL 3 may
-;   set with POPF, does not matter at CPL 3); STAC and CLAC raise #UD;
+;   set with POPF, does not matter at CPL 3); STAC and CLAC raise #UD; "cpl3 ok" is the control
+;   (code on the user page runs at CPL 3 and comes back);
 ; - frame: an interrupt taken at CPL 0 with ESP on the user page and AC set pushes its frame there
 ;   (an explicit supervisor access).
 %include "lib/kernel32.inc"
