@@ -45,6 +45,10 @@ export const features = {
   clwb: true,
   /** CPUID.7.0:ECX.UMIP — CR4.UMIP: SGDT SIDT SLDT SMSW STR raise #GP(0) at CPL > 0. */
   umip: true,
+  /** CPUID.7.0:EBX.SMEP — CR4.SMEP: no supervisor-mode instruction fetch from user pages. */
+  smep: true,
+  /** CPUID.7.0:EBX.SMAP — CR4.SMAP (no supervisor-mode data access to user pages unless EFLAGS.AC), STAC/CLAC. */
+  smap: true,
   /** CPUID.1:EDX.SEP — SYSENTER/SYSEXIT and the SYSENTER_* MSRs are always stored; this gates the instructions. */
   sep: false,
   /**

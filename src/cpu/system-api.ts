@@ -27,8 +27,9 @@ export interface SystemHost {
 
   /**
    * Linear-memory access with paging and permission checks. `supervisor` = an implicit
-   * supervisor access (descriptor tables, TSS, interrupt stack frames in ring 0), which ignores
-   * CPL for the U/S check. Values are unsigned; 64-bit values come as (lo, hi) halves.
+   * supervisor access (descriptor tables, IDT, TSS; and the stack frame an event or call gate
+   * pushes when it leaves CPL 3), which ignores CPL for the U/S check and which SMAP checks
+   * whatever EFLAGS.AC says. Values are unsigned; 64-bit values come as (lo, hi) halves.
    * Page faults are thrown as CpuFault(14, code) with CR2 set.
    */
   readLin16(lin: number, supervisor: boolean): number;
@@ -90,6 +91,12 @@ export interface WalkResult {
 export const enum Access {
   Read = 0,
   Write = 1,
+  /** A user-mode access: CPL 3 and not an implicit supervisor access. */
   User = 2,
   Fetch = 4,
+  /**
+   * An implicit supervisor-mode access (SDM vol. 3 §4.6: the GDT, LDT, IDT and TSS, whatever the
+   * CPL): SMAP denies it a user page even while EFLAGS.AC is set.
+   */
+  Implicit = 8,
 }

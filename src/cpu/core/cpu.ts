@@ -40,10 +40,16 @@ export { type CpuOptions, DEFAULT_JIT_THRESHOLD, CpuCoreError } from './options.
 const ACC_WRITE = 1;
 const ACC_USER = 2;
 const ACC_FETCH = 4;
+/** An implicit supervisor access (descriptor tables, IDT, TSS): Access.Implicit. */
+const ACC_IMPLICIT = 8;
 /** CR0.EM, CR0.TS and CR4.OSFXSR: whether SSE instructions run or fault. */
 const CR0_EM = 1 << 2;
 const CR0_TS = 1 << 3;
+const CR0_PG = 1 << 31;
 const CR4_OSFXSR = 1 << 9;
+const CR4_SMEP = 1 << 20;
+const CR4_SMAP = 1 << 21;
+const RFLAGS_AC = 1 << 18;
 
 const TWO32 = 4294967296;
 
@@ -279,6 +285,17 @@ export class Cpu implements SystemHost {
     if (!oldIf && s.rflagsRest & 0x200) this.pollCounter = 0;
     if (oldVm !== (s.rflagsRest & 0x20000)) this.modeChanged();
     if (restMask & 0x400) this.directionChanged();
+    if (this.tlb.granted !== 0 && !this.userPagesOpen()) this.tlb.revokeGrants();
+  }
+
+  /**
+   * SMAP's window: CR4.SMAP set, CPL < 3 and EFLAGS.AC set — explicit supervisor accesses may
+   * reach user pages. The TLB's grants made while it is open are revoked when it closes (in
+   * setRflags and modeChanged, which every AC or CPL change goes through; tlb.ts).
+   */
+  userPagesOpen(): boolean {
+    const s = this.s;
+    return (s.cr4 & CR4_SMAP) !== 0 && s.cpl < 3 && (s.rflagsRest & RFLAGS_AC) !== 0;
   }
 
   /**
@@ -407,6 +424,7 @@ export class Cpu implements SystemHost {
     this.fPage = NO_TAG;
     this.fOff = -1;
     this.directionChanged();
+    if (this.tlb.granted !== 0 && !this.userPagesOpen()) this.tlb.revokeGrants();
     // translated SSE instructions run only while SSE is enabled (else the interpreter faults)
     if (this.arena !== undefined) {
       this.arena.i32[A_SSE_OK >> 2] = (s.cr4 & CR4_OSFXSR) !== 0 && (s.cr0 & (CR0_TS | CR0_EM)) === 0 ? 1 : 0;
@@ -443,25 +461,43 @@ export class Cpu implements SystemHost {
   /**
    * Translate `lin` for an access (ACC_* bits; `user` set for CPL-3 non-implicit accesses),
    * fill the TLB entry, and return its index. Throws #PF.
+   *
+   * SMEP: a user page gets no supervisor execute permission. SMAP: a user page gets supervisor
+   * read/write permission only while AC opens user pages (the grant is listed and revoked when
+   * the window closes); an explicit supervisor access that finds its user page already held
+   * gets the permission the entry's user bits prove, without a walk.
    */
   tlbFill(lin: number, access: number): number {
     const s = this.s;
+    const vpn = Math.floor(lin / 4096);
+    // (without paging there are no user pages, though the walk reports every page as user)
+    const paged = (s.cr0 & CR0_PG) !== 0;
+    const smap = paged && (s.cr4 & CR4_SMAP) !== 0;
+    if (smap && !(access & (ACC_USER | ACC_IMPLICIT | ACC_FETCH)) && this.userPagesOpen()) {
+      const i = vpn & TLB_MASK;
+      const write = (access & ACC_WRITE) !== 0;
+      if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (write ? P_UW : P_UR)) {
+        this.tlb.grant(i, write ? P_SR | P_SW : P_SR);
+        return i;
+      }
+    }
     const out = this.walkOut;
     const code = walk(s, this.memory, lin, access, out);
     if (code !== -1) {
       s.cr2 = lin;
       throw new CpuFault(14, code);
     }
-    let perm = P_SR;
+    const sup = !out.user || !smap || this.userPagesOpen();
+    let perm = sup ? P_SR : 0;
     if (out.user) perm |= P_UR;
-    if (!out.nx) perm |= out.user ? P_SX | P_UX : P_SX;
+    if (!out.nx) perm |= !out.user ? P_SX : paged && s.cr4 & CR4_SMEP ? P_UX : P_SX | P_UX;
     if (access & ACC_WRITE) {
-      perm |= P_SW;
+      if (sup) perm |= P_SW;
       if (out.user && out.writable) perm |= P_UW;
     }
     if (out.global && s.cr4 & 0x80) perm |= P_GLOBAL;
-    const vpn = Math.floor(lin / 4096);
     const i = this.tlb.fill(vpn, out.phys, perm);
+    if (out.user && smap && sup) this.tlb.noteGrant(i);
     if (this.watchPages?.has(vpn)) this.tlb.slowPath(i);
     return i;
   }
@@ -472,11 +508,15 @@ export class Cpu implements SystemHost {
     return this.lookup(rip, user ? P_UX : P_SX, ACC_FETCH | (user ? ACC_USER : 0));
   }
 
-  /** TLB index for an access, translating on a miss. `need` is the P_* bit required. */
+  /**
+   * TLB index for an access, translating on a miss. `need` is the P_* bit required. An implicit
+   * access under SMAP never uses a user page's entry (its supervisor bits may be an AC grant):
+   * the walk decides, and faults.
+   */
   private lookup(lin: number, need: number, access: number): number {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & need) return i;
+    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & need && !(access & ACC_IMPLICIT && this.tlbPerm[i]! & P_UR && this.s.cr4 & CR4_SMAP)) return i;
     return this.tlbFill(lin, access);
   }
 
@@ -519,7 +559,7 @@ export class Cpu implements SystemHost {
     return !sup && this.s.cpl === 3 ? P_UW : P_SW;
   }
   private racc(sup: boolean): number {
-    return !sup && this.s.cpl === 3 ? ACC_USER : 0;
+    return sup ? ACC_IMPLICIT : this.s.cpl === 3 ? ACC_USER : 0;
   }
 
   read8(lin: number): number {

@@ -903,6 +903,236 @@ export function coreSuite(label: string, jitThreshold: number): void {
     });
   });
 
+  d(`${label}: SMEP and SMAP`, () => {
+    /** Features on for the test; the 2 MiB page at 4 MiB (USER) becomes a user page, the rest stays supervisor. */
+    const withSmx = (fn: () => void): void => {
+      const saved = [features.smep, features.smap];
+      try {
+        features.smep = true;
+        features.smap = true;
+        fn();
+      } finally {
+        [features.smep, features.smap] = saved as [boolean, boolean];
+      }
+    };
+    const USER = 0x400000;
+    const userPage = (m: TestMachine): void => {
+      m.memory.write32(0x1000, 0x2007);
+      m.memory.write32(0x2000, 0x3007);
+      m.memory.write32(0x3000 + 2 * 8, USER | 0x87);
+      // a 64-bit TSS at 0x8000 whose RSP0 is the kernel stack, for exceptions raised at CPL 3
+      m.memory.write32(0x8004, STACK_TOP);
+      m.cpu.s.trBase = 0x8000;
+      m.cpu.s.trLimit = 0x67;
+      m.cpu.s.trAttr = 0x8b;
+    };
+    const SMAP_ON = 'mov rax, cr4\n bts rax, 21\n mov cr4, rax';
+    const SMEP_ON = 'mov rax, cr4\n bts rax, 20\n mov cr4, rax';
+    const errorCode = (t: TestMachine): number => t.memory.read32(Number(r64(t, RSP)));
+
+    it('SMAP: STAC opens user pages to the kernel, CLAC closes them again (also after they were used)', () => withSmx(() => {
+      const t = run64(`
+        mov rbx, ${USER}
+        mov rdx, [rbx]          ; SMAP off: allowed (this entry must not survive CR4.SMAP)
+        ${SMAP_ON}
+        mov ecx, 50
+      .l:
+        stac
+        mov rdx, [rbx]
+        add qword [rbx + 8], 1
+        clac
+        dec ecx
+        jnz .l
+        mov r8d, 1
+        mov r9, [rbx + 16]      ; AC clear: #PF
+        hlt`, userPage);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(r64(t, R8)).toBe(1n);
+      expect(t.memory.read32(USER + 8)).toBe(50);
+      expect(t.cpu.s.cr2).toBe(USER + 16);
+      expect(errorCode(t)).toBe(1); // P, read, supervisor
+    }));
+
+    it('SMAP: the first kernel access after CR4.SMAP is set faults, a write with W', () => withSmx(() => {
+      const t = run64(`
+        mov rbx, ${USER}
+        mov qword [rbx], 7      ; SMAP off: allowed, and held writable in the TLB
+        ${SMAP_ON}
+        mov qword [rbx], 8
+        hlt`, userPage);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(errorCode(t)).toBe(3); // P, write, supervisor
+      expect(t.memory.read32(USER)).toBe(7);
+    }));
+
+    it('SMAP: POPF sets and clears AC; so do IRETQ and SYSCALL (SFMASK)', () => withSmx(() => {
+      const t = run64(`
+        ${SMAP_ON}
+        mov rbx, ${USER}
+        pushfq
+        or dword [rsp], 0x40000
+        popfq
+        mov r8, [rbx]           ; AC from POPF: allowed
+        mov r9d, 1
+        mov rax, rsp            ; IRETQ to the next instruction with AC clear
+        push 0x10
+        push rax
+        pushfq
+        and dword [rsp], ~0x40000
+        push 0x08
+        lea rax, [rel .after]
+        push rax
+        iretq
+      .after:
+        mov r10d, 1
+        mov r11, [rbx]          ; #PF
+        hlt`, (m) => {
+        userPage(m);
+        m.memory.write32(USER, 0x1234);
+      });
+      expect(r64(t, R8)).toBe(0x1234n);
+      expect(r64(t, R9)).toBe(1n);
+      expect(r64(t, R10)).toBe(1n);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(errorCode(t)).toBe(1);
+    }));
+
+    it('SMAP: AC set at CPL 3 reaches the kernel through SYSCALL unless SFMASK clears it', () => withSmx(() => {
+      for (const mask of [0, 0x40000]) {
+        const user = assemble(`
+          mov rsp, ${USER + 0x1000}
+          pushfq
+          or dword [rsp], 0x40000
+          popfq
+          syscall`, 64, USER);
+        const t = run64(`${SYSCALL_SETUP}
+          ${SMAP_ON}
+          mov ecx, 0xc0000084    ; SFMASK
+          mov eax, ${mask}
+          xor edx, edx
+          wrmsr
+          mov rcx, ${USER}
+          mov r11, 0x2
+          o64 sysret
+        entry:
+          mov rsp, ${STACK_TOP}
+          mov r8, [${USER} + 0x800]
+          mov r9d, 1
+          hlt`, (m) => {
+          userPage(m);
+          m.memory.writeBytes(USER, user);
+          m.memory.write32(USER + 0x800, 0x77);
+        });
+        expect(t.cpu.s.cpl).toBe(0);
+        if (mask === 0) {
+          expect(r64(t, R8)).toBe(0x77n);
+          expect(r64(t, R9)).toBe(1n);
+        } else {
+          expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+          expect(errorCode(t)).toBe(1);
+        }
+      }
+    }));
+
+    it('SMAP: descriptor-table reads are implicit accesses, denied a user page even with AC (SDM; QEMU lets them through)', () => withSmx(() => {
+      const t = run64(`
+        mov ax, 0x40
+        lldt ax
+        mov ax, 0x04            ; LDT entry 0
+        mov ds, ax              ; SMAP off: loads
+        mov r8w, ds
+        mov ax, 0x10
+        mov ds, ax
+        ${SMAP_ON}
+        stac
+        mov r9, [${USER} + 0x100] ; explicit with AC: allowed (the TLB now holds the page for the kernel)
+        mov ax, 0x04
+        mov ds, ax              ; implicit: #PF
+        hlt`, (m) => {
+        userPage(m);
+        // GDT 0x40: an LDT (16-byte system descriptor) at USER + 0x100, limit 0xf; its entry 0 a data segment
+        m.memory.write32(0x500 + 0x40, ((USER + 0x100) << 16 | 0xf) >>> 0);
+        m.memory.write32(0x500 + 0x44, (((USER + 0x100) & 0xff000000) | 0x8200 | (((USER + 0x100) >>> 16) & 0xff)) >>> 0);
+        m.memory.write32(0x500 + 0x48, 0);
+        m.memory.write32(0x500 + 0x4c, 0);
+        m.cpu.s.gdtrLimit = 0x4f;
+        m.memory.write32(USER + 0x100, 0x0000ffff);
+        m.memory.write32(USER + 0x104, 0x00cf9300);
+      });
+      expect(r64(t, R8) & 0xffffn).toBe(4n);
+      expect(r64(t, R9)).toBe(0x00cf93000000ffffn);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(t.cpu.s.cr2).toBe(USER + 0x100);
+      expect(errorCode(t) & 0xffff).toBe(1);
+    }));
+
+    it('SMAP: an exception frame pushed at CPL 0 is an explicit access (AC lets it reach a user-page stack)', () => withSmx(() => {
+      const t = run64(`
+        ${SMAP_ON}
+        mov rsp, ${USER + 0x1000}
+        lea r12, [rel .ret]
+        stac
+        int 0x50
+      .ret:
+        hlt`, userPage);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 0x50));
+      expect(t.memory.read32(USER + 0x1000 - 40)).toBe(Number(r64(t, R12))); // the frame's RIP
+      const u = run64(`
+        ${SMAP_ON}
+        mov rsp, ${USER + 0x1000}
+        int 0x50
+        hlt`, userPage);
+      expect(u.cpu.shutdown).toBeDefined(); // #PF pushing the frame, #PF pushing that one: #DF, triple fault
+    }));
+
+    it('SMEP: the kernel cannot run code on a user page (#PF with I/D); CR4 changes take effect at once', () => withSmx(() => {
+      const t = run64(`
+        mov rbx, ${USER}
+        call rbx                ; SMEP off: runs (and the TLB holds the page as executable)
+        mov r8d, 1
+        ${SMEP_ON}
+        call rbx
+        hlt`, (m) => {
+        userPage(m);
+        m.memory.write8(USER, 0xc3); // ret
+      });
+      expect(r64(t, R8)).toBe(1n);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(t.cpu.s.cr2).toBe(USER);
+      expect(errorCode(t)).toBe(0x11); // P, I/D, supervisor
+    }));
+
+    it('STAC/CLAC: #UD at CPL 3 and while SMAP is not advertised; CR4.SMEP/SMAP reserved then', () => {
+      const saved = [features.smep, features.smap];
+      try {
+        features.smap = true;
+        const user = assemble('stac\nhlt', 64, USER);
+        const t = run64(`${SYSCALL_SETUP}
+          mov rcx, ${USER}
+          mov r11, 0x2
+          o64 sysret
+        entry:
+          hlt`, (m) => {
+          userPage(m);
+          m.memory.writeBytes(USER, user);
+        });
+        expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 6));
+        features.smap = false;
+        features.smep = false;
+        expect(r64(run64('clac\nhlt'), RAX)).toBe(BigInt(HANDLER_MARK + 6));
+        expect(r64(run64(`${SMAP_ON}\nhlt`), RAX)).toBe(BigInt(HANDLER_MARK + 13));
+        expect(r64(run64(`${SMEP_ON}\nhlt`), RAX)).toBe(BigInt(HANDLER_MARK + 13));
+        features.smap = true;
+        const u = run64('stac\npushfq\npop r8\nclac\npushfq\npop r9\nhlt'); // CR4.SMAP clear: STAC still sets AC
+        expect(Number(r64(u, R8)) & 0x40000).toBe(0x40000);
+        expect(Number(r64(u, R9)) & 0x40000).toBe(0);
+        expect(r64(run64('db 0x66\nstac\nhlt'), RAX)).toBe(BigInt(HANDLER_MARK + 6)); // NP
+      } finally {
+        [features.smep, features.smap] = saved as [boolean, boolean];
+      }
+    });
+  });
+
   d(`${label}: paging and faults`, () => {
     it('#PF with CR2 and error code for a not-present page', () => {
       const t = run64(`

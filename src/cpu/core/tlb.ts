@@ -9,6 +9,13 @@
  * translated code: per entry an i64 page-number tag for each of supervisor/user × read/write
  * (matching nothing where the permission is missing or the page is not RAM), and the page's RAM
  * offset. The CPU reads the arrays directly on its hot paths (`tag`, `perm`, `addr`, `phys`).
+ *
+ * SMAP: while CR4.SMAP is set, an entry for a user page holds supervisor read/write permission
+ * (P_SR/P_SW, and the wasm supervisor tags) only while EFLAGS.AC opens user pages to the kernel
+ * (CPL < 3 and AC set). Such grants are listed (`noteGrant`, `grant`), and `revokeGrants` takes
+ * them back when the window closes (CLAC, POPF, IRET, SYSCALL's mask, a return to CPL 3...), so
+ * the hot paths — the interpreter's and translated code's — test one permission bit as before,
+ * whatever AC says. Linux opens the window around each user copy, touching a page or two.
  */
 import { NO_TAG, P_GLOBAL, P_SR, P_SW, P_UR, P_UW, TLB_MASK, TLB_SIZE } from './consts.js';
 import type { Arena } from '../wasm/arena.js';
@@ -18,6 +25,8 @@ const WT_PERM = [P_SR, P_UR, P_SW, P_UW];
 /** High half of a wasm TLB tag that matches no page number. */
 const WT_INVALID_HI = 0x7fffffff;
 const TWO32 = 4294967296;
+/** Grants listed one by one; past that, revoking scans the whole TLB. */
+const GRANTS_MAX = 64;
 
 export class Tlb {
   readonly tag: Float64Array;
@@ -29,6 +38,10 @@ export class Tlb {
   /** The TLB as wasm blocks read it (see wtlbOffset in wasm/arena.ts), when there is an arena. */
   private readonly wtags: Int32Array | undefined;
   private readonly waddr: Int32Array | undefined;
+  /** Indexes of user-page entries given supervisor permission while AC was set (SMAP). */
+  private readonly grants = new Int32Array(GRANTS_MAX);
+  /** How many of `grants` are listed (GRANTS_MAX + 1: more than fit; revoke scans everything). */
+  granted = 0;
 
   constructor(
     arena: Arena | undefined,
@@ -55,6 +68,7 @@ export class Tlb {
       perm[i] = 0;
       this.wclear(i);
     }
+    if (!keepGlobal) this.granted = 0; // (global entries kept may hold grants: the list stays)
   }
 
   /** Drop the entry of page `vpn`, if held. */
@@ -80,17 +94,8 @@ export class Tlb {
     const off = phys - this.ramBase;
     const a = off >= 0 && off + 4096 <= this.ramSize ? off : -1;
     this.addr[i] = a;
-    const w = this.wtags;
-    if (w !== undefined) {
-      // a page that is not RAM never matches: wasm code takes the slow path for it
-      const lo = a >= 0 ? vpn >>> 0 : -1;
-      const hi = a >= 0 ? Math.floor(vpn / TWO32) | 0 : WT_INVALID_HI;
-      const b = i * 8;
-      for (let k = 0; k < 4; k++) {
-        const ok = (perm & WT_PERM[k]!) !== 0;
-        w[b + 2 * k] = ok ? lo : -1;
-        w[b + 2 * k + 1] = ok ? hi : WT_INVALID_HI;
-      }
+    if (this.wtags !== undefined) {
+      this.wset(i);
       this.waddr![i] = a;
     }
     return i;
@@ -100,6 +105,60 @@ export class Tlb {
   slowPath(i: number): void {
     this.addr[i] = -1;
     this.wclear(i);
+  }
+
+  /** Entry i (a user page, filled under SMAP while AC opened user pages) holds supervisor permission: list it. */
+  noteGrant(i: number): void {
+    const n = this.granted;
+    if (n > GRANTS_MAX) return;
+    if (n > 0 && this.grants[n - 1] === i) return;
+    if (n < GRANTS_MAX) this.grants[n] = i;
+    this.granted = n + 1;
+  }
+
+  /** Add supervisor permission `bits` (P_SR, P_SW) to entry i, a user page, while AC opens user pages; listed. */
+  grant(i: number, bits: number): void {
+    this.perm[i] = this.perm[i]! | bits;
+    if (this.wtags !== undefined) this.wset(i);
+    this.noteGrant(i);
+  }
+
+  /** The AC window closed: user-page entries lose the supervisor permission granted meanwhile. */
+  revokeGrants(): void {
+    const perm = this.perm;
+    const n = this.granted;
+    this.granted = 0;
+    if (n > GRANTS_MAX) {
+      for (let i = 0; i < TLB_SIZE; i++) if (perm[i]! & P_UR && perm[i]! & (P_SR | P_SW)) this.revoke(i);
+      return;
+    }
+    for (let k = 0; k < n; k++) {
+      const i = this.grants[k]!;
+      // the slot may hold another page by now: only user pages ever hold a grant
+      if (perm[i]! & P_UR) this.revoke(i);
+    }
+  }
+
+  private revoke(i: number): void {
+    this.perm[i] = this.perm[i]! & ~(P_SR | P_SW);
+    if (this.wtags !== undefined) this.wset(i);
+  }
+
+  /** Write the wasm tags of entry i from its tag, permissions and RAM offset. */
+  private wset(i: number): void {
+    const w = this.wtags!;
+    const vpn = this.tag[i]!;
+    const perm = this.perm[i]!;
+    // a page that is not RAM never matches: wasm code takes the slow path for it
+    const ram = this.addr[i]! >= 0;
+    const lo = ram ? vpn >>> 0 : -1;
+    const hi = ram ? Math.floor(vpn / TWO32) | 0 : WT_INVALID_HI;
+    const b = i * 8;
+    for (let k = 0; k < 4; k++) {
+      const ok = (perm & WT_PERM[k]!) !== 0;
+      w[b + 2 * k] = ok ? lo : -1;
+      w[b + 2 * k + 1] = ok ? hi : WT_INVALID_HI;
+    }
   }
 
   /** Entry i of the wasm TLB matches nothing. */

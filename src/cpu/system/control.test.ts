@@ -3,6 +3,7 @@ import { CpuFault } from '../system-api.js';
 import { CpuState, Cr0, Cr4, Efer, Flag, Mode, SReg } from '../state.js';
 import { clts, computeMode, lmsw, readCr, readDr, writeCr, writeDr } from './control.js';
 import { TestHost, longModeHost, fault } from './testhost.js';
+import { features } from '../features.js';
 
 describe('computeMode', () => {
   it('derives the mode from CR0.PE, EFER.LMA, CS.L/D and RFLAGS.VM', () => {
@@ -62,6 +63,26 @@ describe('writeCr / readCr', () => {
     expect(readCr(h, 3)).toBe(0x5000);
     expect(h.scratchHi).toBe(1);
     expect(fault(() => writeCr(h, 3, 0, 0x80000000))).toEqual(new CpuFault(13, 0));
+  });
+
+  it('CR4.SMEP/SMAP: writable only while advertised; a change flushes everything', () => {
+    const saved = [features.smep, features.smap];
+    try {
+      features.smep = false;
+      features.smap = false;
+      const h = longModeHost();
+      expect(fault(() => writeCr(h, 4, Cr4.PAE | Cr4.SMEP, 0))).toEqual(new CpuFault(13, 0));
+      expect(fault(() => writeCr(h, 4, Cr4.PAE | Cr4.SMAP, 0))).toEqual(new CpuFault(13, 0));
+      features.smep = true;
+      features.smap = true;
+      writeCr(h, 4, Cr4.PAE | Cr4.SMEP, 0);
+      expect(h.flushes).toEqual(['all']);
+      writeCr(h, 4, Cr4.PAE | Cr4.SMEP | Cr4.SMAP, 0);
+      expect(h.flushes).toEqual(['all', 'all']);
+      expect(readCr(h, 4)).toBe((Cr4.PAE | Cr4.SMEP | Cr4.SMAP) >>> 0);
+    } finally {
+      [features.smep, features.smap] = saved as [boolean, boolean];
+    }
   });
 
   it('holds CR2 as a signed canonical address and CR8 as the TPR', () => {

@@ -4,7 +4,7 @@
  * RFLAGS.VM.
  *
  * TLB rules: a CR3 write flushes non-global translations; a change of CR0.PG/WP/PE or
- * CR4.PGE/PAE/PSE (or EFER.NXE, in msr.ts) flushes everything. Long mode is activated
+ * CR4.PGE/PAE/PSE/SMEP/SMAP (or EFER.NXE, in msr.ts) flushes everything. Long mode is activated
  * (EFER.LMA) when paging is enabled with EFER.LME and CR4.PAE set.
  */
 import { CpuFault, type SystemHost } from '../system-api.js';
@@ -36,6 +36,8 @@ export function cr4ValidBits(): number {
   if (features.fsgsbase) v |= Cr4.FSGSBASE;
   if (features.umip) v |= Cr4.UMIP;
   if (features.xsave) v |= Cr4.OSXSAVE;
+  if (features.smep) v |= Cr4.SMEP;
+  if (features.smap) v |= Cr4.SMAP;
   return v;
 }
 
@@ -109,7 +111,8 @@ function writeCr4(h: SystemHost, lo: number, hi: number): void {
   if (s.efer & Efer.LMA && !(lo & Cr4.PAE)) throw gp0();
   const old = s.cr4;
   s.cr4 = lo;
-  if ((old ^ lo) & (Cr4.PGE | Cr4.PAE | Cr4.PSE)) h.flushTlb(false);
+  // SMEP/SMAP: the TLB holds permissions decided under the old bits
+  if ((old ^ lo) & (Cr4.PGE | Cr4.PAE | Cr4.PSE | Cr4.SMEP | Cr4.SMAP)) h.flushTlb(false);
   if (old !== lo) h.modeChanged();
 }
 

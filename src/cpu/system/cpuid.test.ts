@@ -56,6 +56,20 @@ describe('cpuid', () => {
     }
   });
 
+  it('advertises SMEP and SMAP (leaf 7 EBX bits 7 and 20) exactly as features.ts says', () => {
+    const saved = [features.smep, features.smap];
+    try {
+      for (const [smep, smap] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+        features.smep = smep;
+        features.smap = smap;
+        const ebx = leaf(7)[1]!;
+        expect([(ebx >>> 7) & 1, (ebx >>> 20) & 1]).toEqual([smep ? 1 : 0, smap ? 1 : 0]);
+      }
+    } finally {
+      [features.smep, features.smap] = saved as [boolean, boolean];
+    }
+  });
+
   it('writes EAX..EDX with cleared upper halves', () => {
     const h = new TestHost();
     h.s.gpr[0] = 0x80000008;

@@ -9,7 +9,7 @@
  * 0xa = 0): Linux falls back to software perf events.
  *
  * Optional features follow src/cpu/features.ts. Not advertised: x2APIC, TSC-deadline, XSAVEC,
- * XSAVES, AVX, PCID, SMEP/SMAP, MONITOR/MWAIT (unless enabled), VMX, arch PMU.
+ * XSAVES, AVX, PCID, MONITOR/MWAIT (unless enabled), VMX, arch PMU.
  */
 import type { SystemHost } from '../system-api.js';
 import { Cr4, Reg, type CpuState } from '../state.js';
@@ -125,10 +125,12 @@ export function cpuidLeaf(s: CpuState, leaf: number, sub: number, out: Uint32Arr
         let ebx = 0;
         if (features.fsgsbase) ebx |= 1 << 0;
         if (features.bmi1) ebx |= 1 << 3;
+        if (features.smep) ebx |= 1 << 7;
         if (features.bmi2) ebx |= 1 << 8;
         if (features.erms) ebx |= 1 << 9;
         if (features.clflushopt) ebx |= 1 << 23;
         if (features.clwb) ebx |= 1 << 24;
+        if (features.smap) ebx |= 1 << 20;
         out[1] = ebx >>> 0;
         let ecx = 0;
         if (features.umip) ecx |= 1 << 2;

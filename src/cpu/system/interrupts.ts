@@ -182,7 +182,8 @@ function deliverLong(h: SystemHost, vector: number, errorCode: number, kind: Eve
     rsp = oldRsp;
   }
   rsp -= rsp & 0xf;
-  const sup = newCpl < 3;
+  // the frame is supervisor data: implicit (SMAP ignores AC) when pushed on leaving CPL 3, else explicit
+  const sup = newCpl < 3 && cpl === 3;
   writeSized(h, rsp - 8, 8, s.segSel[SReg.SS]!, sup);
   writeSized(h, rsp - 16, 8, oldRsp, sup);
   writeSized(h, rsp - 24, 8, h.getRflags(), sup);
@@ -252,7 +253,8 @@ function deliverProtected(h: SystemHost, vector: number, errorCode: number, kind
     ssMask = stackWidth(s) === 4 ? 0xffffffff : 0xffff;
     sp = getSp(s);
   }
-  const sup = newCpl < 3;
+  // the frame is supervisor data: implicit (SMAP ignores AC) when pushed on leaving CPL 3, else explicit
+  const sup = newCpl < 3 && cpl === 3;
   const push = (v: number): void => {
     sp = (sp - size) >>> 0;
     writeSized(h, ssBase + (sp & ssMask), size, v, sup);

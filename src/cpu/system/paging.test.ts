@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeEach } from 'vitest';
 import { Access, type WalkResult } from '../system-api.js';
-import { CpuState, Cr0, Cr4, Efer } from '../state.js';
+import { CpuState, Cr0, Cr4, Efer, Flag } from '../state.js';
 import { GuestMemory } from '../../machine/memory.js';
 import { PfErr, pageFaultCode, walk } from './paging.js';
 
@@ -181,5 +181,78 @@ describe('pageFaultCode', () => {
     s.efer = Efer.NXE;
     expect(pageFaultCode(s, Access.Fetch | Access.User, true, false)).toBe(PfErr.P | PfErr.U | PfErr.ID);
     expect(pageFaultCode(s, Access.Write, false, true)).toBe(PfErr.P | PfErr.W | PfErr.RSVD);
+    s.cr4 = Cr4.SMEP;
+    s.efer = 0;
+    expect(pageFaultCode(s, Access.Fetch, true, false)).toBe(PfErr.P | PfErr.ID);
+  });
+});
+
+describe('walk: SMEP and SMAP (SDM vol. 3 §4.6.1)', () => {
+  let s: CpuState;
+  let mem: GuestMemory;
+  // 32-bit paging: 0x400000 a user page (U/S at both levels), 0x401000 a supervisor page behind a
+  // user PDE, 0x402000 a read-only user page
+  const USER = 0x400000, KERNEL = 0x401000, USER_RO = 0x402000;
+
+  beforeEach(() => {
+    s = new CpuState();
+    mem = new GuestMemory([{ base: 0, size: 0x100000 }]);
+    s.cr0 = Cr0.PE | Cr0.PG | Cr0.WP;
+    s.cr3 = 0x1000;
+    s.cpl = 0;
+    mem.write32(0x1000 + 1 * 4, 0x2000 | 0x7);
+    mem.write32(0x2000 + 0 * 4, 0x9000 | 0x7);
+    mem.write32(0x2000 + 1 * 4, 0xa000 | 0x3);
+    mem.write32(0x2000 + 2 * 4, 0xb000 | 0x5);
+  });
+
+  it('SMEP: supervisor fetches from user pages fault with I/D set (even without PAE/NXE)', () => {
+    expect(walk(s, mem, USER, Access.Fetch, result())).toBe(-1);
+    s.cr4 = Cr4.SMEP;
+    expect(walk(s, mem, USER, Access.Fetch, result())).toBe(PfErr.P | PfErr.ID);
+    expect(walk(s, mem, KERNEL, Access.Fetch, result())).toBe(-1);
+    expect(walk(s, mem, USER, Access.Fetch | Access.User, result())).toBe(-1);
+    expect(walk(s, mem, USER, Access.Read, result())).toBe(-1); // data: SMAP's business
+    // a not-present fault reports I/D under SMEP too
+    expect(walk(s, mem, 0x403000, Access.Fetch, result())).toBe(PfErr.ID);
+  });
+
+  it('SMEP: a page is a user page only with U/S at every level', () => {
+    s.cr4 = Cr4.SMEP;
+    mem.write32(0x1000 + 1 * 4, 0x2000 | 0x3); // PDE supervisor: every page under it is a supervisor page
+    expect(walk(s, mem, USER, Access.Fetch, result())).toBe(-1);
+  });
+
+  it('SMAP: supervisor data accesses to user pages fault unless AC is set', () => {
+    s.cr4 = Cr4.SMAP;
+    expect(walk(s, mem, USER, Access.Read, result())).toBe(PfErr.P);
+    expect(walk(s, mem, USER, Access.Write, result())).toBe(PfErr.P | PfErr.W);
+    expect(walk(s, mem, KERNEL, Access.Write, result())).toBe(-1);
+    expect(walk(s, mem, USER, Access.Write | Access.User, result())).toBe(-1);
+    expect(walk(s, mem, USER, Access.Fetch, result())).toBe(-1); // fetches: SMEP's business
+    s.rflagsRest |= Flag.AC;
+    expect(walk(s, mem, USER, Access.Read, result())).toBe(-1);
+    expect(walk(s, mem, USER, Access.Write, result())).toBe(-1);
+  });
+
+  it('SMAP: implicit supervisor accesses fault whatever AC says, and so does everything supervisor at CPL 3', () => {
+    s.cr4 = Cr4.SMAP;
+    s.rflagsRest |= Flag.AC;
+    expect(walk(s, mem, USER, Access.Read | Access.Implicit, result())).toBe(PfErr.P);
+    expect(walk(s, mem, USER, Access.Write | Access.Implicit, result())).toBe(PfErr.P | PfErr.W);
+    expect(walk(s, mem, KERNEL, Access.Read | Access.Implicit, result())).toBe(-1);
+    s.cpl = 3;
+    expect(walk(s, mem, USER, Access.Read, result())).toBe(PfErr.P);
+    expect(walk(s, mem, USER, Access.Read | Access.User, result())).toBe(-1);
+  });
+
+  it('SMAP with AC: CR0.WP still decides writes to read-only user pages', () => {
+    s.cr4 = Cr4.SMAP;
+    s.rflagsRest |= Flag.AC;
+    expect(walk(s, mem, USER_RO, Access.Write, result())).toBe(PfErr.P | PfErr.W);
+    s.cr0 &= ~Cr0.WP;
+    expect(walk(s, mem, USER_RO, Access.Write, result())).toBe(-1);
+    s.rflagsRest &= ~Flag.AC;
+    expect(walk(s, mem, USER_RO, Access.Write, result())).toBe(PfErr.P | PfErr.W);
   });
 });

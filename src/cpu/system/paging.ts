@@ -1,8 +1,13 @@
 /**
  * The paging walk: linear → physical translation for the software TLB, in every paging mode
  * (off, 32-bit with PSE/PSE-36, PAE, 4-level long mode with 2 MiB and 1 GiB pages), with the
- * SDM's permission rules (U/S, R/W with CR0.WP, XD with EFER.NXE), reserved-bit faults and the
- * accessed/dirty bits. SMEP/SMAP/PKE/PCID/LA57 are not advertised and not implemented.
+ * SDM's permission rules (U/S, R/W with CR0.WP, XD with EFER.NXE, SMEP and SMAP), reserved-bit
+ * faults and the accessed/dirty bits. PKE/PCID/LA57 are not advertised and not implemented.
+ *
+ * SMEP (CR4.SMEP): a supervisor-mode instruction fetch from a user page (U/S set at every level)
+ * faults. SMAP (CR4.SMAP): a supervisor-mode data access to a user page faults, unless it is an
+ * explicit access (not Access.Implicit) made at CPL < 3 with EFLAGS.AC set (SDM vol. 3 §4.6.1).
+ * QEMU 7.2 also lets implicit accesses made at CPL < 3 with AC set through; we follow the SDM.
  *
  * Guest page tables are hostile: an entry outside RAM reads as zero (not present), so a bad
  * table becomes a page fault, never a host exception. Nothing is allocated per walk.
@@ -13,7 +18,7 @@
  * !user, fetch && nx) must call `walk` again, which either faults or updates A/D bits.
  */
 import { Access, type WalkResult } from '../system-api.js';
-import { Cr0, Cr4, Efer, type CpuState } from '../state.js';
+import { Cr0, Cr4, Efer, Flag, type CpuState } from '../state.js';
 import type { GuestMemory } from '../../machine/memory.js';
 import { hi32, TWO32 } from './bits.js';
 
@@ -31,7 +36,7 @@ export const enum PfErr {
   U = 4,
   /** A reserved bit was set in a paging-structure entry. */
   RSVD = 8,
-  /** Instruction fetch (reported only with PAE/4-level paging and EFER.NXE). */
+  /** Instruction fetch (reported only with CR4.SMEP, or with PAE/4-level paging and EFER.NXE). */
   ID = 16,
 }
 
@@ -71,7 +76,7 @@ export function pageFaultCode(s: CpuState, access: number, present: boolean, res
   if (access & Access.Write) code |= PfErr.W;
   if (access & Access.User) code |= PfErr.U;
   if (reserved) code |= PfErr.RSVD;
-  if (access & Access.Fetch && s.efer & Efer.NXE && s.cr4 & Cr4.PAE) code |= PfErr.ID;
+  if (access & Access.Fetch && (s.cr4 & Cr4.SMEP || (s.efer & Efer.NXE && s.cr4 & Cr4.PAE))) code |= PfErr.ID;
   return code;
 }
 
@@ -196,6 +201,14 @@ export function walk(s: CpuState, mem: GuestMemory, lin: number, access: number,
   return finish(s, mem, access, out, levels, rw, us, 0, lo, phys);
 }
 
+/** SMEP/SMAP: may a supervisor-mode access (`access` without User) reach a user page? */
+function supervisorDenied(s: CpuState, access: number): boolean {
+  if (access & Access.Fetch) return (s.cr4 & Cr4.SMEP) !== 0;
+  if (!(s.cr4 & Cr4.SMAP)) return false;
+  // AC opens user pages to explicit accesses at CPL < 3 only (at CPL 3 every supervisor access is implicit)
+  return (access & Access.Implicit) !== 0 || s.cpl === 3 || !(s.rflagsRest & Flag.AC);
+}
+
 /** Permission check on the combined bits, then A (every level) and D (leaf, on write). */
 function finish(
   s: CpuState, mem: GuestMemory, access: number, out: WalkResult,
@@ -204,6 +217,7 @@ function finish(
   const user = (access & Access.User) !== 0;
   const write = (access & Access.Write) !== 0;
   if (user && !us) return pageFaultCode(s, access, true, false);
+  if (!user && us && s.cr4 & (Cr4.SMEP | Cr4.SMAP) && supervisorDenied(s, access)) return pageFaultCode(s, access, true, false);
   if (write && !rw && (user || s.cr0 & Cr0.WP)) return pageFaultCode(s, access, true, false);
   if (access & Access.Fetch && xd) return pageFaultCode(s, access, true, false);
   for (let i = 0; i < levels; i++) {

@@ -247,7 +247,8 @@ function viaCallGate(h: SystemHost, gateSel: number, call: boolean, returnRip: n
   // Inner privilege: new stack from the TSS.
   const oldSs = s.segSel[SReg.SS]!;
   const oldSp = getSp(s);
-  const sup = newCpl < 3;
+  // the frame is supervisor data: implicit (SMAP ignores AC) when pushed on leaving CPL 3, else explicit
+  const sup = newCpl < 3 && cpl === 3;
   if (lma) {
     const off = 4 + newCpl * 8;
     if (off + 7 > s.trLimit) throw new CpuFault(Vec.TS, s.trSel & 0xfffc);

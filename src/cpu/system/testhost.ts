@@ -31,7 +31,7 @@ export class TestHost implements SystemHost {
   }
 
   private phys(lin: number, access: number, sup: boolean): number {
-    const acc = access | (!sup && this.s.cpl === 3 ? Access.User : 0);
+    const acc = access | (sup ? Access.Implicit : this.s.cpl === 3 ? Access.User : 0);
     const code = walk(this.s, this.memory, lin, acc, this.out);
     if (code >= 0) {
       this.s.cr2 = lin;

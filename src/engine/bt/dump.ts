@@ -19,7 +19,8 @@ function gpr(cpu: Cpu, r: number): bigint {
 /** `len` bytes at linear `lin` (not crossing a page), or undefined when unmapped or not RAM. */
 function peek(cpu: Cpu, lin: number, len: number): Uint8Array | undefined {
   const out: WalkResult = { phys: 0, writable: false, user: false, nx: false, global: false };
-  if (walk(cpu.s, cpu.memory, lin, Access.Read, out) !== -1) return undefined;
+  // as the vCPU would read it at its CPL (under SMAP a supervisor read of a user page faults)
+  if (walk(cpu.s, cpu.memory, lin, cpu.s.cpl === 3 ? Access.Read | Access.User : Access.Read, out) !== -1) return undefined;
   const phys = out.phys + (lin & 0xfff);
   if (!cpu.memory.isRam(phys, len)) return undefined;
   const b = new Uint8Array(len);

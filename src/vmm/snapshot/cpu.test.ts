@@ -131,6 +131,18 @@ describe('CPU snapshot', () => {
     }
   });
 
+  it('CR4.SMEP/SMAP and EFLAGS.AC round-trip; the restored CPU holds no SMAP grants in its TLB', () => {
+    const { cpu } = busyCpu(5, 'wasm');
+    cpu.s.cr4 |= 0x30_0000;
+    const snap = saveCpu(cpu, CLOCK);
+    expect(snap.sregs.cr4).toBe('0x3006a0');
+    const b = buildRig({ cpu: 'wasm', virtio: false });
+    applyCpu(b.cpu, parseCpu(viaJson(snap)), CLOCK);
+    expect(b.cpu.s.cr4 & 0x30_0000).toBe(0x30_0000);
+    expect(b.cpu.getRflags() & 0x4_0000).toBe(0x4_0000);
+    expect(b.cpu.tlb.granted).toBe(0);
+  });
+
   it('NMI blocking and the interrupt shadow are restored', () => {
     const { cpu } = busyCpu(9);
     const snap = saveCpu(cpu, CLOCK);

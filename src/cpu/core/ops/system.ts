@@ -1,15 +1,15 @@
 /**
  * System instructions: privilege checks, segment register loads, POPF's flag mask, far pointer
  * loads (LDS/LES/LSS/LFS/LGS), and groups 6 (0F 00: SLDT/STR/LLDT/LTR/VERR/VERW), 7 (0F 01:
- * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP, XGETBV/XSETBV), 9 (0F C7: CMPXCHG8B/16B,
- * RDPID) and 15 (0F AE: fences, CLFLUSH/CLFLUSHOPT/CLWB, RDFSBASE & co; FXSAVE, XSAVE & co go to
- * the SIMD unit). The work itself is in src/cpu/system/.
+ * descriptor tables, SMSW/LMSW, INVLPG, SWAPGS, RDTSCP, CLAC/STAC, XGETBV/XSETBV), 9 (0F C7:
+ * CMPXCHG8B/16B, RDPID) and 15 (0F AE: fences, CLFLUSH/CLFLUSHOPT/CLWB, RDFSBASE & co; FXSAVE,
+ * XSAVE & co go to the SIMD unit). The work itself is in src/cpu/system/.
  */
 import type { Cpu } from '../cpu.js';
 import { features } from '../../features.js';
 import { loadSegment, lgdt, lidt, sgdt, sidt, lldt, ltr, verr, verw } from '../../system/segments.js';
 import { lmsw } from '../../system/control.js';
-import { Cr4, Mode } from '../../state.js';
+import { Cr4, Flag, Mode } from '../../state.js';
 import { swapgs } from '../../system/syscall.js';
 import { hi32, isCanonical, join64 } from '../../system/bits.js';
 import { xgetbv, xsetbv } from '../../system/xcr.js';
@@ -159,6 +159,14 @@ export function group7(c: Cpu): void {
       requireCpl0(c);
       lmsw(c, getReg(c, c.rm, 2));
       return;
+    case 1:
+      if (rm === 2 || rm === 3) { // CLAC, STAC (NP: #UD with 66/F2/F3; not in V86 mode, V86 is CPL 3)
+        if (!features.smap || c.s.cpl !== 0 || c.opOverride || c.rep !== 0) fault(UD);
+        c.setRflags(rm === 3 ? Flag.AC : 0, Flag.AC);
+        return;
+      }
+      fault(UD); // MONITOR/MWAIT, ENCLS... not advertised
+      return;
     case 7:
       if (rm === 0) { // SWAPGS
         if (!c.long) fault(UD);
@@ -186,7 +194,7 @@ export function group7(c: Cpu): void {
       else xsetbv(c);
       return;
     default:
-      fault(UD); // MONITOR/MWAIT, VMX/SVM, CLAC/STAC...
+      fault(UD); // MONITOR/MWAIT, VMX/SVM...
   }
 }
 
