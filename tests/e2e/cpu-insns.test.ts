@@ -5,8 +5,7 @@
  * kernel's expected output is recorded here; it runs on the bt engine and, where QEMU is installed,
  * under QEMU TCG (-cpu max), whose output is recorded too where QEMU 7.2 departs from the SDM.
  */
-import { describe, expect, it } from 'vitest';
-import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
+import { describeKernel } from '../support/test-kernel.js';
 
 const EXPECTED = [
   'cpuid: rdtscp 1 rdpid 1 clflushopt 1 clwb 1 fsgsbase 1 umip 1',
@@ -33,20 +32,11 @@ const EXPECTED_QEMU = EXPECTED
   .replace('rdpid 1', 'rdpid 0')
   .replace('tsc_aux hi: 13:0 12345678 00000000', 'tsc_aux hi: - 00000001 00000001')
   .replace('np fences: 6 6 6 -', 'np fences: - - - -');
-const PASSED = exitStatus(0x21);
 
-describe.skipIf(!hasNasm)('x86-64-v2+ instructions test kernel', () => {
-  const kernel = (): string => assembleKernel('cpu-insns');
-
-  it('prints the expected lines on the bt engine', () => {
-    const r = runOnBt(kernel());
-    expect(r.stdout, r.stderr).toBe(EXPECTED);
-    expect(r.status).toBe(PASSED);
-  });
-
-  it.skipIf(!hasQemu)(`prints the same under QEMU TCG -cpu max${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
-    const r = runOnQemu(kernel(), 'max');
-    expect(r.stdout, r.stderr).toBe(EXPECTED_QEMU);
-    expect(r.status).toBe(PASSED);
-  });
+describeKernel({
+  name: 'cpu-insns',
+  title: 'x86-64-v2+ instructions test kernel',
+  expected: EXPECTED,
+  qemuExpected: EXPECTED_QEMU,
+  qemuCpu: 'max',
 });

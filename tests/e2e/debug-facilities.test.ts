@@ -7,24 +7,14 @@
  * MOV DR; SDM vol. 3, 17.2.4) and RF in the frames of faults (QEMU pushes 0; the SDM, 17.3.1.1 and
  * 6.12.1, has the processor set it for every fault but an instruction breakpoint).
  */
-import { describe, expect, it } from 'vitest';
-import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
+import { describeKernel } from '../support/test-kernel.js';
 
 const COMMON = 'step: 6 1 int: 1\nibp: 1 1 1 7\ndbp: 1 2 1\nio: 1 8 1\n';
-const PASSED = exitStatus(0x21);
 
-describe.skipIf(!hasNasm)('debug facilities test kernel', () => {
-  const kernel = (): string => assembleKernel('debug-facilities');
-
-  it('prints the expected lines on the bt engine', () => {
-    const r = runOnBt(kernel());
-    expect(r.stdout, r.stderr).toBe(`${COMMON}gd: 1 1 1 0\nrf: ud 1 de 1 bp 0\n`);
-    expect(r.status).toBe(PASSED);
-  });
-
-  it.skipIf(!hasQemu)(`prints the same under QEMU TCG, but for general detect and RF${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
-    const r = runOnQemu(kernel(), 'max');
-    expect(r.stdout, r.stderr).toBe(`${COMMON}gd: 0 0 0 1\nrf: ud 0 de 0 bp 0\n`);
-    expect(r.status).toBe(PASSED);
-  });
+describeKernel({
+  name: 'debug-facilities',
+  title: 'debug facilities test kernel',
+  expected: `${COMMON}gd: 1 1 1 0\nrf: ud 1 de 1 bp 0\n`,
+  qemuExpected: `${COMMON}gd: 0 0 0 1\nrf: ud 0 de 0 bp 0\n`,
+  qemuCpu: 'max',
 });

@@ -6,8 +6,7 @@
  * prints it too, except where noted); it runs on the bt engine and, where QEMU is installed, under
  * QEMU.
  */
-import { describe, expect, it } from 'vitest';
-import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
+import { describeKernel } from '../support/test-kernel.js';
 
 const EXPECTED = [
   'cpuid: smep=1 smap=1',
@@ -46,20 +45,11 @@ const EXPECTED = [
  * §4.6.1) denies implicit accesses user pages whatever AC says, which the bt engine follows.
  */
 const EXPECTED_QEMU = EXPECTED.replace('\nldt ac=1: #PF err=00000001 cr2=U+00000100\n', '\nldt ac=1: ok\n');
-const PASSED = exitStatus(0x21);
 
-describe.skipIf(!hasNasm)('SMEP/SMAP test kernel', () => {
-  const kernel = (): string => assembleKernel('smep-smap');
-
-  it('prints the expected lines on the bt engine', () => {
-    const r = runOnBt(kernel());
-    expect(r.stdout, r.stderr).toBe(EXPECTED);
-    expect(r.status).toBe(PASSED);
-  });
-
-  it.skipIf(!hasQemu)(`prints the same under QEMU TCG -cpu max${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
-    const r = runOnQemu(kernel(), 'max');
-    expect(r.stdout, r.stderr).toBe(EXPECTED_QEMU);
-    expect(r.status).toBe(PASSED);
-  });
+describeKernel({
+  name: 'smep-smap',
+  title: 'SMEP/SMAP test kernel',
+  expected: EXPECTED,
+  qemuExpected: EXPECTED_QEMU,
+  qemuCpu: 'max',
 });

@@ -6,8 +6,7 @@
  * under QEMU TCG with `-cpu max` (its default model has no XSAVE), which must print the same but
  * for two documented differences (EXPECTED_QEMU).
  */
-import { describe, expect, it } from 'vitest';
-import { assembleKernel, exitStatus, hasNasm, hasQemu, runOnBt, runOnQemu } from '../support/test-kernel.js';
+import { describeKernel } from '../support/test-kernel.js';
 
 const EXPECTED = [
   'cpuid: 1 0 1 1 1',
@@ -32,20 +31,11 @@ const EXPECTED = [
 const EXPECTED_QEMU = EXPECTED
   .replace('xsave-faults: 13 7 6 0', 'xsave-faults: 13 0 6 0')
   .replace('xrstor-faults: 13 13 13 0 13 0 13', 'xrstor-faults: 13 13 13 0 0 0 13');
-const PASSED = exitStatus(0x21);
 
-describe.skipIf(!hasNasm)('XSAVE test kernel', () => {
-  const kernel = (): string => assembleKernel('xsave');
-
-  it('prints the expected lines on the bt engine', () => {
-    const r = runOnBt(kernel());
-    expect(r.stdout, r.stderr).toBe(EXPECTED);
-    expect(r.status).toBe(PASSED);
-  });
-
-  it.skipIf(!hasQemu)(`prints the same under QEMU TCG${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
-    const r = runOnQemu(kernel(), 'max');
-    expect(r.stdout, r.stderr).toBe(EXPECTED_QEMU);
-    expect(r.status).toBe(PASSED);
-  });
+describeKernel({
+  name: 'xsave',
+  title: 'XSAVE test kernel',
+  expected: EXPECTED,
+  qemuExpected: EXPECTED_QEMU,
+  qemuCpu: 'max',
 });

@@ -4,6 +4,7 @@
  * left through the debug-exit port (0xf4: status (value << 1) | 1).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,4 +50,41 @@ export function runOnQemu(kernel: string, cpu = 'qemu64', extra: string[] = []):
   const r = spawnSync(QEMU, ['-accel', 'tcg', '-cpu', cpu, '-m', '64', '-kernel', kernel, '-display', 'none', '-serial', 'stdio',
     '-monitor', 'none', '-no-reboot', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4', ...extra], { encoding: 'latin1', input: '', timeout: 60_000 });
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+}
+
+export interface KernelSuite {
+  /** The kernel: tests/e2e/guests/NAME.asm. */
+  name: string;
+  /** The describe block's title. */
+  title: string;
+  /** What it prints on the bt engine. */
+  expected: string;
+  /** What it prints under QEMU TCG where that differs (the test file says why); default `expected`. */
+  qemuExpected?: string;
+  /** QEMU's -cpu model (default qemu64). */
+  qemuCpu?: string;
+  /** The debug-exit status it ends with (default that of 0x21). */
+  status?: number;
+}
+
+/**
+ * The usual test of a test kernel: its recorded output on the bt engine, and under QEMU TCG where
+ * QEMU is installed (QEMU is the oracle the output was taken from; it skips, saying so, without).
+ */
+export function describeKernel(k: KernelSuite): void {
+  const status = k.status ?? exitStatus(0x21);
+  describe.skipIf(!hasNasm)(k.title, () => {
+    it('prints the expected lines on the bt engine', () => {
+      const r = runOnBt(assembleKernel(k.name));
+      expect(r.stdout, r.stderr).toBe(k.expected);
+      expect(r.status).toBe(status);
+    });
+
+    const same = k.qemuExpected === undefined ? 'the same' : 'the recorded lines';
+    it.skipIf(!hasQemu)(`prints ${same} under QEMU TCG${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
+      const r = runOnQemu(assembleKernel(k.name), k.qemuCpu);
+      expect(r.stdout, r.stderr).toBe(k.qemuExpected ?? k.expected);
+      expect(r.status).toBe(status);
+    });
+  });
 }
