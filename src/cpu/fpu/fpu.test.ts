@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CpuState } from '../state.js';
 import { doubleToExt, ext, extToDouble } from './f80.js';
 import { fwait, simdUnit } from './index.js';
-import { FlatMemory, SimdFault, insn, x87insn, x87op } from './testing.js';
+import { FlatMemory, faultOf, insn, x87insn, x87op } from './testing.js';
 
 const CR4_OSFXSR = 1 << 9;
 
@@ -17,16 +17,6 @@ function setup(): { cpu: CpuState; mem: FlatMemory } {
   cpu.cr0 |= 0x20; // NE
   simdUnit.reset(cpu);
   return { cpu, mem: new FlatMemory() };
-}
-
-function faultOf(f: () => void): number {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof SimdFault) return e.vector;
-    throw e;
-  }
-  return -1;
 }
 
 function xmmBytes(cpu: CpuState, r: number): number[] {

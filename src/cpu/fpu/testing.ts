@@ -10,6 +10,17 @@ export class SimdFault extends Error {
   }
 }
 
+/** The vector of the SimdFault `f` raises, or -1 when it raises none. */
+export function faultOf(f: () => void): number {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof SimdFault) return e.vector;
+    throw e;
+  }
+  return -1;
+}
+
 export class FlatMemory implements SimdMemory {
   readonly bytes: Uint8Array;
   flags = 0;

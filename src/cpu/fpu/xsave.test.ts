@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { CpuState } from '../state.js';
 import { simdUnit } from './index.js';
-import { FlatMemory, SimdFault, insn, x87op } from './testing.js';
+import { FlatMemory, faultOf, insn, x87op } from './testing.js';
 
 const CR4_OSFXSR = 1 << 9;
 const AREA = 0x400;
@@ -37,16 +37,6 @@ const xsave = (ea: number, extra = {}): ReturnType<typeof insn> => insn(0xae, 0,
 const xrstor = (ea: number, extra = {}): ReturnType<typeof insn> => insn(0xae, 0, 5, 0, { ea, ...extra });
 const xsaveopt = (ea: number, extra = {}): ReturnType<typeof insn> => insn(0xae, 0, 6, 0, { ea, ...extra });
 const fxsave = (ea: number, extra = {}): ReturnType<typeof insn> => insn(0xae, 0, 0, 0, { ea, ...extra });
-
-function faultOf(f: () => void): number {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof SimdFault) return e.vector;
-    throw e;
-  }
-  return -1;
-}
 
 /** Is every byte of [from, to) of the area still the fill byte? */
 function untouched(mem: FlatMemory, from: number, to: number): boolean {
