@@ -9,6 +9,7 @@ import { describeKernel } from '../support/test-kernel.js';
 
 const EXPECTED = [
   'cpuid: rdtscp 1 rdpid 1 clflushopt 1 clwb 1 fsgsbase 1 umip 1',
+  'cpuid v2: sse3 1 ssse3 1 cx16 1 sse4_1 1 sse4_2 1 popcnt 1 lahf_lm 1',
   'tsc_aux: - 12345678 12345678 12345678 order 1',
   'tsc_aux hi: 13:0 12345678 00000000',
   'rdtscp cpl3: - 13:0',

@@ -2,6 +2,7 @@
 ; 32-bit protected mode, printing one line per checked behaviour on COM1, then exiting through the
 ; debug-exit port with 0x21. A result is "-" when the instruction ran, else the vector it raised
 ; (":" and the error code for #GP).
+; - "cpuid v2": the x86-64-v2 level's bits (SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT, LAHF_LM);
 ; - "cpuid": the feature bits (RDTSCP 80000001:EDX.27; 7.0: RDPID ECX.22, CLFLUSHOPT EBX.23,
 ;   CLWB EBX.24, FSGSBASE EBX.0, UMIP ECX.2);
 ; - "tsc_aux": WRMSR IA32_TSC_AUX, then RDMSR, RDTSCP's ECX and RDPID (#UD where CPUID has no
@@ -113,6 +114,37 @@ main:
   call putcf
   PRINT " umip "
   bt esi, 2
+  call putcf
+  call newline
+
+  ; --- cpuid v2: the x86-64-v2 level (1:ECX SSE3.0 SSSE3.9 CX16.13 SSE4_1.19 SSE4_2.20
+  ; POPCNT.23; 80000001:ECX LAHF_LM.0)
+  PRINT "cpuid v2:"
+  mov eax, 1
+  cpuid
+  mov esi, ecx
+  PRINT " sse3 "
+  bt esi, 0
+  call putcf
+  PRINT " ssse3 "
+  bt esi, 9
+  call putcf
+  PRINT " cx16 "
+  bt esi, 13
+  call putcf
+  PRINT " sse4_1 "
+  bt esi, 19
+  call putcf
+  PRINT " sse4_2 "
+  bt esi, 20
+  call putcf
+  PRINT " popcnt "
+  bt esi, 23
+  call putcf
+  mov eax, 0x80000001
+  cpuid
+  PRINT " lahf_lm "
+  bt ecx, 0
   call putcf
   call newline
 
