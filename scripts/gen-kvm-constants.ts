@@ -53,7 +53,8 @@ const VALUES = [
   'KVM_SYSTEM_EVENT_SHUTDOWN', 'KVM_SYSTEM_EVENT_RESET', 'KVM_SYSTEM_EVENT_CRASH',
   'KVM_MP_STATE_RUNNABLE', 'KVM_MP_STATE_UNINITIALIZED', 'KVM_MP_STATE_INIT_RECEIVED', 'KVM_MP_STATE_HALTED',
   'KVM_MP_STATE_SIPI_RECEIVED',
-  'KVM_PIT_SPEAKER_DUMMY', 'KVM_MEM_READONLY', 'KVM_IRQFD_FLAG_DEASSIGN', 'KVM_IOEVENTFD_FLAG_DATAMATCH',
+  'KVM_PIT_SPEAKER_DUMMY', 'KVM_PIT_FLAGS_SPEAKER_DATA_ON', 'KVM_VCPUEVENT_VALID_NMI_PENDING', 'KVM_VCPUEVENT_VALID_SHADOW',
+  'KVM_X86_SHADOW_INT_MOV_SS', 'KVM_X86_SHADOW_INT_STI', 'KVM_CPUID_FLAG_SIGNIFCANT_INDEX', 'KVM_MEM_READONLY', 'KVM_IRQFD_FLAG_DEASSIGN', 'KVM_IOEVENTFD_FLAG_DATAMATCH',
   'KVM_IOEVENTFD_FLAG_PIO', 'KVM_IOEVENTFD_FLAG_DEASSIGN', 'KVM_APIC_REG_SIZE',
   // libc: files, memory, signals, timers, errno
   'O_RDWR', 'O_CLOEXEC', 'MFD_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'PROT_NONE', 'MAP_SHARED', 'MAP_PRIVATE',
@@ -103,10 +104,24 @@ struct('KVM_MP_STATE', 'struct kvm_mp_state', ['mp_state']);
 struct('KVM_XSAVE', 'struct kvm_xsave', ['region']);
 struct('KVM_XCRS', 'struct kvm_xcrs', ['nr_xcrs', 'flags', 'xcrs']);
 struct('KVM_XCR', 'struct kvm_xcr', ['xcr', 'value']);
-struct('KVM_VCPU_EVENTS', 'struct kvm_vcpu_events', ['flags']);
+struct('KVM_VCPU_EVENTS', 'struct kvm_vcpu_events', [
+  'flags', 'exception.injected', 'exception.pending', 'interrupt.injected', 'interrupt.shadow', 'nmi.injected', 'nmi.pending',
+  'nmi.masked', 'smi.smm', 'triple_fault.pending',
+]);
 struct('KVM_DEBUGREGS', 'struct kvm_debugregs', ['db', 'dr6', 'dr7', 'flags']);
 struct('KVM_IRQCHIP', 'struct kvm_irqchip', ['chip_id', 'chip']);
 struct('KVM_PIT_STATE2', 'struct kvm_pit_state2', ['channels', 'flags']);
+// the in-kernel PIC, IOAPIC and PIT as a snapshot carries them (converted to and from the bt
+// engine's device models when a snapshot moves between the engines)
+struct('KVM_PIC_STATE', 'struct kvm_pic_state', [
+  'last_irr', 'irr', 'imr', 'isr', 'priority_add', 'irq_base', 'read_reg_select', 'poll', 'special_mask', 'init_state',
+  'auto_eoi', 'rotate_on_auto_eoi', 'special_fully_nested_mode', 'init4', 'elcr', 'elcr_mask',
+]);
+struct('KVM_IOAPIC_STATE', 'struct kvm_ioapic_state', ['base_address', 'ioregsel', 'id', 'irr', 'redirtbl']);
+struct('KVM_PIT_CHANNEL_STATE', 'struct kvm_pit_channel_state', [
+  'count', 'latched_count', 'count_latched', 'status_latched', 'status', 'read_state', 'write_state', 'write_latch', 'rw_mode',
+  'mode', 'bcd', 'gate', 'count_load_time',
+]);
 struct('KVM_CLOCK_DATA', 'struct kvm_clock_data', ['clock', 'flags']);
 struct('KVM_SIGNAL_MASK', 'struct kvm_signal_mask', ['len', 'sigset']);
 struct('KVM_IRQFD', 'struct kvm_irqfd', ['fd', 'gsi', 'flags', 'resamplefd']);

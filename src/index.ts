@@ -7,9 +7,9 @@
  * See examples/sdk.ts and docs/api.md.
  */
 export { Vm, VmError, DEFAULT_CMDLINE, DEFAULT_CMDLINE_HVC } from './vmm/vm.js';
-export type { VmState, VmOptions, SnapshotFiles, SerialPort } from './vmm/vm.js';
+export type { VmState, VmOptions, RestoreOptions, SnapshotFiles, SerialPort } from './vmm/vm.js';
 export { ConfigError, parseSize, parseDiskSpec, parseNet, parsePublish, DEFAULT_MEMORY } from './vmm/config.js';
-export type { VmConfig, DiskConfig, NetConfig, PublishConfig, EngineChoice } from './vmm/config.js';
+export type { VmConfig, DiskConfig, NetConfig, PublishConfig, EngineChoice, CpuModelChoice } from './vmm/config.js';
 export type { StopReason } from './machine/machine.js';
 export { exitStatus } from './machine/machine.js';
 export { SnapshotError } from './vmm/snapshot/state.js';

@@ -9,7 +9,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import {
-  ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateEngine, type VmConfig,
+  ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateCpuModel, validateEngine, type VmConfig,
   validateConsole, parseNet, parsePublish, resolveNet,
 } from '../vmm/config.js';
 import { DEFAULT_IMAGE_SIZE, ImageError, parseImageSize } from '../guest/image/config.js';
@@ -44,13 +44,14 @@ program
   .option('-m, --memory <size>', 'guest RAM, e.g. 512M or 2G (a bare number means MiB)', fmtBytes(DEFAULT_MEMORY))
   .option('-c, --cpus <n>', `number of vCPUs, 1 to ${MAX_CPUS}`, '1')
   .addOption(new Option('--engine <engine>', 'execution engine: auto, bt or kvm').default('auto'))
+  .option('--cpu-model <model>', 'the CPU the guest sees: host (the kvm engine\'s default) or typevisor (typevisor\'s own model, the bt engine\'s; a kvm VM with it takes snapshots the bt engine restores)')
   .option('--vmlinux', 'boot the uncompressed vmlinux extracted from the bzImage (skips in-guest decompression)')
   .option('--no-reboot', 'end typevisor (status 10) when the guest resets the machine, instead of restarting it')
   .option('--net [spec]', 'network card: user (typevisor\'s own NAT network 10.0.2.0/24, the kind a bare --net gives), stream=UNIX_SOCKET (frames in QEMU stream framing, e.g. to passt), tap=NAME (an existing tap device: sudo ip tuntap add NAME mode tap user $USER) or none (default: no card unless --net or --publish); add ,mac=XX:XX:XX:XX:XX:XX to choose the card\'s address (default: 52:54:00:12:34:56 on user, a random 52:54:00:xx:xx:xx on stream and tap)')
   .option('--publish <[addr:]hostport:guestport[/udp]>', 'reach the guest\'s port from a host port (user network; repeatable; binds 127.0.0.1 unless addr is given)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .addOption(new Option('--console <where>', 'the guest console: serial (ttyS0) or virtio (hvc0)').default('serial'))
   .option('--disk <path[,ro][,snapshot][,serial=ID]>', 'a raw disk image as virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string; net?: string | true; publish: string[] }) => {
+  .action(async (opts: { kernel?: string; initrd?: string; cmdline?: string; memory: string; cpus: string; engine: string; cpuModel?: string; vmlinux?: boolean; reboot: boolean; disk: string[]; console: string; net?: string | true; publish: string[] }) => {
     const config: VmConfig = {
       kernel: opts.kernel,
       initrd: opts.initrd,
@@ -59,6 +60,7 @@ program
       memoryBytes: parseSize(opts.memory),
       cpus: parseCpus(opts.cpus),
       engine: validateEngine(opts.engine),
+      cpuModel: opts.cpuModel === undefined ? undefined : validateCpuModel(opts.cpuModel),
       vmlinux: Boolean(opts.vmlinux),
       reboot: opts.reboot,
       disks: validateDisks(opts.disk.map(parseDiskSpec)),
@@ -113,13 +115,15 @@ program
 
 program
   .command('restore')
-  .description('resume a VM from a snapshot in this process, its console on this terminal (on the engine that took it)')
+  .description('resume a VM from a snapshot in this process, its console on this terminal (by default on the engine that took it)')
   .option('--state <path>', 'the snapshot\'s state file', 'vm.snapshot')
   .option('--mem <path>', 'the snapshot\'s memory file', 'vm.mem')
-  .action(async (opts: { state: string; mem: string }) => {
+  .addOption(new Option('--engine <engine>', 'the engine to resume on: auto (the snapshot\'s, or bt where this host cannot run kvm), bt or kvm; a snapshot moves between them (one vCPU, CPU model typevisor)').default('auto'))
+  .option('--allow-cpu-mismatch', 'move the snapshot to the other engine even when the guest was offered CPU features that engine lacks (a warning names them)')
+  .action(async (opts: { state: string; mem: string; engine: string; allowCpuMismatch?: boolean }) => {
     const { Vm } = await import('../vmm/vm.js');
     const { runInForeground } = await import('../vmm/run.js');
-    const vm = await Vm.restore({ statePath: opts.state, memPath: opts.mem }, { log });
+    const vm = await Vm.restore({ statePath: opts.state, memPath: opts.mem }, { log, engine: validateEngine(opts.engine), allowCpuMismatch: Boolean(opts.allowCpuMismatch) });
     process.exitCode = await runInForeground(vm, log);
   });
 

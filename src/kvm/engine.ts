@@ -25,6 +25,7 @@ import { installKickHandler } from './sys.js';
 import { KvmVm } from './vm.js';
 import type { VcpuWorkerData, VcpuWorkerMessage } from './vcpu-worker.js';
 import { KvmLifecycle, type KvmMachineSnapshot } from './lifecycle.js';
+import { typevisorCpuid, type CpuModel } from './cpu-model.js';
 
 export class KvmEngineError extends Error {
   override name = 'KvmEngineError';
@@ -41,6 +42,8 @@ export interface KvmEngineOptions {
   onMessage?: (message: unknown) => void;
   /** Resume this (validated) state instead of booting: see lifecycle.ts. */
   restore?: KvmMachineSnapshot;
+  /** The CPU the guest sees (cpu-model.ts): the host's (default) or typevisor's own model. */
+  cpuModel?: CpuModel;
 }
 
 export const DEFAULT_MACHINE_EXPORT = 'createKvmMachine';
@@ -144,14 +147,14 @@ export class KvmEngine implements Engine {
           cpus: this.cpus,
           vmFd: vm.vmFd,
           mmapSize: vm.vcpuMmapSize,
-          cpuid: vm.cpuid,
+          cpuid: this.options.cpuModel === 'typevisor' ? typevisorCpuid(vm.cpuid) : vm.cpuid,
           memory: this.handle,
           control: this.buffers,
           msrIndices: vm.msrIndices,
           xsaveSize: vm.xsaveSize,
         };
         const restore = this.options.restore;
-        if (restore) data.restore = { vcpu: restore.vcpus[i]!, devices: i === 0 ? restore.devices : undefined };
+        if (restore) data.restore = { vcpu: restore.vcpus[i]!, devices: i === 0 ? restore.devices : undefined, tscRateMayChange: restore.tscRateMayChange };
         const transfer = [];
         if (i === 0) {
           data.entry = entry;

@@ -36,6 +36,11 @@ export interface KvmMachineSnapshot {
   vcpus: KvmVcpuState[];
   /** What the machine's hooks saved (devices and machine clock), opaque here. */
   devices: unknown;
+  /**
+   * A state converted from the bt engine (src/vmm/snapshot/cross-engine.ts): its TSC ran at the
+   * bt CPU's rate, and where KVM cannot scale the TSC to that rate it continues at the host's.
+   */
+  tscRateMayChange?: boolean;
 }
 
 /** What the engine sends a vCPU worker. */

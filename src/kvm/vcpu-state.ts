@@ -259,11 +259,13 @@ function readCpuid(v: Vcpu): Uint8Array {
 
 /**
  * Put a (validated, see src/vmm/snapshot/kvm.ts) state into a fresh vCPU of this thread, before
- * it first runs. Throws KvmSysError naming the ioctl that refused a value.
+ * it first runs. Throws KvmSysError naming the ioctl that refused a value. `tscRateMayChange`:
+ * the TSC continues at the host's rate where KVM cannot run it at the state's (a state from the
+ * bt engine); otherwise that is an error.
  */
-export function restoreVcpuState(v: Vcpu, st: KvmVcpuState, xsaveSize: number): void {
+export function restoreVcpuState(v: Vcpu, st: KvmVcpuState, xsaveSize: number, tscRateMayChange = false): void {
   const hostKhz = check(sys.ioctlVal(v.fd, C.KVM_GET_TSC_KHZ, 0), 'KVM_GET_TSC_KHZ');
-  if (hostKhz !== st.tscKhz && sys.ioctlVal(v.fd, C.KVM_SET_TSC_KHZ, st.tscKhz) < 0) {
+  if (hostKhz !== st.tscKhz && sys.ioctlVal(v.fd, C.KVM_SET_TSC_KHZ, st.tscKhz) < 0 && !tscRateMayChange) {
     throw new KvmSysError(`the snapshot's guest ran with a ${st.tscKhz} kHz TSC, this host's is ${hostKhz} kHz and its KVM cannot scale the TSC: restore on a host with the same TSC frequency`, errno());
   }
   setStruct(v, C.KVM_SET_CPUID2, unb64(st.cpuid), 'KVM_SET_CPUID2');

@@ -85,7 +85,7 @@ export interface VcpuWorkerData {
   msrIndices: number[];
   xsaveSize: number;
   /** A restored vCPU: its state, and for the boot CPU the devices' (KvmMachineHooks.restore). */
-  restore?: { vcpu: KvmVcpuState; devices?: unknown };
+  restore?: { vcpu: KvmVcpuState; devices?: unknown; tscRateMayChange?: boolean };
 }
 
 /** Messages a vCPU worker posts to the engine. */
@@ -332,7 +332,7 @@ async function main(): Promise<void> {
   let timer: DeadlineTimer | undefined;
   try {
     if (data.restore) {
-      restoreVcpuState(v, data.restore.vcpu, data.xsaveSize);
+      restoreVcpuState(v, data.restore.vcpu, data.xsaveSize, data.restore.tscRateMayChange);
       noteGuestStopped(v);
     } else {
       setCpuid(v, vcpuCpuid(data.cpuid, data.index, data.cpus));

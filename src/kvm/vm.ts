@@ -45,6 +45,16 @@ export function supportedCpuid(kvmFd: number): Uint8Array {
   throw new KvmSysError('KVM_GET_SUPPORTED_CPUID: table larger than 4096 entries', C.E2BIG);
 }
 
+/** This host's KVM_GET_SUPPORTED_CPUID, without a VM (opens /dev/kvm and closes it again). */
+export function hostSupportedCpuid(): Uint8Array {
+  const fd = openKvm();
+  try {
+    return supportedCpuid(fd);
+  } finally {
+    sys.close(fd);
+  }
+}
+
 /** KVM_GET_MSR_INDEX_LIST: every MSR this KVM saves and restores (struct kvm_msr_list). */
 export function msrIndexList(kvmFd: number): number[] {
   for (let n = 256; n <= 16384; n *= 4) {

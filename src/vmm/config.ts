@@ -7,6 +7,9 @@ import { isIP } from 'node:net';
 
 export type EngineChoice = 'auto' | 'bt' | 'kvm';
 export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'bt', 'kvm'];
+/** The CPU the guest sees: the host's (kvm engine) or typevisor's own model (both engines). */
+export type CpuModelChoice = 'host' | 'typevisor';
+export const CPU_MODELS: readonly CpuModelChoice[] = ['host', 'typevisor'];
 
 export interface VmConfig {
   /** Kernel image path; absent = the default Debian guest. */
@@ -17,6 +20,12 @@ export interface VmConfig {
   memoryBytes: number;
   cpus: number;
   engine: EngineChoice;
+  /**
+   * The CPU model: `typevisor` (the bt engine's, and the only one it has) or `host` (the kvm
+   * engine's default: every feature the host's KVM offers). A kvm VM started with `typevisor`
+   * takes snapshots the bt engine can restore.
+   */
+  cpuModel?: CpuModelChoice;
   /** Boot the ELF vmlinux extracted from the bzImage instead of the bzImage itself. */
   vmlinux?: boolean;
   /** A guest reset restarts the VM (true, the default, as QEMU) or ends typevisor (false: --no-reboot). */
@@ -216,6 +225,11 @@ export function validateMemory(bytes: number, hostBytes: number): void {
       `guest memory ${fmtBytes(bytes)} is more than this host can give (${fmtBytes(limit)}): use a smaller --memory`,
     );
   }
+}
+
+export function validateCpuModel(name: string): CpuModelChoice {
+  if ((CPU_MODELS as readonly string[]).includes(name)) return name as CpuModelChoice;
+  throw new ConfigError(`unknown CPU model "${name}": choose host (the kvm engine's default: the host CPU's features) or typevisor (typevisor's own model, which snapshots can move between the engines with)`);
 }
 
 export function validateEngine(name: string): EngineChoice {

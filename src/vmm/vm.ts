@@ -16,7 +16,7 @@
  *
  * Engines: bt (everything above), and kvm where the host has /dev/kvm: boot, console, stop,
  * restart on reset, pause and snapshots (src/kvm/lifecycle.ts). A snapshot restores on the
- * engine that took it.
+ * engine that took it, or on the other one (src/vmm/snapshot/cross-engine.ts).
  */
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -47,6 +47,7 @@ import type { KvmEngine } from '../kvm/engine.js';
 import { kvmAvailability } from '../kvm/detect.js';
 import type { ConsoleMessage, KvmMachineConfig } from './kvm-machine.js';
 import type { MachineState } from './snapshot/state.js';
+import type { CpuMismatch } from './snapshot/cross-cpu.js';
 import type { KvmMachineSnapshot } from '../kvm/lifecycle.js';
 import { SnapshotError } from './snapshot/check.js';
 import { dataExtents } from './snapshot/extents.js';
@@ -76,6 +77,20 @@ export interface SerialPort {
 export interface VmOptions {
   /** typevisor's own one-line notices (engine choice, restarts); default: none. */
   log?: (line: string) => void;
+}
+
+/** How Vm.restore runs a snapshot. */
+export interface RestoreOptions {
+  /**
+   * The engine: the snapshot's (auto, the default; bt where this host cannot run kvm), or the
+   * other one — the snapshot then moves (one vCPU; see src/vmm/snapshot/cross-engine.ts).
+   */
+  engine?: VmConfig['engine'];
+  /**
+   * Move a snapshot whose guest was offered CPU features the new engine lacks, with a warning
+   * (default: refused, naming them).
+   */
+  allowCpuMismatch?: boolean;
 }
 
 /**
@@ -188,17 +203,22 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
    * memory file is read into guest RAM. A missing, corrupt, truncated or mismatched snapshot is
    * one clear error; the snapshot's files are only read. `start()` then resumes the guest.
    */
-  static async restore(files: SnapshotFiles, opts: VmOptions & { engine?: VmConfig['engine'] } = {}): Promise<Vm> {
+  static async restore(files: SnapshotFiles, opts: VmOptions & RestoreOptions = {}): Promise<Vm> {
     const snap = readSnapshot(files);
-    if (opts.engine !== undefined && opts.engine !== 'auto' && opts.engine !== snap.engine) {
-      throw new SnapshotError(`${files.statePath} was taken on the ${snap.engine} engine; restoring it on the ${opts.engine} engine is not supported yet: restore it on the ${snap.engine} engine`);
-    }
-    if (snap.engine === 'kvm') {
+    const log = opts.log ?? (() => {});
+    // The engine: the one asked for, else the snapshot's where this host runs it, else bt.
+    let target = opts.engine === undefined || opts.engine === 'auto' ? snap.engine : opts.engine;
+    if (target === 'kvm') {
       const kvm = kvmAvailability();
-      if (!kvm.opens) throw new SnapshotError(`${files.statePath} was taken on the kvm engine, and this host cannot run it (${kvm.reason}); restoring a kvm snapshot on the bt engine is not supported yet`);
-      // every field checked before anything is created (the devices' in the device thread)
-      snap.kvm = (await import('./snapshot/kvm.js')).parseKvmState(snap.state.kvm, snap.config.cpus);
+      if (!kvm.opens) {
+        if (opts.engine === 'kvm') throw new SnapshotError(`cannot restore ${files.statePath} on the kvm engine: this host cannot run it (${kvm.reason}); restore it with --engine bt`);
+        target = 'bt';
+        log(`typevisor: restoring the kvm snapshot on the bt engine: ${kvm.reason}`);
+      }
     }
+    // every field checked before anything is created (the devices' in the device thread)
+    if (snap.engine === 'kvm') snap.kvm = (await import('./snapshot/kvm.js')).parseKvmState(snap.state.kvm, snap.config.cpus);
+    if (target !== snap.engine) await moveSnapshot(snap, target, { allow: opts.allowCpuMismatch, warn: log });
     return Vm.open(snap.config, opts, snap);
   }
 
@@ -212,6 +232,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     }
     checkedMac(config.net); // before anything is opened
     if (engineName === 'bt' && config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
+    if (engineName === 'bt' && config.cpuModel === 'host') throw new ConfigError('--cpu-model host needs the kvm engine: the bt engine runs typevisor\'s own CPU model (--cpu-model typevisor)');
     if (engineName === 'bt') await loadBtModules();
     // A restored VM needs no kernel: its memory holds the running one.
     let image: Uint8Array = new Uint8Array(0);
@@ -499,6 +520,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
           config: { disks: config.disks ?? [], s3, ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
         },
         restore: snap?.kvm, // checked by Vm.restore (parseKvmState)
+        cpuModel: config.cpuModel,
         onMessage: (m) => {
           if (relay?.handle(m)) return;
           const msg = m as ConsoleMessage;
@@ -711,6 +733,24 @@ function readMemoryFile(path: string, memory: GuestMemory): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Make a loaded snapshot one of the other engine's (src/vmm/snapshot/cross-engine.ts): its state
+ * converted, its configuration naming the engine that now runs it.
+ */
+async function moveSnapshot(snap: LoadedSnapshot, to: 'bt' | 'kvm', cpuMismatch: CpuMismatch): Promise<void> {
+  const cross = await import('./snapshot/cross-engine.js');
+  if (to === 'bt') {
+    snap.state = { ...snap.state, engine: 'bt', machine: cross.btStateFromKvm(snap.kvm!, cpuMismatch), kvm: undefined };
+    snap.kvm = undefined;
+  } else {
+    const [{ hostSupportedCpuid }, { kvmCpuidLookup }] = await Promise.all([import('../kvm/vm.js'), import('../kvm/cpu-model.js')]);
+    snap.kvm = cross.kvmStateFromBt(snap.state.machine, kvmCpuidLookup(hostSupportedCpuid()), cpuMismatch);
+  }
+  snap.engine = to;
+  // the guest knows typevisor's CPU model (kvm → bt checked that it asked for no more); under KVM it keeps it
+  snap.config = { ...snap.config, engine: to, cpuModel: 'typevisor' };
 }
 
 /** Read and check a snapshot's state file and memory file (without reading the memory yet). */

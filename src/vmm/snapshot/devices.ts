@@ -205,6 +205,36 @@ function checkTransport(fn: VirtioPciDevice, t: VirtioPciState, offered: bigint,
   });
 }
 
+function parseLapic(raw: unknown, path: string): LocalApicState {
+  const s = parse<LocalApicState>(lapicSchema, raw, path);
+  if (s.divideConfig & ~0xb) throw invalid(`${path}.divideConfig`, `is ${s.divideConfig}, not a divide configuration (bits 0, 1 and 3)`);
+  return s;
+}
+
+// ---- the sections that differ between the engines --------------------------------------------------
+
+/** The state of the devices KVM keeps in the kernel (the kvm engine has its own forms of them). */
+export interface InKernelDevicesState {
+  pic: PicState;
+  ioapic: IoApicState;
+  pit: PitState;
+  lapic: LocalApicState;
+}
+
+/** Names of the device sections a bt machine has and a kvm machine keeps in KVM instead. */
+export const IN_KERNEL_SECTIONS = ['pic', 'ioapic', 'pit', 'lapic'] as const;
+
+/** Check a bt state's `pic`, `ioapic`, `pit` and `lapic` sections (untrusted) without a machine. */
+export function parseInKernelSections(devices: Record<string, unknown>, path: string): InKernelDevicesState {
+  const lapic = parseLapic(devices.lapic, `${path}.lapic`);
+  return {
+    pic: parse<PicState>(picSchema, devices.pic, `${path}.pic`),
+    ioapic: parse<IoApicState>(ioapicSchema, devices.ioapic, `${path}.ioapic`),
+    pit: parse<PitState>(pitSchema, devices.pit, `${path}.pit`),
+    lapic,
+  };
+}
+
 // ---- the machine's sections -------------------------------------------------------------------
 
 /** The sections of `built`, in restore order (see the module comment). */
@@ -234,11 +264,7 @@ export function deviceSections(built: BuiltMachine): DeviceSection[] {
   if (pic) out.push(section<PicState>('pic', () => pic.save(), by(picSchema), (s) => pic.restore(s)));
   if (ioapic) out.push(section<IoApicState>('ioapic', () => ioapic.save(), by(ioapicSchema), (s) => ioapic.restore(s)));
   if (lapic) {
-    out.push(section<LocalApicState>('lapic', () => lapic.save(), (raw, path) => {
-      const s = parse<LocalApicState>(lapicSchema, raw, path);
-      if (s.divideConfig & ~0xb) throw invalid(`${path}.divideConfig`, `is ${s.divideConfig}, not a divide configuration (bits 0, 1 and 3)`);
-      return s;
-    }, (s) => lapic.restore(s)));
+    out.push(section<LocalApicState>('lapic', () => lapic.save(), parseLapic, (s) => lapic.restore(s)));
   }
   return out;
 }
