@@ -24,6 +24,7 @@ export const MachineConfig = z.strictObject({
   cpu_template: z.enum(['None']).optional(),
   huge_pages: z.enum(['None']).optional(),
   typevisor_engine: z.enum(['auto', 'bt', 'kvm']).optional().describe('typevisor: the execution engine (default auto: kvm where the host has hardware virtualization, else bt)'),
+  typevisor_cpu_model: z.enum(['host', 'typevisor']).optional().describe('typevisor: the CPU the guest sees: host (the kvm engine\'s default) or typevisor (the bt engine\'s model; a kvm VM with it takes snapshots the bt engine restores)'),
 });
 export type MachineConfig = z.infer<typeof MachineConfig>;
 
@@ -79,6 +80,8 @@ export const SnapshotLoadParams = z.strictObject({
   enable_diff_snapshots: z.boolean().optional(),
   track_dirty_pages: z.boolean().optional(),
   resume_vm: z.boolean().optional(),
+  typevisor_engine: z.enum(['auto', 'bt', 'kvm']).optional().describe('typevisor: the engine to resume on (default auto: the snapshot\'s; bt where this host cannot run kvm); a snapshot of one vCPU moves between the engines'),
+  typevisor_allow_cpu_mismatch: z.boolean().optional().describe('typevisor: move the snapshot even when its guest was offered CPU features the new engine lacks (default: refused)'),
 });
 
 export const Logger = z.strictObject({

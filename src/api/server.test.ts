@@ -61,6 +61,8 @@ describe('the Firecracker-compatible API (no VM started)', () => {
     ['a wrong type', '/machine-config', { vcpu_count: '1', mem_size_mib: 128 }, /vcpu_count/],
     ['too many vCPUs', '/machine-config', { vcpu_count: 33, mem_size_mib: 128 }, /vcpu_count/],
     ['smt on', '/machine-config', { vcpu_count: 2, mem_size_mib: 128, smt: true }, /smt/],
+    ['an unknown CPU model', '/machine-config', { vcpu_count: 1, mem_size_mib: 128, typevisor_cpu_model: 'skylake' }, /typevisor_cpu_model/],
+    ['an unknown engine to resume on', '/snapshot/load', { snapshot_path: '/x', mem_file_path: '/y', typevisor_engine: 'qemu' }, /typevisor_engine/],
     ['a drive whose id differs from the path', '/drives/a', { drive_id: 'b', path_on_host: '/x', is_root_device: false }, /does not match/],
     ['a tap device and the user network at once', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0', typevisor_net: 'user' }, /^give either host_dev_name .* not both/],
     ['a tap name longer than Linux allows', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'tap0123456789abc' }, /host_dev_name/],

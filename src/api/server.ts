@@ -209,7 +209,7 @@ export class ApiServer {
     if (p.mem_backend && p.mem_file_path) return fault('Give either mem_backend or mem_file_path, not both');
     this.starting = true;
     try {
-      const vm = await Vm.restore({ statePath: p.snapshot_path, memPath }, { log: this.opts.log });
+      const vm = await Vm.restore({ statePath: p.snapshot_path, memPath }, { log: this.opts.log, engine: p.typevisor_engine, allowCpuMismatch: p.typevisor_allow_cpu_mismatch });
       this.attach(vm);
       vm.start();
       if (!p.resume_vm) await vm.pause();
@@ -250,6 +250,7 @@ export class ApiServer {
       memoryBytes: this.machine.mem_size_mib * 1024 * 1024,
       cpus: this.machine.vcpu_count,
       engine: this.machine.typevisor_engine ?? 'bt',
+      cpuModel: this.machine.typevisor_cpu_model,
       disks,
       net: this.nets.size ? netOf([...this.nets.values()][0]!) : undefined,
     };
