@@ -10,6 +10,7 @@ import { I8042 } from '../devices/legacy/i8042/i8042.js';
 import { LegacyInterruptRouter } from '../devices/legacy/interrupt-router.js';
 import { IoApic } from '../devices/legacy/ioapic/ioapic.js';
 import { LocalApic } from '../devices/legacy/lapic/lapic.js';
+import { ApicBus, LapicWindow } from '../devices/legacy/lapic/apic-bus.js';
 import { PicPair } from '../devices/legacy/pic/pic.js';
 import { Pit8254 } from '../devices/legacy/pit/pit.js';
 import { CmosRtc } from '../devices/legacy/rtc/rtc.js';
@@ -53,6 +54,11 @@ export interface MachineOptions {
    * thread, with one vCPU), and the DSDT must advertise \_S3 then (AcpiOptions.s3). Default false.
    */
   s3?: boolean;
+  /**
+   * vCPUs of the software engine (default 1): one local APIC each (APIC ID = index), joined by an
+   * APIC bus; the register page answers for the vCPU running (LapicWindow).
+   */
+  cpus?: number;
   /** A virtio-net card: its MAC and where the frames the guest sends go. */
   net?: { mac: Uint8Array; transmit: (frame: Uint8Array) => void; txReady?: () => boolean; rxChecksumsValid?: boolean };
 }
@@ -64,6 +70,11 @@ export interface BuiltMachine {
   pic?: PicPair;
   ioapic?: IoApic;
   lapic?: LocalApic;
+  /** Every vCPU's local APIC, by vCPU index (software engine; `lapic` is the first). */
+  lapics: LocalApic[];
+  /** With several vCPUs: the APIC bus (the engine sets its hooks) and the register page's router. */
+  apicBus?: ApicBus;
+  lapicWindow?: LapicWindow;
   /** The virtio-rng PCI function, when attached. */
   virtioRng?: VirtioPciDevice;
   /** The virtio-blk PCI functions, one per disk, in order. */
@@ -96,27 +107,49 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
   let pic: PicPair | undefined;
   let ioapic: IoApic | undefined;
   let lapic: LocalApic | undefined;
+  const lapics: LocalApic[] = [];
+  let apicBus: ApicBus | undefined;
+  let lapicWindow: LapicWindow | undefined;
+  const cpus = opts.cpus ?? 1;
   if (opts.interruptModel === 'emulated') {
     pic = new PicPair();
     ioapic = new IoApic();
     const io = ioapic;
-    lapic = new LocalApic({
-      clock, timers, pic, id: 0, bsp: true, onLevelEoi: (v) => io.eoi(v),
-      // the guest moved the APIC's page: it answers there, unless a device already lives there
-      onRelocate: (old, base) => {
-        if (mmio.find(old)?.device === lapic) mmio.remove(old);
-        const free = mmio.list().every((m) => base + L.LAPIC_SIZE <= m.base || m.base + m.length <= base);
-        if (free) mmio.insert(base, L.LAPIC_SIZE, lapic!, 'lapic');
-        return free;
-      },
-    });
-    ioapic.addTarget(lapic);
-    machine.msi.install(new ApicMsiSink([lapic])); // PCI MSI-X messages go to the local APIC
+    if (cpus === 1) {
+      lapic = new LocalApic({
+        clock, timers, pic, id: 0, bsp: true, onLevelEoi: (v) => io.eoi(v),
+        // the guest moved the APIC's page: it answers there, unless a device already lives there
+        onRelocate: (old, base) => {
+          if (mmio.find(old)?.device === lapic) mmio.remove(old);
+          const free = mmio.list().every((m) => base + L.LAPIC_SIZE <= m.base || m.base + m.length <= base);
+          if (free) mmio.insert(base, L.LAPIC_SIZE, lapic!, 'lapic');
+          return free;
+        },
+      });
+      lapics.push(lapic);
+      mmio.insert(L.LAPIC_START, L.LAPIC_SIZE, lapic, 'lapic');
+    } else {
+      // one APIC per vCPU; the PIC's virtual wire reaches the BSP's LINT0 only. The page stays
+      // where it is: with one window for every vCPU, moving one APIC's page is refused.
+      const bus = new ApicBus(lapics);
+      apicBus = bus;
+      for (let i = 0; i < cpus; i++) {
+        lapics.push(new LocalApic({
+          clock, timers, pic: i === 0 ? pic : undefined, id: i, bsp: i === 0, onLevelEoi: (v) => io.eoi(v),
+          onIpi: (ipi) => bus.send(i, ipi),
+          onRelocate: () => false,
+        }));
+      }
+      lapic = lapics[0];
+      lapicWindow = new LapicWindow(lapics);
+      mmio.insert(L.LAPIC_START, L.LAPIC_SIZE, lapicWindow, 'lapic');
+    }
+    for (const a of lapics) ioapic.addTarget(a);
+    machine.msi.install(new ApicMsiSink(lapics)); // PCI MSI-X messages go to the local APICs
     pio.insert(L.PORT_PIC_MASTER, 2, pic.master, 'pic-master');
     pio.insert(L.PORT_PIC_SLAVE, 2, pic.slave, 'pic-slave');
     pio.insert(L.PORT_PIC_ELCR, 2, pic.elcr, 'pic-elcr');
     mmio.insert(L.IOAPIC_START, L.IOAPIC_SIZE, ioapic, 'ioapic');
-    mmio.insert(L.LAPIC_START, L.LAPIC_SIZE, lapic, 'lapic');
     irq.install(new LegacyInterruptRouter(pic, ioapic));
   }
 
@@ -212,5 +245,5 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     });
   }
 
-  return { machine, uart, pic, ioapic, lapic, virtioRng, virtioBlk, virtioConsole, virtioNet, pm, pit, rtc, i8042, pvpanic, pci, virtioFunctions };
+  return { machine, uart, pic, ioapic, lapic, lapics, apicBus, lapicWindow, virtioRng, virtioBlk, virtioConsole, virtioNet, pm, pit, rtc, i8042, pvpanic, pci, virtioFunctions };
 }

@@ -231,7 +231,6 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       throw new ConfigError('--console virtio needs the bt engine for now (the kvm engine has no virtio console yet): use --engine bt or --console serial');
     }
     checkedMac(config.net); // before anything is opened
-    if (engineName === 'bt' && config.cpus !== 1) throw new ConfigError(`the bt engine runs one vCPU for now, not ${config.cpus}: use --cpus 1`);
     if (engineName === 'bt' && config.cpuModel === 'host') throw new ConfigError('--cpu-model host needs the kvm engine: the bt engine runs typevisor\'s own CPU model (--cpu-model typevisor)');
     if (engineName === 'bt') await loadBtModules();
     // A restored VM needs no kernel: its memory holds the running one.
@@ -282,6 +281,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   async snapshot(files: SnapshotFiles): Promise<void> {
     if (this.status !== 'paused' || !((this.built && this.engine) || this.kvm)) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
     if (this.built?.pm.suspended) throw new VmError('cannot snapshot the VM: the guest is suspended (ACPI S3); snapshots of a sleeping machine are not supported yet: wake it first');
+    if (this.built && this.engine && this.engine.cpus.length > 1) {
+      throw new VmError(`cannot snapshot the VM: snapshots on the bt engine hold one vCPU for now, and this VM has ${this.engine.cpus.length}; use --cpus 1, or the kvm engine`);
+    }
     const snapshotDisk = this.config.disks?.find((d) => d.snapshot);
     if (snapshotDisk) throw new VmError(`cannot snapshot the VM: disk ${snapshotDisk.path} is in snapshot mode, and its overlay does not outlive this process`);
     let state: SnapshotState;
@@ -557,7 +559,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     // "off": interpret only). This VM's choice, passed down: several VMs share the process.
     const jitThreshold = jitThresholdFromEnv(process.env.TYPEVISOR_JIT_THRESHOLD);
     const { withArena, BtEngine, restoreMachine } = btModules!;
-    const memory = new GuestMemory(jitThreshold !== Infinity ? withArena(specs) : specs);
+    const memory = new GuestMemory(jitThreshold !== Infinity ? withArena(specs, config.cpus) : specs);
     const clock = new HostClock();
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
@@ -573,7 +575,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       net: net ? { mac: macBytes(cardMac(config.net)), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
       fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
       disks: this.disks.disks, // virtio-blk
-      s3: true, // the engine below stops the vCPU in S3 and wakes it at the waking vector
+      // S3 with one vCPU: the engine below stops it in S3 and wakes it at the waking vector
+      s3: config.cpus === 1,
+      cpus: config.cpus,
     });
     const { machine, uart } = built;
     const nic = built.virtioNet;
@@ -584,12 +588,14 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
     const booted = snap ? undefined : bootImage(memory, this.image, {
-      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true, s3: true },
+      cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true, s3: config.cpus === 1 },
     });
 
     const blks = built.virtioBlk.map((d) => d.device as BlockDevice);
+    const lapicWindow = built.lapicWindow;
     const engine = new BtEngine(machine, {
       interrupts: built.lapic!,
+      vcpus: lapicWindow ? { interrupts: built.lapics, select: (i) => lapicWindow.select(i) } : undefined,
       afterSlice: () => uart.flush(),
       // a disk request in flight, or network traffic in the last NET_ACTIVE_MS: the host's
       // answers arrive only when the event loop runs, so yield after every slice meanwhile
@@ -597,6 +603,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       onPause: (paused) => (paused ? clock.pause() : clock.resume()),
       jitThreshold,
     });
+    if (built.apicBus) built.apicBus.hooks = engine; // INIT and STARTUP IPIs start the other vCPUs
     machine.irq.addListener({ setIrq: (_gsi: number, level: boolean) => level && engine.wake() });
     machine.msi.addListener({ sendMsi: () => engine.wake() }); // an MSI-X message also ends a halt
     (built.virtioConsole ?? uart).onRxSpace(() => {

@@ -24,7 +24,7 @@ import { walk } from '../system/paging.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import type { FallbackCounts } from '../translate/block.js';
-import { BlockCache } from '../translate/cache.js';
+import { BlockCache, clearPageLines } from '../translate/cache.js';
 import { Tlb } from './tlb.js';
 import { checkIoWatch, checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
@@ -210,7 +210,7 @@ export class Cpu implements SystemHost {
     this.clock = opts.clock;
     this.simd = opts.simd;
     const r0 = opts.memory.regions[0];
-    const arena = r0 !== undefined && r0.bytes.byteOffset === 0 ? arenaOf(r0.bytes.buffer) : undefined;
+    const arena = r0 !== undefined && r0.bytes.byteOffset === 0 ? arenaOf(r0.bytes.buffer, opts.vcpu ?? 0) : undefined;
     this.arena = arena;
     this.s = new CpuState(arena ? { gpr: arena.gpr(), segBase: arena.segBase(), xmm: { buffer: arena.buffer, offset: arena.xmmOffset() } } : undefined);
     if (r0) {
@@ -893,7 +893,38 @@ export class Cpu implements SystemHost {
     const lines = this.codeLines;
     let hit = false;
     for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) if (lines[l] !== 0) hit = true;
-    if (hit && this.cache!.invalidate(off, len)) this.smc = 1;
+    if (!hit) return;
+    const peers = this.peers;
+    if (peers === undefined) {
+      if (this.cache!.invalidate(off, len)) this.smc = 1;
+      return;
+    }
+    // the code-line map is the machine's: clear the page's lines once, then each vCPU drops the
+    // blocks the store overlaps and marks again the lines of those it keeps
+    clearPageLines(lines, off);
+    for (const p of peers) {
+      if (p.cache?.invalidate(off, len, false) && p === this) this.smc = 1;
+    }
+  }
+
+  /**
+   * The vCPUs of one machine (this one among them), when there are several: they share guest
+   * RAM and the code-line map, so a store into code drops it in every vCPU's block cache
+   * (checkCode) and a vCPU that drops all its blocks leaves the others' lines marked.
+   */
+  peers: readonly Cpu[] | undefined;
+
+  /** Another vCPU cleared the shared code-line map (BlockCache.dropAll): mark this one's lines again. */
+  markCodeLines(): void {
+    this.cache?.markAll();
+  }
+
+  /**
+   * PAUSE (a spin-wait hint): with several vCPUs taking turns on one host thread, the one that
+   * spins ends its slice so the vCPU it waits for runs.
+   */
+  spinWait(): void {
+    if (this.peers !== undefined) this.exitRequested = true;
   }
 
   /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */

@@ -401,7 +401,7 @@ function exec1(c: Cpu, op: number): void {
         xchgAcc(c, 8);
         return;
       }
-      // NOP / PAUSE
+      if (c.rep === 0xf3) c.spinWait(); // PAUSE
       return;
     }
     case 0x91: case 0x92: case 0x93: case 0x94: case 0x95: case 0x96: case 0x97:

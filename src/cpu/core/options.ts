@@ -26,6 +26,11 @@ export interface CpuOptions {
    * (cpu/wasm/arena.ts); without one the CPU interprets.
    */
   jitThreshold?: number;
+  /**
+   * This CPU's index among the machine's vCPUs (default 0): which state area of the wasm arena
+   * it takes (cpu/wasm/arena.ts; the arena must have been made with enough of them).
+   */
+  vcpu?: number;
 }
 
 /** Block-start executions before a block is translated, unless CpuOptions.jitThreshold says otherwise. */

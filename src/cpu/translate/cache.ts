@@ -258,12 +258,11 @@ export class BlockCache {
    * A store hit a line of translated code at RAM offset [off, off+len) (within one page): drop
    * the blocks it overlaps (the running block sees Cpu.smc and exits). True when any was dropped.
    */
-  invalidate(off: number, len: number): boolean {
+  invalidate(off: number, len: number, clearLines = true): boolean {
     const page = off >>> 12;
     const list = this.pageBlocks.get(page);
     const lines = this.codeLines;
-    const p0 = page << 6;
-    for (let l = 0; l < 64; l++) lines[p0 + l] = 0;
+    if (clearLines) clearPageLines(lines, off); // else the caller cleared them for all vCPUs (Cpu.checkCode)
     if (list === undefined) return false;
     const keep: Block[] = [];
     let dropped = false;
@@ -303,6 +302,14 @@ export class BlockCache {
     this.heatPages = still;
   }
 
+  /** Mark the code lines of every block kept (another vCPU cleared the shared map). */
+  markAll(): void {
+    const lines = this.codeLines;
+    for (const list of this.pageBlocks.values()) {
+      for (const b of list) for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
+    }
+  }
+
   /** Drop every translated block (the code budget is spent, or the state was replaced). */
   dropAll(): void {
     for (const b of this.blocks.values()) b.valid = false;
@@ -311,6 +318,7 @@ export class BlockCache {
     this.blocks.clear();
     this.pageBlocks.clear();
     this.codeLines.fill(0);
+    for (const p of this.cpu.peers ?? []) if (p !== this.cpu) p.markCodeLines(); // the map is shared
     this.fastRip.fill(NO_TAG);
     this.fastBlk.fill(undefined);
     this.flushes++;
@@ -338,4 +346,9 @@ export class BlockCache {
     this.warmOffs.length = 0;
     this.warmKeys.length = 0;
   }
+}
+
+/** Clear the code-line marks of the page holding RAM offset `off`. */
+export function clearPageLines(lines: Uint8Array, off: number): void {
+  lines.fill(0, (off >>> 12) << 6, ((off >>> 12) + 1) << 6);
 }

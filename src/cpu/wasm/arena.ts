@@ -64,14 +64,22 @@ export function icHash(rip: number): number {
 }
 
 export class Arena {
-  /** Offset of the state area (after guest RAM, page aligned). */
+  /** Offset of the state area (after guest RAM and the state areas of lower-numbered vCPUs, page aligned). */
   readonly base: number;
+  /**
+   * Offset of the code-line map, one for the whole memory: vCPU 0's area holds it and every
+   * vCPU's translated stores check it, so a store by one vCPU into code another translated is
+   * seen (the BlockCache's peers drop it there).
+   */
+  readonly codeLinesBase: number;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
   private claimed = false;
 
-  constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
-    this.base = Math.ceil(ramSize / PAGE) * PAGE;
+  constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number, readonly vcpu = 0) {
+    const first = Math.ceil(ramSize / PAGE) * PAGE;
+    this.base = first + vcpu * stateBytes(ramSize);
+    this.codeLinesBase = first + A_CODE_LINES;
     const buf = memory.buffer;
     this.i32 = new Int32Array(buf, this.base, A_VARS_END / 4);
     this.f64 = new Float64Array(buf, this.base, A_VARS_END / 8);
@@ -141,7 +149,7 @@ export class Arena {
   }
 
   codeLines(): Uint8Array {
-    return new Uint8Array(this.buffer, this.base + A_CODE_LINES, Math.ceil(this.ramSize / 64) + 1);
+    return new Uint8Array(this.buffer, this.codeLinesBase, Math.ceil(this.ramSize / 64) + 1);
   }
 }
 
@@ -169,40 +177,47 @@ export function icOffset(ramSize: number): number {
   return linksOffset(ramSize) + MAX_LINKS * 8;
 }
 
-/** Bytes of the whole arena for a first RAM region of `ramSize` bytes. */
-function arenaBytes(ramSize: number): number {
-  const base = Math.ceil(ramSize / PAGE) * PAGE;
-  return Math.ceil((base + wtlbAddrOffset(ramSize) + TLB_SIZE * 4) / PAGE) * PAGE;
+/** Bytes of one vCPU's state area (page aligned). */
+function stateBytes(ramSize: number): number {
+  return Math.ceil((wtlbAddrOffset(ramSize) + TLB_SIZE * 4) / PAGE) * PAGE;
 }
 
-/** Can a first RAM region of this size live in a wasm arena? */
-export function arenaFits(ramSize: number): boolean {
-  return arenaBytes(ramSize) <= MAX_BYTES;
+/** Bytes of the whole arena for a first RAM region of `ramSize` bytes and `vcpus` state areas. */
+function arenaBytes(ramSize: number, vcpus: number): number {
+  return Math.ceil(ramSize / PAGE) * PAGE + vcpus * stateBytes(ramSize);
 }
 
-const arenas = new WeakMap<ArrayBuffer, Arena>();
+/** Can a first RAM region of this size live in a wasm arena (with `vcpus` state areas)? */
+export function arenaFits(ramSize: number, vcpus = 1): boolean {
+  return arenaBytes(ramSize, vcpus) <= MAX_BYTES;
+}
+
+const arenas = new WeakMap<ArrayBuffer, Arena[]>();
 
 /**
- * A buffer for the first RAM region (pass it as RegionSpec.buffer) whose memory also holds the
- * arena; `arenaOf(buffer)` finds the arena again. Throws RangeError when it does not fit.
+ * A buffer for the first RAM region (pass it as RegionSpec.buffer) whose memory also holds one
+ * state area per vCPU; `arenaOf(buffer, vcpu)` finds them again. Throws RangeError when it does
+ * not fit.
  */
-export function allocArenaRam(ramSize: number): ArrayBuffer {
-  const bytes = arenaBytes(ramSize);
-  if (bytes > MAX_BYTES) throw new RangeError(`a ${ramSize}-byte first RAM region does not fit in a wasm memory`);
+export function allocArenaRam(ramSize: number, vcpus = 1): ArrayBuffer {
+  const bytes = arenaBytes(ramSize, vcpus);
+  if (bytes > MAX_BYTES) throw new RangeError(`a ${ramSize}-byte first RAM region with ${vcpus} vCPU state areas does not fit in a wasm memory`);
   const memory = new WebAssembly.Memory({ initial: bytes / PAGE, maximum: bytes / PAGE });
-  const arena = new Arena(memory, ramSize);
-  arenas.set(memory.buffer, arena);
+  const list: Arena[] = [];
+  for (let i = 0; i < vcpus; i++) list.push(new Arena(memory, ramSize, i));
+  arenas.set(memory.buffer, list);
   return memory.buffer;
 }
 
-export function arenaOf(buffer: ArrayBufferLike): Arena | undefined {
-  return arenas.get(buffer as ArrayBuffer);
+/** vCPU `vcpu`'s state area in the memory of `buffer`, if it has one. */
+export function arenaOf(buffer: ArrayBufferLike, vcpu = 0): Arena | undefined {
+  return arenas.get(buffer as ArrayBuffer)?.[vcpu];
 }
 
 /** The RAM region specs with the first region placed in a wasm arena when it fits. */
-export function withArena<S extends { size: number; buffer?: ArrayBuffer }>(specs: readonly S[]): S[] {
+export function withArena<S extends { size: number; buffer?: ArrayBuffer }>(specs: readonly S[], vcpus = 1): S[] {
   const out = specs.slice();
   const r0 = out[0];
-  if (r0 !== undefined && arenaFits(r0.size)) out[0] = { ...r0, buffer: allocArenaRam(r0.size) };
+  if (r0 !== undefined && arenaFits(r0.size, vcpus)) out[0] = { ...r0, buffer: allocArenaRam(r0.size, vcpus) };
   return out;
 }

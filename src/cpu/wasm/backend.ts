@@ -94,7 +94,7 @@ export class WasmBackend {
     this.i32[I_FKIND] = -1;
     this.links = arena.links();
     const rs = arena.ramSize;
-    this.layout = { base: arena.base, links: arena.base + linksOffset(rs), ic: arena.base + icOffset(rs), wtlb: arena.base + wtlbOffset(rs), wtlbAddr: arena.base + wtlbAddrOffset(rs) };
+    this.layout = { base: arena.base, links: arena.base + linksOffset(rs), ic: arena.base + icOffset(rs), wtlb: arena.base + wtlbOffset(rs), wtlbAddr: arena.base + wtlbAddrOffset(rs), codeLines: arena.codeLinesBase };
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
     if (!freshArena) {

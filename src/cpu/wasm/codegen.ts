@@ -7,7 +7,7 @@
 import type { D } from '../translate/decode.js';
 import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
-import { IC_SIZE, A_CODE_LINES, A_EXIT, A_GKEY, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP } from './arena.js';
+import { IC_SIZE, A_EXIT, A_GKEY, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP } from './arena.js';
 
 export const TWO47 = 140737488355328;
 /** Instructions a self-looping block runs per call at most (interrupts are polled between calls). */
@@ -66,6 +66,8 @@ export interface BlockLayout {
   ic: number;
   wtlb: number;
   wtlbAddr: number;
+  /** The code-line map every vCPU's stores check (one per memory, see Arena.codeLinesBase). */
+  codeLines: number;
 }
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */
@@ -386,7 +388,6 @@ export const STORES = [0, Op.i64_store8, Op.i64_store16, 0, Op.i64_store32, 0, 0
  */
 export function translateAddr(g: WGen, L: number, sz: number, write: boolean, a: number): void {
   const f = g.c;
-  const b = g.base;
   const lo = g.tmp32();
   const ix = g.tmp32();
   f.get(L).op(Op.i32_wrap_i64).tee(lo).i32(12).op(Op.i32_shr_u).i32(TLB_MASK).op(Op.i32_and).tee(ix);
@@ -396,8 +397,8 @@ export function translateAddr(g: WGen, L: number, sz: number, write: boolean, a:
   f.begin(Op.if, T.I32);
   f.get(ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(lo).i32(0xfff).op(Op.i32_and).op(Op.i32_add);
   if (write) {
-    f.tee(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, b + A_CODE_LINES);
-    if (sz > 1) f.get(a).i32(sz - 1).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, b + A_CODE_LINES).op(Op.i32_or);
+    f.tee(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines);
+    if (sz > 1) f.get(a).i32(sz - 1).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines).op(Op.i32_or);
   } else {
     f.set(a).i32(0);
   }

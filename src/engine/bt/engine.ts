@@ -11,6 +11,13 @@
  * the engine sleeps until the next timer deadline or until a device raises an interrupt line
  * (wake()), never spinning.
  *
+ * Several vCPUs (BtEngineOptions.vcpus) take turns on this thread, a slice each, as QEMU's
+ * translator did before it ran one thread per vCPU: an instruction boundary separates any two
+ * vCPUs' instructions, so LOCKed read-modify-writes are atomic and stores are seen in order. The
+ * application processors wait for INIT/STARTUP (init, startup: the APIC bus calls them); a vCPU
+ * that spins on PAUSE ends its slice (Cpu.spinWait), so the one holding the lock runs. The
+ * engine sleeps when every vCPU is halted with nothing pending or waits for STARTUP.
+ *
  * ACPI S3 (machine.sleepEvent, from the PM device): on `suspend` the CPU leaves its slice at the
  * instruction that entered the sleeping state and no instruction runs — interrupts do not wake
  * it; the engine sleeps like a halted vCPU, running device timers (an RTC alarm is a wake
@@ -27,8 +34,10 @@ import { applyEntryState } from '../../cpu/system/entry.js';
 import { facsWakeTarget } from '../../boot/acpi/wake.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
+import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 
 const RFLAGS_IF = 1 << 9;
+const APIC_BASE_BSP = 1 << 8;
 /** Target host time per cpu.run() call, so timers are checked often enough. */
 const SLICE_MS = 0.5;
 /** Yield to the event loop at least this often while the guest runs. */
@@ -37,6 +46,12 @@ const YIELD_MS = 8;
 export interface BtEngineOptions {
   /** The interrupt controller the CPU asks at instruction boundaries (the LAPIC model). */
   interrupts: CpuInterruptController;
+  /**
+   * More than one vCPU: each one's interrupt controller (its local APIC; the first is
+   * `interrupts`), and `select`, called before a vCPU's slice (the APIC page answers for it).
+   * The guest RAM's wasm arena needs a state area per vCPU (withArena(specs, n)).
+   */
+  vcpus?: { interrupts: readonly CpuInterruptController[]; select: (vcpu: number) => void };
   /** Called after every slice (flush batched console output, ...). */
   afterSlice?: () => void;
   /** True while host I/O a device started has not completed (yield after every slice then). */
@@ -49,7 +64,13 @@ export interface BtEngineOptions {
 
 export class BtEngine implements Engine {
   readonly name = 'bt' as const;
+  /** The boot CPU (vCPU 0). */
   readonly cpu: Cpu;
+  /** Every vCPU, by index (the boot CPU first). */
+  readonly cpus: Cpu[];
+  /** Per vCPU: waiting for a STARTUP IPI (the application processors until the guest starts them, and after INIT). */
+  private readonly waitingSipi: boolean[];
+  private readonly controllers: readonly CpuInterruptController[];
   private wakeup: (() => void) | undefined;
   private budget = 20_000;
   /** Host time spent halted (sleeping until an event) and yielding to the event loop (statistics). */
@@ -64,17 +85,28 @@ export class BtEngine implements Engine {
     private readonly machine: Machine,
     private readonly opts: BtEngineOptions,
   ) {
-    this.cpu = new Cpu({
-      memory: machine.memory,
-      pio: machine.pio,
-      mmio: machine.mmio,
-      interrupts: opts.interrupts,
-      clock: machine.clock,
-      simd: simdUnit,
-      reclaim: fullGc,
-      jitThreshold: opts.jitThreshold,
+    this.controllers = opts.vcpus?.interrupts ?? [opts.interrupts];
+    this.cpus = this.controllers.map((interrupts, vcpu) => {
+      const cpu = new Cpu({
+        memory: machine.memory,
+        pio: machine.pio,
+        mmio: machine.mmio,
+        interrupts,
+        clock: machine.clock,
+        simd: simdUnit,
+        reclaim: fullGc,
+        jitThreshold: opts.jitThreshold,
+        vcpu,
+      });
+      setCpuidApicId(cpu.s, vcpu);
+      if (vcpu !== 0) cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0; // only the boot CPU has IA32_APIC_BASE.BSP
+      return cpu;
     });
-    // Devices writing guest RAM (a disk read landing in memory) drop code translated from it.
+    this.cpu = this.cpus[0]!;
+    if (this.cpus.length > 1) for (const c of this.cpus) c.peers = this.cpus;
+    this.waitingSipi = this.cpus.map((_, i) => i !== 0);
+    // Devices writing guest RAM (a disk read landing in memory) drop code translated from it
+    // (in every vCPU: they share the code-line map).
     machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
     if (process.env.TYPEVISOR_BT_STATS) {
       this.cpu.fallbackCounts = new Map();
@@ -85,14 +117,14 @@ export class BtEngine implements Engine {
     machine.onSleepEvent((event) => {
       if (event === 'suspend') {
         this.s3 = 'suspended';
-        this.cpu.requestExit(); // nothing after the PM1 control write runs
+        this.requestExitAll(); // nothing after the PM1 control write runs
       } else if (this.s3 === 'suspended') {
         this.s3 = 'woken';
         this.endSleep();
       }
     });
     machine.onStop(() => {
-      this.cpu.requestExit();
+      this.requestExitAll();
       this.endSleep();
       this.resume(); // a stop ends a pause
     });
@@ -112,7 +144,7 @@ export class BtEngine implements Engine {
     if (this.resumeGate) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.pauseWaiters.push(resolve);
-      this.cpu.requestExit();
+      this.requestExitAll();
       this.endSleep();
     });
   }
@@ -156,26 +188,66 @@ export class BtEngine implements Engine {
     this.machine.requestStop(reason);
   }
 
+  private requestExitAll(): void {
+    for (const c of this.cpus) c.requestExit();
+  }
+
+  /** INIT IPI (the APIC bus): the vCPU stops where it is and waits for STARTUP. */
+  init(vcpu: number): void {
+    const cpu = this.cpus[vcpu];
+    if (cpu === undefined) return;
+    cpu.reset();
+    cpu.s.halted = true;
+    this.waitingSipi[vcpu] = true;
+    cpu.requestExit();
+  }
+
+  /** STARTUP IPI: a vCPU waiting for it starts in real mode at vector * 0x1000; others ignore it. */
+  startup(vcpu: number, vector: number): void {
+    const cpu = this.cpus[vcpu];
+    if (cpu === undefined || !this.waitingSipi[vcpu]) return;
+    this.waitingSipi[vcpu] = false;
+    cpu.reset();
+    applyEntryState(cpu, { mode: 'real16', rip: (vector & 0xff) << 12, realCs: (vector & 0xff) << 8, regs: {} });
+  }
+
   /** Run from `entry` (a boot), or from the CPU's state as it is (a restored snapshot). */
   async run(entry?: EntryState): Promise<StopReason> {
-    const { machine, cpu } = this;
+    const { machine, cpus } = this;
     const timers = machine.timers;
     const clock = machine.clock;
-    if (entry) applyEntryState(cpu, entry);
+    const select = this.opts.vcpus?.select;
+    if (entry) applyEntryState(this.cpu, entry);
+    for (let i = 1; i < cpus.length; i++) if (this.waitingSipi[i]) cpus[i]!.s.halted = true;
     let lastYield = performance.now();
+    let t1 = lastYield;
     while (!machine.stopReason) {
-      const t0 = performance.now();
-      const n = cpu.run(this.budget);
-      const t1 = performance.now();
-      this.ranMs += t1 - t0;
-      // Tune the budget toward SLICE_MS per call (instructions cost differently in each phase).
-      if (n >= this.budget) {
-        const spent = t1 - t0;
-        if (spent < SLICE_MS * 0.5 && this.budget < 2_000_000) this.budget *= 2;
-        else if (spent > SLICE_MS * 2 && this.budget > 1000) this.budget >>= 1;
+      for (let i = 0; i < cpus.length; i++) {
+        const cpu = cpus[i]!;
+        if (this.waitingSipi[i]) continue;
+        if (cpu.s.halted && !this.controllers[i]!.hasInterrupt() && !(this.controllers[i]!.hasNmi?.() ?? false)) continue;
+        select?.(i);
+        const t0 = performance.now();
+        const n = cpu.run(this.budget);
+        t1 = performance.now();
+        this.ranMs += t1 - t0;
+        // Tune the budget toward SLICE_MS per call (instructions cost differently in each phase).
+        if (n >= this.budget) {
+          const spent = t1 - t0;
+          if (spent < SLICE_MS * 0.5 && this.budget < 2_000_000) this.budget *= 2;
+          else if (spent > SLICE_MS * 2 && this.budget > 1000) this.budget >>= 1;
+        }
+        if (cpu.shutdown !== undefined) {
+          machine.requestStop({ kind: 'triple-fault', detail: cpus.length > 1 ? `vCPU ${i}: ${cpu.shutdown}` : cpu.shutdown });
+          break;
+        }
+        if (machine.stopReason || this.pauseWaiters.length || this.s3 !== 'running') break;
+        if (timers.nextDeadline() <= clock.nowNs()) timers.runDue();
       }
+      t1 = performance.now();
       this.opts.afterSlice?.();
-      if (this.pauseWaiters.length && !machine.stopReason) {
+      if (machine.stopReason) break;
+      if (this.pauseWaiters.length) {
         await this.holdPaused();
         lastYield = performance.now();
         continue;
@@ -185,14 +257,11 @@ export class BtEngine implements Engine {
         lastYield = performance.now();
         continue;
       }
-      if (cpu.shutdown !== undefined) {
-        machine.requestStop({ kind: 'triple-fault', detail: cpu.shutdown });
-        break;
-      }
       if (timers.nextDeadline() <= clock.nowNs()) timers.runDue();
       if (machine.stopReason) break;
-      if (cpu.s.halted && !this.opts.interrupts.hasInterrupt()) {
+      if (this.idle()) {
         if (this.haltedForGood()) {
+          const cpu = this.cpus.find((c, i) => !this.waitingSipi[i]) ?? this.cpu;
           machine.requestStop({
             kind: 'halted',
             detail: `the CPU stopped with interrupts disabled at rip 0x${cpu.s.rip.toString(16)}, and nothing can wake it (a kernel halting on a fatal error, or poweroff without ACPI)`,
@@ -211,6 +280,16 @@ export class BtEngine implements Engine {
     }
     if (process.env.TYPEVISOR_BT_STATS) this.printStats();
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
+  }
+
+  /** No vCPU can run: each is halted with nothing pending, or waits for STARTUP. */
+  private idle(): boolean {
+    for (let i = 0; i < this.cpus.length; i++) {
+      if (this.waitingSipi[i]) continue;
+      const ic = this.controllers[i]!;
+      if (!this.cpus[i]!.s.halted || ic.hasInterrupt() || (ic.hasNmi?.() ?? false)) return false;
+    }
+    return true;
   }
 
   /** Counters at the last printStats (its figures are the work since then). */
@@ -240,12 +319,11 @@ export class BtEngine implements Engine {
   }
 
   /**
-   * HLT with RFLAGS.IF clear and no NMI pending: only an NMI, INIT or reset could resume the
-   * CPU, and with one vCPU nothing in this machine sends those.
+   * Every vCPU halted with RFLAGS.IF clear and no NMI pending, or waiting for STARTUP: only an
+   * NMI, INIT or STARTUP could resume one, and only a running vCPU could send those.
    */
   private haltedForGood(): boolean {
-    const { cpu } = this;
-    return (cpu.getRflags() & RFLAGS_IF) === 0 && !(this.opts.interrupts.hasNmi?.() ?? false);
+    return this.cpus.every((cpu, i) => this.waitingSipi[i] || ((cpu.getRflags() & RFLAGS_IF) === 0 && !(this.controllers[i]!.hasNmi?.() ?? false)));
   }
 
   /**
