@@ -39,7 +39,7 @@ import type { StreamNetBackend } from '../net/stream.js';
 import type { TapNetBackend } from '../net/tap.js';
 import type { UserNetBackend } from '../net/user/stack.js';
 import { NetRelayHost } from '../net/relay.js';
-import { ConfigError, DEFAULT_USER_MAC, macBytes, parseMac, randomMac, validateMemory, type NetConfig, type PublishConfig, type VmConfig } from './config.js';
+import { ConfigError, DEFAULT_USER_MAC, macBytes, parseMac, randomMac, validateCpus, validateMemory, type NetConfig, type PublishConfig, type VmConfig } from './config.js';
 import { openDisks, type OpenDisks } from './disk/open.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
@@ -225,6 +225,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   private static async open(config: VmConfig, opts: VmOptions, snap: LoadedSnapshot | undefined): Promise<Vm> {
     const log = opts.log ?? (() => {});
     validateMemory(config.memoryBytes, os.totalmem());
+    validateCpus(config.cpus);
     // The engine (decided before memory is allocated: kvm wants memfd-backed RAM).
     const engineName = snap ? snap.engine : chooseEngine(config.engine, log);
     if (engineName === 'kvm' && config.console === 'virtio') {

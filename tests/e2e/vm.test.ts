@@ -102,7 +102,8 @@ describe('Vm (library object, bt engine)', () => {
   }, BOOT_TIMEOUT);
 
   it('refuses what it cannot run, in one line, leaving nothing open', async () => {
-    await expect(Vm.create({ memoryBytes: 256 * MiB, cpus: 2, engine: 'bt' })).rejects.toThrow(/one vCPU for now/);
+    await expect(Vm.create({ memoryBytes: 256 * MiB, cpus: 0, engine: 'bt' })).rejects.toThrow(/--cpus 0 is out of range: use 1 to 64/);
+    await expect(Vm.create({ memoryBytes: 256 * MiB, cpus: 65, engine: 'bt' })).rejects.toThrow(/out of range/);
     await expect(Vm.create({ memoryBytes: 256 * MiB, cpus: 1, engine: 'bt', kernel: path.join(dir, 'missing') })).rejects.toThrow(/missing/);
   });
 });

@@ -15,6 +15,23 @@ describe('wasm arena', () => {
     expect(withArena(big)[0]!.buffer).toBeUndefined();
   });
 
+  it('gives each vCPU a state area of its own after RAM and one code-line map all of them use', () => {
+    const buf = allocArenaRam(1 << 20, 3);
+    const [a0, a1, a2] = [0, 1, 2].map((i) => arenaOf(buf, i)!);
+    expect(arenaOf(buf, 3)).toBeUndefined();
+    expect(a0.codeLinesBase).toBeGreaterThanOrEqual(1 << 20);
+    expect(a1.base - a0.base).toBe(a2.base - a1.base);
+    expect(a2.base + (a1.base - a0.base)).toBeLessThanOrEqual(buf.byteLength);
+    for (const a of [a1, a2]) expect(a.codeLinesBase).toBe(a0.codeLinesBase);
+    a1.codeLines()[5] = 1;
+    expect(a2.codeLines()[5]).toBe(1);
+    // registers are not shared
+    a1.gpr()[0] = 7;
+    expect(a0.gpr()[0]).toBe(0);
+    expect(a2.gpr()[0]).toBe(0);
+    expect(arenaFits(512 << 20, 64)).toBe(true);
+  });
+
   it('puts the registers and the TLB next to RAM, shared by the interpreter and wasm blocks', () => {
     const buf = allocArenaRam(1 << 20);
     const arena = arenaOf(buf)!;

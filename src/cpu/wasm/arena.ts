@@ -48,8 +48,8 @@ export const A_XMM = 512;
 export const A_TLB_TAG = 1024; // TLB_SIZE x f64
 export const A_TLB_ADDR = A_TLB_TAG + TLB_SIZE * 8; // TLB_SIZE x f64
 export const A_TLB_PERM = A_TLB_ADDR + TLB_SIZE * 8; // TLB_SIZE x u8
-export const A_CODE_LINES = A_TLB_PERM + TLB_SIZE;
-/** Block-exit links: MAX_LINKS x (table slot i32, key i32), after the code lines. */
+/** Block-exit links: MAX_LINKS x (table slot i32, key i32), after the TLB. */
+const A_LINKS = Math.ceil((A_TLB_PERM + TLB_SIZE) / 8) * 8;
 export const MAX_LINKS = 1 << 20;
 /**
  * Indirect-branch cache, after the links: IC_SIZE x (rip f64, key i32, table slot i32), indexed
@@ -78,8 +78,8 @@ export class Arena {
 
   constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number, readonly vcpu = 0) {
     const first = Math.ceil(ramSize / PAGE) * PAGE;
-    this.base = first + vcpu * stateBytes(ramSize);
-    this.codeLinesBase = first + A_CODE_LINES;
+    this.codeLinesBase = first;
+    this.base = first + codeLinesBytes(ramSize) + vcpu * stateBytes();
     const buf = memory.buffer;
     this.i32 = new Int32Array(buf, this.base, A_VARS_END / 4);
     this.f64 = new Float64Array(buf, this.base, A_VARS_END / 8);
@@ -127,25 +127,25 @@ export class Arena {
 
   /** Exit links: [2e] table slot, [2e + 1] key. */
   links(): Int32Array {
-    return new Int32Array(this.buffer, this.base + linksOffset(this.ramSize), MAX_LINKS * 2);
+    return new Int32Array(this.buffer, this.base + linksOffset(), MAX_LINKS * 2);
   }
 
   /** The indirect-branch cache as f64 (rip at 2i) and i32 (key at 4i + 2, slot at 4i + 3) views. */
   icF64(): Float64Array {
-    return new Float64Array(this.buffer, this.base + icOffset(this.ramSize), IC_SIZE * 2);
+    return new Float64Array(this.buffer, this.base + icOffset(), IC_SIZE * 2);
   }
 
   icI32(): Int32Array {
-    return new Int32Array(this.buffer, this.base + icOffset(this.ramSize), IC_SIZE * 4);
+    return new Int32Array(this.buffer, this.base + icOffset(), IC_SIZE * 4);
   }
 
   /** The wasm TLB tags as i32 pairs (8 per entry) and the RAM offsets. */
   wtlbTags(): Int32Array {
-    return new Int32Array(this.buffer, this.base + wtlbOffset(this.ramSize), TLB_SIZE * 8);
+    return new Int32Array(this.buffer, this.base + wtlbOffset(), TLB_SIZE * 8);
   }
 
   wtlbAddr(): Int32Array {
-    return new Int32Array(this.buffer, this.base + wtlbAddrOffset(this.ramSize), TLB_SIZE);
+    return new Int32Array(this.buffer, this.base + wtlbAddrOffset(), TLB_SIZE);
   }
 
   codeLines(): Uint8Array {
@@ -154,8 +154,8 @@ export class Arena {
 }
 
 /** Offset of the link table in the state area. */
-export function linksOffset(ramSize: number): number {
-  return Math.ceil((A_CODE_LINES + Math.ceil(ramSize / 64) + 1) / 8) * 8;
+export function linksOffset(): number {
+  return A_LINKS;
 }
 
 /**
@@ -164,27 +164,35 @@ export function linksOffset(ramSize: number): number {
  * number when that access may use the entry and the page is RAM, else WT_INVALID; and the page's
  * offset in RAM (i32) in a second array.
  */
-export function wtlbOffset(ramSize: number): number {
-  return icOffset(ramSize) + IC_SIZE * 16;
+export function wtlbOffset(): number {
+  return icOffset() + IC_SIZE * 16;
 }
 
-export function wtlbAddrOffset(ramSize: number): number {
-  return wtlbOffset(ramSize) + TLB_SIZE * 32;
+export function wtlbAddrOffset(): number {
+  return wtlbOffset() + TLB_SIZE * 32;
 }
 
 /** Offset of the indirect-branch cache in the state area. */
-export function icOffset(ramSize: number): number {
-  return linksOffset(ramSize) + MAX_LINKS * 8;
+export function icOffset(): number {
+  return linksOffset() + MAX_LINKS * 8;
 }
 
 /** Bytes of one vCPU's state area (page aligned). */
-function stateBytes(ramSize: number): number {
-  return Math.ceil((wtlbAddrOffset(ramSize) + TLB_SIZE * 4) / PAGE) * PAGE;
+function stateBytes(): number {
+  return Math.ceil((wtlbAddrOffset() + TLB_SIZE * 4) / PAGE) * PAGE;
 }
 
-/** Bytes of the whole arena for a first RAM region of `ramSize` bytes and `vcpus` state areas. */
+/** Bytes of the code-line map: a byte per 64-byte line of the first RAM region (page aligned). */
+function codeLinesBytes(ramSize: number): number {
+  return Math.ceil((Math.ceil(ramSize / 64) + 1) / PAGE) * PAGE;
+}
+
+/**
+ * Bytes of the whole arena for a first RAM region of `ramSize` bytes: the RAM, the code-line
+ * map, and `vcpus` state areas.
+ */
 function arenaBytes(ramSize: number, vcpus: number): number {
-  return Math.ceil(ramSize / PAGE) * PAGE + vcpus * stateBytes(ramSize);
+  return Math.ceil(ramSize / PAGE) * PAGE + codeLinesBytes(ramSize) + vcpus * stateBytes();
 }
 
 /** Can a first RAM region of this size live in a wasm arena (with `vcpus` state areas)? */

@@ -93,8 +93,7 @@ export class WasmBackend {
     this.f64 = arena.f64;
     this.i32[I_FKIND] = -1;
     this.links = arena.links();
-    const rs = arena.ramSize;
-    this.layout = { base: arena.base, links: arena.base + linksOffset(rs), ic: arena.base + icOffset(rs), wtlb: arena.base + wtlbOffset(rs), wtlbAddr: arena.base + wtlbAddrOffset(rs), codeLines: arena.codeLinesBase };
+    this.layout = { base: arena.base, links: arena.base + linksOffset(), ic: arena.base + icOffset(), wtlb: arena.base + wtlbOffset(), wtlbAddr: arena.base + wtlbAddrOffset(), codeLines: arena.codeLinesBase };
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
     if (!freshArena) {

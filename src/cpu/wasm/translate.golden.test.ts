@@ -12,10 +12,9 @@ import { CODE_BASE } from '../core/test-machine.js';
 import { buildTrace } from '../translate/trace.js';
 import { blockModule, translateTrace } from './translate.js';
 import type { BlockLayout } from './codegen.js';
-import { A_CODE_LINES } from './arena.js';
 
 /** Fixed arena offsets, so the text does not depend on a RAM size. */
-const LAYOUT: BlockLayout = { base: 0x1000_0000, links: 0x1010_0000, ic: 0x1090_0000, wtlb: 0x10a0_0000, wtlbAddr: 0x10c0_0000, codeLines: 0x1000_0000 + A_CODE_LINES };
+const LAYOUT: BlockLayout = { base: 0x1000_0000, links: 0x1010_0000, ic: 0x1090_0000, wtlb: 0x10a0_0000, wtlbAddr: 0x10c0_0000, codeLines: 0x1001_1400 };
 
 const SNIPPETS: Record<string, string> = {
   // a counted loop on registers: the block loops on itself, dead flags cost nothing
