@@ -282,9 +282,6 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   async snapshot(files: SnapshotFiles): Promise<void> {
     if (this.status !== 'paused' || !((this.built && this.engine) || this.kvm)) throw new VmError(`cannot snapshot the VM: it is ${this.status}; pause it first`);
     if (this.built?.pm.suspended) throw new VmError('cannot snapshot the VM: the guest is suspended (ACPI S3); snapshots of a sleeping machine are not supported yet: wake it first');
-    if (this.built && this.engine && this.engine.cpus.length > 1) {
-      throw new VmError(`cannot snapshot the VM: snapshots on the bt engine hold one vCPU for now, and this VM has ${this.engine.cpus.length}; use --cpus 1, or the kvm engine`);
-    }
     const snapshotDisk = this.config.disks?.find((d) => d.snapshot);
     if (snapshotDisk) throw new VmError(`cannot snapshot the VM: disk ${snapshotDisk.path} is in snapshot mode, and its overlay does not outlive this process`);
     let state: SnapshotState;
@@ -300,7 +297,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       state = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, engine: 'kvm', config: this.config, memoryBytes: memory.size, kvm: kvmStateToJson(saved) };
     } else {
       const { saveMachine } = await import('./snapshot/state.js');
-      const machine = saveMachine(this.built!, this.engine!.cpu);
+      const machine = saveMachine(this.built!, this.engine!.cpu, this.engine!.aps());
       memory = this.built!.machine.memory;
       state = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, engine: 'bt', config: this.config, memoryBytes: memory.size, machine };
     }
@@ -612,7 +609,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     });
     if (snap) {
       readMemoryFile(snap.memPath, memory);
-      restoreMachine(built, engine.cpu, snap.state.machine!); // checked there: a missing one is one clear error
+      restoreMachine(built, engine.cpu, snap.state.machine!, engine.aps()); // checked there: a missing one is one clear error
       clock.setNowNs(snap.state.machine!.clockNs);
     }
     this.built = built;

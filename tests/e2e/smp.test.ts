@@ -17,6 +17,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { exitStatus } from '../../src/machine/machine.js';
+import { MiB } from '../../src/machine/layout.js';
+import { Vm } from '../../src/vmm/vm.js';
 import { CLI, VmProcess } from '../support/guest-process.js';
 import { ASM_INCLUDE } from '../support/asm.js';
 import { hasQemu, runOnQemu } from '../support/test-kernel.js';
@@ -46,6 +48,32 @@ describe.skipIf(!hasNasm)('several vCPUs on the bt engine: the smp test kernel',
     expect(r.stdout, r.stderr).toBe(expected(cpus));
     expect(r.status).toBe(exitStatus({ kind: 'debug-exit', value: 0x10 }));
   });
+
+  it('pauses mid-count with 2 vCPUs, snapshots both, and the restored VM ends with the exact sum', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'typevisor-smp-snap-'));
+    const files = { statePath: path.join(dir, 'vm.state'), memPath: path.join(dir, 'vm.mem') };
+    const iters = 200_000_000;
+    const vm = await Vm.create({ memoryBytes: 64 * MiB, cpus: 2, engine: 'bt', kernel: kernel(), cmdline: `2 ${iters}` });
+    let out = '';
+    vm.console.on('data', (b: Buffer) => (out += b.toString('latin1')));
+    vm.start();
+    await new Promise((r) => setTimeout(r, 400));
+    await vm.pause();
+    await vm.snapshot(files);
+    await vm.kill();
+    expect(out).toBe(''); // still counting when it was saved
+    const state = JSON.parse(readFileSync(files.statePath, 'utf8')) as { machine: { aps: { waitingSipi: boolean }[]; devices: Record<string, unknown> } };
+    expect(state.machine.aps).toHaveLength(1);
+    expect(state.machine.aps[0]!.waitingSipi).toBe(false);
+    expect(Object.keys(state.machine.devices)).toContain('lapic1');
+
+    const restored = await Vm.restore(files);
+    restored.console.on('data', (b: Buffer) => (out += b.toString('latin1')));
+    restored.start();
+    const reason = await restored.wait();
+    expect(out).toBe(`sum=${2 * iters}\nxmc=ok\ntimers=ok\nipi=1\ndone\n`);
+    expect(reason).toEqual({ kind: 'debug-exit', value: 0x10 });
+  }, 120_000);
 
   it.skipIf(!hasQemu)(`prints the same under QEMU TCG with -smp 2${hasQemu ? '' : ' (skipped: QEMU is not installed)'}`, () => {
     const r = runOnQemu(kernel(), 'qemu64', ['-smp', '2', '-append', `2 ${ITERS}`]);

@@ -110,10 +110,10 @@ describe.skipIf(skip)(`snapshots moving between the kvm and bt engines${skip ? `
   }, 120_000);
 
   it('refuses what cannot move, in one line, leaving the files as they were', async () => {
-    // two vCPUs: the bt engine runs one
+    // two vCPUs: moves between the engines take one
     const two = { statePath: path.join(dir, 'two.state'), memPath: path.join(dir, 'two.mem') };
     await runAndSnapshot(await Vm.create({ memoryBytes: 32 * MiB, cpus: 2, engine: 'kvm', kernel: kernels.counter!, cpuModel: 'typevisor' }), 5, two);
-    await expect(Vm.restore(two, { engine: 'bt' })).rejects.toThrow(/^Cannot restore the kvm snapshot on the bt engine: it has 2 vCPUs and the bt engine runs one; restore it on the kvm engine$/);
+    await expect(Vm.restore(two, { engine: 'bt' })).rejects.toThrow(/^Cannot restore the kvm snapshot on the bt engine: it has 2 vCPUs, and moves between the engines take one; restore it on the kvm engine$/);
 
     // the host's CPU model: features the bt CPU lacks, named; --allow-cpu-mismatch moves it with a warning
     const host = { statePath: path.join(dir, 'host.state'), memPath: path.join(dir, 'host.mem') };

@@ -192,6 +192,23 @@ export class BtEngine implements Engine {
     for (const c of this.cpus) c.requestExit();
   }
 
+  /**
+   * The application processors as a snapshot sees them (vmm/snapshot/state.ts: saveMachine and
+   * restoreMachine read and set `waitingSipi` through these).
+   */
+  aps(): { cpu: Cpu; waitingSipi: boolean }[] {
+    const flags = this.waitingSipi;
+    return this.cpus.slice(1).map((cpu, k) => ({
+      cpu,
+      get waitingSipi(): boolean {
+        return flags[k + 1]!;
+      },
+      set waitingSipi(v: boolean) {
+        flags[k + 1] = v;
+      },
+    }));
+  }
+
   /** INIT IPI (the APIC bus): the vCPU stops where it is and waits for STARTUP. */
   init(vcpu: number): void {
     const cpu = this.cpus[vcpu];

@@ -65,7 +65,7 @@ describe('a snapshot moving between the engines', () => {
     const ev = Buffer.from(k.vcpus[0]!.events, 'base64');
     ev[8] = 1; // interrupt.injected
     expect(() => btStateFromKvm({ ...k, vcpus: [{ ...k.vcpus[0]!, events: ev.toString('base64') }] })).toThrow(/KVM was in the middle of delivering an interrupt when it was taken; take the snapshot again/);
-    expect(() => btStateFromKvm({ ...k, vcpus: [k.vcpus[0]!, k.vcpus[0]!] })).toThrow(/it has 2 vCPUs and the bt engine runs one/);
+    expect(() => btStateFromKvm({ ...k, vcpus: [k.vcpus[0]!, k.vcpus[0]!] })).toThrow(/it has 2 vCPUs, and moves between the engines take one/);
     const page = Buffer.from(k.vcpus[0]!.lapic, 'base64');
     page.writeUInt32LE(0x40 | (2 << 17), 0x320);
     expect(() => btStateFromKvm({ ...k, vcpus: [{ ...k.vcpus[0]!, lapic: page.toString('base64') }] })).toThrow(/TSC-deadline mode/);

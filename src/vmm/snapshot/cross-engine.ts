@@ -6,7 +6,7 @@
  * Guest RAM moves as it is. The devices both engines model alike (UART, RTC, i8042, ACPI PM,
  * pvpanic, the virtio functions, the PCI host) keep their sections; the PIC, IOAPIC, PIT and
  * local APIC change form (cross-irq.ts), and so does the vCPU (cross-cpu.ts). One vCPU only:
- * the bt engine runs one.
+ * several (each one's APIC, the application processors' wait-for-SIPI state) do not move yet.
  *
  * Time: both engines continue the machine clock from the snapshot's, and the TSC from its saved
  * value; its rate is the engine's (the bt CPU's fixed rate, the host's under KVM unless KVM can
@@ -47,7 +47,7 @@ function kvmDevices(raw: unknown): { clockNs: number; devices: Record<string, un
 
 /** The bt engine's state for a (checked) kvm snapshot of one vCPU. */
 export function btStateFromKvm(k: KvmMachineSnapshot, cpuMismatch: CpuMismatch = {}): MachineState {
-  if (k.vcpus.length !== 1) throw new SnapshotError(`Cannot restore the kvm snapshot on the bt engine: it has ${k.vcpus.length} vCPUs and the bt engine runs one; restore it on the kvm engine`);
+  if (k.vcpus.length !== 1) throw new SnapshotError(`Cannot restore the kvm snapshot on the bt engine: it has ${k.vcpus.length} vCPUs, and moves between the engines take one; restore it on the kvm engine`);
   const v = k.vcpus[0]!;
   const { clockNs, devices } = kvmDevices(k.devices);
   const { cpu, nmiPending } = cpuFromKvm(v, cpuMismatch);
@@ -77,6 +77,7 @@ export function kvmStateFromBt(raw: unknown, host: CpuidLookup, cpuMismatch: Cpu
   if (typeof m.clockNs !== 'number' || !Number.isFinite(m.clockNs) || m.clockNs < 0 || m.clockNs > Number.MAX_SAFE_INTEGER) throw invalid('machine.clockNs', `is ${show(m.clockNs)}, not a machine time in nanoseconds`);
   const d = m.devices as unknown;
   if (typeof d !== 'object' || d === null || Array.isArray(d)) throw invalid('machine.devices', `is ${show(d)}, not an object of device states`);
+  if (Array.isArray(m.aps) && m.aps.length > 0) throw new SnapshotError(`Cannot restore the bt snapshot on the kvm engine: it has ${m.aps.length + 1} vCPUs, and moves between the engines take one; restore it on the bt engine`);
   const cpu = parseCpu(m.cpu, 'machine.cpu');
   const irq = parseInKernelSections(m.devices, 'machine.devices');
   const rest: Record<string, unknown> = { ...m.devices };

@@ -266,5 +266,7 @@ export function deviceSections(built: BuiltMachine): DeviceSection[] {
   if (lapic) {
     out.push(section<LocalApicState>('lapic', () => lapic.save(), parseLapic, (s) => lapic.restore(s)));
   }
+  // the other vCPUs' local APICs (several vCPUs on the bt engine)
+  built.lapics.slice(1).forEach((a, i) => out.push(section<LocalApicState>(`lapic${i + 1}`, () => a.save(), parseLapic, (s) => a.restore(s))));
   return out;
 }

@@ -1,5 +1,5 @@
 /**
- * The saveable state of a bt-engine machine: the vCPU, every device and the machine clock as
+ * The saveable state of a bt-engine machine: the vCPUs, every device and the machine clock as
  * one versioned, engine-independent, JSON-serializable object — and back into a freshly built
  * machine of the same configuration, so that the guest continues exactly where it was.
  *
@@ -36,8 +36,24 @@ export interface MachineState {
   /** The machine clock (ns) at the save: the restored machine's clock continues from it. */
   clockNs: number;
   cpu: CpuSnapshot;
-  /** Each device's state, by device name ("uart", "lapic", "virtio-blk0", ...). */
+  /**
+   * The other vCPUs (application processors), in order, with several: each one's registers and
+   * whether it waits for a STARTUP IPI (not started yet, or sent INIT). Absent with one vCPU.
+   */
+  aps?: ApSnapshot[];
+  /** Each device's state, by device name ("uart", "lapic", "lapic1", "virtio-blk0", ...). */
   devices: Record<string, unknown>;
+}
+
+export interface ApSnapshot {
+  cpu: CpuSnapshot;
+  waitingSipi: boolean;
+}
+
+/** An application processor as saveMachine takes it and restoreMachine fills it. */
+export interface Ap {
+  cpu: Cpu;
+  waitingSipi: boolean;
 }
 
 /** A clock a restore can move (HostClock is one). */
@@ -54,9 +70,12 @@ function settable(clock: Clock): clock is SettableClock {
  * (not inside cpu.run) and no disk request in flight. Pending UART output is flushed to the
  * console first (it is output, not state).
  */
-export function saveMachine(built: BuiltMachine, cpu: Cpu): MachineState {
-  if (cpu.memory !== built.machine.memory) throw new SnapshotError('Cannot save the machine: the CPU given does not run this machine (another guest memory)');
-  if (cpu.shutdown !== undefined) throw new SnapshotError(`Cannot save the machine: its CPU has shut down (${cpu.shutdown}); there is nothing to resume`);
+export function saveMachine(built: BuiltMachine, cpu: Cpu, aps: readonly Ap[] = []): MachineState {
+  for (const c of [cpu, ...aps.map((a) => a.cpu)]) {
+    if (c.memory !== built.machine.memory) throw new SnapshotError('Cannot save the machine: the CPU given does not run this machine (another guest memory)');
+    if (c.shutdown !== undefined) throw new SnapshotError(`Cannot save the machine: its CPU has shut down (${c.shutdown}); there is nothing to resume`);
+  }
+  if (aps.length !== Math.max(0, built.lapics.length - 1)) throw new SnapshotError(`Cannot save the machine: it has ${Math.max(1, built.lapics.length)} vCPUs, and ${aps.length + 1} were given`);
   for (const { name, fn } of built.virtioFunctions) {
     if (fn.device instanceof BlockDevice && fn.device.inFlight !== 0) {
       throw new SnapshotError(`Cannot save the machine: ${name} has ${fn.device.inFlight} disk requests in flight; pause the VM first (pausing drains disk I/O)`);
@@ -66,10 +85,12 @@ export function saveMachine(built: BuiltMachine, cpu: Cpu): MachineState {
   const clockNs = built.machine.clock.nowNs();
   const devices: Record<string, unknown> = {};
   for (const s of deviceSections(built)) devices[s.name] = s.save();
-  return { version: STATE_VERSION, clockNs, cpu: saveCpu(cpu, clockNs), devices };
+  const state: MachineState = { version: STATE_VERSION, clockNs, cpu: saveCpu(cpu, clockNs), devices };
+  if (aps.length) state.aps = aps.map((a) => ({ cpu: saveCpu(a.cpu, clockNs), waitingSipi: a.waitingSipi }));
+  return state;
 }
 
-const TOP_FIELDS = ['version', 'clockNs', 'cpu', 'devices'];
+const TOP_FIELDS = ['version', 'clockNs', 'cpu', 'aps', 'devices'];
 
 /**
  * Put `state` into a freshly built machine `built` and its vCPU `cpu` (same configuration as the
@@ -77,7 +98,7 @@ const TOP_FIELDS = ['version', 'clockNs', 'cpu', 'devices'];
  * with any malformed or impossible field throws a SnapshotError (one line saying what and what to
  * do) and leaves the machine, its clock and the CPU untouched.
  */
-export function restoreMachine(built: BuiltMachine, cpu: Cpu, state: MachineState): void {
+export function restoreMachine(built: BuiltMachine, cpu: Cpu, state: MachineState, aps: readonly Ap[] = []): void {
   // 1. The envelope: an object of this version.
   const raw: unknown = state;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SnapshotError('Cannot restore the snapshot: the state is not an object (a corrupt state file)');
@@ -108,8 +129,20 @@ export function restoreMachine(built: BuiltMachine, cpu: Cpu, state: MachineStat
     throw new SnapshotError(`Cannot restore the snapshot: it was taken on a machine with other devices (${parts.join('; ')}); build the machine with the snapshot's configuration`);
   }
 
-  // 3. Every field, before anything changes.
+  // 3. Every field, before anything changes; as many vCPUs as this machine has.
   const cpuState = parseCpu(state.cpu, 'cpu');
+  const rawAps: unknown = top.aps ?? [];
+  if (!Array.isArray(rawAps)) throw invalid('state.aps', `is ${show(rawAps)}, not a list of vCPU states (a corrupt state file)`);
+  if (rawAps.length !== aps.length) {
+    throw new SnapshotError(`Cannot restore the snapshot: it holds ${rawAps.length + 1} vCPUs and this machine has ${aps.length + 1}; build the machine with the snapshot's configuration`);
+  }
+  const apStates = rawAps.map((a: unknown, i) => {
+    if (typeof a !== 'object' || a === null || typeof (a as ApSnapshot).waitingSipi !== 'boolean' || Object.keys(a).some((k) => k !== 'cpu' && k !== 'waitingSipi')) {
+      throw invalid(`state.aps[${i}]`, `is ${show(a)}, not a vCPU state (cpu, waitingSipi) (a corrupt state file)`);
+    }
+    return { cpu: parseCpu((a as ApSnapshot).cpu, `aps[${i}].cpu`), waitingSipi: (a as ApSnapshot).waitingSipi };
+  });
+  for (const a of aps) if (a.cpu.memory !== built.machine.memory) throw new SnapshotError('Cannot restore the snapshot: the CPU given does not run this machine (another guest memory)');
   const parsed = sections.map((s) => s.parse(state.devices[s.name], `devices.${s.name}`));
 
   // 4. Apply: the clock first (devices re-arm their timers relative to it), then the devices in
@@ -117,4 +150,8 @@ export function restoreMachine(built: BuiltMachine, cpu: Cpu, state: MachineStat
   clock.setNowNs(state.clockNs);
   sections.forEach((s, i) => s.apply(parsed[i]));
   applyCpu(cpu, cpuState, state.clockNs);
+  aps.forEach((a, i) => {
+    applyCpu(a.cpu, apStates[i]!.cpu, state.clockNs);
+    a.waitingSipi = apStates[i]!.waitingSipi;
+  });
 }
