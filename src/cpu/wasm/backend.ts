@@ -286,6 +286,7 @@ export class WasmBackend {
     for (let i = 0; i < todo.length; i++) {
       const { rip, off } = todo[i]!;
       const tr = buildTrace(ram, rip, off, isBlockStart);
+      if (this.cpu.peers !== undefined) this.layout.pauseYields = true; // several vCPUs (set before any translation)
       const { body, n, fallsThrough } = translateTrace(tr, rip, this.layout, allocExit);
       parts.push({ rip, off, body, n, lo: tr.lo, end: tr.hiEnd });
       // straight-line code goes on in the next block: translate it now too (a long unrolled

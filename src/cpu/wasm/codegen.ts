@@ -68,6 +68,8 @@ export interface BlockLayout {
   wtlbAddr: number;
   /** The code-line map every vCPU's stores check (one per memory, see Arena.codeLinesBase). */
   codeLines: number;
+  /** PAUSE goes to the interpreter (Cpu.spinWait: a vCPU among several ends its turn); else it is a NOP. */
+  pauseYields?: boolean;
 }
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */

@@ -268,8 +268,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       }
       return 'cont';
     }
-    case 0x90: // NOP (XCHG r8, rAX, and PAUSE — a vCPU that spins may yield its turn, Cpu.spinWait — are interpreted)
-      if (d.rex & 1 || d.rep === 0xf3) return false;
+    case 0x90: // NOP, PAUSE (XCHG r8, rAX is interpreted; so is PAUSE where a spinning vCPU yields its turn, Cpu.spinWait)
+      if (d.rex & 1 || (d.rep === 0xf3 && g.lay.pauseYields)) return false;
       return 'cont';
     case 0x11f: // NOP r/m
       return 'cont';
