@@ -924,8 +924,13 @@ export class Cpu implements SystemHost {
    * spins ends its slice so the vCPU it waits for runs.
    */
   spinWait(): void {
-    if (this.peers !== undefined) this.exitRequested = true;
+    if (this.peers === undefined) return;
+    this.exitRequested = true;
+    this.spun = true;
   }
+
+  /** This vCPU ended a slice spinning on PAUSE (the engine reads and clears it). */
+  spun = false;
 
   /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */
   notifyPhysWrite(addr: number, len: number): void {

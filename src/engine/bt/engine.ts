@@ -40,6 +40,8 @@ const RFLAGS_IF = 1 << 9;
 const APIC_BASE_BSP = 1 << 8;
 /** Target host time per cpu.run() call, so timers are checked often enough. */
 const SLICE_MS = 0.5;
+/** Instructions in the turn of a vCPU that another one waits for, spinning (several vCPUs). */
+const SPIN_TURN = 2000;
 /** Yield to the event loop at least this often while the guest runs. */
 const YIELD_MS = 8;
 
@@ -238,18 +240,29 @@ export class BtEngine implements Engine {
     for (let i = 1; i < cpus.length; i++) if (this.waitingSipi[i]) cpus[i]!.s.halted = true;
     let lastYield = performance.now();
     let t1 = lastYield;
+    /** The vCPU that ended its last turn spinning on PAUSE, or -1. */
+    let spinning = -1;
     while (!machine.stopReason) {
       for (let i = 0; i < cpus.length; i++) {
         const cpu = cpus[i]!;
         if (this.waitingSipi[i]) continue;
         if (cpu.s.halted && !this.controllers[i]!.hasInterrupt() && !(this.controllers[i]!.hasNmi?.() ?? false)) continue;
         select?.(i);
+        // another vCPU spins waiting (for a lock, or for the answer to a synchronous IPI, which
+        // this one likely owes it): a short turn, so it is not kept waiting a whole slice
+        const short = spinning !== -1 && spinning !== i;
+        const budget = short ? SPIN_TURN : this.budget;
+        spinning = -1;
         const t0 = performance.now();
-        const n = cpu.run(this.budget);
+        const n = cpu.run(budget);
         t1 = performance.now();
         this.ranMs += t1 - t0;
+        if (cpu.spun) {
+          cpu.spun = false;
+          spinning = i;
+        }
         // Tune the budget toward SLICE_MS per call (instructions cost differently in each phase).
-        if (n >= this.budget) {
+        if (n >= this.budget && !short) {
           const spent = t1 - t0;
           if (spent < SLICE_MS * 0.5 && this.budget < 2_000_000) this.budget *= 2;
           else if (spent > SLICE_MS * 2 && this.budget > 1000) this.budget >>= 1;
