@@ -914,6 +914,12 @@ export class Cpu implements SystemHost {
    */
   peers: readonly Cpu[] | undefined;
 
+  /** Join the other vCPUs of this machine (before any code is translated): see `peers`. */
+  joinPeers(peers: readonly Cpu[]): void {
+    this.peers = peers;
+    this.wasm?.yieldOnPause();
+  }
+
   /** Another vCPU cleared the shared code-line map (BlockCache.dropAll): mark this one's lines again. */
   markCodeLines(): void {
     this.cache?.markAll();

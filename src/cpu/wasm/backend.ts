@@ -221,6 +221,11 @@ export class WasmBackend {
     this.slotModule[slot] = 0;
   }
 
+  /** Several vCPUs take turns: PAUSE in translated code goes to the interpreter (Cpu.spinWait). */
+  yieldOnPause(): void {
+    this.layout.pauseYields = true;
+  }
+
   /** Have enough modules died since the last call that the host should collect them? */
   garbageDue(): boolean {
     if (this.deadModules < GARBAGE_MODULES) return false;
@@ -286,7 +291,6 @@ export class WasmBackend {
     for (let i = 0; i < todo.length; i++) {
       const { rip, off } = todo[i]!;
       const tr = buildTrace(ram, rip, off, isBlockStart);
-      if (this.cpu.peers !== undefined) this.layout.pauseYields = true; // several vCPUs (set before any translation)
       const { body, n, fallsThrough } = translateTrace(tr, rip, this.layout, allocExit);
       parts.push({ rip, off, body, n, lo: tr.lo, end: tr.hiEnd });
       // straight-line code goes on in the next block: translate it now too (a long unrolled

@@ -105,7 +105,7 @@ export class BtEngine implements Engine {
       return cpu;
     });
     this.cpu = this.cpus[0]!;
-    if (this.cpus.length > 1) for (const c of this.cpus) c.peers = this.cpus;
+    if (this.cpus.length > 1) for (const c of this.cpus) c.joinPeers(this.cpus);
     this.waitingSipi = this.cpus.map((_, i) => i !== 0);
     // Devices writing guest RAM (a disk read landing in memory) drop code translated from it
     // (in every vCPU: they share the code-line map).
@@ -237,7 +237,6 @@ export class BtEngine implements Engine {
     const clock = machine.clock;
     const select = this.opts.vcpus?.select;
     if (entry) applyEntryState(this.cpu, entry);
-    for (let i = 1; i < cpus.length; i++) if (this.waitingSipi[i]) cpus[i]!.s.halted = true;
     let lastYield = performance.now();
     let t1 = lastYield;
     /** The vCPU that ended its last turn spinning on PAUSE, or -1. */
@@ -245,8 +244,7 @@ export class BtEngine implements Engine {
     while (!machine.stopReason) {
       for (let i = 0; i < cpus.length; i++) {
         const cpu = cpus[i]!;
-        if (this.waitingSipi[i]) continue;
-        if (cpu.s.halted && !this.controllers[i]!.hasInterrupt() && !(this.controllers[i]!.hasNmi?.() ?? false)) continue;
+        if (!this.canRun(i)) continue;
         select?.(i);
         // another vCPU spins waiting (for a lock, or for the answer to a synchronous IPI, which
         // this one likely owes it): a short turn, so it is not kept waiting a whole slice
@@ -312,13 +310,16 @@ export class BtEngine implements Engine {
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
   }
 
+  /** Can vCPU `i` take a turn: started, and not halted or with an interrupt or NMI pending? */
+  private canRun(i: number): boolean {
+    if (this.waitingSipi[i]) return false;
+    const ic = this.controllers[i]!;
+    return !this.cpus[i]!.s.halted || ic.hasInterrupt() || (ic.hasNmi?.() ?? false);
+  }
+
   /** No vCPU can run: each is halted with nothing pending, or waits for STARTUP. */
   private idle(): boolean {
-    for (let i = 0; i < this.cpus.length; i++) {
-      if (this.waitingSipi[i]) continue;
-      const ic = this.controllers[i]!;
-      if (!this.cpus[i]!.s.halted || ic.hasInterrupt() || (ic.hasNmi?.() ?? false)) return false;
-    }
+    for (let i = 0; i < this.cpus.length; i++) if (this.canRun(i)) return false;
     return true;
   }
 
