@@ -140,6 +140,8 @@ describe('restore refuses bad states before changing anything', () => {
     ['devices not an object', (s) => (s.devices = [] as unknown as Record<string, unknown>), /state\.devices is an array/],
     ['a device missing', (s) => delete s.devices['virtio-net'], /this machine has virtio-net, which the snapshot lacks/],
     ['an extra device', (s) => (s.devices['virtio-blk1'] = s.devices['virtio-blk0']), /the snapshot has virtio-blk1, which this machine lacks/],
+    ['application processors this machine lacks', (s) => (s.aps = [{ cpu: s.cpu, waitingSipi: false }]), /holds 2 vCPUs and this machine has 1/],
+    ['application processors not a list', (s) => (s.aps = 5 as unknown as MachineState['aps']), /state\.aps is 5, not a list of vCPU states/],
     ['a missing register', (s) => delete (s.cpu.regs as Partial<MachineState['cpu']['regs']>).rax, /cpu\.regs\.rax is missing/],
     ['a register of the wrong type', (s) => ((s.cpu.regs as Record<string, unknown>).rbx = 5), /cpu\.regs\.rbx is 5, not a 64-bit value/],
     ['a register wider than 64 bits', (s) => (s.cpu.regs.rcx = '0x1ffffffffffffffff'), /cpu\.regs\.rcx/],
