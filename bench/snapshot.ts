@@ -1,12 +1,15 @@
 /**
- * Snapshot create and restore, typevisor (bt engine, `typevisor serve` and its API) beside QEMU
+ * Snapshot create and restore, typevisor (bt engine, the built CLI's `typevisor serve` and its
+ * API; the bench runs `npm run build` first) beside QEMU
  * TCG (HMP `migrate "exec:cat > FILE"` while stopped, and `-incoming "exec:cat FILE"`), for
  * guests of 256 MiB, 1 GiB and 4 GiB booted to the default guest's shell. Not a test.
  *
  * For each size and each VMM: boot, wait for the shell, start a counter in the guest, then
  *   create:           typevisor: PATCH /vm Paused + PUT /snapshot/create (host wall time);
  *                     QEMU: `stop` + `migrate` (synchronous in HMP) over the monitor socket
- *   restore→running:  typevisor: PUT /snapshot/load with resume_vm, request to 204
+ *   restore→running:  typevisor: PUT /snapshot/load with resume_vm, request to 204 (the
+ *                     machine built, the memory file mapped, every register and device
+ *                     restored; the guest runs from the next turn of the event loop)
  *   spawn→answer:     from spawning the new process until the restored guest answers a
  *                     command on its console (process start, restore and warm-up together;
  *                     QEMU's whole restore happens at start-up, so this row compares them)
@@ -19,9 +22,10 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { apiCall, apiRequest } from '../src/api/client.js';
 import { prepareDefaultGuest } from '../src/guest/default-guest.js';
-import { CLI, VmProcess } from '../tests/support/guest-process.js';
+import { VmProcess } from '../tests/support/guest-process.js';
 import { ensureQemu } from './support.js';
 
 const args = process.argv.slice(2);
@@ -33,6 +37,8 @@ const QEMU = '/usr/bin/qemu-system-x86_64';
 const PROMPT = /typevisor:~# /;
 
 ensureQemu();
+const BUILT_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/cli/main.js');
+if (spawnSync('npm', ['run', 'build'], { stdio: 'ignore' }).status !== 0) throw new Error('npm run build failed: run it to see why');
 const guest = await prepareDefaultGuest();
 const work = mkdtempSync(path.join(tmpdir(), 'typevisor-bench-snap-'));
 const procs: VmProcess[] = [];
@@ -47,7 +53,8 @@ const diskBytes = (...files: string[]): number => files.reduce((n, f) => n + sta
 
 /** Start a counter, wait until it counted, return nothing; the guest is then busy as a user's would be. */
 async function startCounter(vm: VmProcess): Promise<void> {
-  vm.send('i=0; while true; do i=$((i+1)); echo "count $i" > /tmp/count; sleep 0.2; done &\n');
+  // (written to a new file and renamed: a reader never sees a half-written count)
+  vm.send('i=0; while true; do i=$((i+1)); echo "count $i" > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.2; done &\n');
   await vm.sh('sleep 1; cat /tmp/count', WAIT);
 }
 
@@ -73,7 +80,8 @@ async function socketUp(sock: string): Promise<void> {
 }
 
 function serve(sock: string): VmProcess {
-  const p = new VmProcess([], {}, [process.execPath, ['--v8-pool-size=1', '--import', 'tsx', CLI, 'serve', '--api-sock', sock]]);
+  // the built CLI, as the npm package runs it (from sources, tsx adds its own start-up)
+  const p = new VmProcess([], {}, [process.execPath, ['--v8-pool-size=1', BUILT_CLI, 'serve', '--api-sock', sock]]);
   procs.push(p);
   return p;
 }

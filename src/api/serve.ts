@@ -6,6 +6,7 @@
 import { rmSync } from 'node:fs';
 import type { StopReason } from '../machine/machine.js';
 import { attachToTerminal, reportStop } from '../vmm/run.js';
+import { Vm } from '../vmm/vm.js';
 import { ApiServer } from './server.js';
 
 export async function serveApi(socketPath: string, log: (line: string) => void): Promise<number> {
@@ -13,6 +14,9 @@ export async function serveApi(socketPath: string, log: (line: string) => void):
   let stop!: (r: StopReason) => void;
   const stopped = new Promise<StopReason>((r) => (stop = r));
   const server = new ApiServer({ log, onVm: (vm) => (detach = attachToTerminal(vm)), onStopped: (r) => stop(r) });
+  // the engine's modules first, as a VMM binary has its code loaded when its socket comes up:
+  // a snapshot load or a start then waits for none of them
+  await Vm.preload();
   await server.listen(socketPath);
   log(`typevisor: API on ${socketPath} (Firecracker-compatible); waiting for InstanceStart or snapshot/load`);
   const onSignal = (signal: NodeJS.Signals): void => {

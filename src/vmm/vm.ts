@@ -19,7 +19,7 @@
  * engine that took it, or on the other one (src/vmm/snapshot/cross-engine.ts).
  */
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import os from 'node:os';
 import { Duplex } from 'node:stream';
@@ -32,7 +32,7 @@ import type { BtEngine } from '../engine/bt/engine.js';
 import { buildMachine, type BuiltMachine } from '../machine/builder.js';
 import { HostClock } from '../machine/clock.js';
 import type { StopReason } from '../machine/machine.js';
-import { GuestMemory } from '../machine/memory.js';
+import { GuestMemory, type RegionSpec } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
 import { prepareDefaultGuest } from '../guest/default-guest.js';
 import type { StreamNetBackend } from '../net/stream.js';
@@ -51,6 +51,7 @@ import type { CpuMismatch } from './snapshot/cross-cpu.js';
 import type { KvmMachineSnapshot } from '../kvm/lifecycle.js';
 import { SnapshotError } from './snapshot/check.js';
 import { dataExtents } from './snapshot/extents.js';
+import { mappableBuffer, readMemoryFile, restoreMemoryFile, writeMemoryFile } from './snapshot/memory-file.js';
 
 /**
  * The default kernel command line: serial console; reset through the keyboard controller, and
@@ -198,9 +199,19 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   }
 
   /**
+   * Load the bt engine's modules now rather than when the first bt VM is opened. A server that
+   * waits for its first request (`typevisor serve`) calls it, so that a snapshot load or a boot
+   * does not wait for them. Never throws: a failure shows again where the modules are needed.
+   */
+  static async preload(): Promise<void> {
+    await loadBtModules().catch(() => {});
+  }
+
+  /**
    * A VM that resumes a snapshot (`snapshot()` wrote it) instead of booting: the machine is built
    * from the configuration the state file holds, the disks it names are opened again, the
-   * memory file is read into guest RAM. A missing, corrupt, truncated or mismatched snapshot is
+   * memory file is mapped copy-on-write into guest RAM (or read where it cannot be mapped:
+   * snapshot/memory-file.ts). A missing, corrupt, truncated or mismatched snapshot is
    * one clear error; the snapshot's files are only read. `start()` then resumes the guest.
    */
   static async restore(files: SnapshotFiles, opts: VmOptions & RestoreOptions = {}): Promise<Vm> {
@@ -557,7 +568,19 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     // "off": interpret only). This VM's choice, passed down: several VMs share the process.
     const jitThreshold = jitThresholdFromEnv(process.env.TYPEVISOR_JIT_THRESHOLD);
     const { withArena, BtEngine, restoreMachine } = btModules!;
-    const memory = new GuestMemory(jitThreshold !== Infinity ? withArena(specs, config.cpus) : specs);
+    const snap = this.restoreFrom;
+    this.restoreFrom = undefined; // a reset after a restore boots afresh
+    const regions: RegionSpec[] = jitThreshold !== Infinity ? withArena(specs, config.cpus) : specs.slice();
+    // A restore maps the memory file over RAM in wasm Memories (its own pages to replace):
+    // the arena, and a Memory for each other region where one fits.
+    const mappable = new Set<ArrayBufferLike>();
+    if (snap) {
+      regions.forEach((r, i) => {
+        const buffer = r.buffer ?? mappableBuffer(r.size);
+        if (buffer) mappable.add((regions[i] = { ...r, buffer }).buffer!);
+      });
+    }
+    const memory = new GuestMemory(regions);
     const clock = new HostClock();
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
@@ -583,8 +606,6 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       // frames to the guest mark the network active too (see ioInFlight below)
       net.attach({ receive: (frame) => ((netActive = performance.now()), nic.receive(frame)), onRxSpace: (l) => nic.onRxSpace(l) });
     }
-    const snap = this.restoreFrom;
-    this.restoreFrom = undefined; // a reset after a restore boots afresh
     const booted = snap ? undefined : bootImage(memory, this.image, {
       cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true, s3: config.cpus === 1 },
     });
@@ -608,7 +629,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       for (const cb of this.rxSpace) cb();
     });
     if (snap) {
-      readMemoryFile(snap.memPath, memory);
+      restoreMemoryFile(snap.memPath, memory, mappable);
       restoreMachine(built, engine.cpu, snap.state.machine!, engine.aps()); // checked there: a missing one is one clear error
       clock.setNowNs(snap.state.machine!.clockNs);
     }
@@ -685,59 +706,6 @@ interface LoadedSnapshot {
   memPath: string;
   /** kvm: the state, checked (Vm.restore). */
   kvm?: KvmMachineSnapshot;
-}
-
-/**
- * Guest RAM, region after region; all-zero chunks are left as holes (a sparse file). `extents`:
- * where RAM can hold data at all (the kvm engine's memfd knows the pages the guest ever
- * touched), so only those are scanned; default everything.
- */
-function writeMemoryFile(path: string, memory: GuestMemory, extents: [number, number][] = [[0, memory.size]]): void {
-  const fd = openSync(path, 'w');
-  try {
-    const CHUNK = 64 * 1024;
-    let at = 0;
-    const zeros = Buffer.alloc(CHUNK);
-    for (const r of memory.regions) {
-      const bytes = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.size); // a view, not a copy
-      const chunks = new Set<number>();
-      for (const [start, end] of extents) {
-        for (let c = Math.floor(Math.max(start - at, 0) / CHUNK) * CHUNK; c < Math.min(end - at, r.size); c += CHUNK) chunks.add(c);
-      }
-      for (const off of chunks) {
-        const n = Math.min(CHUNK, r.size - off);
-        // memcmp against zeros: ~10x faster than a word loop in JS
-        if (!bytes.subarray(off, off + n).equals(n === CHUNK ? zeros : zeros.subarray(0, n))) writeSync(fd, r.bytes, off, n, at + off);
-      }
-      at += r.size;
-    }
-    ftruncateSync(fd, at); // the length, also when the end is a hole
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The memory file into fresh (zeroed) guest RAM: only its data extents when the file system says where they are. */
-function readMemoryFile(path: string, memory: GuestMemory): void {
-  const fd = openSync(path, 'r');
-  try {
-    const extents = dataExtents(fd, memory.size) ?? [[0, memory.size]];
-    let base = 0;
-    for (const r of memory.regions) {
-      for (const [start, end] of extents) {
-        const lo = Math.max(start, base);
-        const hi = Math.min(end, base + r.size);
-        for (let off = lo; off < hi;) {
-          const n = readSync(fd, r.bytes, off - base, Math.min(1 << 24, hi - off), off);
-          if (n <= 0) throw new SnapshotError(`the memory file ${path} ends early: a truncated snapshot`);
-          off += n;
-        }
-      }
-      base += r.size;
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**

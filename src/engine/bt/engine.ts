@@ -237,6 +237,9 @@ export class BtEngine implements Engine {
     const clock = machine.clock;
     const select = this.opts.vcpus?.select;
     if (entry) applyEntryState(this.cpu, entry);
+    // The caller (Vm.start) returns with the machine built and, after a restore, its state in
+    // place; the guest runs from the next turn of the event loop.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     let lastYield = performance.now();
     let t1 = lastYield;
     /** The vCPU that ended its last turn spinning on PAUSE, or -1. */
