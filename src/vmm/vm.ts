@@ -51,7 +51,7 @@ import type { CpuMismatch } from './snapshot/cross-cpu.js';
 import type { KvmMachineSnapshot } from '../kvm/lifecycle.js';
 import { SnapshotError } from './snapshot/check.js';
 import { dataExtents } from './snapshot/extents.js';
-import { mappableBuffer, readMemoryFile, restoreMemoryFile, writeMemoryFile } from './snapshot/memory-file.js';
+import { mappableBuffer, restoreMemoryFile, writeMemoryFile } from './snapshot/memory-file.js';
 
 /**
  * The default kernel command line: serial console; reset through the keyboard controller, and
@@ -149,7 +149,8 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   private readonly panicWatch = new PanicWatch();
   private engine: BtEngine | undefined;
   /** Under the kvm engine: the running engine, the console's way in (the device thread), guest RAM. */
-  private kvm: { engine: KvmEngine; port: SerialPort; memory: GuestMemory; memfd: number } | undefined;
+  /** memfd: the pages the guest touched, unless the RAM is a mapped snapshot (then null: scan all). */
+  private kvm: { engine: KvmEngine; port: SerialPort; memory: GuestMemory; memfd: number | null } | undefined;
   /** pause() calls waiting for the kvm engine of a VM just started. */
   private kvmWaiters: (() => void)[] = [];
   private built: BuiltMachine | undefined;
@@ -304,7 +305,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
         throw new VmError(`cannot snapshot the VM: ${e.message}`, { cause: e });
       })]);
       memory = this.kvm.memory;
-      extents = dataExtents(this.kvm.memfd, memory.size); // the pages the guest touched
+      // the pages the guest touched; a restored VM's RAM is a private mapping of its snapshot's
+      // file, whose pages the memfd does not hold: then every page is looked at
+      extents = this.kvm.memfd === null ? undefined : dataExtents(this.kvm.memfd, memory.size);
       state = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, engine: 'kvm', config: this.config, memoryBytes: memory.size, kvm: kvmStateToJson(saved) };
     } else {
       const { saveMachine } = await import('./snapshot/state.js');
@@ -510,8 +513,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
     try {
-      // a restore: the snapshot's RAM (its data extents only) instead of a kernel
-      if (snap) readMemoryFile(snap.memPath, ram.memory);
+      // a restore: the snapshot's memory file mapped copy-on-write over the memfd's pages
+      // (before KVM's memory slots exist), as Firecracker does; read where it cannot be mapped
+      const mapped = snap ? restoreMemoryFile(snap.memPath, ram.memory, new Set(ram.memory.regions.map((r) => r.bytes.buffer))) > 0 : false;
       // S3 on kvm with one vCPU only: the device thread is the one vCPU thread it must stop
       const s3 = config.cpus === 1;
       const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus, acpi: { s3 } });
@@ -546,7 +550,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
         },
         onRxSpace: () => {},
       };
-      this.kvm = { engine, port, memory: ram.memory, memfd: ram.memfd };
+      this.kvm = { engine, port, memory: ram.memory, memfd: mapped ? null : ram.memfd };
       for (const w of this.kvmWaiters.splice(0)) w(); // pause() calls made before the engine existed
       if (net && relay) net.attach(relay); // frames wait in the engine's port until the thread runs
       if (this.stopWanted !== undefined) engine.stop(this.stopWanted);

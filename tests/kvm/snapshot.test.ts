@@ -11,6 +11,7 @@
  *     (moves between the engines: cross-engine.test.ts), and the API drives it all.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -139,6 +140,7 @@ describe.skipIf(skip)(`pause and snapshots on the kvm engine${skip ? ` (skipped:
 
     // the memory file is sparse: 32 MiB long, a few pages of data
     const st = statSync(files.memPath);
+    const memHash = createHash('sha256').update(readFileSync(files.memPath)).digest('hex');
     expect(st.size).toBe(32 * MiB);
     expect(st.blocks * 512).toBeLessThan(4 * MiB);
 
@@ -162,6 +164,23 @@ describe.skipIf(skip)(`pause and snapshots on the kvm engine${skip ? ` (skipped:
       expectConsecutive(all);
       expect(counts(all).length).toBeGreaterThan(counts(before).length + 9);
       console.log(`kvm snapshot (32 MiB guest): snapshot ${snapshotMs.toFixed(1)} ms, Vm.restore ${restoreMs.toFixed(1)} ms, restore to first output ${firstOutputMs.toFixed(1)} ms, memory file ${st.blocks / 2} KiB allocated`);
+
+      // The restored RAM is the memory file mapped copy-on-write: the guest's writes never
+      // reach the file, and a snapshot of the restored VM holds them (its memfd does not).
+      expect(readFileSync('/proc/self/maps', 'utf8')).toContain(files.memPath);
+      await restored.pause();
+      const again = { statePath: path.join(dir, 'd.state'), memPath: path.join(dir, 'd.mem') };
+      await restored.snapshot(again);
+      const middle = r.out();
+      expect(await restored.kill()).toEqual({ kind: 'quit' });
+      expect(createHash('sha256').update(readFileSync(files.memPath)).digest('hex')).toBe(memHash);
+      const third = await counterVm(1, await Vm.restore(again));
+      try {
+        await until(() => lines(third.out()) >= 10, 'ten counts after the second restore');
+        expectConsecutive(before + middle + third.out());
+      } finally {
+        await third.vm.kill();
+      }
     } finally {
       await restored.kill();
     }

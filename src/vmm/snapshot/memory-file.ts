@@ -2,12 +2,13 @@
  * A snapshot's memory file: guest RAM, region after region, all-zero chunks left as holes.
  *
  * Written by scanning RAM (`writeMemoryFile`). Restored one of two ways:
- * - **mapped** (`mapMemoryFile`), as Firecracker restores: the file is mapped copy-on-write
- *   (MAP_PRIVATE, MAP_FIXED) over the pages of the RAM regions that live in a wasm Memory of
- *   their own. Nothing is read up front, so a restore takes the same time for 256 MiB as for
+ * - **mapped**, as Firecracker restores: the file is mapped copy-on-write (MAP_PRIVATE,
+ *   MAP_FIXED) over the pages of RAM regions whose pages are ours to replace — on the bt engine
+ *   those that live in a wasm Memory of their own, on the kvm engine the memfd mapping (before
+ *   KVM's memory slots are registered over it). Nothing is read up front, so a restore takes the same time for 256 MiB as for
  *   4 GiB; a page comes in from the page cache when the guest first touches it, a guest write
  *   copies it, and the file never changes. Holes read as zero and cost nothing.
- * - **read** (`readMemoryFile`), for regions that cannot be mapped (a plain ArrayBuffer's pages
+ * - **read**, for regions that cannot be mapped (a plain ArrayBuffer's pages
  *   are not ours to replace) or where the host cannot map (no libc through koffi, a file system
  *   without mmap): only the data extents are copied into the fresh, zeroed RAM.
  *
@@ -77,7 +78,8 @@ export function mappableBuffer(size: number): ArrayBuffer | undefined {
 
 /**
  * Map the memory file at `path` over the regions of `memory` whose buffers are in `mappable`
- * (buffers from `mappableBuffer` or the wasm arena; never a plain ArrayBuffer), read the rest.
+ * (buffers from `mappableBuffer`, the wasm arena or the kvm engine's memfd mapping; never a
+ * plain ArrayBuffer, whose pages V8 owns), read the rest into the (zeroed) others.
  * Returns how many bytes were mapped rather than read.
  */
 export function restoreMemoryFile(path: string, memory: GuestMemory, mappable: ReadonlySet<ArrayBufferLike>): number {
@@ -164,9 +166,4 @@ export function writeMemoryFile(path: string, memory: GuestMemory, extents: [num
   } finally {
     closeSync(fd);
   }
-}
-
-/** The memory file into fresh (zeroed) guest RAM, read (the kvm engine's memfd-backed RAM). */
-export function readMemoryFile(path: string, memory: GuestMemory): void {
-  restoreMemoryFile(path, memory, new Set());
 }
