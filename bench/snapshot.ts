@@ -13,11 +13,12 @@
  *   spawn→answer:     from spawning the new process until the restored guest answers a
  *                     command on its console (process start, restore and warm-up together;
  *                     QEMU's whole restore happens at start-up, so this row compares them)
- * and the snapshot's size on disk (both write sparse or compressed-zero pages).
+ * and the snapshot's size on disk (both write sparse or compressed-zero pages). Then the kvm
+ * engine's rows with a small guest, where /dev/kvm opens (typevisorKvm below).
  *
- * Usage: npm run bench:snapshot [-- --sizes 256,1024,4096]
+ * Usage: npm run bench:snapshot [-- --sizes 256,1024,4096] [--engines bt,kvm]
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -25,12 +26,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiCall, apiRequest } from '../src/api/client.js';
 import { prepareDefaultGuest } from '../src/guest/default-guest.js';
+import { kvmAvailability } from '../src/kvm/detect.js';
 import { VmProcess } from '../tests/support/guest-process.js';
 import { ensureQemu } from './support.js';
 
 const args = process.argv.slice(2);
 const sizesArg = args.includes('--sizes') ? args[args.indexOf('--sizes') + 1]! : '256,1024,4096';
 const SIZES = sizesArg.split(',').map(Number);
+const ENGINES = (args.includes('--engines') ? args[args.indexOf('--engines') + 1]! : 'bt,kvm').split(',');
 const CMDLINE = 'console=ttyS0 reboot=k panic=-1';
 const WAIT = 10 * 60_000;
 const QEMU = '/usr/bin/qemu-system-x86_64';
@@ -182,18 +185,67 @@ async function qemu(mib: number): Promise<Row> {
   return { create, restore, answer, bytes: diskBytes(file) };
 }
 
+/**
+ * The kvm engine, where /dev/kvm opens: a small multiboot guest (tests/e2e/guests/counter.asm,
+ * one console line every ~2 ms) in `typevisor serve`, RAM of `mib`; the same create and
+ * restore→running rows, and load request → the guest's first line after the restore. (On a
+ * kvm_pvm host a Linux guest cannot run under kvm, so QEMU's rows above are the peer figures.)
+ */
+async function typevisorKvm(mib: number, kernel: string): Promise<{ create: number; restore: number; firstLine: number }> {
+  const dir = mkdtempSync(path.join(work, 'kvm-'));
+  const sock = path.join(dir, 'api.sock');
+  const vm = serve(sock);
+  await socketUp(sock);
+  await apiCall(sock, 'PUT', '/boot-source', { kernel_image_path: kernel });
+  await apiCall(sock, 'PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: mib, typevisor_engine: 'kvm' });
+  await apiCall(sock, 'PUT', '/actions', { action_type: 'InstanceStart' });
+  await vm.waitFor(/(n=[0-9a-f]{8} ap=[0-9a-f]{8}\n.*){20}/s, WAIT);
+  const state = path.join(dir, 'vm.snapshot');
+  const mem = path.join(dir, 'vm.mem');
+  let t0 = performance.now();
+  await apiCall(sock, 'PATCH', '/vm', { state: 'Paused' });
+  await apiCall(sock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: state, mem_file_path: mem });
+  const create = ms(t0);
+  vm.kill();
+  await vm.exited;
+  const sock2 = path.join(dir, 'api2.sock');
+  const vm2 = serve(sock2);
+  await socketUp(sock2);
+  await new Promise((r) => setTimeout(r, 500)); // serve's start-up done (its prestarted vCPU thread up)
+  t0 = performance.now();
+  await apiCall(sock2, 'PUT', '/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: mem }, resume_vm: true });
+  const restore = ms(t0);
+  await vm2.waitFor(/n=[0-9a-f]{8} ap=[0-9a-f]{8}\n/, WAIT);
+  const firstLine = ms(t0);
+  vm2.kill();
+  return { create, restore, firstLine };
+}
+
 const model = spawnSync('lscpu', { encoding: 'utf8' }).stdout.match(/^Model name:\s*(.*)$/m)?.[1] ?? 'unknown CPU';
 const qv = spawnSync(QEMU, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
 console.log(`host: ${model}; peer: ${qv} -accel tcg (migrate to a file); load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 const f = (x: number): string => `${x.toFixed(0).padStart(7)} ms`;
 try {
-  for (const mib of SIZES) {
+  for (const mib of ENGINES.includes('bt') ? SIZES : []) {
     const t = await typevisor(mib);
     const q = await qemu(mib);
     console.log(`${String(mib).padStart(5)} MiB  create: typevisor ${f(t.create)}  qemu ${f(q.create)}  ratio (qemu/tv) ${(q.create / t.create).toFixed(2)}`);
     console.log(`${' '.repeat(10)} restore→running: typevisor ${f(t.restore)} (load request to 204)  qemu ${f(q.restore)} (spawn to state loaded)`);
     console.log(`${' '.repeat(10)} spawn→answer: typevisor ${f(t.answer)}  qemu ${f(q.answer)}  ratio (qemu/tv) ${(q.answer / t.answer).toFixed(2)}`);
     console.log(`${' '.repeat(10)} on disk: typevisor ${(t.bytes / 2 ** 20).toFixed(1)} MiB  qemu ${(q.bytes / 2 ** 20).toFixed(1)} MiB`);
+  }
+  const kvm = kvmAvailability();
+  if (!ENGINES.includes('kvm')) {
+    // not asked for
+  } else if (!kvm.opens) console.log(`kvm engine: skipped (${kvm.reason})`);
+  else {
+    const kernel = path.join(work, 'counter.bin');
+    execFileSync('nasm', ['-f', 'bin', '-o', kernel, fileURLToPath(new URL('../tests/e2e/guests/counter.asm', import.meta.url))]);
+    console.log(`kvm engine (${kvm.module ?? 'unknown module'}), multiboot counter guest:`);
+    for (const mib of SIZES) {
+      const k = await typevisorKvm(mib, kernel);
+      console.log(`${String(mib).padStart(5)} MiB  create ${f(k.create)}  restore→running ${f(k.restore)} (load request to 204)  load→first guest line ${f(k.firstLine)}`);
+    }
   }
 } finally {
   cleanup();

@@ -67,6 +67,9 @@ program
       console: validateConsole(opts.console),
       net: resolveNet(opts.net === undefined ? undefined : parseNet(opts.net === true ? 'user' : opts.net), opts.publish.map(parsePublish)),
     };
+    // kvm: its vCPU threads boot on another core while the rest of typevisor loads
+    const { kvmAvailability } = await import('../kvm/detect.js');
+    if (config.engine === 'kvm' || (config.engine === 'auto' && kvmAvailability().usable)) (await import('../vmm/kvm-prestart.js')).prestartKvm(config.cpus);
     const { runVm } = await import('../vmm/run.js'); // loaded on use: `typevisor --help` stays quick
     const status = await runVm(config);
     process.exitCode = status;

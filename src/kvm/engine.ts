@@ -15,8 +15,6 @@
  * (createKvmGuestMemory) and is disposed after run() resolves.
  */
 import { MessageChannel, Worker } from 'node:worker_threads';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import type { Engine, EntryState } from '../machine/engine.js';
 import type { StopReason } from '../machine/machine.js';
 import { Control, CTL_GO, CTL_HOST_MESSAGE, MAX_VCPUS, createControl, type ControlBuffers } from './control.js';
@@ -26,6 +24,7 @@ import { KvmVm } from './vm.js';
 import type { VcpuWorkerData, VcpuWorkerMessage } from './vcpu-worker.js';
 import { KvmLifecycle, type KvmMachineSnapshot } from './lifecycle.js';
 import { typevisorCpuid, type CpuModel } from './cpu-model.js';
+import { takeVcpuThread, toModuleUrl, workerScript } from './prestart.js';
 
 export class KvmEngineError extends Error {
   override name = 'KvmEngineError';
@@ -47,23 +46,6 @@ export interface KvmEngineOptions {
 }
 
 export const DEFAULT_MACHINE_EXPORT = 'createKvmMachine';
-
-/** How to start a worker for `file` (a sibling module): plain .js, or .ts through tsx. */
-function workerScript(file: string): { script: string | URL; eval: boolean } {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return { script: new URL(`./${file}.js`, here), eval: false };
-  // Running from sources (tests, `node --import tsx`): register tsx inside the worker first.
-  const req = createRequire(here);
-  const api = pathToFileURL(req.resolve('tsx/esm/api').replace(/index\.cjs$/, 'index.mjs')).href;
-  const target = new URL(`./${file}.ts`, here).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(target)}); })`;
-  return { script: code, eval: true };
-}
-
-function toModuleUrl(m: string | URL): string {
-  if (m instanceof URL) return m.href;
-  return /^[a-z]+:/i.test(m) ? m : pathToFileURL(m).href;
-}
 
 export class KvmEngine implements Engine {
   readonly name = 'kvm' as const;
@@ -166,7 +148,10 @@ export class KvmEngine implements Engine {
           data.hostPort = this.hostChannel.port2;
           transfer.push(this.hostChannel.port2);
         }
-        const w = new Worker(started.script, { eval: started.eval, workerData: data, transferList: transfer });
+        // a thread started ahead (prestart.ts) gets its vCPU by message; else a new one
+        const prestarted = takeVcpuThread();
+        const w = prestarted ?? new Worker(started.script, { eval: started.eval, workerData: data, transferList: transfer });
+        prestarted?.postMessage({ type: 'init', data }, transfer);
         this.workers.push(w);
         this.lifecycle.attach(vm, this.workers);
         exits.push(

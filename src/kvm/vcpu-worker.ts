@@ -45,6 +45,7 @@ import { guestMemoryOver, type KvmMemoryHandle } from './memory.js';
 import { facsWakeTarget } from '../boot/acpi/wake.js';
 import type { KvmMachineContext, KvmMachineFactory, KvmMachineHooks } from './machine-factory.js';
 import type { LifecycleMessage, VcpuCommand } from './lifecycle.js';
+import type { WarmWorkerData } from './prestart.js';
 import { MSR_IA32_TSC, completePendingExit, noteGuestStopped, readTsc, restoreVcpuState, saveVcpuState, type KvmVcpuState } from './vcpu-state.js';
 import { C, installKickHandler, sys } from './sys.js';
 import { DeadlineTimer } from './timer.js';
@@ -101,19 +102,23 @@ interface IoTarget {
   mmio(write: boolean, addr: number, size: AccessSize, value: number): number;
 }
 
-const data = workerData as VcpuWorkerData;
+/** This thread's vCPU: from workerData, or for a thread started ahead (prestart.ts) its 'init' message. */
+const data = await vcpuData();
 const control = new Control(data.control);
 const post = (m: VcpuWorkerMessage): void => parentPort!.postMessage(m);
 
 /** Commands from the engine (pause, snapshot), read while this vCPU holds paused. */
 const commands: VcpuCommand[] = [];
 let commandArrived: (() => void) | undefined;
-parentPort!.on('message', (m: VcpuCommand) => {
-  commands.push(m);
-  const w = commandArrived;
-  commandArrived = undefined;
-  w?.();
-});
+
+async function vcpuData(): Promise<VcpuWorkerData> {
+  const given = workerData as VcpuWorkerData | WarmWorkerData;
+  if (!('warm' in given)) return given;
+  // load what the vCPU will need while waiting (a failure shows again, and is reported, in main)
+  for (const m of given.preload) import(m).catch(() => {});
+  return new Promise((resolve) => parentPort!.once('message', (m: { type: 'init'; data: VcpuWorkerData }) => resolve(m.data)));
+}
+
 function nextCommand(): Promise<VcpuCommand> {
   const c = commands.shift();
   if (c) return Promise.resolve(c);
@@ -527,6 +532,12 @@ async function sleepInS3(v: Vcpu, machine: Machine, hooks: KvmMachineHooks | und
   return undefined;
 }
 
+parentPort!.on('message', (m: VcpuCommand) => {
+  commands.push(m);
+  const w = commandArrived;
+  commandArrived = undefined;
+  w?.();
+});
 main().catch(async (e: unknown) => {
   stopWith({ kind: 'error', message: `vCPU ${data.index}: ${e instanceof Error ? e.message : String(e)}` });
   await runExitHandlers(exitHandlers); // a machine that failed half-built (disks opened...)

@@ -43,6 +43,8 @@ import { ConfigError, DEFAULT_USER_MAC, macBytes, parseMac, randomMac, validateC
 import { openDisks, type OpenDisks } from './disk/open.js';
 import { readGuestFiles } from './guest-files.js';
 import { PanicWatch } from './panic-watch.js';
+import { KVM_MACHINE_MODULE, prestartKvm } from './kvm-prestart.js';
+import { dropVcpuThreads } from '../kvm/prestart.js';
 import type { KvmEngine } from '../kvm/engine.js';
 import { kvmAvailability } from '../kvm/detect.js';
 import type { ConsoleMessage, KvmMachineConfig } from './kvm-machine.js';
@@ -205,6 +207,12 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
    * does not wait for them. Never throws: a failure shows again where the modules are needed.
    */
   static async preload(): Promise<void> {
+    // Where /dev/kvm opens, the kvm engine's main-thread modules and its boot vCPU thread too:
+    // a snapshot load or a boot then hands that thread its vCPU (a bt VM ends it).
+    if (kvmAvailability().opens) {
+      prestartKvm(1);
+      await Promise.all([import('../kvm/engine.js'), import('../kvm/memory.js'), import('./snapshot/kvm.js')]).catch(() => {});
+    }
     await loadBtModules().catch(() => {});
   }
 
@@ -245,7 +253,10 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     }
     checkedMac(config.net); // before anything is opened
     if (engineName === 'bt' && config.cpuModel === 'host') throw new ConfigError('--cpu-model host needs the kvm engine: the bt engine runs typevisor\'s own CPU model (--cpu-model typevisor)');
-    if (engineName === 'bt') await loadBtModules();
+    if (engineName === 'bt') {
+      await dropVcpuThreads(); // kvm threads started in case (preload) are not needed
+      await loadBtModules();
+    } else prestartKvm(config.cpus); // the threads boot while the kernel is read and the disks opened
     // A restored VM needs no kernel: its memory holds the running one.
     let image: Uint8Array = new Uint8Array(0);
     let initrd: Uint8Array | undefined;
@@ -519,7 +530,6 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       // S3 on kvm with one vCPU only: the device thread is the one vCPU thread it must stop
       const s3 = config.cpus === 1;
       const booted = snap ? undefined : bootImage(ram.memory, this.image, { cmdline: config.cmdline ?? DEFAULT_CMDLINE, kernelName: config.kernel, initrd: this.initrd, cpus: config.cpus, acpi: { s3 } });
-      const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
       // --net: the card is in the device thread, the back end here; frames cross through the
       // relay (src/net/relay.ts), which keeps the back end's back-pressure contract
       const net = this.net;
@@ -530,7 +540,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
         memory: ram,
         cpus: config.cpus,
         machine: {
-          module: new URL(`./kvm-machine.${ext}`, import.meta.url),
+          module: KVM_MACHINE_MODULE,
           export: 'createKvmMachine',
           config: { disks: config.disks ?? [], s3, ...(nic ? { net: nic } : {}) } satisfies KvmMachineConfig,
         },
