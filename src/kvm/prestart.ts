@@ -73,6 +73,11 @@ export function takeVcpuThread(): Worker | undefined {
   return w;
 }
 
+/** How many started threads wait for a vCPU. */
+export function vcpuThreadsWaiting(): number {
+  return warm.length;
+}
+
 /** End the threads nobody took (tests, a process that changed its mind). */
 export async function dropVcpuThreads(): Promise<void> {
   await Promise.all(warm.splice(0).map((w) => w.terminate()));

@@ -25,6 +25,7 @@ import {
   TIMER_GUEST,
 } from './guests.js';
 import { kvmSkipReason, runGuest } from './harness.js';
+import { dropVcpuThreads, prestartVcpuThreads, vcpuThreadsWaiting } from '../../src/kvm/prestart.js';
 import { MMIO_SCRATCH } from './test-machine.js';
 
 const skip = kvmSkipReason();
@@ -36,6 +37,21 @@ describe.skipIf(skip)('KvmEngine on small guests', () => {
     expect(r.out).toBe('RPL');
     expect(r.reason).toEqual({ kind: 'debug-exit', value: 0x21 });
     expect(exitStatus(r.reason)).toBe(0x43);
+  });
+
+  it('runs its vCPUs on threads started ahead (prestart.ts) when there are some, a new thread for the rest', async () => {
+    prestartVcpuThreads(1, [new URL('./test-machine.ts', import.meta.url)]);
+    expect(vcpuThreadsWaiting()).toBe(1);
+    const r = await runGuest(SMP_GUEST, { cpus: 2 });
+    expect(vcpuThreadsWaiting()).toBe(0);
+    expect(r.reason).toEqual({ kind: 'debug-exit', value: 5 });
+    expect([...r.out].sort().join('')).toBe('01');
+    // one waiting thread that nobody takes is ended on request (and never keeps the process alive: unref'd)
+    prestartVcpuThreads(2);
+    prestartVcpuThreads(1); // tops up, never more than asked
+    expect(vcpuThreadsWaiting()).toBe(2);
+    await dropVcpuThreads();
+    expect(vcpuThreadsWaiting()).toBe(0);
   });
 
   it('enters a guest in 64-bit long mode and in 32-bit protected mode as a loader leaves it', async () => {
