@@ -91,6 +91,19 @@ function serve(sock: string): VmProcess {
 
 interface Row { create: number; restore: number; answer: number; bytes: number }
 
+/** Pause, snapshot (timed: the create row) and end the served VM. */
+async function snapshotAndKill(vm: VmProcess, sock: string, dir: string): Promise<{ state: string; mem: string; create: number }> {
+  const state = path.join(dir, 'vm.snapshot');
+  const mem = path.join(dir, 'vm.mem');
+  const t0 = performance.now();
+  await apiCall(sock, 'PATCH', '/vm', { state: 'Paused' });
+  await apiCall(sock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: state, mem_file_path: mem });
+  const create = ms(t0);
+  vm.kill();
+  await vm.exited;
+  return { state, mem, create };
+}
+
 async function typevisor(mib: number): Promise<Row> {
   const dir = mkdtempSync(path.join(work, 'tv-'));
   const sock = path.join(dir, 'api.sock');
@@ -101,17 +114,10 @@ async function typevisor(mib: number): Promise<Row> {
   await apiCall(sock, 'PUT', '/actions', { action_type: 'InstanceStart' });
   await vm.waitFor(PROMPT, WAIT);
   await startCounter(vm);
-  const state = path.join(dir, 'vm.snapshot');
-  const mem = path.join(dir, 'vm.mem');
-  let t0 = performance.now();
-  await apiCall(sock, 'PATCH', '/vm', { state: 'Paused' });
-  await apiCall(sock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: state, mem_file_path: mem });
-  const create = ms(t0);
-  vm.kill();
-  await vm.exited;
+  const { state, mem, create } = await snapshotAndKill(vm, sock, dir);
 
   const sock2 = path.join(dir, 'api2.sock');
-  t0 = performance.now();
+  const t0 = performance.now();
   const vm2 = serve(sock2);
   await socketUp(sock2);
   const t1 = performance.now();
@@ -200,19 +206,12 @@ async function typevisorKvm(mib: number, kernel: string): Promise<{ create: numb
   await apiCall(sock, 'PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: mib, typevisor_engine: 'kvm' });
   await apiCall(sock, 'PUT', '/actions', { action_type: 'InstanceStart' });
   await vm.waitFor(/(n=[0-9a-f]{8} ap=[0-9a-f]{8}\n.*){20}/s, WAIT);
-  const state = path.join(dir, 'vm.snapshot');
-  const mem = path.join(dir, 'vm.mem');
-  let t0 = performance.now();
-  await apiCall(sock, 'PATCH', '/vm', { state: 'Paused' });
-  await apiCall(sock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: state, mem_file_path: mem });
-  const create = ms(t0);
-  vm.kill();
-  await vm.exited;
+  const { state, mem, create } = await snapshotAndKill(vm, sock, dir);
   const sock2 = path.join(dir, 'api2.sock');
   const vm2 = serve(sock2);
   await socketUp(sock2);
   await new Promise((r) => setTimeout(r, 500)); // serve's start-up done (its prestarted vCPU thread up)
-  t0 = performance.now();
+  const t0 = performance.now();
   await apiCall(sock2, 'PUT', '/snapshot/load', { snapshot_path: state, mem_backend: { backend_type: 'File', backend_path: mem }, resume_vm: true });
   const restore = ms(t0);
   await vm2.waitFor(/n=[0-9a-f]{8} ap=[0-9a-f]{8}\n/, WAIT);
