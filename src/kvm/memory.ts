@@ -7,8 +7,10 @@
  * A memfd (not anonymous memory): a snapshot asks it which pages the guest ever touched
  * (SEEK_DATA), and sharing with other processes is possible later. A restore maps the snapshot's
  * memory file copy-on-write over the mapping (src/vmm/snapshot/memory-file.ts) before the KVM
- * memory slots exist; the memfd then holds nothing. The mapping may only be unmapped once nothing can touch a view of it any more: vCPU
- * workers drop theirs when they exit; the views this module hands to the main thread cannot be
+ * memory slots exist; the memfd then holds nothing.
+ *
+ * The mapping may only be unmapped once nothing can touch a view of it any more: vCPU workers
+ * drop theirs when they exit; the views this module hands to the main thread cannot be
  * detached from JS, so `dispose()` first replaces the pages with an anonymous zero mapping (a
  * stale view reads zeros instead of crashing) and unmaps that only when the views have been
  * garbage-collected.

@@ -37,9 +37,8 @@ export function toModuleUrl(m: string | URL): string {
   return /^[a-z]+:/i.test(m) ? m : pathToFileURL(m).href;
 }
 
-const warm: Worker[] = [];
-/** Each waiting thread's listener that drops it from the pool when it ends. */
-const droppers = new WeakMap<Worker, () => void>();
+/** Threads waiting for a vCPU, each with its listener that drops it from here if it ends. */
+const warm: { worker: Worker; drop: () => void }[] = [];
 
 /**
  * Have `count` vCPU threads started and waiting (tops the pool up; never more than asked). The
@@ -50,27 +49,28 @@ export function prestartVcpuThreads(count: number, preload: (string | URL)[] = [
   const started = workerScript('vcpu-worker');
   while (warm.length < count) {
     const data: WarmWorkerData = { warm: true, preload: warm.length === 0 ? preload.map(toModuleUrl) : [] };
-    const w = new Worker(started.script, { eval: started.eval, workerData: data });
-    w.unref();
-    const drop = (): void => {
-      const i = warm.indexOf(w);
-      if (i >= 0) warm.splice(i, 1);
+    const worker = new Worker(started.script, { eval: started.eval, workerData: data });
+    worker.unref();
+    const entry = {
+      worker,
+      drop: (): void => {
+        const i = warm.indexOf(entry);
+        if (i >= 0) warm.splice(i, 1);
+      },
     };
-    w.on('exit', drop);
-    w.on('error', drop); // a thread that failed before use: the engine starts a fresh one
-    droppers.set(w, drop);
-    warm.push(w);
+    worker.on('exit', entry.drop);
+    worker.on('error', entry.drop); // a thread that failed before use: the engine starts a fresh one
+    warm.push(entry);
   }
 }
 
 /** A started thread waiting for its vCPU (ref'd again: it is the engine's now), or undefined. */
 export function takeVcpuThread(): Worker | undefined {
-  const w = warm.shift();
-  if (!w) return undefined;
-  const drop = droppers.get(w)!;
-  w.off('exit', drop).off('error', drop);
-  w.ref();
-  return w;
+  const entry = warm.shift();
+  if (!entry) return undefined;
+  entry.worker.off('exit', entry.drop).off('error', entry.drop);
+  entry.worker.ref();
+  return entry.worker;
 }
 
 /** How many started threads wait for a vCPU. */
@@ -80,5 +80,5 @@ export function vcpuThreadsWaiting(): number {
 
 /** End the threads nobody took (tests, a process that changed its mind). */
 export async function dropVcpuThreads(): Promise<void> {
-  await Promise.all(warm.splice(0).map((w) => w.terminate()));
+  await Promise.all(warm.splice(0).map((e) => e.worker.terminate()));
 }

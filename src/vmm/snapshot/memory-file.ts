@@ -5,12 +5,13 @@
  * - **mapped**, as Firecracker restores: the file is mapped copy-on-write (MAP_PRIVATE,
  *   MAP_FIXED) over the pages of RAM regions whose pages are ours to replace — on the bt engine
  *   those that live in a wasm Memory of their own, on the kvm engine the memfd mapping (before
- *   KVM's memory slots are registered over it). Nothing is read up front, so a restore takes the same time for 256 MiB as for
- *   4 GiB; a page comes in from the page cache when the guest first touches it, a guest write
- *   copies it, and the file never changes. Holes read as zero and cost nothing.
- * - **read**, for regions that cannot be mapped (a plain ArrayBuffer's pages
- *   are not ours to replace) or where the host cannot map (no libc through koffi, a file system
- *   without mmap): only the data extents are copied into the fresh, zeroed RAM.
+ *   KVM's memory slots are registered over it). Nothing is read up front, so a restore takes
+ *   the same time for 256 MiB as for 4 GiB; a page comes in from the page cache when the guest
+ *   first touches it, a guest write copies it, and the file never changes. Holes read as zero
+ *   and cost nothing.
+ * - **read**, for regions that cannot be mapped (a plain ArrayBuffer's pages are not ours to
+ *   replace) or where the host cannot map (no libc through koffi, a file system without mmap):
+ *   only the data extents are copied into the fresh, zeroed RAM.
  *
  * A mapped file must stay as long as the VM runs. Deleting or renaming it is harmless (the
  * mapping keeps the inode); truncating it while the VM runs would fault the process, as with
