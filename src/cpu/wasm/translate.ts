@@ -16,14 +16,15 @@
  * file holds the instructions and the block walk; codegen.ts the machinery they are made of.
  */
 import type { D } from '../translate/decode.js';
-import { constShiftCount, continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
+import { continuation, continueSafe, stores, type Trace } from '../translate/trace.js';
 import { fallbackKey } from '../translate/block.js';
-import { F_DEC, F_EAGER, F_INC } from '../core/consts.js';
+import { F_DEC, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
 import { A_GPR, A_SCRATCH } from './arena.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
+import { genShift } from './shift.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
@@ -291,7 +292,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       setReg(g, d, 2, sz, v);
       return 'cont';
     }
-    case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd3:
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd2: case 0xd3:
       return genShift(g, d, live, L);
     case 0xf6: case 0xf7:
       return genGroup3(g, d, live, L, k, next);
@@ -438,101 +439,6 @@ function lockable(d: D): boolean {
   if (op === 0xfe || op === 0xff) return r <= 1;
   if (op === 0x1ba) return r >= 5;
   return op === 0x86 || op === 0x87 || op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
-}
-
-/** SHL/SHR/SAR (and ROL/ROR by a constant) when their flags are dead; others interpreted. */
-function genShift(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
-  const f = g.c;
-  const op = d.op;
-  const s1 = op & 1 ? d.opsize : 1;
-  const o = d.reg & 7;
-  if (o === 2 || o === 3 || o === 6) return false;
-  if (live) return o >= 4 && op !== 0xd3 && constShiftCount(d) > 0 ? genShiftFlags(g, d, L) : false;
-  if (o <= 1) {
-    if (op === 0xd3 || (s1 !== 4 && s1 !== 8)) return false;
-    const n = (op < 0xd0 ? d.imm & 0xff : 1) & (s1 === 8 ? 63 : 31);
-    const v = loadRm(g, d, s1, L);
-    if (n === 0) return 'cont';
-    const r = g.tmp64();
-    if (s1 === 8) f.get(v).i64(n, 0).op(o === 0 ? Op.i64_rotl : Op.i64_rotr);
-    else f.get(v).op(Op.i32_wrap_i64).i32(n).op(o === 0 ? Op.i32_rotl : Op.i32_rotr).op(Op.i64_extend_i32_u);
-    f.set(r);
-    storeRm(g, d, s1, L, r);
-    g.lastF = undefined;
-    return 'cont';
-  }
-  const v = loadRm(g, d, s1, L);
-  const r = g.tmp64();
-  const cnt = g.tmp64();
-  if (op === 0xd3) f.get(g.reg(1)).i64(s1 === 8 ? 63 : 31, 0).op(Op.i64_and).set(cnt);
-  else {
-    const n = constShiftCount(d) || ((op < 0xd0 ? d.imm & 0xff : 1) & (s1 === 8 ? 63 : 31));
-    if (n === 0) return 'cont';
-    f.i64(n, 0).set(cnt);
-  }
-  if (o === 7) {
-    f.get(v);
-    sext(g, s1);
-    f.get(cnt).op(Op.i64_shr_s);
-  } else f.get(v).get(cnt).op(o === 5 ? Op.i64_shr_u : Op.i64_shl);
-  maskTo(g, s1);
-  f.set(r);
-  if (op === 0xd3) {
-    // a zero count leaves the operand as it was
-    f.get(cnt).op(Op.i64_eqz);
-    g.begin(Op.if);
-    f.get(v).set(r);
-    g.end();
-  }
-  storeRm(g, d, s1, L, r);
-  g.lastF = undefined;
-  return 'cont';
-}
-
-/**
- * SHL/SHR/SAR by a nonzero constant with live flags: the result and the flags, computed eagerly
- * (CF the last bit shifted out; OF as for a count of 1 — undefined for other counts; AF 0).
- */
-function genShiftFlags(g: WGen, d: D, L: number): 'cont' {
-  const f = g.c;
-  const s1 = d.op & 1 ? d.opsize : 1;
-  const o = d.reg & 7;
-  const bits = s1 * 8;
-  const n = constShiftCount(d);
-  const v = loadRm(g, d, s1, L);
-  const r = g.tmp64();
-  const cf = g.tmp64();
-  const of = g.tmp64();
-  if (o === 7) {
-    f.get(v);
-    sext(g, s1);
-    f.i64(n, 0).op(Op.i64_shr_s);
-  } else f.get(v).i64(n, 0).op(o === 5 ? Op.i64_shr_u : Op.i64_shl);
-  maskTo(g, s1);
-  f.set(r);
-  if (o === 5) f.get(v).i64(n - 1, 0).op(Op.i64_shr_u);
-  else if (o === 7) {
-    f.get(v);
-    sext(g, s1);
-    f.i64(n - 1, 0).op(Op.i64_shr_s);
-  } else if (s1 === 8) f.get(v).i64(64 - n, 0).op(Op.i64_shr_u);
-  else f.get(v).i64(n, 0).op(Op.i64_shl).i64(bits, 0).op(Op.i64_shr_u);
-  f.i64(1, 0).op(Op.i64_and).set(cf);
-  // OF: SHL: MSB(result) ^ CF; SHR: MSB(operand); SAR: 0
-  if (o === 7) f.i64(0, 0);
-  else if (o === 5) f.get(v).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and);
-  else f.get(r).i64(bits - 1, 0).op(Op.i64_shr_u).get(cf).op(Op.i64_xor).i64(1, 0).op(Op.i64_and);
-  f.set(of);
-  // flags = CF | PF << 2 | ZF << 6 | SF << 7 | OF << 11
-  const fl = g.tmp64();
-  f.get(cf);
-  f.get(r).i64(0xff, 0).op(Op.i64_and).op(Op.i64_popcnt).i64(1, 0).op(Op.i64_and).i64(1, 0).op(Op.i64_xor).i64(2, 0).op(Op.i64_shl).op(Op.i64_or);
-  f.get(r).op(Op.i64_eqz).op(Op.i64_extend_i32_u).i64(6, 0).op(Op.i64_shl).op(Op.i64_or);
-  f.get(r).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(7, 0).op(Op.i64_shl).op(Op.i64_or);
-  f.get(of).i64(11, 0).op(Op.i64_shl).op(Op.i64_or).set(fl);
-  storeRm(g, d, s1, L, r);
-  produce(g, { kind: F_EAGER, sz: s1, a: fl, b: fl, r, cin: -1 }, true);
-  return 'cont';
 }
 
 /** F6/F7: TEST, NOT, NEG, and MUL/IMUL with dead flags; DIV/IDIV interpreted. */
