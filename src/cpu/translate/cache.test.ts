@@ -2,7 +2,8 @@
  * The block cache's links against paging changes: a link into translated code lasts until the
  * mapping of that code's page may have changed (INVLPG of it, a TLB flush), and no longer; an
  * INVLPG of a page without translated code must leave every link in place (the kernel does
- * hundreds per fork, exec and exit).
+ * hundreds per fork, exec and exit); a link to a successor on the block's own page holds across
+ * TLB epochs (the block's entry checked that page).
  */
 import { describe, it, expect } from 'vitest';
 import { assemble, hasNasm } from '../core/asm.test-helper.js';
@@ -120,5 +121,66 @@ a: call ${FN}
     cpu.run(100_000);
     expect(cpu.s.halted).toBe(true);
     expect([cpu.tlbEpoch, cpu.globalEpoch]).toEqual(epochs);
+  });
+});
+
+describe.skipIf(!hasNasm)('links within a page', () => {
+  /**
+   * Host-started block runs of 50 calls of the function at FN, each after a CR3 reload (a new
+   * TLB epoch). `jump` picks the function's conditional branch to its own page: taken, it
+   * leaves the block for a successor on the same page; not taken, the function runs as one block.
+   */
+  function hostRuns(jump: 'jz' | 'jnz'): { runs: number; rbx: number } {
+    const t = machine(`
+  mov ecx, 50
+a: mov rax, cr3
+  mov cr3, rax
+  call ${FN}
+  add ebx, eax
+  dec ecx
+  jnz a
+  hlt
+`);
+    t.memory.writeBytes(FN_A, assemble(`xor edi, edi\nmov eax, 1\ntest edi, edi\n${jump} x\nnop\nx: add eax, 10\nret`, 64, FN));
+    const { cpu } = t;
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    return { runs: cpu.cache!.run, rbx: cpu.s.gpr[2 * 3]! };
+  }
+
+  it('keep a link to a successor on the block\'s own page across TLB epochs', () => {
+    const across = hostRuns('jz');
+    const straight = hostRuns('jnz');
+    expect(across.rbx).toBe(550);
+    expect(straight.rbx).toBe(550);
+    // the exit to the same page is linked once and then taken inside WebAssembly every time,
+    // whatever the CR3 reloads did to the TLB epoch: no host run more than the straight function
+    expect(across.runs).toBeLessThanOrEqual(straight.runs + 2);
+  });
+
+  it('runs the successor of the new code after the page is remapped to other code of the same shape', () => {
+    const t = machine(`
+  mov ecx, 20
+a: call ${FN}
+  add ebx, eax
+  dec ecx
+  jnz a
+  mov dword [${PT + 8}], ${FN_B + 3}
+  mov rax, cr3
+  mov cr3, rax
+  mov ecx, 20
+b: call ${FN}
+  add edx, eax
+  dec ecx
+  jnz b
+  hlt
+`);
+    const fn = (one: number, ten: number): string => `xor edi, edi\nmov eax, ${one}\ntest edi, edi\njz x\nnop\nx: add eax, ${ten}\nret`;
+    t.memory.writeBytes(FN_A, assemble(fn(1, 10), 64, FN));
+    t.memory.writeBytes(FN_B, assemble(fn(2, 20), 64, FN));
+    t.cpu.run(100_000);
+    expect(t.cpu.s.halted).toBe(true);
+    expect(t.cpu.s.gpr[2 * 3]).toBe(20 * 11); // rbx: the first page's code and its successor
+    expect(t.cpu.s.gpr[2 * 2]).toBe(20 * 22); // rdx: the second page's, after the remap
   });
 });

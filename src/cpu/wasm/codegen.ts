@@ -219,8 +219,13 @@ export class WGen {
     if (this.loop) f.get(this.n).op(Op.i32_add);
     f.tee(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
     f.i32(0).mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
-    this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
-    f.op(Op.i32_and);
+    // A successor on the block's own linear page is on its physical page too: the block's entry
+    // checked that page's mapping, so such a link holds under any TLB epoch, as QEMU's
+    // same-page jumps do (a dropped successor's slot holds the stub). Others need their key.
+    if (!samePage(rip, this.start)) {
+      this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
+      f.op(Op.i32_and);
+    }
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     this.begin(Op.if);
     f.get(P_TR).get(P_TW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
@@ -278,6 +283,11 @@ export class WGen {
 }
 
 // ---- registers --------------------------------------------------------------------------
+
+/** Are linear addresses a and b on the same 4 KiB page? */
+export function samePage(a: number, b: number): boolean {
+  return Math.floor(a / 4096) === Math.floor(b / 4096);
+}
 
 /** Push the zero-extended value of register r at size sz. */
 export function getReg(g: WGen, d: D, r: number, sz: number): void {

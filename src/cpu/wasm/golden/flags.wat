@@ -10,7 +10,7 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i64) (local $l22 i64) (local $l23 i64) (local $l24 i32) (local $l25 i32) (local $l26 i32) (local $l27 f64) (local $l28 i32) (local $l29 i32) (local $l30 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i64) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i64) (local $l22 i64) (local $l23 i32) (local $l24 i32) (local $l25 i32) (local $l26 f64) (local $l27 i32) (local $l28 i32) (local $l29 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l6
@@ -25,7 +25,7 @@
     local.set $l8
     i32.const 0
     i64.load offset=268435488 align=1
-    local.set $l22
+    local.set $l21
     i32.const 0
     i64.load offset=268435504 align=1
     local.set $l13
@@ -103,19 +103,6 @@
       i32.eqz
       i32.and
       i32.const 0
-      i32.load offset=269484044 align=1
-      local.tee $l17
-      i32.const 0
-      i32.load offset=268435712 align=1
-      i32.const 0
-      i32.load offset=268435704 align=1
-      local.get $l17
-      i32.const 4
-      i32.and
-      select
-      i32.eq
-      i32.and
-      i32.const 0
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
@@ -134,53 +121,53 @@
       return
     end
     local.get $l6
-    local.set $l18
+    local.set $l17
     i64.const 1
-    local.set $l19
+    local.set $l18
     local.get $l5
     local.get $l7
     i64.lt_u
     i64.extend_i32_u
-    local.set $l21
-    local.get $l18
-    local.get $l19
-    i64.add
     local.set $l20
-    local.get $l20
+    local.get $l17
+    local.get $l18
+    i64.add
+    local.set $l19
+    local.get $l19
     local.set $l6
-    local.get $l22
+    local.get $l21
     i32.wrap_i64
-    local.tee $l25
+    local.tee $l24
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l26
+    local.tee $l25
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l22
+    local.get $l21
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l25
+    local.get $l24
     i32.const 4095
     i32.and
     i32.const 4088
     i32.le_u
     i32.and
     if $I3 (result i32)
-      local.get $l26
+      local.get $l25
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l25
+      local.get $l24
       i32.const 4095
       i32.and
       i32.add
-      local.set $l24
+      local.set $l23
       i32.const 0
     else
       i32.const 1
@@ -193,17 +180,17 @@
       i32.const 8
       i32.store offset=268435652 align=1
       i32.const 0
-      local.get $l21
+      local.get $l20
       i32.wrap_i64
       i32.store offset=268435656 align=1
       i32.const 0
-      local.get $l18
+      local.get $l17
       i64.store offset=268435664 align=1
       i32.const 0
-      local.get $l19
+      local.get $l18
       i64.store offset=268435672 align=1
       i32.const 0
-      local.get $l20
+      local.get $l19
       i64.store offset=268435680 align=1
       i32.const 0
       local.get $l11
@@ -214,7 +201,7 @@
       i32.const 0
       local.get $l6
       i64.store offset=268435456 align=1
-      local.get $l22
+      local.get $l21
       f64.convert_i64_s
       i32.const 264
       f64.const 0x1.0000fp+20 (;=1.04859e+06;)
@@ -224,11 +211,11 @@
       i32.const 0
       i64.load offset=268435696 align=1
     else
-      local.get $l24
+      local.get $l23
       i64.load align=1
     end
-    local.set $l23
-    local.get $l23
+    local.set $l22
+    local.get $l22
     i64.const 140737488355328
     i64.add
     i64.const 48
@@ -243,17 +230,17 @@
       i32.const 8
       i32.store offset=268435652 align=1
       i32.const 0
-      local.get $l21
+      local.get $l20
       i32.wrap_i64
       i32.store offset=268435656 align=1
       i32.const 0
-      local.get $l18
+      local.get $l17
       i64.store offset=268435664 align=1
       i32.const 0
-      local.get $l19
+      local.get $l18
       i64.store offset=268435672 align=1
       i32.const 0
-      local.get $l20
+      local.get $l19
       i64.store offset=268435680 align=1
       i32.const 0
       local.get $l11
@@ -270,10 +257,10 @@
       call_indirect $t (type $t5)
       unreachable
     end
-    local.get $l22
+    local.get $l21
     i64.const 8
     i64.add
-    local.set $l22
+    local.set $l21
     i32.const 0
     i32.const 4
     i32.store offset=268435648 align=1
@@ -281,17 +268,17 @@
     i32.const 8
     i32.store offset=268435652 align=1
     i32.const 0
-    local.get $l21
+    local.get $l20
     i32.wrap_i64
     i32.store offset=268435656 align=1
     i32.const 0
-    local.get $l18
+    local.get $l17
     i64.store offset=268435664 align=1
     i32.const 0
-    local.get $l19
+    local.get $l18
     i64.store offset=268435672 align=1
     i32.const 0
-    local.get $l20
+    local.get $l19
     i64.store offset=268435680 align=1
     i32.const 0
     local.get $l11
@@ -303,22 +290,22 @@
     local.get $l6
     i64.store offset=268435456 align=1
     i32.const 0
-    local.get $l22
+    local.get $l21
     i64.store offset=268435488 align=1
-    local.get $l23
+    local.get $l22
     f64.convert_i64_s
-    local.set $l27
+    local.set $l26
     i32.const 0
-    local.get $l27
+    local.get $l26
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 6
     i32.add
-    local.set $l28
-    local.get $l23
+    local.set $l27
+    local.get $l22
     i32.wrap_i64
-    local.tee $l29
-    local.get $l29
+    local.tee $l28
+    local.get $l28
     i32.const 12
     i32.shr_u
     i32.xor
@@ -326,23 +313,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l29
-    local.get $l28
+    local.set $l28
+    local.get $l27
     i32.const 1024
     i32.lt_u
-    local.get $l29
+    local.get $l28
     f64.load offset=277872640 align=1
-    local.get $l27
+    local.get $l26
     f64.eq
     i32.and
-    local.get $l29
+    local.get $l28
     i32.load offset=277872648 align=1
-    local.tee $l30
+    local.tee $l29
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l30
+    local.get $l29
     i32.const 4
     i32.and
     select
@@ -355,8 +342,8 @@
     if $I6
       local.get $p0
       local.get $p1
+      local.get $l27
       local.get $l28
-      local.get $l29
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
@@ -364,7 +351,7 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    local.get $l28
+    local.get $l27
     return
     unreachable)
   (table $t 7 7 funcref)

@@ -10,13 +10,13 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i32) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i32) (local $l21 i32) (local $l22 i32) (local $l23 i32) (local $l24 i32) (local $l25 i32) (local $l26 i64) (local $l27 i64) (local $l28 i32) (local $l29 i32) (local $l30 i32) (local $l31 i32) (local $l32 i32) (local $l33 i32) (local $l34 i64) (local $l35 i64) (local $l36 i32) (local $l37 i32) (local $l38 i32) (local $l39 f64) (local $l40 i32) (local $l41 i32) (local $l42 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i32) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i32) (local $l21 i32) (local $l22 i32) (local $l23 i32) (local $l24 i32) (local $l25 i64) (local $l26 i64) (local $l27 i32) (local $l28 i32) (local $l29 i32) (local $l30 i32) (local $l31 i32) (local $l32 i64) (local $l33 i64) (local $l34 i32) (local $l35 i32) (local $l36 i32) (local $l37 f64) (local $l38 i32) (local $l39 i32) (local $l40 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l11
     i32.const 0
     i64.load offset=268435488 align=1
-    local.set $l34
+    local.set $l32
     i32.const 0
     i64.load offset=268435504 align=1
     local.set $l13
@@ -269,19 +269,6 @@
       i32.eqz
       i32.and
       i32.const 0
-      i32.load offset=269484044 align=1
-      local.tee $l25
-      i32.const 0
-      i32.load offset=268435712 align=1
-      i32.const 0
-      i32.load offset=268435704 align=1
-      local.get $l25
-      i32.const 4
-      i32.and
-      select
-      i32.eq
-      i32.and
-      i32.const 0
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
@@ -302,46 +289,46 @@
     local.get $l13
     i64.const 16
     i64.add
-    local.set $l26
+    local.set $l25
     i64.const 5
-    local.set $l27
-    local.get $l26
+    local.set $l26
+    local.get $l25
     i32.wrap_i64
-    local.tee $l29
+    local.tee $l28
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l30
+    local.tee $l29
     i32.const 5
     i32.shl
     local.get $p1
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l26
+    local.get $l25
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l29
+    local.get $l28
     i32.const 4095
     i32.and
     i32.const 4092
     i32.le_u
     i32.and
     if $I8 (result i32)
-      local.get $l30
+      local.get $l29
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l29
+      local.get $l28
       i32.const 4095
       i32.and
       i32.add
-      local.tee $l28
+      local.tee $l27
       i32.const 6
       i32.shr_u
       i32.load8_u offset=268506112
-      local.get $l28
+      local.get $l27
       i32.const 3
       i32.add
       i32.const 6
@@ -373,12 +360,12 @@
       i32.const 0
       local.get $l11
       i64.store offset=268435456 align=1
-      local.get $l26
+      local.get $l25
       f64.convert_i64_s
       i32.const 4
-      local.get $l27
+      local.get $l26
       i32.wrap_i64
-      local.get $l27
+      local.get $l26
       i64.const 32
       i64.shr_u
       i32.wrap_i64
@@ -387,8 +374,8 @@
       call_indirect $t (type $t2)
       local.set $l4
     else
-      local.get $l28
       local.get $l27
+      local.get $l26
       i64.store32 align=1
     end
     local.get $l4
@@ -420,27 +407,14 @@
       local.get $p2
       i32.const 3
       i32.add
-      local.tee $l31
+      local.tee $l30
       i32.const 1024
       i32.lt_u
       i32.const 0
       i32.load offset=269484048 align=1
-      local.tee $l32
+      local.tee $l31
       i32.eqz
       i32.eqz
-      i32.and
-      i32.const 0
-      i32.load offset=269484052 align=1
-      local.tee $l33
-      i32.const 0
-      i32.load offset=268435712 align=1
-      i32.const 0
-      i32.load offset=268435704 align=1
-      local.get $l33
-      i32.const 4
-      i32.and
-      select
-      i32.eq
       i32.and
       i32.const 0
       i32.load offset=268435660 align=1
@@ -449,50 +423,50 @@
       if $I11
         local.get $p0
         local.get $p1
+        local.get $l30
         local.get $l31
-        local.get $l32
         i32.const 5
         return_call_indirect (type $t6)
       end
       i32.const 0
       i32.const 2
       i32.store offset=268435708 align=1
-      local.get $l31
+      local.get $l30
       return
     end
-    local.get $l34
+    local.get $l32
     i32.wrap_i64
-    local.tee $l37
+    local.tee $l35
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l38
+    local.tee $l36
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l34
+    local.get $l32
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l37
+    local.get $l35
     i32.const 4095
     i32.and
     i32.const 4088
     i32.le_u
     i32.and
     if $I12 (result i32)
-      local.get $l38
+      local.get $l36
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l37
+      local.get $l35
       i32.const 4095
       i32.and
       i32.add
-      local.set $l36
+      local.set $l34
       i32.const 0
     else
       i32.const 1
@@ -519,7 +493,7 @@
       i32.const 0
       local.get $l11
       i64.store offset=268435456 align=1
-      local.get $l34
+      local.get $l32
       f64.convert_i64_s
       i32.const 264
       f64.const 0x1.0000ep+20 (;=1.04859e+06;)
@@ -529,11 +503,11 @@
       i32.const 0
       i64.load offset=268435696 align=1
     else
-      local.get $l36
+      local.get $l34
       i64.load align=1
     end
-    local.set $l35
-    local.get $l35
+    local.set $l33
+    local.get $l33
     i64.const 140737488355328
     i64.add
     i64.const 48
@@ -568,10 +542,10 @@
       call_indirect $t (type $t5)
       unreachable
     end
-    local.get $l34
+    local.get $l32
     i64.const 8
     i64.add
-    local.set $l34
+    local.set $l32
     i32.const 0
     i32.const 1
     i32.store offset=268435648 align=1
@@ -594,22 +568,22 @@
     local.get $l11
     i64.store offset=268435456 align=1
     i32.const 0
-    local.get $l34
+    local.get $l32
     i64.store offset=268435488 align=1
-    local.get $l35
+    local.get $l33
     f64.convert_i64_s
-    local.set $l39
+    local.set $l37
     i32.const 0
-    local.get $l39
+    local.get $l37
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 4
     i32.add
-    local.set $l40
-    local.get $l35
+    local.set $l38
+    local.get $l33
     i32.wrap_i64
-    local.tee $l41
-    local.get $l41
+    local.tee $l39
+    local.get $l39
     i32.const 12
     i32.shr_u
     i32.xor
@@ -617,23 +591,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l41
-    local.get $l40
+    local.set $l39
+    local.get $l38
     i32.const 1024
     i32.lt_u
-    local.get $l41
-    f64.load offset=277872640 align=1
     local.get $l39
+    f64.load offset=277872640 align=1
+    local.get $l37
     f64.eq
     i32.and
-    local.get $l41
+    local.get $l39
     i32.load offset=277872648 align=1
-    local.tee $l42
+    local.tee $l40
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l42
+    local.get $l40
     i32.const 4
     i32.and
     select
@@ -646,8 +620,8 @@
     if $I15
       local.get $p0
       local.get $p1
-      local.get $l40
-      local.get $l41
+      local.get $l38
+      local.get $l39
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
@@ -655,7 +629,7 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    local.get $l40
+    local.get $l38
     return
     unreachable)
   (table $t 7 7 funcref)
