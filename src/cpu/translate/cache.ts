@@ -144,7 +144,7 @@ export class BlockCache {
         if (count === (this.threshold >> 2) + 1 && this.warmRips.length < WARM_MAX) {
           this.warmRips.push(rip);
           this.warmOffs.push(off);
-          this.warmKeys.push(c.tlbEpoch * 4 + cpl);
+          this.warmKeys.push(this.mappingKey(rip));
         }
         return undefined;
       }
@@ -198,18 +198,21 @@ export class BlockCache {
   }
 
   /**
-   * Compile the hot block at rip with up to BATCH - 1 warm ones of the same translation key
-   * (TLB epoch and CPL) into one wasm module, with the blocks that straight-line code runs on
-   * into (up to 2 * BATCH blocks in all); returns the hot one. The warm list empties.
+   * Compile the hot block at rip with up to BATCH - 1 warm ones whose mapping key still holds
+   * (mappingKey) into one wasm module, with the blocks that straight-line code runs on into (up
+   * to 2 * BATCH blocks in all); returns the hot one. The warm list empties.
    */
   private compileWarm(rip: number, off: number, cpl: number): Block {
-    const key = this.cpu.tlbEpoch * 4 + cpl;
+    const c = this.cpu;
+    const local = c.tlbEpoch * 2;
+    const global = c.globalEpoch * 2 + 1;
     const rips = [rip];
     const offs = [off];
     for (let i = 0; i < this.warmRips.length && rips.length < BATCH; i++) {
       const r = this.warmRips[i]!;
       const o = this.warmOffs[i]!;
-      if (this.warmKeys[i] !== key || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT) continue;
+      const key = this.warmKeys[i]!;
+      if ((key !== local && key !== global) || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT) continue;
       const cur = this.blocks.get(r);
       if (cur !== undefined && cur.valid && cur.phys === o) continue;
       rips.push(r);
@@ -224,6 +227,16 @@ export class BlockCache {
       else if (this.fastRip[h ^ 1] === b.rip && this.fastCpl[h ^ 1] === cpl) this.fastBlk[h ^ 1] = b;
     }
     return made[0]!;
+  }
+
+  /**
+   * Under which key a warm block start's RAM offset stays right: the global epoch for code on a
+   * global page (the kernel's, kept across CR3 writes), else the TLB epoch. Translation does not
+   * depend on the CPL, so warm starts of either privilege level go in one module.
+   */
+  private mappingKey(rip: number): number {
+    const c = this.cpu;
+    return this.onGlobalPage(rip) ? c.globalEpoch * 2 + 1 : c.tlbEpoch * 2;
   }
 
   /** Is linear rip on a page the TLB holds as global? */
