@@ -345,6 +345,14 @@ export function maskTo(g: WGen, sz: number): void {
   if (sz !== 8) g.c.i64(MASK_LO[sz]!, 0).op(Op.i64_and);
 }
 
+/** Push (i64) PF, ZF and SF in their RFLAGS places for the result in local r of size sz. */
+export function pushSzp(g: WGen, r: number, sz: number): void {
+  const f = g.c;
+  f.get(r).i64(0xff, 0).op(Op.i64_and).op(Op.i64_popcnt).i64(1, 0).op(Op.i64_and).i64(1, 0).op(Op.i64_xor).i64(2, 0).op(Op.i64_shl);
+  f.get(r).op(Op.i64_eqz).op(Op.i64_extend_i32_u).i64(6, 0).op(Op.i64_shl).op(Op.i64_or);
+  f.get(r).i64(sz * 8 - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(7, 0).op(Op.i64_shl).op(Op.i64_or);
+}
+
 /** Sign-extend the (zero-extended) i64 on the stack from size sz. */
 export function sext(g: WGen, sz: number): void {
   const f = g.c;

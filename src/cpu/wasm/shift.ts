@@ -9,7 +9,7 @@
 import type { D } from '../translate/decode.js';
 import { F_EAGER } from '../core/consts.js';
 import { Op } from './encoder.js';
-import { flagsNow, loadRm, maskTo, produce, sext, storeRm, type WGen } from './codegen.js';
+import { flagsNow, loadRm, maskTo, produce, pushSzp, sext, storeRm, type WGen } from './codegen.js';
 
 const CF_OF = 0x801;
 
@@ -123,11 +123,8 @@ function shiftFlags(g: WGen, o: number, sz: number, v: number, cnt: number, r: n
   f.get(cf);
   if (o === 5) f.get(v).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(11, 0).op(Op.i64_shl).op(Op.i64_or);
   else if (o === 4) f.get(r).i64(bits - 1, 0).op(Op.i64_shr_u).get(cf).op(Op.i64_xor).i64(1, 0).op(Op.i64_and).i64(11, 0).op(Op.i64_shl).op(Op.i64_or);
-  // PF (even parity of the low byte), ZF, SF
-  f.get(r).i64(0xff, 0).op(Op.i64_and).op(Op.i64_popcnt).i64(1, 0).op(Op.i64_and).i64(1, 0).op(Op.i64_xor).i64(2, 0).op(Op.i64_shl).op(Op.i64_or);
-  f.get(r).op(Op.i64_eqz).op(Op.i64_extend_i32_u).i64(6, 0).op(Op.i64_shl).op(Op.i64_or);
-  f.get(r).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(7, 0).op(Op.i64_shl).op(Op.i64_or);
-  f.set(fl);
+  pushSzp(g, r, sz);
+  f.op(Op.i64_or).set(fl);
 }
 
 /** fl = old when cnt is 0 (a count of 0 leaves the flags alone). */

@@ -25,6 +25,7 @@ import { A_GPR, A_SCRATCH } from './arena.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
+import { genImul, genMulAcc } from './mul.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
@@ -211,17 +212,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       push(g, immVal(g, op === 0x68 ? d.imm : (d.imm << 24) >> 24, 8), d.rip);
       return 'cont';
     }
-    case 0x69: case 0x6b: case 0x1af: {
-      if (live || sz < 4) return false; // flags (CF/OF on overflow) are left to the interpreter
-      const a = loadRm(g, d, sz, L);
-      const b = op === 0x1af ? regVal(g, d, d.reg, sz) : immVal(g, op === 0x69 ? d.imm : (d.imm << 24) >> 24, sz);
-      const r = g.tmp64();
-      f.get(a).get(b).op(Op.i64_mul).set(r);
-      setReg(g, d, d.reg, sz, r);
-      g.lastF = undefined;
-      g.pending = undefined;
-      return 'cont';
-    }
+    case 0x69: case 0x6b: case 0x1af:
+      return genImul(g, d, live, L);
     case 0x86: case 0x87: { // XCHG r/m, r
       const s1 = op & 1 ? sz : 1;
       const b = regVal(g, d, d.reg, s1);
@@ -441,7 +433,7 @@ function lockable(d: D): boolean {
   return op === 0x86 || op === 0x87 || op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
 }
 
-/** F6/F7: TEST, NOT, NEG, and MUL/IMUL with dead flags; DIV/IDIV interpreted. */
+/** F6/F7: TEST, NOT, NEG, MUL/IMUL (32 and 64 bits), DIV (32 and 64 bits); the rest interpreted. */
 function genGroup3(g: WGen, d: D, live: boolean, L: number, k: number, next: number): 'cont' | false {
   const f = g.c;
   const s1 = d.op & 1 ? d.opsize : 1;
@@ -469,32 +461,7 @@ function genGroup3(g: WGen, d: D, live: boolean, L: number, k: number, next: num
     return 'cont';
   }
   if (o === 6 && (s1 === 8 || s1 === 4)) return genDiv(g, d, s1, L, k, next);
-  if ((o === 4 || o === 5) && !live && (s1 === 8 || s1 === 4)) {
-    const b = loadRm(g, d, s1, L);
-    const a = regVal(g, d, 0, s1);
-    const lo = g.tmp64();
-    const hi = g.tmp64();
-    if (s1 === 4) {
-      const p = g.tmp64();
-      if (o === 4) f.get(a).get(b).op(Op.i64_mul).set(p);
-      else f.get(a).op(Op.i64_extend32_s).get(b).op(Op.i64_extend32_s).op(Op.i64_mul).set(p);
-      f.get(p).set(lo);
-      f.get(p).i64(32, 0).op(Op.i64_shr_u).set(hi);
-    } else {
-      mulHi64(g, a, b, hi);
-      if (o === 5) {
-        // signed high half: subtract b when a < 0 and a when b < 0
-        f.get(hi).get(b).i64(0, 0).get(a).i64(0, 0).op(Op.i64_lt_s).op(Op.select).op(Op.i64_sub);
-        f.get(a).i64(0, 0).get(b).i64(0, 0).op(Op.i64_lt_s).op(Op.select).op(Op.i64_sub).set(hi);
-      }
-      f.get(a).get(b).op(Op.i64_mul).set(lo);
-    }
-    setReg(g, d, 0, s1, lo);
-    setReg(g, d, 2, s1, hi);
-    g.lastF = undefined;
-    g.pending = undefined;
-    return 'cont';
-  }
+  if ((o === 4 || o === 5) && (s1 === 8 || s1 === 4)) return genMulAcc(g, d, o === 5, s1, live, L);
   return false;
 }
 
@@ -595,29 +562,6 @@ export function div128Body(base: number): FuncBody {
   f.mem(Op.i64_store, base + A_SCRATCH);
   f.get(q1).i64(32, 0).op(Op.i64_shl).get(q0).op(Op.i64_or);
   return f;
-}
-
-/** hi = high 64 bits of the unsigned product a * b (i64 locals). */
-function mulHi64(g: WGen, a: number, b: number, hi: number): void {
-  const f = g.c;
-  const M = (): void => {
-    f.i64(0xffffffff, 0).op(Op.i64_and);
-  };
-  const a0 = g.tmp64(), a1 = g.tmp64(), b0 = g.tmp64(), b1 = g.tmp64(), p01 = g.tmp64(), p10 = g.tmp64(), mid = g.tmp64();
-  f.get(a); M(); f.set(a0);
-  f.get(a).i64(32, 0).op(Op.i64_shr_u).set(a1);
-  f.get(b); M(); f.set(b0);
-  f.get(b).i64(32, 0).op(Op.i64_shr_u).set(b1);
-  f.get(a0).get(b1).op(Op.i64_mul).set(p01);
-  f.get(a1).get(b0).op(Op.i64_mul).set(p10);
-  // mid = (a0*b0 >> 32) + lo(p01) + lo(p10): at most 3 * (2^32 - 1), no overflow
-  f.get(a0).get(b0).op(Op.i64_mul).i64(32, 0).op(Op.i64_shr_u);
-  f.get(p01); M(); f.op(Op.i64_add);
-  f.get(p10); M(); f.op(Op.i64_add).set(mid);
-  f.get(a1).get(b1).op(Op.i64_mul);
-  f.get(p01).i64(32, 0).op(Op.i64_shr_u).op(Op.i64_add);
-  f.get(p10).i64(32, 0).op(Op.i64_shr_u).op(Op.i64_add);
-  f.get(mid).i64(32, 0).op(Op.i64_shr_u).op(Op.i64_add).set(hi);
 }
 
 /** After an instruction that stored to memory: leave if a slow store asked to stop. */
