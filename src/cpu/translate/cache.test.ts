@@ -184,3 +184,49 @@ b: call ${FN}
     expect(t.cpu.s.gpr[2 * 2]).toBe(20 * 22); // rdx: the second page's, after the remap
   });
 });
+
+describe.skipIf(!hasNasm)('batching warm blocks', () => {
+  /**
+   * Modules compiled while 12 functions on global pages are called 80 times each, with (or
+   * without) a CR3 reload before every round: warm starts must still share modules after a
+   * CR3 write, which leaves global pages' mappings alone.
+   */
+  function modules(reload: boolean): number {
+    const N = 12;
+    const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: lea eax, [rax + ${i + 1}]\n  ret`).join('\n');
+    const t = createTestMachine({ jitThreshold: 64 });
+    t.memory.writeBytes(CODE_BASE, assemble(`
+  xor eax, eax
+  mov r8d, 80
+round:
+  ${reload ? 'mov rdx, cr3\n  mov cr3, rdx' : 'nop'}
+  xor ecx, ecx
+next:
+  call [table + rcx * 8]
+  inc ecx
+  cmp ecx, ${N}
+  jne next
+  dec r8d
+  jnz round
+  hlt
+align 8
+table: dq ${Array.from({ length: N }, (_v, i) => `f${i}`).join(', ')}
+${fns}
+`));
+    enterLongMode(t);
+    // global 2 MiB pages (PDE.G) with CR4.PGE, as a kernel maps its text
+    for (let i = 0; i < 512; i++) t.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x183) >>> 0);
+    t.cpu.s.cr4 |= 0x80;
+    t.cpu.flushTlb(true);
+    t.cpu.run(1_000_000);
+    expect(t.cpu.s.halted).toBe(true);
+    expect(t.cpu.s.gpr[0]).toBe((80 * N * (N + 1)) / 2);
+    return t.cpu.wasm!.modulesCompiled;
+  }
+
+  it('compiles warm starts on global pages with the next hot block after a CR3 write', () => {
+    const quiet = modules(false);
+    const reloading = modules(true);
+    expect(reloading).toBeLessThanOrEqual(quiet + 2);
+  });
+});

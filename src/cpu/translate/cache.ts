@@ -141,7 +141,9 @@ export class BlockCache {
       // not translated yet (or stale): only hot code is worth translating
       if (count < this.threshold) {
         // warm code waits to be compiled along with the next hot block (wasm modules are costly)
-        if (count === (this.threshold >> 2) + 1 && this.warmRips.length < WARM_MAX) {
+        // (at the first look past a quarter of the threshold: looks come every 16 executions)
+        const quarter = this.threshold >> 2;
+        if (count > quarter && count <= quarter + 16 && this.warmRips.length < WARM_MAX) {
           this.warmRips.push(rip);
           this.warmOffs.push(off);
           this.warmKeys.push(this.mappingKey(rip));
