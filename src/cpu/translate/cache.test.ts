@@ -230,3 +230,36 @@ ${fns}
     expect(reloading).toBeLessThanOrEqual(quiet + 2);
   });
 });
+
+describe.skipIf(!hasNasm)('indirect-branch cache', () => {
+  /**
+   * Host-started block runs of `rounds` rounds of 3,000 calls through a register, each returning
+   * to its own address (7 bytes apart, over five pages, as call sites are spread).
+   */
+  function hostRuns(rounds: number): number {
+    const t = createTestMachine({ jitThreshold: 1 });
+    t.memory.writeBytes(CODE_BASE, assemble(`
+  mov r8d, ${rounds}
+round:
+  lea rax, [rel f]
+%rep 3000
+  call rax
+  times 5 nop
+%endrep
+  dec r8d
+  jnz round
+  hlt
+f: ret
+`));
+    enterLongMode(t);
+    t.cpu.run(10_000_000);
+    expect(t.cpu.s.halted).toBe(true);
+    return t.cpu.cache!.run;
+  }
+
+  it('holds the return addresses of thousands of call sites (the kernel\'s working set)', () => {
+    // the first round enters every return address from the host; later rounds find them in the cache
+    const extra = hostRuns(4) - hostRuns(1);
+    expect(extra).toBeLessThan(3 * 3000 * 0.05);
+  });
+});

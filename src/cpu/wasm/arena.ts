@@ -55,7 +55,7 @@ export const MAX_LINKS = 1 << 20;
  * Indirect-branch cache, after the links: IC_SIZE x (rip f64, key i32, table slot i32), indexed
  * by icHash(rip): where a block that leaves through RET or an indirect JMP/CALL goes straight on.
  */
-export const IC_SIZE = 1 << 12;
+export const IC_SIZE = 1 << 16;
 
 /** Index of rip in the indirect-branch cache (the same in wasm: low 32 bits, xor, mask). */
 export function icHash(rip: number): number {

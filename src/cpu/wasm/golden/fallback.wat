@@ -200,7 +200,7 @@
     i32.const 12
     i32.shr_u
     i32.xor
-    i32.const 4095
+    i32.const 65535
     i32.and
     i32.const 4
     i32.shl
