@@ -32,6 +32,11 @@ export const P_SX = 16; // supervisor execute
 export const P_UX = 32; // user execute
 export const P_GLOBAL = 64;
 export const NO_TAG = 0.5; // never equal to an integer vpn
-/** Cpu.codePages is indexed by the low bits of a linear page number: this mask. */
+/** Cpu.codePages has this mask + 1 entries (codePageIndex). */
 export const CODE_PAGE_HASH = 0xffff;
+
+/** Cpu.codePages' index of a linear page number (its low 16 bits mixed with the next 16). */
+export function codePageIndex(vpn: number): number {
+  return (vpn ^ (vpn >>> 16)) & CODE_PAGE_HASH;
+}
 

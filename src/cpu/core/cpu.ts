@@ -31,7 +31,7 @@ import { IRQ_POLL, runSlice } from './run.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
-  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, CODE_PAGE_HASH, NO_TAG,
+  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, CODE_PAGE_HASH, NO_TAG, codePageIndex,
 } from './consts.js';
 import { type CpuOptions, DEFAULT_JIT_THRESHOLD } from './options.js';
 
@@ -181,10 +181,11 @@ export class Cpu implements SystemHost {
    */
   globalEpoch = F64_ZERO;
   /**
-   * Per linear page (hashed: the low 16 bits of the page number): 1 when a translated block
-   * starts there. Links can only lead to such pages, so an INVLPG of any other page (the kernel
-   * does hundreds per fork, exec and exit: page-table and data pages) leaves every link valid.
-   * Set by the block cache, never cleared (a stale 1 costs only an extra epoch bump).
+   * Per linear page (hashed, codePageIndex): which link keys may lead to code there — bit 0
+   * links under the TLB epoch, bit 1 links under the global epoch (into global pages). Links
+   * can only lead to such pages, so an INVLPG of any other page (the kernel does hundreds per
+   * fork, exec and exit: page-table, data and user pages) leaves the links of that class valid.
+   * Set by the block cache as it links, never cleared (a stale bit costs only an extra bump).
    */
   readonly codePages = new Uint8Array(CODE_PAGE_HASH + 1);
   /** Exceptions raised by instructions (statistics). */
@@ -452,10 +453,9 @@ export class Cpu implements SystemHost {
     this.tlb.invalidate(vpn);
     this.fPage = NO_TAG;
     this.fOff = -1;
-    if (this.codePages[vpn & CODE_PAGE_HASH] !== 0) {
-      this.tlbEpoch++;
-      this.globalEpoch++;
-    }
+    const links = this.codePages[codePageIndex(vpn)]!;
+    if (links & 1) this.tlbEpoch++;
+    if (links & 2) this.globalEpoch++;
   }
 
   /**

@@ -122,7 +122,32 @@ a: call ${FN}
     expect(cpu.s.halted).toBe(true);
     expect([cpu.tlbEpoch, cpu.globalEpoch]).toEqual(epochs);
   });
+  it('keeps links into global pages when a page of ordinary (user) code is INVLPG\'d', () => {
+    const { cpu, memory } = machine(`
+  mov ecx, 40
+a: call ${FN}
+  add ebx, eax
+  dec ecx
+  jnz a
+  hlt
+  invlpg [${FN}]
+  hlt
+`);
+    // the caller's code on a global 2 MiB page (PDE.G, CR4.PGE); FN's page stays ordinary
+    memory.write32(0x3000, 0x183);
+    cpu.s.cr4 |= 0x80;
+    cpu.flushTlb(false);
+    cpu.run(100_000);
+    expect(cpu.s.gpr[2 * 3]).toBe(40);
+    const { tlbEpoch, globalEpoch } = cpu;
+    cpu.s.halted = false;
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    expect(cpu.tlbEpoch).toBeGreaterThan(tlbEpoch); // links into FN's page end
+    expect(cpu.globalEpoch).toBe(globalEpoch); // the kernel's do not
+  });
 });
+
 
 describe.skipIf(!hasNasm)('links within a page', () => {
   /**

@@ -18,7 +18,7 @@
  */
 import type { Cpu } from '../core/cpu.js';
 import { F64_ZERO } from '../state.js';
-import { CODE_PAGE_HASH, NO_TAG, P_GLOBAL, P_SX, P_UX, TLB_MASK } from '../core/consts.js';
+import { codePageIndex, NO_TAG, P_GLOBAL, P_SX, P_UX, TLB_MASK } from '../core/consts.js';
 import type { WasmBackend } from '../wasm/backend.js';
 import type { Block } from './block.js';
 
@@ -195,6 +195,8 @@ export class BlockCache {
         b.s0Key = key;
       }
     }
+    // an INVLPG of the successor's page must now end the links of this key's class
+    c.codePages[codePageIndex(Math.floor(rip / 4096))] |= global ? 2 : 1;
     if (nb!.slot !== 0) this.wasm.link(nb!.slot, rip, global);
     return nb;
   }
@@ -252,7 +254,6 @@ export class BlockCache {
   private install(b: Block): void {
     this.compiled++;
     this.blocks.set(b.rip, b);
-    this.cpu.codePages[Math.floor(b.rip / 4096) & CODE_PAGE_HASH] = 1;
     const page = b.page;
     let list = this.pageBlocks.get(page);
     if (list === undefined) {
