@@ -293,21 +293,28 @@ export class FuncBody {
 
   /** Encoded body: local declarations (run-length) then code then `end`. */
   encode(out: Bytes): void {
-    const b = new Bytes();
+    const head = new Bytes();
     const groups: [number, T][] = [];
     for (const t of this.locals) {
       const last = groups[groups.length - 1];
       if (last && last[1] === t) last[0]++;
       else groups.push([1, t]);
     }
-    b.u32(groups.length);
+    head.u32(groups.length);
     for (const [n, t] of groups) {
-      b.u32(n);
-      b.byte(t);
+      head.u32(n);
+      head.byte(t);
     }
-    b.append(this.code);
-    b.byte(Op.end);
-    out.vec(b);
+    // size, locals, code, end: the code is copied once, straight into `out`
+    out.u32(head.len + this.code.len + 1);
+    out.append(head);
+    out.append(this.code);
+    out.byte(Op.end);
+  }
+
+  /** Bytes encode() writes at most. */
+  get encodedSize(): number {
+    return 5 + 6 * this.locals.length + 5 + this.code.len + 1;
   }
 }
 
@@ -338,7 +345,7 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   // defines and exports as "t" (nothing outside then holds on to the instance through it)
   const importTable = typeof table === 'string' ? table : undefined;
   const ownTable = typeof table === 'object' ? table.own : undefined;
-  const out = new Bytes(4096);
+  const out = new Bytes(4096 + funcs.reduce((n, f) => n + f.encodedSize, 0));
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
   const sigs: string[] = [];
@@ -448,7 +455,8 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     for (const fi of refs) el.u32(fi);
     section(9, el);
   }
-  const code = new Bytes(4096);
+  // sized for every body up front: growing a buffer of this size means copying it
+  const code = new Bytes(funcs.reduce((n, f) => n + f.encodedSize, 5));
   code.u32(funcs.length);
   for (const f of funcs) f.encode(code);
   section(10, code);

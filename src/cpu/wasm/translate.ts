@@ -639,9 +639,11 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   }
   f.op(Op.unreachable);
   // join the chunks, filling in the register loads and stores
-  const code = new Bytes(4096);
   const used = g.regs.map((l, r) => [l, r] as const).filter(([l]) => l >= 0);
-  for (const ch of g.chunks.concat([g.f.code])) {
+  // sized up front (a register load or store is at most 16 bytes): no copy while joining
+  const chunks = g.chunks.concat([g.f.code]);
+  const code = new Bytes(chunks.reduce((n, ch) => n + (ch instanceof Bytes ? ch.len : 16 * used.length), 16));
+  for (const ch of chunks) {
     if (ch === 'reload') {
       for (const [l, r] of used) {
         code.byte(Op.i32_const); code.s32(0);
