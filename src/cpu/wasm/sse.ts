@@ -208,6 +208,7 @@ function genSse4(g: WGen, d: D, L: number, k: number, next: number): 'cont' | fa
   const xr = d.reg;
   const f = g.c;
   if (d.op >= 0x300) {
+    if (d.op === 0x363) return pcmpistriBytes(g, d, L, k, next);
     const lanes = d.op === 0x30f ? (features.ssse3 ? palignrLanes(d.imm & 0xff) : undefined)
       : b >= 0x0c && b <= 0x0e && features.sse41 ? blendLanes(b, d.imm & 0xff) : undefined;
     if (lanes === undefined) return false;
@@ -264,6 +265,72 @@ function genSse4(g: WGen, d: D, L: number, k: number, next: number): 'cont' | fa
     if (typeof how === 'function') how(g);
     else f.simd(how);
   });
+  return 'cont';
+}
+
+/**
+ * PCMPISTRI on bytes with the "equal any" aggregation (imm8 bits 3:2 clear), what the C library's
+ * strcspn, strspn and strpbrk run: bit j of the result is set when xmm2/m128's byte j comes
+ * before its first zero byte and equals one of xmm1's bytes before xmm1's first zero byte; then
+ * the polarity, ECX = the lowest (or, imm8 bit 6, highest) set bit's index or 16, and the flags
+ * as the interpreter sets them (core: fpu/pcmpstr.ts). Word elements and the other aggregations
+ * are interpreted.
+ */
+function pcmpistriBytes(g: WGen, d: D, L: number, k: number, next: number): 'cont' | false {
+  const imm = d.imm & 0xff;
+  if (!features.sse42 || (imm & 0x0d) !== 0) return false;
+  enter(g, d, k, next);
+  const f = g.c;
+  const b = f.local(T.V128);
+  srcX(g, d, L, false);
+  f.set(b);
+  const a = f.local(T.V128);
+  getX(g, d.reg);
+  f.set(a);
+  // the implicit lengths: the index of the first zero byte, 16 when there is none
+  const len = (v: number, out: number): void => {
+    f.get(v).i64(0, 0).simd(V.i64x2_splat).simd(V.i8x16_eq).simd(V.i8x16_bitmask);
+    f.i32(0x10000).op(Op.i32_or).op(Op.i32_ctz).set(out);
+  };
+  const la = f.local(T.I32);
+  const lb = f.local(T.I32);
+  len(a, la);
+  len(b, lb);
+  // r = bytes of b equal to byte kk of a, for each kk below la
+  const r = f.local(T.I32);
+  f.i32(0).set(r);
+  for (let kk = 0; kk < 16; kk++) {
+    f.get(r);
+    f.get(b).get(a).get(a).shuffle(new Array<number>(16).fill(kk)).simd(V.i8x16_eq).simd(V.i8x16_bitmask);
+    f.i32(kk).get(la).op(Op.i32_sub).i32(31).op(Op.i32_shr_s).op(Op.i32_and); // all ones when kk < la
+    f.op(Op.i32_or).set(r);
+  }
+  // only b's valid bytes, then the polarity
+  const valid = (): void => void f.i32(1).get(lb).op(Op.i32_shl).i32(1).op(Op.i32_sub);
+  f.get(r);
+  valid();
+  f.op(Op.i32_and);
+  const pol = (imm >> 4) & 3;
+  if (pol === 1) f.i32(0xffff).op(Op.i32_xor);
+  else if (pol === 3) {
+    valid();
+    f.op(Op.i32_xor);
+  }
+  f.set(r);
+  // ECX: 16 when no bit is set
+  const idx = g.tmp64();
+  if (imm & 0x40) f.i32(16).i32(31).get(r).op(Op.i32_clz).op(Op.i32_sub).get(r).op(Op.i32_eqz).op(Op.select);
+  else f.get(r).i32(0x10000).op(Op.i32_or).op(Op.i32_ctz);
+  f.op(Op.i64_extend_i32_u).set(idx);
+  setReg(g, d, 1, 4, idx);
+  // CF = r != 0, ZF = lb < 16, SF = la < 16, OF = r bit 0, AF = PF = 0
+  const fl = g.tmp64();
+  f.get(r).op(Op.i32_eqz).op(Op.i32_eqz);
+  f.get(lb).i32(16).op(Op.i32_lt_u).i32(6).op(Op.i32_shl).op(Op.i32_or);
+  f.get(la).i32(16).op(Op.i32_lt_u).i32(7).op(Op.i32_shl).op(Op.i32_or);
+  f.get(r).i32(1).op(Op.i32_and).i32(11).op(Op.i32_shl).op(Op.i32_or);
+  f.op(Op.i64_extend_i32_u).set(fl);
+  produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
   return 'cont';
 }
 
