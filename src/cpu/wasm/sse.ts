@@ -269,16 +269,18 @@ function genSse4(g: WGen, d: D, L: number, k: number, next: number): 'cont' | fa
 }
 
 /**
- * PCMPISTRI on bytes with the "equal any" aggregation (imm8 bits 3:2 clear), what the C library's
- * strcspn, strspn and strpbrk run: bit j of the result is set when xmm2/m128's byte j comes
- * before its first zero byte and equals one of xmm1's bytes before xmm1's first zero byte; then
- * the polarity, ECX = the lowest (or, imm8 bit 6, highest) set bit's index or 16, and the flags
- * as the interpreter sets them (core: fpu/pcmpstr.ts). Word elements and the other aggregations
- * are interpreted.
+ * PCMPISTRI on bytes with the "equal any" or "equal each" aggregation, what the C library's
+ * strcspn, strspn, strpbrk (equal any: bit j of the result is set when xmm2/m128's byte j comes
+ * before its first zero byte and equals one of xmm1's bytes before xmm1's first zero byte) and
+ * strcmp (equal each: byte j of both is valid and equal, or of neither) run; then the polarity,
+ * ECX = the lowest (or, imm8 bit 6, highest) set bit's index or 16, and the flags as the
+ * interpreter sets them (fpu/pcmpstr.ts). Word elements, ranges and "equal ordered" are
+ * interpreted.
  */
 function pcmpistriBytes(g: WGen, d: D, L: number, k: number, next: number): 'cont' | false {
   const imm = d.imm & 0xff;
-  if (!features.sse42 || (imm & 0x0d) !== 0) return false;
+  const agg = (imm >> 2) & 3;
+  if (!features.sse42 || (imm & 1) !== 0 || agg === 1 || agg === 3) return false;
   enter(g, d, k, next);
   const f = g.c;
   const b = f.local(T.V128);
@@ -296,24 +298,36 @@ function pcmpistriBytes(g: WGen, d: D, L: number, k: number, next: number): 'con
   const lb = f.local(T.I32);
   len(a, la);
   len(b, lb);
-  // r = bytes of b equal to byte kk of a, for each kk below la
   const r = f.local(T.I32);
-  f.i32(0).set(r);
-  for (let kk = 0; kk < 16; kk++) {
+  const valid = (n: number): void => void f.i32(1).get(n).op(Op.i32_shl).i32(1).op(Op.i32_sub);
+  if (agg === 0) {
+    // equal any: r = bytes of b equal to byte kk of a, for each kk below la
+    f.i32(0).set(r);
+    for (let kk = 0; kk < 16; kk++) {
+      f.get(r);
+      f.get(b).get(a).get(a).shuffle(new Array<number>(16).fill(kk)).simd(V.i8x16_eq).simd(V.i8x16_bitmask);
+      f.i32(kk).get(la).op(Op.i32_sub).i32(31).op(Op.i32_shr_s).op(Op.i32_and); // all ones when kk < la
+      f.op(Op.i32_or).set(r);
+    }
+    // only b's valid bytes
     f.get(r);
-    f.get(b).get(a).get(a).shuffle(new Array<number>(16).fill(kk)).simd(V.i8x16_eq).simd(V.i8x16_bitmask);
-    f.i32(kk).get(la).op(Op.i32_sub).i32(31).op(Op.i32_shr_s).op(Op.i32_and); // all ones when kk < la
-    f.op(Op.i32_or).set(r);
+    valid(lb);
+    f.op(Op.i32_and);
+  } else {
+    // equal each: byte j matches when both are valid and equal, or both are invalid
+    f.get(a).get(b).simd(V.i8x16_eq).simd(V.i8x16_bitmask);
+    valid(la);
+    f.op(Op.i32_and);
+    valid(lb);
+    f.op(Op.i32_and);
+    valid(la);
+    valid(lb);
+    f.op(Op.i32_or).i32(0xffff).op(Op.i32_xor).op(Op.i32_or);
   }
-  // only b's valid bytes, then the polarity
-  const valid = (): void => void f.i32(1).get(lb).op(Op.i32_shl).i32(1).op(Op.i32_sub);
-  f.get(r);
-  valid();
-  f.op(Op.i32_and);
   const pol = (imm >> 4) & 3;
   if (pol === 1) f.i32(0xffff).op(Op.i32_xor);
   else if (pol === 3) {
-    valid();
+    valid(lb);
     f.op(Op.i32_xor);
   }
   f.set(r);
