@@ -264,6 +264,14 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     case 0x90: // NOP, PAUSE (XCHG r8, rAX is interpreted; so is PAUSE where a spinning vCPU yields its turn, Cpu.spinWait)
       if (d.rex & 1 || (d.rep === 0xf3 && g.lay.pauseYields)) return false;
       return 'cont';
+    case 0x91: case 0x92: case 0x93: case 0x94: case 0x95: case 0x96: case 0x97: { // XCHG r, rAX
+      const r = (op & 7) | ((d.rex & 1) << 3);
+      const a = regVal(g, d, 0, sz);
+      const b = regVal(g, d, r, sz);
+      setReg(g, d, 0, sz, b);
+      setReg(g, d, r, sz, a);
+      return 'cont';
+    }
     case 0x11f: // NOP r/m
       return 'cont';
     case 0x118: // PREFETCHh: a hint, never faults
