@@ -475,6 +475,57 @@ export function coreSuite(label: string, jitThreshold: number): void {
       expect(r64(t, RBX)).toBe(3n);
     });
 
+    it('rep stosb and rep movsb of 7 and of 100 bytes (short counts run inline in translated blocks, long ones do not)', () => {
+      const t = run64(`
+        lea rdi, [rel buf]
+        mov al, 0x5a
+        mov ecx, 100
+        rep stosb
+        mov r8, rdi
+        mov al, 0x11
+        mov ecx, 7
+        rep stosb
+        lea rsi, [rel buf]
+        lea rdi, [rel dst]
+        mov ecx, 107
+        rep movsb
+        mov r9, rcx
+        lea rsi, [rel buf + 100]
+        lea rdi, [rel dst + 200]
+        mov ecx, 7
+        rep movsb
+        lea r15, [rel buf]
+        hlt
+        buf: times 110 db 0
+        dst: times 210 db 0`);
+      const buf = Number(r64(t, 15));
+      expect(Number(r64(t, R8)) - buf).toBe(100);
+      expect(r64(t, R9)).toBe(0n);
+      expect([...t.memory.readBytes(buf, 108)]).toEqual([...new Array(100).fill(0x5a), ...new Array(7).fill(0x11), 0]);
+      expect([...t.memory.readBytes(buf + 110, 108)]).toEqual([...new Array(100).fill(0x5a), ...new Array(7).fill(0x11), 0]);
+      expect([...t.memory.readBytes(buf + 110 + 200, 8)]).toEqual([...new Array(7).fill(0x11), 0]);
+    });
+
+    it('rep movsb that faults midway leaves RCX, RSI and RDI at the faulting byte and RIP at the instruction', () => {
+      const t = run64(`
+        lea r8, [rel copy]
+        lea r9, [rel src]
+        mov rsi, r9
+        mov rdi, 0x3ffffff8     ; the last 8 bytes before an unmapped page
+        mov ecx, 20
+        cld
+        jmp r8                  ; the copy starts a block of its own
+      copy:
+        rep movsb
+        hlt
+        src: times 20 db 0x77`);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(r64(t, 1)).toBe(12n); // RCX
+      expect(r64(t, 6)).toBe(r64(t, R9) + 8n); // RSI: past the 8 bytes copied
+      expect(r64(t, 7)).toBe(0x40000000n); // RDI
+      expect(t.memory.read32(Number(r64(t, RSP)) + 8)).toBe(Number(r64(t, R8))); // the frame's RIP
+    });
+
     it('enter/leave, lahf/sahf, cbw family, cqo', () => {
       const t = run64(`
         mov rbp, 0x1234

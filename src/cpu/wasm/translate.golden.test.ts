@@ -49,7 +49,7 @@ const SNIPPETS: Record<string, string> = {
     ret`,
   // an instruction the translator hands to the interpreter (the runtime's step)
   'fallback': `
-    rep movsb
+    repe cmpsb
     add rax, 1
     ret`,
 };

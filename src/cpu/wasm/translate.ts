@@ -242,7 +242,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     case 0x1bc: case 0x1bd:
       return genBitScan(g, d, live, L);
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
-      return genString(g, d);
+      return genString(g, d, k, next);
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
       return !mem && (d.reg & 7) >= 5 && d.rep === 0 && !d.opo ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib

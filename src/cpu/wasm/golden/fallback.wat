@@ -1,4 +1,4 @@
-;; rep movsb | add rax, 1 | ret
+;; repe cmpsb | add rax, 1 | ret
 (module
   (type $t0 (func (param i32 i32 i32) (result i32)))
   (type $t1 (func (param f64 i32 f64) (result i32)))
@@ -19,7 +19,7 @@
     local.set $l9
     f64.const 0x1p+20 (;=1.04858e+06;)
     f64.const 0x1.00002p+20 (;=1.04858e+06;)
-    i32.const 1312
+    i32.const 1328
     i32.const 2
     call_indirect $t (type $t3)
     if $I0
