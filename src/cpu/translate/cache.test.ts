@@ -9,11 +9,45 @@ import { describe, it, expect } from 'vitest';
 import { assemble, hasNasm } from '../core/asm.test-helper.js';
 import { createTestMachine, enterLongMode, CODE_BASE, type TestMachine } from '../core/test-machine.js';
 
+/**
+ * Code that calls functions f0..f(n-1) through a table, `rounds` times over, with `perRound`
+ * at the top of each round, then runs `after`; `fns` are the functions (labels f0...).
+ */
+function tableCalls(n: number, rounds: number, fns: string, after: string, perRound = ''): string {
+  return `
+  xor eax, eax
+  mov r8d, ${rounds}
+round:
+  ${perRound}
+  xor ecx, ecx
+next:
+  call [table + rcx * 8]
+  inc ecx
+  cmp ecx, ${n}
+  jne next
+  dec r8d
+  jnz round
+${after}
+align 8
+table: dq ${Array.from({ length: n }, (_v, i) => `f${i}`).join(', ')}
+${fns}
+`;
+}
+
 /** Page table for 0x400000..0x5fffff in 4 KiB pages (identity) at PT. */
 const PT = 0x9000;
 const FN = 0x401000;
 const FN_A = 0x500000; // mov eax, 1; ret
 const FN_B = 0x501000; // mov eax, 2; ret
+
+/** 40 calls of the function at FN (RBX sums what it returns), then HLT. */
+const CALL_FN_40 = `
+  mov ecx, 40
+a: call ${FN}
+  add ebx, eax
+  dec ecx
+  jnz a
+  hlt`;
 
 function machine(src: string): TestMachine {
   const t = createTestMachine({ jitThreshold: 1 });
@@ -37,18 +71,7 @@ describe.skipIf(!hasNasm)('merged modules', () => {
     const N = 300;
     const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: add eax, strict dword ${i}\n  ret`).join('\n');
     const t = createTestMachine({ jitThreshold: 1 });
-    t.memory.writeBytes(CODE_BASE, assemble(`
-  xor eax, eax
-  mov r8d, 3
-round:
-  xor ecx, ecx
-next:
-  call [table + rcx * 8]
-  inc ecx
-  cmp ecx, ${N}
-  jne next
-  dec r8d
-  jnz round
+    t.memory.writeBytes(CODE_BASE, assemble(tableCalls(N, 3, fns, `
   mov r15, rax
   mov dword [f7 + 1], 1000
   xor eax, eax
@@ -58,11 +81,7 @@ again:
   inc ecx
   cmp ecx, ${N}
   jne again
-  hlt
-align 8
-table: dq ${Array.from({ length: N }, (_v, i) => `f${i}`).join(', ')}
-${fns}
-`));
+  hlt`)));
     enterLongMode(t);
     const { cpu } = t;
     cpu.run(1_000_000);
@@ -103,13 +122,7 @@ b: call ${FN}
   });
 
   it('keeps every link when a page without translated code is INVLPG\'d', () => {
-    const { cpu } = machine(`
-  mov ecx, 40
-a: call ${FN}
-  add ebx, eax
-  dec ecx
-  jnz a
-  hlt
+    const { cpu } = machine(`${CALL_FN_40}
   invlpg [${FN + 0x2000}]
   invlpg [${FN + 0x3000}]
   hlt
@@ -122,14 +135,9 @@ a: call ${FN}
     expect(cpu.s.halted).toBe(true);
     expect([cpu.tlbEpoch, cpu.globalEpoch]).toEqual(epochs);
   });
+
   it('keeps links into global pages when a page of ordinary (user) code is INVLPG\'d', () => {
-    const { cpu, memory } = machine(`
-  mov ecx, 40
-a: call ${FN}
-  add ebx, eax
-  dec ecx
-  jnz a
-  hlt
+    const { cpu, memory } = machine(`${CALL_FN_40}
   invlpg [${FN}]
   hlt
 `);
@@ -220,24 +228,7 @@ describe.skipIf(!hasNasm)('batching warm blocks', () => {
     const N = 12;
     const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: lea eax, [rax + ${i + 1}]\n  ret`).join('\n');
     const t = createTestMachine({ jitThreshold: 64 });
-    t.memory.writeBytes(CODE_BASE, assemble(`
-  xor eax, eax
-  mov r8d, 80
-round:
-  ${reload ? 'mov rdx, cr3\n  mov cr3, rdx' : 'nop'}
-  xor ecx, ecx
-next:
-  call [table + rcx * 8]
-  inc ecx
-  cmp ecx, ${N}
-  jne next
-  dec r8d
-  jnz round
-  hlt
-align 8
-table: dq ${Array.from({ length: N }, (_v, i) => `f${i}`).join(', ')}
-${fns}
-`));
+    t.memory.writeBytes(CODE_BASE, assemble(tableCalls(N, 80, fns, '  hlt', reload ? 'mov rdx, cr3\n  mov cr3, rdx' : 'nop')));
     enterLongMode(t);
     // global 2 MiB pages (PDE.G) with CR4.PGE, as a kernel maps its text
     for (let i = 0; i < 512; i++) t.memory.write32(0x3000 + i * 8, (i * 0x200000 + 0x183) >>> 0);

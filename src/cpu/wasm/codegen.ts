@@ -5,6 +5,7 @@
  * flags (conditions from a known writer, the flag record for everyone else).
  */
 import type { D } from '../translate/decode.js';
+import { fallbackKey } from '../translate/block.js';
 import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB, TLB_MASK } from '../core/consts.js';
 import { Bytes, FuncBody, Op, T, type FuncImport } from './encoder.js';
 import { IC_SIZE, A_EXIT, A_GKEY, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_GPR, A_KEY, A_RIP, A_SCRATCH, A_SEGBASE, A_STOP } from './arena.js';
@@ -283,6 +284,25 @@ export class WGen {
 }
 
 // ---- registers --------------------------------------------------------------------------
+
+/**
+ * With an i32 condition on the stack: when it holds, the interpreter runs d (the block leaves
+ * after it when the runtime says so, else reloads the registers); what the caller generates
+ * next, up to its g.end(), is the other branch, d inline. `k` counts the block's instructions
+ * before d, `next` is d's end.
+ */
+export function interpretIf(g: WGen, d: D, k: number, next: number): void {
+  const f = g.c;
+  g.begin(Op.if);
+  g.sync();
+  f.f64(d.rip).f64(next).i32(fallbackKey(d));
+  rt(f, F_STEP);
+  g.begin(Op.if);
+  g.retK(k + 1);
+  g.end();
+  g.mark('reload');
+  g.else();
+}
 
 /** Are linear addresses a and b on the same 4 KiB page? */
 export function samePage(a: number, b: number): boolean {

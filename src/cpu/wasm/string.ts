@@ -3,10 +3,9 @@
  * REP STOS with a short count.
  */
 import type { D } from '../translate/decode.js';
-import { fallbackKey } from '../translate/block.js';
 import { A_DF } from './arena.js';
 import { Op } from './encoder.js';
-import { F_STEP, load, regVal, rt, setReg, store, type WGen } from './codegen.js';
+import { interpretIf, load, regVal, setReg, store, type WGen } from './codegen.js';
 
 /**
  * REP MOVS/STOS run inline up to this many elements (a compiler's inlined memcpy/memset at -Os:
@@ -64,15 +63,7 @@ function genRep(g: WGen, d: D, k: number, next: number): 'cont' {
   const f = g.c;
   const rcx = g.reg(1);
   f.get(rcx).i64(REP_INLINE, 0).op(Op.i64_gt_u);
-  g.begin(Op.if);
-  g.sync();
-  f.f64(d.rip).f64(next).i32(fallbackKey(d));
-  rt(f, F_STEP);
-  g.begin(Op.if);
-  g.retK(k + 1);
-  g.end();
-  g.mark('reload');
-  g.else();
+  interpretIf(g, d, k, next);
   for (const r of d.op <= 0xa5 ? [1, 6, 7] : [1, 7]) {
     g.reg(r);
     g.written.add(r);

@@ -26,7 +26,7 @@ import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
 import { genImul, genMulAcc } from './mul.js';
-import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
+import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
 
@@ -486,15 +486,7 @@ function genDiv(g: WGen, d: D, sz: number, L: number, k: number, next: number): 
   const r = g.tmp64();
   // the interpreter's cases: divisor 0 or quotient overflow
   f.get(b).op(Op.i64_eqz).get(hi).get(b).op(Op.i64_ge_u).op(Op.i32_or);
-  g.begin(Op.if);
-  g.sync();
-  f.f64(d.rip).f64(next).i32(fallbackKey(d));
-  rt(f, F_STEP);
-  g.begin(Op.if);
-  g.retK(k + 1);
-  g.end();
-  g.mark('reload');
-  g.else();
+  interpretIf(g, d, k, next);
   if (sz === 4) {
     const n = g.tmp64();
     f.get(hi).i64(32, 0).op(Op.i64_shl).get(lo).op(Op.i64_or).set(n);
