@@ -279,3 +279,37 @@ f: ret
     expect(extra).toBeLessThan(3 * 3000 * 0.05);
   });
 });
+
+describe.skipIf(!hasNasm)('links to dropped blocks', () => {
+  /**
+   * Host-started block runs of 200 calls of FN where, at the 10th, the loop stores 5 either into
+   * FN's code (its `mov eax, 1`: the block is dropped and translated again) or into data.
+   */
+  function hostRuns(intoCode: boolean): { runs: number; rbx: number } {
+    const { cpu } = machine(`
+  mov ecx, 200
+a: call ${FN}
+  add ebx, eax
+  cmp ecx, 190
+  jne skip
+  mov byte [${intoCode ? FN + 1 : 'data'}], 5
+skip:
+  dec ecx
+  jnz a
+  hlt
+data: db 0
+`);
+    cpu.run(1_000_000);
+    expect(cpu.s.halted).toBe(true);
+    return { runs: cpu.cache!.run, rbx: cpu.s.gpr[2 * 3]! };
+  }
+
+  it('relinks an exit whose successor was dropped, once', () => {
+    const patched = hostRuns(true);
+    const quiet = hostRuns(false);
+    expect(patched.rbx).toBe(11 * 1 + 189 * 5); // the new code from the call after the store
+    expect(quiet.rbx).toBe(200);
+    // the caller's exit led to the dropped block's stub once, and was linked to the new block
+    expect(patched.runs).toBeLessThanOrEqual(quiet.runs + 10);
+  });
+});

@@ -14,7 +14,7 @@ import { CpuFault } from '../system-api.js';
 import { A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
 import { BLOCK_TYPE, IMPORTS, type BlockLayout } from './codegen.js';
-import { assembleModule, FuncBody, Op, T } from './encoder.js';
+import { assembleModule, FuncBody, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
 const I_FKIND = A_FKIND >> 2, I_FSZ = A_FSZ >> 2, I_FCIN = A_FCIN >> 2, I_STOP = A_STOP >> 2;
@@ -178,7 +178,8 @@ export class WasmBackend {
     const chain = new FuncBody([T.I32, T.I32, T.I32, T.I32], [T.I32]);
     chain.get(0).get(1).get(2).get(3).tailCallIndirect(0);
     const stub = new FuncBody(BLOCK_TYPE.params, BLOCK_TYPE.results);
-    stub.i32(0).i32(0).mem(Op.i32_store, arena.base + A_EXIT).get(2);
+    // the exit (or indirect branch) that led here is in A_EXIT already: the host relinks it
+    stub.get(2);
     // enter(needR, needW, slot): how the host starts a block (one JS call wrapper for all)
     const enter = new FuncBody([T.I32, T.I32, T.I32], [T.I32]);
     enter.get(0).get(1).i32(0).get(2).tailCallIndirect(0);

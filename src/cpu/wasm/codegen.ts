@@ -228,10 +228,12 @@ export class WGen {
       f.op(Op.i32_and);
     }
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    // the exit taken, for the host to link: also when the successor turns out to be a dropped
+    // block (its slot holds the stub, which returns as it is), so that the stale link is replaced
+    f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
     this.begin(Op.if);
     f.get(P_TR).get(P_TW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
-    f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
     f.get(tot).op(Op.return);
   }
 
@@ -255,10 +257,12 @@ export class WGen {
     this.keyMatches(() => f.get(e).mem(Op.i32_load, this.icBase + 8));
     f.op(Op.i32_and);
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    // no exit link: the host enters the target in the indirect-branch cache (again, when the
+    // entry led to a dropped block's stub)
+    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
     this.begin(Op.if);
     f.get(P_TR).get(P_TW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
-    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
     f.get(tot).op(Op.return);
   }
 

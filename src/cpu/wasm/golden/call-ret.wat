@@ -120,6 +120,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435708 align=1
       if $I3
         local.get $p0
         local.get $p1
@@ -128,9 +131,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435708 align=1
       local.get $l12
       return
     end
@@ -242,6 +242,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 2
+      i32.store offset=268435708 align=1
       if $I7
         local.get $p0
         local.get $p1
@@ -250,9 +253,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 2
-      i32.store offset=268435708 align=1
       local.get $l20
       return
     end
@@ -412,6 +412,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
       if $I12
         local.get $p0
         local.get $p1
@@ -421,9 +424,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 0
-      i32.store offset=268435708 align=1
       local.get $l29
       return
     end
@@ -638,6 +638,9 @@
     i32.load offset=268435660 align=1
     i32.eqz
     i32.and
+    i32.const 0
+    i32.const 0
+    i32.store offset=268435708 align=1
     if $I18
       local.get $p0
       local.get $p1
@@ -647,9 +650,6 @@
       i32.const 5
       return_call_indirect (type $t6)
     end
-    i32.const 0
-    i32.const 0
-    i32.store offset=268435708 align=1
     local.get $l41
     return
     unreachable)

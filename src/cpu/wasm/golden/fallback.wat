@@ -230,6 +230,9 @@
     i32.load offset=268435660 align=1
     i32.eqz
     i32.and
+    i32.const 0
+    i32.const 0
+    i32.store offset=268435708 align=1
     if $I4
       local.get $p0
       local.get $p1
@@ -239,9 +242,6 @@
       i32.const 5
       return_call_indirect (type $t6)
     end
-    i32.const 0
-    i32.const 0
-    i32.store offset=268435708 align=1
     local.get $l15
     return
     unreachable)

@@ -106,6 +106,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435708 align=1
       if $I2
         local.get $p0
         local.get $p1
@@ -114,9 +117,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435708 align=1
       local.get $l15
       return
     end
@@ -339,6 +339,9 @@
     i32.load offset=268435660 align=1
     i32.eqz
     i32.and
+    i32.const 0
+    i32.const 0
+    i32.store offset=268435708 align=1
     if $I6
       local.get $p0
       local.get $p1
@@ -348,9 +351,6 @@
       i32.const 5
       return_call_indirect (type $t6)
     end
-    i32.const 0
-    i32.const 0
-    i32.store offset=268435708 align=1
     local.get $l27
     return
     unreachable)

@@ -272,6 +272,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435708 align=1
       if $I7
         local.get $p0
         local.get $p1
@@ -280,9 +283,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435708 align=1
       local.get $l23
       return
     end
@@ -420,6 +420,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 2
+      i32.store offset=268435708 align=1
       if $I11
         local.get $p0
         local.get $p1
@@ -428,9 +431,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 2
-      i32.store offset=268435708 align=1
       local.get $l30
       return
     end
@@ -617,6 +617,9 @@
     i32.load offset=268435660 align=1
     i32.eqz
     i32.and
+    i32.const 0
+    i32.const 0
+    i32.store offset=268435708 align=1
     if $I15
       local.get $p0
       local.get $p1
@@ -626,9 +629,6 @@
       i32.const 5
       return_call_indirect (type $t6)
     end
-    i32.const 0
-    i32.const 0
-    i32.store offset=268435708 align=1
     local.get $l38
     return
     unreachable)

@@ -105,6 +105,9 @@
       i32.load offset=268435660 align=1
       i32.eqz
       i32.and
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435708 align=1
       if $I1
         local.get $p0
         local.get $p1
@@ -113,9 +116,6 @@
         i32.const 5
         return_call_indirect (type $t6)
       end
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435708 align=1
       local.get $l15
       return
     end
@@ -314,6 +314,9 @@
     i32.load offset=268435660 align=1
     i32.eqz
     i32.and
+    i32.const 0
+    i32.const 0
+    i32.store offset=268435708 align=1
     if $I5
       local.get $p0
       local.get $p1
@@ -323,9 +326,6 @@
       i32.const 5
       return_call_indirect (type $t6)
     end
-    i32.const 0
-    i32.const 0
-    i32.store offset=268435708 align=1
     local.get $l23
     return
     unreachable)
