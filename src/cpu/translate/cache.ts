@@ -207,9 +207,8 @@ export class BlockCache {
    * to 2 * BATCH blocks in all); returns the hot one. The warm list empties.
    */
   private compileWarm(rip: number, off: number, cpl: number): Block {
-    const c = this.cpu;
-    const local = c.tlbEpoch * 2;
-    const global = c.globalEpoch * 2 + 1;
+    const local = this.mappingKeyOf(false);
+    const global = this.mappingKeyOf(true);
     const rips = [rip];
     const offs = [off];
     for (let i = 0; i < this.warmRips.length && rips.length < BATCH; i++) {
@@ -239,8 +238,13 @@ export class BlockCache {
    * depend on the CPL, so warm starts of either privilege level go in one module.
    */
   private mappingKey(rip: number): number {
+    return this.mappingKeyOf(this.onGlobalPage(rip));
+  }
+
+  /** The current mapping key of code on global pages (odd) or on the others (even). */
+  private mappingKeyOf(global: boolean): number {
     const c = this.cpu;
-    return this.onGlobalPage(rip) ? c.globalEpoch * 2 + 1 : c.tlbEpoch * 2;
+    return global ? c.globalEpoch * 2 + 1 : c.tlbEpoch * 2;
   }
 
   /** Is linear rip on a page the TLB holds as global? */

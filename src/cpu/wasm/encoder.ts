@@ -345,7 +345,9 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   // defines and exports as "t" (nothing outside then holds on to the instance through it)
   const importTable = typeof table === 'string' ? table : undefined;
   const ownTable = typeof table === 'object' ? table.own : undefined;
-  const out = new Bytes(4096 + funcs.reduce((n, f) => n + f.encodedSize, 0));
+  // sized for every body up front: growing a buffer of this size means copying it
+  const bodies = funcs.reduce((n, f) => n + f.encodedSize, 0);
+  const out = new Bytes(4096 + bodies);
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   // types: one per distinct signature
   const sigs: string[] = [];
@@ -455,8 +457,7 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     for (const fi of refs) el.u32(fi);
     section(9, el);
   }
-  // sized for every body up front: growing a buffer of this size means copying it
-  const code = new Bytes(funcs.reduce((n, f) => n + f.encodedSize, 5));
+  const code = new Bytes(5 + bodies);
   code.u32(funcs.length);
   for (const f of funcs) f.encode(code);
   section(10, code);
