@@ -313,3 +313,18 @@ data: db 0
     expect(patched.runs).toBeLessThanOrEqual(quiet.runs + 10);
   });
 });
+
+describe.skipIf(!hasNasm)('block entry counts (TYPEVISOR_BT_STATS)', () => {
+  it('counts every entry into a translated block, chained ones too, only when asked', () => {
+    const off = machine(CALL_FN_40);
+    off.cpu.run(100_000);
+    expect(off.cpu.s.gpr[2 * 3]).toBe(40);
+    expect(off.cpu.wasm!.entries).toBe(0);
+    const on = machine(CALL_FN_40);
+    on.cpu.wasm!.countEntries();
+    on.cpu.run(100_000);
+    expect(on.cpu.s.gpr[2 * 3]).toBe(40);
+    // three blocks a turn, each entered 40 times: the call, the function, the code after the return
+    expect(on.cpu.wasm!.entries).toBe(3 * 40);
+  });
+});

@@ -41,6 +41,8 @@ export const A_SSE_OK = 260;
 export const A_DF = 264;
 /** Scratch for one 128-bit value (a memory operand on its way to a vector op). */
 export const A_XTMP = 272;
+/** Block entries (i32, wrapping), counted only when BlockLayout.countEntries: TYPEVISOR_BT_STATS. */
+export const A_ENTRIES = 288;
 /** End of the variables above (views over them cover [0, A_VARS_END)). */
 export const A_VARS_END = 512;
 /** The XMM registers, 16 x 128 bits (the interpreter's CpuState.xmm views them). */

@@ -11,7 +11,7 @@ import { buildTrace } from '../translate/trace.js';
 import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
-import { A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
+import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
 import { BLOCK_TYPE, IMPORTS, type BlockLayout } from './codegen.js';
 import { assembleModule, FuncBody, T } from './encoder.js';
@@ -220,6 +220,19 @@ export class WasmBackend {
     const m = this.slotModule[slot]!;
     if (m !== 0 && --this.moduleLive[m]! === 0) this.deadModules++;
     this.slotModule[slot] = 0;
+  }
+
+  /**
+   * Count block entries from now on (blocks translated after this call; TYPEVISOR_BT_STATS):
+   * a block chained to from another is entered too, a turn of a block's own loop is not.
+   */
+  countEntries(): void {
+    this.layout.countEntries = true;
+  }
+
+  /** Block entries counted so far (see countEntries), modulo 2^32. */
+  get entries(): number {
+    return this.u32[A_ENTRIES >> 2]!;
   }
 
   /** Several vCPUs take turns: PAUSE in translated code goes to the interpreter (Cpu.spinWait). */

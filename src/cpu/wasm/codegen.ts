@@ -71,6 +71,8 @@ export interface BlockLayout {
   codeLines: number;
   /** PAUSE goes to the interpreter (Cpu.spinWait: a vCPU among several ends its turn); else it is a NOP. */
   pauseYields?: boolean;
+  /** Every block counts its entries in A_ENTRIES (statistics; off, the code has no trace of it). */
+  countEntries?: boolean;
 }
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */

@@ -21,7 +21,7 @@ import { fallbackKey } from '../translate/block.js';
 import { F_DEC, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
-import { A_GPR, A_SCRATCH } from './arena.js';
+import { A_ENTRIES, A_GPR, A_SCRATCH } from './arena.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
@@ -584,6 +584,7 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   g.liveAtStart = tr.liveAtStart;
   g.start = rip;
   const f = g.c;
+  if (lay.countEntries) f.i32(0).i32(0).mem(Op.i32_load, base + A_ENTRIES).i32(1).op(Op.i32_add).mem(Op.i32_store, base + A_ENTRIES);
   g.mark('reload');
   if (g.loop) {
     g.f.begin(Op.loop);

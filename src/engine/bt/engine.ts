@@ -112,6 +112,7 @@ export class BtEngine implements Engine {
     machine.memory.onDmaWrite((addr, len) => this.cpu.notifyPhysWrite(addr, len));
     if (process.env.TYPEVISOR_BT_STATS) {
       this.cpu.fallbackCounts = new Map();
+      this.cpu.wasm?.countEntries();
       const onSignal = (): void => this.printStats();
       process.on('SIGUSR2', onSignal);
       machine.onStop(() => process.off('SIGUSR2', onSignal));
@@ -327,7 +328,7 @@ export class BtEngine implements Engine {
   }
 
   /** Counters at the last printStats (its figures are the work since then). */
-  private statsBase = { retired: 0, run: 0, stepsRun: 0, compiled: 0, modules: 0, merges: 0, faults: 0, ranMs: 0, sleptMs: 0, yieldedMs: 0 };
+  private statsBase = { retired: 0, run: 0, entries: 0, stepsRun: 0, compiled: 0, modules: 0, merges: 0, faults: 0, ranMs: 0, sleptMs: 0, yieldedMs: 0 };
 
   /**
    * TYPEVISOR_BT_STATS: what the CPU did since the last print (at exit, or on SIGUSR2 to print
@@ -337,13 +338,16 @@ export class BtEngine implements Engine {
     const { cpu } = this;
     const cache = cpu.cache;
     const now = {
-      retired: cpu.retired, run: cache?.run ?? 0, stepsRun: cpu.stepsRun, compiled: cache?.compiled ?? 0,
+      retired: cpu.retired, run: cache?.run ?? 0, entries: cpu.wasm?.entries ?? 0, stepsRun: cpu.stepsRun, compiled: cache?.compiled ?? 0,
       modules: cpu.wasm?.modulesCompiled ?? 0, merges: cpu.wasm?.modulesMerged ?? 0, faults: cpu.faultsTaken,
       ranMs: this.ranMs, sleptMs: this.sleptMs, yieldedMs: this.yieldedMs,
     };
     const d = Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - this.statsBase[k as keyof typeof now]])) as typeof now;
     this.statsBase = now;
+    // a chain of blocks run from the host enters each of them (a wrapped counter still subtracts right)
+    const entries = d.entries >>> 0;
     process.stderr.write(`bt stats: retired ${d.retired}, blocks run ${d.run} (avg ${((d.retired - d.stepsRun) / d.run).toFixed(1)} insns), ` +
+      `block entries ${entries} (avg ${((d.retired - d.stepsRun) / entries).toFixed(1)} insns), ` +
       `compiled ${d.compiled} (${d.modules} modules, ${d.merges} of them merges, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${d.stepsRun}, faults ${d.faults}, ` +
       `${(d.retired / d.ranMs / 1e3).toFixed(1)} M instructions per second of running, ` +
       `halted ${(d.sleptMs / 1000).toFixed(1)} s, yielding ${(d.yieldedMs / 1000).toFixed(1)} s\n`);
