@@ -5,6 +5,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 600_000,
     pool: 'forks',
+    // the worker reads the runner's replies between tests (see the file)
+    setupFiles: ['tests/support/yield-between-tests.ts'],
     projects: [
       // every unit, integration and end-to-end test
       { extends: true, test: { name: 'main', include: ['src/**/*.test.ts', 'tests/**/*.test.ts'] } },

@@ -13,5 +13,6 @@ export default defineConfig({
     env: { TYPEVISOR_ORACLE_JIT_THRESHOLD: '1' },
     testTimeout: 60_000,
     pool: 'forks',
+    setupFiles: ['tests/support/yield-between-tests.ts'],
   },
 });
