@@ -51,6 +51,8 @@ const PTE_G = 0x100;
 /** High-dword bits 51..MAX_PHYS_BITS: reserved in PAE/4-level entries. */
 const RSVD_HI_PHYS = (0xfffff & ~((1 << (MAX_PHYS_BITS - 32)) - 1)) >>> 0;
 const HI_PHYS_MASK = (1 << (MAX_PHYS_BITS - 32)) - 1;
+/** Bytes of physical address space (a constant: `2 ** MAX_PHYS_BITS` in the walk ran Math.pow on every call). */
+const PHYS_SPACE = 2 ** MAX_PHYS_BITS;
 const XD_HI = 0x80000000;
 
 // Scratch: addresses of the entries used by the current walk (for setting A/D afterwards).
@@ -109,7 +111,7 @@ export function walk(s: CpuState, mem: GuestMemory, lin: number, access: number,
     if (s.efer & Efer.LMA) {
       // 4-level: PML4 → PDPT (1 GiB pages) → PD (2 MiB pages) → PT.
       const linHi = hi32(lin) & 0xffff;
-      const pml4 = (s.cr3 - (s.cr3 % 4096)) % 2 ** MAX_PHYS_BITS;
+      const pml4 = (s.cr3 - (s.cr3 % 4096)) % PHYS_SPACE;
       let addr = pml4 + ((linHi >>> 7) & 0x1ff) * 8;
       lo = readEntry(mem, addr, 8);
       hi = entHi;
