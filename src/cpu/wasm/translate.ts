@@ -21,7 +21,7 @@ import { fallbackKey } from '../translate/block.js';
 import { F_DEC, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
-import { A_ENTRIES, A_GPR, A_SCRATCH } from './arena.js';
+import { A_ENTRIES, A_GPR, A_RIP, A_SCRATCH } from './arena.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
@@ -564,12 +564,18 @@ export function div128Body(base: number): FuncBody {
   return f;
 }
 
-/** After an instruction that stored to memory: leave if a slow store asked to stop. */
+/**
+ * After an instruction that stored to memory: leave if a slow store asked to stop. Rare (a store
+ * into translated code, or the host asking for the CPU), so it returns to the host rather than
+ * chaining: no exit link, no tail call, less code in every block that stores.
+ */
 function stopCheck(g: WGen, cont: number, k: number): void {
   const f = g.c;
   f.get(g.stop);
   g.begin(Op.if);
-  g.exitTo(cont, k);
+  g.sync();
+  f.i32(0).f64(cont).mem(Op.f64_store, g.base + A_RIP);
+  g.retK(k);
   g.end();
 }
 

@@ -10,10 +10,10 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i32) (local $l10 i32) (local $l11 i32) (local $l12 i32) (local $l13 i32) (local $l14 i64) (local $l15 i64) (local $l16 i64) (local $l17 i32) (local $l18 i32) (local $l19 i32) (local $l20 i32) (local $l21 i32) (local $l22 i64) (local $l23 i64) (local $l24 i64) (local $l25 i32) (local $l26 i32) (local $l27 i32) (local $l28 f64) (local $l29 i32) (local $l30 i32) (local $l31 i32) (local $l32 i64) (local $l33 i32) (local $l34 i32) (local $l35 i32) (local $l36 i64) (local $l37 i32) (local $l38 i32) (local $l39 i32) (local $l40 f64) (local $l41 i32) (local $l42 i32) (local $l43 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i32) (local $l10 i32) (local $l11 i32) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i32) (local $l22 i32) (local $l23 i32) (local $l24 f64) (local $l25 i32) (local $l26 i32) (local $l27 i32) (local $l28 i64) (local $l29 i32) (local $l30 i32) (local $l31 i32) (local $l32 i64) (local $l33 i32) (local $l34 i32) (local $l35 i32) (local $l36 f64) (local $l37 i32) (local $l38 i32) (local $l39 i32)
     i32.const 0
     i64.load offset=268435456 align=1
-    local.set $l23
+    local.set $l19
     i32.const 0
     i64.load offset=268435480 align=1
     local.set $l6
@@ -22,7 +22,7 @@
     local.set $l8
     i32.const 0
     i64.load offset=268435512 align=1
-    local.set $l14
+    local.set $l12
     local.get $l6
     local.set $l5
     local.get $l8
@@ -104,81 +104,59 @@
       i32.const 0
       f64.const 0x1.00001p+20 (;=1.04858e+06;)
       f64.store offset=268435688 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
       local.get $p2
       i32.const 1
       i32.add
-      local.tee $l12
-      i32.const 1024
-      i32.lt_u
-      i32.const 0
-      i32.load offset=269484040 align=1
-      local.tee $l13
-      i32.eqz
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.load offset=268435660 align=1
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435708 align=1
-      if $I3
-        local.get $p0
-        local.get $p1
-        local.get $l12
-        local.get $l13
-        i32.const 5
-        return_call_indirect (type $t6)
-      end
-      local.get $l12
       return
     end
-    local.get $l14
+    local.get $l12
     local.set $l6
     i64.const 1048585
-    local.set $l15
+    local.set $l13
     local.get $l8
     i64.const 8
     i64.sub
-    local.set $l16
-    local.get $l16
+    local.set $l14
+    local.get $l14
     i32.wrap_i64
-    local.tee $l18
+    local.tee $l16
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l19
+    local.tee $l17
     i32.const 5
     i32.shl
     local.get $p1
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l16
+    local.get $l14
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l18
+    local.get $l16
     i32.const 4095
     i32.and
     i32.const 4088
     i32.le_u
     i32.and
-    if $I4 (result i32)
-      local.get $l19
+    if $I3 (result i32)
+      local.get $l17
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l18
+      local.get $l16
       i32.const 4095
       i32.and
       i32.add
-      local.tee $l17
+      local.tee $l15
       i32.const 6
       i32.shr_u
       i32.load8_u offset=268506112
-      local.get $l17
+      local.get $l15
       i32.const 7
       i32.add
       i32.const 6
@@ -188,19 +166,19 @@
     else
       i32.const 1
     end
-    if $I5
+    if $I4
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
       i32.const 0
       local.get $l6
       i64.store offset=268435480 align=1
-      local.get $l16
+      local.get $l14
       f64.convert_i64_s
       i32.const 264
-      local.get $l15
+      local.get $l13
       i32.wrap_i64
-      local.get $l15
+      local.get $l13
       i64.const 32
       i64.shr_u
       i32.wrap_i64
@@ -209,14 +187,14 @@
       call_indirect $t (type $t2)
       local.set $l4
     else
-      local.get $l17
       local.get $l15
+      local.get $l13
       i64.store align=1
     end
-    local.get $l16
+    local.get $l14
     local.set $l8
     local.get $l4
-    if $I6
+    if $I5
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -226,34 +204,12 @@
       i32.const 0
       f64.const 0x1.0000bp+20 (;=1.04859e+06;)
       f64.store offset=268435688 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
       local.get $p2
       i32.const 3
       i32.add
-      local.tee $l20
-      i32.const 1024
-      i32.lt_u
-      i32.const 0
-      i32.load offset=269484048 align=1
-      local.tee $l21
-      i32.eqz
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.load offset=268435660 align=1
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.const 2
-      i32.store offset=268435708 align=1
-      if $I7
-        local.get $p0
-        local.get $p1
-        local.get $l20
-        local.get $l21
-        i32.const 5
-        return_call_indirect (type $t6)
-      end
-      local.get $l20
       return
     end
     local.get $l6
@@ -261,17 +217,17 @@
     i64.const 1
     i64.shl
     i64.add
-    local.set $l22
-    local.get $l22
-    local.set $l23
+    local.set $l18
+    local.get $l18
+    local.set $l19
     local.get $l8
     i32.wrap_i64
-    local.tee $l26
+    local.tee $l22
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l27
+    local.tee $l23
     i32.const 5
     i32.shl
     local.get $p0
@@ -281,27 +237,27 @@
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l26
+    local.get $l22
     i32.const 4095
     i32.and
     i32.const 4088
     i32.le_u
     i32.and
-    if $I8 (result i32)
-      local.get $l27
+    if $I6 (result i32)
+      local.get $l23
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l26
+      local.get $l22
       i32.const 4095
       i32.and
       i32.add
-      local.set $l25
+      local.set $l21
       i32.const 0
     else
       i32.const 1
     end
-    if $I9 (result i64)
+    if $I7 (result i64)
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -309,7 +265,7 @@
       local.get $l6
       i64.store offset=268435480 align=1
       i32.const 0
-      local.get $l23
+      local.get $l19
       i64.store offset=268435456 align=1
       local.get $l8
       f64.convert_i64_s
@@ -321,18 +277,18 @@
       i32.const 0
       i64.load offset=268435696 align=1
     else
-      local.get $l25
+      local.get $l21
       i64.load align=1
     end
-    local.set $l24
-    local.get $l24
+    local.set $l20
+    local.get $l20
     i64.const 140737488355328
     i64.add
     i64.const 48
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I10
+    if $I8
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -340,7 +296,7 @@
       local.get $l6
       i64.store offset=268435480 align=1
       i32.const 0
-      local.get $l23
+      local.get $l19
       i64.store offset=268435456 align=1
       i32.const 13
       f64.const 0x1.0000fp+20 (;=1.04859e+06;)
@@ -352,10 +308,10 @@
     i64.const 8
     i64.add
     local.set $l8
-    local.get $l24
+    local.get $l20
     i64.const 1048585
     i64.ne
-    if $I11
+    if $I9
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -363,22 +319,22 @@
       local.get $l6
       i64.store offset=268435480 align=1
       i32.const 0
-      local.get $l23
+      local.get $l19
       i64.store offset=268435456 align=1
-      local.get $l24
+      local.get $l20
       f64.convert_i64_s
-      local.set $l28
+      local.set $l24
       i32.const 0
-      local.get $l28
+      local.get $l24
       f64.store offset=268435688 align=1
       local.get $p2
       i32.const 5
       i32.add
-      local.set $l29
-      local.get $l24
+      local.set $l25
+      local.get $l20
       i32.wrap_i64
-      local.tee $l30
-      local.get $l30
+      local.tee $l26
+      local.get $l26
       i32.const 12
       i32.shr_u
       i32.xor
@@ -386,23 +342,23 @@
       i32.and
       i32.const 4
       i32.shl
-      local.set $l30
-      local.get $l29
+      local.set $l26
+      local.get $l25
       i32.const 1024
       i32.lt_u
-      local.get $l30
+      local.get $l26
       f64.load offset=277872640 align=1
-      local.get $l28
+      local.get $l24
       f64.eq
       i32.and
-      local.get $l30
+      local.get $l26
       i32.load offset=277872648 align=1
-      local.tee $l31
+      local.tee $l27
       i32.const 0
       i32.load offset=268435712 align=1
       i32.const 0
       i32.load offset=268435704 align=1
-      local.get $l31
+      local.get $l27
       i32.const 4
       i32.and
       select
@@ -415,18 +371,85 @@
       i32.const 0
       i32.const 0
       i32.store offset=268435708 align=1
-      if $I12
+      if $I10
         local.get $p0
         local.get $p1
-        local.get $l29
-        local.get $l30
+        local.get $l25
+        local.get $l26
         i32.load offset=277872652 align=1
         i32.const 5
         return_call_indirect (type $t6)
       end
-      local.get $l29
+      local.get $l25
       return
     end
+    local.get $l8
+    i32.wrap_i64
+    local.tee $l30
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l31
+    i32.const 5
+    i32.shl
+    local.get $p0
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l8
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    local.get $l30
+    i32.const 4095
+    i32.and
+    i32.const 4088
+    i32.le_u
+    i32.and
+    if $I11 (result i32)
+      local.get $l31
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l30
+      i32.const 4095
+      i32.and
+      i32.add
+      local.set $l29
+      i32.const 0
+    else
+      i32.const 1
+    end
+    if $I12 (result i64)
+      i32.const 0
+      local.get $l8
+      i64.store offset=268435488 align=1
+      i32.const 0
+      local.get $l6
+      i64.store offset=268435480 align=1
+      i32.const 0
+      local.get $l19
+      i64.store offset=268435456 align=1
+      local.get $l8
+      f64.convert_i64_s
+      i32.const 264
+      f64.const 0x1.00009p+20 (;=1.04858e+06;)
+      i32.const 0
+      call_indirect $t (type $t1)
+      drop
+      i32.const 0
+      i64.load offset=268435696 align=1
+    else
+      local.get $l29
+      i64.load align=1
+    end
+    local.set $l28
+    local.get $l8
+    i64.const 8
+    i64.add
+    local.set $l8
+    local.get $l28
+    local.set $l6
     local.get $l8
     i32.wrap_i64
     local.tee $l34
@@ -472,74 +495,7 @@
       local.get $l6
       i64.store offset=268435480 align=1
       i32.const 0
-      local.get $l23
-      i64.store offset=268435456 align=1
-      local.get $l8
-      f64.convert_i64_s
-      i32.const 264
-      f64.const 0x1.00009p+20 (;=1.04858e+06;)
-      i32.const 0
-      call_indirect $t (type $t1)
-      drop
-      i32.const 0
-      i64.load offset=268435696 align=1
-    else
-      local.get $l33
-      i64.load align=1
-    end
-    local.set $l32
-    local.get $l8
-    i64.const 8
-    i64.add
-    local.set $l8
-    local.get $l32
-    local.set $l6
-    local.get $l8
-    i32.wrap_i64
-    local.tee $l38
-    i32.const 12
-    i32.shr_u
-    i32.const 4095
-    i32.and
-    local.tee $l39
-    i32.const 5
-    i32.shl
-    local.get $p0
-    i32.add
-    i64.load offset=278921216 align=1
-    local.get $l8
-    i64.const 12
-    i64.shr_s
-    i64.eq
-    local.get $l38
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I15 (result i32)
-      local.get $l39
-      i32.const 2
-      i32.shl
-      i32.load offset=281018368 align=1
-      local.get $l38
-      i32.const 4095
-      i32.and
-      i32.add
-      local.set $l37
-      i32.const 0
-    else
-      i32.const 1
-    end
-    if $I16 (result i64)
-      i32.const 0
-      local.get $l8
-      i64.store offset=268435488 align=1
-      i32.const 0
-      local.get $l6
-      i64.store offset=268435480 align=1
-      i32.const 0
-      local.get $l23
+      local.get $l19
       i64.store offset=268435456 align=1
       local.get $l8
       f64.convert_i64_s
@@ -551,18 +507,18 @@
       i32.const 0
       i64.load offset=268435696 align=1
     else
-      local.get $l37
+      local.get $l33
       i64.load align=1
     end
-    local.set $l36
-    local.get $l36
+    local.set $l32
+    local.get $l32
     i64.const 140737488355328
     i64.add
     i64.const 48
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I17
+    if $I15
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -570,7 +526,7 @@
       local.get $l6
       i64.store offset=268435480 align=1
       i32.const 0
-      local.get $l23
+      local.get $l19
       i64.store offset=268435456 align=1
       i32.const 13
       f64.const 0x1.0000ap+20 (;=1.04859e+06;)
@@ -589,22 +545,22 @@
     local.get $l6
     i64.store offset=268435480 align=1
     i32.const 0
-    local.get $l23
+    local.get $l19
     i64.store offset=268435456 align=1
-    local.get $l36
+    local.get $l32
     f64.convert_i64_s
-    local.set $l40
+    local.set $l36
     i32.const 0
-    local.get $l40
+    local.get $l36
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 7
     i32.add
-    local.set $l41
-    local.get $l36
+    local.set $l37
+    local.get $l32
     i32.wrap_i64
-    local.tee $l42
-    local.get $l42
+    local.tee $l38
+    local.get $l38
     i32.const 12
     i32.shr_u
     i32.xor
@@ -612,23 +568,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l42
-    local.get $l41
+    local.set $l38
+    local.get $l37
     i32.const 1024
     i32.lt_u
-    local.get $l42
+    local.get $l38
     f64.load offset=277872640 align=1
-    local.get $l40
+    local.get $l36
     f64.eq
     i32.and
-    local.get $l42
+    local.get $l38
     i32.load offset=277872648 align=1
-    local.tee $l43
+    local.tee $l39
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l43
+    local.get $l39
     i32.const 4
     i32.and
     select
@@ -641,16 +597,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I18
+    if $I16
       local.get $p0
       local.get $p1
-      local.get $l41
-      local.get $l42
+      local.get $l37
+      local.get $l38
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l41
+    local.get $l37
     return
     unreachable)
   (table $t 7 7 funcref)

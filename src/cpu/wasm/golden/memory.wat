@@ -10,13 +10,13 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i32) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i32) (local $l21 i32) (local $l22 i32) (local $l23 i32) (local $l24 i32) (local $l25 i64) (local $l26 i64) (local $l27 i32) (local $l28 i32) (local $l29 i32) (local $l30 i32) (local $l31 i32) (local $l32 i64) (local $l33 i64) (local $l34 i32) (local $l35 i32) (local $l36 i32) (local $l37 f64) (local $l38 i32) (local $l39 i32) (local $l40 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i32) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i32) (local $l21 i32) (local $l22 i32) (local $l23 i64) (local $l24 i64) (local $l25 i32) (local $l26 i32) (local $l27 i32) (local $l28 i64) (local $l29 i64) (local $l30 i32) (local $l31 i32) (local $l32 i32) (local $l33 f64) (local $l34 i32) (local $l35 i32) (local $l36 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l11
     i32.const 0
     i64.load offset=268435488 align=1
-    local.set $l32
+    local.set $l28
     i32.const 0
     i64.load offset=268435504 align=1
     local.set $l13
@@ -256,79 +256,57 @@
       i32.const 0
       f64.const 0x1.00007p+20 (;=1.04858e+06;)
       f64.store offset=268435688 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
       local.get $p2
       i32.const 2
       i32.add
-      local.tee $l23
-      i32.const 1024
-      i32.lt_u
-      i32.const 0
-      i32.load offset=269484040 align=1
-      local.tee $l24
-      i32.eqz
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.load offset=268435660 align=1
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435708 align=1
-      if $I7
-        local.get $p0
-        local.get $p1
-        local.get $l23
-        local.get $l24
-        i32.const 5
-        return_call_indirect (type $t6)
-      end
-      local.get $l23
       return
     end
     local.get $l13
     i64.const 16
     i64.add
-    local.set $l25
+    local.set $l23
     i64.const 5
-    local.set $l26
-    local.get $l25
+    local.set $l24
+    local.get $l23
     i32.wrap_i64
-    local.tee $l28
+    local.tee $l26
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l29
+    local.tee $l27
     i32.const 5
     i32.shl
     local.get $p1
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l25
+    local.get $l23
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l28
+    local.get $l26
     i32.const 4095
     i32.and
     i32.const 4092
     i32.le_u
     i32.and
-    if $I8 (result i32)
-      local.get $l29
+    if $I7 (result i32)
+      local.get $l27
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l28
+      local.get $l26
       i32.const 4095
       i32.and
       i32.add
-      local.tee $l27
+      local.tee $l25
       i32.const 6
       i32.shr_u
       i32.load8_u offset=268506112
-      local.get $l27
+      local.get $l25
       i32.const 3
       i32.add
       i32.const 6
@@ -338,7 +316,7 @@
     else
       i32.const 1
     end
-    if $I9
+    if $I8
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -360,12 +338,12 @@
       i32.const 0
       local.get $l11
       i64.store offset=268435456 align=1
-      local.get $l25
+      local.get $l23
       f64.convert_i64_s
       i32.const 4
-      local.get $l26
+      local.get $l24
       i32.wrap_i64
-      local.get $l26
+      local.get $l24
       i64.const 32
       i64.shr_u
       i32.wrap_i64
@@ -374,12 +352,12 @@
       call_indirect $t (type $t2)
       local.set $l4
     else
-      local.get $l27
-      local.get $l26
+      local.get $l25
+      local.get $l24
       i64.store32 align=1
     end
     local.get $l4
-    if $I10
+    if $I9
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -404,74 +382,52 @@
       i32.const 0
       f64.const 0x1.0000ep+20 (;=1.04859e+06;)
       f64.store offset=268435688 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
       local.get $p2
       i32.const 3
       i32.add
-      local.tee $l30
-      i32.const 1024
-      i32.lt_u
-      i32.const 0
-      i32.load offset=269484048 align=1
-      local.tee $l31
-      i32.eqz
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.load offset=268435660 align=1
-      i32.eqz
-      i32.and
-      i32.const 0
-      i32.const 2
-      i32.store offset=268435708 align=1
-      if $I11
-        local.get $p0
-        local.get $p1
-        local.get $l30
-        local.get $l31
-        i32.const 5
-        return_call_indirect (type $t6)
-      end
-      local.get $l30
       return
     end
-    local.get $l32
+    local.get $l28
     i32.wrap_i64
-    local.tee $l35
+    local.tee $l31
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l36
+    local.tee $l32
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l32
+    local.get $l28
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l35
+    local.get $l31
     i32.const 4095
     i32.and
     i32.const 4088
     i32.le_u
     i32.and
-    if $I12 (result i32)
-      local.get $l36
+    if $I10 (result i32)
+      local.get $l32
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l35
+      local.get $l31
       i32.const 4095
       i32.and
       i32.add
-      local.set $l34
+      local.set $l30
       i32.const 0
     else
       i32.const 1
     end
-    if $I13 (result i64)
+    if $I11 (result i64)
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -493,7 +449,7 @@
       i32.const 0
       local.get $l11
       i64.store offset=268435456 align=1
-      local.get $l32
+      local.get $l28
       f64.convert_i64_s
       i32.const 264
       f64.const 0x1.0000ep+20 (;=1.04859e+06;)
@@ -503,18 +459,18 @@
       i32.const 0
       i64.load offset=268435696 align=1
     else
-      local.get $l34
+      local.get $l30
       i64.load align=1
     end
-    local.set $l33
-    local.get $l33
+    local.set $l29
+    local.get $l29
     i64.const 140737488355328
     i64.add
     i64.const 48
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I14
+    if $I12
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -542,10 +498,10 @@
       call_indirect $t (type $t5)
       unreachable
     end
-    local.get $l32
+    local.get $l28
     i64.const 8
     i64.add
-    local.set $l32
+    local.set $l28
     i32.const 0
     i32.const 1
     i32.store offset=268435648 align=1
@@ -568,22 +524,22 @@
     local.get $l11
     i64.store offset=268435456 align=1
     i32.const 0
-    local.get $l32
+    local.get $l28
     i64.store offset=268435488 align=1
-    local.get $l33
+    local.get $l29
     f64.convert_i64_s
-    local.set $l37
+    local.set $l33
     i32.const 0
-    local.get $l37
+    local.get $l33
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 4
     i32.add
-    local.set $l38
-    local.get $l33
+    local.set $l34
+    local.get $l29
     i32.wrap_i64
-    local.tee $l39
-    local.get $l39
+    local.tee $l35
+    local.get $l35
     i32.const 12
     i32.shr_u
     i32.xor
@@ -591,23 +547,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l39
-    local.get $l38
+    local.set $l35
+    local.get $l34
     i32.const 1024
     i32.lt_u
-    local.get $l39
+    local.get $l35
     f64.load offset=277872640 align=1
-    local.get $l37
+    local.get $l33
     f64.eq
     i32.and
-    local.get $l39
+    local.get $l35
     i32.load offset=277872648 align=1
-    local.tee $l40
+    local.tee $l36
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l40
+    local.get $l36
     i32.const 4
     i32.and
     select
@@ -620,16 +576,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I15
+    if $I13
       local.get $p0
       local.get $p1
-      local.get $l38
-      local.get $l39
+      local.get $l34
+      local.get $l35
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l38
+    local.get $l34
     return
     unreachable)
   (table $t 7 7 funcref)
