@@ -4,13 +4,21 @@
  * record and register write-back, the exit's link and key check — the shape of translate.ts's
  * blocks, ~200–300 bytes of machine code each) chained in a fixed random ring, M to a module.
  * Two ways to the successor: through a runtime module's `chain` (what blocks do) and straight
- * through a table of the block's own module. An analysis tool for docs/architecture.md ("The
- * translator, and where its time goes"), not a side-by-side benchmark: there is no peer.
+ * through a table of the block's own module. COLD=K gives each block K slow paths the ring never
+ * takes (a call with the registers written back and reloaded, as a TLB miss does), inline
+ * between its pieces as translated blocks have them; HINT=1 marks them unlikely with branch
+ * hints, as translated blocks do. An analysis tool for docs/architecture.md ("The translator,
+ * and where its time goes"), not a side-by-side benchmark: there is no peer.
  *
- *   node --import tsx bench/chain-transitions.ts [N=512] [M=256] [nosync]
+ *   [COLD=8] [HINT=1] node --import tsx bench/chain-transitions.ts [N=512] [M=256] [nosync]
  */
+import { setFlagsFromString } from 'node:v8';
 import { assembleModule, FuncBody, T, Op } from '../src/cpu/wasm/encoder.js';
+
+if (process.env.HINT) setFlagsFromString('--experimental-wasm-branch-hinting');
 const N = Number(process.argv[2] ?? 512), M = Number(process.argv[3] ?? 256), SYNC = process.argv[4] !== 'nosync';
+/** Cold slow paths per block (never taken: a call with the registers written back, as a TLB miss does). */
+const COLD = Number(process.env.COLD ?? 0);
 const LIMIT = 1 << 20;
 const BT = { params: [T.I32, T.I32, T.I32], results: [T.I32] };
 const CT = { params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] };
@@ -30,9 +38,21 @@ function body(id: number, mode: 'chain' | 'direct', localIdx: number): FuncBody 
   const tot = f.local(T.I32), slot = f.local(T.I32);
   const rg = (id * 3) % 12;
   if (SYNC) r.forEach((l, k) => f.i32(0).mem(Op.i64_load, 8 * ((rg + k) % 16)).set(l));
-  f.get(r[0]!).get(r[1]!).op(Op.i64_add).set(r[0]!);
-  f.get(r[2]!).get(r[0]!).op(Op.i64_xor).set(r[2]!);
-  f.get(r[3]!).i64(1, 0).op(Op.i64_add).set(r[3]!);
+  for (let c = 0; c <= COLD; c++) {
+    f.get(r[0]!).get(r[1]!).op(Op.i64_add).set(r[0]!);
+    f.get(r[2]!).get(r[0]!).op(Op.i64_xor).set(r[2]!);
+    f.get(r[3]!).i64(1, 0).op(Op.i64_add).set(r[3]!);
+    if (c === COLD) break;
+    // a slow path the ring never takes (the flag word stays 0)
+    f.i32(0).mem(Op.i32_load, 328);
+    if (process.env.HINT) f.hint(0);
+    f.begin(Op.if);
+    r.forEach((l, k) => f.i32(0).get(l).mem(Op.i64_store, 8 * ((rg + k) % 16)));
+    if (mode === 'chain') f.i32(0).i32(0).get(2).i32(0).i32(0).callIndirect(1).op(Op.drop);
+    else f.i32(0).i32(0).get(2).i32(0).callIndirect(0).op(Op.drop);
+    r.forEach((l, k) => f.i32(0).mem(Op.i64_load, 8 * ((rg + k) % 16)).set(l));
+    f.op(Op.end);
+  }
   if (SYNC) {
     f.i32(0).i32(1).mem(Op.i32_store, 256); f.i32(0).i32(8).mem(Op.i32_store, 260); f.i32(0).i32(0).mem(Op.i32_store, 264);
     f.i32(0).get(r[0]!).mem(Op.i64_store, 272); f.i32(0).get(r[1]!).mem(Op.i64_store, 280); f.i32(0).get(r[2]!).mem(Op.i64_store, 288);
@@ -48,6 +68,7 @@ function body(id: number, mode: 'chain' | 'direct', localIdx: number): FuncBody 
   else f.get(0).get(1).get(tot).i32(1 + localIdx).tailCallIndirect(0);
   f.op(Op.end);
   f.get(tot).op(Op.return);
+  f.resolveHints();
   return f;
 }
 const i32 = new Int32Array(memory.buffer);

@@ -13,6 +13,9 @@ export default defineConfig({
     env: { TYPEVISOR_ORACLE_JIT_THRESHOLD: '1' },
     testTimeout: 60_000,
     pool: 'forks',
+    // the bt engine turns V8's branch hints on (src/engine/bt/branch-hints.ts): so does the
+    // oracle, so the translated code it checks is the code the engine runs
+    poolOptions: { forks: { execArgv: ['--experimental-wasm-branch-hinting'] } },
     setupFiles: ['tests/support/yield-between-tests.ts'],
   },
 });

@@ -197,6 +197,7 @@ export class WGen {
       f.get(this.n).i32(k).op(Op.i32_add).set(this.n);
       f.get(this.n).i32(LOOP_CAP).op(Op.i32_lt_u);
       f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+      f.hint(1);
       this.begin(Op.if);
       if (this.liveAtStart && this.pending !== undefined) this.storeFlags(this.pending);
       f.br(Op.br, this.depth); // the loop label: depth counts the enclosing blocks inside it
@@ -233,6 +234,7 @@ export class WGen {
     // the exit taken, for the host to link: also when the successor turns out to be a dropped
     // block (its slot holds the stub, which returns as it is), so that the stale link is replaced
     f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
+    f.hint(1);
     this.begin(Op.if);
     f.get(P_TR).get(P_TW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
@@ -262,6 +264,7 @@ export class WGen {
     // no exit link: the host enters the target in the indirect-branch cache (again, when the
     // entry led to a dropped block's stub)
     f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    f.hint(1);
     this.begin(Op.if);
     f.get(P_TR).get(P_TW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
     this.end();
@@ -303,6 +306,7 @@ export function interpretIf(g: WGen, d: D, k: number, next: number): void {
   g.sync();
   f.f64(d.rip).f64(next).i32(fallbackKey(d));
   rt(f, F_STEP);
+  f.hint(0);
   g.begin(Op.if);
   g.retK(k + 1);
   g.end();
@@ -440,6 +444,7 @@ export function translateAddr(g: WGen, L: number, sz: number, write: boolean, a:
   f.i32(5).op(Op.i32_shl).get(write ? P_TW : P_TR).op(Op.i32_add).mem(Op.i64_load, g.lay.wtlb);
   f.get(L).i64(12, 0).op(Op.i64_shr_s).op(Op.i64_eq);
   if (sz > 1) f.get(lo).i32(0xfff).op(Op.i32_and).i32(4096 - sz).op(Op.i32_le_u).op(Op.i32_and);
+  f.hint(1);
   f.begin(Op.if, T.I32);
   f.get(ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(lo).i32(0xfff).op(Op.i32_and).op(Op.i32_add);
   if (write) {
@@ -457,6 +462,7 @@ export function load(g: WGen, sz: number, L: number, rip: number, stack: boolean
   const v = g.tmp64();
   const a = g.tmp32();
   translateAddr(g, L, sz, false, a);
+  f.hint(0);
   g.begin(Op.if, T.I64);
   g.sync();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
@@ -475,6 +481,7 @@ export function store(g: WGen, sz: number, L: number, v: number, rip: number, st
   const f = g.c;
   const a = g.tmp32();
   translateAddr(g, L, sz, true, a);
+  f.hint(0);
   g.begin(Op.if);
   g.sync();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0));
@@ -502,6 +509,7 @@ export function storeRm(g: WGen, d: D, sz: number, L: number, v: number): void {
 export function checkCanonical(g: WGen, t: number, vector: number, rip: number): void {
   const f = g.c;
   f.get(t).i64(0, 0x8000).op(Op.i64_add).i64(48, 0).op(Op.i64_shr_u).op(Op.i64_eqz).op(Op.i32_eqz);
+  f.hint(0);
   g.begin(Op.if);
   g.sync();
   f.i32(vector).f64(rip);

@@ -147,6 +147,33 @@ export class FuncBody {
   /** The instruction stream (a generator may swap in fresh buffers and join them later). */
   code = new Bytes(1024);
   private readonly locals: T[] = [];
+  /**
+   * Branch hints: for each hinted `if`, the buffer it was written to and its offset there
+   * (`hint`); once the code is final, `hints` holds code offsets and values (0 unlikely, 1 likely).
+   */
+  pendingHints: { buf: Bytes; at: number; likely: number }[] = [];
+  hints: [number, number][] = [];
+
+  /** The next instruction (an `if` or `br_if`) is likely (1) or unlikely (0) to branch. */
+  hint(likely: 0 | 1): this {
+    this.pendingHints.push({ buf: this.code, at: this.code.len, likely });
+    return this;
+  }
+
+  /** The code is final in `code`, joined from `parts` in order: turn pending hints into offsets. */
+  resolveHints(parts: readonly (Bytes | number)[] = [this.code]): void {
+    let at = 0;
+    for (const p of parts) {
+      if (typeof p === 'number') {
+        at += p;
+        continue;
+      }
+      for (const h of this.pendingHints) if (h.buf === p) this.hints.push([at + h.at, h.likely]);
+      at += p.len;
+    }
+    this.hints.sort((a, b) => a[0] - b[0]);
+    this.pendingHints = [];
+  }
 
   constructor(readonly params: readonly T[], readonly results: readonly T[]) {}
 
@@ -293,6 +320,16 @@ export class FuncBody {
 
   /** Encoded body: local declarations (run-length) then code then `end`. */
   encode(out: Bytes): void {
+    const head = this.head();
+    // size, locals, code, end: the code is copied once, straight into `out`
+    out.u32(head.len + this.code.len + 1);
+    out.append(head);
+    out.append(this.code);
+    out.byte(Op.end);
+  }
+
+  /** The local declarations (run-length encoded). */
+  head(): Bytes {
     const head = new Bytes();
     const groups: [number, T][] = [];
     for (const t of this.locals) {
@@ -305,11 +342,7 @@ export class FuncBody {
       head.u32(n);
       head.byte(t);
     }
-    // size, locals, code, end: the code is copied once, straight into `out`
-    out.u32(head.len + this.code.len + 1);
-    out.append(head);
-    out.append(this.code);
-    out.byte(Op.end);
+    return head;
   }
 
   /** Bytes encode() writes at most. */
@@ -456,6 +489,24 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     el.u32(refs.length);
     for (const fi of refs) el.u32(fi);
     section(9, el);
+  }
+  if (funcs.some((f) => f.hints.length > 0)) {
+    // branch hints (metadata.code.branch_hint): offsets count from the start of a body's locals
+    const bh = new Bytes();
+    bh.name('metadata.code.branch_hint');
+    const hinted = funcs.map((f, i) => [f, i] as const).filter(([f]) => f.hints.length > 0);
+    bh.u32(hinted.length);
+    for (const [f, i] of hinted) {
+      bh.u32(imports.length + i);
+      bh.u32(f.hints.length);
+      const h = f.head().len;
+      for (const [at, v] of f.hints) {
+        bh.u32(h + at);
+        bh.u32(1);
+        bh.byte(v);
+      }
+    }
+    section(0, bh);
   }
   const code = new Bytes(5 + bodies);
   code.u32(funcs.length);

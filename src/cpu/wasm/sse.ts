@@ -459,6 +459,7 @@ function storeX(g: WGen, d: D, L: number, r: number, aligned: boolean): void {
 function alignCheck(g: WGen, d: D, L: number): void {
   const f = g.c;
   f.get(L).op(Op.i32_wrap_i64).i32(15).op(Op.i32_and);
+  f.hint(0);
   g.begin(Op.if);
   g.sync();
   f.i32(13).f64(d.rip);
@@ -474,6 +475,7 @@ function alignCheck(g: WGen, d: D, L: number): void {
 function enter(g: WGen, d: D, k: number, next: number): void {
   const f = g.c;
   f.i32(0).mem(Op.i32_load, g.base + A_SSE_OK).op(Op.i32_eqz);
+  f.hint(0);
   g.begin(Op.if);
   g.sync();
   f.f64(d.rip).f64(next).i32(fallbackKey(d));

@@ -572,6 +572,7 @@ export function div128Body(base: number): FuncBody {
 function stopCheck(g: WGen, cont: number, k: number): void {
   const f = g.c;
   f.get(g.stop);
+  f.hint(0);
   g.begin(Op.if);
   g.sync();
   f.i32(0).f64(cont).mem(Op.f64_store, g.base + A_RIP);
@@ -622,6 +623,7 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
         exited = true;
         break;
       }
+      f.hint(0);
       g.begin(Op.if);
       g.retK(k);
       g.end();
@@ -650,7 +652,9 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   // sized up front (a register load or store is at most 16 bytes): no copy while joining
   const chunks = g.chunks.concat([g.f.code]);
   const code = new Bytes(chunks.reduce((n, ch) => n + (ch instanceof Bytes ? ch.len : 16 * used.length), 16));
+  const parts: (Bytes | number)[] = [];
   for (const ch of chunks) {
+    const before = code.len;
     if (ch === 'reload') {
       for (const [l, r] of used) {
         code.byte(Op.i32_const); code.s32(0);
@@ -665,8 +669,10 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
         code.byte(Op.i64_store); code.u32(0); code.u32(base + A_GPR + 8 * r);
       }
     } else code.append(ch);
+    parts.push(ch instanceof Bytes ? ch : code.len - before);
   }
   g.f.code = code;
+  g.f.resolveHints(parts);
   return { body: g.f, n: k, fallsThrough };
 }
 

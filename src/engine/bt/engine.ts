@@ -34,6 +34,7 @@ import { applyEntryState } from '../../cpu/system/entry.js';
 import { facsWakeTarget } from '../../boot/acpi/wake.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
+import { enableBranchHints } from './branch-hints.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 
 const RFLAGS_IF = 1 << 9;
@@ -87,6 +88,7 @@ export class BtEngine implements Engine {
     private readonly machine: Machine,
     private readonly opts: BtEngineOptions,
   ) {
+    enableBranchHints();
     this.controllers = opts.vcpus?.interrupts ?? [opts.interrupts];
     this.cpus = this.controllers.map((interrupts, vcpu) => {
       const cpu = new Cpu({

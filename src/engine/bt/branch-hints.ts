@@ -1,0 +1,18 @@
+/**
+ * Translated blocks mark their slow paths (TLB misses, faults, stops, the interpreter's
+ * fallbacks) as unlikely with WebAssembly branch hints (`metadata.code.branch_hint`), and
+ * V8's optimizing tier then lays that code out after the block's fast path. Node 20's V8 reads
+ * the section only with `--experimental-wasm-branch-hinting`; the flag is read when a module
+ * compiles, so setting it at run time, before the first block, is enough — an SDK user gets
+ * the same code as the CLI. Without the flag the section is ignored (hints never change what
+ * code does). Measured in docs/architecture.md ("Branch hints").
+ */
+import { setFlagsFromString } from 'node:v8';
+
+let done = false;
+
+export function enableBranchHints(): void {
+  if (done) return;
+  setFlagsFromString('--experimental-wasm-branch-hinting');
+  done = true;
+}
