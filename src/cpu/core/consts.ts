@@ -32,6 +32,12 @@ export const P_SX = 16; // supervisor execute
 export const P_UX = 32; // user execute
 export const P_GLOBAL = 64;
 export const NO_TAG = 0.5; // never equal to an integer vpn
+/** Kinds of access a translation is for (the page walk's Access bits). */
+export const ACC_WRITE = 1;
+export const ACC_USER = 2;
+export const ACC_FETCH = 4;
+/** An implicit supervisor access (descriptor tables, IDT, TSS): Access.Implicit. */
+export const ACC_IMPLICIT = 8;
 /** Cpu.codePages has this mask + 1 entries (codePageIndex). */
 export const CODE_PAGE_HASH = 0xffff;
 

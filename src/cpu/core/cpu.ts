@@ -1,8 +1,9 @@
 /**
- * The software x86-64 CPU: architectural state, lazy arithmetic flags, linear-memory access
- * through a software TLB, and the interpreter loop. The instruction decoder/executor lives in
- * exec.ts, exec0f.ts and ops/ (free functions over this class); system-level semantics (paging walk, segments,
- * exception delivery, control registers, MSRs, CPUID) are the system module's (src/cpu/system).
+ * The software x86-64 CPU: architectural state, linear-memory access through a software TLB,
+ * and the interpreter loop; it extends the lazy arithmetic flags (flags.ts). The instruction
+ * decoder/executor lives in exec.ts, exec0f.ts and ops/ (free functions over this class);
+ * system-level semantics (paging walk, segments, exception delivery, control registers, MSRs,
+ * CPUID) are the system module's (src/cpu/system).
  *
  * Conventions (see src/cpu/state.ts): 64-bit values are (lo, hi) 32-bit halves; linear addresses
  * are signed-canonical numbers in 64-bit mode; a "vpn" is floor(linear / 4096).
@@ -20,40 +21,35 @@ import type { Bus } from '../../machine/bus.js';
 import type { CpuInterruptController } from '../../machine/interrupts.js';
 import type { Clock } from '../../machine/clock.js';
 import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
-import { walk } from '../system/paging.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import type { FallbackCounts } from '../translate/block.js';
-import { BlockCache, clearPageLines } from '../translate/cache.js';
-import { Tlb } from './tlb.js';
+import { BlockCache, storeIntoCode, storesIntoCode } from '../translate/cache.js';
+import { Tlb, tlbFill } from './tlb.js';
+import { LazyFlags } from './flags.js';
+import { physRead, physWrite } from './phys.js';
+import { simdMemoryOf } from './simd-memory.js';
 import { checkIoWatch, checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
-  F_EAGER, F_ADD, F_SUB, F_LOGIC, F_INC, ARITH_MASK, PARITY, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, P_GLOBAL, CODE_PAGE_HASH, NO_TAG, codePageIndex,
+  ACC_WRITE, ACC_USER, ACC_FETCH, ACC_IMPLICIT, ARITH_MASK, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, CODE_PAGE_HASH, NO_TAG, codePageIndex,
 } from './consts.js';
 import { type CpuOptions, DEFAULT_JIT_THRESHOLD } from './options.js';
 
 export { type CpuOptions, DEFAULT_JIT_THRESHOLD, CpuCoreError } from './options.js';
 
-const ACC_WRITE = 1;
-const ACC_USER = 2;
-const ACC_FETCH = 4;
-/** An implicit supervisor access (descriptor tables, IDT, TSS): Access.Implicit. */
-const ACC_IMPLICIT = 8;
 /** CR0.EM, CR0.TS and CR4.OSFXSR: whether SSE instructions run or fault. */
 const CR0_EM = 1 << 2;
 const CR0_TS = 1 << 3;
-const CR0_PG = 1 << 31;
 const CR4_OSFXSR = 1 << 9;
-const CR4_SMEP = 1 << 20;
 const CR4_SMAP = 1 << 21;
 const RFLAGS_AC = 1 << 18;
 
 const TWO32 = 4294967296;
 
-export class Cpu implements SystemHost {
+export class Cpu extends LazyFlags implements SystemHost {
   readonly s: CpuState;
   /** The wasm arena holding RAM and the shared state, when the first RAM region lives in one. */
   readonly arena: Arena | undefined;
@@ -88,18 +84,6 @@ export class Cpu implements SystemHost {
   /** Physical address of the page. */
   readonly tlbPhys: Float64Array;
   readonly walkOut: WalkResult = { phys: 0, writable: false, user: false, nx: false, global: false };
-
-  // lazy flags
-  fOp = F_EAGER;
-  fSz = 4;
-  fRes = F64_ZERO;
-  fResHi = F64_ZERO;
-  fA = F64_ZERO;
-  fAHi = F64_ZERO;
-  fB = F64_ZERO;
-  fBHi = F64_ZERO;
-  fCin = 0;
-  fFlags = 0;
 
   // ---- mode-derived fast-path fields (modeChanged) ----
   /** 64-bit mode. */
@@ -204,6 +188,7 @@ export class Cpu implements SystemHost {
   stepsRun = F64_ZERO;
 
   constructor(opts: CpuOptions) {
+    super();
     this.memory = opts.memory;
     this.pio = opts.pio;
     this.mmio = opts.mmio;
@@ -238,21 +223,7 @@ export class Cpu implements SystemHost {
     this.wasm = arena !== undefined && threshold !== Infinity ? new WasmBackend(this, arena, freshArena) : undefined;
     this.cache = this.wasm !== undefined ? new BlockCache(this, this.wasm, this.codeLines, threshold) : undefined;
     this.jitOn = this.cache !== undefined;
-    this.simdMem = {
-      read8: (lin) => this.read8(lin),
-      read16: (lin) => this.read16(lin),
-      read32: (lin) => this.read32(lin),
-      write8: (lin, v) => this.write8(lin, v),
-      write16: (lin, v) => this.write16(lin, v),
-      write32: (lin, v) => this.write32(lin, v),
-      probeWrite: (lin, len) => this.probeWrite(lin, len),
-      fault: (vector, errorCode = -1) => {
-        throw new CpuFault(vector, errorCode);
-      },
-      setFlagsZPC: (zf, pf, cf) => this.setArith((zf ? 0x40 : 0) | (pf ? 4 : 0) | (cf ? 1 : 0)),
-      setArithFlags: (arith) => this.setArith(arith),
-      getRflags: () => this.getRflags(),
-    };
+    this.simdMem = simdMemoryOf(this);
     this.reset();
   }
 
@@ -305,103 +276,6 @@ export class Cpu implements SystemHost {
    */
   directionChanged(): void {
     if (this.arena !== undefined) this.arena.i32[A_DF >> 2] = (this.s.rflagsRest >> 10) & 1;
-  }
-
-  /** Replace the arithmetic flags with explicit values (OSZAPC bits). */
-  setArith(flags: number): void {
-    this.fOp = F_EAGER;
-    this.fFlags = flags & ARITH_MASK;
-  }
-
-  getArith(): number {
-    if (this.fOp === F_EAGER) return this.fFlags;
-    return this.cf() | (this.pf() << 2) | (this.af() << 4) | (this.zf() << 6) | (this.sf() << 7) | (this.of() << 11);
-  }
-
-  cf(): number {
-    switch (this.fOp) {
-      case F_EAGER:
-        return this.fFlags & 1;
-      case F_ADD:
-        if (this.fSz === 8) {
-          const rh = this.fResHi >>> 0;
-          const ah = this.fAHi >>> 0;
-          if (rh !== ah) return rh < ah ? 1 : 0;
-          return (this.fCin ? this.fRes <= this.fA : this.fRes < this.fA) ? 1 : 0;
-        }
-        return (this.fCin ? this.fRes <= this.fA : this.fRes < this.fA) ? 1 : 0;
-      case F_SUB:
-        if (this.fSz === 8) {
-          const ah = this.fAHi >>> 0;
-          const bh = this.fBHi >>> 0;
-          if (ah !== bh) return ah < bh ? 1 : 0;
-        }
-        return (this.fCin ? this.fA <= this.fB : this.fA < this.fB) ? 1 : 0;
-      case F_LOGIC:
-        return 0;
-      default:
-        return this.fCin;
-    }
-  }
-
-  zf(): number {
-    if (this.fOp === F_EAGER) return (this.fFlags >> 6) & 1;
-    return (this.fRes | (this.fSz === 8 ? this.fResHi : 0)) === 0 ? 1 : 0;
-  }
-
-  sf(): number {
-    if (this.fOp === F_EAGER) return (this.fFlags >> 7) & 1;
-    if (this.fSz === 8) return this.fResHi >>> 31;
-    return (this.fRes >>> (this.fSz * 8 - 1)) & 1;
-  }
-
-  pf(): number {
-    if (this.fOp === F_EAGER) return (this.fFlags >> 2) & 1;
-    return PARITY[this.fRes & 0xff]!;
-  }
-
-  af(): number {
-    if (this.fOp === F_EAGER) return (this.fFlags >> 4) & 1;
-    if (this.fOp === F_LOGIC) return 0;
-    return ((this.fA ^ this.fB ^ this.fRes) >> 4) & 1;
-  }
-
-  of(): number {
-    let x: number;
-    switch (this.fOp) {
-      case F_EAGER:
-        return (this.fFlags >> 11) & 1;
-      case F_LOGIC:
-        return 0;
-      case F_ADD:
-      case F_INC:
-        x = this.fSz === 8
-          ? (this.fAHi ^ this.fResHi) & (this.fBHi ^ this.fResHi)
-          : (this.fA ^ this.fRes) & (this.fB ^ this.fRes);
-        break;
-      default:
-        x = this.fSz === 8
-          ? (this.fAHi ^ this.fBHi) & (this.fAHi ^ this.fResHi)
-          : (this.fA ^ this.fB) & (this.fA ^ this.fRes);
-    }
-    if (this.fSz === 8) return x >>> 31;
-    return (x >>> (this.fSz * 8 - 1)) & 1;
-  }
-
-  /** Evaluate condition code cc (0..15, the low nibble of Jcc/SETcc/CMOVcc). */
-  cond(cc: number): boolean {
-    let r: number;
-    switch (cc >> 1) {
-      case 0: r = this.of(); break;
-      case 1: r = this.cf(); break;
-      case 2: r = this.zf(); break;
-      case 3: r = this.cf() | this.zf(); break;
-      case 4: r = this.sf(); break;
-      case 5: r = this.pf(); break;
-      case 6: r = this.sf() ^ this.of(); break;
-      default: r = this.zf() | (this.sf() ^ this.of()); break;
-    }
-    return (r !== 0) !== ((cc & 1) !== 0);
   }
 
   // ---- SystemHost: mode ----------------------------------------------------------------
@@ -458,50 +332,6 @@ export class Cpu implements SystemHost {
     if (links & 2) this.globalEpoch++;
   }
 
-  /**
-   * Translate `lin` for an access (ACC_* bits; `user` set for CPL-3 non-implicit accesses),
-   * fill the TLB entry, and return its index. Throws #PF.
-   *
-   * SMEP: a user page gets no supervisor execute permission. SMAP: a user page gets supervisor
-   * read/write permission only while AC opens user pages (the grant is listed and revoked when
-   * the window closes); an explicit supervisor access that finds its user page already held
-   * gets the permission the entry's user bits prove, without a walk.
-   */
-  tlbFill(lin: number, access: number): number {
-    const s = this.s;
-    const vpn = Math.floor(lin / 4096);
-    // (without paging there are no user pages, though the walk reports every page as user)
-    const paged = (s.cr0 & CR0_PG) !== 0;
-    const smap = paged && (s.cr4 & CR4_SMAP) !== 0;
-    if (smap && !(access & (ACC_USER | ACC_IMPLICIT | ACC_FETCH)) && this.userPagesOpen()) {
-      const i = vpn & TLB_MASK;
-      const write = (access & ACC_WRITE) !== 0;
-      if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (write ? P_UW : P_UR)) {
-        this.tlb.grant(i, write ? P_SR | P_SW : P_SR);
-        return i;
-      }
-    }
-    const out = this.walkOut;
-    const code = walk(s, this.memory, lin, access, out);
-    if (code !== -1) {
-      s.cr2 = lin;
-      throw new CpuFault(14, code);
-    }
-    const sup = !out.user || !smap || this.userPagesOpen();
-    let perm = sup ? P_SR : 0;
-    if (out.user) perm |= P_UR;
-    if (!out.nx) perm |= !out.user ? P_SX : paged && s.cr4 & CR4_SMEP ? P_UX : P_SX | P_UX;
-    if (access & ACC_WRITE) {
-      if (sup) perm |= P_SW;
-      if (out.user && out.writable) perm |= P_UW;
-    }
-    if (out.global && s.cr4 & 0x80) perm |= P_GLOBAL;
-    const i = this.tlb.fill(vpn, out.phys, perm);
-    if (out.user && smap && sup) this.tlb.noteGrant(i);
-    if (this.watchPages?.has(vpn)) this.tlb.slowPath(i);
-    return i;
-  }
-
   /** TLB index of an instruction fetch at linear `rip` at the current CPL, translating on a miss (may raise #PF). */
   fetchTlbIndex(rip: number): number {
     const user = this.s.cpl === 3;
@@ -517,38 +347,16 @@ export class Cpu implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & need && !(access & ACC_IMPLICIT && this.tlbPerm[i]! & P_UR && this.s.cr4 & CR4_SMAP)) return i;
-    return this.tlbFill(lin, access);
+    return tlbFill(this, lin, access);
   }
 
-  // ---- physical slow path ---------------------------------------------------------------
+  // ---- physical slow path (phys.ts) -----------------------------------------------------
   physRead(phys: number, size: 1 | 2 | 4): number {
-    const mem = this.memory;
-    const r = mem.regionOf(phys);
-    if (r === undefined) return this.mmio.read(phys, size);
-    if (phys + size <= r.base + r.size) {
-      const o = phys - r.base;
-      return size === 1 ? r.bytes[o]! : size === 2 ? r.view.getUint16(o, true) : r.view.getUint32(o, true);
-    }
-    let v = 0;
-    for (let k = 0; k < size; k++) v += this.physRead(phys + k, 1) * 2 ** (8 * k);
-    return v;
+    return physRead(this.memory, this.mmio, phys, size);
   }
 
   physWrite(phys: number, size: 1 | 2 | 4, v: number): void {
-    const mem = this.memory;
-    const r = mem.regionOf(phys);
-    if (r === undefined) {
-      this.mmio.write(phys, size, v >>> 0);
-      return;
-    }
-    if (phys + size <= r.base + r.size) {
-      const o = phys - r.base;
-      if (size === 1) r.bytes[o] = v;
-      else if (size === 2) r.view.setUint16(o, v, true);
-      else r.view.setUint32(o, v >>> 0, true);
-      return;
-    }
-    for (let k = 0; k < size; k++) this.physWrite(phys + k, 1, (v >>> (8 * k)) & 0xff);
+    physWrite(this.memory, this.mmio, phys, size, v);
   }
 
   // ---- linear memory access (current privilege) -------------------------------------------
@@ -890,21 +698,7 @@ export class Cpu implements SystemHost {
   // ---- translated code ----------------------------------------------------------------------
   /** A store to RAM offset [off, off+len) (within one page): drop translated blocks it overlaps. */
   checkCode(off: number, len: number): void {
-    const lines = this.codeLines;
-    let hit = false;
-    for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) if (lines[l] !== 0) hit = true;
-    if (!hit) return;
-    const peers = this.peers;
-    if (peers === undefined) {
-      if (this.cache!.invalidate(off, len)) this.smc = 1;
-      return;
-    }
-    // the code-line map is the machine's: clear the page's lines once, then each vCPU drops the
-    // blocks the store overlaps and marks again the lines of those it keeps
-    clearPageLines(lines, off);
-    for (const p of peers) {
-      if (p.cache?.invalidate(off, len, false) && p === this) this.smc = 1;
-    }
+    storeIntoCode(this, off, len);
   }
 
   /**
@@ -940,15 +734,8 @@ export class Cpu implements SystemHost {
 
   /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */
   notifyPhysWrite(addr: number, len: number): void {
-    let off = addr - this.ramBase;
-    let end = off + len;
-    if (off < 0) off = 0;
-    if (end > this.ramSize) end = this.ramSize;
-    while (off < end) {
-      const n = Math.min(end - off, 4096 - (off & 0xfff));
-      this.checkCode(off, n);
-      off += n;
-    }
+    const off = Math.max(0, addr - this.ramBase);
+    storesIntoCode(this, off, Math.min(addr - this.ramBase + len, this.ramSize) - off);
   }
 
   /**

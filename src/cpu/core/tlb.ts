@@ -17,8 +17,15 @@
  * the hot paths — the interpreter's and translated code's — test one permission bit as before,
  * whatever AC says. Linux opens the window around each user copy, touching a page or two.
  */
-import { NO_TAG, P_GLOBAL, P_SR, P_SW, P_UR, P_UW, TLB_MASK, TLB_SIZE } from './consts.js';
+import { ACC_FETCH, ACC_IMPLICIT, ACC_USER, ACC_WRITE, NO_TAG, P_GLOBAL, P_SR, P_SW, P_SX, P_UR, P_UW, P_UX, TLB_MASK, TLB_SIZE } from './consts.js';
 import type { Arena } from '../wasm/arena.js';
+import type { Cpu } from './cpu.js';
+import { CpuFault } from '../system-api.js';
+import { walk } from '../system/paging.js';
+
+const CR0_PG = 1 << 31;
+const CR4_SMEP = 1 << 20;
+const CR4_SMAP = 1 << 21;
 
 /** Permission bit of each wasm TLB tag (supervisor read, user read, supervisor write, user write). */
 const WT_PERM = [P_SR, P_UR, P_SW, P_UW];
@@ -170,4 +177,48 @@ export class Tlb {
       w[i * 8 + k + 1] = WT_INVALID_HI;
     }
   }
+}
+
+/**
+ * CPU c translates `lin` for an access (ACC_* bits; `user` set for CPL-3 non-implicit accesses),
+ * fills the TLB entry and returns its index. Throws #PF.
+ *
+ * SMEP: a user page gets no supervisor execute permission. SMAP: a user page gets supervisor
+ * read/write permission only while AC opens user pages (the grant is listed and revoked when
+ * the window closes); an explicit supervisor access that finds its user page already held
+ * gets the permission the entry's user bits prove, without a walk.
+ */
+export function tlbFill(c: Cpu, lin: number, access: number): number {
+  const s = c.s;
+  const vpn = Math.floor(lin / 4096);
+  // (without paging there are no user pages, though the walk reports every page as user)
+  const paged = (s.cr0 & CR0_PG) !== 0;
+  const smap = paged && (s.cr4 & CR4_SMAP) !== 0;
+  if (smap && !(access & (ACC_USER | ACC_IMPLICIT | ACC_FETCH)) && c.userPagesOpen()) {
+    const i = vpn & TLB_MASK;
+    const write = (access & ACC_WRITE) !== 0;
+    if (c.tlbTag[i] === vpn && c.tlbPerm[i]! & (write ? P_UW : P_UR)) {
+      c.tlb.grant(i, write ? P_SR | P_SW : P_SR);
+      return i;
+    }
+  }
+  const out = c.walkOut;
+  const code = walk(s, c.memory, lin, access, out);
+  if (code !== -1) {
+    s.cr2 = lin;
+    throw new CpuFault(14, code);
+  }
+  const sup = !out.user || !smap || c.userPagesOpen();
+  let perm = sup ? P_SR : 0;
+  if (out.user) perm |= P_UR;
+  if (!out.nx) perm |= !out.user ? P_SX : paged && s.cr4 & CR4_SMEP ? P_UX : P_SX | P_UX;
+  if (access & ACC_WRITE) {
+    if (sup) perm |= P_SW;
+    if (out.user && out.writable) perm |= P_UW;
+  }
+  if (out.global && s.cr4 & 0x80) perm |= P_GLOBAL;
+  const i = c.tlb.fill(vpn, out.phys, perm);
+  if (out.user && smap && sup) c.tlb.noteGrant(i);
+  if (c.watchPages?.has(vpn)) c.tlb.slowPath(i);
+  return i;
 }

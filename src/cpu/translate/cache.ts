@@ -282,7 +282,7 @@ export class BlockCache {
     const page = off >>> 12;
     const list = this.pageBlocks.get(page);
     const lines = this.codeLines;
-    if (clearLines) clearPageLines(lines, off); // else the caller cleared them for all vCPUs (Cpu.checkCode)
+    if (clearLines) clearPageLines(lines, off); // else the caller cleared them for all vCPUs (storeIntoCode)
     if (list === undefined) return false;
     const keep: Block[] = [];
     let dropped = false;
@@ -369,6 +369,39 @@ export class BlockCache {
 }
 
 /** Clear the code-line marks of the page holding RAM offset `off`. */
+/**
+ * A store by CPU `c` to RAM offset [off, off+len) of the first region (within one page): drop
+ * the translated blocks it overlaps, and make c's running block exit (Cpu.smc) when it dropped
+ * any of c's. With several vCPUs (Cpu.peers) the code-line map is the machine's: the page's
+ * lines are cleared once, then each vCPU drops the blocks the store overlaps and marks again
+ * the lines of those it keeps.
+ */
+export function storeIntoCode(c: Cpu, off: number, len: number): void {
+  const lines = c.codeLines;
+  let hit = false;
+  for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) if (lines[l] !== 0) hit = true;
+  if (!hit) return;
+  const peers = c.peers;
+  if (peers === undefined) {
+    if (c.cache!.invalidate(off, len)) c.smc = 1;
+    return;
+  }
+  clearPageLines(lines, off);
+  for (const p of peers) {
+    if (p.cache?.invalidate(off, len, false) && p === c) c.smc = 1;
+  }
+}
+
+/** storeIntoCode for RAM offsets [off, off+len) over any number of pages (a DMA write). */
+export function storesIntoCode(c: Cpu, off: number, len: number): void {
+  const end = off + len;
+  while (off < end) {
+    const n = Math.min(end - off, 4096 - (off & 0xfff));
+    storeIntoCode(c, off, n);
+    off += n;
+  }
+}
+
 export function clearPageLines(lines: Uint8Array, off: number): void {
   lines.fill(0, (off >>> 12) << 6, ((off >>> 12) + 1) << 6);
 }
