@@ -32,6 +32,10 @@ export const P_SX = 16; // supervisor execute
 export const P_UX = 32; // user execute
 export const P_GLOBAL = 64;
 export const NO_TAG = 0.5; // never equal to an integer vpn
+/** Control-register bits the TLB's fill and the CPU's SMAP window read. */
+export const CR0_PG = 1 << 31;
+export const CR4_SMEP = 1 << 20;
+export const CR4_SMAP = 1 << 21;
 /** Kinds of access a translation is for (the page walk's Access bits). */
 export const ACC_WRITE = 1;
 export const ACC_USER = 2;

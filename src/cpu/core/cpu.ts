@@ -24,7 +24,7 @@ import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
 import { deliver } from '../system/interrupts.js';
 import { computeMode } from '../system/control.js';
 import type { FallbackCounts } from '../translate/block.js';
-import { BlockCache, storeIntoCode, storesIntoCode } from '../translate/cache.js';
+import { BlockCache, storeIntoCode, storeRangeIntoCode } from '../translate/cache.js';
 import { Tlb, tlbFill } from './tlb.js';
 import { LazyFlags } from './flags.js';
 import { physRead, physWrite } from './phys.js';
@@ -34,7 +34,7 @@ import { IRQ_POLL, runSlice } from './run.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
-  ACC_WRITE, ACC_USER, ACC_FETCH, ACC_IMPLICIT, ARITH_MASK, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, CODE_PAGE_HASH, NO_TAG, codePageIndex,
+  ACC_WRITE, ACC_USER, ACC_FETCH, ACC_IMPLICIT, CR4_SMAP, ARITH_MASK, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, CODE_PAGE_HASH, NO_TAG, codePageIndex,
 } from './consts.js';
 import { type CpuOptions, DEFAULT_JIT_THRESHOLD } from './options.js';
 
@@ -44,7 +44,6 @@ export { type CpuOptions, DEFAULT_JIT_THRESHOLD, CpuCoreError } from './options.
 const CR0_EM = 1 << 2;
 const CR0_TS = 1 << 3;
 const CR4_OSFXSR = 1 << 9;
-const CR4_SMAP = 1 << 21;
 const RFLAGS_AC = 1 << 18;
 
 const TWO32 = 4294967296;
@@ -735,7 +734,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   /** Physical memory [addr, addr+len) was written behind the CPU's back (DMA): drop stale code. */
   notifyPhysWrite(addr: number, len: number): void {
     const off = Math.max(0, addr - this.ramBase);
-    storesIntoCode(this, off, Math.min(addr - this.ramBase + len, this.ramSize) - off);
+    storeRangeIntoCode(this, off, Math.min(addr - this.ramBase + len, this.ramSize) - off);
   }
 
   /**

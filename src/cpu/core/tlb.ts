@@ -17,15 +17,11 @@
  * the hot paths — the interpreter's and translated code's — test one permission bit as before,
  * whatever AC says. Linux opens the window around each user copy, touching a page or two.
  */
-import { ACC_FETCH, ACC_IMPLICIT, ACC_USER, ACC_WRITE, NO_TAG, P_GLOBAL, P_SR, P_SW, P_SX, P_UR, P_UW, P_UX, TLB_MASK, TLB_SIZE } from './consts.js';
+import { ACC_FETCH, ACC_IMPLICIT, ACC_USER, ACC_WRITE, CR0_PG, CR4_SMAP, CR4_SMEP, NO_TAG, P_GLOBAL, P_SR, P_SW, P_SX, P_UR, P_UW, P_UX, TLB_MASK, TLB_SIZE } from './consts.js';
 import type { Arena } from '../wasm/arena.js';
 import type { Cpu } from './cpu.js';
 import { CpuFault } from '../system-api.js';
 import { walk } from '../system/paging.js';
-
-const CR0_PG = 1 << 31;
-const CR4_SMEP = 1 << 20;
-const CR4_SMAP = 1 << 21;
 
 /** Permission bit of each wasm TLB tag (supervisor read, user read, supervisor write, user write). */
 const WT_PERM = [P_SR, P_UR, P_SW, P_UW];

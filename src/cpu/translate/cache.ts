@@ -393,7 +393,7 @@ export function storeIntoCode(c: Cpu, off: number, len: number): void {
 }
 
 /** storeIntoCode for RAM offsets [off, off+len) over any number of pages (a DMA write). */
-export function storesIntoCode(c: Cpu, off: number, len: number): void {
+export function storeRangeIntoCode(c: Cpu, off: number, len: number): void {
   const end = off + len;
   while (off < end) {
     const n = Math.min(end - off, 4096 - (off & 0xfff));

@@ -202,19 +202,17 @@ export class WGen {
       if (this.liveAtStart && this.pending !== undefined) this.storeFlags(this.pending);
       f.br(Op.br, this.depth); // the loop label: depth counts the enclosing blocks inside it
       this.end();
-      this.sync();
-      f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
-      this.retK(0);
+      this.leave(rip, 0);
+      return;
+    }
+    const e = this.allocExit();
+    if (e === 0) {
+      this.leave(rip, k);
       return;
     }
     this.sync();
     const f = this.f;
     f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
-    const e = this.allocExit();
-    if (e === 0) {
-      this.retK(k);
-      return;
-    }
     // chain: jump straight into the successor the host linked to this exit, if still current
     const tot = this.tmp32();
     const slot = this.tmp32();
@@ -280,6 +278,13 @@ export class WGen {
     f.i32(0).mem(Op.i32_load, this.base + A_GKEY).i32(0).mem(Op.i32_load, this.base + A_KEY);
     f.get(k).i32(4).op(Op.i32_and).op(Op.select);
     f.op(Op.i32_eq);
+  }
+
+  /** Return to the host, to go on at the constant `rip` after k instructions: no exit to link. */
+  leave(rip: number, k: number): void {
+    this.sync();
+    this.f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+    this.retK(k);
   }
 
   /** return instructions so far + N + k, with no exit to link (A_RIP already set). */

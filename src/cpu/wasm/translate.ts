@@ -21,7 +21,7 @@ import { fallbackKey } from '../translate/block.js';
 import { F_DEC, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
-import { A_ENTRIES, A_GPR, A_RIP, A_SCRATCH } from './arena.js';
+import { A_ENTRIES, A_GPR, A_SCRATCH } from './arena.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
@@ -574,9 +574,7 @@ function stopCheck(g: WGen, cont: number, k: number): void {
   f.get(g.stop);
   f.hint(0);
   g.begin(Op.if);
-  g.sync();
-  f.i32(0).f64(cont).mem(Op.f64_store, g.base + A_RIP);
-  g.retK(k);
+  g.leave(cont, k);
   g.end();
 }
 
