@@ -30,6 +30,8 @@ const WT_INVALID_HI = 0x7fffffff;
 const TWO32 = 4294967296;
 /** Grants listed one by one; past that, revoking scans the whole TLB. */
 const GRANTS_MAX = 64;
+/** Non-global fills listed between flushes at most (see Tlb.local). */
+const LOCAL_MAX = 1024;
 
 export class Tlb {
   readonly tag: Float64Array;
@@ -45,6 +47,12 @@ export class Tlb {
   private readonly grants = new Int32Array(GRANTS_MAX);
   /** How many of `grants` are listed (GRANTS_MAX + 1: more than fit; revoke scans everything). */
   granted = 0;
+  /**
+   * Indexes of entries filled with a non-global page since the last flush (a slot may appear
+   * more than once, or hold another page by now), and how many (LOCAL_MAX + 1: more than fit).
+   */
+  private readonly local = new Int32Array(LOCAL_MAX);
+  private filledLocal = 0;
 
   constructor(
     arena: Arena | undefined,
@@ -61,10 +69,27 @@ export class Tlb {
     for (let i = 0; i < TLB_SIZE; i++) this.wclear(i);
   }
 
-  /** Drop every entry, or every entry but the global ones. */
+  /**
+   * Drop every entry, or every entry but the global ones. A CR3 write (a context switch) keeps
+   * the global ones — the kernel's — and usually finds only a few hundred others, listed by
+   * `fill`: those are dropped without a scan of the whole TLB.
+   */
   flush(keepGlobal: boolean): void {
     const tag = this.tag;
     const perm = this.perm;
+    const n = this.filledLocal;
+    this.filledLocal = 0;
+    if (keepGlobal && n <= LOCAL_MAX) {
+      const list = this.local;
+      for (let k = 0; k < n; k++) {
+        const i = list[k]!;
+        if (perm[i]! & P_GLOBAL || tag[i] === NO_TAG) continue;
+        tag[i] = NO_TAG;
+        perm[i] = 0;
+        this.wclear(i);
+      }
+      return;
+    }
     for (let i = 0; i < TLB_SIZE; i++) {
       if (keepGlobal && perm[i]! & P_GLOBAL) continue;
       tag[i] = NO_TAG;
@@ -91,6 +116,12 @@ export class Tlb {
   fill(vpn: number, phys: number, perm: number): number {
     const i = vpn & TLB_MASK;
     if (this.tag[i] === vpn && this.phys[i] === phys) perm |= this.perm[i]!;
+    if (!(perm & P_GLOBAL)) {
+      // listed for flush (past LOCAL_MAX the list only counts: the flush scans everything)
+      const n = this.filledLocal;
+      if (n < LOCAL_MAX) this.local[n] = i;
+      if (n <= LOCAL_MAX) this.filledLocal = n + 1;
+    }
     this.tag[i] = vpn;
     this.perm[i] = perm;
     this.phys[i] = phys;
