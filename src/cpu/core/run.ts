@@ -110,10 +110,13 @@ export function runSlice(c: Cpu, budget: number): number {
             for (;;) {
               c.smc = 0;
               cache.run++;
+              const n0 = n;
               n += b.run(c);
               if (c.exitRequested || s.halted || s.interruptShadow || !c.long || n >= budget) break;
               if (s.rflagsRest & DEBUG_FLAGS || s.dr[7]! & 0xff) break; // POPF/IRET set TF or RF, MOV DR7 a breakpoint
-              if (--c.pollCounter <= 0) {
+              // a chain of up to CHAIN_LIMIT instructions counts one poll interval per 1,024
+              c.pollCounter -= 1 + ((n - n0) >> 10);
+              if (c.pollCounter <= 0) {
                 c.pollCounter = 1; // the outer loop polls now
                 break;
               }

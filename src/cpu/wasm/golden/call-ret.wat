@@ -344,7 +344,7 @@
       i32.shl
       local.set $l26
       local.get $l25
-      i32.const 1024
+      i32.const 16384
       i32.lt_u
       local.get $l26
       f64.load offset=277872640 align=1
@@ -570,7 +570,7 @@
     i32.shl
     local.set $l38
     local.get $l37
-    i32.const 1024
+    i32.const 16384
     i32.lt_u
     local.get $l38
     f64.load offset=277872640 align=1

@@ -206,7 +206,7 @@
     i32.shl
     local.set $l16
     local.get $l15
-    i32.const 1024
+    i32.const 16384
     i32.lt_u
     local.get $l16
     f64.load offset=277872640 align=1

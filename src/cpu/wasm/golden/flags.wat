@@ -94,7 +94,7 @@
       i32.const 4
       i32.add
       local.tee $l15
-      i32.const 1024
+      i32.const 16384
       i32.lt_u
       i32.const 0
       i32.load offset=269484040 align=1
@@ -315,7 +315,7 @@
     i32.shl
     local.set $l28
     local.get $l27
-    i32.const 1024
+    i32.const 16384
     i32.lt_u
     local.get $l28
     f64.load offset=277872640 align=1

@@ -549,7 +549,7 @@
     i32.shl
     local.set $l35
     local.get $l34
-    i32.const 1024
+    i32.const 16384
     i32.lt_u
     local.get $l35
     f64.load offset=277872640 align=1

@@ -93,7 +93,7 @@
       i32.const 4
       i32.add
       local.tee $l15
-      i32.const 1024
+      i32.const 16384
       i32.lt_u
       i32.const 0
       i32.load offset=269484040 align=1
@@ -290,7 +290,7 @@
     i32.shl
     local.set $l24
     local.get $l23
-    i32.const 1024
+    i32.const 16384
     i32.lt_u
     local.get $l24
     f64.load offset=277872640 align=1
