@@ -460,6 +460,43 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read16(0x1ffffe)).toBe(0);
     });
 
+    it('loads and stores that cross into the next page, and ones that end on the last byte of a page', () => {
+      // linear 2 MiB maps to physical 4 MiB, so an access crossing 0x200000 has its two halves
+      // in physical pages apart; three turns: the first fills the TLB, the later ones find both
+      // pages in it, and a translated block must still send the crossing accesses down its slow path
+      const t = run64(
+        `
+        mov rdx, 0x1122334455667788
+        mov ecx, 3
+      l:
+        mov [0x1ffffc], rdx
+        mov rax, [0x1ffffc]
+        mov [0x1ffff8], rdx
+        mov r9, [0x1ffff8]
+        mov [0x1fffff], dx
+        movzx edi, word [0x1fffff]
+        mov [0x1ffffe], edx
+        mov r8d, [0x1ffffe]
+        mov r10, 0x0101010101010101
+        add rdx, r10
+        dec ecx
+        jnz l
+        hlt`,
+        (m) => m.memory.write32(0x3008, 0x400083),
+      );
+      const last = 0x1122334455667788n + 2n * 0x0101010101010101n;
+      const b = (i: number): number => Number((last >> BigInt(8 * i)) & 0xffn);
+      expect(r64(t, RAX)).toBe(last);
+      expect(r64(t, R9)).toBe(last);
+      expect(r64(t, RDI)).toBe(last & 0xffffn);
+      expect(r64(t, R8)).toBe(last & 0xffffffffn);
+      // bytes below 2 MiB: the 8-byte store ending there, then the 4-byte store
+      expect([0x1ffffc, 0x1ffffd, 0x1ffffe, 0x1fffff].map((a) => t.memory.read8(a))).toEqual([b(4), b(5), b(0), b(1)]);
+      // above: at physical 4 MiB, never at physical 2 MiB
+      expect([0x400000, 0x400001, 0x400002, 0x400003].map((a) => t.memory.read8(a))).toEqual([b(2), b(3), b(6), b(7)]);
+      expect(t.memory.read32(0x200000)).toBe(0);
+    });
+
     it('invlpg and CR3 reload drop stale translations', () => {
       const t = run64(`
         mov rax, [0x200000]      ; fill TLB for page 2 MiB -> phys 2 MiB

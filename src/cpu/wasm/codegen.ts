@@ -441,28 +441,43 @@ export const LOADS = [0, Op.i64_load8_u, Op.i64_load16_u, 0, Op.i64_load32_u, 0,
 export const STORES = [0, Op.i64_store8, Op.i64_store16, 0, Op.i64_store32, 0, 0, 0, Op.i64_store];
 
 /**
- * Push (i32) whether the access [L, L + sz) must take the slow path, with its RAM offset in
- * local a otherwise: the TLB entry's tag for this access kind (read or write, at the block's
- * CPL) must be L's page number, the access must stay in the page, and a store must not touch a
- * line holding translated code.
+ * Push (i32) whether the inline TLB holds the page of the access [L, L + sz) for this access
+ * kind (read or write, at the block's CPL), leaving the access's RAM offset to `ramOffset`. One
+ * compare covers a page-crossing access too: the tag is compared with the page of the last
+ * byte, and the next page's entry lives in another slot, so an access that crosses never hits.
  */
-export function translateAddr(g: WGen, L: number, sz: number, write: boolean, a: number): void {
+function tlbHit(g: WGen, L: number, sz: number, write: boolean): { lo: number; ix: number } {
   const f = g.c;
   const lo = g.tmp32();
   const ix = g.tmp32();
   f.get(L).op(Op.i32_wrap_i64).tee(lo).i32(12).op(Op.i32_shr_u).i32(TLB_MASK).op(Op.i32_and).tee(ix);
   f.i32(5).op(Op.i32_shl).get(write ? P_TW : P_TR).op(Op.i32_add).mem(Op.i64_load, g.lay.wtlb);
-  f.get(L).i64(12, 0).op(Op.i64_shr_s).op(Op.i64_eq);
-  if (sz > 1) f.get(lo).i32(0xfff).op(Op.i32_and).i32(4096 - sz).op(Op.i32_le_u).op(Op.i32_and);
+  f.get(L);
+  if (sz > 1) f.i64(sz - 1, 0).op(Op.i64_add);
+  f.i64(12, 0).op(Op.i64_shr_s).op(Op.i64_eq);
+  return { lo, ix };
+}
+
+/**
+ * Push the RAM offset of a hit (see tlbHit): the entry keeps the page's RAM offset minus its
+ * linear address (mod 2^32), so the offset is one add away from L's low half.
+ */
+function ramOffset(g: WGen, t: { lo: number; ix: number }): void {
+  g.c.get(t.ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(t.lo).op(Op.i32_add);
+}
+
+/**
+ * Push (i32) whether the store [L, L + sz) must take the slow path, with its RAM offset in local
+ * a otherwise: a TLB hit (tlbHit) that touches no line holding translated code.
+ */
+export function translateWrite(g: WGen, L: number, sz: number, a: number): void {
+  const f = g.c;
+  const t = tlbHit(g, L, sz, true);
   f.hint(1);
   f.begin(Op.if, T.I32);
-  f.get(ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(lo).i32(0xfff).op(Op.i32_and).op(Op.i32_add);
-  if (write) {
-    f.tee(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines);
-    if (sz > 1) f.get(a).i32(sz - 1).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines).op(Op.i32_or);
-  } else {
-    f.set(a).i32(0);
-  }
+  ramOffset(g, t);
+  f.tee(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines);
+  if (sz > 1) f.get(a).i32(sz - 1).op(Op.i32_add).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines).op(Op.i32_or);
   f.op(Op.else).i32(1).op(Op.end);
 }
 
@@ -470,17 +485,17 @@ export function translateAddr(g: WGen, L: number, sz: number, write: boolean, a:
 export function load(g: WGen, sz: number, L: number, rip: number, stack: boolean): number {
   const f = g.c;
   const v = g.tmp64();
-  const a = g.tmp32();
-  translateAddr(g, L, sz, false, a);
-  f.hint(0);
+  const t = tlbHit(g, L, sz, false);
+  f.hint(1);
   g.begin(Op.if, T.I64);
+  ramOffset(g, t);
+  f.mem(LOADS[sz]!, 0);
+  g.else();
   g.sync();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
   rt(f, F_RD);
   if (sz === 8) f.op(Op.drop).i32(0).mem(Op.i64_load, g.base + A_SCRATCH);
   else f.op(Op.i64_extend_i32_u);
-  g.else();
-  f.get(a).mem(LOADS[sz]!, 0);
   g.end();
   f.set(v);
   return v;
@@ -490,7 +505,7 @@ export function load(g: WGen, sz: number, L: number, rip: number, stack: boolean
 export function store(g: WGen, sz: number, L: number, v: number, rip: number, stack: boolean): void {
   const f = g.c;
   const a = g.tmp32();
-  translateAddr(g, L, sz, true, a);
+  translateWrite(g, L, sz, a);
   f.hint(0);
   g.begin(Op.if);
   g.sync();

@@ -10,7 +10,7 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i32) (local $l10 i32) (local $l11 i32) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i32) (local $l22 i32) (local $l23 i32) (local $l24 f64) (local $l25 i32) (local $l26 i32) (local $l27 i32) (local $l28 i64) (local $l29 i32) (local $l30 i32) (local $l31 i32) (local $l32 i64) (local $l33 i32) (local $l34 i32) (local $l35 i32) (local $l36 f64) (local $l37 i32) (local $l38 i32) (local $l39 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i32) (local $l10 i32) (local $l11 i32) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i32) (local $l22 i32) (local $l23 f64) (local $l24 i32) (local $l25 i32) (local $l26 i32) (local $l27 i64) (local $l28 i32) (local $l29 i32) (local $l30 i64) (local $l31 i32) (local $l32 i32) (local $l33 f64) (local $l34 i32) (local $l35 i32) (local $l36 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l19
@@ -43,23 +43,17 @@
     i32.add
     i64.load offset=278921216 align=1
     local.get $l7
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l10
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
     if $I0 (result i32)
       local.get $l11
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
       local.get $l10
-      i32.const 4095
-      i32.and
       i32.add
       local.tee $l9
       i32.const 6
@@ -134,23 +128,17 @@
     i32.add
     i64.load offset=278921216 align=1
     local.get $l14
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l16
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
     if $I3 (result i32)
       local.get $l17
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
       local.get $l16
-      i32.const 4095
-      i32.and
       i32.add
       local.tee $l15
       i32.const 6
@@ -222,42 +210,32 @@
     local.set $l19
     local.get $l8
     i32.wrap_i64
-    local.tee $l22
+    local.tee $l21
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l23
+    local.tee $l22
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l8
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l22
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I6 (result i32)
-      local.get $l23
+    if $I6 (result i64)
+      local.get $l22
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l22
-      i32.const 4095
-      i32.and
+      local.get $l21
       i32.add
-      local.set $l21
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I7 (result i64)
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -276,9 +254,6 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l21
-      i64.load align=1
     end
     local.set $l20
     local.get $l20
@@ -288,7 +263,7 @@
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I8
+    if $I7
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -311,7 +286,7 @@
     local.get $l20
     i64.const 1048585
     i64.ne
-    if $I9
+    if $I8
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -323,18 +298,18 @@
       i64.store offset=268435456 align=1
       local.get $l20
       f64.convert_i64_s
-      local.set $l24
+      local.set $l23
       i32.const 0
-      local.get $l24
+      local.get $l23
       f64.store offset=268435688 align=1
       local.get $p2
       i32.const 5
       i32.add
-      local.set $l25
+      local.set $l24
       local.get $l20
       i32.wrap_i64
-      local.tee $l26
-      local.get $l26
+      local.tee $l25
+      local.get $l25
       i32.const 12
       i32.shr_u
       i32.xor
@@ -342,23 +317,23 @@
       i32.and
       i32.const 4
       i32.shl
-      local.set $l26
-      local.get $l25
+      local.set $l25
+      local.get $l24
       i32.const 16384
       i32.lt_u
-      local.get $l26
+      local.get $l25
       f64.load offset=277872640 align=1
-      local.get $l24
+      local.get $l23
       f64.eq
       i32.and
-      local.get $l26
+      local.get $l25
       i32.load offset=277872648 align=1
-      local.tee $l27
+      local.tee $l26
       i32.const 0
       i32.load offset=268435712 align=1
       i32.const 0
       i32.load offset=268435704 align=1
-      local.get $l27
+      local.get $l26
       i32.const 4
       i32.and
       select
@@ -371,56 +346,46 @@
       i32.const 0
       i32.const 0
       i32.store offset=268435708 align=1
-      if $I10
+      if $I9
         local.get $p0
         local.get $p1
+        local.get $l24
         local.get $l25
-        local.get $l26
         i32.load offset=277872652 align=1
         i32.const 5
         return_call_indirect (type $t6)
       end
-      local.get $l25
+      local.get $l24
       return
     end
     local.get $l8
     i32.wrap_i64
-    local.tee $l30
+    local.tee $l28
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l31
+    local.tee $l29
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l8
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l30
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I11 (result i32)
-      local.get $l31
+    if $I10 (result i64)
+      local.get $l29
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l30
-      i32.const 4095
-      i32.and
+      local.get $l28
       i32.add
-      local.set $l29
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I12 (result i64)
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -439,55 +404,42 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l29
-      i64.load align=1
     end
-    local.set $l28
+    local.set $l27
     local.get $l8
     i64.const 8
     i64.add
     local.set $l8
-    local.get $l28
+    local.get $l27
     local.set $l6
     local.get $l8
     i32.wrap_i64
-    local.tee $l34
+    local.tee $l31
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l35
+    local.tee $l32
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l8
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l34
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I13 (result i32)
-      local.get $l35
+    if $I11 (result i64)
+      local.get $l32
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l34
-      i32.const 4095
-      i32.and
+      local.get $l31
       i32.add
-      local.set $l33
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I14 (result i64)
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -506,19 +458,16 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l33
-      i64.load align=1
     end
-    local.set $l32
-    local.get $l32
+    local.set $l30
+    local.get $l30
     i64.const 140737488355328
     i64.add
     i64.const 48
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I15
+    if $I12
       i32.const 0
       local.get $l8
       i64.store offset=268435488 align=1
@@ -547,20 +496,20 @@
     i32.const 0
     local.get $l19
     i64.store offset=268435456 align=1
-    local.get $l32
+    local.get $l30
     f64.convert_i64_s
-    local.set $l36
+    local.set $l33
     i32.const 0
-    local.get $l36
+    local.get $l33
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 7
     i32.add
-    local.set $l37
-    local.get $l32
+    local.set $l34
+    local.get $l30
     i32.wrap_i64
-    local.tee $l38
-    local.get $l38
+    local.tee $l35
+    local.get $l35
     i32.const 12
     i32.shr_u
     i32.xor
@@ -568,23 +517,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l38
-    local.get $l37
+    local.set $l35
+    local.get $l34
     i32.const 16384
     i32.lt_u
-    local.get $l38
+    local.get $l35
     f64.load offset=277872640 align=1
-    local.get $l36
+    local.get $l33
     f64.eq
     i32.and
-    local.get $l38
+    local.get $l35
     i32.load offset=277872648 align=1
-    local.tee $l39
+    local.tee $l36
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l39
+    local.get $l36
     i32.const 4
     i32.and
     select
@@ -597,16 +546,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I16
+    if $I13
       local.get $p0
       local.get $p1
-      local.get $l37
-      local.get $l38
+      local.get $l34
+      local.get $l35
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l37
+    local.get $l34
     return
     unreachable)
   (table $t 7 7 funcref)

@@ -10,7 +10,7 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i32) (local $l12 i32) (local $l13 i32) (local $l14 f64) (local $l15 i32) (local $l16 i32) (local $l17 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i32) (local $l12 i32) (local $l13 f64) (local $l14 i32) (local $l15 i32) (local $l16 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l7
@@ -49,42 +49,32 @@
     local.set $l7
     local.get $l9
     i32.wrap_i64
-    local.tee $l12
+    local.tee $l11
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l13
+    local.tee $l12
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l9
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l12
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I1 (result i32)
-      local.get $l13
+    if $I1 (result i64)
+      local.get $l12
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l12
-      i32.const 4095
-      i32.and
+      local.get $l11
       i32.add
-      local.set $l11
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I2 (result i64)
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -115,9 +105,6 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l11
-      i64.load align=1
     end
     local.set $l10
     local.get $l10
@@ -127,7 +114,7 @@
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I3
+    if $I2
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -185,18 +172,18 @@
     i64.store offset=268435488 align=1
     local.get $l10
     f64.convert_i64_s
-    local.set $l14
+    local.set $l13
     i32.const 0
-    local.get $l14
+    local.get $l13
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 3
     i32.add
-    local.set $l15
+    local.set $l14
     local.get $l10
     i32.wrap_i64
-    local.tee $l16
-    local.get $l16
+    local.tee $l15
+    local.get $l15
     i32.const 12
     i32.shr_u
     i32.xor
@@ -204,23 +191,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l16
-    local.get $l15
+    local.set $l15
+    local.get $l14
     i32.const 16384
     i32.lt_u
-    local.get $l16
+    local.get $l15
     f64.load offset=277872640 align=1
-    local.get $l14
+    local.get $l13
     f64.eq
     i32.and
-    local.get $l16
+    local.get $l15
     i32.load offset=277872648 align=1
-    local.tee $l17
+    local.tee $l16
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l17
+    local.get $l16
     i32.const 4
     i32.and
     select
@@ -233,16 +220,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I4
+    if $I3
       local.get $p0
       local.get $p1
+      local.get $l14
       local.get $l15
-      local.get $l16
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l15
+    local.get $l14
     return
     unreachable)
   (table $t 7 7 funcref)

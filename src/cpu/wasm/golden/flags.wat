@@ -10,7 +10,7 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i64) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i64) (local $l22 i64) (local $l23 i32) (local $l24 i32) (local $l25 i32) (local $l26 f64) (local $l27 i32) (local $l28 i32) (local $l29 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i64) (local $l18 i64) (local $l19 i64) (local $l20 i64) (local $l21 i64) (local $l22 i64) (local $l23 i32) (local $l24 i32) (local $l25 f64) (local $l26 i32) (local $l27 i32) (local $l28 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l6
@@ -137,42 +137,32 @@
     local.set $l6
     local.get $l21
     i32.wrap_i64
-    local.tee $l24
+    local.tee $l23
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l25
+    local.tee $l24
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l21
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l24
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I3 (result i32)
-      local.get $l25
+    if $I3 (result i64)
+      local.get $l24
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l24
-      i32.const 4095
-      i32.and
+      local.get $l23
       i32.add
-      local.set $l23
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I4 (result i64)
       i32.const 0
       i32.const 4
       i32.store offset=268435648 align=1
@@ -210,9 +200,6 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l23
-      i64.load align=1
     end
     local.set $l22
     local.get $l22
@@ -222,7 +209,7 @@
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I5
+    if $I4
       i32.const 0
       i32.const 4
       i32.store offset=268435648 align=1
@@ -294,18 +281,18 @@
     i64.store offset=268435488 align=1
     local.get $l22
     f64.convert_i64_s
-    local.set $l26
+    local.set $l25
     i32.const 0
-    local.get $l26
+    local.get $l25
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 6
     i32.add
-    local.set $l27
+    local.set $l26
     local.get $l22
     i32.wrap_i64
-    local.tee $l28
-    local.get $l28
+    local.tee $l27
+    local.get $l27
     i32.const 12
     i32.shr_u
     i32.xor
@@ -313,23 +300,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l28
-    local.get $l27
+    local.set $l27
+    local.get $l26
     i32.const 16384
     i32.lt_u
-    local.get $l28
+    local.get $l27
     f64.load offset=277872640 align=1
-    local.get $l26
+    local.get $l25
     f64.eq
     i32.and
-    local.get $l28
+    local.get $l27
     i32.load offset=277872648 align=1
-    local.tee $l29
+    local.tee $l28
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l29
+    local.get $l28
     i32.const 4
     i32.and
     select
@@ -342,16 +329,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I6
+    if $I5
       local.get $p0
       local.get $p1
+      local.get $l26
       local.get $l27
-      local.get $l28
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l27
+    local.get $l26
     return
     unreachable)
   (table $t 7 7 funcref)

@@ -10,16 +10,16 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i32) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i32) (local $l18 i64) (local $l19 i64) (local $l20 i32) (local $l21 i32) (local $l22 i32) (local $l23 i64) (local $l24 i64) (local $l25 i32) (local $l26 i32) (local $l27 i32) (local $l28 i64) (local $l29 i64) (local $l30 i32) (local $l31 i32) (local $l32 i32) (local $l33 f64) (local $l34 i32) (local $l35 i32) (local $l36 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i32) (local $l15 i32) (local $l16 i64) (local $l17 i64) (local $l18 i32) (local $l19 i32) (local $l20 i32) (local $l21 i64) (local $l22 i64) (local $l23 i32) (local $l24 i32) (local $l25 i32) (local $l26 i64) (local $l27 i64) (local $l28 i32) (local $l29 i32) (local $l30 f64) (local $l31 i32) (local $l32 i32) (local $l33 i32)
     i32.const 0
     i64.load offset=268435456 align=1
-    local.set $l11
+    local.set $l10
     i32.const 0
     i64.load offset=268435488 align=1
-    local.set $l28
+    local.set $l26
     i32.const 0
     i64.load offset=268435504 align=1
-    local.set $l13
+    local.set $l12
     i32.const 0
     i64.load offset=268435512 align=1
     local.set $l6
@@ -27,42 +27,32 @@
     local.set $l5
     local.get $l5
     i32.wrap_i64
-    local.tee $l9
+    local.tee $l8
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l10
+    local.tee $l9
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l5
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l9
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I0 (result i32)
-      local.get $l10
+    if $I0 (result i64)
+      local.get $l9
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l9
-      i32.const 4095
-      i32.and
+      local.get $l8
       i32.add
-      local.set $l8
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I1 (result i64)
       local.get $l5
       f64.convert_i64_s
       i32.const 8
@@ -72,59 +62,46 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l8
-      i64.load align=1
     end
     local.set $l7
     local.get $l7
-    local.set $l11
-    local.get $l13
+    local.set $l10
+    local.get $l12
     i64.const 8
     i64.add
-    local.set $l12
-    local.get $l12
+    local.set $l11
+    local.get $l11
     i32.wrap_i64
-    local.tee $l16
+    local.tee $l14
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l17
+    local.tee $l15
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l12
+    local.get $l11
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l16
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I2 (result i32)
-      local.get $l17
+    if $I1 (result i64)
+      local.get $l15
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l16
-      i32.const 4095
-      i32.and
+      local.get $l14
       i32.add
-      local.set $l15
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I3 (result i64)
       i32.const 0
-      local.get $l11
+      local.get $l10
       i64.store offset=268435456 align=1
-      local.get $l12
+      local.get $l11
       f64.convert_i64_s
       i32.const 8
       f64.const 0x1.00003p+20 (;=1.04858e+06;)
@@ -133,54 +110,45 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l15
-      i64.load align=1
     end
-    local.set $l14
-    local.get $l11
-    local.set $l18
-    local.get $l14
-    local.get $l18
+    local.set $l13
+    local.get $l10
+    local.set $l16
+    local.get $l13
+    local.get $l16
     i64.add
-    local.set $l19
-    local.get $l12
+    local.set $l17
+    local.get $l11
     i32.wrap_i64
-    local.tee $l21
+    local.tee $l19
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l22
+    local.tee $l20
     i32.const 5
     i32.shl
     local.get $p1
     i32.add
     i64.load offset=278921216 align=1
-    local.get $l12
+    local.get $l11
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l21
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I4 (result i32)
-      local.get $l22
+    if $I2 (result i32)
+      local.get $l20
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l21
-      i32.const 4095
-      i32.and
+      local.get $l19
       i32.add
-      local.tee $l20
+      local.tee $l18
       i32.const 6
       i32.shr_u
       i32.load8_u offset=268506112
-      local.get $l20
+      local.get $l18
       i32.const 7
       i32.add
       i32.const 6
@@ -190,7 +158,7 @@
     else
       i32.const 1
     end
-    if $I5
+    if $I3
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -201,23 +169,23 @@
       i32.const 0
       i32.store offset=268435656 align=1
       i32.const 0
-      local.get $l14
+      local.get $l13
       i64.store offset=268435664 align=1
       i32.const 0
-      local.get $l18
+      local.get $l16
       i64.store offset=268435672 align=1
       i32.const 0
-      local.get $l19
+      local.get $l17
       i64.store offset=268435680 align=1
       i32.const 0
-      local.get $l11
+      local.get $l10
       i64.store offset=268435456 align=1
-      local.get $l12
+      local.get $l11
       f64.convert_i64_s
       i32.const 8
-      local.get $l19
+      local.get $l17
       i32.wrap_i64
-      local.get $l19
+      local.get $l17
       i64.const 32
       i64.shr_u
       i32.wrap_i64
@@ -226,11 +194,90 @@
       call_indirect $t (type $t2)
       local.set $l4
     else
-      local.get $l20
-      local.get $l19
+      local.get $l18
+      local.get $l17
       i64.store align=1
     end
     local.get $l4
+    if $I4
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435648 align=1
+      i32.const 0
+      i32.const 8
+      i32.store offset=268435652 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435656 align=1
+      i32.const 0
+      local.get $l13
+      i64.store offset=268435664 align=1
+      i32.const 0
+      local.get $l16
+      i64.store offset=268435672 align=1
+      i32.const 0
+      local.get $l17
+      i64.store offset=268435680 align=1
+      i32.const 0
+      local.get $l10
+      i64.store offset=268435456 align=1
+      i32.const 0
+      f64.const 0x1.00007p+20 (;=1.04858e+06;)
+      f64.store offset=268435688 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
+      local.get $p2
+      i32.const 2
+      i32.add
+      return
+    end
+    local.get $l12
+    i64.const 16
+    i64.add
+    local.set $l21
+    i64.const 5
+    local.set $l22
+    local.get $l21
+    i32.wrap_i64
+    local.tee $l24
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l25
+    i32.const 5
+    i32.shl
+    local.get $p1
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l21
+    i64.const 3
+    i64.add
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    if $I5 (result i32)
+      local.get $l25
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l24
+      i32.add
+      local.tee $l23
+      i32.const 6
+      i32.shr_u
+      i32.load8_u offset=268506112
+      local.get $l23
+      i32.const 3
+      i32.add
+      i32.const 6
+      i32.shr_u
+      i32.load8_u offset=268506112
+      i32.or
+    else
+      i32.const 1
+    end
     if $I6
       i32.const 0
       i32.const 1
@@ -242,81 +289,37 @@
       i32.const 0
       i32.store offset=268435656 align=1
       i32.const 0
-      local.get $l14
+      local.get $l13
       i64.store offset=268435664 align=1
       i32.const 0
-      local.get $l18
+      local.get $l16
       i64.store offset=268435672 align=1
       i32.const 0
-      local.get $l19
+      local.get $l17
       i64.store offset=268435680 align=1
       i32.const 0
-      local.get $l11
+      local.get $l10
       i64.store offset=268435456 align=1
-      i32.const 0
+      local.get $l21
+      f64.convert_i64_s
+      i32.const 4
+      local.get $l22
+      i32.wrap_i64
+      local.get $l22
+      i64.const 32
+      i64.shr_u
+      i32.wrap_i64
       f64.const 0x1.00007p+20 (;=1.04858e+06;)
-      f64.store offset=268435688 align=1
-      i32.const 0
-      i32.const 0
-      i32.store offset=268435708 align=1
-      local.get $p2
-      i32.const 2
-      i32.add
-      return
-    end
-    local.get $l13
-    i64.const 16
-    i64.add
-    local.set $l23
-    i64.const 5
-    local.set $l24
-    local.get $l23
-    i32.wrap_i64
-    local.tee $l26
-    i32.const 12
-    i32.shr_u
-    i32.const 4095
-    i32.and
-    local.tee $l27
-    i32.const 5
-    i32.shl
-    local.get $p1
-    i32.add
-    i64.load offset=278921216 align=1
-    local.get $l23
-    i64.const 12
-    i64.shr_s
-    i64.eq
-    local.get $l26
-    i32.const 4095
-    i32.and
-    i32.const 4092
-    i32.le_u
-    i32.and
-    if $I7 (result i32)
-      local.get $l27
-      i32.const 2
-      i32.shl
-      i32.load offset=281018368 align=1
-      local.get $l26
-      i32.const 4095
-      i32.and
-      i32.add
-      local.tee $l25
-      i32.const 6
-      i32.shr_u
-      i32.load8_u offset=268506112
-      local.get $l25
-      i32.const 3
-      i32.add
-      i32.const 6
-      i32.shr_u
-      i32.load8_u offset=268506112
-      i32.or
-    else
       i32.const 1
+      call_indirect $t (type $t2)
+      local.set $l4
+    else
+      local.get $l23
+      local.get $l22
+      i64.store32 align=1
     end
-    if $I8
+    local.get $l4
+    if $I7
       i32.const 0
       i32.const 1
       i32.store offset=268435648 align=1
@@ -327,36 +330,95 @@
       i32.const 0
       i32.store offset=268435656 align=1
       i32.const 0
-      local.get $l14
+      local.get $l13
       i64.store offset=268435664 align=1
       i32.const 0
-      local.get $l18
+      local.get $l16
       i64.store offset=268435672 align=1
       i32.const 0
-      local.get $l19
+      local.get $l17
       i64.store offset=268435680 align=1
       i32.const 0
-      local.get $l11
+      local.get $l10
       i64.store offset=268435456 align=1
-      local.get $l23
-      f64.convert_i64_s
-      i32.const 4
-      local.get $l24
-      i32.wrap_i64
-      local.get $l24
-      i64.const 32
-      i64.shr_u
-      i32.wrap_i64
-      f64.const 0x1.00007p+20 (;=1.04858e+06;)
-      i32.const 1
-      call_indirect $t (type $t2)
-      local.set $l4
-    else
-      local.get $l25
-      local.get $l24
-      i64.store32 align=1
+      i32.const 0
+      f64.const 0x1.0000ep+20 (;=1.04859e+06;)
+      f64.store offset=268435688 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435708 align=1
+      local.get $p2
+      i32.const 3
+      i32.add
+      return
     end
-    local.get $l4
+    local.get $l26
+    i32.wrap_i64
+    local.tee $l28
+    i32.const 12
+    i32.shr_u
+    i32.const 4095
+    i32.and
+    local.tee $l29
+    i32.const 5
+    i32.shl
+    local.get $p0
+    i32.add
+    i64.load offset=278921216 align=1
+    local.get $l26
+    i64.const 7
+    i64.add
+    i64.const 12
+    i64.shr_s
+    i64.eq
+    if $I8 (result i64)
+      local.get $l29
+      i32.const 2
+      i32.shl
+      i32.load offset=281018368 align=1
+      local.get $l28
+      i32.add
+      i64.load align=1
+    else
+      i32.const 0
+      i32.const 1
+      i32.store offset=268435648 align=1
+      i32.const 0
+      i32.const 8
+      i32.store offset=268435652 align=1
+      i32.const 0
+      i32.const 0
+      i32.store offset=268435656 align=1
+      i32.const 0
+      local.get $l13
+      i64.store offset=268435664 align=1
+      i32.const 0
+      local.get $l16
+      i64.store offset=268435672 align=1
+      i32.const 0
+      local.get $l17
+      i64.store offset=268435680 align=1
+      i32.const 0
+      local.get $l10
+      i64.store offset=268435456 align=1
+      local.get $l26
+      f64.convert_i64_s
+      i32.const 264
+      f64.const 0x1.0000ep+20 (;=1.04859e+06;)
+      i32.const 0
+      call_indirect $t (type $t1)
+      drop
+      i32.const 0
+      i64.load offset=268435696 align=1
+    end
+    local.set $l27
+    local.get $l27
+    i64.const 140737488355328
+    i64.add
+    i64.const 48
+    i64.shr_u
+    i64.eqz
+    i32.eqz
     if $I9
       i32.const 0
       i32.const 1
@@ -368,129 +430,16 @@
       i32.const 0
       i32.store offset=268435656 align=1
       i32.const 0
-      local.get $l14
+      local.get $l13
       i64.store offset=268435664 align=1
       i32.const 0
-      local.get $l18
+      local.get $l16
       i64.store offset=268435672 align=1
       i32.const 0
-      local.get $l19
+      local.get $l17
       i64.store offset=268435680 align=1
       i32.const 0
-      local.get $l11
-      i64.store offset=268435456 align=1
-      i32.const 0
-      f64.const 0x1.0000ep+20 (;=1.04859e+06;)
-      f64.store offset=268435688 align=1
-      i32.const 0
-      i32.const 0
-      i32.store offset=268435708 align=1
-      local.get $p2
-      i32.const 3
-      i32.add
-      return
-    end
-    local.get $l28
-    i32.wrap_i64
-    local.tee $l31
-    i32.const 12
-    i32.shr_u
-    i32.const 4095
-    i32.and
-    local.tee $l32
-    i32.const 5
-    i32.shl
-    local.get $p0
-    i32.add
-    i64.load offset=278921216 align=1
-    local.get $l28
-    i64.const 12
-    i64.shr_s
-    i64.eq
-    local.get $l31
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I10 (result i32)
-      local.get $l32
-      i32.const 2
-      i32.shl
-      i32.load offset=281018368 align=1
-      local.get $l31
-      i32.const 4095
-      i32.and
-      i32.add
-      local.set $l30
-      i32.const 0
-    else
-      i32.const 1
-    end
-    if $I11 (result i64)
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435648 align=1
-      i32.const 0
-      i32.const 8
-      i32.store offset=268435652 align=1
-      i32.const 0
-      i32.const 0
-      i32.store offset=268435656 align=1
-      i32.const 0
-      local.get $l14
-      i64.store offset=268435664 align=1
-      i32.const 0
-      local.get $l18
-      i64.store offset=268435672 align=1
-      i32.const 0
-      local.get $l19
-      i64.store offset=268435680 align=1
-      i32.const 0
-      local.get $l11
-      i64.store offset=268435456 align=1
-      local.get $l28
-      f64.convert_i64_s
-      i32.const 264
-      f64.const 0x1.0000ep+20 (;=1.04859e+06;)
-      i32.const 0
-      call_indirect $t (type $t1)
-      drop
-      i32.const 0
-      i64.load offset=268435696 align=1
-    else
-      local.get $l30
-      i64.load align=1
-    end
-    local.set $l29
-    local.get $l29
-    i64.const 140737488355328
-    i64.add
-    i64.const 48
-    i64.shr_u
-    i64.eqz
-    i32.eqz
-    if $I12
-      i32.const 0
-      i32.const 1
-      i32.store offset=268435648 align=1
-      i32.const 0
-      i32.const 8
-      i32.store offset=268435652 align=1
-      i32.const 0
-      i32.const 0
-      i32.store offset=268435656 align=1
-      i32.const 0
-      local.get $l14
-      i64.store offset=268435664 align=1
-      i32.const 0
-      local.get $l18
-      i64.store offset=268435672 align=1
-      i32.const 0
-      local.get $l19
-      i64.store offset=268435680 align=1
-      i32.const 0
-      local.get $l11
+      local.get $l10
       i64.store offset=268435456 align=1
       i32.const 13
       f64.const 0x1.0000ep+20 (;=1.04859e+06;)
@@ -498,10 +447,10 @@
       call_indirect $t (type $t5)
       unreachable
     end
-    local.get $l28
+    local.get $l26
     i64.const 8
     i64.add
-    local.set $l28
+    local.set $l26
     i32.const 0
     i32.const 1
     i32.store offset=268435648 align=1
@@ -512,34 +461,34 @@
     i32.const 0
     i32.store offset=268435656 align=1
     i32.const 0
-    local.get $l14
+    local.get $l13
     i64.store offset=268435664 align=1
     i32.const 0
-    local.get $l18
+    local.get $l16
     i64.store offset=268435672 align=1
     i32.const 0
-    local.get $l19
+    local.get $l17
     i64.store offset=268435680 align=1
     i32.const 0
-    local.get $l11
+    local.get $l10
     i64.store offset=268435456 align=1
     i32.const 0
-    local.get $l28
+    local.get $l26
     i64.store offset=268435488 align=1
-    local.get $l29
+    local.get $l27
     f64.convert_i64_s
-    local.set $l33
+    local.set $l30
     i32.const 0
-    local.get $l33
+    local.get $l30
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 4
     i32.add
-    local.set $l34
-    local.get $l29
+    local.set $l31
+    local.get $l27
     i32.wrap_i64
-    local.tee $l35
-    local.get $l35
+    local.tee $l32
+    local.get $l32
     i32.const 12
     i32.shr_u
     i32.xor
@@ -547,23 +496,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l35
-    local.get $l34
+    local.set $l32
+    local.get $l31
     i32.const 16384
     i32.lt_u
-    local.get $l35
+    local.get $l32
     f64.load offset=277872640 align=1
-    local.get $l33
+    local.get $l30
     f64.eq
     i32.and
-    local.get $l35
+    local.get $l32
     i32.load offset=277872648 align=1
-    local.tee $l36
+    local.tee $l33
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l36
+    local.get $l33
     i32.const 4
     i32.and
     select
@@ -576,16 +525,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I13
+    if $I10
       local.get $p0
       local.get $p1
-      local.get $l34
-      local.get $l35
+      local.get $l31
+      local.get $l32
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l34
+    local.get $l31
     return
     unreachable)
   (table $t 7 7 funcref)

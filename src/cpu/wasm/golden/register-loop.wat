@@ -10,7 +10,7 @@
   (type $t7 (func (param i64 i64 i64) (result i64)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
-    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i64) (local $l18 i64) (local $l19 i32) (local $l20 i32) (local $l21 i32) (local $l22 f64) (local $l23 i32) (local $l24 i32) (local $l25 i32)
+    (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i64) (local $l18 i64) (local $l19 i32) (local $l20 i32) (local $l21 f64) (local $l22 i32) (local $l23 i32) (local $l24 i32)
     i32.const 0
     i64.load offset=268435456 align=1
     local.set $l8
@@ -121,42 +121,32 @@
     end
     local.get $l17
     i32.wrap_i64
-    local.tee $l20
+    local.tee $l19
     i32.const 12
     i32.shr_u
     i32.const 4095
     i32.and
-    local.tee $l21
+    local.tee $l20
     i32.const 5
     i32.shl
     local.get $p0
     i32.add
     i64.load offset=278921216 align=1
     local.get $l17
+    i64.const 7
+    i64.add
     i64.const 12
     i64.shr_s
     i64.eq
-    local.get $l20
-    i32.const 4095
-    i32.and
-    i32.const 4088
-    i32.le_u
-    i32.and
-    if $I2 (result i32)
-      local.get $l21
+    if $I2 (result i64)
+      local.get $l20
       i32.const 2
       i32.shl
       i32.load offset=281018368 align=1
-      local.get $l20
-      i32.const 4095
-      i32.and
+      local.get $l19
       i32.add
-      local.set $l19
-      i32.const 0
+      i64.load align=1
     else
-      i32.const 1
-    end
-    if $I3 (result i64)
       i32.const 0
       i32.const 5
       i32.store offset=268435648 align=1
@@ -191,9 +181,6 @@
       drop
       i32.const 0
       i64.load offset=268435696 align=1
-    else
-      local.get $l19
-      i64.load align=1
     end
     local.set $l18
     local.get $l18
@@ -203,7 +190,7 @@
     i64.shr_u
     i64.eqz
     i32.eqz
-    if $I4
+    if $I3
       i32.const 0
       i32.const 5
       i32.store offset=268435648 align=1
@@ -269,18 +256,18 @@
     i64.store offset=268435488 align=1
     local.get $l18
     f64.convert_i64_s
-    local.set $l22
+    local.set $l21
     i32.const 0
-    local.get $l22
+    local.get $l21
     f64.store offset=268435688 align=1
     local.get $p2
     i32.const 5
     i32.add
-    local.set $l23
+    local.set $l22
     local.get $l18
     i32.wrap_i64
-    local.tee $l24
-    local.get $l24
+    local.tee $l23
+    local.get $l23
     i32.const 12
     i32.shr_u
     i32.xor
@@ -288,23 +275,23 @@
     i32.and
     i32.const 4
     i32.shl
-    local.set $l24
-    local.get $l23
+    local.set $l23
+    local.get $l22
     i32.const 16384
     i32.lt_u
-    local.get $l24
+    local.get $l23
     f64.load offset=277872640 align=1
-    local.get $l22
+    local.get $l21
     f64.eq
     i32.and
-    local.get $l24
+    local.get $l23
     i32.load offset=277872648 align=1
-    local.tee $l25
+    local.tee $l24
     i32.const 0
     i32.load offset=268435712 align=1
     i32.const 0
     i32.load offset=268435704 align=1
-    local.get $l25
+    local.get $l24
     i32.const 4
     i32.and
     select
@@ -317,16 +304,16 @@
     i32.const 0
     i32.const 0
     i32.store offset=268435708 align=1
-    if $I5
+    if $I4
       local.get $p0
       local.get $p1
+      local.get $l22
       local.get $l23
-      local.get $l24
       i32.load offset=277872652 align=1
       i32.const 5
       return_call_indirect (type $t6)
     end
-    local.get $l23
+    local.get $l22
     return
     unreachable)
   (table $t 7 7 funcref)
