@@ -150,7 +150,7 @@ export function insnSuite(label: string, jitThreshold: number): void {
       });
     });
 
-    it('lets a translated block go on (like RDTSC); the rest of group 7 ends it', () => {
+    it('lets a translated block go on (like RDTSC, and SWAPGS, CLAC, STAC); the rest of group 7 ends it', () => {
       const dec = (bytes: number[]): boolean => {
         const insn = newD();
         expect(decode(new Uint8Array(bytes), 0, bytes.length, 0, insn)).toBe(true);
@@ -158,7 +158,11 @@ export function insnSuite(label: string, jitThreshold: number): void {
       };
       expect(dec([0x0f, 0x01, 0xf9])).toBe(true); // rdtscp
       expect(dec([0x41, 0x0f, 0x01, 0xf9])).toBe(true); // REX.B does not change the opcode
-      expect(dec([0x0f, 0x01, 0xf8])).toBe(false); // swapgs
+      expect(dec([0x0f, 0x01, 0xf8])).toBe(true); // swapgs (translated code reads the GS base at each access)
+      expect(dec([0x0f, 0x01, 0xfa])).toBe(false); // monitorx (reg 7, rm 2)
+      expect(dec([0x0f, 0x01, 0xca])).toBe(true); // clac
+      expect(dec([0x0f, 0x01, 0xcb])).toBe(true); // stac
+      expect(dec([0x0f, 0x01, 0xc8])).toBe(false); // monitor (reg 1, rm 0)
       expect(dec([0x0f, 0x01, 0x39])).toBe(false); // invlpg [rcx]
       expect(dec([0x0f, 0x31])).toBe(true); // rdtsc
     });

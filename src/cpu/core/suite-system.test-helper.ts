@@ -583,6 +583,40 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 0x30));
     });
 
+    it('SWAPGS, STD/CLD and CLI in the middle of straight code (a translated block goes on after them)', () => {
+      const t = run64(`
+        mov ecx, 0xc0000101      ; GS base
+        mov eax, 0x150000
+        xor edx, edx
+        wrmsr
+        mov ecx, 0xc0000102      ; KERNEL_GS_BASE
+        mov eax, 0x160000
+        wrmsr
+        mov qword [0x150008], 11
+        mov qword [0x160008], 22
+        mov byte [0x170000], 0x5a
+        mov byte [0x170001], 0xa5
+        mov rsi, 0x170001
+        mov rdi, 0x170003
+        cli
+        swapgs
+        mov r8, gs:[8]
+        std
+        movsb                    ; [0x170003] = 0xa5, then both step down
+        movsb                    ; [0x170002] = 0x5a
+        cld
+        swapgs
+        mov r9, gs:[8]
+        pushfq
+        pop r10
+        hlt`);
+      expect(r64(t, R8)).toBe(22n);
+      expect(r64(t, R9)).toBe(11n);
+      expect(t.memory.read16(0x170002)).toBe(0xa55a);
+      expect(r64(t, RDI)).toBe(0x170001n);
+      expect(r64(t, R10) & 0x600n).toBe(0n); // IF and DF clear
+    });
+
     it('no interrupt while IF=0', () => {
       const t = createTestMachine();
       t.memory.writeBytes(CODE_BASE, assemble(`

@@ -194,16 +194,22 @@ export function mayFault(d: D): boolean {
 
 /** Instructions the interpreter may run inside a block without ending it. */
 export function continueSafe(d: D): boolean {
-  return flowOf(d.info) === Flow.Next || isRdtscp(d);
+  return flowOf(d.info) === Flow.Next || goesOnInGroup7(d);
 }
 
 /**
- * RDTSCP (0F 01 F9) reads the clock and TSC_AUX, nothing a block keeps, so the block goes on
- * as after RDTSC (Linux's rdtsc_ordered, behind every kvm-clock read, is RDTSCP when the CPU
- * has it). The table keeps the rest of group 7 (ModRM.reg 7, register form) ending blocks.
+ * Register forms of group 7 after which a block goes on: RDTSCP (0F 01 F9) reads the clock and
+ * TSC_AUX, nothing a block keeps, as RDTSC does (Linux's rdtsc_ordered, behind every kvm-clock
+ * read, is RDTSCP when the CPU has it); SWAPGS (0F 01 F8) changes the GS base, and CLAC/STAC
+ * (0F 01 CA/CB) what the TLB grants the kernel on user pages — translated code reads both from
+ * the CPU state at every access (Linux's system call entry starts with SWAPGS, and each user
+ * copy sits between STAC and CLAC). The table keeps the rest of group 7 ending blocks.
  */
-function isRdtscp(d: D): boolean {
-  return d.op === 0x101 && d.mod === 3 && (d.reg & 7) === 7 && (d.rm & 7) === 1;
+function goesOnInGroup7(d: D): boolean {
+  if (d.op !== 0x101 || d.mod !== 3) return false;
+  const r = d.reg & 7;
+  const m = d.rm & 7;
+  return (r === 7 && m <= 1) || (r === 1 && (m === 2 || m === 3));
 }
 
 /**

@@ -13,7 +13,11 @@ import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
 import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
-import { BLOCK_TYPE, IMPORTS, type BlockLayout } from './codegen.js';
+import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, type BlockLayout } from './codegen.js';
+import { iopl } from '../core/ops/system.js';
+import { swapgs } from '../system/syscall.js';
+import { features } from '../features.js';
+import { Flag } from '../state.js';
 import { assembleModule, FuncBody, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
@@ -157,6 +161,34 @@ export class WasmBackend {
       flags: (): number => {
         this.syncFlags();
         return c.getArith();
+      },
+      sys: (op: number): number => {
+        const s = c.s;
+        switch (op) {
+          case SYS_CLI:
+            if (!iopl(c)) return 1;
+            s.rflagsRest &= ~Flag.IF;
+            return 0;
+          case SYS_CLD:
+          case SYS_STD:
+            s.rflagsRest = op === SYS_STD ? s.rflagsRest | Flag.DF : s.rflagsRest & ~Flag.DF;
+            c.directionChanged();
+            return 0;
+          case SYS_CLAC:
+          case SYS_STAC:
+            if (!features.smap || s.cpl !== 0) return 1;
+            c.setRflags(op === SYS_STAC ? Flag.AC : 0, Flag.AC);
+            return 0;
+          case SYS_SWAPGS:
+            if (!c.long || s.cpl !== 0) return 1;
+            swapgs(c);
+            return 0;
+          case SYS_RFLAGS:
+            this.syncFlags();
+            return c.getRflags() & 0xfcffff;
+          default:
+            return 1;
+        }
       },
       fault: (vector: number, rip: number): void => {
         this.syncFlags();

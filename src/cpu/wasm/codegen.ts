@@ -47,13 +47,19 @@ export const IMPORTS: readonly FuncImport[] = [
   { module: 'w', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
   // div128(hi, lo, d) -> quotient of hi:lo / d (needs hi < d), remainder in A_SCRATCH
   { module: 'w', name: 'div128', params: [T.I64, T.I64, T.I64], results: [T.I64] },
+  // sys(op) -> a system instruction that touches neither the registers nor the arithmetic flags
+  // (SYS_*), done by the host without decoding it: 0 done, 1 when the interpreter must run it
+  // (it faults there); SYS_RFLAGS returns RFLAGS as PUSHF stores it
+  { module: 'h', name: 'sys', params: [T.I32], results: [T.I32] },
 ];
+/** sys's operations. */
+export const SYS_CLI = 0, SYS_CLD = 1, SYS_STD = 2, SYS_CLAC = 3, SYS_STAC = 4, SYS_SWAPGS = 5, SYS_RFLAGS = 6;
 /**
  * Blocks reach these through the runtime table ("e", "r"; entry i is IMPORTS[i], a wasm function
  * of the host's runtime module) with call_indirect: a block module imports no functions, so V8
  * compiles no call wrappers for it (that cost ~300 µs per module).
  */
-export const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5, F_DIV128 = 6;
+export const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5, F_DIV128 = 6, F_SYS = 7;
 /** Types of a block module: the block's own, then one per runtime function. */
 export const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
 /** Functions of each block module: the blocks. */

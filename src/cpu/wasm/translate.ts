@@ -26,7 +26,7 @@ import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
 import { genImul, genMulAcc } from './mul.js';
-import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
+import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
 
@@ -243,6 +243,28 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return genBitScan(g, d, live, L);
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
       return genString(g, d, k, next);
+    case 0xfa: // CLI
+      return genSys(g, d, k, next, SYS_CLI);
+    case 0xfc: case 0xfd: // CLD, STD
+      return genSys(g, d, k, next, op === 0xfc ? SYS_CLD : SYS_STD);
+    case 0x9c: { // PUSHF (64-bit; the 16-bit form is interpreted)
+      if (sz === 2) return false;
+      if (g.pending !== undefined) g.storeFlags(g.pending);
+      const v = g.tmp64();
+      f.i32(SYS_RFLAGS);
+      rt(f, F_SYS);
+      f.op(Op.i64_extend_i32_u).set(v);
+      push(g, v, d.rip);
+      return 'cont';
+    }
+    case 0x101: { // CLAC, STAC, SWAPGS (the rest of group 7 is interpreted)
+      if (mem || d.opo || d.rep !== 0) return false;
+      const r = d.reg & 7;
+      const m = d.rm & 7;
+      if (r === 1 && (m === 2 || m === 3)) return genSys(g, d, k, next, m === 3 ? SYS_STAC : SYS_CLAC);
+      if (r === 7 && m === 0) return genSys(g, d, k, next, SYS_SWAPGS);
+      return false;
+    }
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
       return !mem && (d.reg & 7) >= 5 && d.rep === 0 && !d.opo ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
@@ -427,6 +449,21 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     return 'exit';
   }
   return false;
+}
+
+/**
+ * A system instruction the host does without decoding it (codegen's SYS_*): no register
+ * write-back or reload around the call; where the host says it cannot (a fault is due), the
+ * interpreter runs it.
+ */
+function genSys(g: WGen, d: D, k: number, next: number, op: number): 'cont' {
+  const f = g.c;
+  f.i32(op);
+  rt(f, F_SYS);
+  f.hint(0);
+  interpretIf(g, d, k, next);
+  g.end();
+  return 'cont';
 }
 
 /** May d (with a memory operand) carry a LOCK prefix? (Read-modify-write forms only.) */
