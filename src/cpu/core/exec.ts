@@ -144,6 +144,9 @@ function exec1(c: Cpu, op: number): void {
         if (aop !== 7) setReg(c, c.rm, sz, r, c.hi);
       } else {
         const lin = eaLin(c);
+        // a read-modify-write faults before it changes anything, flags included (an ADC
+        // restarted after a #PF on a read-only page must see the old CF)
+        if (aop !== 7) c.probeWrite(lin, sz);
         const a = readMem(c, lin, sz);
         const r = alu(c, aop, sz, a, c.hi, b, bh);
         if (aop !== 7) writeMem(c, lin, sz, r, c.hi);
@@ -301,6 +304,7 @@ function exec1(c: Cpu, op: number): void {
         const lin = eaLin(c);
         const b = op === 0x83 ? fetchImm8s(c, sz) : fetchImm(c, sz);
         const bh = c.hi;
+        if (aop !== 7) c.probeWrite(lin, sz); // (see 00-39)
         const a = readMem(c, lin, sz);
         const r = alu(c, aop, sz, a, c.hi, b, bh);
         if (aop !== 7) writeMem(c, lin, sz, r, c.hi);

@@ -442,6 +442,29 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read32(Number(r64(t, RSP)))).toBe(3);
     });
 
+    it('a #PF in the store of ADC shows the flags from before it (CF from the CMP)', () => {
+      const t = run64(
+        `
+        mov rbx, 0x200000
+        mov rax, [rbx]           ; the page is readable: ADC's load finds it in the TLB
+        mov ecx, 1
+        cmp ecx, 2               ; CF = 1, ZF = 0
+      a:
+        adc dword [rbx], 5       ; its store faults (read-only page)
+        hlt`,
+        (m) => {
+          m.memory.write32(0x3000 + 8, 0x200081); // 2 MiB page at 2 MiB: present, not writable
+          m.cpu.s.cr0 |= 0x10000; // WP
+          m.memory.write32(0x200000, 0xaaaa);
+        },
+      );
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      const sp = Number(r64(t, RSP));
+      const flags = t.memory.read32(sp + 24);
+      expect(flags & 0x41).toBe(0x01); // CF set, ZF clear: the CMP's, not the ADC's (0xaaaa + 5 + 1: no carry)
+      expect(t.memory.read32(0x200000)).toBe(0xaaaa);
+    });
+
     it('#GP on non-canonical address', () => {
       const t = run64(`
         mov rbx, 0x0000800000000000

@@ -123,6 +123,8 @@ export class WGen {
   loop = false;
   liveAtStart = true;
   start = 0;
+  /** The flag producer whose record the arena lacked when the current instruction began. */
+  insnPending: Producer | undefined = undefined;
 
   readonly base: number;
   readonly linkBase: number;
@@ -150,6 +152,21 @@ export class WGen {
     }
     this.chunks.push(this.f.code, kind === 'reload' ? kind : this.written);
     this.f.code = new Bytes(1024);
+  }
+
+  /** The next instruction starts (see insnPending). */
+  beginInsn(): void {
+    this.insnPending = this.pending;
+  }
+
+  /**
+   * Before a slow-path access: the registers, and the flags as they were before the current
+   * instruction — what an exception it raises must show (the instruction's own flag result, or
+   * a dead one, is not yet architectural: ADC restarted after a fault must see the old CF).
+   */
+  syncForAccess(): void {
+    if (this.insnPending !== undefined) this.storeFlags(this.insnPending);
+    this.mark('writeback');
   }
 
   reg(r: number): number {
@@ -497,7 +514,7 @@ export function load(g: WGen, sz: number, L: number, rip: number, stack: boolean
   ramOffset(g, t);
   f.mem(LOADS[sz]!, 0);
   g.else();
-  g.sync();
+  g.syncForAccess();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
   rt(f, F_RD);
   if (sz === 8) f.op(Op.drop).i32(0).mem(Op.i64_load, g.base + A_SCRATCH);
@@ -514,7 +531,7 @@ export function store(g: WGen, sz: number, L: number, v: number, rip: number, st
   translateWrite(g, L, sz, a);
   f.hint(0);
   g.begin(Op.if);
-  g.sync();
+  g.syncForAccess();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0));
   f.get(v).op(Op.i32_wrap_i64).get(v).i64(32, 0).op(Op.i64_shr_u).op(Op.i32_wrap_i64);
   f.f64(rip);

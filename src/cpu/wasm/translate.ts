@@ -638,6 +638,7 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
     const d = insns[i]!;
     const next = d.rip + d.len;
     const cont = continuation(insns, i, tr.end);
+    g.beginInsn();
     const res = d === terminal ? false : genInsn(g, d, live[i]!, k, next);
     if (res === 'exit') {
       exited = true;

@@ -161,24 +161,6 @@
     end
     if $I3
       i32.const 0
-      i32.const 1
-      i32.store offset=268435648 align=1
-      i32.const 0
-      i32.const 8
-      i32.store offset=268435652 align=1
-      i32.const 0
-      i32.const 0
-      i32.store offset=268435656 align=1
-      i32.const 0
-      local.get $l13
-      i64.store offset=268435664 align=1
-      i32.const 0
-      local.get $l16
-      i64.store offset=268435672 align=1
-      i32.const 0
-      local.get $l17
-      i64.store offset=268435680 align=1
-      i32.const 0
       local.get $l10
       i64.store offset=268435456 align=1
       local.get $l11
