@@ -8,7 +8,8 @@
  * With a wasm arena the arrays live in it, and a second form of every entry is kept for the
  * translated code: per entry an i64 page-number tag for each of supervisor/user × read/write
  * (matching nothing where the permission is missing or the page is not RAM), and the page's RAM
- * offset minus its linear address (mod 2^32, so wasm adds the access's address to it). The CPU reads the arrays directly on its hot paths (`tag`, `perm`, `addr`, `phys`).
+ * offset minus its linear address (mod 2^32, so wasm adds the access's address to it). The CPU
+ * reads the arrays directly on its hot paths (`tag`, `perm`, `addr`, `phys`).
  *
  * SMAP: while CR4.SMAP is set, an entry for a user page holds supervisor read/write permission
  * (P_SR/P_SW, and the wasm supervisor tags) only while EFLAGS.AC opens user pages to the kernel

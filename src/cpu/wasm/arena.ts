@@ -141,7 +141,10 @@ export class Arena {
     return new Int32Array(this.buffer, this.base + icOffset(), IC_SIZE * 4);
   }
 
-  /** The wasm TLB tags as i32 pairs (8 per entry) and the RAM offsets (minus the page's linear address, mod 2^32). */
+  /**
+   * The wasm TLB tags as i32 pairs (8 per entry) and the RAM offsets (minus the page's linear
+   * address, mod 2^32).
+   */
   wtlbTags(): Int32Array {
     return new Int32Array(this.buffer, this.base + wtlbOffset(), TLB_SIZE * 8);
   }

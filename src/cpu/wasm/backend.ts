@@ -167,12 +167,11 @@ export class WasmBackend {
         switch (op) {
           case SYS_CLI:
             if (!iopl(c)) return 1;
-            s.rflagsRest &= ~Flag.IF;
+            c.setRflags(0, Flag.IF);
             return 0;
           case SYS_CLD:
           case SYS_STD:
-            s.rflagsRest = op === SYS_STD ? s.rflagsRest | Flag.DF : s.rflagsRest & ~Flag.DF;
-            c.directionChanged();
+            c.setRflags(op === SYS_STD ? Flag.DF : 0, Flag.DF);
             return 0;
           case SYS_CLAC:
           case SYS_STAC:

@@ -493,7 +493,7 @@ function ramOffset(g: WGen, t: { lo: number; ix: number }): void {
  * Push (i32) whether the store [L, L + sz) must take the slow path, with its RAM offset in local
  * a otherwise: a TLB hit (tlbHit) that touches no line holding translated code.
  */
-export function translateWrite(g: WGen, L: number, sz: number, a: number): void {
+function translateWrite(g: WGen, L: number, sz: number, a: number): void {
   const f = g.c;
   const t = tlbHit(g, L, sz, true);
   f.hint(1);
