@@ -80,7 +80,7 @@ export const SnapshotLoadParams = z.strictObject({
   enable_diff_snapshots: z.boolean().optional(),
   track_dirty_pages: z.boolean().optional(),
   resume_vm: z.boolean().optional(),
-  typevisor_engine: z.enum(['auto', 'bt', 'kvm']).optional().describe('typevisor: the engine to resume on (default auto: the snapshot\'s; bt where this host cannot run kvm); a snapshot of one vCPU moves between the engines'),
+  typevisor_engine: z.enum(['auto', 'bt', 'kvm']).optional().describe('typevisor: the engine to resume on (default auto: the snapshot\'s; bt where this host cannot run kvm); a snapshot moves between the engines'),
   typevisor_allow_cpu_mismatch: z.boolean().optional().describe('typevisor: move the snapshot even when its guest was offered CPU features the new engine lacks (default: refused)'),
 });
 

@@ -134,6 +134,12 @@ export class CpuState {
   tscAux = 0;
   /** TSC = host-derived counter + offset (the system module decides the source). */
   tscOffset = F64_ZERO;
+  /**
+   * kvm-clock time = TSC / rate + this (ns): 0 for a guest that started on the bt engine; a guest
+   * moved from KVM keeps the time its kvm-clock showed there (system/pvclock.ts). Machine time,
+   * not CPU state: a reset (INIT) keeps it.
+   */
+  kvmClockOffsetNs = 0;
 
   // debug registers (stored, not acted upon)
   readonly dr = new Float64Array(8);

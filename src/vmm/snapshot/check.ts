@@ -23,7 +23,8 @@ export type Schema =
   | { readonly t: 'hex'; readonly bits: number }
   | { readonly t: 'b64'; readonly min: number; readonly max: number }
   | { readonly t: 'arr'; readonly of: Schema; readonly min: number; readonly max: number }
-  | { readonly t: 'obj'; readonly fields: Readonly<Record<string, Schema>> };
+  | { readonly t: 'obj'; readonly fields: Readonly<Record<string, Schema>> }
+  | { readonly t: 'opt'; readonly of: Schema };
 
 export const int = (min: number, max: number): Schema => ({ t: 'int', min, max });
 export const num: Schema = { t: 'num' };
@@ -32,6 +33,8 @@ export const hex = (bits: number): Schema => ({ t: 'hex', bits });
 /** An array of exactly `len` elements, or from `len` to `max`. */
 export const arr = (of: Schema, len: number, max = len): Schema => ({ t: 'arr', of, min: len, max });
 export const obj = (fields: Record<string, Schema>): Schema => ({ t: 'obj', fields });
+/** A field that may be absent (an object field added to the format later: absent means its default). */
+export const opt = (of: Schema): Schema => ({ t: 'opt', of });
 /** Bytes as a base64 string (a structure whose layout is KVM's ABI): exactly `len`, or `len` to `max`, bytes. */
 export const b64 = (len: number, max = len): Schema => ({ t: 'b64', min: len, max });
 
@@ -88,6 +91,9 @@ export function check(schema: Schema, v: unknown, path: string): void {
       if (!Array.isArray(v)) fail(path, v, schema.min === schema.max ? `an array of ${schema.min}` : `an array of ${schema.min} to ${schema.max}`);
       if (v.length < schema.min || v.length > schema.max) fail(path, v, schema.min === schema.max ? `an array of ${schema.min}` : `an array of ${schema.min} to ${schema.max}`);
       v.forEach((e, i) => check(schema.of, e, `${path}[${i}]`));
+      return;
+    case 'opt':
+      if (v !== undefined) check(schema.of, v, path);
       return;
     case 'obj': {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, v, 'an object');

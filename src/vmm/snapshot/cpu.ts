@@ -30,8 +30,9 @@ import { ext } from '../../cpu/fpu/f80.js';
 import { physOf, regExt, setRegExt } from '../../cpu/fpu/x87.js';
 import { MXCSR_MASK } from '../../cpu/fpu/fxsave.js';
 import { TSC_FREQUENCY_HZ } from '../../machine/layout.js';
+import { MSR_KVM_SYSTEM_TIME, MSR_KVM_SYSTEM_TIME_NEW, refreshSystemTime } from '../../cpu/system/pvclock.js';
 import {
-  arr, bool, halvesOf, hex, hex64, hex64Of, hex64OfHalves, int, invalid, obj, parse, signedOf, u16, u32, unsignedOf, type Schema,
+  arr, bool, halvesOf, opt, hex, hex64, hex64Of, hex64OfHalves, int, invalid, obj, parse, signedOf, u16, u32, unsignedOf, type Schema,
 } from './check.js';
 
 /** kvm_segment. */
@@ -94,6 +95,11 @@ export interface CpuSnapshot {
   debugRegs: { db: string[]; dr6: string; dr7: string };
   /** At an instruction boundary: HLT waiting, STI/MOV SS shadow, NMIs blocked until IRET. */
   events: { halted: boolean; interruptShadow: boolean; nmiMasked: boolean };
+  /**
+   * kvm-clock time minus TSC / rate, in ns (CpuState.kvmClockOffsetNs): present only for a guest
+   * whose kvm-clock began under KVM (moved from the kvm engine); absent means 0.
+   */
+  kvmClockOffsetNs?: number;
 }
 
 const bit1 = int(0, 1);
@@ -118,6 +124,7 @@ export const cpuSchema: Schema = obj({
   msrs: arr(obj({ index: u32, data: hex64 }), 0, MAX_MSRS),
   debugRegs: obj({ db: arr(hex64, 4), dr6: hex64, dr7: hex64 }),
   events: obj({ halted: bool, interruptShadow: bool, nmiMasked: bool }),
+  kvmClockOffsetNs: opt(int(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)),
 });
 
 // ---- segments --------------------------------------------------------------------------------
@@ -200,7 +207,7 @@ export function saveCpu(cpu: Cpu, clockNs: number): CpuSnapshot {
   put(MSR_KERNEL_GS_BASE, s.kernelGsBase);
   put(MSR_TSC_AUX, s.tscAux >>> 0);
   for (const [index, lo, hi] of storedMsrList(s)) msrs.push({ index, data: hex64OfHalves(lo, hi) });
-  return {
+  const snap: CpuSnapshot = {
     regs,
     sregs: {
       cs, ds, es, fs, gs, ss,
@@ -233,6 +240,8 @@ export function saveCpu(cpu: Cpu, clockNs: number): CpuSnapshot {
     debugRegs: { db: [0, 1, 2, 3].map((i) => hex64Of(s.dr[i]!)), dr6: hex64Of(s.dr[6]!), dr7: hex64Of(s.dr[7]!) },
     events: { halted: s.halted, interruptShadow: s.interruptShadow, nmiMasked: isNmiBlocked(s) },
   };
+  if (s.kvmClockOffsetNs !== 0) snap.kvmClockOffsetNs = Math.round(s.kvmClockOffsetNs);
+  return snap;
 }
 
 // ---- validate --------------------------------------------------------------------------------
@@ -449,7 +458,10 @@ export function applyCpu(cpu: Cpu, p: ParsedCpu, clockNs: number): void {
   s.halted = snap.events.halted;
   s.interruptShadow = snap.events.interruptShadow;
   setNmiBlocked(s, snap.events.nmiMasked);
+  s.kvmClockOffsetNs = snap.kvmClockOffsetNs ?? 0;
   computeMode(s);
   cpu.discardDerivedState();
+  // a kvm-clock structure KVM left (a guest moved from the kvm engine) gets our scale
+  for (const [index, lo, hi] of p.stored) if (index === MSR_KVM_SYSTEM_TIME_NEW || index === MSR_KVM_SYSTEM_TIME) refreshSystemTime(cpu, lo, hi);
   // modeChanged() forces CPL 0 in real mode and 3 in V86; elsewhere the snapshot's CPL stands
 }

@@ -144,8 +144,13 @@ function mismatch(missing: string, refusal: string, m: CpuMismatch): void {
   m.warn?.(`typevisor: warning: the guest was offered CPU features the engine it moves to lacks (${missing}); it faults if it uses them`);
 }
 
-/** The bt engine's snapshot of a kvm vCPU, and the part of it the bt engine keeps in its local APIC. */
-export function cpuFromKvm(v: KvmVcpuState, cpuMismatch: CpuMismatch = {}): { cpu: CpuSnapshot; nmiPending: boolean } {
+/**
+ * The bt engine's snapshot of kvm vCPU `index`, the part of it the bt engine keeps in its local
+ * APIC, and whether it waits for a STARTUP IPI (an application processor not started yet, or sent
+ * INIT: KVM's UNINITIALIZED and INIT_RECEIVED). `checkModel`: compare the CPU model with the bt
+ * CPU's (once per machine: every vCPU was given the same one).
+ */
+export function cpuFromKvm(v: KvmVcpuState, cpuMismatch: CpuMismatch = {}, index = 0, checkModel = true): { cpu: CpuSnapshot; nmiPending: boolean; waitingSipi: boolean } {
   const ev = unb64(v.events);
   const e = (off: number): number => ev[off] ?? 0;
   const busy = [
@@ -156,11 +161,18 @@ export function cpuFromKvm(v: KvmVcpuState, cpuMismatch: CpuMismatch = {}): { cp
     [e(C.KVM_VCPU_EVENTS_TRIPLE_FAULT_PENDING), 'a triple fault'],
   ].find(([on]) => on);
   if (busy) throw new SnapshotError(`${TO_BT}: KVM was in the middle of delivering ${busy[1]} when it was taken; take the snapshot again (pause, resume, pause)`);
-  if (v.mpState !== C.KVM_MP_STATE_RUNNABLE && v.mpState !== C.KVM_MP_STATE_HALTED) {
-    throw new SnapshotError(`${TO_BT}: its vCPU is in KVM MP state ${v.mpState} (waiting for INIT/SIPI), which the bt engine's single vCPU has no form for`);
+  const waitingSipi = v.mpState === C.KVM_MP_STATE_UNINITIALIZED || v.mpState === C.KVM_MP_STATE_INIT_RECEIVED;
+  if (v.mpState === C.KVM_MP_STATE_SIPI_RECEIVED) {
+    throw new SnapshotError(`${TO_BT}: KVM had just delivered a STARTUP IPI to vCPU ${index} when it was taken; take the snapshot again (pause, resume, pause)`);
+  }
+  if (waitingSipi && index === 0) {
+    throw new SnapshotError(`${TO_BT}: its boot vCPU waits for INIT/SIPI (KVM MP state ${v.mpState}), which the bt engine's boot CPU has no form for; take the snapshot once the guest runs`);
+  }
+  if (!waitingSipi && v.mpState !== C.KVM_MP_STATE_RUNNABLE && v.mpState !== C.KVM_MP_STATE_HALTED) {
+    throw new SnapshotError(`${TO_BT}: vCPU ${index} is in KVM MP state ${v.mpState}, which the bt engine has no form for (a corrupt state file)`);
   }
   if (v.sregs.interruptBitmap.some((w) => BigInt(w) !== 0n)) throw new SnapshotError(`${TO_BT}: its vCPU has an external interrupt queued outside the in-kernel APIC (a corrupt state file)`);
-  const missing = missingFeatures(kvmCpuidLookup(unb64(v.cpuid)), btCpuidLookup());
+  const missing = checkModel ? missingFeatures(kvmCpuidLookup(unb64(v.cpuid)), btCpuidLookup()) : '';
   mismatch(missing, `${TO_BT}: the guest was offered CPU features the bt engine's CPU lacks (${missing}); start the VM with --cpu-model typevisor on the kvm engine to take snapshots that move (or restore with --allow-cpu-mismatch)`, cpuMismatch);
   const seg = (g: KvmSegment): SegmentSnapshot => ({ selector: g.selector, base: g.base, limit: g.limit, type: g.type, s: g.s, dpl: g.dpl, present: g.present, avl: g.avl, l: g.l, db: g.db, g: g.g });
   const sr = v.sregs;
@@ -189,6 +201,7 @@ export function cpuFromKvm(v: KvmVcpuState, cpuMismatch: CpuMismatch = {}): { cp
       events: { halted: v.mpState === C.KVM_MP_STATE_HALTED, interruptShadow: evShadow !== 0, nmiMasked: e(C.KVM_VCPU_EVENTS_NMI_MASKED) !== 0 },
     },
     nmiPending: e(C.KVM_VCPU_EVENTS_NMI_PENDING) !== 0,
+    waitingSipi,
   };
 }
 
@@ -202,10 +215,14 @@ function kvmSegment(g: SegmentSnapshot, isTr = false): KvmSegment {
 
 /**
  * A kvm vCPU state for the bt snapshot `c`, whose local APIC page is `lapic`, NMI pending
- * `nmiPending`, TSC frequency `tscKhz` (the bt engine's), on a host whose KVM offers `host`.
+ * `nmiPending`, TSC frequency `tscKhz` (the bt engine's), on a host whose KVM offers `host`;
+ * `waitingSipi`: an application processor waiting for STARTUP (KVM's INIT_RECEIVED).
+ * `checkModel` as in cpuFromKvm.
  */
-export function cpuToKvm(c: CpuSnapshot, lapic: Uint8Array, nmiPending: boolean, tscKhz: number, host: CpuidLookup, cpuMismatch: CpuMismatch = {}): KvmVcpuState {
-  const missing = missingFeatures(btCpuidLookup(), host);
+export function cpuToKvm(
+  c: CpuSnapshot, lapic: Uint8Array, nmiPending: boolean, tscKhz: number, host: CpuidLookup, cpuMismatch: CpuMismatch = {}, waitingSipi = false, checkModel = true,
+): KvmVcpuState {
+  const missing = checkModel ? missingFeatures(btCpuidLookup(), host) : '';
   mismatch(missing, `${TO_KVM}: the guest was offered CPU features this host's KVM lacks (${missing}); restore it on the bt engine (or with --allow-cpu-mismatch)`, cpuMismatch);
   const sr = c.sregs;
   const segs = {} as Record<(typeof SEGS)[number], KvmSegment>;
@@ -233,7 +250,7 @@ export function cpuToKvm(c: CpuSnapshot, lapic: Uint8Array, nmiPending: boolean,
       cr0: sr.cr0, cr2: sr.cr2, cr3: sr.cr3, cr4: sr.cr4, cr8: sr.cr8, efer: sr.efer, apicBase: sr.apicBase,
       interruptBitmap: ['0x0', '0x0', '0x0', '0x0'],
     },
-    mpState: c.events.halted ? C.KVM_MP_STATE_HALTED : C.KVM_MP_STATE_RUNNABLE,
+    mpState: waitingSipi ? C.KVM_MP_STATE_INIT_RECEIVED : c.events.halted ? C.KVM_MP_STATE_HALTED : C.KVM_MP_STATE_RUNNABLE,
     xsave: b64(xsaveFromFpu(c.fpu)),
     xcrs: [{ xcr: 0, value: c.xcr0 }],
     msrs: c.msrs,

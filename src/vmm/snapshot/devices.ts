@@ -218,20 +218,30 @@ export interface InKernelDevicesState {
   pic: PicState;
   ioapic: IoApicState;
   pit: PitState;
-  lapic: LocalApicState;
+  /** Each vCPU's local APIC, in vCPU order (sections `lapic`, `lapic1`, `lapic2`, ...). */
+  lapics: LocalApicState[];
 }
 
-/** Names of the device sections a bt machine has and a kvm machine keeps in KVM instead. */
-export const IN_KERNEL_SECTIONS = ['pic', 'ioapic', 'pit', 'lapic'] as const;
+/** The section of vCPU `i`'s local APIC. */
+export const lapicSection = (i: number): string => (i === 0 ? 'lapic' : `lapic${i}`);
 
-/** Check a bt state's `pic`, `ioapic`, `pit` and `lapic` sections (untrusted) without a machine. */
-export function parseInKernelSections(devices: Record<string, unknown>, path: string): InKernelDevicesState {
-  const lapic = parseLapic(devices.lapic, `${path}.lapic`);
+/**
+ * Is `name` a device section a bt machine has and a kvm machine keeps in KVM instead: the PIC,
+ * IOAPIC, PIT and every vCPU's local APIC?
+ */
+export const isInKernelSection = (name: string): boolean => ['pic', 'ioapic', 'pit', 'lapic'].includes(name) || /^lapic[1-9][0-9]*$/.test(name);
+
+/**
+ * Check a bt state's `pic`, `ioapic`, `pit` and the local APIC sections of `cpus` vCPUs
+ * (untrusted) without a machine.
+ */
+export function parseInKernelSections(devices: Record<string, unknown>, path: string, cpus = 1): InKernelDevicesState {
+  const lapics = Array.from({ length: cpus }, (_, i) => parseLapic(devices[lapicSection(i)], `${path}.${lapicSection(i)}`));
   return {
     pic: parse<PicState>(picSchema, devices.pic, `${path}.pic`),
     ioapic: parse<IoApicState>(ioapicSchema, devices.ioapic, `${path}.ioapic`),
     pit: parse<PitState>(pitSchema, devices.pit, `${path}.pit`),
-    lapic,
+    lapics,
   };
 }
 
@@ -267,6 +277,6 @@ export function deviceSections(built: BuiltMachine): DeviceSection[] {
     out.push(section<LocalApicState>('lapic', () => lapic.save(), parseLapic, (s) => lapic.restore(s)));
   }
   // the other vCPUs' local APICs (several vCPUs on the bt engine)
-  built.lapics.slice(1).forEach((a, i) => out.push(section<LocalApicState>(`lapic${i + 1}`, () => a.save(), parseLapic, (s) => a.restore(s))));
+  built.lapics.slice(1).forEach((a, i) => out.push(section<LocalApicState>(lapicSection(i + 1), () => a.save(), parseLapic, (s) => a.restore(s))));
   return out;
 }

@@ -8,6 +8,8 @@ import { Cpu } from '../../cpu/core/cpu.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { withArena } from '../../cpu/wasm/arena.js';
 import { FakeClock } from '../../devices/testing/fake-clock.js';
+import { APIC_BASE_BSP } from '../../devices/legacy/lapic/lapic.js';
+import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { MemoryDiskBackend } from '../../devices/virtio/blk/backend.js';
 import { buildMachine, type BuiltMachine } from '../../machine/builder.js';
 import type { Clock } from '../../machine/clock.js';
@@ -18,6 +20,8 @@ import { ramRegionSpecs } from '../../machine/ram.js';
 export interface Rig {
   built: BuiltMachine;
   cpu: Cpu;
+  /** With RigOptions.cpus > 1: the application processors, waiting for STARTUP. */
+  aps: { cpu: Cpu; waitingSipi: boolean }[];
   memory: GuestMemory;
   clock: Clock;
   /** Everything the guest wrote to COM1. */
@@ -36,6 +40,8 @@ export interface RigOptions {
   mac?: Uint8Array;
   /** Attach the virtio devices (default true). */
   virtio?: boolean;
+  /** vCPUs (default 1): each one with its local APIC. */
+  cpus?: number;
 }
 
 /** A bt machine with PIC, IOAPIC, LAPIC, PIT, RTC, UART, i8042, ACPI, pvpanic, PCI and four virtio functions. */
@@ -57,10 +63,17 @@ export function buildRig(opts: RigOptions = {}): Rig {
     disks: virtio ? [{ backend: disk, serial: 'snap' }] : [],
     virtioConsoleOut: virtio ? () => {} : undefined,
     net: virtio ? { mac: opts.mac ?? Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56), transmit: () => {} } : undefined,
+    cpus: opts.cpus,
   });
-  const cpu = new Cpu({ memory, pio: built.machine.pio, mmio: built.machine.mmio, interrupts: built.lapic!, clock, simd: simdUnit, jitThreshold: translate ? undefined : Infinity });
+  const cpus = built.lapics.map((interrupts, vcpu) => {
+    const c = new Cpu({ memory, pio: built.machine.pio, mmio: built.machine.mmio, interrupts, clock, simd: simdUnit, jitThreshold: translate ? undefined : Infinity, vcpu });
+    setCpuidApicId(c.s, vcpu);
+    if (vcpu !== 0) c.s.apicBase = (c.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+    return c;
+  });
+  const cpu = cpus[0]!;
   memory.onDmaWrite((a, n) => cpu.notifyPhysWrite(a, n));
-  return { built, cpu, memory, clock, out, disk };
+  return { built, cpu, aps: cpus.slice(1).map((c) => ({ cpu: c, waitingSipi: true })), memory, clock, out, disk };
 }
 
 /** Copy guest RAM from one rig to another (what the memory file does). */

@@ -2,8 +2,9 @@
 ;   "n=0000002a ap=000013f0\n"
 ; The count lives in ESI (a register), its complement in EDI, and a copy in memory: each step
 ; checks they agree and that the UART's scratch register still holds 0xa5 (device state), and
-; prints "BAD" and stops counting otherwise. With two or more logical processors (CPUID.1
-; EBX[23:16]), the BSP starts the AP with INIT/SIPI; the AP counts in memory (ap=...) in real
+; prints "BAD" and stops counting otherwise. The BSP sends INIT and STARTUP to all but itself
+; (with one vCPU nobody receives them; CPUID's logical-processor count is no guide: the bt CPU
+; reports one per package, and kvm_pvm the host's); the AP counts in memory (ap=...) in real
 ; mode and does a port write each step (an exit the device thread serves through its mailbox).
 ; Steps are paced by the TSC (~2 ms at 2-3 GHz).
 bits 32
@@ -25,11 +26,6 @@ start:
   mov al, SCRATCH
   out dx, al
   mov dword [AP_COUNT], 0
-  mov eax, 1
-  cpuid
-  shr ebx, 16
-  cmp bl, 2
-  jb .counting
   ; copy the AP's code below 1 MiB and wake it (INIT, then SIPI vector 0x08 -> 0x8000)
   mov esi, ap_start
   mov edi, AP_TRAMPOLINE
