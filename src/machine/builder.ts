@@ -60,7 +60,7 @@ export interface MachineOptions {
    */
   cpus?: number;
   /** A virtio-net card: its MAC and where the frames the guest sends go. */
-  net?: { mac: Uint8Array; transmit: (frame: Uint8Array) => void; txReady?: () => boolean; rxChecksumsValid?: boolean };
+  net?: { mac: Uint8Array; transmit: (frame: Uint8Array) => void; txReady?: () => boolean; rxChecksumsValid?: boolean; guestTso?: boolean };
 }
 
 export interface BuiltMachine {
@@ -231,7 +231,7 @@ export function buildMachine(opts: MachineOptions): BuiltMachine {
     if (opts.fillRandom) virtioRng = pciFunction(L.PCI_SLOT_VIRTIO_RNG, 'virtio-rng', new EntropyDevice({ fillRandom: opts.fillRandom }));
     // 10d. virtio-net, when asked for.
     if (opts.net) {
-      virtioNet = new VirtioNet({ mac: opts.net.mac, transmit: opts.net.transmit, txReady: opts.net.txReady, rxChecksumsValid: opts.net.rxChecksumsValid });
+      virtioNet = new VirtioNet({ mac: opts.net.mac, transmit: opts.net.transmit, txReady: opts.net.txReady, rxChecksumsValid: opts.net.rxChecksumsValid, guestTso: opts.net.guestTso });
       pciFunction(L.PCI_SLOT_VIRTIO_NET, 'virtio-net', virtioNet);
     }
     // 10c. virtio-console (hvc0), when asked for.

@@ -12,8 +12,11 @@ import net from 'node:net';
 
 /** What the backend needs of the NIC (VirtioNet). */
 export interface NetDevice {
-  receive(frame: Uint8Array): boolean;
+  /** `gsoSize` > 0: a TCP/IPv4 frame larger than the MTU, to be taken as segments of that size (see gsoMax). */
+  receive(frame: Uint8Array, gsoSize?: number): boolean;
   onRxSpace(listener: () => void): void;
+  /** The largest such frame the NIC takes now (0 or absent: none; VirtioNet's GUEST_TSO4). */
+  gsoMax?(): number;
 }
 
 export class NetError extends Error {

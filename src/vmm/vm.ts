@@ -607,7 +607,9 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       // the virtio console's output is a borrowed view: copy it
       virtioConsoleOut: virtioConsole ? (bytes) => this.output(bytes.slice()) : undefined,
       // the user network builds every frame it sends: the guest need not verify their checksums
-      net: net ? { mac: macBytes(cardMac(config.net)), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user' } : undefined,
+      // the user network builds its own frames: correct checksums, and large TCP frames when the
+      // guest takes them (GUEST_TSO4)
+      net: net ? { mac: macBytes(cardMac(config.net)), transmit: (frame) => (netActive = performance.now(), net.transmit(frame)), rxChecksumsValid: config.net?.mode === 'user', guestTso: config.net?.mode === 'user' } : undefined,
       fillRandom: (bytes) => randomFillSync(bytes), // virtio-rng
       disks: this.disks.disks, // virtio-blk
       // S3 with one vCPU: the engine below stops it in S3 and wakes it at the waking vector
@@ -618,7 +620,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const nic = built.virtioNet;
     if (net && nic) {
       // frames to the guest mark the network active too (see ioInFlight below)
-      net.attach({ receive: (frame) => ((netActive = performance.now()), nic.receive(frame)), onRxSpace: (l) => nic.onRxSpace(l) });
+      net.attach({ receive: (frame, gsoSize) => ((netActive = performance.now()), nic.receive(frame, gsoSize)), onRxSpace: (l) => nic.onRxSpace(l), gsoMax: () => nic.gsoMax() });
     }
     const booted = snap ? undefined : bootImage(memory, this.image, {
       cmdline: config.cmdline ?? (virtioConsole ? DEFAULT_CMDLINE_HVC : DEFAULT_CMDLINE), kernelName: config.kernel, initrd: this.initrd, rngSeed: randomBytes(32), cpus: config.cpus, acpi: { pci: true, s3: config.cpus === 1 },

@@ -5,8 +5,13 @@
  * sender that found it full is called back when the guest has taken frames.
  */
 export interface Link {
-  /** Queue a whole frame to the guest (taken, not copied). False: dropped (queue at its hard cap). */
-  send(frame: Uint8Array): boolean;
+  /**
+   * Queue a whole frame to the guest (taken, not copied). False: dropped (queue at its hard cap).
+   * `gsoSize` > 0: a TCP/IPv4 frame of up to gsoMax() bytes the guest takes as segments of that size.
+   */
+  send(frame: Uint8Array, gsoSize?: number): boolean;
+  /** The largest TCP/IPv4 frame the guest's NIC takes as one receive offload now (0: none: MSS-sized segments only). */
+  gsoMax(): number;
   /** The queue to the guest is below its high-water mark: data may be sent. */
   hasRoom(): boolean;
   /** Call `fn` once when the queue is below its low-water mark again (after hasRoom() was false). */

@@ -59,6 +59,8 @@ export class UserNetBackend implements Link {
   readonly udp: UdpNat;
   readonly dns: DnsRelay;
   private queue: Uint8Array[] = [];
+  /** Each queued frame's segment size (0: an ordinary frame). */
+  private gsoSizes: number[] = [];
   private head = 0;
   private queuedBytes = 0;
   private flushScheduled = false;
@@ -142,6 +144,7 @@ export class UserNetBackend implements Link {
     if (this.device && this.device !== device) {
       this.tcp.close();
       this.queue = [];
+      this.gsoSizes = [];
       this.head = 0;
       this.queuedBytes = 0;
       this.guestMac = BROADCAST_MAC;
@@ -173,6 +176,7 @@ export class UserNetBackend implements Link {
     this.udp.close();
     this.dns.close();
     this.queue = [];
+    this.gsoSizes = [];
     this.head = 0;
     this.queuedBytes = 0;
     this.roomWaiters = [];
@@ -180,16 +184,21 @@ export class UserNetBackend implements Link {
 
   // ---- Link ----
 
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, gsoSize = 0): boolean {
     if (this.closed) return false;
     if (this.queuedBytes + frame.length > QUEUE_MAX) {
       this.count('queue-overflow');
       return false;
     }
     this.queue.push(frame);
+    this.gsoSizes.push(gsoSize);
     this.queuedBytes += frame.length;
     this.scheduleFlush();
     return true;
+  }
+
+  gsoMax(): number {
+    return this.device?.gsoMax?.() ?? 0;
   }
 
   hasRoom(): boolean {
@@ -237,16 +246,18 @@ export class UserNetBackend implements Link {
     if (dev) {
       while (this.head < this.queue.length) {
         const f = this.queue[this.head]!;
-        if (!dev.receive(f)) break;
+        if (!dev.receive(f, this.gsoSizes[this.head])) break;
         this.head++;
         this.queuedBytes -= f.length;
         this.framesIn++;
       }
       if (this.head === this.queue.length) {
         this.queue = [];
+        this.gsoSizes = [];
         this.head = 0;
       } else if (this.head > 1024) {
         this.queue = this.queue.slice(this.head);
+        this.gsoSizes = this.gsoSizes.slice(this.head);
         this.head = 0;
       }
     }

@@ -230,6 +230,39 @@ describe('TCP: guest connections spliced onto host sockets', () => {
     expect(sha(concat(parts))).toBe(sha(blob));
   }, 30_000);
 
+  it('to a NIC that takes receive offloads (GUEST_TSO4), host data goes in frames of up to 64 KiB with the guest\'s MSS as their segment size', async () => {
+    const blob = randomBytes(1 << 20);
+    const port = await server((s) => s.end(blob));
+    const run = async (gso: number, mss: number): Promise<{ length: number; gsoSize: number }[]> => {
+      const { stack, nic } = setup();
+      nic.gso = gso;
+      const g = new GuestTcp(stack, nic, nextPort++, GATEWAY, port, { wscale: 3, mss });
+      g.window = 256 * 1024;
+      await g.connect();
+      const parts: Uint8Array[] = [];
+      await until(() => {
+        g.poll();
+        const got = g.consume();
+        if (got.length) {
+          parts.push(got);
+          g.ack();
+        }
+        return g.gotFin;
+      }, 20_000, 'all the data');
+      expect(sha(concat(parts))).toBe(sha(blob));
+      return nic.log;
+    };
+    const big = await run(65550, 1200);
+    const data = big.filter((f) => f.length > 54);
+    expect(Math.max(...data.map((f) => f.length))).toBeGreaterThan(32 * 1024);
+    expect(Math.max(...data.map((f) => f.length))).toBeLessThanOrEqual(14 + 0xffff);
+    for (const f of data) expect(f.gsoSize).toBe(f.length - 54 > 1200 ? 1200 : 0);
+    // a NIC without the offload gets MSS-sized segments only
+    const plain = await run(0, 1460);
+    expect(Math.max(...plain.map((f) => f.length))).toBe(54 + 1460);
+    expect(plain.every((f) => f.gsoSize === 0)).toBe(true);
+  }, 30_000);
+
   it('back-pressure guest → host: a host that does not read closes the advertised window; its socket buffers at most RCV_BUF', async () => {
     let hostSocket: net.Socket | undefined;
     const port = await server((s) => {

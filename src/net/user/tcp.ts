@@ -34,6 +34,8 @@ export const RCV_BUF = 256 * 1024;
 export const RCV_SCALE = 3;
 /** The largest segment either way on a 1500-byte MTU. */
 export const MSS = MTU - IP_HEADER - TCP_HEADER;
+/** The most payload one large frame to the guest carries (its IPv4 total length is 16 bits). */
+const MAX_GSO_PAYLOAD = 0xffff - IP_HEADER - TCP_HEADER;
 /** RFC 9293 3.7.1: the MSS to assume when a SYN carries none. */
 const DEFAULT_MSS = 536;
 const RTO_INITIAL_MS = 1000;
@@ -316,7 +318,11 @@ export class TcpConn {
           this.waitForRoom();
           return;
         }
-        const n = Math.min(avail, usable, this.mss);
+        // one large frame where the guest's NIC takes receive offloads (it cuts nothing: its
+        // stack takes the frame as mss-sized segments), else one segment
+        const gso = this.link.gsoMax();
+        const most = gso > tcpDataOffset(0) ? Math.min(gso - tcpDataOffset(0), MAX_GSO_PAYLOAD) : this.mss;
+        const n = Math.min(avail, usable, most);
         this.sendData(offset, n, n === avail && !this.probe);
         this.probe = false;
         this.sndNxt = (this.sndNxt + n) >>> 0;
@@ -354,7 +360,7 @@ export class TcpConn {
     const s = this.segment(ACK | (push ? PSH : 0), this.sndNxt);
     const f = newTcpFrame(this.link.guestMac, s, n);
     this.buf.copyTo(f, tcpDataOffset(0), offset, n);
-    this.link.send(sealTcp(f, s.src, s.dst));
+    this.link.send(sealTcp(f, s.src, s.dst), n > this.mss ? this.mss : 0);
   }
 
   private sendFlags(flags: number, seq: number): void {

@@ -19,12 +19,21 @@ export class FakeNic implements NetDevice {
   readonly frames: Uint8Array[] = [];
   /** False: refuse frames (a guest without receive buffers). */
   accept = true;
+  /** The largest receive-offload frame taken (0: none, as a NIC without GUEST_TSO4). */
+  gso = 0;
+  /** Each frame received and its segment size (0: an ordinary frame), in order. */
+  readonly log: { length: number; gsoSize: number }[] = [];
   private space: (() => void) | undefined;
   onFrame: ((f: Uint8Array) => void) | undefined;
 
-  receive(frame: Uint8Array): boolean {
+  gsoMax(): number {
+    return this.gso;
+  }
+
+  receive(frame: Uint8Array, gsoSize = 0): boolean {
     if (!this.accept) return false;
     const f = frame.slice();
+    this.log.push({ length: f.length, gsoSize });
     this.frames.push(f);
     this.onFrame?.(f);
     return true;
@@ -158,6 +167,8 @@ export class GuestTcp {
   /** Don't ACK received data (a guest that stops reading and acknowledging). */
   silent = false;
   readonly scale: number;
+  /** The MSS the guest's SYN announces. */
+  readonly mss: number;
 
   constructor(
     private readonly stack: UserNetBackend,
@@ -165,9 +176,10 @@ export class GuestTcp {
     readonly port: number,
     readonly dst: number,
     readonly dstPort: number,
-    opts: { wscale?: number; seq?: number } = {},
+    opts: { wscale?: number; seq?: number; mss?: number } = {},
   ) {
     this.scale = opts.wscale ?? 0;
+    this.mss = opts.mss ?? 1460;
     if (opts.seq !== undefined) this.seq = opts.seq;
   }
 
@@ -177,7 +189,7 @@ export class GuestTcp {
 
   /** Send SYN and complete the handshake. */
   async connect(): Promise<void> {
-    this.send(SYN, undefined, { mss: 1460, wscale: this.scale || undefined, window: Math.min(0xffff, this.window) });
+    this.send(SYN, undefined, { mss: this.mss, wscale: this.scale || undefined, window: Math.min(0xffff, this.window) });
     this.seq = (this.seq + 1) >>> 0;
     await until(() => { this.poll(); return this.synAck !== undefined || this.gotRst; }, 5000, 'SYN-ACK');
     if (this.gotRst) return;

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { PciDriverHarness } from '../pci/testing.js';
 import { bit, VIRTIO_F_VERSION_1 } from '../device.js';
-import { MAX_FRAME, NET_HDR_SIZE, NET_QUEUE_SIZE, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_MRG_RXBUF, VirtioNet, defaultMac } from './net.js';
+import { MAX_FRAME, NET_HDR_SIZE, NET_QUEUE_SIZE, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_MRG_RXBUF, VirtioNet, defaultMac } from './net.js';
 
-function setup(extra = 0n, rxChecksumsValid = false, tso = false) {
+function setup(extra = 0n, rxChecksumsValid = false, tso = false, guestTso = false) {
   const sent: number[][] = [];
-  const dev = new VirtioNet({ mac: defaultMac(0), transmit: (f) => sent.push([...f]), rxChecksumsValid, tso });
+  const dev = new VirtioNet({ mac: defaultMac(0), transmit: (f) => sent.push([...f]), rxChecksumsValid, tso, guestTso });
   let spaces = 0;
   dev.onRxSpace(() => spaces++);
   const h = new PciDriverHarness(dev);
@@ -155,6 +155,34 @@ describe('virtio-net', () => {
       expect(dev.receive(frame(100))).toBe(true);
       expect(h.mem.readBytes(0x50000, 1)[0]).toBe(want);
     }
+  });
+
+  it('GUEST_TSO4 (offered with guestTso): a large TCP/IPv4 frame goes to the guest whole, its header saying TCPV4, header length and segment size', () => {
+    expect(setup().dev.features & bit(VIRTIO_NET_F_GUEST_TSO4)).toBe(0n);
+    expect(setup(0n, true, false, true).dev.features & bit(VIRTIO_NET_F_GUEST_TSO4)).not.toBe(0n);
+    // an Ethernet + IPv4 (with 4 bytes of options) + TCP (with 12) frame of 30,000 bytes
+    const f = frame(30_000);
+    f.set([0x08, 0x00], 12);
+    f[14] = 0x46;
+    f[14 + 9] = 6;
+    f[14 + 24 + 12] = 8 << 4;
+    const { h, rx, dev } = setup(bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4), true, false, true);
+    expect(dev.gsoMax()).toBe(MAX_FRAME);
+    for (let i = 0; i < 8; i++) rx.add([{ addr: 0x100000 + i * 0x10000, len: 4096, write: true }]);
+    expect(dev.receive(f, 1400)).toBe(true);
+    expect(rx.takeUsed()).toHaveLength(8);
+    expect([...h.mem.readBytes(0x100000, 2)]).toEqual([2, 1]); // DATA_VALID, GSO_TCPV4
+    expect(h.mem.read16(0x100000 + 2)).toBe(14 + 24 + 32); // hdr_len
+    expect(h.mem.read16(0x100000 + 4)).toBe(1400); // gso_size
+    expect(h.mem.read16(0x100000 + 10)).toBe(8); // num_buffers
+    // not negotiated (or not a TCP/IPv4 frame): refused for good, nothing written
+    const off = setup(bit(VIRTIO_NET_F_GUEST_CSUM), true, false, true);
+    expect(off.dev.gsoMax()).toBe(0);
+    off.rx.add([{ addr: 0x100000, len: 65536, write: true }]);
+    expect(off.dev.receive(f, 1400)).toBe(true);
+    expect(off.dev.receive(frame(30_000), 1400)).toBe(true);
+    expect(off.rx.takeUsed()).toEqual([]);
+    expect(off.dev.badFrames).toBe(2);
   });
 
   it('leaves frames in the transmit queue while txReady says no, and sends them on resumeTx', () => {

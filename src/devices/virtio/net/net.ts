@@ -10,6 +10,10 @@
  * so backends only ever get ordinary frames. A frame whose header does not add up is dropped and
  * counted. With GUEST_CSUM, frames from a backend that sums correctly (`rxChecksumsValid`: the
  * user network builds every frame itself) are marked DATA_VALID, so the guest skips verifying.
+ * With GUEST_TSO4 (offered with `guestTso`, to a backend that builds large frames: the user
+ * network) the backend may hand over one TCP/IPv4 frame of up to 64 KiB with its segment size
+ * (`receive(frame, gsoSize)`, after `gsoMax()` said the driver takes them): the guest's stack
+ * takes it as one segment, where 45 MTU-sized ones would cost it 45 interrupts, packets and ACKs.
  *
  * Receive uses VIRTIO_NET_F_MRG_RXBUF: a frame may fill several of the driver's buffers, and
  * num_buffers says how many. A frame is taken whole or not at all — `receive(frame)` returns
@@ -23,11 +27,12 @@
  */
 import { bit, VIRTIO_ID_NET, type VirtioDevice, type VirtioTransport } from '../device.js';
 import { DescriptorChain } from '../queue/queue.js';
-import { completeChecksum, segmentTcp4, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4 } from './offload.js';
+import { completeChecksum, segmentTcp4, tcp4HeaderLength, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4 } from './offload.js';
 
 // Feature bits (5.1.3)
 export const VIRTIO_NET_F_CSUM = 0n;
 export const VIRTIO_NET_F_GUEST_CSUM = 1n;
+export const VIRTIO_NET_F_GUEST_TSO4 = 7n;
 export const VIRTIO_NET_F_HOST_TSO4 = 11n;
 export const VIRTIO_NET_F_MTU = 3n;
 export const VIRTIO_NET_F_MAC = 5n;
@@ -65,6 +70,8 @@ export interface NetOptions {
    * built a GSO frame (its 1 KiB writes go out one segment each) and throughput did not change.
    */
   tso?: boolean;
+  /** Offer GUEST_TSO4 (with GUEST_CSUM): the backend builds correct large TCP/IPv4 frames (`receive(frame, gsoSize)`). */
+  guestTso?: boolean;
 }
 
 /** Snapshot state of virtio-net: its configuration space (12 bytes). */
@@ -96,7 +103,8 @@ export class VirtioNet implements VirtioDevice {
   constructor(private readonly opts: NetOptions) {
     if (opts.mac.length !== 6) throw new RangeError('virtio-net: a MAC address has 6 bytes');
     this.features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MRG_RXBUF) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU) |
-      bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | (opts.tso ? bit(VIRTIO_NET_F_HOST_TSO4) : 0n);
+      bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | (opts.tso ? bit(VIRTIO_NET_F_HOST_TSO4) : 0n) |
+      (opts.guestTso ? bit(VIRTIO_NET_F_GUEST_TSO4) : 0n);
     const v = new DataView(this.config.buffer);
     this.config.set(opts.mac, 0);
     v.setUint16(6, VIRTIO_NET_S_LINK_UP, true);
@@ -153,15 +161,27 @@ export class VirtioNet implements VirtioDevice {
   }
 
   /**
+   * The largest frame the driver takes as one TCP/IPv4 receive offload now (GUEST_TSO4 and
+   * GUEST_CSUM negotiated), else 0: a backend asks before it builds one.
+   */
+  gsoMax(): number {
+    const n = this.transport?.negotiated ?? 0n;
+    const want = bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_CSUM);
+    return (n & want) === want ? MAX_FRAME : 0;
+  }
+
+  /**
    * Offer one frame to the guest. True: it is in guest memory (and the driver interrupted if it
    * wants); false: not enough receive buffers posted (or the driver is not ready) — keep it and
    * offer it again after `onRxSpace`. Frames longer than MAX_FRAME are refused for good (true,
-   * counted as bad) so they cannot block the queue.
+   * counted as bad) so they cannot block the queue. `gsoSize` > 0: a TCP/IPv4 frame the guest
+   * takes as segments of that size (only while gsoMax() allows; else it is refused for good too).
    */
-  receive(frame: Uint8Array): boolean {
+  receive(frame: Uint8Array, gsoSize = 0): boolean {
     const t = this.transport;
     if (!t) return false;
-    if (frame.length > MAX_FRAME) {
+    const hdrLen = gsoSize > 0 ? tcp4HeaderLength(frame) : 0;
+    if (frame.length > MAX_FRAME || (gsoSize > 0 && (this.gsoMax() === 0 || hdrLen === 0 || gsoSize > 0xffff))) {
       this.badFrames++;
       return true;
     }
@@ -198,7 +218,13 @@ export class VirtioNet implements VirtioDevice {
     // the header (num_buffers = n) then the frame, across the chains' writable buffers
     this.rxHeader.fill(0);
     if (this.opts.rxChecksumsValid && (t.negotiated & bit(VIRTIO_NET_F_GUEST_CSUM)) !== 0n) this.rxHeader[0] = VIRTIO_NET_HDR_F_DATA_VALID;
-    new DataView(this.rxHeader.buffer).setUint16(10, n, true);
+    const hv = new DataView(this.rxHeader.buffer);
+    hv.setUint16(10, n, true);
+    if (gsoSize > 0) {
+      this.rxHeader[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+      hv.setUint16(2, hdrLen, true);
+      hv.setUint16(4, gsoSize, true);
+    }
     let src = 0; // bytes of header + frame written so far
     for (let c = 0; c < n; c++) {
       const chain = this.rxChains[c]!;

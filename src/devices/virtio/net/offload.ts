@@ -22,6 +22,19 @@ const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
 
+/**
+ * The Ethernet + IPv4 + TCP header length of a TCP/IPv4 frame (options included), or 0 when the
+ * frame is not one or its headers do not fit it.
+ */
+export function tcp4HeaderLength(f: Uint8Array): number {
+  if (f.length < ETH_HLEN + 20 || ((f[12]! << 8) | f[13]!) !== ETHERTYPE_IPV4 || f[ETH_HLEN]! >> 4 !== 4 || f[ETH_HLEN + 9] !== IPPROTO_TCP) return 0;
+  const ihl = (f[ETH_HLEN]! & 0xf) * 4;
+  const tcp = ETH_HLEN + ihl;
+  if (ihl < 20 || tcp + 20 > f.length) return 0;
+  const end = tcp + (f[tcp + 12]! >> 4) * 4;
+  return end >= tcp + 20 && end <= f.length ? end : 0;
+}
+
 /** Ones' complement sum of `b[off, off+len)` added to `sum` (not folded; RFC 1071). */
 function sum16(b: Uint8Array, off: number, len: number, sum: number): number {
   const end = off + len;
