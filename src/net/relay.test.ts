@@ -12,14 +12,22 @@ const settle = async (): Promise<void> => {
 /** A card that takes frames while it has `space` (receive buffers), and records what it sent the host. */
 class FakeNic implements RelayedNic {
   got: number[][] = [];
+  /** Each received frame's segment size. */
+  gso: number[] = [];
   space = Infinity;
   resumed = 0;
+  /** What gsoMax() answers (the card's negotiated receive offload). */
+  offload = 0;
   private listener: (() => void) | undefined;
-  receive(f: Uint8Array): boolean {
+  receive(f: Uint8Array, gsoSize = 0): boolean {
     if (this.space <= 0) return false;
     this.space--;
     this.got.push([...f]);
+    this.gso.push(gsoSize);
     return true;
+  }
+  gsoMax(): number {
+    return this.offload;
   }
   onRxSpace(l: () => void): void {
     this.listener = l;
@@ -75,6 +83,24 @@ function pair(limits?: NetRelayLimits) {
 }
 
 describe('network relay between threads', () => {
+  it('carries receive offloads: the card\'s gsoMax reaches the host half once negotiated, and each frame its segment size', async () => {
+    const { host, nic, toHost } = pair();
+    expect(host.gsoMax()).toBe(0);
+    nic.offload = 65550; // the guest's driver negotiated GUEST_TSO4
+    nic.post(100); // the device half looks again when the card has room (or the guest sends)
+    await settle();
+    expect(host.gsoMax()).toBe(65550);
+    expect(toHost.some((m) => m.gsoMax === 65550)).toBe(true);
+    expect(host.receive(frame(30_000, 1), 1400)).toBe(true);
+    expect(host.receive(frame(60, 2))).toBe(true);
+    await settle();
+    expect(nic.gso).toEqual([1400, 0]);
+    expect(nic.got[0]).toEqual([...frame(30_000, 1)]);
+    // malformed offload fields from the other thread are not a relay message
+    expect(isNetRelayMessage({ type: 'net', frames: [new ArrayBuffer(1)], done: 0, doneBytes: 0, blocked: false, gso: [1, 2] })).toBe(false);
+    expect(isNetRelayMessage({ type: 'net', frames: [], done: 0, doneBytes: 0, blocked: false, gsoMax: -1 })).toBe(false);
+  });
+
   it('carries frames both ways, batched per microtask, in moved buffers (the sender\'s view stays intact)', async () => {
     const { host, device, nic, sent, toDevice, toHost } = pair();
     const a = frame(60, 1);

@@ -21,6 +21,11 @@
  * window is owed or as soon as the sender said it is blocked (so a blocked sender always hears
  * back, and a busy one does not cost a message per frame).
  *
+ * Receive offloads cross too: a frame for the guest carries its segment size (`gso`, GUEST_TSO4),
+ * and the device half tells the main thread's the largest such frame the card takes now
+ * (`gsoMax`, whenever it changes: the guest's driver negotiates it), which the back end reads
+ * through the host half's gsoMax().
+ *
  * Core code: no node:* imports; the two halves only see a `send` function and the messages.
  */
 
@@ -34,6 +39,10 @@ export interface NetRelayMessage {
   doneBytes: number;
   /** The sender has a frame it cannot send for want of credit: send credit as soon as any is owed. */
   blocked: boolean;
+  /** Each frame's segment size (receive offload; 0: an ordinary frame). Absent: all 0. */
+  gso?: number[];
+  /** Device → host: the largest offload frame the card takes now (sent when it changes). */
+  gsoMax?: number;
 }
 
 export interface NetRelayLimits {
@@ -53,12 +62,20 @@ export type NetRelaySend = (message: NetRelayMessage, transfer: ArrayBuffer[]) =
 export function isNetRelayMessage(m: unknown): m is NetRelayMessage {
   if (typeof m !== 'object' || m === null) return false;
   const r = m as Partial<NetRelayMessage>;
-  return r.type === 'net' && Array.isArray(r.frames) && Number.isSafeInteger(r.done) && Number.isSafeInteger(r.doneBytes) && typeof r.blocked === 'boolean';
+  if (!(r.type === 'net' && Array.isArray(r.frames) && Number.isSafeInteger(r.done) && Number.isSafeInteger(r.doneBytes) && typeof r.blocked === 'boolean')) return false;
+  const u16 = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff;
+  if (r.gso !== undefined && !(Array.isArray(r.gso) && r.gso.length === r.frames.length && r.gso.every(u16))) return false;
+  return r.gsoMax === undefined || (Number.isSafeInteger(r.gsoMax) && r.gsoMax >= 0);
 }
 
 /** What one side of the relay keeps: its outgoing window and the credit it owes the peer. */
 class RelayEnd {
   private out: ArrayBuffer[] = [];
+  /** Each outgoing frame's segment size; `outGsoAny`: one of them is not 0. */
+  private outGso: number[] = [];
+  private outGsoAny = false;
+  /** A gsoMax to announce in the next message. */
+  private gsoMaxPending: number | undefined;
   private inFlight = 0;
   private inFlightBytes = 0;
   private owed = 0;
@@ -90,13 +107,21 @@ class RelayEnd {
     return this.inFlightBytes === 0 || this.inFlightBytes + len <= this.limits.bytes;
   }
 
-  /** Send a copy of `frame` (borrowed). The caller checked room(). */
-  push(frame: Uint8Array): void {
+  /** Send a copy of `frame` (borrowed), with its segment size. The caller checked room(). */
+  push(frame: Uint8Array, gsoSize = 0): void {
     const buf = new ArrayBuffer(frame.length);
     new Uint8Array(buf).set(frame);
     this.out.push(buf);
+    this.outGso.push(gsoSize);
+    if (gsoSize !== 0) this.outGsoAny = true;
     this.inFlight++;
     this.inFlightBytes += frame.length;
+    this.schedule();
+  }
+
+  /** Tell the peer the largest offload frame taken now (in the next message). */
+  announceGsoMax(n: number): void {
+    this.gsoMaxPending = n;
     this.schedule();
   }
 
@@ -146,9 +171,14 @@ class RelayEnd {
     if (this.closed) return;
     const frames = this.out;
     const ack = this.owed > 0 && (this.peerBlocked || frames.length > 0 || this.owed >= this.ackFrames || this.owedBytes >= this.ackBytes);
-    if (frames.length === 0 && !ack && !this.blockedPending) return;
+    if (frames.length === 0 && !ack && !this.blockedPending && this.gsoMaxPending === undefined) return;
     const m: NetRelayMessage = { type: 'net', frames, done: ack ? this.owed : 0, doneBytes: ack ? this.owedBytes : 0, blocked: this.blockedPending };
+    if (this.outGsoAny) m.gso = this.outGso;
+    if (this.gsoMaxPending !== undefined) m.gsoMax = this.gsoMaxPending;
+    this.gsoMaxPending = undefined;
     this.out = [];
+    this.outGso = [];
+    this.outGsoAny = false;
     if (ack) {
       this.owed = 0;
       this.owedBytes = 0;
@@ -164,9 +194,11 @@ class RelayEnd {
 
 /** What the relay's device half needs of the card (VirtioNet). */
 export interface RelayedNic {
-  receive(frame: Uint8Array): boolean;
+  receive(frame: Uint8Array, gsoSize?: number): boolean;
   onRxSpace(listener: () => void): void;
   resumeTx(): void;
+  /** The largest receive-offload frame the card takes now (VirtioNet.gsoMax). */
+  gsoMax?(): number;
 }
 
 /**
@@ -176,6 +208,8 @@ export interface RelayedNic {
 export class NetRelayHost {
   private readonly end: RelayEnd;
   private rxSpace: (() => void) | undefined;
+  /** The card's gsoMax as the device thread last told it. */
+  private peerGsoMax = 0;
   /** Frames each way; frames dropped for being longer than maxFrame. */
   framesIn = 0;
   framesOut = 0;
@@ -190,8 +224,13 @@ export class NetRelayHost {
     this.end.onCredit = () => this.rxSpace?.();
   }
 
+  /** The largest receive-offload frame the card takes (the back end's NetDevice.gsoMax). */
+  gsoMax(): number {
+    return this.peerGsoMax;
+  }
+
   /** A frame for the guest (borrowed): true when taken (it will reach the guest), false: keep it, wait for onRxSpace. */
-  receive(frame: Uint8Array): boolean {
+  receive(frame: Uint8Array, gsoSize = 0): boolean {
     if (this.end.closed) return false;
     if (frame.length > this.limits.maxFrame) {
       this.dropped++;
@@ -201,7 +240,7 @@ export class NetRelayHost {
       this.end.blocked();
       return false;
     }
-    this.end.push(frame);
+    this.end.push(frame, gsoSize);
     this.framesIn++;
     return true;
   }
@@ -214,6 +253,7 @@ export class NetRelayHost {
   handle(m: unknown): boolean {
     if (!isNetRelayMessage(m)) return false;
     this.end.take(m);
+    if (m.gsoMax !== undefined) this.peerGsoMax = Math.min(m.gsoMax, this.limits.maxFrame);
     for (const buf of m.frames) {
       if (!(buf instanceof ArrayBuffer)) continue;
       if (buf.byteLength <= this.limits.maxFrame) {
@@ -247,7 +287,11 @@ export class NetRelayDevice {
   private readonly end: RelayEnd;
   private nic: RelayedNic | undefined;
   private readonly backlog: ArrayBuffer[] = [];
+  /** Each waiting frame's segment size. */
+  private readonly backlogGso: number[] = [];
   private head = 0;
+  /** The card's gsoMax as last announced to the main thread. */
+  private announcedGso = 0;
   /** Frames dropped: longer than maxFrame, or beyond the window (a peer that broke the protocol). */
   dropped = 0;
 
@@ -265,8 +309,17 @@ export class NetRelayDevice {
     this.pump();
   }
 
+  /** Tell the main thread when the card's gsoMax changed (its driver negotiated or reset). */
+  private checkGso(): void {
+    const n = this.nic?.gsoMax?.() ?? 0;
+    if (n === this.announcedGso) return;
+    this.announcedGso = n;
+    this.end.announceGsoMax(n);
+  }
+
   /** The card's transmit (a borrowed view). */
   transmit(frame: Uint8Array): void {
+    this.checkGso();
     if (frame.length > this.limits.maxFrame || this.end.closed) {
       this.dropped++;
       return;
@@ -285,15 +338,16 @@ export class NetRelayDevice {
   handle(m: unknown): boolean {
     if (!isNetRelayMessage(m)) return false;
     this.end.take(m);
-    for (const buf of m.frames) {
-      if (!(buf instanceof ArrayBuffer)) continue;
+    m.frames.forEach((buf, i) => {
+      if (!(buf instanceof ArrayBuffer)) return;
       if (buf.byteLength > this.limits.maxFrame || this.backlog.length - this.head >= 2 * this.limits.frames) {
         this.dropped++;
         this.end.consumed(buf.byteLength);
-        continue;
+        return;
       }
       this.backlog.push(buf);
-    }
+      this.backlogGso.push(m.gso?.[i] ?? 0);
+    });
     this.pump();
     return true;
   }
@@ -307,17 +361,20 @@ export class NetRelayDevice {
   private pump(): void {
     const nic = this.nic;
     if (!nic) return;
+    this.checkGso();
     while (this.head < this.backlog.length) {
       const buf = this.backlog[this.head]!;
-      if (!nic.receive(new Uint8Array(buf))) break;
+      if (!nic.receive(new Uint8Array(buf), this.backlogGso[this.head])) break;
       this.backlog[this.head++] = EMPTY;
       this.end.consumed(buf.byteLength);
     }
     if (this.head === this.backlog.length) {
       this.backlog.length = 0;
+      this.backlogGso.length = 0;
       this.head = 0;
     } else if (this.head > 64) {
       this.backlog.splice(0, this.head);
+      this.backlogGso.splice(0, this.head);
       this.head = 0;
     }
   }

@@ -42,7 +42,7 @@ export interface KvmMachineConfig {
    * A virtio-net card, its frames relayed to the main thread's back end (NetRelayHost): its MAC
    * (6 bytes) and whether the back end's frames carry correct checksums (the user network).
    */
-  net?: { mac: number[]; rxChecksumsValid?: boolean };
+  net?: { mac: number[]; rxChecksumsValid?: boolean; guestTso?: boolean };
   /** ACPI S3: the DSDT offers \_S3 (one vCPU only); the vCPU thread sleeps and wakes the guest. */
   s3?: boolean;
 }
@@ -69,7 +69,7 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
     disks, // virtio-blk
     s3: config.s3 === true, // the vCPU thread keeps out of KVM_RUN in S3 (vcpu-worker.ts, sleepInS3)
     // virtio-net: the guest's frames to the main thread (copied once, then moved)
-    net: relay && net ? { mac: Uint8Array.from(net.mac), transmit: (f) => relay.transmit(f), txReady: () => relay.txReady(), rxChecksumsValid: net.rxChecksumsValid } : undefined,
+    net: relay && net ? { mac: Uint8Array.from(net.mac), transmit: (f) => relay.transmit(f), txReady: () => relay.txReady(), rxChecksumsValid: net.rxChecksumsValid, guestTso: net.guestTso } : undefined,
   });
   const { machine, uart, pm, virtioNet } = built;
   ctx.provide(kvmMachineHooks(built)); // pause drains the disks; snapshots save the devices

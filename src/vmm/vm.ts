@@ -535,7 +535,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       const net = this.net;
       const relay = net ? new NetRelayHost((m, transfer) => engine.post(m, transfer), (frame) => net.transmit(frame)) : undefined;
       closeRelay = relay;
-      const nic = net ? { mac: Array.from(macBytes(cardMac(config.net))), rxChecksumsValid: config.net?.mode === 'user' } : undefined;
+      const nic = net ? { mac: Array.from(macBytes(cardMac(config.net))), rxChecksumsValid: config.net?.mode === 'user', guestTso: config.net?.mode === 'user' } : undefined;
       const engine = new KvmEngine({
         memory: ram,
         cpus: config.cpus,
