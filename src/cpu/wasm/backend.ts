@@ -13,6 +13,7 @@ import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
 import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
+import { arithFlagsBody } from './flags.js';
 import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, type BlockLayout } from './codegen.js';
 import { iopl } from '../core/ops/system.js';
 import { swapgs } from '../system/syscall.js';
@@ -118,7 +119,7 @@ export class WasmBackend {
     };
     const hostFns: Record<string, WebAssembly.ImportValue> = {
       rd: (lin: number, size: number, rip: number): number => {
-        this.syncFlags();
+        this.syncFlags(false);
         c.startRip = rip;
         canonical(lin, size);
         let v = 0;
@@ -134,7 +135,7 @@ export class WasmBackend {
         return v;
       },
       wr: (lin: number, size: number, lo: number, hi: number, rip: number): number => {
-        this.syncFlags();
+        this.syncFlags(false);
         c.startRip = rip;
         canonical(lin, size);
         switch (size & 0xff) {
@@ -151,6 +152,7 @@ export class WasmBackend {
         c.startRip = rip;
         c.s.rip = rip;
         step(c);
+        this.loadFlags();
         this.f64[D_RIP] = c.s.rip;
         i32[I_KEY] = linkKey(c);
         i32[I_GKEY] = globalKey(c);
@@ -158,8 +160,10 @@ export class WasmBackend {
         // pending interrupt right after the next instruction
         return stopNow() || c.s.rip !== next || c.s.interruptShadow ? 1 : 0;
       },
+      // the runtime module computes the flags from the arena's record itself (flags.ts); this
+      // is its way out when the record is the host's
       flags: (): number => {
-        this.syncFlags();
+        this.loadFlags();
         return c.getArith();
       },
       sys: (op: number): number => {
@@ -183,7 +187,7 @@ export class WasmBackend {
             swapgs(c);
             return 0;
           case SYS_RFLAGS:
-            this.syncFlags();
+            this.syncFlags(false);
             return c.getRflags() & 0xfcffff;
           default:
             return 1;
@@ -201,6 +205,7 @@ export class WasmBackend {
     // that blocks call through; the stub only returns to the host (what retired slots hold).
     const host = IMPORTS.filter((f) => f.module === 'h');
     const forwarders = host.map((f, i) => {
+      if (f.name === 'flags') return arithFlagsBody(arena.base, i);
       const fb = new FuncBody(f.params, f.results);
       f.params.forEach((_t, p) => fb.get(p));
       fb.call(i);
@@ -302,13 +307,18 @@ export class WasmBackend {
   }
 
   /** Copy a lazy-flag record left by a block into the Cpu's fields. */
-  syncFlags(): void {
+  /**
+   * Copy the arena's flag record (translated code's) into the Cpu's lazy flags. `consume`: the
+   * host takes it over (the interpreter may change the flags next: the arena's copy is marked
+   * stale, kind -1); without, translated code goes on with the same record after the call.
+   */
+  syncFlags(consume = true): void {
     const i32 = this.i32;
     const k = i32[I_FKIND]!;
     if (k === -1) return;
     const c = this.cpu;
     const u32 = this.u32;
-    i32[I_FKIND] = -1;
+    if (consume) i32[I_FKIND] = -1;
     if (k === F_EAGER) {
       c.setArith(u32[I_FA]!);
       return;
@@ -322,6 +332,27 @@ export class WasmBackend {
     c.fBHi = u32[I_FB + 1]!;
     c.fRes = u32[I_FRES]!;
     c.fResHi = u32[I_FRES + 1]!;
+  }
+
+  /** Put the Cpu's lazy flags into the arena, where translated code (and flags.ts) reads them. */
+  private loadFlags(): void {
+    const c = this.cpu;
+    const i32 = this.i32;
+    const u32 = this.u32;
+    if (c.fOp === F_EAGER) {
+      i32[I_FKIND] = F_EAGER;
+      u32[I_FA] = c.fFlags;
+      return;
+    }
+    i32[I_FKIND] = c.fOp;
+    i32[I_FSZ] = c.fSz;
+    i32[I_FCIN] = c.fCin;
+    u32[I_FA] = c.fA;
+    u32[I_FA + 1] = c.fAHi;
+    u32[I_FB] = c.fB;
+    u32[I_FB + 1] = c.fBHi;
+    u32[I_FRES] = c.fRes;
+    u32[I_FRES + 1] = c.fResHi;
   }
 
   /**
@@ -413,6 +444,7 @@ export class WasmBackend {
       i32[I_KEY] = linkKey(c);
       i32[I_GKEY] = globalKey(c);
       const user = c.s.cpl === 3;
+      this.loadFlags();
       const k = enter(user ? 8 : 0, user ? 24 : 16, slot);
       c.s.rip = f64[D_RIP]!;
       if (i32[I_FKIND] !== -1) this.syncFlags();
