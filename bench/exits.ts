@@ -206,7 +206,7 @@ async function main(): Promise<void> {
     if (haveQemu) console.log(`  qemu microvm    ${fmt(median(qmStart))}   [${qmStart.map(fmt).join(' ')}]`);
 
     // What a user sees: the built CLI (plain node, no TypeScript loader) booting a multiboot kernel.
-    const cli = join(ROOT, 'dist', 'cli', 'main.js');
+    const cli = join(ROOT, 'dist', 'bundle', 'main.js');
     if (existsSync(cli) && existsSync(NASM)) {
       const kernel = join(dir, 'hello.bin');
       execFileSync(NASM, ['-f', 'bin', '-o', kernel, join(ROOT, 'tests', 'e2e', 'guests', 'multiboot-hello.asm')]);
@@ -215,7 +215,7 @@ async function main(): Promise<void> {
         // (stderr ignored: the CLI warns that this host's KVM cannot boot ordinary kernels)
         cliStart.push(await firstOutput(process.execPath, ['--v8-pool-size=1', cli, 'run', '--engine', 'kvm', '-m', '64M', '--kernel', kernel], 'ignore'));
       }
-      console.log(`  typevisor CLI   ${fmt(median(cliStart))}   [${cliStart.map(fmt).join(' ')}]  (node --v8-pool-size=1 dist/cli/main.js run --engine kvm, multiboot kernel)`);
+      console.log(`  typevisor CLI   ${fmt(median(cliStart))}   [${cliStart.map(fmt).join(' ')}]  (node --v8-pool-size=1 dist/bundle/main.js run --engine kvm, multiboot kernel)`);
     } else console.log('  (typevisor CLI figure skipped: needs `npm run build` and nasm)');
   } finally {
     rmSync(dir, { recursive: true, force: true });

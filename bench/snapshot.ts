@@ -40,7 +40,7 @@ const QEMU = '/usr/bin/qemu-system-x86_64';
 const PROMPT = /typevisor:~# /;
 
 ensureQemu();
-const BUILT_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/cli/main.js');
+const BUILT_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/bundle/main.js');
 if (spawnSync('npm', ['run', 'build'], { stdio: 'ignore' }).status !== 0) throw new Error('npm run build failed: run it to see why');
 const guest = await prepareDefaultGuest();
 const work = mkdtempSync(path.join(tmpdir(), 'typevisor-bench-snap-'));
