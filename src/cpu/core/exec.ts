@@ -518,6 +518,7 @@ function exec1(c: Cpu, op: number): void {
       } else {
         const lin = eaLin(c);
         const n = op < 0xd0 ? c.fetch8() : op < 0xd2 ? 1 : g[2]! & 0xff;
+        c.probeWrite(lin, sz); // a faulting store leaves the flags as they were (see 00-39)
         const v = readMem(c, lin, sz);
         const r = shift(c, sop, sz, v, c.hi, n);
         writeMem(c, lin, sz, r, c.hi);

@@ -210,6 +210,7 @@ export function exec0F(c: Cpu): void {
       } else {
         const lin = eaLin(c);
         const n = immForm ? c.fetch8() : g[2]! & 0xff;
+        c.probeWrite(lin, sz); // a faulting store leaves the flags as they were
         const d = readMem(c, lin, sz);
         const r = shiftDouble(c, op < 0xa8, sz, d, c.hi, src, srcHi, n);
         writeMem(c, lin, sz, r, c.hi);
@@ -247,6 +248,7 @@ export function exec0F(c: Cpu): void {
         else setReg(c, 0, sz, d, dh);
       } else {
         const lin = eaLin(c);
+        c.probeWrite(lin, sz); // the destination is written either way: a fault comes before the flags
         const d = readMem(c, lin, sz);
         const dh = c.hi;
         alu(c, 7, sz, acc, accHi, d, dh);
@@ -327,6 +329,7 @@ export function exec0F(c: Cpu): void {
         setReg(c, c.rm, sz, r, rh);
       } else {
         const lin = eaLin(c);
+        c.probeWrite(lin, sz); // a faulting store leaves the flags as they were
         const d = readMem(c, lin, sz);
         const dh = c.hi;
         const r = alu(c, 0, sz, d, dh, src, srcHi);

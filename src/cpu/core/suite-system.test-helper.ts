@@ -465,6 +465,29 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read32(0x200000)).toBe(0xaaaa);
     });
 
+    it.each([
+      'rcl dword [rbx], 1', 'inc dword [rbx]', 'neg dword [rbx]', 'shl dword [rbx], 3', 'shrd [rbx], ecx, 4',
+      'xadd [rbx], ecx', 'cmpxchg [rbx], ecx', 'sbb byte [rbx], 1',
+    ])('a #PF in the store of %s shows the flags from before it', (insn) => {
+      const t = run64(
+        `
+        mov rbx, 0x200000
+        mov rax, [rbx]           ; the page is readable: the load finds it in the TLB
+        mov ecx, 1
+        cmp ecx, 2               ; CF, PF, AF and SF set; ZF and OF clear
+        ${insn}                  ; its store faults (read-only page)
+        hlt`,
+        (m) => {
+          m.memory.write32(0x3000 + 8, 0x200081); // 2 MiB page at 2 MiB: present, not writable
+          m.cpu.s.cr0 |= 0x10000; // WP
+          m.memory.write32(0x200000, 0x8000_0001);
+        },
+      );
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(t.memory.read32(Number(r64(t, RSP)) + 24) & 0x8d5).toBe(0x95);
+      expect(t.memory.read32(0x200000)).toBe(0x8000_0001);
+    });
+
     it('#GP on non-canonical address', () => {
       const t = run64(`
         mov rbx, 0x0000800000000000

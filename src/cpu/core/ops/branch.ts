@@ -43,6 +43,7 @@ export function group5(c: Cpu): void {
       if (c.mod === 3) setReg(c, c.rm, sz, incdec(c, sz, getReg(c, c.rm, sz), c.hi, op === 1), c.hi);
       else {
         const lin = eaLin(c);
+        c.probeWrite(lin, sz); // a faulting store leaves the flags as they were
         const v = readMem(c, lin, sz);
         const r = incdec(c, sz, v, c.hi, op === 1);
         writeMem(c, lin, sz, r, c.hi);

@@ -449,6 +449,7 @@ export function group3(c: Cpu, sz: number): void {
       else setReg(c, c.rm, sz, neg(c, sz, a, c.hi), c.hi);
     } else {
       const lin = eaLin(c);
+      c.probeWrite(lin, sz); // a faulting store leaves NEG's flags as they were
       const a = readMem(c, lin, sz);
       if (op === 2) writeMem(c, lin, sz, (~a & MASK[sz]!) >>> 0, (~c.hi) >>> 0);
       else writeMem(c, lin, sz, neg(c, sz, a, c.hi), c.hi);
