@@ -580,12 +580,22 @@ function exec1(c: Cpu, op: number): void {
     case 0xc9: { // LEAVE
       const sz = stackOpSize(c);
       const g2 = s.gpr;
+      const sp0 = g2[8]!;
+      const sp1 = g2[9]!;
       if (c.stackSize === 8) {
         g2[8] = g2[10]!;
         g2[9] = g2[11]!;
       } else if (c.stackSize === 4) g2[8] = g2[10]!;
       else g2[8] = (g2[8]! & ~0xffff) | (g2[10]! & 0xffff);
-      const v = pop(c, sz);
+      let v: number;
+      try {
+        v = pop(c, sz);
+      } catch (e) {
+        // a fault in the load leaves RSP as it was (the instruction restarts)
+        g2[8] = sp0;
+        g2[9] = sp1;
+        throw e;
+      }
       setReg(c, 5, sz, v, c.hi);
       return;
     }

@@ -488,6 +488,22 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read32(0x200000)).toBe(0x8000_0001);
     });
 
+    it('a #PF in LEAVE\'s load leaves RSP and RBP as they were', () => {
+      const t = run64(
+        `
+        mov r8, rsp
+        mov rbp, 0x200000        ; not present
+      a:
+        leave
+        hlt`,
+        (m) => m.memory.write32(0x3000 + 8, 0),
+      );
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      const sp = Number(r64(t, RSP));
+      expect(t.memory.read32(sp + 32)).toBe(Number(r64(t, R8))); // the frame's RSP: untouched
+      expect(r64(t, 5)).toBe(0x200000n); // RBP
+    });
+
     it('#GP on non-canonical address', () => {
       const t = run64(`
         mov rbx, 0x0000800000000000

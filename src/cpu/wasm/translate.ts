@@ -207,6 +207,14 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       setReg(g, d, (op & 7) | ((d.rex & 1) << 3), 8, v);
       return 'cont';
     }
+    case 0xc9: { // LEAVE: RBP = [RBP], RSP = RBP + 8 (the load first: a fault leaves both as they were)
+      if (sz === 2) return false;
+      const v = load(g, 8, g.reg(5), d.rip, true);
+      f.get(g.reg(5)).i64(8, 0).op(Op.i64_add).set(g.reg(4));
+      g.written.add(4);
+      setReg(g, d, 5, 8, v);
+      return 'cont';
+    }
     case 0x68: case 0x6a: {
       if (sz === 2) return false;
       push(g, immVal(g, op === 0x68 ? d.imm : (d.imm << 24) >> 24, 8), d.rip);
