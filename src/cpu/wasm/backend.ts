@@ -11,10 +11,10 @@ import { buildTrace } from '../translate/trace.js';
 import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
-import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
+import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, A_XTMP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
 import { arithFlagsBody } from './flags.js';
-import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, type BlockLayout } from './codegen.js';
+import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, type BlockLayout } from './codegen.js';
 import { iopl } from '../core/ops/system.js';
 import { swapgs } from '../system/syscall.js';
 import { features } from '../features.js';
@@ -23,7 +23,7 @@ import { assembleModule, FuncBody, T } from './encoder.js';
 
 const TWO47 = 140737488355328;
 const I_FKIND = A_FKIND >> 2, I_FSZ = A_FSZ >> 2, I_FCIN = A_FCIN >> 2, I_STOP = A_STOP >> 2;
-const I_FA = A_FA >> 2, I_FB = A_FB >> 2, I_FRES = A_FRES >> 2, I_SCRATCH = A_SCRATCH >> 2, D_RIP = A_RIP >> 3;
+const I_FA = A_FA >> 2, I_FB = A_FB >> 2, I_FRES = A_FRES >> 2, I_SCRATCH = A_SCRATCH >> 2, I_XTMP = A_XTMP >> 2, D_RIP = A_RIP >> 3;
 const I_KEY = A_KEY >> 2, I_GKEY = A_GKEY >> 2, I_EXIT = A_EXIT >> 2;
 /** Table slots for block functions; when they or the exit links run out, all translations are dropped. */
 const MAX_SLOTS = 1 << 18;
@@ -185,6 +185,13 @@ export class WasmBackend {
           case SYS_SWAPGS:
             if (!c.long || s.cpl !== 0) return 1;
             swapgs(c);
+            return 0;
+          case SYS_RDTSC:
+          case SYS_RDTSCP:
+            if ((s.cr4 & 4 && s.cpl !== 0) || (op === SYS_RDTSCP && !features.rdtscp)) return 1; // #GP (CR4.TSD) or #UD
+            i32[I_SCRATCH] = c.readTsc();
+            i32[I_SCRATCH + 1] = c.scratchHi;
+            i32[I_XTMP] = s.tscAux;
             return 0;
           case SYS_RFLAGS:
             this.syncFlags(false);

@@ -49,11 +49,12 @@ export const IMPORTS: readonly FuncImport[] = [
   { module: 'w', name: 'div128', params: [T.I64, T.I64, T.I64], results: [T.I64] },
   // sys(op) -> a system instruction that touches neither the registers nor the arithmetic flags
   // (SYS_*), done by the host without decoding it: 0 done, 1 when the interpreter must run it
-  // (it faults there); SYS_RFLAGS returns RFLAGS as PUSHF stores it
+  // (it faults there); SYS_RFLAGS returns RFLAGS as PUSHF stores it; SYS_RDTSC and SYS_RDTSCP
+  // leave the TSC in A_SCRATCH (and RDTSCP's TSC_AUX in A_XTMP) for the block to load
   { module: 'h', name: 'sys', params: [T.I32], results: [T.I32] },
 ];
 /** sys's operations. */
-export const SYS_CLI = 0, SYS_CLD = 1, SYS_STD = 2, SYS_CLAC = 3, SYS_STAC = 4, SYS_SWAPGS = 5, SYS_RFLAGS = 6;
+export const SYS_CLI = 0, SYS_CLD = 1, SYS_STD = 2, SYS_CLAC = 3, SYS_STAC = 4, SYS_SWAPGS = 5, SYS_RFLAGS = 6, SYS_RDTSC = 7, SYS_RDTSCP = 8;
 /**
  * Blocks reach these through the runtime table ("e", "r"; entry i is IMPORTS[i], a wasm function
  * of the host's runtime module) with call_indirect: a block module imports no functions, so V8
