@@ -7,7 +7,7 @@
  * kind, size, carry-in, operands and result as i64). Only a record the host holds (kind -1: the
  * interpreter ran last and the host has not put its record back) goes to the host function.
  */
-import { F_ADD, F_EAGER, F_INC, F_LOGIC, F_SUB } from '../core/consts.js';
+import { ARITH_MASK, F_ADD, F_EAGER, F_INC, F_LOGIC, F_SUB } from '../core/consts.js';
 import { A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ } from './arena.js';
 import { FuncBody, Op, T } from './encoder.js';
 
@@ -24,7 +24,7 @@ export function arithFlagsBody(base: number, hostFlags: number): FuncBody {
   f.i32(0).mem(Op.i32_load, base + A_FKIND).tee(kind).i32(-1).op(Op.i32_eq);
   f.begin(Op.if).call(hostFlags).op(Op.return).op(Op.end);
   is(F_EAGER);
-  f.begin(Op.if).i32(0).mem(Op.i32_load, base + A_FA).op(Op.return).op(Op.end);
+  f.begin(Op.if).i32(0).mem(Op.i32_load, base + A_FA).i32(ARITH_MASK).op(Op.i32_and).op(Op.return).op(Op.end);
   f.i32(0).mem(Op.i32_load, base + A_FCIN).set(cin);
   f.i32(0).mem(Op.i32_load, base + A_FSZ).tee(sz).i32(3).op(Op.i32_shl).i32(1).op(Op.i32_sub).op(Op.i64_extend_i32_u).set(sh);
   // the operand size's bits: all 64 for size 8, else (1 << bits) - 1
