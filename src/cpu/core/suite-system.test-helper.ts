@@ -11,6 +11,15 @@ import { createTestMachine, testCpuDefaults, enterLongMode, enterReal, CODE_BASE
 import { SYSCALL_SETUP, userPages } from './suite.test-helper.js';
 
 /** The system-side directed tests, with blocks translated after `jitThreshold` executions (Infinity: interpreted). */
+/** Test-machine setup: the 2 MiB page at 2 MiB present and read-only (CR0.WP on), holding `value`. */
+function readOnlyPage(value?: number): (m: TestMachine) => void {
+  return (m) => {
+    m.memory.write32(0x3000 + 8, 0x200081); // 2 MiB page at 2 MiB: present, not writable
+    m.cpu.s.cr0 |= 0x10000; // WP
+    if (value !== undefined) m.memory.write32(0x200000, value);
+  };
+}
+
 export function systemSuite(label: string, jitThreshold: number): void {
   const d = hasNasm ? describe : describe.skip;
   beforeAll(() => {
@@ -433,10 +442,7 @@ export function systemSuite(label: string, jitThreshold: number): void {
         mov rbx, 0x200000
         mov dword [rbx], 5
         hlt`,
-        (m) => {
-          m.memory.write32(0x3000 + 8, 0x200081); // 2 MiB page at 2 MiB: present, not writable
-          m.cpu.s.cr0 |= 0x10000; // WP
-        },
+        readOnlyPage(),
       );
       expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
       expect(t.memory.read32(Number(r64(t, RSP)))).toBe(3);
@@ -452,11 +458,7 @@ export function systemSuite(label: string, jitThreshold: number): void {
       a:
         adc dword [rbx], 5       ; its store faults (read-only page)
         hlt`,
-        (m) => {
-          m.memory.write32(0x3000 + 8, 0x200081); // 2 MiB page at 2 MiB: present, not writable
-          m.cpu.s.cr0 |= 0x10000; // WP
-          m.memory.write32(0x200000, 0xaaaa);
-        },
+        readOnlyPage(0xaaaa),
       );
       expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
       const sp = Number(r64(t, RSP));
@@ -477,11 +479,7 @@ export function systemSuite(label: string, jitThreshold: number): void {
         cmp ecx, 2               ; CF, PF, AF and SF set; ZF and OF clear
         ${insn}                  ; its store faults (read-only page)
         hlt`,
-        (m) => {
-          m.memory.write32(0x3000 + 8, 0x200081); // 2 MiB page at 2 MiB: present, not writable
-          m.cpu.s.cr0 |= 0x10000; // WP
-          m.memory.write32(0x200000, 0x8000_0001);
-        },
+        readOnlyPage(0x8000_0001),
       );
       expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
       expect(t.memory.read32(Number(r64(t, RSP)) + 24) & 0x8d5).toBe(0x95);

@@ -217,17 +217,7 @@ describe('TCP: guest connections spliced onto host sockets', () => {
     expect(hostSocket!.writableLength).toBeGreaterThan(0); // the host is held back
     expect(stack.queued).toBeLessThan(64 * 1024);
     // the guest reads: everything arrives, in order
-    const parts: Uint8Array[] = [];
-    await until(() => {
-      g.poll();
-      const got = g.consume();
-      if (got.length) {
-        parts.push(got);
-        g.ack();
-      }
-      return g.gotFin;
-    }, 20_000, 'the rest of the data');
-    expect(sha(concat(parts))).toBe(sha(blob));
+    expect(sha(await g.readToEnd(20_000, 'the rest of the data'))).toBe(sha(blob));
   }, 30_000);
 
   it('to a NIC that takes receive offloads (GUEST_TSO4), host data goes in frames of up to 64 KiB with the guest\'s MSS as their segment size', async () => {
@@ -239,17 +229,7 @@ describe('TCP: guest connections spliced onto host sockets', () => {
       const g = new GuestTcp(stack, nic, nextPort++, GATEWAY, port, { wscale: 3, mss });
       g.window = 256 * 1024;
       await g.connect();
-      const parts: Uint8Array[] = [];
-      await until(() => {
-        g.poll();
-        const got = g.consume();
-        if (got.length) {
-          parts.push(got);
-          g.ack();
-        }
-        return g.gotFin;
-      }, 20_000, 'all the data');
-      expect(sha(concat(parts))).toBe(sha(blob));
+      expect(sha(await g.readToEnd(20_000, 'all the data'))).toBe(sha(blob));
       return nic.log;
     };
     const big = await run(65550, 1200);

@@ -263,6 +263,21 @@ export class GuestTcp {
     return all;
   }
 
+  /** Read (and acknowledge) until the stack's FIN: everything received since the last consume. */
+  async readToEnd(timeoutMs: number, what: string): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    await until(() => {
+      this.poll();
+      const got = this.consume();
+      if (got.length) {
+        parts.push(got);
+        this.ack();
+      }
+      return this.gotFin;
+    }, timeoutMs, what);
+    return concat(parts);
+  }
+
   /** Send `data` within the stack's window, waiting for it to open. */
   async write(data: Uint8Array, mss = 1460, timeoutMs = 10_000): Promise<void> {
     let off = 0;
