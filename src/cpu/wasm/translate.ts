@@ -21,12 +21,13 @@ import { fallbackKey } from '../translate/block.js';
 import { F_DEC, F_INC } from '../core/consts.js';
 import { assembleModule, Bytes, FuncBody, Op, T } from './encoder.js';
 import { genSse, isSseCandidate } from './sse.js';
-import { A_ENTRIES, A_GPR, A_SCRATCH, A_XTMP } from './arena.js';
+import { A_ENTRIES, A_GPR, A_SCRATCH } from './arena.js';
+import { genSystem } from './system.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift } from './shift.js';
 import { genImul, genMulAcc } from './mul.js';
-import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
+import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
 // ---- instructions -----------------------------------------------------------------------
 
@@ -207,8 +208,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       setReg(g, d, (op & 7) | ((d.rex & 1) << 3), 8, v);
       return 'cont';
     }
-    case 0x131: // RDTSC
-      return genTsc(g, d, k, next, false);
+    case 0xfa: case 0xfc: case 0xfd: case 0x9c: case 0x101: case 0x131: // CLI, CLD/STD, PUSHF, group 7, RDTSC
+      return genSystem(g, d, k, next);
     case 0xc9: { // LEAVE: RBP = [RBP], RSP = RBP + 8 (the load first: a fault leaves both as they were)
       if (sz === 2) return false;
       const v = load(g, 8, g.reg(5), d.rip, true);
@@ -253,29 +254,6 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return genBitScan(g, d, live, L);
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
       return genString(g, d, k, next);
-    case 0xfa: // CLI
-      return genSys(g, d, k, next, SYS_CLI);
-    case 0xfc: case 0xfd: // CLD, STD
-      return genSys(g, d, k, next, op === 0xfc ? SYS_CLD : SYS_STD);
-    case 0x9c: { // PUSHF (64-bit; the 16-bit form is interpreted)
-      if (sz === 2) return false;
-      if (g.pending !== undefined) g.storeFlags(g.pending);
-      const v = g.tmp64();
-      f.i32(SYS_RFLAGS);
-      rt(f, F_SYS);
-      f.op(Op.i64_extend_i32_u).set(v);
-      push(g, v, d.rip);
-      return 'cont';
-    }
-    case 0x101: { // CLAC, STAC, SWAPGS, RDTSCP (the rest of group 7 is interpreted)
-      if (mem || d.opo || d.rep !== 0) return false;
-      const r = d.reg & 7;
-      const m = d.rm & 7;
-      if (r === 1 && (m === 2 || m === 3)) return genSys(g, d, k, next, m === 3 ? SYS_STAC : SYS_CLAC);
-      if (r === 7 && m === 0) return genSys(g, d, k, next, SYS_SWAPGS);
-      if (r === 7 && m === 1) return genTsc(g, d, k, next, true);
-      return false;
-    }
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
       return !mem && (d.reg & 7) >= 5 && d.rep === 0 && !d.opo ? 'cont' : false;
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
@@ -460,44 +438,6 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
     return 'exit';
   }
   return false;
-}
-
-/**
- * A system instruction the host does without decoding it (codegen's SYS_*): no register
- * write-back or reload around the call; where the host says it cannot (a fault is due), the
- * interpreter runs it.
- */
-function genSys(g: WGen, d: D, k: number, next: number, op: number): 'cont' {
-  const f = g.c;
-  f.i32(op);
-  rt(f, F_SYS);
-  f.hint(0);
-  interpretIf(g, d, k, next);
-  g.end();
-  return 'cont';
-}
-
-/**
- * RDTSC, RDTSCP: the host reads the clock (sys), the block loads EDX:EAX (and RDTSCP's ECX, the
- * TSC_AUX) from the arena's scratch; where the instruction faults (CR4.TSD at CPL 3) the
- * interpreter runs it.
- */
-function genTsc(g: WGen, d: D, k: number, next: number, withAux: boolean): 'cont' {
-  const f = g.c;
-  f.i32(withAux ? SYS_RDTSCP : SYS_RDTSC);
-  rt(f, F_SYS);
-  f.hint(0);
-  interpretIf(g, d, k, next);
-  const part = (offset: number, reg: number): void => {
-    const v = g.tmp64();
-    f.i32(0).mem(Op.i64_load32_u, g.base + offset).set(v);
-    setReg(g, d, reg, 8, v);
-  };
-  part(A_SCRATCH, 0);
-  part(A_SCRATCH + 4, 2);
-  if (withAux) part(A_XTMP, 1);
-  g.end();
-  return 'cont';
 }
 
 /** May d (with a memory operand) carry a LOCK prefix? (Read-modify-write forms only.) */
