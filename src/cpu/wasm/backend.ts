@@ -191,7 +191,7 @@ export class WasmBackend {
             if ((s.cr4 & 4 && s.cpl !== 0) || (op === SYS_RDTSCP && !features.rdtscp)) return 1; // #GP (CR4.TSD) or #UD
             i32[I_SCRATCH] = c.readTsc();
             i32[I_SCRATCH + 1] = c.scratchHi;
-            i32[I_XTMP] = s.tscAux;
+            if (op === SYS_RDTSCP) i32[I_XTMP] = s.tscAux;
             return 0;
           case SYS_RFLAGS:
             this.syncFlags(false);
@@ -313,7 +313,6 @@ export class WasmBackend {
     return this.nextSlot < MAX_SLOTS - 64 && this.nextExit < MAX_LINKS - 4096 && this.modules < MAX_MODULES && this.codeBytes < MAX_CODE_BYTES;
   }
 
-  /** Copy a lazy-flag record left by a block into the Cpu's fields. */
   /**
    * Copy the arena's flag record (translated code's) into the Cpu's lazy flags. `consume`: the
    * host takes it over (the interpreter may change the flags next: the arena's copy is marked
@@ -454,7 +453,7 @@ export class WasmBackend {
       this.loadFlags();
       const k = enter(user ? 8 : 0, user ? 24 : 16, slot);
       c.s.rip = f64[D_RIP]!;
-      if (i32[I_FKIND] !== -1) this.syncFlags();
+      this.syncFlags();
       return k;
     };
     const b = new Block(run, rip, off, lo, end, n);

@@ -115,7 +115,8 @@ export function kvmStateFromBt(raw: unknown, host: CpuidLookup, cpuMismatch: Cpu
   // the guest time the bt CPU's kvm-clock shows (TSC / the CPU's fixed rate, plus the offset of a
   // guest whose kvm-clock began under KVM)
   const boot = cpus[0]!.cpu;
-  const kvmClockNs = BigInt(Math.floor((boot.msr.tsc / TSC_FREQUENCY_HZ) * 1e9 + (boot.snap.kvmClockOffsetNs ?? 0)));
+  // (never before 0: the offset comes from the state file, checked only for its range)
+  const kvmClockNs = BigInt(Math.max(0, Math.floor((boot.msr.tsc / TSC_FREQUENCY_HZ) * 1e9 + (boot.snap.kvmClockOffsetNs ?? 0))));
   const vcpus = cpus.map(({ cpu, waitingSipi }, i) => {
     const lapic = irq.lapics[i]!;
     return cpuToKvm(cpu.snap, lapicToKvm(lapic, m.clockNs), lapic.nmiPending, TSC_FREQUENCY_HZ / 1000, host, cpuMismatch, waitingSipi, i === 0);
