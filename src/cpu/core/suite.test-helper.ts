@@ -526,6 +526,55 @@ export function coreSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read32(Number(r64(t, RSP)) + 8)).toBe(Number(r64(t, R8))); // the frame's RIP
     });
 
+    it('a long rep movsb over code already run sees the new code (the bulk copy leaves pages with code to the interpreter)', () => {
+      const t = run64(`
+        mov byte [rel scratch], 0 ; the code page in the write TLB
+        call patch
+        mov r8, rax
+        lea rsi, [rel newcode]
+        lea rdi, [rel patch]
+        mov ecx, 48
+        rep movsb
+        call patch
+        mov r9, rax
+        hlt
+      newcode:
+        mov eax, 2
+        ret
+        times 42 nop
+      patch:
+        mov eax, 1
+        ret
+        times 42 nop
+        times 128 db 0
+      scratch: db 0`);
+      expect(r64(t, R8)).toBe(1n);
+      expect(r64(t, R9)).toBe(2n);
+    });
+
+    it('a long rep stosq that reaches an unmapped page stops there with RCX and RDI counting what it stored', () => {
+      const t = run64(`
+        mov qword [0x3000 + 8 * 8], 0 ; the 2 MiB page at 16 MiB not present
+        mov rax, cr3
+        mov cr3, rax
+        lea r8, [rel fill]
+        mov rdi, 0xffffc0       ; 64 bytes before it
+        mov qword [rdi], 1      ; that page in the write TLB
+        mov rax, 0x4242424242424242
+        mov ecx, 40
+        cld
+        jmp r8
+      fill:
+        rep stosq
+        hlt`);
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 14));
+      expect(r64(t, 1)).toBe(32n); // RCX: 8 of 40 stored
+      expect(r64(t, 7)).toBe(0x1000000n); // RDI
+      expect(t.memory.read64(0xffffc0)).toBe(0x4242424242424242n);
+      expect(t.memory.read64(0xfffff8)).toBe(0x4242424242424242n);
+      expect(t.memory.read64(0x1000000)).toBe(0n);
+    });
+
     it('enter/leave, lahf/sahf, cbw family, cqo', () => {
       const t = run64(`
         mov rbp, 0x1234

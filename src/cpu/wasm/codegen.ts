@@ -491,6 +491,20 @@ function ramOffset(g: WGen, t: { lo: number; ix: number }): void {
 }
 
 /**
+ * Push (i32) whether the inline TLB maps the page of linear address L (i64 local) for this
+ * access kind, setting the i32 local `out` to L's RAM offset when it does: for an access the
+ * caller has already kept inside that page.
+ */
+export function pageRam(g: WGen, L: number, write: boolean, out: number): void {
+  const f = g.c;
+  const t = tlbHit(g, L, 1, write);
+  f.begin(Op.if, T.I32);
+  ramOffset(g, t);
+  f.set(out).i32(1);
+  f.op(Op.else).i32(0).op(Op.end);
+}
+
+/**
  * Push (i32) whether the store [L, L + sz) must take the slow path, with its RAM offset in local
  * a otherwise: a TLB hit (tlbHit) that touches no line holding translated code.
  */

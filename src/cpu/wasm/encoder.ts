@@ -248,6 +248,23 @@ export class FuncBody {
     return this;
   }
 
+  /** memory.copy (dst, src, n on the stack; memory 0 to memory 0, overlapping as memmove). */
+  memoryCopy(): this {
+    this.code.byte(0xfc);
+    this.code.u32(10);
+    this.code.byte(0);
+    this.code.byte(0);
+    return this;
+  }
+
+  /** memory.fill (dst, byte value, n on the stack; memory 0). */
+  memoryFill(): this {
+    this.code.byte(0xfc);
+    this.code.u32(11);
+    this.code.byte(0);
+    return this;
+  }
+
   /** return_call_indirect through table 0 with type `type`. */
   tailCallIndirect(type: number): this {
     this.code.byte(Op.return_call_indirect);
