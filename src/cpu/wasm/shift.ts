@@ -4,12 +4,12 @@
  * - a count that masks to 0 changes nothing (the flags keep their values);
  * - rotates replace CF and OF and keep the other four;
  * - shifts replace all six: CF the last bit shifted out, OF as for a count of 1, AF 0.
- * RCL/RCR (and the SAL alias, /6) stay interpreted.
+ * RCL/RCR (and the SAL alias, /6) stay interpreted. Then SHLD/SHRD.
  */
 import type { D } from '../translate/decode.js';
 import { F_EAGER } from '../core/consts.js';
 import { Op } from './encoder.js';
-import { flagsNow, loadRm, maskTo, produce, pushSzp, sext, storeRm, type WGen } from './codegen.js';
+import { flagsNow, loadRm, maskTo, produce, pushSzp, regVal, sext, storeRm, type WGen } from './codegen.js';
 
 const CF_OF = 0x801;
 
@@ -130,4 +130,67 @@ function shiftFlags(g: WGen, o: number, sz: number, v: number, cnt: number, r: n
 /** fl = old when cnt is 0 (a count of 0 leaves the flags alone). */
 function keepIfZero(g: WGen, old: number, fl: number, cnt: number): void {
   g.c.get(old).get(fl).get(cnt).op(Op.i64_eqz).op(Op.select).set(fl);
+}
+
+/**
+ * SHLD/SHRD (0F A4/A5, 0F AC/AD) on 32- and 64-bit operands, by an imm8 or CL, with the
+ * interpreter's flags (core/ops/shift.ts shiftDouble): a count that masks to 0 changes nothing
+ * (a 32-bit register is still zero-extended); otherwise CF is the last bit shifted out of the
+ * destination, OF the change of its sign bit, SF, ZF and PF from the result, AF 0. 16-bit forms,
+ * whose counts past 16 are undefined, stay interpreted.
+ */
+export function genShiftDouble(g: WGen, d: D, live: boolean, L: number): 'cont' | false {
+  const sz = d.opsize;
+  if (sz === 2) return false;
+  const f = g.c;
+  const left = d.op < 0x1a8;
+  const bits = sz * 8;
+  const countMask = bits - 1;
+  const dv = loadRm(g, d, sz, L);
+  const sv = regVal(g, d, d.reg, sz);
+  const cnt = g.tmp64();
+  const byCl = (d.op & 1) === 1;
+  if (byCl) f.get(g.reg(1)).i64(countMask, 0).op(Op.i64_and).set(cnt);
+  else {
+    const n = d.imm & countMask;
+    if (n === 0) {
+      storeRm(g, d, sz, L, dv);
+      return 'cont';
+    }
+    f.i64(n, 0).set(cnt);
+  }
+  const r = g.tmp64();
+  if (sz === 4) {
+    // the two halves as one 64-bit value, shifted; the result is the half the shift moves into
+    if (left) f.get(dv).i64(32, 0).op(Op.i64_shl).get(sv).op(Op.i64_or).get(cnt).op(Op.i64_shl).i64(32, 0).op(Op.i64_shr_u);
+    else f.get(sv).i64(32, 0).op(Op.i64_shl).get(dv).op(Op.i64_or).get(cnt).op(Op.i64_shr_u).i64(0xffffffff, 0).op(Op.i64_and);
+  } else {
+    // a count of 0 would shift the source by 64, which wasm takes as 0: select the destination
+    f.get(dv);
+    f.get(dv).get(cnt).op(left ? Op.i64_shl : Op.i64_shr_u);
+    f.get(sv).i64(64, 0).get(cnt).op(Op.i64_sub).op(left ? Op.i64_shr_u : Op.i64_shl);
+    f.op(Op.i64_or).get(cnt).op(Op.i64_eqz).op(Op.select);
+  }
+  f.set(r);
+  storeRm(g, d, sz, L, r);
+  if (!live) {
+    g.lastF = undefined;
+    return 'cont';
+  }
+  const fl = g.tmp64();
+  // CF: left, bit (bits - n) of the destination; right, bit n - 1
+  if (left) f.get(dv).i64(bits, 0).get(cnt).op(Op.i64_sub).op(Op.i64_shr_u);
+  else f.get(dv).get(cnt).i64(1, 0).op(Op.i64_sub).op(Op.i64_shr_u);
+  f.i64(1, 0).op(Op.i64_and);
+  f.get(dv).get(r).op(Op.i64_xor).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(11, 0).op(Op.i64_shl).op(Op.i64_or);
+  pushSzp(g, r, sz);
+  f.op(Op.i64_or).set(fl);
+  if (byCl) {
+    const old = g.tmp64();
+    flagsNow(g);
+    f.op(Op.i64_extend_i32_u).set(old);
+    keepIfZero(g, old, fl, cnt);
+  }
+  produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
+  return 'cont';
 }

@@ -25,7 +25,7 @@ import { A_ENTRIES, A_GPR, A_SCRATCH } from './arena.js';
 import { genSystem } from './system.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
-import { genShift } from './shift.js';
+import { genShift, genShiftDouble } from './shift.js';
 import { genImul, genMulAcc } from './mul.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
@@ -252,6 +252,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return genBitOp(g, d, (op >> 3) & 3, live, L);
     case 0x1bc: case 0x1bd:
       return genBitScan(g, d, live, L);
+    case 0x1a4: case 0x1a5: case 0x1ac: case 0x1ad:
+      return genShiftDouble(g, d, live, L);
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
       return genString(g, d, k, next);
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
