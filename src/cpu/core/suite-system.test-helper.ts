@@ -643,6 +643,26 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 0x30));
     });
 
+    it('an interrupt raised while IF=0 is taken one instruction after the STI of a hot block', () => {
+      const t = createTestMachine();
+      t.memory.writeBytes(CODE_BASE, assemble(`
+        xor ecx, ecx             ; 2 bytes
+        .l: cli                  ; CODE_BASE + 2
+        inc ecx                  ; 2 bytes
+        out 0x80, al             ; 2 bytes: the device raises the interrupt on the 20,000th
+        sti                      ; CODE_BASE + 7
+        mov ebx, ecx             ; the shadow
+        mov edx, 5               ; CODE_BASE + 10: where the interrupt is taken
+        jmp .l`));
+      let outs = 0;
+      t.pio.insert(0x80, 1, { read: () => 0, write: () => void (++outs === 20_000 && t.irq.pending.push(0x30)) }, 'raise');
+      enterLongMode(t);
+      for (let i = 0; i < 100 && r64(t, RAX) !== BigInt(HANDLER_MARK + 0x30); i++) t.cpu.run(10_000); // hot by then: STI inside a translated block
+      expect(r64(t, RAX)).toBe(BigInt(HANDLER_MARK + 0x30));
+      expect(t.memory.read32(Number(r64(t, RSP)))).toBe(CODE_BASE + 10);
+      expect(r64(t, RBX)).toBe(20_000n);
+    });
+
     it('SWAPGS, STD/CLD and CLI in the middle of straight code (a translated block goes on after them)', () => {
       const t = run64(`
         mov ecx, 0xc0000101      ; GS base

@@ -226,10 +226,11 @@ def([0xf6, 0xf7], { name: 'NOT', modrm: M, flags: NONE, store: 'mem' }, 2);
 def([0xf6, 0xf7], { name: 'NEG', modrm: M, flags: WRITES, store: 'mem' }, 3);
 def([0xf6, 0xf7], { name: 'MUL/IMUL/DIV/IDIV', modrm: M, flags: RW }, range(4, 7));
 def([0xf8, 0xf9], { name: 'CLC/STC', flags: RW });
-// CLI only clears IF: the block goes on (hot in the kernel's irq-save paths); STI ends it, so
-// the run loop takes a pending interrupt after the one-instruction shadow
+// CLI and STI: the block goes on (both are hot in the kernel's irq-save paths); an STI that
+// finds an interrupt waiting ends it (wasm/system.ts), so the run loop takes the interrupt
+// after the one-instruction shadow
 def(0xfa, { name: 'CLI' });
-def(0xfb, { name: 'STI', flow: END });
+def(0xfb, { name: 'STI' });
 def([0xfc, 0xfd], { name: 'CLD/STD', flags: NONE });
 // group 4/5: INC DEC (keep CF), CALL CALLF JMP JMPF PUSH
 def([0xfe, 0xff], { name: '(invalid) FE/FF', modrm: M, flow: END });

@@ -1,5 +1,5 @@
 /**
- * System instructions inside translated blocks: CLI, CLD/STD, CLAC/STAC, SWAPGS, 64-bit PUSHF,
+ * System instructions inside translated blocks: CLI, STI, CLD/STD, CLAC/STAC, SWAPGS, 64-bit PUSHF,
  * RDTSC and RDTSCP. Each is one light runtime call (`sys`, codegen's SYS_*) the host answers
  * without decoding the instruction and without a register write-back or reload around it; where
  * the host says it cannot (a fault is due: IOPL, CPL, CR4.TSD, a feature that is off), the
@@ -8,16 +8,18 @@
 import type { D } from '../translate/decode.js';
 import { A_SCRATCH, A_XTMP } from './arena.js';
 import { Op } from './encoder.js';
-import { F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_SWAPGS, WGen, interpretIf, push, rt, setReg } from './codegen.js';
+import { F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_STI, SYS_SWAPGS, WGen, interpretIf, push, rt, setReg } from './codegen.js';
 
 /**
- * Generate system instruction d (CLI, CLD, STD, PUSHF, group 7, RDTSC: opcodes 0xfa, 0xfc, 0xfd,
- * 0x9c, 0x101, 0x131 in translate/decode.ts numbering), or false when the interpreter must run it.
+ * Generate system instruction d (CLI, STI, CLD, STD, PUSHF, group 7, RDTSC: opcodes 0xfa, 0xfb,
+ * 0xfc, 0xfd, 0x9c, 0x101, 0x131 in translate/decode.ts numbering), or false when the interpreter must run it.
  */
 export function genSystem(g: WGen, d: D, k: number, next: number): 'cont' | false {
   switch (d.op) {
     case 0xfa: // CLI
       return genSys(g, d, k, next, SYS_CLI);
+    case 0xfb: // STI
+      return genSys(g, d, k, next, SYS_STI);
     case 0xfc: case 0xfd: // CLD, STD
       return genSys(g, d, k, next, d.op === 0xfc ? SYS_CLD : SYS_STD);
     case 0x9c: { // PUSHF (64-bit; the 16-bit form is interpreted)
