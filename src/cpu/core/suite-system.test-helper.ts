@@ -663,6 +663,26 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(r64(t, RBX)).toBe(20_000n);
     });
 
+    it('MOV r/m, Sreg in the middle of straight code: the selector, zero-extended or 16 bits', () => {
+      const t = run64(`
+        mov ax, 0x10
+        mov fs, ax
+        mov r8, -1
+        mov r9, -1
+        mov r10, -1
+        mov qword [0x170000], -1
+        mov r8, ds               ; 64-bit: zero-extended
+        mov r9d, cs              ; 32-bit: zero-extended
+        mov r10w, fs             ; 16-bit: the rest stays
+        mov [0x170000], ss       ; memory: 16 bits
+        hlt`);
+      const sel = t.cpu.s.segSel;
+      expect(r64(t, R8)).toBe(BigInt(sel[3]!));
+      expect(r64(t, R9)).toBe(BigInt(sel[1]!));
+      expect(r64(t, R10)).toBe(0xffff_ffff_ffff_0000n | 0x10n);
+      expect(t.memory.read64(0x170000)).toBe(0xffff_ffff_ffff_0000n | BigInt(sel[2]!));
+    });
+
     it('SWAPGS, STD/CLD and CLI in the middle of straight code (a translated block goes on after them)', () => {
       const t = run64(`
         mov ecx, 0xc0000101      ; GS base

@@ -1,6 +1,6 @@
 /**
  * System instructions inside translated blocks: CLI, STI, CLD/STD, CLAC/STAC, SWAPGS, 64-bit PUSHF,
- * RDTSC and RDTSCP. Each is one light runtime call (`sys`, codegen's SYS_*) the host answers
+ * RDTSC, RDTSCP and MOV r/m, Sreg. Each is one light runtime call (`sys`, codegen's SYS_*) the host answers
  * without decoding the instruction and without a register write-back or reload around it; where
  * the host says it cannot (a fault is due: IOPL, CPL, CR4.TSD, a feature that is off), the
  * interpreter runs the instruction as it would outside a block.
@@ -8,13 +8,13 @@
 import type { D } from '../translate/decode.js';
 import { A_SCRATCH, A_XTMP } from './arena.js';
 import { Op } from './encoder.js';
-import { F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_STD, SYS_STI, SYS_SWAPGS, WGen, interpretIf, push, rt, setReg } from './codegen.js';
+import { F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_SREG, SYS_STAC, SYS_STD, SYS_STI, SYS_SWAPGS, WGen, interpretIf, push, rt, setReg, storeRm } from './codegen.js';
 
 /**
- * Generate system instruction d (CLI, STI, CLD, STD, PUSHF, group 7, RDTSC: opcodes 0xfa, 0xfb,
- * 0xfc, 0xfd, 0x9c, 0x101, 0x131 in translate/decode.ts numbering), or false when the interpreter must run it.
+ * Generate system instruction d (CLI, STI, CLD, STD, PUSHF, group 7, RDTSC, MOV r/m, Sreg: opcodes
+ * 0xfa, 0xfb, 0xfc, 0xfd, 0x9c, 0x8c, 0x101, 0x131 in translate/decode.ts numbering), or false when the interpreter must run it.
  */
-export function genSystem(g: WGen, d: D, k: number, next: number): 'cont' | false {
+export function genSystem(g: WGen, d: D, k: number, next: number, L: number): 'cont' | false {
   switch (d.op) {
     case 0xfa: // CLI
       return genSys(g, d, k, next, SYS_CLI);
@@ -44,6 +44,17 @@ export function genSystem(g: WGen, d: D, k: number, next: number): 'cont' | fals
     }
     case 0x131: // RDTSC
       return genTsc(g, d, k, next, false);
+    case 0x8c: { // MOV r/m, Sreg (a context switch saves DS, ES, FS, GS this way): the selector, zero-extended into a register, 16 bits to memory
+      const sr = d.reg & 7;
+      if (sr > 5) return false; // #UD
+      const f = g.c;
+      const v = g.tmp64();
+      f.i32(SYS_SREG + sr);
+      rt(f, F_SYS);
+      f.op(Op.i64_extend_i32_u).set(v);
+      storeRm(g, d, d.mod === 3 ? d.opsize : 2, L, v);
+      return 'cont';
+    }
     default:
       return false;
   }
