@@ -151,7 +151,10 @@ describe.skipIf(nasmMissing || !nativeSupported)('oracle: moves, conditionals, e
         c.state.gpr[0] = lo;
         c.state.gpr[2] = hi;
       }
-      c.asm = `${rng.bool(0.5) ? 'lock ' : ''}cmpxchg16b oword [rsi]`;
+      // half the time after a read and a write of the operand's page, as in a running guest:
+      // the translated fast path needs it in the inline TLB
+      const warm = rng.bool(0.5) ? 'mov r8, [rsi]\nmov [rsi], r8\n' : '';
+      c.asm = `${warm}${rng.bool(0.5) ? 'lock ' : ''}cmpxchg16b oword [rsi]${rng.bool(0.5) ? '\nsetz r9b\nsetc r10b' : ''}`;
       return c;
     });
     expectClean(r);

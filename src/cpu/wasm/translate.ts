@@ -26,6 +26,8 @@ import { genSystem } from './system.js';
 import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift, genShiftDouble } from './shift.js';
+import { genCmpxchg16b } from './cmpxchg16b.js';
+import { features } from '../features.js';
 import { genImul, genMulAcc } from './mul.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
 
@@ -254,6 +256,8 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return genBitScan(g, d, live, L);
     case 0x1a4: case 0x1a5: case 0x1ac: case 0x1ad:
       return genShiftDouble(g, d, live, L);
+    case 0x1c7: // CMPXCHG16B (the rest of group 9 is interpreted)
+      return mem && (d.reg & 7) === 1 && sz === 8 && features.cx16 ? genCmpxchg16b(g, d, live, k, next, L) : false;
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
       return genString(g, d, k, next);
     case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
@@ -451,6 +455,7 @@ function lockable(d: D): boolean {
   if (op === 0xf6 || op === 0xf7) return r === 2 || r === 3;
   if (op === 0xfe || op === 0xff) return r <= 1;
   if (op === 0x1ba) return r >= 5;
+  if (op === 0x1c7) return r === 1;
   return op === 0x86 || op === 0x87 || op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1b0 || op === 0x1b1 || op === 0x1c0 || op === 0x1c1;
 }
 
