@@ -683,6 +683,27 @@ export function systemSuite(label: string, jitThreshold: number): void {
       expect(t.memory.read64(0x170000)).toBe(0xffff_ffff_ffff_0000n | BigInt(sel[2]!));
     });
 
+    it('MOV r, CRn in the middle of straight code (CR0, CR2, CR3, CR4, CR8)', () => {
+      const t = run64(`
+        mov rax, 0x12345678abc
+        mov cr2, rax
+        mov eax, 5
+        mov cr8, rax
+        mov r8, cr0
+        mov r9, cr2
+        mov r10, cr3
+        mov r11, cr4
+        mov r12, cr8
+        add r9, 1
+        hlt`);
+      const s = t.cpu.s;
+      expect(r64(t, R8)).toBe(BigInt(s.cr0 >>> 0));
+      expect(r64(t, R9)).toBe(0x12345678abdn);
+      expect(r64(t, R10)).toBe(BigInt(s.cr3));
+      expect(r64(t, R11)).toBe(BigInt(s.cr4 >>> 0));
+      expect(r64(t, R12)).toBe(5n);
+    });
+
     it('SWAPGS, STD/CLD and CLI in the middle of straight code (a translated block goes on after them)', () => {
       const t = run64(`
         mov ecx, 0xc0000101      ; GS base

@@ -256,7 +256,10 @@ def(T(0x0f), { name: '3DNow!', flow: REFUSE });
 def(TS(0x10, 0x17), { name: 'SSE move/unpack', modrm: M, flags: NONE });
 def([T(0x11), T(0x13), T(0x17)], { name: 'SSE store', modrm: M, flags: NONE, store: 'mem' });
 def(TS(0x18, 0x1f), { name: 'PREFETCH/hint NOP', modrm: M, flags: NONE });
+// MOV r, CRn only reads (the page-fault handler's CR2): the block goes on; writes and the
+// debug registers end it
 def(TS(0x20, 0x23), { name: 'MOV CR/DR', modrm: M, flow: END });
+def(T(0x20), { name: 'MOV r,CR', modrm: M });
 def(TS(0x28, 0x2d), { name: 'SSE move/convert', modrm: M, flags: NONE });
 def(T(0x29), { name: 'MOVAPS store', modrm: M, flags: NONE, store: 'mem' });
 def(T(0x2b), { name: 'MOVNTPS', modrm: M, flags: NONE, store: 'mem' });

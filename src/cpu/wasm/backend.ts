@@ -14,7 +14,8 @@ import { CpuFault } from '../system-api.js';
 import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, A_XTMP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
 import { arithFlagsBody } from './flags.js';
-import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_SREG, SYS_STD, SYS_STI, SYS_SWAPGS, type BlockLayout } from './codegen.js';
+import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_CR, SYS_SREG, SYS_STD, SYS_STI, SYS_SWAPGS, type BlockLayout } from './codegen.js';
+import { readCr } from '../system/control.js';
 import { iopl } from '../core/ops/system.js';
 import { swapgs } from '../system/syscall.js';
 import { features } from '../features.js';
@@ -168,6 +169,14 @@ export class WasmBackend {
       },
       sys: (op: number): number => {
         const s = c.s;
+        if (op >= SYS_CR) {
+          const n = op - SYS_CR;
+          // CPL 3, or a CR that does not exist: the interpreter raises the #GP or #UD
+          if (s.cpl !== 0 || (n !== 0 && n !== 2 && n !== 3 && n !== 4 && n !== 8)) return 1;
+          i32[I_SCRATCH] = readCr(c, n);
+          i32[I_SCRATCH + 1] = c.scratchHi;
+          return 0;
+        }
         if (op >= SYS_SREG) return s.segSel[op - SYS_SREG]!;
         switch (op) {
           case SYS_CLI:

@@ -57,6 +57,8 @@ export const IMPORTS: readonly FuncImport[] = [
 export const SYS_CLI = 0, SYS_CLD = 1, SYS_STD = 2, SYS_CLAC = 3, SYS_STAC = 4, SYS_SWAPGS = 5, SYS_RFLAGS = 6, SYS_RDTSC = 7, SYS_RDTSCP = 8, SYS_STI = 9;
 /** SYS_SREG + n (n = 0..5, ES..GS): the segment register's selector. */
 export const SYS_SREG = 16;
+/** SYS_CR + n (n = 0, 2, 3, 4, 8): MOV r, CRn, the value in A_SCRATCH (1 when it faults). */
+export const SYS_CR = 32;
 /**
  * Blocks reach these through the runtime table ("e", "r"; entry i is IMPORTS[i], a wasm function
  * of the host's runtime module) with call_indirect: a block module imports no functions, so V8

@@ -1,6 +1,6 @@
 /**
  * System instructions inside translated blocks: CLI, STI, CLD/STD, CLAC/STAC, SWAPGS, 64-bit PUSHF,
- * RDTSC, RDTSCP and MOV r/m, Sreg. Each is one light runtime call (`sys`, codegen's SYS_*) the host answers
+ * RDTSC, RDTSCP, MOV r/m, Sreg and MOV r, CRn. Each is one light runtime call (`sys`, codegen's SYS_*) the host answers
  * without decoding the instruction and without a register write-back or reload around it; where
  * the host says it cannot (a fault is due: IOPL, CPL, CR4.TSD, a feature that is off), the
  * interpreter runs the instruction as it would outside a block.
@@ -8,11 +8,11 @@
 import type { D } from '../translate/decode.js';
 import { A_SCRATCH, A_XTMP } from './arena.js';
 import { Op } from './encoder.js';
-import { F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_SREG, SYS_STAC, SYS_STD, SYS_STI, SYS_SWAPGS, WGen, interpretIf, push, rt, setReg, storeRm } from './codegen.js';
+import { F_SYS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_CR, SYS_RFLAGS, SYS_SREG, SYS_STAC, SYS_STD, SYS_STI, SYS_SWAPGS, WGen, interpretIf, push, rt, setReg, storeRm } from './codegen.js';
 
 /**
- * Generate system instruction d (CLI, STI, CLD, STD, PUSHF, group 7, RDTSC, MOV r/m, Sreg: opcodes
- * 0xfa, 0xfb, 0xfc, 0xfd, 0x9c, 0x8c, 0x101, 0x131 in translate/decode.ts numbering), or false when the interpreter must run it.
+ * Generate system instruction d (CLI, STI, CLD, STD, PUSHF, group 7, RDTSC, MOV r/m, Sreg, MOV r, CRn:
+ * opcodes 0xfa, 0xfb, 0xfc, 0xfd, 0x9c, 0x8c, 0x120, 0x101, 0x131 in translate/decode.ts numbering), or false when the interpreter must run it.
  */
 export function genSystem(g: WGen, d: D, k: number, next: number, L: number): 'cont' | false {
   switch (d.op) {
@@ -44,6 +44,8 @@ export function genSystem(g: WGen, d: D, k: number, next: number, L: number): 'c
     }
     case 0x131: // RDTSC
       return genTsc(g, d, k, next, false);
+    case 0x120: // MOV r, CRn (the page-fault handler reads CR2 first thing): the register form only
+      return d.mod === 3 && !d.lock ? genReadCr(g, d, k, next) : false;
     case 0x8c: { // MOV r/m, Sreg (a context switch saves DS, ES, FS, GS this way): the selector, zero-extended into a register, 16 bits to memory
       const sr = d.reg & 7;
       if (sr > 5) return false; // #UD
@@ -89,6 +91,20 @@ function genTsc(g: WGen, d: D, k: number, next: number, withAux: boolean): 'cont
   part(A_SCRATCH, 0);
   part(A_SCRATCH + 4, 2);
   if (withAux) part(A_XTMP, 1);
+  g.end();
+  return 'cont';
+}
+
+/** MOV r, CRn: the host reads the register into the arena's scratch (CPL 0, an existing CR) or the interpreter faults. */
+function genReadCr(g: WGen, d: D, k: number, next: number): 'cont' {
+  const f = g.c;
+  f.i32(SYS_CR + d.reg);
+  rt(f, F_SYS);
+  f.hint(0);
+  interpretIf(g, d, k, next);
+  const v = g.tmp64();
+  f.i32(0).mem(Op.i64_load, g.base + A_SCRATCH).set(v);
+  setReg(g, d, d.rm, 8, v);
   g.end();
   return 'cont';
 }

@@ -210,7 +210,7 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       setReg(g, d, (op & 7) | ((d.rex & 1) << 3), 8, v);
       return 'cont';
     }
-    case 0xfa: case 0xfb: case 0xfc: case 0xfd: case 0x9c: case 0x101: case 0x131: case 0x8c: // CLI, STI, CLD/STD, PUSHF, group 7, RDTSC, MOV r/m, Sreg
+    case 0xfa: case 0xfb: case 0xfc: case 0xfd: case 0x9c: case 0x101: case 0x131: case 0x8c: case 0x120: // CLI, STI, CLD/STD, PUSHF, group 7, RDTSC, MOV r/m, Sreg, MOV r, CRn
       return genSystem(g, d, k, next, L);
     case 0xc9: { // LEAVE: RBP = [RBP], RSP = RBP + 8 (the load first: a fault leaves both as they were)
       if (sz === 2) return false;
