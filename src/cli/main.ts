@@ -7,6 +7,7 @@
  * Node's default of four workers (wasm tier-up, GC) competed with it for a 2-core machine's
  * cores (boot to poweroff ~8.1 s with the default, ~7.2 s with one worker).
  */
+import { resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
   ConfigError, DEFAULT_MEMORY, fmtBytes, MAX_CPUS, parseCpus, parseDiskSpec, parseSize, validateDisks, validateCpuModel, validateEngine, type VmConfig,
@@ -109,9 +110,8 @@ program
   .option('--resume', 'resume the VM afterwards (default: it stays paused)')
   .action(async (opts: { apiSock: string; state: string; mem: string; resume?: boolean }) => {
     const { apiCall } = await import('../api/client.js');
-    const path = await import('node:path');
     await apiCall(opts.apiSock, 'PATCH', '/vm', { state: 'Paused' });
-    await apiCall(opts.apiSock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: path.resolve(opts.state), mem_file_path: path.resolve(opts.mem) });
+    await apiCall(opts.apiSock, 'PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: resolvePath(opts.state), mem_file_path: resolvePath(opts.mem) });
     if (opts.resume) await apiCall(opts.apiSock, 'PATCH', '/vm', { state: 'Resumed' });
     log(`typevisor: snapshot written to ${opts.state} and ${opts.mem}${opts.resume ? '; the VM runs on' : '; the VM is paused'}`);
   });
@@ -130,9 +130,8 @@ program
     process.exitCode = await runInForeground(vm, log);
   });
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
+// Not a top-level await: the bundle is CommonJS (scripts/bundle.mjs), which has none.
+void program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : EXIT_USAGE;
   } else if (e instanceof ConfigError || (e instanceof ImageError && e.usage)) {
@@ -140,4 +139,4 @@ try {
   } else {
     fail(e);
   }
-}
+});

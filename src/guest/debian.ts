@@ -14,8 +14,8 @@
 import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { guestCacheDir } from './cache-dir.js';
 import { BRING_YOUR_OWN, GuestError } from './errors.js';
 
 export const KERNEL_METAPACKAGE = 'linux-image-cloud-amd64';
@@ -43,12 +43,7 @@ export interface ExtractedPackage extends PackageRef {
   root: string;
 }
 
-/** `$TYPEVISOR_CACHE`, else `$XDG_CACHE_HOME/typevisor`, else `~/.cache/typevisor`. */
-export function guestCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env['TYPEVISOR_CACHE']) return env['TYPEVISOR_CACHE'];
-  if (env['XDG_CACHE_HOME']) return join(env['XDG_CACHE_HOME'], 'typevisor');
-  return join(homedir(), '.cache', 'typevisor');
-}
+export { guestCacheDir };
 
 export function defaultLog(line: string): void {
   process.stderr.write(`typevisor: ${line}\n`);

@@ -20,7 +20,8 @@ const missing = !existsSync(BUNDLE) ? 'no dist/bundle/main.js: run npm run build
 const kvm = kvmAvailability();
 
 describe.skipIf(missing !== undefined)(`the bundled CLI (dist/bundle)${missing ? ` (skipped: ${missing})` : ''}`, () => {
-  const run = (args: string[]) => spawnSync(process.execPath, [BUNDLE, ...args], { encoding: 'latin1', input: '', timeout: 60_000 });
+  const cache = mkdtempSync(path.join(tmpdir(), 'typevisor-bundle-cache-'));
+  const run = (args: string[]) => spawnSync(process.execPath, [BUNDLE, ...args], { encoding: 'latin1', input: '', timeout: 60_000, env: { ...process.env, TYPEVISOR_CACHE: cache } });
 
   it('prints the package version', () => {
     const version = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -41,5 +42,20 @@ describe.skipIf(missing !== undefined)(`the bundled CLI (dist/bundle)${missing ?
     expect(r.stdout, r.stderr).toContain(`multiboot ok, cmdline: ${kernel} from the bundle\n`);
     expect(r.stdout).toContain('MODULE42\n');
     expect(r.status).toBe((0x21 << 1) | 1);
+  });
+
+  it('keeps its code cache in the cache directory and runs with a damaged one', () => {
+    const file = path.join(cache, 'code-cache', 'cli.bin');
+    expect(run(['--version']).status).toBe(0);
+    const made = readFileSync(file);
+    expect(made.subarray(0, 21).toString()).toBe('typevisor-code-cache-');
+    writeFileSync(file, made.subarray(0, made.length >> 1));
+    const r = run(['run', '--memory', 'lots']);
+    const unbundled = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'run', '--memory', 'lots'], { encoding: 'latin1', input: '' });
+    expect(r.stderr).toBe(unbundled.stderr);
+    expect(r.status).toBe(2);
+    const again = readFileSync(file); // written again, whole
+    expect(again.length).toBeGreaterThan(made.length >> 1);
+    expect(again.subarray(0, 21).toString()).toBe('typevisor-code-cache-');
   });
 });
