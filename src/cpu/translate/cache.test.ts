@@ -218,6 +218,53 @@ b: call ${FN}
   });
 });
 
+describe.skipIf(!hasNasm)('links renewed after a CR3 write', () => {
+  /**
+   * 50 rounds of a CR3 reload (a new TLB epoch: every link into other pages is stale) and then
+   * three calls of the function at FN, on another page than the caller, and back.
+   */
+  const ROUNDS = 50;
+  const loop = `
+  mov ecx, ${ROUNDS}
+a: mov rax, cr3
+  mov cr3, rax
+  call ${FN}
+  add ebx, eax
+  call ${FN}
+  add ebx, eax
+  call ${FN}
+  add ebx, eax
+  dec ecx
+  jnz a
+  hlt
+`;
+
+  it('renews stale links inside WebAssembly once the TLB maps the target page again', () => {
+    const { cpu } = machine(loop);
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    expect(cpu.s.gpr[2 * 3]).toBe(3 * ROUNDS);
+    // per round: the block after the reload, and the first call (FN's page is not in the TLB
+    // yet); each host visit is one more. The two later calls and the three returns (a direct
+    // link and the indirect-branch cache) are renewed in wasm: with the host doing all the
+    // relinking, a round takes 7 host runs
+    expect(cpu.cache!.run).toBeLessThan(3 * ROUNDS);
+  });
+
+  it('does not renew a link whose page now maps other code', () => {
+    // from the 26th round on, FN's page maps function B (same shape, returns 2): the TLB flush of the
+    // CR3 reload drops the old mapping, and a link renewed from it would still run function A
+    const { cpu } = machine(loop.replace('a: mov rax, cr3', `a: cmp ecx, ${ROUNDS / 2}
+  jne keep
+  mov dword [${PT + 8}], ${FN_B + 3}
+keep:
+  mov rax, cr3`));
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    expect(cpu.s.gpr[2 * 3]).toBe(3 * 1 * (ROUNDS / 2) + 3 * 2 * (ROUNDS / 2)); // 25 rounds of A, 25 of B
+  });
+});
+
 describe.skipIf(!hasNasm)('batching warm blocks', () => {
   /**
    * Modules compiled while 12 functions on global pages are called 80 times each, with (or

@@ -153,6 +153,11 @@ export class Arena {
     return new Int32Array(this.buffer, this.base + wtlbAddrOffset(), TLB_SIZE);
   }
 
+  /** The slot map (slotPhysOffset): per table slot, the RAM offset its block starts at. */
+  slotPhys(): Float64Array {
+    return new Float64Array(this.buffer, this.base + slotPhysOffset(), MAX_SLOTS);
+  }
+
   codeLines(): Uint8Array {
     return new Uint8Array(this.buffer, this.codeLinesBase, Math.ceil(this.ramSize / 64) + 1);
   }
@@ -182,9 +187,21 @@ export function icOffset(): number {
   return linksOffset() + MAX_LINKS * 8;
 }
 
+/** Table slots of translated blocks at most (the backend's function table). */
+export const MAX_SLOTS = 1 << 18;
+
+/**
+ * Offset of the slot map: per table slot, the RAM offset (f64) of the code its block starts at,
+ * so translated code can check that an exit link made under an earlier TLB epoch still leads
+ * there (the runtime's relink).
+ */
+export function slotPhysOffset(): number {
+  return Math.ceil((wtlbAddrOffset() + TLB_SIZE * 4) / 8) * 8;
+}
+
 /** Bytes of one vCPU's state area (page aligned). */
 function stateBytes(): number {
-  return Math.ceil((wtlbAddrOffset() + TLB_SIZE * 4) / PAGE) * PAGE;
+  return Math.ceil((slotPhysOffset() + MAX_SLOTS * 8) / PAGE) * PAGE;
 }
 
 /** Bytes of the code-line map: a byte per 64-byte line of the first RAM region (page aligned). */

@@ -11,9 +11,10 @@ import { buildTrace } from '../translate/trace.js';
 import { step } from '../core/exec.js';
 import { F_EAGER } from '../core/consts.js';
 import { CpuFault } from '../system-api.js';
-import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, A_XTMP, MAX_LINKS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
+import { A_ENTRIES, A_EXIT, A_GKEY, A_VARS_END, A_FA, A_FB, A_FCIN, A_FKIND, A_FRES, A_FSZ, A_KEY, A_RIP, A_SCRATCH, A_STOP, A_XTMP, MAX_LINKS, MAX_SLOTS, icHash, icOffset, linksOffset, wtlbAddrOffset, wtlbOffset, type Arena } from './arena.js';
 import { blockModule, div128Body, translateTrace } from './translate.js';
 import { arithFlagsBody } from './flags.js';
+import { relinkBody } from './relink.js';
 import { BLOCK_TYPE, IMPORTS, SYS_CLAC, SYS_CLD, SYS_CLI, SYS_RDTSC, SYS_RDTSCP, SYS_RFLAGS, SYS_STAC, SYS_CR, SYS_SREG, SYS_STD, SYS_STI, SYS_SWAPGS, type BlockLayout } from './codegen.js';
 import { readCr } from '../system/control.js';
 import { iopl } from '../core/ops/system.js';
@@ -27,7 +28,6 @@ const I_FKIND = A_FKIND >> 2, I_FSZ = A_FSZ >> 2, I_FCIN = A_FCIN >> 2, I_STOP =
 const I_FA = A_FA >> 2, I_FB = A_FB >> 2, I_FRES = A_FRES >> 2, I_SCRATCH = A_SCRATCH >> 2, I_XTMP = A_XTMP >> 2, D_RIP = A_RIP >> 3;
 const I_KEY = A_KEY >> 2, I_GKEY = A_GKEY >> 2, I_EXIT = A_EXIT >> 2;
 /** Table slots for block functions; when they or the exit links run out, all translations are dropped. */
-const MAX_SLOTS = 1 << 18;
 /**
  * The ceiling on translated code: modules and wasm bytes compiled since the last time every
  * block was dropped. V8 spends ~20 KiB of host memory per module however small, so the module
@@ -68,6 +68,8 @@ export class WasmBackend {
   /** The runtime module's functions, in IMPORTS order: every block module's table holds them. */
   private readonly runtime: unknown[];
   private readonly links: Int32Array;
+  /** Per table slot, the RAM offset its block starts at (the runtime's relink checks links against it). */
+  private readonly slotPhys: Float64Array;
   private readonly layout: BlockLayout;
   private readonly icF64: Float64Array;
   private readonly icI32: Int32Array;
@@ -99,6 +101,7 @@ export class WasmBackend {
     this.f64 = arena.f64;
     this.i32[I_FKIND] = -1;
     this.links = arena.links();
+    this.slotPhys = arena.slotPhys();
     this.layout = { base: arena.base, links: arena.base + linksOffset(), ic: arena.base + icOffset(), wtlb: arena.base + wtlbOffset(), wtlbAddr: arena.base + wtlbAddrOffset(), codeLines: arena.codeLinesBase };
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
@@ -246,9 +249,9 @@ export class WasmBackend {
     const enter = new FuncBody([T.I32, T.I32, T.I32], [T.I32]);
     enter.get(0).get(1).i32(0).get(2).tailCallIndirect(0);
     const nf = host.length + forwarders.length;
-    const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2, div128: nf + 3 };
+    const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2, div128: nf + 3, relink: nf + 4 };
     host.forEach((f, i) => (names[f.name] = host.length + i));
-    const bytes = assembleModule(host, [...forwarders, chain, stub, enter, div128Body(arena.base)], names, [BLOCK_TYPE], 't');
+    const bytes = assembleModule(host, [...forwarders, chain, stub, enter, div128Body(arena.base), relinkBody(arena.base)], names, [BLOCK_TYPE], 't');
     const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: hostFns }).exports;
     this.stub = exp.stub;
     this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;
@@ -459,6 +462,7 @@ export class WasmBackend {
   private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number, mod: number): Block {
     const slot = this.nextSlot++;
     this.slotModule[slot] = mod;
+    this.slotPhys[slot] = off;
     if (slot >= this.table.length) this.table.grow(this.table.length);
     this.table.set(slot, fn);
     const enter = this.enter;

@@ -47,6 +47,10 @@ export const IMPORTS: readonly FuncImport[] = [
   { module: 'w', name: 'chain', params: [T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
   // div128(hi, lo, d) -> quotient of hi:lo / d (needs hi < d), remainder in A_SCRATCH
   { module: 'w', name: 'div128', params: [T.I64, T.I64, T.I64], results: [T.I64] },
+  // relink(tagR, tagW, n, keyAddr, slot): a link (exit or indirect-branch cache entry) whose key
+  // is stale: when the TLB shows the block in `slot` is still what its RIP (A_RIP) fetches
+  // under the current CPL, renew the key at keyAddr and run the block; else return n
+  { module: 'w', name: 'relink', params: [T.I32, T.I32, T.I32, T.I32, T.I32], results: [T.I32] },
   // sys(op) -> a system instruction that touches neither the registers nor the arithmetic flags
   // (SYS_*), done by the host without decoding it: 0 done, 1 when the interpreter must run it
   // (it faults there); SYS_RFLAGS returns RFLAGS as PUSHF stores it; SYS_RDTSC and SYS_RDTSCP
@@ -64,7 +68,7 @@ export const SYS_CR = 32;
  * of the host's runtime module) with call_indirect: a block module imports no functions, so V8
  * compiles no call wrappers for it (that cost ~300 µs per module).
  */
-export const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5, F_DIV128 = 6, F_SYS = 7;
+export const F_RD = 0, F_WR = 1, F_STEP = 2, F_FLAGS = 3, F_FAULT = 4, F_CHAIN = 5, F_DIV128 = 6, F_RELINK = 7, F_SYS = 8;
 /** Types of a block module: the block's own, then one per runtime function. */
 export const BLOCK_TYPES = [BLOCK_TYPE, ...IMPORTS];
 /** Functions of each block module: the blocks. */
@@ -254,22 +258,43 @@ export class WGen {
     if (this.loop) f.get(this.n).op(Op.i32_add);
     f.tee(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
     f.i32(0).mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
-    // A successor on the block's own linear page is on its physical page too: the block's entry
-    // checked that page's mapping, so such a link holds under any TLB epoch, as QEMU's
-    // same-page jumps do (a dropped successor's slot holds the stub). Others need their key.
-    if (!samePage(rip, this.start)) {
-      this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
-      f.op(Op.i32_and);
-    }
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     // the exit taken, for the host to link: also when the successor turns out to be a dropped
     // block (its slot holds the stub, which returns as it is), so that the stale link is replaced
     f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
     f.hint(1);
     this.begin(Op.if);
-    f.get(P_TR).get(P_TW).get(tot).get(slot).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    // A successor on the block's own linear page is on its physical page too: the block's entry
+    // checked that page's mapping, so such a link holds under any TLB epoch, as QEMU's
+    // same-page jumps do (a dropped successor's slot holds the stub). Others need their key,
+    // or the runtime's relink renews a stale one.
+    if (samePage(rip, this.start)) {
+      this.chainTo(tot, () => f.get(slot));
+    } else {
+      this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
+      f.hint(1);
+      this.begin(Op.if);
+      this.chainTo(tot, () => f.get(slot));
+      this.end();
+      this.relink(tot, () => f.i32(link + 4), () => f.get(slot));
+    }
     this.end();
     f.get(tot).op(Op.return);
+  }
+
+  /** Tail-call the block whose table slot `slot` pushes, with `tot` instructions so far. */
+  private chainTo(tot: number, slot: () => void): void {
+    this.f.get(P_TR).get(P_TW).get(tot);
+    slot();
+    this.f.i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+  }
+
+  /** Tail-call the runtime's relink for the stale link whose key word's address `keyAddr` pushes. */
+  private relink(tot: number, keyAddr: () => void, slot: () => void): void {
+    this.f.get(P_TR).get(P_TW).get(tot);
+    keyAddr();
+    slot();
+    this.f.i32(F_RELINK).tailCallIndirect(1 + F_RELINK);
   }
 
   /** Leave the block for the RIP in i64 local t. */
@@ -289,15 +314,20 @@ export class WGen {
     f.set(e); // byte offset of the entry
     f.get(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
     f.get(e).mem(Op.f64_load, this.icBase).get(ripF).op(Op.f64_eq).op(Op.i32_and);
-    this.keyMatches(() => f.get(e).mem(Op.i32_load, this.icBase + 8));
-    f.op(Op.i32_and);
     f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     // no exit link: the host enters the target in the indirect-branch cache (again, when the
     // entry led to a dropped block's stub)
     f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
     f.hint(1);
     this.begin(Op.if);
-    f.get(P_TR).get(P_TW).get(tot).get(e).mem(Op.i32_load, this.icBase + 12).i32(F_CHAIN).tailCallIndirect(1 + F_CHAIN);
+    const slot = (): void => void f.get(e).mem(Op.i32_load, this.icBase + 12);
+    this.keyMatches(() => f.get(e).mem(Op.i32_load, this.icBase + 8));
+    f.hint(1);
+    this.begin(Op.if);
+    this.chainTo(tot, slot);
+    this.end();
+    // a stale key: the runtime renews it when the TLB still leads to the entry's block
+    this.relink(tot, () => f.get(e).i32(this.icBase + 8).op(Op.i32_add), slot);
     this.end();
     f.get(tot).op(Op.return);
   }

@@ -8,7 +8,8 @@
   (type $t5 (func (param i32 f64)))
   (type $t6 (func (param i32 i32 i32 i32) (result i32)))
   (type $t7 (func (param i64 i64 i64) (result i64)))
-  (type $t8 (func (param i32) (result i32)))
+  (type $t8 (func (param i32 i32 i32 i32 i32) (result i32)))
+  (type $t9 (func (param i32) (result i32)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
     (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i32) (local $l9 i32) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i32) (local $l15 i32) (local $l16 i64) (local $l17 i64) (local $l18 i32) (local $l19 i32) (local $l20 i32) (local $l21 i64) (local $l22 i64) (local $l23 i32) (local $l24 i32) (local $l25 i32) (local $l26 i64) (local $l27 i64) (local $l28 i32) (local $l29 i32) (local $l30 f64) (local $l31 i32) (local $l32 i32) (local $l33 i32)
@@ -488,19 +489,6 @@
     local.get $l30
     f64.eq
     i32.and
-    local.get $l32
-    i32.load offset=277872648 align=1
-    local.tee $l33
-    i32.const 0
-    i32.load offset=268435712 align=1
-    i32.const 0
-    i32.load offset=268435704 align=1
-    local.get $l33
-    i32.const 4
-    i32.and
-    select
-    i32.eq
-    i32.and
     i32.const 0
     i32.load offset=268435660 align=1
     i32.eqz
@@ -509,18 +497,42 @@
     i32.const 0
     i32.store offset=268435708 align=1
     if $I10
+      local.get $l32
+      i32.load offset=277872648 align=1
+      local.tee $l33
+      i32.const 0
+      i32.load offset=268435712 align=1
+      i32.const 0
+      i32.load offset=268435704 align=1
+      local.get $l33
+      i32.const 4
+      i32.and
+      select
+      i32.eq
+      if $I11
+        local.get $p0
+        local.get $p1
+        local.get $l31
+        local.get $l32
+        i32.load offset=277872652 align=1
+        i32.const 5
+        return_call_indirect (type $t6)
+      end
       local.get $p0
       local.get $p1
       local.get $l31
       local.get $l32
+      i32.const 277872648
+      i32.add
+      local.get $l32
       i32.load offset=277872652 align=1
-      i32.const 5
-      return_call_indirect (type $t6)
+      i32.const 7
+      return_call_indirect (type $t8)
     end
     local.get $l31
     return
     unreachable)
-  (table $t 8 8 funcref)
+  (table $t 9 9 funcref)
   (global $g0 funcref (ref.func $f0))
   (export "t" (table $t))
   (export "g0" (global $g0))

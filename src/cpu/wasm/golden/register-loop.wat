@@ -8,7 +8,8 @@
   (type $t5 (func (param i32 f64)))
   (type $t6 (func (param i32 i32 i32 i32) (result i32)))
   (type $t7 (func (param i64 i64 i64) (result i64)))
-  (type $t8 (func (param i32) (result i32)))
+  (type $t8 (func (param i32 i32 i32 i32 i32) (result i32)))
+  (type $t9 (func (param i32) (result i32)))
   (import "e" "m" (memory $e.m 0))
   (func $f0 (type $t0) (param $p0 i32) (param $p1 i32) (param $p2 i32) (result i32)
     (local $l3 i32) (local $l4 i32) (local $l5 i64) (local $l6 i64) (local $l7 i64) (local $l8 i64) (local $l9 i64) (local $l10 i64) (local $l11 i64) (local $l12 i64) (local $l13 i64) (local $l14 i64) (local $l15 i32) (local $l16 i32) (local $l17 i64) (local $l18 i64) (local $l19 i32) (local $l20 i32) (local $l21 f64) (local $l22 i32) (local $l23 i32) (local $l24 i32)
@@ -285,19 +286,6 @@
     local.get $l21
     f64.eq
     i32.and
-    local.get $l23
-    i32.load offset=277872648 align=1
-    local.tee $l24
-    i32.const 0
-    i32.load offset=268435712 align=1
-    i32.const 0
-    i32.load offset=268435704 align=1
-    local.get $l24
-    i32.const 4
-    i32.and
-    select
-    i32.eq
-    i32.and
     i32.const 0
     i32.load offset=268435660 align=1
     i32.eqz
@@ -306,18 +294,42 @@
     i32.const 0
     i32.store offset=268435708 align=1
     if $I4
+      local.get $l23
+      i32.load offset=277872648 align=1
+      local.tee $l24
+      i32.const 0
+      i32.load offset=268435712 align=1
+      i32.const 0
+      i32.load offset=268435704 align=1
+      local.get $l24
+      i32.const 4
+      i32.and
+      select
+      i32.eq
+      if $I5
+        local.get $p0
+        local.get $p1
+        local.get $l22
+        local.get $l23
+        i32.load offset=277872652 align=1
+        i32.const 5
+        return_call_indirect (type $t6)
+      end
       local.get $p0
       local.get $p1
       local.get $l22
       local.get $l23
+      i32.const 277872648
+      i32.add
+      local.get $l23
       i32.load offset=277872652 align=1
-      i32.const 5
-      return_call_indirect (type $t6)
+      i32.const 7
+      return_call_indirect (type $t8)
     end
     local.get $l22
     return
     unreachable)
-  (table $t 8 8 funcref)
+  (table $t 9 9 funcref)
   (global $g0 funcref (ref.func $f0))
   (export "t" (table $t))
   (export "g0" (global $g0))
