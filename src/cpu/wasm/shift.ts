@@ -63,12 +63,22 @@ export function genShift(g: WGen, d: D, live: boolean, L: number): 'cont' | fals
     if (byCl) keepIfZero(g, old, fl, cnt);
   } else {
     shiftFlags(g, o, sz, v, cnt, r, fl);
-    if (byCl) {
-      const old = g.tmp64();
-      flagsNow(g);
-      f.op(Op.i64_extend_i32_u).set(old);
-      keepIfZero(g, old, fl, cnt);
-    }
+    return produceFlags(g, fl, byCl ? cnt : -1);
+  }
+  produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
+  return 'cont';
+}
+
+/**
+ * The flags in fl become the block's (eager): with a count in local cnt (a CL count, else -1)
+ * that is 0, the flags as they were instead.
+ */
+function produceFlags(g: WGen, fl: number, cnt: number): 'cont' {
+  if (cnt >= 0) {
+    const old = g.tmp64();
+    flagsNow(g);
+    g.c.op(Op.i64_extend_i32_u).set(old);
+    keepIfZero(g, old, fl, cnt);
   }
   produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
   return 'cont';
@@ -185,12 +195,5 @@ export function genShiftDouble(g: WGen, d: D, live: boolean, L: number): 'cont' 
   f.get(dv).get(r).op(Op.i64_xor).i64(bits - 1, 0).op(Op.i64_shr_u).i64(1, 0).op(Op.i64_and).i64(11, 0).op(Op.i64_shl).op(Op.i64_or);
   pushSzp(g, r, sz);
   f.op(Op.i64_or).set(fl);
-  if (byCl) {
-    const old = g.tmp64();
-    flagsNow(g);
-    f.op(Op.i64_extend_i32_u).set(old);
-    keepIfZero(g, old, fl, cnt);
-  }
-  produce(g, { kind: F_EAGER, sz: 8, a: fl, b: fl, r: fl, cin: -1 }, true);
-  return 'cont';
+  return produceFlags(g, fl, byCl ? cnt : -1);
 }
