@@ -153,7 +153,7 @@ export class KvmVm {
         sv.setUint32(C.KVM_USERSPACE_MEMORY_REGION_FLAGS, 0, true);
         sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_GUEST_PHYS_ADDR, BigInt(r.guestBase), true);
         sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_MEMORY_SIZE, BigInt(r.size), true);
-        sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_USERSPACE_ADDR, memory.address + BigInt(r.offset), true);
+        sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_USERSPACE_ADDR, r.address, true);
         check(sys.ioctlPtr(vmFd, C.KVM_SET_USER_MEMORY_REGION, slot), `KVM_SET_USER_MEMORY_REGION (slot ${i})`);
       });
     } catch (e) {
