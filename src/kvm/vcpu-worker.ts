@@ -43,7 +43,7 @@ import {
 } from './control.js';
 import { guestMemoryOver, type KvmMemoryHandle } from './memory.js';
 import { facsWakeTarget } from '../boot/acpi/wake.js';
-import type { KvmMachineContext, KvmMachineFactory, KvmMachineHooks } from './machine-factory.js';
+import type { KvmMachineContext, KvmMachineFactory, KvmMachineHooks, KvmMachineWarmUp } from './machine-factory.js';
 import type { LifecycleMessage, VcpuCommand } from './lifecycle.js';
 import type { WarmWorkerData } from './prestart.js';
 import { MSR_IA32_TSC, completePendingExit, noteGuestStopped, readTsc, restoreVcpuState, saveVcpuState, type KvmVcpuState } from './vcpu-state.js';
@@ -114,9 +114,19 @@ let commandArrived: (() => void) | undefined;
 async function vcpuData(): Promise<VcpuWorkerData> {
   const given = workerData as VcpuWorkerData | WarmWorkerData;
   if (!('warm' in given)) return given;
-  // load what the vCPU will need while waiting (a failure shows again, and is reported, in main)
-  for (const m of given.preload) import(m).catch(() => {});
-  return new Promise((resolve) => parentPort!.once('message', (m: { type: 'init'; data: VcpuWorkerData }) => resolve(m.data)));
+  let init: VcpuWorkerData | undefined;
+  const arrived = new Promise<VcpuWorkerData>((resolve) => parentPort!.once('message', (m: { type: 'init'; data: VcpuWorkerData }) => resolve((init = m.data))));
+  // Load what the vCPU will need while waiting, and run the machine's code once (its `warmUp`:
+  // machine-factory.ts) unless the vCPU came first. A failure shows again, and is reported, in main.
+  const more = (): Promise<boolean> => new Promise((resolve) => setImmediate(() => resolve(init === undefined)));
+  for (const m of given.preload) {
+    import(m)
+      .then(async (mod: { warmUp?: KvmMachineWarmUp }) => {
+        if (typeof mod.warmUp === 'function' && (await more())) await mod.warmUp(more);
+      })
+      .catch(() => {});
+  }
+  return arrived;
 }
 
 function nextCommand(): Promise<VcpuCommand> {
