@@ -215,8 +215,10 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     // And a VM opened ahead, its first memory slot paid for (src/kvm/vm.ts, prepareKvmVm).
     if (kvmAvailability().opens) {
       prestartKvm(1);
-      const [{ prepareKvmVm }] = await Promise.all([import('../kvm/vm.js'), import('../kvm/engine.js'), import('../kvm/memory.js'), import('./snapshot/kvm.js')]).catch(() => [{ prepareKvmVm: () => {} }]);
+      // And the state check run once (snapshot/kvm.ts, warmKvmStateCheck).
+      const [{ prepareKvmVm }, , , { warmKvmStateCheck }] = await Promise.all([import('../kvm/vm.js'), import('../kvm/engine.js'), import('../kvm/memory.js'), import('./snapshot/kvm.js')]).catch(() => [{ prepareKvmVm: () => {} }, , , { warmKvmStateCheck: () => {} }] as const);
       prepareKvmVm();
+      warmKvmStateCheck();
       kvmVmPrepared = true;
     }
     await loadBtModules().catch(() => {});
