@@ -54,3 +54,12 @@ export interface KvmMachineHooks {
 
 /** What the machine module exports (default export name: `createKvmMachine`). */
 export type KvmMachineFactory = (ctx: KvmMachineContext) => Machine | Promise<Machine>;
+
+/**
+ * A machine module may also export `warmUp`: a vCPU thread started ahead (prestart.ts) that
+ * preloads the module calls it while it waits for its vCPU, so the machine's code has run once
+ * (V8 compiles a function when it first runs) before a boot or a restore needs it. It must have
+ * no effect outside its thread, and returns at the points where it may stop (`more()` false:
+ * the vCPU arrived; the thread then does the real work at once).
+ */
+export type KvmMachineWarmUp = (more: () => Promise<boolean>) => Promise<void>;

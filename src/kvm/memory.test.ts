@@ -1,6 +1,7 @@
+import { readSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, MMIO32_START, RAM_ABOVE_4G_START } from '../machine/layout.js';
-import { MAX_REGION_SIZE, ramRegions } from './memory.js';
+import { MAX_REGION_SIZE, createKvmGuestMemory, guestMemoryOver, ramRegions } from './memory.js';
 
 describe('ramRegions', () => {
   it('keeps small RAM in one region at 0', () => {
@@ -20,5 +21,25 @@ describe('ramRegions', () => {
   it('rejects sizes that are not whole pages', () => {
     expect(() => ramRegions(1000)).toThrow(/multiple of 4096/);
     expect(() => ramRegions(0)).toThrow();
+  });
+});
+
+describe('createKvmGuestMemory', () => {
+  it('gives every view the memfd\'s pages, and zeros after dispose', () => {
+    const ram = createKvmGuestMemory(3 * MiB + 4096); // not a whole number of 64 KiB wasm pages
+    try {
+      expect(ram.handle.regions.every((r) => r.memory.buffer instanceof SharedArrayBuffer && r.address % 4096n === 0n)).toBe(true);
+      ram.memory.writeBytes(3 * MiB, Uint8Array.of(1, 2, 3));
+      const got = new Uint8Array(3);
+      readSync(ram.memfd, got, 0, 3, 3 * MiB);
+      expect([...got]).toEqual([1, 2, 3]); // the memfd holds what the view wrote
+      const other = guestMemoryOver(ram.handle); // as a vCPU thread rebuilds it from the posted handle
+      expect([...other.readBytes(3 * MiB, 3)]).toEqual([1, 2, 3]);
+      other.writeBytes(0, Uint8Array.of(9));
+      expect(ram.memory.readBytes(0, 1)[0]).toBe(9);
+    } finally {
+      ram.dispose();
+    }
+    expect([...ram.memory.readBytes(3 * MiB, 3)]).toEqual([0, 0, 0]); // a stale view reads zeros
   });
 });

@@ -1,24 +1,33 @@
 /**
- * Guest RAM for the KVM engine: one memfd, mapped once (MAP_SHARED), cut into regions around
- * the 32-bit PCI hole. Each region is one KVM memory slot and one koffi view (never a view over
- * 4 GiB: that aborts the process), so the machine's GuestMemory reads and writes the very pages
- * the guest runs on.
+ * Guest RAM for the KVM engine: one memfd, cut into regions around the 32-bit PCI hole. Each
+ * region is one KVM memory slot and one shared WebAssembly.Memory whose pages are replaced by
+ * the memfd's (mmap MAP_SHARED | MAP_FIXED over them), so the machine's GuestMemory reads and
+ * writes the very pages the guest runs on, in every thread: the Memory itself is posted to the
+ * vCPU threads (a shared Memory crosses threads as one object), no view is ever made from a raw
+ * pointer.
+ *
+ * Why a shared wasm Memory and not a koffi view of a plain mmap: V8 counts an external
+ * ArrayBuffer's whole length as external memory, and one of hundreds of MiB makes it collect
+ * garbage at once ("external memory pressure"), in each thread that makes such a view —
+ * measured on a restore of 2 GiB: a 12-23 ms full GC on the main thread and 8-10 ms on the
+ * device thread, at 256 MiB an incremental one that still cost ~8 ms before the first KVM_RUN.
+ * V8 does not count shared memory per isolate (a 2 GiB shared Memory: 0.07 ms, no GC). The
+ * Memory also gives each region a page-aligned reservation of its own (V8's, with guard pages),
+ * freed by V8 when no thread holds the Memory any more.
  *
  * A memfd (not anonymous memory): a snapshot asks it which pages the guest ever touched
  * (SEEK_DATA), and sharing with other processes is possible later. A restore maps the snapshot's
- * memory file copy-on-write over the mapping (src/vmm/snapshot/memory-file.ts) before the KVM
+ * memory file copy-on-write over the regions (src/vmm/snapshot/memory-file.ts) before the KVM
  * memory slots exist; the memfd then holds nothing.
  *
- * The mapping may only be unmapped once nothing can touch a view of it any more: vCPU workers
- * drop theirs when they exit; the views this module hands to the main thread cannot be
- * detached from JS, so `dispose()` first replaces the pages with an anonymous zero mapping (a
- * stale view reads zeros instead of crashing) and unmaps that only when the views have been
- * garbage-collected.
+ * `dispose()` replaces the memfd pages with anonymous zero pages (a stale view reads zeros
+ * instead of crashing) and closes the memfd, which frees its pages; the reservations go when
+ * V8 collects the Memories (the vCPU threads drop theirs when they end).
  */
 import { ramRegionSpecs } from '../machine/ram.js';
-import { GuestMemory, type RegionSpec } from '../machine/memory.js';
+import { GuestMemory } from '../machine/memory.js';
 import { GiB, PAGE_SIZE } from '../machine/layout.js';
-import { C, KvmSysError, addressOf, check, mmapChecked, pointerFromAddress, sys, viewOf } from './sys.js';
+import { C, KvmSysError, bufferAddress, check, errno, errnoName, sys } from './sys.js';
 
 /** Largest single region (one KVM slot, one view). */
 export const MAX_REGION_SIZE = 2 * GiB;
@@ -31,13 +40,22 @@ export interface KvmRegion {
   offset: number;
 }
 
-/** What a vCPU worker needs to rebuild the same GuestMemory over the same pages. */
-export interface KvmMemoryHandle {
-  /** Host address of the mapping. */
+/** A region as the engine and its threads share it. */
+export interface KvmRegionHandle extends KvmRegion {
+  /** Its pages: the first `size` bytes of this shared Memory are the memfd's at `offset`. */
+  memory: WebAssembly.Memory;
+  /** Host address of those pages (the KVM memory slot's userspace address). */
   address: bigint;
-  size: number;
-  regions: KvmRegion[];
 }
+
+/** What a vCPU worker needs to rebuild the same GuestMemory over the same pages (posted as is). */
+export interface KvmMemoryHandle {
+  size: number;
+  regions: KvmRegionHandle[];
+}
+
+/** wasm's page: a Memory is a whole number of them. */
+const WASM_PAGE = 65536;
 
 /** The RAM layout for `sizeBytes` of guest RAM: below the hole first, the rest above 4 GiB. */
 export function ramRegions(sizeBytes: number): KvmRegion[] {
@@ -57,14 +75,9 @@ export function ramRegions(sizeBytes: number): KvmRegion[] {
   return regions;
 }
 
-/** GuestMemory over an existing mapping (used by both the main thread and the vCPU workers). */
+/** GuestMemory over the regions' Memories (used by both the main thread and the vCPU workers). */
 export function guestMemoryOver(handle: KvmMemoryHandle): GuestMemory {
-  const specs: RegionSpec[] = handle.regions.map((r) => ({
-    base: r.guestBase,
-    size: r.size,
-    buffer: viewOf(pointerFromAddress(handle.address + BigInt(r.offset)), r.size),
-  }));
-  return new GuestMemory(specs);
+  return new GuestMemory(handle.regions.map((r) => ({ base: r.guestBase, size: r.size, buffer: r.memory.buffer })));
 }
 
 export interface KvmGuestMemory {
@@ -78,26 +91,35 @@ export interface KvmGuestMemory {
   dispose(): void;
 }
 
-/** Mapping placeholders still waiting for their main-thread views to be collected. */
-const pendingUnmaps = new FinalizationRegistry<{ address: bigint; size: number; live: { n: number } }>((m) => {
-  if (--m.live.n === 0) sys.munmap(m.address, m.size);
-});
-
 /** Allocate guest RAM for the KVM engine. */
 export function createKvmGuestMemory(sizeBytes: number): KvmGuestMemory {
-  const regions = ramRegions(sizeBytes);
+  const layout = ramRegions(sizeBytes);
   const memfd = check(sys.memfdCreate('typevisor-guest-ram', C.MFD_CLOEXEC), 'memfd_create');
-  let address: bigint;
+  const regions: KvmRegionHandle[] = [];
   try {
     check(sys.ftruncate(memfd, sizeBytes), 'ftruncate(guest RAM memfd)');
-    address = addressOf(
-      mmapChecked(sizeBytes, C.PROT_READ | C.PROT_WRITE, C.MAP_SHARED | C.MAP_NORESERVE, memfd, 'guest RAM'),
-    );
+    for (const r of layout) {
+      const pages = Math.ceil(r.size / WASM_PAGE);
+      let memory: WebAssembly.Memory;
+      try {
+        memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+      } catch (e) {
+        throw new KvmSysError(`cannot reserve ${r.size} bytes of address space for guest RAM: ${(e as Error).message}`, C.ENOMEM);
+      }
+      const address = bufferAddress(new Uint8Array(memory.buffer, 0, 1));
+      const at = sys.mmapAt(address, r.size, C.PROT_READ | C.PROT_WRITE, C.MAP_SHARED | C.MAP_FIXED | C.MAP_NORESERVE, memfd, r.offset);
+      if (at !== address) {
+        const e = errno();
+        throw new KvmSysError(`mmap of guest RAM (${r.size} bytes at guest 0x${r.guestBase.toString(16)}) failed: ${errnoName(e)}`, e);
+      }
+      regions.push({ ...r, memory, address });
+    }
   } catch (e) {
+    zeroRegions(regions);
     sys.close(memfd);
     throw e;
   }
-  const handle: KvmMemoryHandle = { address, size: sizeBytes, regions };
+  const handle: KvmMemoryHandle = { size: sizeBytes, regions };
   const memory = guestMemoryOver(handle);
   let disposed = false;
   return {
@@ -107,22 +129,18 @@ export function createKvmGuestMemory(sizeBytes: number): KvmGuestMemory {
     dispose(): void {
       if (disposed) return;
       disposed = true;
-      // Swap the memfd pages for anonymous zero pages at the same address: the memfd's pages
-      // are freed once its fd is closed, and a stale view can never fault.
-      const r = sys.mmapAt(
-        address,
-        sizeBytes,
-        C.PROT_READ | C.PROT_WRITE,
-        C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED | C.MAP_NORESERVE,
-        -1,
-        0,
-      );
-      if (r !== address) sys.munmap(address, sizeBytes);
-      else {
-        const live = { n: memory.regions.length };
-        for (const region of memory.regions) pendingUnmaps.register(region.bytes.buffer, { address, size: sizeBytes, live });
-      }
-      sys.close(memfd);
+      zeroRegions(regions);
+      sys.close(memfd); // its pages are freed now: no mapping holds them any more
     },
   };
+}
+
+/**
+ * Anonymous zero pages over the regions' memfd pages: a view still held anywhere reads zeros,
+ * and V8 unmaps the reservation when it collects the Memory.
+ */
+function zeroRegions(regions: readonly KvmRegionHandle[]): void {
+  for (const r of regions) {
+    sys.mmapAt(r.address, r.size, C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED | C.MAP_NORESERVE, -1, 0);
+  }
 }

@@ -70,6 +70,8 @@ export const sys = {
     offset: number,
   ) => bigint,
   munmap: libc.func('munmap', 'int', ['uint64_t', 'size_t']) as (addr: bigint, length: number) => number,
+  /** memmove(dst, src, 0) returns dst: how bufferAddress learns where a typed array's bytes are. */
+  memmoveNone: asBigintResult(libc.func('memmove', 'uint64_t', ['void *', 'void *', 'size_t'])) as (dst: Uint8Array, src: Uint8Array, n: number) => bigint,
   pthreadSelf: asBigintResult(libc.func('pthread_self', 'uint64_t', [])) as () => bigint,
   pthreadKill: libc.func('pthread_kill', 'int', ['uint64_t', 'int']) as (thread: bigint, sig: number) => number,
   gettid: libc.func('int gettid(void)') as () => number,
@@ -135,6 +137,11 @@ export function errnoName(e: number): string {
 /** The integer address of a koffi pointer. */
 export function addressOf(p: Pointer): bigint {
   return koffi.address(p) as bigint;
+}
+
+/** The host address of a typed array's first byte (also of one over shared memory). */
+export function bufferAddress(bytes: Uint8Array): bigint {
+  return sys.memmoveNone(bytes, bytes, 0);
 }
 
 /** A koffi pointer for an integer address (e.g. received by a worker). */

@@ -3,7 +3,7 @@
  * RAM registered as memory slots, and the host's supported CPUID table. vCPUs are created by
  * their own worker threads (KVM wants vCPU ioctls issued from the thread that runs the vCPU).
  */
-import { KvmSysError, C, check, errno, sys } from './sys.js';
+import { KvmSysError, C, addressOf, check, errno, mmapChecked, sys } from './sys.js';
 import type { KvmMemoryHandle } from './memory.js';
 
 /**
@@ -98,6 +98,121 @@ const SNAPSHOT_CAPS = [
   [C.KVM_CAP_GET_TSC_KHZ, 'KVM_CAP_GET_TSC_KHZ', 'the TSC frequency'],
 ] as const;
 
+/** A VM before its guest RAM: the fds and what the host's KVM said about itself. */
+interface BareVm {
+  kvmFd: number;
+  vmFd: number;
+  vcpuMmapSize: number;
+  cpuid: Uint8Array;
+  maxVcpus: number;
+  msrIndices: number[];
+  xsaveSize: number;
+}
+
+/** /dev/kvm opened, checked, a VM with its in-kernel irqchip and PIT; closed again on failure. */
+function openBareVm(): BareVm {
+  const kvmFd = openKvm();
+  let vmFd = -1;
+  try {
+    const api = check(sys.ioctlVal(kvmFd, C.KVM_GET_API_VERSION, 0), 'KVM_GET_API_VERSION');
+    if (api !== C.KVM_API_VERSION) throw new KvmSysError(`KVM API version ${api}, expected ${C.KVM_API_VERSION}`, 0);
+    for (const [cap, name] of [
+      [C.KVM_CAP_IRQCHIP, 'KVM_CAP_IRQCHIP'],
+      [C.KVM_CAP_PIT2, 'KVM_CAP_PIT2'],
+      [C.KVM_CAP_USER_MEMORY, 'KVM_CAP_USER_MEMORY'],
+      [C.KVM_CAP_EXT_CPUID, 'KVM_CAP_EXT_CPUID'],
+    ] as const) {
+      if (sys.ioctlVal(kvmFd, C.KVM_CHECK_EXTENSION, cap) <= 0) {
+        throw new KvmSysError(`this KVM lacks ${name}; use --engine bt`, 0);
+      }
+    }
+    const maxVcpus = Math.max(1, sys.ioctlVal(kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_MAX_VCPUS));
+    const vcpuMmapSize = check(sys.ioctlVal(kvmFd, C.KVM_GET_VCPU_MMAP_SIZE, 0), 'KVM_GET_VCPU_MMAP_SIZE');
+    const cpuid = supportedCpuid(kvmFd);
+    const msrIndices = msrIndexList(kvmFd);
+    vmFd = check(sys.ioctlVal(kvmFd, C.KVM_CREATE_VM, 0), 'KVM_CREATE_VM');
+    const xsaveSize = Math.max(C.KVM_XSAVE_SIZE, sys.ioctlVal(vmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_XSAVE2));
+    // Intel needs these before the first vCPU runs; elsewhere they are harmless no-ops.
+    if (sys.ioctlVal(kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_SET_TSS_ADDR) > 0) {
+      check(sys.ioctlVal(vmFd, C.KVM_SET_TSS_ADDR, KVM_TSS_ADDRESS), 'KVM_SET_TSS_ADDR');
+    }
+    if (sys.ioctlVal(kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+      const a = new Uint8Array(8);
+      new DataView(a.buffer).setBigUint64(0, BigInt(KVM_IDENTITY_MAP_ADDRESS), true);
+      check(sys.ioctlPtr(vmFd, C.KVM_SET_IDENTITY_MAP_ADDR, a), 'KVM_SET_IDENTITY_MAP_ADDR');
+    }
+    // In-kernel PIC + IOAPIC + LAPICs, then the PIT (ports 0x40-0x43 and 0x61 stay in the kernel).
+    check(sys.ioctlVal(vmFd, C.KVM_CREATE_IRQCHIP, 0), 'KVM_CREATE_IRQCHIP');
+    const pit = new Uint8Array(C.KVM_PIT_CONFIG_SIZE);
+    new DataView(pit.buffer).setUint32(C.KVM_PIT_CONFIG_FLAGS, C.KVM_PIT_SPEAKER_DUMMY, true);
+    check(sys.ioctlPtr(vmFd, C.KVM_CREATE_PIT2, pit), 'KVM_CREATE_PIT2');
+    return { kvmFd, vmFd, vcpuMmapSize, cpuid, maxVcpus, msrIndices, xsaveSize };
+  } catch (e) {
+    if (vmFd >= 0) sys.close(vmFd);
+    sys.close(kvmFd);
+    throw e;
+  }
+}
+
+const slotBuffer = new Uint8Array(C.KVM_USERSPACE_MEMORY_REGION_SIZE);
+/** KVM_SET_USER_MEMORY_REGION (a size of 0 deletes the slot). */
+function setSlot(vmFd: number, slot: number, guestBase: number, size: number, address: bigint): void {
+  const sv = new DataView(slotBuffer.buffer);
+  sv.setUint32(C.KVM_USERSPACE_MEMORY_REGION_SLOT, slot, true);
+  sv.setUint32(C.KVM_USERSPACE_MEMORY_REGION_FLAGS, 0, true);
+  sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_GUEST_PHYS_ADDR, BigInt(guestBase), true);
+  sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_MEMORY_SIZE, BigInt(size), true);
+  sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_USERSPACE_ADDR, address, true);
+  check(sys.ioctlPtr(vmFd, C.KVM_SET_USER_MEMORY_REGION, slotBuffer), `KVM_SET_USER_MEMORY_REGION (slot ${slot})`);
+}
+
+/**
+ * A VM opened ahead of need (prepareKvmVm), taken by the next KvmVm. Why: on a restore, all of
+ * KvmVm's kernel work but the guest's own memory slots can happen before the request. Measured
+ * on kvm_pvm (2 shared cores): the supported CPUID table ~1 ms, KVM_CREATE_VM and the irqchip
+ * ~1 ms, and above all the first KVM_SET_USER_MEMORY_REGION of a VM 4-8 ms whatever its size
+ * (2 MiB or 2 GiB; the next slots 0.05-0.3 ms: a one-time cost of the VM in the kernel).
+ */
+let spare: BareVm | undefined;
+
+/**
+ * Open a VM now for the next KvmVm (a server waiting for its first request: Vm.preload): the
+ * fds, the host's tables, irqchip and PIT, and a first memory slot added and deleted again so
+ * the VM's one-time cost of its first slot is paid. Never throws: a host that cannot leaves
+ * nothing behind, and KvmVm reports the problem when it opens its own.
+ */
+export function prepareKvmVm(): void {
+  if (spare) return;
+  let bare: BareVm | undefined;
+  let page: bigint | undefined;
+  try {
+    bare = openBareVm();
+    // the guest clock (KVM_SET_CLOCK) must be settable: a boot starts it at 0 (KvmVm)
+    if (sys.ioctlVal(bare.kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_ADJUST_CLOCK) <= 0) throw new Error('no KVM_CAP_ADJUST_CLOCK');
+    page = addressOf(mmapChecked(PAGE, C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS, -1, 'a page for a first memory slot'));
+    setSlot(bare.vmFd, 0, 0, PAGE, page);
+    setSlot(bare.vmFd, 0, 0, 0, 0n);
+    spare = bare;
+  } catch {
+    if (bare) closeBare(bare);
+  } finally {
+    if (page !== undefined) sys.munmap(page, PAGE);
+  }
+}
+
+/** Close the VM prepareKvmVm opened, if nobody took it (a bt VM, a server ending). */
+export function dropSpareKvmVm(): void {
+  if (spare) closeBare(spare);
+  spare = undefined;
+}
+
+function closeBare(b: BareVm): void {
+  sys.close(b.vmFd);
+  sys.close(b.kvmFd);
+}
+
+const PAGE = 4096;
+
 export class KvmVm {
   readonly kvmFd: number;
   readonly vmFd: number;
@@ -110,58 +225,20 @@ export class KvmVm {
   readonly xsaveSize: number;
   private closed = false;
 
+  /** A VM with `memory` as its RAM: the one prepareKvmVm opened, else a new one. */
   constructor(memory: KvmMemoryHandle) {
-    this.kvmFd = openKvm();
-    let vmFd = -1;
+    const prepared = spare;
+    spare = undefined;
+    const bare = prepared ?? openBareVm();
+    ({ kvmFd: this.kvmFd, vmFd: this.vmFd, vcpuMmapSize: this.vcpuMmapSize, cpuid: this.cpuid, maxVcpus: this.maxVcpus, msrIndices: this.msrIndices, xsaveSize: this.xsaveSize } = bare);
     try {
-      const api = check(sys.ioctlVal(this.kvmFd, C.KVM_GET_API_VERSION, 0), 'KVM_GET_API_VERSION');
-      if (api !== C.KVM_API_VERSION) throw new KvmSysError(`KVM API version ${api}, expected ${C.KVM_API_VERSION}`, 0);
-      for (const [cap, name] of [
-        [C.KVM_CAP_IRQCHIP, 'KVM_CAP_IRQCHIP'],
-        [C.KVM_CAP_PIT2, 'KVM_CAP_PIT2'],
-        [C.KVM_CAP_USER_MEMORY, 'KVM_CAP_USER_MEMORY'],
-        [C.KVM_CAP_EXT_CPUID, 'KVM_CAP_EXT_CPUID'],
-      ] as const) {
-        if (sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, cap) <= 0) {
-          throw new KvmSysError(`this KVM lacks ${name}; use --engine bt`, 0);
-        }
-      }
-      this.maxVcpus = Math.max(1, sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_MAX_VCPUS));
-      this.vcpuMmapSize = check(sys.ioctlVal(this.kvmFd, C.KVM_GET_VCPU_MMAP_SIZE, 0), 'KVM_GET_VCPU_MMAP_SIZE');
-      this.cpuid = supportedCpuid(this.kvmFd);
-      this.msrIndices = msrIndexList(this.kvmFd);
-      vmFd = check(sys.ioctlVal(this.kvmFd, C.KVM_CREATE_VM, 0), 'KVM_CREATE_VM');
-      this.xsaveSize = Math.max(C.KVM_XSAVE_SIZE, sys.ioctlVal(vmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_XSAVE2));
-      // Intel needs these before the first vCPU runs; elsewhere they are harmless no-ops.
-      if (sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_SET_TSS_ADDR) > 0) {
-        check(sys.ioctlVal(vmFd, C.KVM_SET_TSS_ADDR, KVM_TSS_ADDRESS), 'KVM_SET_TSS_ADDR');
-      }
-      if (sys.ioctlVal(this.kvmFd, C.KVM_CHECK_EXTENSION, C.KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
-        const a = new Uint8Array(8);
-        new DataView(a.buffer).setBigUint64(0, BigInt(KVM_IDENTITY_MAP_ADDRESS), true);
-        check(sys.ioctlPtr(vmFd, C.KVM_SET_IDENTITY_MAP_ADDR, a), 'KVM_SET_IDENTITY_MAP_ADDR');
-      }
-      // In-kernel PIC + IOAPIC + LAPICs, then the PIT (ports 0x40-0x43 and 0x61 stay in the kernel).
-      check(sys.ioctlVal(vmFd, C.KVM_CREATE_IRQCHIP, 0), 'KVM_CREATE_IRQCHIP');
-      const pit = new Uint8Array(C.KVM_PIT_CONFIG_SIZE);
-      new DataView(pit.buffer).setUint32(C.KVM_PIT_CONFIG_FLAGS, C.KVM_PIT_SPEAKER_DUMMY, true);
-      check(sys.ioctlPtr(vmFd, C.KVM_CREATE_PIT2, pit), 'KVM_CREATE_PIT2');
-      const slot = new Uint8Array(C.KVM_USERSPACE_MEMORY_REGION_SIZE);
-      const sv = new DataView(slot.buffer);
-      memory.regions.forEach((r, i) => {
-        sv.setUint32(C.KVM_USERSPACE_MEMORY_REGION_SLOT, i, true);
-        sv.setUint32(C.KVM_USERSPACE_MEMORY_REGION_FLAGS, 0, true);
-        sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_GUEST_PHYS_ADDR, BigInt(r.guestBase), true);
-        sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_MEMORY_SIZE, BigInt(r.size), true);
-        sv.setBigUint64(C.KVM_USERSPACE_MEMORY_REGION_USERSPACE_ADDR, memory.address + BigInt(r.offset), true);
-        check(sys.ioctlPtr(vmFd, C.KVM_SET_USER_MEMORY_REGION, slot), `KVM_SET_USER_MEMORY_REGION (slot ${i})`);
-      });
+      // a VM opened ahead: its guest clock ran since; a boot starts at 0, as in a new VM (a restore sets its own)
+      if (prepared) this.setClock(0n);
+      memory.regions.forEach((r, i) => setSlot(this.vmFd, i, r.guestBase, r.size, r.address));
     } catch (e) {
-      if (vmFd >= 0) sys.close(vmFd);
-      sys.close(this.kvmFd);
+      closeBare(bare);
       throw e;
     }
-    this.vmFd = vmFd;
   }
 
   /** Set the level of GSI `gsi` on the in-kernel PIC/IOAPIC. Callable from any thread. */

@@ -26,8 +26,11 @@ export interface RamRegion {
 export interface RegionSpec {
   base: number;
   size: number;
-  /** Backing store; allocated here when absent (the KVM engine passes an mmap'd view). */
-  buffer?: ArrayBuffer;
+  /**
+   * Backing store; allocated here when absent (the KVM engine passes a shared wasm Memory's,
+   * whose pages are its guest RAM memfd's). At least `size` bytes; the region is its start.
+   */
+  buffer?: ArrayBufferLike;
 }
 
 export class GuestMemory {

@@ -22,7 +22,9 @@
 import { randomFillSync } from 'node:crypto';
 import { buildMachine } from '../machine/builder.js';
 import type { Machine } from '../machine/machine.js';
-import type { KvmMachineContext } from '../kvm/machine-factory.js';
+import type { KvmMachineContext, KvmMachineHooks, KvmMachineWarmUp } from '../kvm/machine-factory.js';
+import { GuestMemory } from '../machine/memory.js';
+import { MiB } from '../machine/layout.js';
 import type { DiskBackend } from '../devices/virtio/blk/backend.js';
 import { IoPoll, polledDisk } from '../kvm/io-poll.js';
 import type { DiskConfig } from './config.js';
@@ -102,3 +104,19 @@ export async function createKvmMachine(ctx: KvmMachineContext): Promise<Machine>
   // Serial output is batched per microtask; under KVM the thread returns to its loop often.
   return machine;
 }
+
+/**
+ * Build a throwaway machine and restore its own saved devices into it, in a thread waiting for
+ * its vCPU (src/kvm/machine-factory.ts, KvmMachineWarmUp). Why: the first run of this code pays
+ * for V8 compiling it, measured on a restore's device thread (256 MiB, median of 11): building
+ * the machine 3.3 ms and checking and restoring its devices 3.6 ms cold, against ~0.5 ms each
+ * warm. Over 2 MiB of plain memory, no disk and no network card: nothing outside this thread.
+ */
+export const warmUp: KvmMachineWarmUp = async (more) => {
+  let hooks: KvmMachineHooks | undefined;
+  const noop = (): void => {};
+  await createKvmMachine({ memory: new GuestMemory([{ base: 0, size: 2 * MiB }]), config: { s3: true }, cpus: 1, post: noop, onMessage: noop, onExit: noop, provide: (h) => (hooks = h) });
+  if (!hooks || !(await more())) return;
+  // through JSON, as a state file brings it
+  hooks.restore(JSON.parse(JSON.stringify(hooks.save())));
+};

@@ -108,6 +108,9 @@ async function loadBtModules(): Promise<void> {
   btModules = { withArena: arena.withArena, BtEngine: engine.BtEngine, restoreMachine: state.restoreMachine };
 }
 
+/** Vm.preload opened a kvm VM ahead (a bt VM closes it). */
+let kvmVmPrepared = false;
+
 /** `auto`: kvm where the host's KVM can run an ordinary kernel, else bt (saying why). */
 function chooseEngine(choice: VmConfig['engine'], log: (s: string) => void): 'bt' | 'kvm' {
   if (choice === 'bt') return 'bt';
@@ -209,9 +212,14 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   static async preload(): Promise<void> {
     // Where /dev/kvm opens, the kvm engine's main-thread modules and its boot vCPU thread too:
     // a snapshot load or a boot then hands that thread its vCPU (a bt VM ends it).
+    // And a VM opened ahead, its first memory slot paid for (src/kvm/vm.ts, prepareKvmVm).
     if (kvmAvailability().opens) {
       prestartKvm(1);
-      await Promise.all([import('../kvm/engine.js'), import('../kvm/memory.js'), import('./snapshot/kvm.js')]).catch(() => {});
+      // And the state check run once (snapshot/kvm.ts, warmKvmStateCheck).
+      const [{ prepareKvmVm }, , , { warmKvmStateCheck }] = await Promise.all([import('../kvm/vm.js'), import('../kvm/engine.js'), import('../kvm/memory.js'), import('./snapshot/kvm.js')]).catch(() => [{ prepareKvmVm: () => {} }, , , { warmKvmStateCheck: () => {} }] as const);
+      prepareKvmVm();
+      warmKvmStateCheck();
+      kvmVmPrepared = true;
     }
     await loadBtModules().catch(() => {});
   }
@@ -255,6 +263,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     if (engineName === 'bt' && config.cpuModel === 'host') throw new ConfigError('--cpu-model host needs the kvm engine: the bt engine runs typevisor\'s own CPU model (--cpu-model typevisor)');
     if (engineName === 'bt') {
       await dropVcpuThreads(); // kvm threads started in case (preload) are not needed
+      if (kvmVmPrepared) (await import('../kvm/vm.js')).dropSpareKvmVm(); // nor the VM opened ahead
       await loadBtModules();
     } else prestartKvm(config.cpus); // the threads boot while the kernel is read and the disks opened
     // A restored VM needs no kernel: its memory holds the running one.

@@ -27,6 +27,9 @@ import {
 import { kvmSkipReason, runGuest } from './harness.js';
 import { dropVcpuThreads, prestartVcpuThreads, vcpuThreadsWaiting } from '../../src/kvm/prestart.js';
 import { MMIO_SCRATCH } from './test-machine.js';
+import { KvmVm, dropSpareKvmVm, prepareKvmVm } from '../../src/kvm/vm.js';
+import { createKvmGuestMemory } from '../../src/kvm/memory.js';
+import { MiB } from '../../src/machine/layout.js';
 
 const skip = kvmSkipReason();
 if (skip) console.warn(`skipping KVM engine tests: ${skip}`);
@@ -122,6 +125,30 @@ describe.skipIf(skip)('KvmEngine on small guests', () => {
     const r = await runGuest(SMP_GUEST, { cpus: 2 });
     expect(r.reason).toEqual({ kind: 'debug-exit', value: 5 });
     expect([...r.out].sort().join('')).toBe('01');
+  });
+
+  it('runs on a VM opened ahead (prepareKvmVm), whose guest clock starts at 0, and closes one nobody took', async () => {
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    prepareKvmVm();
+    expect(fds()).toBe(before + 2); // /dev/kvm and the VM, waiting
+    await new Promise((r) => setTimeout(r, 300));
+    const ram = createKvmGuestMemory(2 * MiB);
+    try {
+      const vm = new KvmVm(ram.handle); // takes it
+      expect(fds()).toBe(before + 3); // + the memfd
+      expect(vm.getClock()).toBeLessThan(300_000_000n); // not the 300 ms it waited: a boot starts at 0
+      vm.close();
+    } finally {
+      ram.dispose();
+    }
+    prepareKvmVm();
+    const r = await runGuest(EXIT_GUEST); // the engine's KvmVm takes the prepared one
+    expect(r.reason.kind).toBe('debug-exit');
+    expect(fds()).toBe(before);
+    prepareKvmVm();
+    dropSpareKvmVm();
+    expect(fds()).toBe(before);
   });
 
   it('starts and stops 50 VMs without leaking fds, threads or mappings', async () => {

@@ -4,7 +4,7 @@ import * as C from '../../kvm/constants.generated.js';
 import type { KvmMachineSnapshot } from '../../kvm/lifecycle.js';
 import { REG_NAMES, SEGMENT_NAMES, SREG_VALUE_NAMES, type KvmSegment, type KvmVcpuState } from '../../kvm/vcpu-state.js';
 import { IRQCHIP_STATE_SIZE } from '../../kvm/vm.js';
-import { kvmStateToJson, parseKvmState } from './kvm.js';
+import { kvmStateToJson, minimalKvmState, parseKvmState } from './kvm.js';
 
 /** A state file's JSON, edited freely by the tests. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -74,5 +74,12 @@ describe('kvm snapshot state', () => {
 
   it('refuses a state that is not an object', () => {
     expect(() => parseKvmState(undefined, 1)).toThrow(/kvm is missing, not the kvm engine's state/);
+  });
+});
+
+describe('minimalKvmState', () => {
+  // warmKvmStateCheck swallows its errors: the state it checks must stay a valid one
+  it('passes the check, through JSON, for one and several vCPUs', () => {
+    for (const cpus of [1, 3]) expect(parseKvmState(JSON.parse(JSON.stringify(minimalKvmState(cpus))), cpus).vcpus).toHaveLength(cpus);
   });
 });
