@@ -78,9 +78,10 @@ export class WasmBackend {
    * merging a block reaches every entry that jumps to it.
    */
   private exitTable: (WebAssembly.Table | undefined)[] = [];
-  private readonly exitIdx = new Int32Array(MAX_LINKS);
-  private readonly exitTarget = new Int32Array(MAX_LINKS);
-  private readonly exitMod = new Int32Array(MAX_LINKS);
+  // (grown with the exits in use: three arrays of MAX_LINKS would cost every VM 12 MiB)
+  private exitIdx: Int32Array = new Int32Array(4096);
+  private exitTarget: Int32Array = new Int32Array(4096);
+  private exitMod: Int32Array = new Int32Array(4096);
   private readonly incoming = new Map<number, number[]>();
   /** Per module, the exits it was instantiated with. */
   private modExits: (number[] | undefined)[] = [];
@@ -447,7 +448,11 @@ export class WasmBackend {
    * along the warm ones waiting to become hot.
    */
   compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number): Block[] {
-    const allocExit = (): number => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0);
+    const allocExit = (): number => {
+      if (this.nextExit >= MAX_LINKS) return 0;
+      if (this.nextExit >= this.exitIdx.length) this.growExits();
+      return this.nextExit++;
+    };
     const todo = rips.map((rip, i) => ({ rip, off: offs[i]! }));
     const parts: { rip: number; off: number; body: FuncBody; n: number; lo: number; end: number }[] = [];
     for (let i = 0; i < todo.length; i++) {
@@ -470,6 +475,18 @@ export class WasmBackend {
     }
     if (this.mergeSlots.length >= MERGE_AT) this.merge();
     return made;
+  }
+
+  /** Room for twice as many exits in the per-exit arrays. */
+  private growExits(): void {
+    const grow = (a: Int32Array): Int32Array => {
+      const b = new Int32Array(Math.min(MAX_LINKS, a.length * 2));
+      b.set(a);
+      return b;
+    };
+    this.exitIdx = grow(this.exitIdx);
+    this.exitTarget = grow(this.exitTarget);
+    this.exitMod = grow(this.exitMod);
   }
 
   /** One module of block functions, instantiated; its number counts towards the code ceiling. */
