@@ -70,6 +70,21 @@ export class WasmBackend {
   private readonly links: Int32Array;
   /** Per table slot, the RAM offset its block starts at (the runtime's relink checks links against it). */
   private readonly slotPhys: Float64Array;
+  /**
+   * Direct exits jump through an entry of their own module's table (translate.ts blockModule):
+   * per exit, that table (while its module lives), the entry's index, the slot whose function
+   * the entry holds (0: the stub) and the module the entry belongs to; per slot, the exits whose
+   * entries may hold its function (checked against exitTarget when used), so that retiring or
+   * merging a block reaches every entry that jumps to it.
+   */
+  private exitTable: (WebAssembly.Table | undefined)[] = [];
+  // (grown with the exits in use: three arrays of MAX_LINKS would cost every VM 12 MiB)
+  private exitIdx: Int32Array = new Int32Array(4096);
+  private exitTarget: Int32Array = new Int32Array(4096);
+  private exitMod: Int32Array = new Int32Array(4096);
+  private readonly incoming = new Map<number, number[]>();
+  /** Per module, the exits it was instantiated with. */
+  private modExits: (number[] | undefined)[] = [];
   private readonly layout: BlockLayout;
   private readonly icF64: Float64Array;
   private readonly icI32: Int32Array;
@@ -271,6 +286,14 @@ export class WasmBackend {
     if (e !== 0) {
       this.links[2 * e] = slot;
       this.links[2 * e + 1] = key;
+      const t = this.exitTable[e];
+      if (this.exitTarget[e] !== slot && t !== undefined) {
+        t.set(this.exitIdx[e]!, this.table.get(slot));
+        this.exitTarget[e] = slot;
+        const inc = this.incoming.get(slot);
+        if (inc === undefined) this.incoming.set(slot, [e]);
+        else inc.push(e);
+      }
       return;
     }
     const h = icHash(rip);
@@ -282,9 +305,40 @@ export class WasmBackend {
   /** A block was invalidated: nothing may jump into it any more. */
   retire(slot: number): void {
     this.table.set(slot, this.stub);
+    this.repoint(slot, this.stub);
+    this.incoming.delete(slot);
     const m = this.slotModule[slot]!;
-    if (m !== 0 && --this.moduleLive[m]! === 0) this.deadModules++;
+    if (m !== 0 && --this.moduleLive[m]! === 0) this.moduleDied(m);
     this.slotModule[slot] = 0;
+  }
+
+  /** The exits linked to `slot` jump to fn (its new code, or the stub: 0 as their target then). */
+  private repoint(slot: number, fn: unknown): void {
+    const inc = this.incoming.get(slot);
+    if (inc === undefined) return;
+    const stub = fn === this.stub;
+    for (const e of inc) {
+      if (this.exitTarget[e] !== slot) continue;
+      this.exitTable[e]?.set(this.exitIdx[e]!, fn);
+      if (stub) this.exitTarget[e] = 0;
+    }
+  }
+
+  /**
+   * Module m has no live block any more: forget the tables of its exits still in it (a table
+   * holds its instance alive).
+   */
+  private moduleDied(m: number): void {
+    this.deadModules++;
+    const exits = this.modExits[m];
+    if (exits === undefined) return;
+    for (const e of exits) {
+      if (this.exitMod[e] !== m) continue;
+      this.exitTable[e] = undefined;
+      this.exitTarget[e] = 0;
+      this.exitMod[e] = 0;
+    }
+    this.modExits[m] = undefined;
   }
 
   /**
@@ -317,6 +371,11 @@ export class WasmBackend {
     for (let s = 1; s < this.nextSlot; s++) this.table.set(s, this.stub);
     this.links.fill(0);
     this.icI32.fill(0);
+    this.exitTable = [];
+    this.exitTarget.fill(0, 0, this.nextExit); // (only what was used: the rest was never touched)
+    this.exitMod.fill(0, 0, this.nextExit);
+    this.incoming.clear();
+    this.modExits = [];
     this.nextSlot = 1;
     this.nextExit = 1;
     this.mergeSlots = [];
@@ -389,7 +448,11 @@ export class WasmBackend {
    * along the warm ones waiting to become hot.
    */
   compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number): Block[] {
-    const allocExit = (): number => (this.nextExit < MAX_LINKS ? this.nextExit++ : 0);
+    const allocExit = (): number => {
+      if (this.nextExit >= MAX_LINKS) return 0;
+      if (this.nextExit >= this.exitIdx.length) this.growExits();
+      return this.nextExit++;
+    };
     const todo = rips.map((rip, i) => ({ rip, off: offs[i]! }));
     const parts: { rip: number; off: number; body: FuncBody; n: number; lo: number; end: number }[] = [];
     for (let i = 0; i < todo.length; i++) {
@@ -414,15 +477,38 @@ export class WasmBackend {
     return made;
   }
 
+  /** Room for twice as many exits in the per-exit arrays. */
+  private growExits(): void {
+    const grow = (a: Int32Array): Int32Array => {
+      const b = new Int32Array(Math.min(MAX_LINKS, a.length * 2));
+      b.set(a);
+      return b;
+    };
+    this.exitIdx = grow(this.exitIdx);
+    this.exitTarget = grow(this.exitTarget);
+    this.exitMod = grow(this.exitMod);
+  }
+
   /** One module of block functions, instantiated; its number counts towards the code ceiling. */
   private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number } {
-    const bytes = blockModule(bodies);
+    const { bytes, exits } = blockModule(bodies);
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
     // the module's own runtime table: an imported one would keep every instance alive (V8
     // lists the instances that import a table, strongly, to update them on table.set)
     const t = inst.exports.t as WebAssembly.Table;
     this.runtime.forEach((f, i) => t.set(i, f));
     const mod = ++this.modules;
+    // its exits' entries: the stub, or (blocks compiled again by a merge) what they linked to
+    for (let i = 0; i < exits.length; i++) {
+      const e = exits[i]!;
+      const idx = IMPORTS.length + i;
+      const target = this.exitTarget[e]!;
+      t.set(idx, target !== 0 ? this.table.get(target) : this.stub);
+      this.exitTable[e] = t;
+      this.exitIdx[e] = idx;
+      this.exitMod[e] = mod;
+    }
+    this.modExits[mod] = exits;
     this.modulesCompiled++;
     this.codeBytes += bytes.length;
     this.moduleLive[mod] = bodies.length;
@@ -453,9 +539,11 @@ export class WasmBackend {
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
       const old = this.slotModule[slot]!;
-      if (--this.moduleLive[old]! === 0) this.deadModules++;
       this.slotModule[slot] = mod;
-      this.table.set(slot, (inst.exports[`g${i}`] as WebAssembly.Global).value);
+      const fn = (inst.exports[`g${i}`] as WebAssembly.Global).value;
+      this.table.set(slot, fn);
+      this.repoint(slot, fn);
+      if (--this.moduleLive[old]! === 0) this.moduleDied(old);
     }
   }
 

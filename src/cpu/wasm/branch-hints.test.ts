@@ -84,7 +84,7 @@ describe.skipIf(!hasNasm)('branch hints of translated blocks', () => {
     let exits = 1;
     const body = translateTrace(buildTrace(ram, CODE_BASE, CODE_BASE), CODE_BASE, LAYOUT, () => exits++).body;
     // two blocks in one module: the second function's offsets count from its own body
-    const bytes = blockModule([body, body]);
+    const { bytes } = blockModule([body, body]);
     const { hints, bodies } = readHints(bytes);
     expect([...hints.keys()]).toEqual([0, 1]);
     for (const [fn, list] of hints) {

@@ -269,17 +269,26 @@ export class WGen {
     // same-page jumps do (a dropped successor's slot holds the stub). Others need their key,
     // or the runtime's relink renews a stale one.
     if (samePage(rip, this.start)) {
-      this.chainTo(tot, () => f.get(slot));
+      this.chainExit(tot, e);
     } else {
       this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
       f.hint(1);
       this.begin(Op.if);
-      this.chainTo(tot, () => f.get(slot));
+      this.chainExit(tot, e);
       this.end();
       this.relink(tot, () => f.i32(link + 4), () => f.get(slot));
     }
     this.end();
     f.get(tot).op(Op.return);
+  }
+
+  /**
+   * Tail-call the successor linked to exit e, with `tot` instructions so far: the entry of the
+   * module's own table the host keeps pointing at it (the index is patched in when the module is
+   * assembled, `blockModule`), so the jump needs no hop through the runtime.
+   */
+  private chainExit(tot: number, e: number): void {
+    this.f.get(P_TR).get(P_TW).get(tot).i32Ref(0, e).tailCallIndirect(0);
   }
 
   /** Tail-call the block whose table slot `slot` pushes, with `tot` instructions so far. */

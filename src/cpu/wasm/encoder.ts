@@ -49,6 +49,13 @@ export const enum Op {
   i64_extend8_s = 0xc2, i64_extend16_s = 0xc3, i64_extend32_s = 0xc4,
 }
 
+/** v (0 ≤ v < 2^28) as a five-byte signed LEB128. */
+function padded(b: Bytes, v: number): void {
+  if (v < 0 || v >= 1 << 28) throw new RangeError(`patchable constant ${v} out of range`);
+  for (let i = 0; i < 4; i++) b.byte(((v >>> (7 * i)) & 0x7f) | 0x80);
+  b.byte((v >>> 28) & 0x7f);
+}
+
 const F64_SCRATCH = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
 
@@ -153,6 +160,14 @@ export class FuncBody {
    */
   pendingHints: { buf: Bytes; at: number; likely: number }[] = [];
   hints: [number, number][] = [];
+  /**
+   * Patchable constants (`i32Ref`): where each was written, then (once the code is final) its
+   * offset in `code`, in order; `patchRef` rewrites one in place.
+   */
+  pendingRefs: { buf: Bytes; at: number; tag: number }[] = [];
+  refs: number[] = [];
+  /** What each ref stands for (the caller's tag), in the order of `refs`. */
+  refTags: number[] = [];
 
   /** The next instruction (an `if` or `br_if`) is likely (1) or unlikely (0) to branch. */
   hint(likely: 0 | 1): this {
@@ -169,10 +184,36 @@ export class FuncBody {
         continue;
       }
       for (const h of this.pendingHints) if (h.buf === p) this.hints.push([at + h.at, h.likely]);
+      for (const r of this.pendingRefs) {
+        if (r.buf !== p) continue;
+        this.refs.push(at + r.at);
+        this.refTags.push(r.tag);
+      }
       at += p.len;
     }
     this.hints.sort((a, b) => a[0] - b[0]);
     this.pendingHints = [];
+    this.pendingRefs = [];
+  }
+
+  /**
+   * i32.const of a value that can be rewritten after the code is final (`patchRef`), in a fixed
+   * five-byte encoding: 0 ≤ v < 2^28; `tag` says what it stands for (refTags).
+   */
+  i32Ref(v: number, tag: number): this {
+    this.code.byte(Op.i32_const);
+    this.pendingRefs.push({ buf: this.code, at: this.code.len, tag });
+    padded(this.code, v);
+    return this;
+  }
+
+  /** Rewrite the i-th `i32Ref` constant (the code must be final: resolveHints ran). */
+  patchRef(i: number, v: number): void {
+    const code = this.code;
+    const end = code.len;
+    code.len = this.refs[i]!;
+    padded(code, v);
+    code.len = end;
   }
 
   constructor(readonly params: readonly T[], readonly results: readonly T[]) {}

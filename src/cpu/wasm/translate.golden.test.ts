@@ -63,7 +63,7 @@ describe.skipIf(!hasNasm)('translator golden output', async () => {
     let exits = 1;
     const trace = buildTrace(ram, CODE_BASE, CODE_BASE);
     const { body } = translateTrace(trace, CODE_BASE, LAYOUT, () => exits++);
-    const bytes = blockModule([body]);
+    const { bytes } = blockModule([body]);
     const mod = wabt.readWasm(bytes, { readDebugNames: true, tail_call: true, simd: true });
     mod.generateNames();
     mod.applyNames();

@@ -693,7 +693,20 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   return { body: g.f, n: k, fallsThrough };
 }
 
-/** One module for several translated blocks: their functions are the globals g0, g1, ... */
-export function blockModule(bodies: readonly FuncBody[]): Uint8Array {
-  return assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length }, bodies.map((_b, i) => F_BLOCK0 + i));
+/**
+ * One module for several translated blocks: their functions are the globals g0, g1, ... Its own
+ * table holds the runtime's functions (IMPORTS order), then one entry per chained exit of the
+ * bodies (codegen's chainExit; the bodies' constants are patched to name them): entry
+ * IMPORTS.length + i is the successor of exit `exits[i]`, which the host sets when it links it.
+ */
+export function blockModule(bodies: readonly FuncBody[]): { bytes: Uint8Array; exits: number[] } {
+  const exits: number[] = [];
+  for (const b of bodies) {
+    for (let i = 0; i < b.refs.length; i++) {
+      b.patchRef(i, IMPORTS.length + exits.length);
+      exits.push(b.refTags[i]!);
+    }
+  }
+  const bytes = assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length + exits.length }, bodies.map((_b, i) => F_BLOCK0 + i));
+  return { bytes, exits };
 }

@@ -114,9 +114,8 @@
         local.get $p0
         local.get $p1
         local.get $l15
-        local.get $l16
-        i32.const 5
-        return_call_indirect (type $t6)
+        i32.const 9
+        return_call_indirect (type $t0)
       end
       local.get $l15
       return
@@ -329,7 +328,7 @@
     local.get $l22
     return
     unreachable)
-  (table $t 9 9 funcref)
+  (table $t 10 10 funcref)
   (global $g0 funcref (ref.func $f0))
   (export "t" (table $t))
   (export "g0" (global $g0))
