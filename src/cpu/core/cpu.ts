@@ -31,6 +31,7 @@ import { physRead, physWrite } from './phys.js';
 import { simdMemoryOf } from './simd-memory.js';
 import { checkIoWatch, checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
+import { AtomicRam, TX_RETRY } from './atomic.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
@@ -114,6 +115,19 @@ export class Cpu extends LazyFlags implements SystemHost {
   seg = -1;
   rep = 0;
   lock = false;
+  /**
+   * Guest RAM shared with vCPUs on other threads: its atomic views (LOCKed instructions run as
+   * transactions, atomic.ts); undefined when this CPU's RAM is its own.
+   */
+  readonly atomic: AtomicRam | undefined;
+  /** A locked instruction runs: memory accesses take the transaction's path (txRead/txWrite). */
+  tx = false;
+  /** The transaction's operand: RAM offset (-1: none yet, or not atomic), linear address, size, value read. */
+  private txOff = -1;
+  private txLin = 0;
+  private txSize = 0;
+  private txLo = 0;
+  private txHi = 0;
   mod = 0;
   reg = 0;
   rm = 0;
@@ -209,6 +223,8 @@ export class Cpu extends LazyFlags implements SystemHost {
       this.ramBase = 0;
       this.ramSize = 0;
     }
+    const shared = r0?.bytes.buffer;
+    this.atomic = shared instanceof SharedArrayBuffer ? new AtomicRam(shared, arena?.mutexIndex) : undefined;
     this.tlb = new Tlb(arena, this.ramBase, this.ramSize);
     this.tlbTag = this.tlb.tag;
     this.tlbPerm = this.tlb.perm;
@@ -372,7 +388,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   read8(lin: number): number {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR)) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR)) {
       const a = this.tlbAddr[i]!;
       if (a >= 0) return this.ram[a + (lin & 0xfff)]!;
     }
@@ -383,7 +399,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     const o = lin & 0xfff;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4094) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4094) {
       const a = this.tlbAddr[i]!;
       if (a >= 0) return this.ramView.getUint16(a + o, true);
     }
@@ -394,7 +410,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     const o = lin & 0xfff;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4092) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4092) {
       const a = this.tlbAddr[i]!;
       if (a >= 0) return this.ramView.getUint32(a + o, true);
     }
@@ -406,7 +422,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     const o = lin & 0xfff;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4088) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UR : P_SR) && o <= 4088) {
       const a = this.tlbAddr[i]!;
       if (a >= 0) {
         this.hi = this.scratchHi = this.ramView.getUint32(a + o + 4, true);
@@ -421,7 +437,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   write8(lin: number, v: number): void {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW)) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW)) {
       const a = this.tlbAddr[i]!;
       if (a >= 0 && this.codeLines[(a + (lin & 0xfff)) >>> 6] === 0) {
         this.ram[a + (lin & 0xfff)] = v;
@@ -435,7 +451,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     const o = lin & 0xfff;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4094) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4094) {
       const a = this.tlbAddr[i]!;
       if (a >= 0 && (this.codeLines[(a + o) >>> 6]! | this.codeLines[(a + o + 1) >>> 6]!) === 0) {
         this.ramView.setUint16(a + o, v, true);
@@ -449,7 +465,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     const o = lin & 0xfff;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4092) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4092) {
       const a = this.tlbAddr[i]!;
       if (a >= 0 && (this.codeLines[(a + o) >>> 6]! | this.codeLines[(a + o + 3) >>> 6]!) === 0) {
         this.ramView.setInt32(a + o, v, true);
@@ -463,7 +479,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     const vpn = Math.floor(lin / 4096);
     const i = vpn & TLB_MASK;
     const o = lin & 0xfff;
-    if (this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4088) {
+    if (!this.tx && this.tlbTag[i] === vpn && this.tlbPerm[i]! & (this.s.cpl === 3 ? P_UW : P_SW) && o <= 4088) {
       const a = this.tlbAddr[i]!;
       if (a >= 0 && (this.codeLines[(a + o) >>> 6]! | this.codeLines[(a + o + 7) >>> 6]!) === 0) {
         this.ramView.setInt32(a + o, lo, true);
@@ -496,6 +512,7 @@ export class Cpu extends LazyFlags implements SystemHost {
 
   // ---- SystemHost: linear access with explicit privilege (slow paths, page crossing) ------
   readLin8(lin: number, supervisor: boolean): number {
+    if (this.tx) return this.txRead(lin, 1, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 1, false);
     const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
     const a = this.tlbAddr[i]!;
@@ -504,6 +521,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   readLin16(lin: number, supervisor: boolean): number {
+    if (this.tx) return this.txRead(lin, 2, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 2, false);
     if ((lin & 0xfff) > 4094) return this.readLin8(lin, supervisor) | (this.readLin8(lin + 1, supervisor) << 8);
     const i = this.lookup(lin, this.rperm(supervisor), this.racc(supervisor));
@@ -513,6 +531,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   readLin32(lin: number, supervisor: boolean): number {
+    if (this.tx) return this.txRead(lin, 4, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 4, false);
     if ((lin & 0xfff) > 4092) {
       let v = 0;
@@ -526,6 +545,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   readLin64(lin: number, supervisor: boolean): number {
+    if (this.tx) return this.txRead(lin, 8, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 8, false);
     if ((lin & 0xfff) > 4088) {
       this.probeRead(lin, 8, supervisor);
@@ -547,6 +567,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   writeLin8(lin: number, v: number, supervisor: boolean): void {
+    if (this.tx) return this.txWrite(lin, 1, v, 0, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 1, true);
     const i = this.lookup(lin, this.wperm(supervisor), ACC_WRITE | this.racc(supervisor));
     const a = this.tlbAddr[i]!;
@@ -558,6 +579,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   writeLin16(lin: number, v: number, supervisor: boolean): void {
+    if (this.tx) return this.txWrite(lin, 2, v, 0, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 2, true);
     if ((lin & 0xfff) > 4094) {
       this.probeWrite(lin, 2, supervisor);
@@ -575,6 +597,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   writeLin32(lin: number, v: number, supervisor: boolean): void {
+    if (this.tx) return this.txWrite(lin, 4, v, 0, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 4, true);
     if ((lin & 0xfff) > 4092) {
       this.probeWrite(lin, 4, supervisor);
@@ -591,6 +614,7 @@ export class Cpu extends LazyFlags implements SystemHost {
   }
 
   writeLin64(lin: number, lo: number, hi: number, supervisor: boolean): void {
+    if (this.tx) return this.txWrite(lin, 8, lo, hi, supervisor);
     if (this.watchPages !== undefined) checkWatch(this, lin, 8, true);
     if ((lin & 0xfff) > 4088) {
       this.probeWrite(lin, 8, supervisor);
@@ -610,6 +634,73 @@ export class Cpu extends LazyFlags implements SystemHost {
       this.physWrite(p, 4, lo >>> 0);
       this.physWrite(p + 4, 4, hi >>> 0);
     }
+  }
+
+  // ---- locked instructions on several threads (atomic.ts) -------------------------------
+  /**
+   * A locked instruction reads its memory operand: an atomic load, remembered for the
+   * compare-exchange of its write. The page must be writable (a locked read-modify-write faults
+   * as a write). Anything else (a second operand, MMIO, a split lock) is a plain access.
+   */
+  private txRead(lin: number, size: number, sup: boolean): number {
+    const at = this.atomic!;
+    this.tx = false; // plain from here on, unless it is the operand
+    try {
+      const o = lin & 0xfff;
+      if (this.txOff < 0 && o + size <= 4096) {
+        const i = this.lookup(lin, this.wperm(sup), ACC_WRITE | this.racc(sup));
+        const a = this.tlbAddr[i]!;
+        if (a >= 0 && at.covers(a + o, size)) {
+          const off = a + o;
+          const lo = at.load(off, size);
+          this.txOff = off;
+          this.txLin = lin;
+          this.txSize = size;
+          this.txLo = lo;
+          this.txHi = this.scratchHi = size === 8 ? at.hi : 0;
+          return lo;
+        }
+      }
+      switch (size) {
+        case 1: return this.readLin8(lin, sup);
+        case 2: return this.readLin16(lin, sup);
+        case 4: return this.readLin32(lin, sup);
+        default: return this.readLin64(lin, sup);
+      }
+    } finally {
+      this.tx = true;
+    }
+  }
+
+  /**
+   * A locked instruction writes: to the operand it read, a compare-exchange against the value
+   * read (TX_RETRY when another thread changed it meanwhile); anything else plainly.
+   */
+  private txWrite(lin: number, size: number, lo: number, hi: number, sup: boolean): void {
+    const off = this.txOff;
+    if (off >= 0 && lin === this.txLin && size === this.txSize) {
+      if ((this.codeLines[off >>> 6]! | this.codeLines[(off + size - 1) >>> 6]!) !== 0) this.checkCode(off, size);
+      if (!this.atomic!.exchange(off, size, this.txLo, this.txHi, lo, hi)) throw TX_RETRY;
+      this.txOff = -1;
+      return;
+    }
+    this.tx = false;
+    try {
+      switch (size) {
+        case 1: this.writeLin8(lin, lo, sup); return;
+        case 2: this.writeLin16(lin, lo, sup); return;
+        case 4: this.writeLin32(lin, lo, sup); return;
+        default: this.writeLin64(lin, lo, hi, sup);
+      }
+    } finally {
+      this.tx = true;
+    }
+  }
+
+  /** Start (true) or end (false) a locked instruction's transaction. */
+  txBegin(on: boolean): void {
+    this.tx = on;
+    this.txOff = -1;
   }
 
   // ---- instruction fetch --------------------------------------------------------------

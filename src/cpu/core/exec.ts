@@ -11,6 +11,7 @@
  */
 import type { Cpu } from './cpu.js';
 import { EventKind } from '../system-api.js';
+import { TX_RETRY } from './atomic.js';
 import { deliver, iret } from '../system/interrupts.js';
 import { farJump, farCall, farReturn } from '../system/segments.js';
 import { checkIo } from '../system/io.js';
@@ -96,8 +97,61 @@ export function step(c: Cpu): void {
   c.opsize = c.rexW ? 8 : c.opOverride ? (c.defOp === 4 ? 2 : 4) : c.defOp;
   c.adsize = adOverride ? (long ? 4 : c.defAddr === 4 ? 2 : 4) : c.defAddr;
   if (c.lock) checkLock(c, op);
-  exec1(c, op);
+  if (c.atomic !== undefined && (c.lock || ((op === 0x86 || op === 0x87) && !modrmIsReg(c)))) lockedExec(c, op);
+  else exec1(c, op);
   s.rip = c.ip;
+}
+
+/** Is the ModRM byte at c.ip a register form (mod = 3)? c.ip stays. */
+function modrmIsReg(c: Cpu): boolean {
+  const save = c.ip;
+  const m = c.fetch8();
+  c.ip = save;
+  return m >> 6 === 3;
+}
+
+/** Registers saved before a locked instruction (lockedExec), to run it again. */
+const txRegs = new Int32Array(32);
+
+/**
+ * A LOCKed read-modify-write or XCHG with memory when guest RAM is shared with other threads
+ * (atomic.ts): a transaction, run again from the same registers and flags until its
+ * compare-exchange succeeds. CMPXCHG16B holds the vCPUs' mutex instead.
+ */
+function lockedExec(c: Cpu, op: number): void {
+  const g = c.s.gpr;
+  const ip = c.ip;
+  if (op === 0x0f && c.rexW && c.fetch8() === 0xc7) {
+    const m = c.fetch8();
+    c.ip = ip;
+    if (((m >> 3) & 7) === 1) {
+      const at = c.atomic!;
+      at.lock();
+      try {
+        exec1(c, op);
+      } finally {
+        at.unlock();
+      }
+      return;
+    }
+  }
+  c.ip = ip;
+  txRegs.set(g);
+  const arith = c.getArith();
+  for (;;) {
+    c.txBegin(true);
+    try {
+      exec1(c, op);
+      return;
+    } catch (e) {
+      if (e !== TX_RETRY) throw e;
+      g.set(txRegs);
+      c.setArith(arith);
+      c.ip = ip;
+    } finally {
+      c.txBegin(false);
+    }
+  }
 }
 
 /** LOCK is only legal on read-modify-write memory forms: #UD otherwise. */

@@ -43,6 +43,8 @@ export const A_DF = 264;
 export const A_XTMP = 272;
 /** Block entries (i32, wrapping), counted only when BlockLayout.countEntries: TYPEVISOR_BT_STATS. */
 export const A_ENTRIES = 288;
+/** vCPU 0's area only: the mutex word of Arena.mutexIndex. */
+export const A_MUTEX = 296;
 /** End of the variables above (views over them cover [0, A_VARS_END)). */
 export const A_VARS_END = 512;
 /** The XMM registers, 16 x 128 bits (the interpreter's CpuState.xmm views them). */
@@ -100,6 +102,20 @@ export class Arena {
 
   get buffer(): ArrayBuffer {
     return this.memory.buffer;
+  }
+
+  /** The memory is shared with vCPUs on other threads (allocArenaRam's `shared`). */
+  get shared(): boolean {
+    return this.memory.buffer instanceof SharedArrayBuffer;
+  }
+
+  /**
+   * Index (in an Int32Array over the buffer) of a word all vCPUs of this memory use as a
+   * mutex: CMPXCHG16B, which no host atomic covers, holds it on several threads. In vCPU 0's
+   * state area.
+   */
+  get mutexIndex(): number {
+    return (Math.ceil(this.ramSize / PAGE) * PAGE + codeLinesBytes(this.ramSize) + A_MUTEX) >> 2;
   }
 
   gpr(): Int32Array {
@@ -227,16 +243,25 @@ const arenas = new WeakMap<ArrayBuffer, Arena[]>();
 /**
  * A buffer for the first RAM region (pass it as RegionSpec.buffer) whose memory also holds one
  * state area per vCPU; `arenaOf(buffer, vcpu)` finds them again. Throws RangeError when it does
- * not fit.
+ * not fit. `shared`: a shared memory (a SharedArrayBuffer), for vCPUs on several threads; each
+ * other thread calls attachArena with it.
  */
-export function allocArenaRam(ramSize: number, vcpus = 1): ArrayBuffer {
+export function allocArenaRam(ramSize: number, vcpus = 1, shared = false): ArrayBuffer {
   const bytes = arenaBytes(ramSize, vcpus);
   if (bytes > MAX_BYTES) throw new RangeError(`a ${ramSize}-byte first RAM region with ${vcpus} vCPU state areas does not fit in a wasm memory`);
-  const memory = new WebAssembly.Memory({ initial: bytes / PAGE, maximum: bytes / PAGE });
+  const memory = new WebAssembly.Memory({ initial: bytes / PAGE, maximum: bytes / PAGE, shared });
+  return attachArena(memory, ramSize, vcpus);
+}
+
+/**
+ * Another thread's view of an arena allocated with `shared` (its WebAssembly.Memory posted
+ * here): registers its state areas for arenaOf; returns the buffer to build the RAM region on.
+ */
+export function attachArena(memory: WebAssembly.Memory, ramSize: number, vcpus: number): ArrayBuffer {
   const list: Arena[] = [];
   for (let i = 0; i < vcpus; i++) list.push(new Arena(memory, ramSize, i));
-  arenas.set(memory.buffer, list);
-  return memory.buffer;
+  arenas.set(memory.buffer as ArrayBuffer, list);
+  return memory.buffer as ArrayBuffer;
 }
 
 /** vCPU `vcpu`'s state area in the memory of `buffer`, if it has one. */

@@ -117,7 +117,7 @@ export class WasmBackend {
     this.i32[I_FKIND] = -1;
     this.links = arena.links();
     this.slotPhys = arena.slotPhys();
-    this.layout = { base: arena.base, links: arena.base + linksOffset(), ic: arena.base + icOffset(), wtlb: arena.base + wtlbOffset(), wtlbAddr: arena.base + wtlbAddrOffset(), codeLines: arena.codeLinesBase };
+    this.layout = { base: arena.base, links: arena.base + linksOffset(), ic: arena.base + icOffset(), wtlb: arena.base + wtlbOffset(), wtlbAddr: arena.base + wtlbAddrOffset(), codeLines: arena.codeLinesBase, atomic: arena.shared };
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
     if (!freshArena) {
@@ -266,7 +266,7 @@ export class WasmBackend {
     const nf = host.length + forwarders.length;
     const names: Record<string, number> = { chain: nf, stub: nf + 1, enter: nf + 2, div128: nf + 3, relink: nf + 4 };
     host.forEach((f, i) => (names[f.name] = host.length + i));
-    const bytes = assembleModule(host, [...forwarders, chain, stub, enter, div128Body(arena.base), relinkBody(arena.base)], names, [BLOCK_TYPE], 't');
+    const bytes = assembleModule(host, [...forwarders, chain, stub, enter, div128Body(arena.base), relinkBody(arena.base)], names, [BLOCK_TYPE], 't', undefined, arena.shared);
     const exp = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: arena.memory, t: this.table }, h: hostFns }).exports;
     this.stub = exp.stub;
     this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;
@@ -491,7 +491,7 @@ export class WasmBackend {
 
   /** One module of block functions, instantiated; its number counts towards the code ceiling. */
   private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number } {
-    const { bytes, exits } = blockModule(bodies);
+    const { bytes, exits } = blockModule(bodies, this.layout.atomic);
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
     // the module's own runtime table: an imported one would keep every instance alive (V8
     // lists the instances that import a table, strongly, to update them on table.set)

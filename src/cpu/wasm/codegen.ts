@@ -93,6 +93,11 @@ export interface BlockLayout {
   pauseYields?: boolean;
   /** Every block counts its entries in A_ENTRIES (statistics; off, the code has no trace of it). */
   countEntries?: boolean;
+  /**
+   * Guest RAM is shared with vCPUs on other threads: modules import a shared memory, and
+   * LOCKed read-modify-writes and XCHG with memory go to the interpreter, which does them atomically.
+   */
+  atomic?: boolean;
 }
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */

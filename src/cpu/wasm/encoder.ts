@@ -426,12 +426,13 @@ export interface Sig {
  * ("e", table), then the function imports (indices 0..imports-1), then `funcs` (indices after
  * the imports); `exports` names function indices. Types 0.. are `leadingTypes` in order (they
  * must differ from each other), for call_indirect.
+ * `sharedMemory`: the imported memory is a shared one (guest RAM several threads run on).
  * Costs in V8 worth knowing: a module that imports a table pays for every entry when
  * instantiated and on every later change of the table; a module that imports functions gets
  * a call wrapper compiled (by TurboFan) per imported signature.
  */
 export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
-  leadingTypes: readonly Sig[], table?: string | { own: number }, refGlobals?: readonly number[]): Uint8Array {
+  leadingTypes: readonly Sig[], table?: string | { own: number }, refGlobals?: readonly number[], sharedMemory = false): Uint8Array {
   // table: the name of an imported funcref table (table 0), or the size of one the module
   // defines and exports as "t" (nothing outside then holds on to the instance through it)
   const importTable = typeof table === 'string' ? table : undefined;
@@ -474,9 +475,15 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   imp.u32(imports.length + (importTable !== undefined ? 2 : 1));
   imp.name('e');
   imp.name('m');
-  imp.byte(0x02); // memory, limits: min 0, no max (the host's Memory decides)
-  imp.byte(0x00);
-  imp.u32(0);
+  imp.byte(0x02); // memory
+  if (sharedMemory) {
+    imp.byte(0x03); // shared, min 0, max 4 GiB (a shared memory must declare one; the host's decides)
+    imp.u32(0);
+    imp.u32(65536);
+  } else {
+    imp.byte(0x00); // min 0, no max (the host's Memory decides)
+    imp.u32(0);
+  }
   if (importTable !== undefined) {
     imp.name('e');
     imp.name(importTable);

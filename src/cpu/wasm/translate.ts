@@ -40,8 +40,11 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
   const sz = d.opsize;
   const mem = d.hasModrm && d.mod !== 3;
   if (mem && d.ad32) return false;
-  // LOCK changes nothing for one vCPU; where it is not allowed the interpreter raises #UD
+  // LOCK changes nothing for one vCPU; where it is not allowed the interpreter raises #UD.
+  // With vCPUs on several threads the interpreter does every LOCKed read-modify-write and XCHG
+  // with memory, atomically (Cpu.atomic).
   if (d.lock && !(mem && lockable(d))) return false;
+  if (g.lay.atomic && (d.lock || (mem && (op === 0x86 || op === 0x87)))) return false;
   const L = mem ? ea(g, d, op !== 0x8d) : -1; // LEA ignores segment bases
   if (op > 0x100 && isSseCandidate(d)) {
     const r = genSse(g, d, L, k, next);
@@ -699,7 +702,7 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
  * bodies (codegen's chainExit; the bodies' constants are patched to name them): entry
  * IMPORTS.length + i is the successor of exit `exits[i]`, which the host sets when it links it.
  */
-export function blockModule(bodies: readonly FuncBody[]): { bytes: Uint8Array; exits: number[] } {
+export function blockModule(bodies: readonly FuncBody[], sharedMemory = false): { bytes: Uint8Array; exits: number[] } {
   const exits: number[] = [];
   for (const b of bodies) {
     for (let i = 0; i < b.refs.length; i++) {
@@ -707,6 +710,6 @@ export function blockModule(bodies: readonly FuncBody[]): { bytes: Uint8Array; e
       exits.push(b.refTags[i]!);
     }
   }
-  const bytes = assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length + exits.length }, bodies.map((_b, i) => F_BLOCK0 + i));
+  const bytes = assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length + exits.length }, bodies.map((_b, i) => F_BLOCK0 + i), sharedMemory);
   return { bytes, exits };
 }

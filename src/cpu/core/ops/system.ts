@@ -224,8 +224,16 @@ export function group9(c: Cpu): void {
       c.setArith((c.getArith() & ~0x40) | (eq ? 0x40 : 0));
       return;
     }
-    const lo = c.read32(lin);
-    const hi = c.read32(segAdd(c, lin, 4));
+    let lo: number;
+    let hi: number;
+    if (c.tx && segAdd(c, lin, 4) === lin + 4) {
+      // one 8-byte read: the locked instruction's operand (atomic.ts)
+      lo = c.read64(lin);
+      hi = c.hi;
+    } else {
+      lo = c.read32(lin);
+      hi = c.read32(segAdd(c, lin, 4));
+    }
     const eq = lo === (g[0]! >>> 0) && hi === (g[4]! >>> 0);
     if (eq) c.write64(lin, g[6]!, g[2]!);
     else {
