@@ -95,6 +95,11 @@ export class AtomicRam {
     return Atomics.compareExchange(this.i64, idx, w, n) === w;
   }
 
+  /** A full barrier (MFENCE): a seq-cst read-modify-write that changes nothing. */
+  fence(): void {
+    Atomics.compareExchange(this.mutexWords, this.mutex, -1, -1);
+  }
+
   /** Take the CMPXCHG16B mutex (held for one instruction: spin, never sleep — the main thread may not). */
   lock(): void {
     while (Atomics.compareExchange(this.mutexWords, this.mutex, 0, 1) !== 0) {

@@ -32,7 +32,8 @@ import { simdMemoryOf } from './simd-memory.js';
 import { checkIoWatch, checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
 import { AtomicRam, TX_RETRY } from './atomic.js';
-import { A_DF, A_FKIND, A_SSE_OK, arenaOf, type Arena } from '../wasm/arena.js';
+import { A_DF, A_FKIND, A_SSE_OK, arenaOf, arenasOf, type Arena } from '../wasm/arena.js';
+import { CrossThreadCode } from '../translate/cross-thread.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
   ACC_WRITE, ACC_USER, ACC_FETCH, ACC_IMPLICIT, CR4_SMAP, ARITH_MASK, TLB_MASK, P_SR, P_SW, P_UR, P_UW, P_SX, P_UX, CODE_PAGE_HASH, NO_TAG, codePageIndex,
@@ -164,6 +165,10 @@ export class Cpu extends LazyFlags implements SystemHost {
   smc = 0;
   /** Per 64-byte line of the first RAM region: 1 when translated blocks were made from it. */
   codeLines: Uint8Array;
+  /** This vCPU's bit in the code-line map (vCPU k: bit k & 7). */
+  readonly codeBit: number;
+  /** Guest RAM shared with vCPUs on other threads: stores into each other's code (cross-thread.ts). */
+  readonly crossThread: CrossThreadCode | undefined;
   /** Host hook: free dropped translated code (CpuOptions.reclaim). */
   readonly reclaim: (() => void) | undefined;
   /**
@@ -234,6 +239,9 @@ export class Cpu extends LazyFlags implements SystemHost {
     this.codeLines = arena ? arena.codeLines() : new Uint8Array(Math.ceil(this.ramSize / 64) + 1);
     if (arena && !freshArena) this.codeLines.fill(0);
     this.reclaim = opts.reclaim;
+    this.codeBit = CrossThreadCode.bit(opts.vcpu ?? 0);
+    // RAM shared with other threads: their stores into this vCPU's code come through a queue
+    this.crossThread = arena?.shared ? new CrossThreadCode(arena.buffer as unknown as SharedArrayBuffer, arenasOf(arena.buffer).map((a) => a.base), opts.vcpu ?? 0) : undefined;
     const threshold = Math.max(1, opts.jitThreshold ?? DEFAULT_JIT_THRESHOLD);
     this.wasm = arena !== undefined && threshold !== Infinity ? new WasmBackend(this, arena, freshArena) : undefined;
     this.cache = this.wasm !== undefined ? new BlockCache(this, this.wasm, this.codeLines, threshold) : undefined;

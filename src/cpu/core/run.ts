@@ -43,6 +43,9 @@ export function deliverSafe(c: Cpu, vector: number, errorCode: number, kind: Eve
 /** Take a pending NMI or maskable interrupt if one is deliverable now. Returns true if taken. */
 function pollInterrupts(c: Cpu): boolean {
   const s = c.s;
+  // code other threads' stores changed goes first, before any interrupt (an IPI may be the
+  // patching CPU's "see my new code")
+  if (c.crossThread?.pending()) dropCrossThread(c);
   if (s.interruptShadow) return false;
   const ic = c.interrupts;
   // an NMI waits while the handler of the last one runs (until its IRET); however many arrive
@@ -61,9 +64,16 @@ function pollInterrupts(c: Cpu): boolean {
   return false;
 }
 
+/** Drop the blocks other threads' stores hit (cross-thread.ts). */
+function dropCrossThread(c: Cpu): void {
+  const cache = c.cache;
+  c.crossThread!.drain((off, len) => cache?.invalidate(off, len), () => cache?.dropAll());
+}
+
 export function runSlice(c: Cpu, budget: number): number {
   const s = c.s;
   c.exitRequested = false;
+  if (c.crossThread?.pending()) dropCrossThread(c);
   if (c.shutdown !== undefined) return 0;
   if (s.halted) {
     s.interruptShadow = false;

@@ -125,7 +125,88 @@ const LOCKS = `
   hlt
 `;
 
+// vCPU 0 waits until vCPU 1 has called f 1,000 times (translated by then), then rewrites f's
+// immediate; vCPU 1 must see the new value (R9 = 1) within its call budget.
+const CROSS_MODIFY = `
+  test rdi, rdi
+  jnz .reader
+.w:
+  pause
+  cmp dword [${DATA + 0x200}], 1000
+  jb .w
+  mov dword [f + 1], 0x22222222
+  hlt
+.reader:
+  xor r8, r8
+  xor r9, r9
+.r:
+  call f
+  cmp eax, 0x22222222
+  je .seen
+  inc r8
+  mov [${DATA + 0x200}], r8d
+  cmp r8, 20000000
+  jb .r
+  hlt
+.seen:
+  mov r9, 1
+  hlt
+  align 64
+f:
+  mov eax, 0x11111111
+  ret
+`;
+
+// Store buffering with MFENCE (x86-TSO forbids both loads missing the other's store): round i,
+// each vCPU stores i to its flag, MFENCE, loads the other's flag into its slot of the round.
+// The rounds start together: a LOCK INC barrier.
+const ROUNDS = 20_000;
+const SB = `
+  mov r10, ${DATA + 0x1000}              ; x (vCPU 0's flag), y at +64
+  mov r11, rdi
+  shl r11, 6
+  lea r12, [r10 + r11]                  ; my flag
+  xor r11, 64
+  lea r13, [r10 + r11]                  ; the other's flag
+  mov r14, rdi
+  imul r14, ${ROUNDS * 4}
+  add r14, ${DATA + 0x10000}             ; my results
+  mov r8, 1
+.round:
+  lock inc dword [${DATA + 0x1100}]
+  lea rax, [r8 * 2]
+.bar:
+  cmp [${DATA + 0x1100}], eax
+  jb .bar
+  mov [r12], r8d
+  mfence
+  mov eax, [r13]
+  mov [r14 + r8 * 4 - 4], eax
+  inc r8
+  cmp r8, ${ROUNDS}
+  jbe .round
+  hlt
+`;
+
 describe.skipIf(!hasNasm)('vCPUs on several threads over one shared RAM', () => {
+  it('a store into code another thread translated reaches it: the other vCPU runs the new code', async () => {
+    const { results } = await runThreads(CROSS_MODIFY, 2, 0, 1);
+    expect(results[1]!.gpr[2 * 9]).toBe(1);
+  }, 60_000);
+
+  for (const [tier, threshold] of [['interpreted', Infinity], ['translated', 1]] as const) {
+    it(`${tier}: store buffering with MFENCE shows only what x86-TSO allows (${ROUNDS} rounds)`, async () => {
+      const { memory } = await runThreads(SB, 2, 0, threshold);
+      let both = 0;
+      for (let i = 1; i <= ROUNDS; i++) {
+        const r0 = memory.read32(DATA + 0x10000 + (i - 1) * 4);
+        const r1 = memory.read32(DATA + 0x10000 + ROUNDS * 4 + (i - 1) * 4);
+        if (r0 < i && r1 < i) both++;
+      }
+      expect(both).toBe(0);
+    }, 60_000);
+  }
+
   for (const [tier, threshold] of [['interpreted', Infinity], ['translated', 1]] as const) {
     it(`${tier}: LOCKed read-modify-writes lose no update (4 threads)`, async () => {
       const vcpus = 4;

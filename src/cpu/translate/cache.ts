@@ -82,6 +82,33 @@ export class BlockCache {
   ) {
     this.threshold = threshold;
     this.smcHeat = new Uint8Array(Math.ceil(cpu.ramSize / 4096) + 1);
+    this.bit = cpu.codeBit;
+    this.threads = cpu.crossThread !== undefined;
+  }
+
+  /** This vCPU's bit in the code-line map (cross-thread.ts). */
+  private readonly bit: number;
+  /** Other threads mark the map too: set and clear this vCPU's bit atomically, never the others'. */
+  private readonly threads: boolean;
+
+  /** Mark lines [lo, end) of RAM as holding this vCPU's code. */
+  private mark(lo: number, end: number): void {
+    const lines = this.codeLines;
+    const bit = this.bit;
+    if (this.threads) for (let l = lo >>> 6; l <= (end - 1) >>> 6; l++) Atomics.or(lines, l, bit);
+    else for (let l = lo >>> 6; l <= (end - 1) >>> 6; l++) lines[l]! |= bit;
+  }
+
+  /** Clear this vCPU's marks on the page holding RAM offset `off` (without threads: every mark there). */
+  private clearPage(off: number): void {
+    if (!this.threads) {
+      clearPageLines(this.codeLines, off);
+      return;
+    }
+    const lines = this.codeLines;
+    const keep = ~this.bit & 0xff;
+    const first = (off >>> 12) << 6;
+    for (let l = first; l < first + 64; l++) if (lines[l]! & this.bit) Atomics.and(lines, l, keep);
   }
 
   /**
@@ -265,7 +292,7 @@ export class BlockCache {
       this.pageBlocks.set(page, list);
     }
     list.push(b);
-    for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) this.codeLines[l] = 1;
+    this.mark(b.lo, b.end);
   }
 
   /** Does a valid translated block start at linear `rip` with its bytes at RAM offset `off`? */
@@ -281,8 +308,7 @@ export class BlockCache {
   invalidate(off: number, len: number, clearLines = true): boolean {
     const page = off >>> 12;
     const list = this.pageBlocks.get(page);
-    const lines = this.codeLines;
-    if (clearLines) clearPageLines(lines, off); // else the caller cleared them for all vCPUs (storeIntoCode)
+    if (clearLines) this.clearPage(off); // else the caller cleared them for all vCPUs (storeIntoCode)
     if (list === undefined) return false;
     const keep: Block[] = [];
     let dropped = false;
@@ -294,7 +320,7 @@ export class BlockCache {
         if (this.blocks.get(b.rip) === b) this.blocks.delete(b.rip);
       } else {
         keep.push(b);
-        for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
+        this.mark(b.lo, b.end);
       }
     }
     if (keep.length) this.pageBlocks.set(page, keep);
@@ -324,10 +350,7 @@ export class BlockCache {
 
   /** Mark the code lines of every block kept (another vCPU cleared the shared map). */
   markAll(): void {
-    const lines = this.codeLines;
-    for (const list of this.pageBlocks.values()) {
-      for (const b of list) for (let l = b.lo >>> 6; l <= (b.end - 1) >>> 6; l++) lines[l] = 1;
-    }
+    for (const list of this.pageBlocks.values()) for (const b of list) this.mark(b.lo, b.end);
   }
 
   /** Drop every translated block (the code budget is spent, or the state was replaced). */
@@ -335,10 +358,13 @@ export class BlockCache {
     for (const b of this.blocks.values()) b.valid = false;
     for (const list of this.pageBlocks.values()) for (const b of list) b.valid = false;
     this.wasm.reset();
+    if (this.threads) for (const page of this.pageBlocks.keys()) this.clearPage(page << 12);
+    else {
+      this.codeLines.fill(0);
+      for (const p of this.cpu.peers ?? []) if (p !== this.cpu) p.markCodeLines(); // the map is shared
+    }
     this.blocks.clear();
     this.pageBlocks.clear();
-    this.codeLines.fill(0);
-    for (const p of this.cpu.peers ?? []) if (p !== this.cpu) p.markCodeLines(); // the map is shared
     this.fastRip.fill(NO_TAG);
     this.fastBlk.fill(undefined);
     this.flushes++;
@@ -350,7 +376,7 @@ export class BlockCache {
     // a fresh CPU (the usual restore target) has no code to drop, nor a reason to collect garbage
     if (this.blocks.size !== 0 || this.pageBlocks.size !== 0) this.dropAll();
     else {
-      this.codeLines.fill(0);
+      if (!this.threads) this.codeLines.fill(0);
       this.fastRip.fill(NO_TAG);
       this.fastBlk.fill(undefined);
     }
@@ -378,12 +404,14 @@ export class BlockCache {
  */
 export function storeIntoCode(c: Cpu, off: number, len: number): void {
   const lines = c.codeLines;
-  let hit = false;
-  for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) if (lines[l] !== 0) hit = true;
-  if (!hit) return;
+  let owners = 0;
+  for (let l = off >>> 6; l <= (off + len - 1) >>> 6; l++) owners |= lines[l]!;
+  if (owners === 0) return;
   const peers = c.peers;
   if (peers === undefined) {
-    if (c.cache!.invalidate(off, len)) c.smc = 1;
+    // this thread's vCPU; other threads' vCPUs hear of it through their queues
+    if (owners & c.codeBit && c.cache?.invalidate(off, len)) c.smc = 1;
+    if (owners & ~c.codeBit) c.crossThread?.post(owners, off, len);
     return;
   }
   clearPageLines(lines, off);

@@ -45,6 +45,15 @@ export const A_XTMP = 272;
 export const A_ENTRIES = 288;
 /** vCPU 0's area only: the mutex word of Arena.mutexIndex. */
 export const A_MUTEX = 296;
+/**
+ * Code other threads' stores invalidated, for this vCPU to drop (translate/cross-thread.ts):
+ * a lock word, the entry count, an overflow flag, and INVAL_SLOTS (RAM offset, length) pairs.
+ */
+export const A_INVAL_LOCK = 304;
+export const A_INVAL_COUNT = 308;
+export const A_INVAL_OVERFLOW = 312;
+export const A_INVAL_RING = 384;
+export const INVAL_SLOTS = 16;
 /** End of the variables above (views over them cover [0, A_VARS_END)). */
 export const A_VARS_END = 512;
 /** The XMM registers, 16 x 128 bits (the interpreter's CpuState.xmm views them). */
@@ -262,6 +271,11 @@ export function attachArena(memory: WebAssembly.Memory, ramSize: number, vcpus: 
   for (let i = 0; i < vcpus; i++) list.push(new Arena(memory, ramSize, i));
   arenas.set(memory.buffer as ArrayBuffer, list);
   return memory.buffer as ArrayBuffer;
+}
+
+/** Every vCPU's state area in the memory of `buffer` (none: not an arena). */
+export function arenasOf(buffer: ArrayBufferLike): readonly Arena[] {
+  return arenas.get(buffer as ArrayBuffer) ?? [];
 }
 
 /** vCPU `vcpu`'s state area in the memory of `buffer`, if it has one. */

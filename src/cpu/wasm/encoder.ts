@@ -298,6 +298,14 @@ export class FuncBody {
     return this;
   }
 
+  /** atomic.fence: a full barrier among threads (a shared memory's). */
+  atomicFence(): this {
+    this.code.byte(0xfe);
+    this.code.u32(3);
+    this.code.byte(0);
+    return this;
+  }
+
   /** memory.fill (dst, byte value, n on the stack; memory 0). */
   memoryFill(): this {
     this.code.byte(0xfc);

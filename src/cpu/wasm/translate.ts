@@ -263,8 +263,13 @@ function genInsn2(g: WGen, d: D, live: boolean, k: number, next: number, L: numb
       return mem && (d.reg & 7) === 1 && sz === 8 && features.cx16 ? genCmpxchg16b(g, d, live, k, next, L) : false;
     case 0xa4: case 0xa5: case 0xaa: case 0xab: case 0xac: case 0xad:
       return genString(g, d, k, next);
-    case 0x1ae: // LFENCE/MFENCE/SFENCE: nothing to order with one vCPU (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
-      return !mem && (d.reg & 7) >= 5 && d.rep === 0 && !d.opo ? 'cont' : false;
+    case 0x1ae: { // LFENCE/MFENCE/SFENCE (the rest of group 15, and the #UD of a 66/F2/F3 prefix, is interpreted)
+      if (mem || (d.reg & 7) < 5 || d.rep !== 0 || d.opo) return false;
+      // nothing to order with one thread; among threads MFENCE orders stores before later loads
+      // (x86-TSO's one reordering; the others keep it by themselves)
+      if (g.lay.atomic && (d.reg & 7) === 6) g.c.atomicFence();
+      return 'cont';
+    }
     case 0x1ba: // BT/BTS/BTR/BTC r/m, ib
       return (d.reg & 7) >= 4 ? genBitOp(g, d, d.reg & 3, live, L) : false;
     case 0x1c0: case 0x1c1: { // XADD r/m, r

@@ -288,7 +288,10 @@ export function group15(c: Cpu): void {
     }
     // LFENCE/MFENCE/SFENCE take no 66/F2/F3 prefix ("NP"; 66 /6 is TPAUSE, WAITPKG, not
     // advertised): #UD with one, as on the host CPU
-    if (op >= 5 && c.rep === 0 && !c.opOverride) return;
+    if (op >= 5 && c.rep === 0 && !c.opOverride) {
+      if (op === 6) c.atomic?.fence(); // MFENCE: among threads, stores before later loads
+      return;
+    }
     fault(UD);
   }
   if (op <= 3) {
