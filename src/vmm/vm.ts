@@ -31,6 +31,8 @@ import { describeCpu } from '../engine/bt/dump.js';
 import type { BtEngine } from '../engine/bt/engine.js';
 import { buildMachine, type BuiltMachine } from '../machine/builder.js';
 import { HostClock } from '../machine/clock.js';
+import { SharedClock } from '../engine/bt/shared-clock.js';
+import { A_STOP } from '../cpu/wasm/arena.js';
 import type { StopReason } from '../machine/machine.js';
 import { GuestMemory, type RegionSpec } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
@@ -100,12 +102,29 @@ export interface RestoreOptions {
  * The bt engine's modules (the CPU, the translator, snapshot state), loaded when the first bt
  * VM is opened: a kvm VM, or `typevisor --help`, never pays for them.
  */
-let btModules: { withArena: typeof import('../cpu/wasm/arena.js').withArena; BtEngine: typeof import('../engine/bt/engine.js').BtEngine; restoreMachine: typeof import('./snapshot/state.js').restoreMachine } | undefined;
+let btModules: {
+  withArena: typeof import('../cpu/wasm/arena.js').withArena;
+  arenaOf: typeof import('../cpu/wasm/arena.js').arenaOf;
+  BtEngine: typeof import('../engine/bt/engine.js').BtEngine;
+  restoreMachine: typeof import('./snapshot/state.js').restoreMachine;
+} | undefined;
 
 async function loadBtModules(): Promise<void> {
   if (btModules) return;
   const [arena, engine, state] = await Promise.all([import('../cpu/wasm/arena.js'), import('../engine/bt/engine.js'), import('./snapshot/state.js')]);
-  btModules = { withArena: arena.withArena, BtEngine: engine.BtEngine, restoreMachine: state.restoreMachine };
+  btModules = { withArena: arena.withArena, arenaOf: arena.arenaOf, BtEngine: engine.BtEngine, restoreMachine: state.restoreMachine };
+}
+
+/** Most vCPUs the bt engine runs on threads of their own (one code-line bit each: cpu/translate/cross-thread.ts). */
+const MAX_THREAD_VCPUS = 8;
+
+/**
+ * Does this bt VM run its application processors on threads of their own? Opt-in for now
+ * (TYPEVISOR_BT_THREADS=1): several vCPUs translating, at most MAX_THREAD_VCPUS, not a restore
+ * (snapshots do not take such APs' state yet).
+ */
+function btThreads(cpus: number, jitThreshold: number | undefined, restoring: boolean): boolean {
+  return process.env.TYPEVISOR_BT_THREADS === '1' && cpus > 1 && cpus <= MAX_THREAD_VCPUS && jitThreshold !== Infinity && !restoring;
 }
 
 /** Vm.preload opened a kvm VM ahead (a bt VM closes it). */
@@ -159,7 +178,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
   /** pause() calls waiting for the kvm engine of a VM just started. */
   private kvmWaiters: (() => void)[] = [];
   private built: BuiltMachine | undefined;
-  private clock: HostClock | undefined;
+  private clock: HostClock | SharedClock | undefined;
   private result: Promise<StopReason> | undefined;
   /** Set once a stop was asked for: a reset then ends the VM instead of booting again. */
   private stopWanted: StopReason | undefined;
@@ -590,10 +609,13 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     // arena. TYPEVISOR_JIT_THRESHOLD=n: translate a block after n executions (default 256;
     // "off": interpret only). This VM's choice, passed down: several VMs share the process.
     const jitThreshold = jitThresholdFromEnv(process.env.TYPEVISOR_JIT_THRESHOLD);
-    const { withArena, BtEngine, restoreMachine } = btModules!;
+    const { withArena, arenaOf, BtEngine, restoreMachine } = btModules!;
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
-    const regions: RegionSpec[] = jitThreshold !== Infinity ? withArena(specs, config.cpus) : specs.slice();
+    // application processors on threads of their own share the RAM: shared buffers, all of it
+    const threads = btThreads(config.cpus, jitThreshold, snap !== undefined);
+    const regions: RegionSpec[] = jitThreshold !== Infinity ? withArena(specs, config.cpus, threads) : specs.slice();
+    if (threads) regions.forEach((r, i) => (regions[i] = { ...r, buffer: r.buffer ?? new SharedArrayBuffer(r.size) }));
     // A restore maps the memory file over RAM in wasm Memories (its own pages to replace):
     // the arena, and a Memory for each other region where one fits.
     const mappable = new Set<ArrayBufferLike>();
@@ -604,7 +626,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       });
     }
     const memory = new GuestMemory(regions);
-    const clock = new HostClock();
+    const clock = threads ? new SharedClock() : new HostClock();
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
     let netActive = -Infinity;
@@ -646,6 +668,18 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       ioInFlight: () => blks.some((b) => b.inFlight > 0) || performance.now() - netActive < NET_ACTIVE_MS,
       onPause: (paused) => (paused ? clock.pause() : clock.resume()),
       jitThreshold,
+      threads: threads && lapicWindow && clock instanceof SharedClock ? {
+        lapics: built.lapics,
+        select: (i) => lapicWindow.select(i),
+        worker: {
+          vcpus: config.cpus,
+          arena: arenaOf(regions[0]!.buffer!, 0)!.memory,
+          regions: regions.map((r, i) => ({ base: r.base, size: r.size, buffer: i === 0 ? undefined : r.buffer as SharedArrayBuffer })),
+          clock: clock.buffer,
+          jitThreshold,
+          bspStop: (arenaOf(regions[0]!.buffer!, 0)!.base + A_STOP) >> 2,
+        },
+      } : undefined,
     });
     if (built.apicBus) built.apicBus.hooks = engine; // INIT and STARTUP IPIs start the other vCPUs
     machine.irq.addListener({ setIrq: (_gsi: number, level: boolean) => level && engine.wake() });

@@ -809,7 +809,24 @@ export class Cpu extends LazyFlags implements SystemHost {
   /** Join the other vCPUs of this machine (before any code is translated): see `peers`. */
   joinPeers(peers: readonly Cpu[]): void {
     this.peers = peers;
+    this.yieldOnPause();
+  }
+
+  /** PAUSE ends the slice (spinWait): another vCPU, or the thread serving them, must run. */
+  yieldOnPause(): void {
+    this.pauseEndsSlice = true;
     this.wasm?.yieldOnPause();
+  }
+
+  private pauseEndsSlice = false;
+
+  /**
+   * Other threads may raise this vCPU's stop word in the arena (an application processor on
+   * its own thread wants the devices this thread serves): a translated block that left because
+   * of it ends the slice.
+   */
+  acceptKicks(): void {
+    this.wasm?.acceptKicks();
   }
 
   /** Another vCPU cleared the shared code-line map (BlockCache.dropAll): mark this one's lines again. */
@@ -822,7 +839,7 @@ export class Cpu extends LazyFlags implements SystemHost {
    * spins ends its slice so the vCPU it waits for runs.
    */
   spinWait(): void {
-    if (this.peers === undefined) return;
+    if (!this.pauseEndsSlice) return;
     this.exitRequested = true;
     this.spun = true;
   }

@@ -284,9 +284,9 @@ export function arenaOf(buffer: ArrayBufferLike, vcpu = 0): Arena | undefined {
 }
 
 /** The RAM region specs with the first region placed in a wasm arena when it fits. */
-export function withArena<S extends { size: number; buffer?: ArrayBuffer }>(specs: readonly S[], vcpus = 1): S[] {
+export function withArena<S extends { size: number; buffer?: ArrayBuffer }>(specs: readonly S[], vcpus = 1, shared = false): S[] {
   const out = specs.slice();
   const r0 = out[0];
-  if (r0 !== undefined && arenaFits(r0.size, vcpus)) out[0] = { ...r0, buffer: allocArenaRam(r0.size, vcpus) };
+  if (r0 !== undefined && arenaFits(r0.size, vcpus)) out[0] = { ...r0, buffer: allocArenaRam(r0.size, vcpus, shared) };
   return out;
 }

@@ -359,6 +359,13 @@ export class WasmBackend {
     this.layout.pauseYields = true;
   }
 
+  /** Cpu.acceptKicks: a block that left on a stop word another thread raised ends the slice. */
+  acceptKicks(): void {
+    this.kickable = true;
+  }
+
+  private kickable = false;
+
   /** Have enough modules died since the last call that the host should collect them? */
   garbageDue(): boolean {
     if (this.deadModules < GARBAGE_MODULES) return false;
@@ -563,6 +570,7 @@ export class WasmBackend {
       const user = c.s.cpl === 3;
       this.loadFlags();
       const k = enter(user ? 8 : 0, user ? 24 : 16, slot);
+      if (this.kickable && i32[I_STOP] !== 0) c.exitRequested = true;
       c.s.rip = f64[D_RIP]!;
       this.syncFlags();
       return k;

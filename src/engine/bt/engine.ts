@@ -36,6 +36,10 @@ import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
+import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
+
+/** Atomics.waitAsync (Node 16+; not in this TypeScript lib). */
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: false; value: string } | { async: true; value: Promise<string> } }).waitAsync;
 
 const RFLAGS_IF = 1 << 9;
 const APIC_BASE_BSP = 1 << 8;
@@ -63,6 +67,11 @@ export interface BtEngineOptions {
   onPause?: (paused: boolean) => void;
   /** Block-start executions before a block is translated to WebAssembly (CpuOptions.jitThreshold). */
   jitThreshold?: number;
+  /**
+   * The application processors on threads of their own (ap-threads.ts; guest RAM shared), the
+   * boot CPU on this thread with the devices; instead of `vcpus`, which take turns here.
+   */
+  threads?: Omit<ApThreadsOptions, 'onShutdown'>;
 }
 
 export class BtEngine implements Engine {
@@ -71,6 +80,8 @@ export class BtEngine implements Engine {
   readonly cpu: Cpu;
   /** Every vCPU, by index (the boot CPU first). */
   readonly cpus: Cpu[];
+  /** The application processors on threads of their own (BtEngineOptions.threads). */
+  private readonly threads: ApThreads | undefined;
   /** Per vCPU: waiting for a STARTUP IPI (the application processors until the guest starts them, and after INIT). */
   private readonly waitingSipi: boolean[];
   private readonly controllers: readonly CpuInterruptController[];
@@ -89,7 +100,7 @@ export class BtEngine implements Engine {
     private readonly opts: BtEngineOptions,
   ) {
     enableBranchHints();
-    this.controllers = opts.vcpus?.interrupts ?? [opts.interrupts];
+    this.controllers = opts.threads ? [opts.interrupts] : opts.vcpus?.interrupts ?? [opts.interrupts];
     this.cpus = this.controllers.map((interrupts, vcpu) => {
       const cpu = new Cpu({
         memory: machine.memory,
@@ -108,6 +119,15 @@ export class BtEngine implements Engine {
     });
     this.cpu = this.cpus[0]!;
     if (this.cpus.length > 1) for (const c of this.cpus) c.joinPeers(this.cpus);
+    if (opts.threads) {
+      this.threads = new ApThreads(machine, {
+        ...opts.threads,
+        onShutdown: (vcpu, detail) => machine.requestStop({ kind: 'triple-fault', detail: `vCPU ${vcpu}: ${detail}` }),
+      });
+      // the boot CPU's slice ends when it spins, or when an AP wants the devices this thread serves
+      this.cpu.yieldOnPause();
+      this.cpu.acceptKicks();
+    }
     this.waitingSipi = this.cpus.map((_, i) => i !== 0);
     // Devices writing guest RAM (a disk read landing in memory) drop code translated from it
     // (in every vCPU: they share the code-line map).
@@ -167,10 +187,12 @@ export class BtEngine implements Engine {
   /** Between slices: drain I/O, report paused, wait for resume (or a stop). */
   private async holdPaused(): Promise<void> {
     while (this.opts.ioInFlight?.() && !this.machine.stopReason) await new Promise<void>((r) => setTimeout(r, 1));
+    await this.threads?.pause();
     const gate = new Promise<void>((r) => (this.resumeGate = r));
     this.opts.onPause?.(true);
     for (const w of this.pauseWaiters.splice(0)) w();
     await gate;
+    this.threads?.resume();
     this.opts.onPause?.(false);
   }
 
@@ -180,6 +202,7 @@ export class BtEngine implements Engine {
    * spin the host loop), only a wake event, a timer deadline, a pause or a stop.
    */
   wake(): void {
+    this.threads?.mirror();
     if (this.s3 !== 'suspended') this.endSleep();
   }
 
@@ -202,6 +225,7 @@ export class BtEngine implements Engine {
    * restoreMachine read and set `waitingSipi` through these).
    */
   aps(): { cpu: Cpu; waitingSipi: boolean }[] {
+    if (this.threads) throw new Error('Cannot snapshot this VM: its application processors run on threads of their own, whose state snapshots do not take yet; run it without TYPEVISOR_BT_THREADS=1');
     const flags = this.waitingSipi;
     return this.cpus.slice(1).map((cpu, k) => ({
       cpu,
@@ -216,6 +240,7 @@ export class BtEngine implements Engine {
 
   /** INIT IPI (the APIC bus): the vCPU stops where it is and waits for STARTUP. */
   init(vcpu: number): void {
+    if (this.threads && vcpu > 0) return this.threads.init(vcpu);
     const cpu = this.cpus[vcpu];
     if (cpu === undefined) return;
     cpu.reset();
@@ -226,6 +251,7 @@ export class BtEngine implements Engine {
 
   /** STARTUP IPI: a vCPU waiting for it starts in real mode at vector * 0x1000; others ignore it. */
   startup(vcpu: number, vector: number): void {
+    if (this.threads && vcpu > 0) return this.threads.startup(vcpu, vector);
     const cpu = this.cpus[vcpu];
     if (cpu === undefined || !this.waitingSipi[vcpu]) return;
     this.waitingSipi[vcpu] = false;
@@ -248,6 +274,7 @@ export class BtEngine implements Engine {
     /** The vCPU that ended its last turn spinning on PAUSE, or -1. */
     let spinning = -1;
     while (!machine.stopReason) {
+      this.threads?.serve();
       for (let i = 0; i < cpus.length; i++) {
         const cpu = cpus[i]!;
         if (!this.canRun(i)) continue;
@@ -277,6 +304,7 @@ export class BtEngine implements Engine {
         }
         if (machine.stopReason || this.pauseWaiters.length || this.s3 !== 'running') break;
         if (timers.nextDeadline() <= clock.nowNs()) timers.runDue();
+        this.threads?.serve();
       }
       t1 = performance.now();
       this.opts.afterSlice?.();
@@ -313,6 +341,7 @@ export class BtEngine implements Engine {
       }
     }
     if (process.env.TYPEVISOR_BT_STATS) this.printStats();
+    await this.threads?.stop();
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
   }
 
@@ -363,6 +392,7 @@ export class BtEngine implements Engine {
    * NMI, INIT or STARTUP could resume one, and only a running vCPU could send those.
    */
   private haltedForGood(): boolean {
+    if (this.threads && !this.threads.allHaltedForGood()) return false;
     return this.cpus.every((cpu, i) => this.waitingSipi[i] || ((cpu.getRflags() & RFLAGS_IF) === 0 && !(this.controllers[i]!.hasNmi?.() ?? false)));
   }
 
@@ -404,6 +434,16 @@ export class BtEngine implements Engine {
         clearTimeout(t);
         resolve();
       };
+      const threads = this.threads;
+      if (threads) {
+        // an AP's request (or a change of what it does) rings the doorbell: end the sleep
+        const db = threads.ch.doorbell;
+        const seen = Atomics.load(db, 0);
+        threads.serve();
+        const r = waitAsync(db, 0, seen, Math.min(ms, 1000));
+        if (!r.async) this.endSleep();
+        else void r.value.then((v) => v === 'ok' && this.endSleep());
+      }
     });
   }
 }

@@ -1,0 +1,167 @@
+/**
+ * An application processor of the bt engine on a thread of its own (engine.ts, `threads`): a
+ * Cpu over the machine's shared guest RAM, whose port and MMIO accesses and interrupt
+ * acknowledges go to the main thread through its mailbox (ap-channel.ts). It waits for STARTUP,
+ * runs, sleeps while halted, holds while paused, and ends at stop.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Cpu } from '../../cpu/core/cpu.js';
+import { applyEntryState } from '../../cpu/system/entry.js';
+import { setCpuidApicId } from '../../cpu/system/cpuid.js';
+import { simdUnit } from '../../cpu/fpu/index.js';
+import { attachArena } from '../../cpu/wasm/arena.js';
+import { GuestMemory } from '../../machine/memory.js';
+import type { AccessSize } from '../../machine/bus.js';
+import type { CpuInterruptController } from '../../machine/interrupts.js';
+import { fullGc } from './gc.js';
+import { enableBranchHints } from './branch-hints.js';
+import { SharedClock } from './shared-clock.js';
+import {
+  ApWords, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
+  RUN_EXITED, RUN_HALTED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_RUNNING, RUN_WAIT_SIPI,
+  SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP, W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
+} from './ap-channel.js';
+
+/** What the engine posts to start an AP thread. */
+export interface ApWorkerData {
+  vcpu: number;
+  vcpus: number;
+  /** The arena (the first RAM region and every vCPU's state area). */
+  arena: WebAssembly.Memory;
+  /** Every RAM region: base, size, and (after the first) its shared buffer. */
+  regions: { base: number; size: number; buffer?: SharedArrayBuffer }[];
+  words: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer };
+  clock: SharedArrayBuffer;
+  jitThreshold?: number;
+  /** Index (Int32) of the boot CPU's stop word in the arena: raised with each request. */
+  bspStop: number;
+}
+
+const RFLAGS_IF = 1 << 9;
+const APIC_BASE_BSP = 1 << 8;
+/** Instructions per cpu.run() between looks at the signal word. */
+const BUDGET = 50_000;
+
+const data = workerData as ApWorkerData;
+const ap = data.vcpu - 1;
+const ch = new ApWords(data.words);
+const w = ch.words;
+const base = ap * 16;
+const first = data.regions[0]!;
+const memory = new GuestMemory(data.regions.map((r, i) => ({ base: r.base, size: r.size, buffer: i === 0 ? attachArena(data.arena, first.size, data.vcpus) : r.buffer })));
+const arenaWords = new Int32Array(data.arena.buffer);
+
+/** A request through the mailbox, answered by the main thread. */
+function request(kind: number, addr: number, size: number, value: number): number {
+  w[base + W_KIND] = kind;
+  w[base + W_ADDR_LO] = addr >>> 0;
+  w[base + W_ADDR_HI] = Math.floor(addr / 4294967296);
+  w[base + W_SIZE] = size;
+  w[base + W_VALUE] = value;
+  Atomics.store(w, base + W_STATE, MB_REQUEST);
+  Atomics.store(arenaWords, data.bspStop, 1); // the boot CPU's translated code leaves soon
+  ch.ring();
+  while (Atomics.load(w, base + W_STATE) !== MB_DONE) {
+    if (Atomics.load(w, base + W_SIGNAL) & SIG_STOP) return 0xffffffff;
+    Atomics.wait(w, base + W_STATE, MB_REQUEST, 100);
+  }
+  const v = w[base + W_VALUE]! >>> 0;
+  Atomics.store(w, base + W_STATE, MB_IDLE);
+  return v;
+}
+
+const bus = (read: number, write: number) => ({
+  read: (addr: number, size: AccessSize): number => request(read, addr, size, 0),
+  write: (addr: number, size: AccessSize, value: number): void => void request(write, addr, size, value),
+});
+
+/** This AP's local APIC, on the main thread: pending bits mirrored in the signal word. */
+const interrupts: CpuInterruptController = {
+  hasInterrupt: () => (w[base + W_SIGNAL]! & SIG_IRQ) !== 0,
+  acknowledge: () => request(K_ACK, 0, 0, 0) & 0xff,
+  hasNmi: () => (w[base + W_SIGNAL]! & SIG_NMI) !== 0,
+  takeNmi: () => (w[base + W_SIGNAL]! & SIG_NMI) !== 0 && request(K_NMI, 0, 0, 0) !== 0,
+};
+
+enableBranchHints();
+const cpu = new Cpu({
+  memory,
+  pio: bus(K_PIO_READ, K_PIO_WRITE) as never,
+  mmio: bus(K_MMIO_READ, K_MMIO_WRITE) as never,
+  interrupts,
+  clock: new SharedClock(data.clock),
+  simd: simdUnit,
+  reclaim: fullGc,
+  jitThreshold: data.jitThreshold,
+  vcpu: data.vcpu,
+});
+setCpuidApicId(cpu.s, data.vcpu);
+cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+
+let waitingSipi = true;
+cpu.s.halted = true;
+
+function setRun(state: number): void {
+  if (w[base + W_RUN] !== state) {
+    Atomics.store(w, base + W_RUN, state);
+    ch.ring();
+  }
+}
+
+function loop(): void {
+  for (;;) {
+    const sig = Atomics.load(w, base + W_SIGNAL);
+    if (sig & SIG_STOP) return;
+    if (sig & SIG_PAUSE) {
+      setRun(RUN_PAUSED);
+      Atomics.wait(w, base + W_SIGNAL, sig, 1000);
+      continue;
+    }
+    if (sig & SIG_INIT) {
+      Atomics.and(w, base + W_SIGNAL, ~SIG_INIT);
+      cpu.reset();
+      cpu.s.halted = true;
+      setCpuidApicId(cpu.s, data.vcpu);
+      cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+      waitingSipi = true;
+      continue;
+    }
+    if (sig & SIG_STARTUP) {
+      Atomics.and(w, base + W_SIGNAL, ~SIG_STARTUP);
+      if (waitingSipi) {
+        waitingSipi = false;
+        const vector = w[base + W_VECTOR]! & 0xff;
+        cpu.reset();
+        setCpuidApicId(cpu.s, data.vcpu);
+        cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+        applyEntryState(cpu, { mode: 'real16', rip: vector << 12, realCs: vector << 8, regs: {} });
+      }
+      continue;
+    }
+    if (waitingSipi) {
+      setRun(RUN_WAIT_SIPI);
+      Atomics.wait(w, base + W_SIGNAL, sig, 1000);
+      continue;
+    }
+    if (cpu.s.halted) {
+      const ifSet = (cpu.getRflags() & RFLAGS_IF) !== 0;
+      if (!(sig & SIG_NMI) && !(ifSet && sig & SIG_IRQ)) {
+        setRun(ifSet ? RUN_HALTED : RUN_HALTED_FOR_GOOD);
+        Atomics.wait(w, base + W_SIGNAL, sig, 1000);
+        continue;
+      }
+    }
+    setRun(RUN_RUNNING);
+    cpu.run(BUDGET);
+    if (cpu.shutdown !== undefined) {
+      parentPort!.postMessage({ type: 'shutdown', detail: cpu.shutdown });
+      setRun(RUN_EXITED);
+      while (!(Atomics.load(w, base + W_SIGNAL) & SIG_STOP)) Atomics.wait(w, base + W_SIGNAL, Atomics.load(w, base + W_SIGNAL), 1000);
+      return;
+    }
+  }
+}
+
+loop();
+setRun(RUN_EXITED);
+parentPort!.postMessage({ type: 'exited' });
