@@ -3,6 +3,8 @@
  * `dd if=/dev/zero bs=1M count=64 | sha256sum` in the background, then `wait` — on typevisor's
  * bt engine with 1 and 2 vCPUs and on QEMU TCG with -smp 1 and -smp 2 (MTTCG: a host thread per
  * vCPU), same kernel and initramfs, runs interleaved. Also the boot to /init with each count.
+ * typevisor's 2 vCPUs run both ways: taking turns on one thread (the default), and with the
+ * application processor on a thread of its own (TYPEVISOR_BT_THREADS=1, "typevisor-2t").
  *
  *   scaling: wall time with 1 vCPU / wall time with 2 (2.0 = both host cores used)
  *   ratio:   typevisor's wall time / QEMU's, for the same vCPU count
@@ -58,7 +60,9 @@ async function main(): Promise<void> {
   };
   for (let i = 0; i < runs; i++) {
     for (const n of [1, 2]) {
-      add(`typevisor-${n}`, await measure(new VmProcess(['--engine', 'bt', '-m', '512M', '--cpus', String(n), '--kernel', guest.kernelPath, '--initrd', guest.initrdPath, '--cmdline', CMDLINE])));
+      const tvArgs = ['--engine', 'bt', '-m', '512M', '--cpus', String(n), '--kernel', guest.kernelPath, '--initrd', guest.initrdPath, '--cmdline', CMDLINE];
+      add(`typevisor-${n}`, await measure(new VmProcess(tvArgs)));
+      if (n === 2) add('typevisor-2t', await measure(new VmProcess(tvArgs, { TYPEVISOR_BT_THREADS: '1' })));
       add(`qemu-${n}`, await measure(new VmProcess([], {}, [
         'qemu-system-x86_64',
         ['-M', 'pc', '-accel', 'tcg', '-m', '512', '-smp', String(n), '-nographic', '-no-reboot', '-kernel', guest.kernelPath, '-initrd', guest.initrdPath, '-append', CMDLINE],
@@ -68,9 +72,10 @@ async function main(): Promise<void> {
   const med = (k: string, pick: (s: Sample) => number): number => median(results[k]!.map(pick));
   console.log('medians:');
   for (const [name, pick] of [['boot-to-init', (s: Sample) => s.boot], ['two-jobs', (s: Sample) => s.twoJobs]] as const) {
-    const t1 = med('typevisor-1', pick), t2 = med('typevisor-2', pick), q1 = med('qemu-1', pick), q2 = med('qemu-2', pick);
-    console.log(`${name.padEnd(13)} typevisor 1 vCPU ${t1.toFixed(2)} s, 2 vCPUs ${t2.toFixed(2)} s (scaling ${(t1 / t2).toFixed(2)})   ` +
-      `qemu-tcg 1 vCPU ${q1.toFixed(2)} s, 2 vCPUs ${q2.toFixed(2)} s (scaling ${(q1 / q2).toFixed(2)})   ratio at 2 vCPUs ${(t2 / q2).toFixed(2)}`);
+    const t1 = med('typevisor-1', pick), t2 = med('typevisor-2', pick), t2t = med('typevisor-2t', pick), q1 = med('qemu-1', pick), q2 = med('qemu-2', pick);
+    console.log(`${name.padEnd(13)} typevisor 1 vCPU ${t1.toFixed(2)} s, 2 vCPUs taking turns ${t2.toFixed(2)} s (scaling ${(t1 / t2).toFixed(2)}), ` +
+      `2 vCPUs on threads ${t2t.toFixed(2)} s (scaling ${(t1 / t2t).toFixed(2)})   ` +
+      `qemu-tcg 1 vCPU ${q1.toFixed(2)} s, 2 vCPUs ${q2.toFixed(2)} s (scaling ${(q1 / q2).toFixed(2)})   ratio at 2 vCPUs: turns ${(t2 / q2).toFixed(2)}, threads ${(t2t / q2).toFixed(2)}`);
   }
 }
 

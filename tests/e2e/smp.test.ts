@@ -8,6 +8,8 @@
  * - Debian's kernel with --cpus 2 and --cpus 4: nproc, every CPU online and taking its own
  *   local timer interrupts, none of the kernel's SMP complaints in dmesg; with 2, a guest idle at
  *   its prompt costs the host almost no CPU time.
+ * Both ways the engine runs them: taking turns on one thread, and with the application
+ * processors on threads of their own (TYPEVISOR_BT_THREADS=1).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -37,11 +39,12 @@ function expected(cpus: number): string {
 }
 
 describe.skipIf(!hasNasm)('several vCPUs on the bt engine: the smp test kernel', () => {
-  it.each([1, 2, 4])('with %i vCPU(s): an exact LOCK XADD sum, code rewritten by another vCPU, per-vCPU timers, IPIs', (cpus) => {
+  it.each([[1, 'one thread'], [2, 'one thread'], [4, 'one thread'], [2, 'threads'], [4, 'threads']] as const)('with %i vCPU(s) on %s: an exact LOCK XADD sum, code rewritten by another vCPU, per-vCPU timers, IPIs', (cpus, how) => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--engine', 'bt', '-m', '64M', '--cpus', String(cpus), '--kernel', kernel(), '--cmdline', `${cpus} ${ITERS}`], {
       encoding: 'latin1',
       input: '',
       timeout: 120_000,
+      env: { ...process.env, TYPEVISOR_BT_THREADS: how === 'threads' ? '1' : '0' },
     });
     expect(r.stdout, r.stderr).toBe(expected(cpus));
     expect(r.status).toBe(exitStatus({ kind: 'debug-exit', value: 0x10 }));
@@ -92,8 +95,8 @@ function cpuSeconds(pid: number): number {
 }
 
 describe("Debian's kernel with several vCPUs on the bt engine", () => {
-  it.each([2, 4])('--cpus %i: every CPU online with its own timer, no SMP complaints; idle costs the host next to nothing', async (cpus) => {
-    vm = new VmProcess(['--engine', 'bt', '--cpus', String(cpus)]);
+  it.each([[2, 'one thread'], [4, 'one thread'], [2, 'threads']] as const)('--cpus %i on %s: every CPU online with its own timer, no SMP complaints; idle costs the host next to nothing', async (cpus, how) => {
+    vm = new VmProcess(['--engine', 'bt', '--cpus', String(cpus)], { TYPEVISOR_BT_THREADS: how === 'threads' ? '1' : '0' });
     await vm.waitFor(/TYPEVISOR-INIT-OK/, BOOT_TIMEOUT);
     const sh = (cmd: string): Promise<string> => vm!.sh(cmd, CMD_TIMEOUT);
     await sh('dmesg -n 1'); // kernel messages stay off the console: they would land inside outputs

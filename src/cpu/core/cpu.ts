@@ -827,6 +827,15 @@ export class Cpu extends LazyFlags implements SystemHost {
    */
   acceptKicks(): void {
     this.wasm?.acceptKicks();
+    this.kickable = this.wasm !== undefined;
+  }
+
+  /** acceptKicks was called: the interpreter's interrupt polls look at the stop word too. */
+  kickable = false;
+
+  /** Raised by another thread (acceptKicks)? `lower`: lower it, the engine serves them now. */
+  kicked(lower = false): boolean {
+    return this.wasm?.kicked(lower) ?? false;
   }
 
   /** Another vCPU cleared the shared code-line map (BlockCache.dropAll): mark this one's lines again. */

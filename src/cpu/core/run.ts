@@ -46,6 +46,8 @@ function pollInterrupts(c: Cpu): boolean {
   // code other threads' stores changed goes first, before any interrupt (an IPI may be the
   // patching CPU's "see my new code")
   if (c.crossThread?.pending()) dropCrossThread(c);
+  // another thread wants what the thread running this vCPU serves: end the slice
+  if (c.kickable && c.kicked()) c.exitRequested = true;
   if (s.interruptShadow) return false;
   const ic = c.interrupts;
   // an NMI waits while the handler of the last one runs (until its IRET); however many arrive

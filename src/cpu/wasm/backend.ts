@@ -359,9 +359,20 @@ export class WasmBackend {
     this.layout.pauseYields = true;
   }
 
-  /** Cpu.acceptKicks: a block that left on a stop word another thread raised ends the slice. */
+  /**
+   * Cpu.acceptKicks: other threads raise this vCPU's stop word; a block that left on it ends
+   * the slice, and the word stays raised (every block leaves at once) until the engine has
+   * served them and lowers it (`kicked`).
+   */
   acceptKicks(): void {
     this.kickable = true;
+  }
+
+  /** Is the stop word raised? (With `lower`, lower it: the engine serves the other threads now.) */
+  kicked(lower: boolean): boolean {
+    const k = this.i32[I_STOP] !== 0;
+    if (lower && k) Atomics.store(this.i32, I_STOP, 0);
+    return k;
   }
 
   private kickable = false;
@@ -564,7 +575,8 @@ export class WasmBackend {
     const i32 = this.i32;
     const f64 = this.f64;
     const run = (c: Cpu): number => {
-      i32[I_STOP] = 0;
+      // a stop word other threads raise stays raised until the engine has served them
+      if (!this.kickable) i32[I_STOP] = 0;
       i32[I_KEY] = linkKey(c);
       i32[I_GKEY] = globalKey(c);
       const user = c.s.cpl === 3;

@@ -7,6 +7,9 @@
  *   the AP writes, then sleeps on (Atomics.wait) until the main thread has served it. The AP
  *   also raises the boot CPU's stop word (its translated code leaves at the next check) and
  *   the doorbell (which ends the main thread's halt sleep), so the main thread serves it soon.
+ * - MMIO writes are posted: the AP queues them in its ring and goes on (an ICR write that
+ *   sends an IPI, an EOI), the main thread does them in order before anything else the AP asks
+ *   (so a later read sees them). Port writes wait, as OUT does.
  * - The signal word: what the AP must notice between instructions — a maskable interrupt or
  *   an NMI pending in its local APIC (mirrored by the main thread whenever it may have
  *   changed), INIT, STARTUP, pause, stop. A halted AP sleeps on it.
@@ -59,19 +62,28 @@ export const RUN_HALTED_FOR_GOOD = 3;
 export const RUN_PAUSED = 4;
 export const RUN_EXITED = 5;
 
+/** Posted MMIO writes an AP may have queued (each: address lo, hi, size, value). */
+export const RING_SLOTS = 64;
+/** Per AP in the ring buffer: the head (next to do, main thread), the tail (next free, AP), the slots. */
+export const RING_WORDS = 2 + RING_SLOTS * 4;
+
 /** The words shared by the engine and its AP threads. */
 export class ApWords {
   readonly words: Int32Array;
   /** Word 0: the doorbell the APs ring (the main thread waits on it while its vCPU halts). */
   readonly doorbell: Int32Array;
+  /** The posted-write rings, RING_WORDS per AP. */
+  readonly posted: Int32Array;
 
-  constructor(readonly buffers: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer }) {
+  constructor(readonly buffers: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer; ring: SharedArrayBuffer }) {
     this.words = new Int32Array(buffers.words);
     this.doorbell = new Int32Array(buffers.doorbell);
+    this.posted = new Int32Array(buffers.ring);
   }
 
   static create(aps: number): ApWords {
-    return new ApWords({ words: new SharedArrayBuffer(Math.max(1, aps) * AP_WORDS * 4), doorbell: new SharedArrayBuffer(4) });
+    const n = Math.max(1, aps);
+    return new ApWords({ words: new SharedArrayBuffer(n * AP_WORDS * 4), doorbell: new SharedArrayBuffer(4), ring: new SharedArrayBuffer(n * RING_WORDS * 4) });
   }
 
   /** Index of AP `ap`'s (0 = the first AP, vCPU 1) word `w`. */

@@ -11,7 +11,7 @@ import type { LocalApic } from '../../devices/legacy/lapic/lapic.js';
 import { workerScript } from '../../kvm/prestart.js';
 import type { ApWorkerData } from './ap-worker.js';
 import {
-  AP_WORDS, ApWords, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
+  AP_WORDS, ApWords, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_WAIT_SIPI, SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP,
   W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -26,6 +26,8 @@ export interface ApThreadsOptions {
   worker: Omit<ApWorkerData, 'vcpu' | 'words'>;
   /** An AP's CPU shut down (a triple fault): stop the machine. */
   onShutdown: (vcpu: number, detail: string) => void;
+  /** Lower the boot CPU's stop word (Cpu.kicked): its requests are being served. */
+  lowerKick: () => void;
 }
 
 export class ApThreads {
@@ -54,7 +56,9 @@ export class ApThreads {
   serve(): void {
     const w = this.ch.words;
     const { machine } = this;
+    this.opts.lowerKick();
     for (let ap = 0; ap < this.n; ap++) {
+      this.drainPosted(ap);
       const b = ap * AP_WORDS;
       if (Atomics.load(w, b + W_STATE) !== MB_REQUEST) continue;
       const kind = w[b + W_KIND]!;
@@ -76,22 +80,46 @@ export class ApThreads {
         this.opts.select(0);
       }
       w[b + W_VALUE] = v | 0;
+      // what it has pending now (an acknowledge took one) before it goes on and looks
+      this.mirrorOne(ap);
       Atomics.store(w, b + W_STATE, MB_DONE);
       Atomics.notify(w, b + W_STATE);
     }
     this.mirror();
   }
 
+  /** AP `ap`'s posted MMIO writes, in order. */
+  private drainPosted(ap: number): void {
+    const ring = this.ch.posted;
+    const rb = ap * RING_WORDS;
+    let head = ring[rb]!;
+    const tail = Atomics.load(ring, rb + 1);
+    if (head === tail) return;
+    this.opts.select(ap + 1);
+    try {
+      for (; head !== tail; head++) {
+        const e = rb + 2 + (head % RING_SLOTS) * 4;
+        this.machine.mmio.write((ring[e]! >>> 0) + (ring[e + 1]! >>> 0) * 4294967296, ring[e + 2]! as AccessSize, ring[e + 3]! >>> 0);
+      }
+    } finally {
+      this.opts.select(0);
+      Atomics.store(ring, rb, head);
+      Atomics.notify(ring, rb);
+    }
+  }
+
   /** Each AP's signal word says what its APIC has pending (after anything that may change it). */
   mirror(): void {
+    for (let ap = 0; ap < this.n; ap++) this.mirrorOne(ap);
+  }
+
+  private mirrorOne(ap: number): void {
     const w = this.ch.words;
-    for (let ap = 0; ap < this.n; ap++) {
-      const l = this.opts.lapics[ap + 1]!;
-      const want = (l.hasInterrupt() ? SIG_IRQ : 0) | (l.hasNmi() ? SIG_NMI : 0);
-      const has = w[ap * AP_WORDS + W_SIGNAL]! & (SIG_IRQ | SIG_NMI);
-      if (want & ~has) this.ch.signal(ap, want & ~has);
-      if (has & ~want) Atomics.and(w, ap * AP_WORDS + W_SIGNAL, ~(has & ~want));
-    }
+    const l = this.opts.lapics[ap + 1]!;
+    const want = (l.hasInterrupt() ? SIG_IRQ : 0) | (l.hasNmi() ? SIG_NMI : 0);
+    const has = w[ap * AP_WORDS + W_SIGNAL]! & (SIG_IRQ | SIG_NMI);
+    if (want & ~has) this.ch.signal(ap, want & ~has);
+    if (has & ~want) Atomics.and(w, ap * AP_WORDS + W_SIGNAL, ~(has & ~want));
   }
 
   /** INIT IPI to vCPU `vcpu` (≥ 1). */

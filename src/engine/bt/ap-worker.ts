@@ -17,7 +17,7 @@ import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { SharedClock } from './shared-clock.js';
 import {
-  ApWords, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
+  ApWords, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_RUNNING, RUN_WAIT_SIPI,
   SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP, W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -30,7 +30,7 @@ export interface ApWorkerData {
   arena: WebAssembly.Memory;
   /** Every RAM region: base, size, and (after the first) its shared buffer. */
   regions: { base: number; size: number; buffer?: SharedArrayBuffer }[];
-  words: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer };
+  words: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer; ring: SharedArrayBuffer };
   clock: SharedArrayBuffer;
   jitThreshold?: number;
   /** Index (Int32) of the boot CPU's stop word in the arena: raised with each request. */
@@ -75,6 +75,31 @@ const bus = (read: number, write: number) => ({
   write: (addr: number, size: AccessSize, value: number): void => void request(write, addr, size, value),
 });
 
+const ring = ch.posted;
+const rb = ap * RING_WORDS;
+
+/** A posted MMIO write: queued for the main thread, which does it before the AP's next request. */
+function postWrite(addr: number, size: AccessSize, value: number): void {
+  const tail = ring[rb + 1]!;
+  for (;;) {
+    const head = Atomics.load(ring, rb);
+    if (tail - head < RING_SLOTS) break;
+    // full: wait for the main thread to take some
+    Atomics.store(arenaWords, data.bspStop, 1);
+    ch.ring();
+    if (Atomics.load(w, base + W_SIGNAL) & SIG_STOP) return;
+    Atomics.wait(ring, rb, head, 10);
+  }
+  const e = rb + 2 + (tail % RING_SLOTS) * 4;
+  ring[e] = addr >>> 0;
+  ring[e + 1] = Math.floor(addr / 4294967296);
+  ring[e + 2] = size;
+  ring[e + 3] = value;
+  Atomics.store(ring, rb + 1, tail + 1);
+  Atomics.store(arenaWords, data.bspStop, 1);
+  ch.ring();
+}
+
 /** This AP's local APIC, on the main thread: pending bits mirrored in the signal word. */
 const interrupts: CpuInterruptController = {
   hasInterrupt: () => (w[base + W_SIGNAL]! & SIG_IRQ) !== 0,
@@ -87,7 +112,7 @@ enableBranchHints();
 const cpu = new Cpu({
   memory,
   pio: bus(K_PIO_READ, K_PIO_WRITE) as never,
-  mmio: bus(K_MMIO_READ, K_MMIO_WRITE) as never,
+  mmio: { read: bus(K_MMIO_READ, K_MMIO_WRITE).read, write: postWrite } as never,
   interrupts,
   clock: new SharedClock(data.clock),
   simd: simdUnit,

@@ -71,7 +71,7 @@ export interface BtEngineOptions {
    * The application processors on threads of their own (ap-threads.ts; guest RAM shared), the
    * boot CPU on this thread with the devices; instead of `vcpus`, which take turns here.
    */
-  threads?: Omit<ApThreadsOptions, 'onShutdown'>;
+  threads?: Omit<ApThreadsOptions, 'onShutdown' | 'lowerKick'>;
 }
 
 export class BtEngine implements Engine {
@@ -123,6 +123,7 @@ export class BtEngine implements Engine {
       this.threads = new ApThreads(machine, {
         ...opts.threads,
         onShutdown: (vcpu, detail) => machine.requestStop({ kind: 'triple-fault', detail: `vCPU ${vcpu}: ${detail}` }),
+        lowerKick: () => void this.cpu.kicked(true),
       });
       // the boot CPU's slice ends when it spins, or when an AP wants the devices this thread serves
       this.cpu.yieldOnPause();
