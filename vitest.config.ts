@@ -12,6 +12,8 @@ export default defineConfig({
       { extends: true, test: { name: 'main', include: ['src/**/*.test.ts', 'tests/**/*.test.ts'] } },
       // the CPU oracle once more with every block translated to WebAssembly on first execution
       'tests/cpu-oracle/wasm.vitest.config.ts',
+      // the oracle of the LOCKable instructions with guest RAM shared (atomic LOCK)
+      'tests/cpu-oracle/shared.vitest.config.ts',
     ],
   },
 });

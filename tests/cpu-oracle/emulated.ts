@@ -164,8 +164,11 @@ export interface EmulatedRunOptions extends RunOptions {
 /** Translate each block after this many executions (wasm.vitest.config.ts sets 1); unset: interpret. */
 const JIT_THRESHOLD = Number(process.env.TYPEVISOR_ORACLE_JIT_THRESHOLD ?? Infinity);
 
+/** Guest RAM shared, as for vCPUs on several threads (shared.vitest.config.ts): LOCK is then atomic. */
+const SHARED_RAM = process.env.TYPEVISOR_ORACLE_SHARED_RAM === '1';
+
 export class EmulatedRunner {
-  readonly memory = new GuestMemory([{ base: 0, size: RAM_SIZE, buffer: JIT_THRESHOLD !== Infinity ? allocArenaRam(RAM_SIZE) : undefined }]);
+  readonly memory = new GuestMemory([{ base: 0, size: RAM_SIZE, buffer: JIT_THRESHOLD !== Infinity ? allocArenaRam(RAM_SIZE, 1, SHARED_RAM) : undefined }]);
   /** The CPU of the last run (directed tests inspect it). */
   cpu: Cpu | undefined;
   /** Pristine copy of the low 128 KiB (system structures, stubs, stack), restored before each run. */

@@ -11,7 +11,9 @@ import { allocArenaRam, arenaOf } from '../wasm/arena.js';
 import { GuestMemory } from '../../machine/memory.js';
 import { workerScript } from '../../kvm/prestart.js';
 import { assemble, hasNasm } from './asm.test-helper.js';
-import { CODE_BASE } from './test-machine.js';
+import { CODE_BASE, enterLongMode, ScriptedInterrupts, StepClock } from './test-machine.js';
+import { Cpu } from './cpu.js';
+import { Bus } from '../../machine/bus.js';
 
 const RAM = 16 * 1024 * 1024;
 const DATA = 0x200000;
@@ -188,7 +190,70 @@ const SB = `
   hlt
 `;
 
+// Every LOCKable form at every size on PAIRS operand pairs, twice over (the second pass finds
+// the data page in the inline TLB: translated code takes its fast path), each result and
+// RFLAGS stored: shared RAM (wasm atomics) must give what unshared RAM (plain code) gives.
+const PAIRS = 48;
+const OPS = ['lock add', 'lock sub', 'lock and', 'lock or', 'lock xor', 'lock xadd', 'xchg', 'lock cmpxchg', 'lock inc', 'lock dec', 'lock add imm', 'lock sub imm8'];
+const SIZES: [number, string, string][] = [[1, 'byte', 'bl'], [2, 'word', 'bx'], [4, 'dword', 'ebx'], [8, 'qword', 'rbx']];
+function lockForms(): string {
+  const lines = ['  mov r15, 2', '.pass:', '  xor r14, r14', '  mov r13, ' + (DATA + 0x10000), '.pair:',
+    '  mov r12, [r14 * 8 + ' + DATA + ']', '  mov r11, [r14 * 8 + ' + (DATA + 0x1000) + ']'];
+  for (const op of OPS) {
+    for (const [sz, w, rb] of SIZES) {
+      lines.push('  mov [' + (DATA + 0x2000) + '], r12', '  mov rbx, r11', '  mov rax, r12');
+      const eq = '.eq' + lines.length;
+      // CMPXCHG: equal for odd pairs, not equal for even ones
+      if (op === 'lock cmpxchg') lines.push('  test r11b, 1', '  jnz ' + eq, '  xor rax, 1', eq + ':');
+      const m = w + ' [' + (DATA + 0x2000) + ']';
+      if (op === 'lock inc' || op === 'lock dec') lines.push('  ' + op + ' ' + m);
+      else if (op === 'lock add imm') lines.push('  lock add ' + m + ', ' + (sz === 1 ? '0x7f' : sz === 2 ? '0x1234' : '0x12345'));
+      else if (op === 'lock sub imm8') lines.push('  lock sub ' + m + ', ' + (sz === 1 ? '-3' : 'byte -3'));
+      else lines.push('  ' + op + ' ' + m + ', ' + rb);
+      lines.push('  pushfq', '  pop rcx', '  and ecx, 0x8d5', '  mov [r13], rcx', '  mov rcx, [' + (DATA + 0x2000) + ']', '  mov [r13 + 8], rcx',
+        '  mov [r13 + 16], rax', '  mov [r13 + 24], rbx', '  add r13, 32');
+    }
+  }
+  lines.push('  inc r14', '  cmp r14, ' + PAIRS, '  jb .pair', '  dec r15', '  jnz .pass', '  hlt');
+  return lines.join('\n');
+}
+
+function runLockForms(shared: boolean): Uint8Array {
+  const buffer = allocArenaRam(RAM, 1, shared);
+  const memory = new GuestMemory([{ base: 0, size: RAM, buffer }]);
+  memory.writeBytes(CODE_BASE, assemble(lockForms(), 64));
+  let x = 0x9e3779b97f4a7c15n;
+  for (let i = 0; i < 2 * PAIRS; i++) {
+    x ^= x << 13n; x &= (1n << 64n) - 1n; x ^= x >> 7n; x ^= x << 17n; x &= (1n << 64n) - 1n;
+    // small and edge values too: carries, overflows and zero results happen
+    const v = i % 4 === 0 ? x & 0xffn : i % 4 === 1 ? x : i % 4 === 2 ? (1n << 63n) - (x & 3n) : x & 0x80008001n;
+    memory.write32(DATA + (i < PAIRS ? 0 : 0x1000) + (i % PAIRS) * 8, Number(v & 0xffffffffn));
+    memory.write32(DATA + (i < PAIRS ? 0 : 0x1000) + (i % PAIRS) * 8 + 4, Number(v >> 32n));
+  }
+  const pio = new Bus('pio');
+  const mmio = new Bus('mmio');
+  const irq = new ScriptedInterrupts();
+  const clock = new StepClock();
+  const cpu = new Cpu({ memory, pio, mmio, interrupts: irq, clock, jitThreshold: 1 });
+  enterLongMode({ cpu, memory, pio, mmio, irq, clock });
+  let n = 0;
+  while (!cpu.s.halted && n < 1e8) n += cpu.run(1_000_000);
+  expect(cpu.shutdown).toBeUndefined();
+  // the second pass's records
+  const per = OPS.length * SIZES.length * 32 * PAIRS;
+  return memory.readBytes(DATA + 0x10000, per);
+}
+
 describe.skipIf(!hasNasm)('vCPUs on several threads over one shared RAM', () => {
+  it('translated LOCK forms on shared RAM (wasm atomics) give the results and flags of plain code', () => {
+    const plain = runLockForms(false);
+    const atomic = runLockForms(true);
+    expect(plain.some((b) => b !== 0)).toBe(true);
+    const at = atomic.findIndex((b, i) => b !== plain[i]);
+    const rec = Math.floor(at / 32);
+    expect(at, at < 0 ? '' : `record ${rec}: ${OPS[Math.floor(rec / SIZES.length) % OPS.length]} size ${SIZES[rec % SIZES.length]![0]}`).toBe(-1);
+  });
+
   it('a store into code another thread translated reaches it: the other vCPU runs the new code', async () => {
     const { results } = await runThreads(CROSS_MODIFY, 2, 0, 1);
     expect(results[1]!.gpr[2 * 9]).toBe(1);

@@ -95,7 +95,7 @@ export interface BlockLayout {
   countEntries?: boolean;
   /**
    * Guest RAM is shared with vCPUs on other threads: modules import a shared memory, and
-   * LOCKed read-modify-writes and XCHG with memory go to the interpreter, which does them atomically.
+   * LOCKed read-modify-writes and XCHG with memory are atomic (wasm/atomic.ts).
    */
   atomic?: boolean;
 }

@@ -298,6 +298,18 @@ export class FuncBody {
     return this;
   }
 
+  /**
+   * An atomic read-modify-write (the 0xFE prefix's `code`) of `size` bytes at the address on
+   * the stack, offset 0, with the natural alignment atomics require (a misaligned address traps).
+   */
+  atomicRmw(code: number, size: number): this {
+    this.code.byte(0xfe);
+    this.code.u32(code);
+    this.code.u32(Math.log2(size));
+    this.code.u32(0);
+    return this;
+  }
+
   /** atomic.fence: a full barrier among threads (a shared memory's). */
   atomicFence(): this {
     this.code.byte(0xfe);

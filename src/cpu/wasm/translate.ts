@@ -27,6 +27,7 @@ import { genBitOp, genBitScan } from './bits.js';
 import { genString } from './string.js';
 import { genShift, genShiftDouble } from './shift.js';
 import { genCmpxchg16b } from './cmpxchg16b.js';
+import { genAtomic } from './atomic.js';
 import { features } from '../features.js';
 import { genImul, genMulAcc } from './mul.js';
 import { IMPORTS, BLOCK_TYPES, F_BLOCK0, F_DIV128, F_STEP, TWO47, WGen, alu, carry, checkCanonical, cond, constVal, ea, interpretIf, immVal, load, loadRm, maskTo, produce, push, regVal, rt, setReg, sext, storeRm, type BlockLayout } from './codegen.js';
@@ -41,11 +42,11 @@ function genInsn(g: WGen, d: D, live: boolean, k: number, next: number): 'cont' 
   const mem = d.hasModrm && d.mod !== 3;
   if (mem && d.ad32) return false;
   // LOCK changes nothing for one vCPU; where it is not allowed the interpreter raises #UD.
-  // With vCPUs on several threads the interpreter does every LOCKed read-modify-write and XCHG
-  // with memory, atomically (Cpu.atomic).
+  // With vCPUs on several threads LOCKed read-modify-writes and XCHG with memory are wasm
+  // atomics (atomic.ts), or the interpreter's transactions (Cpu.atomic).
   if (d.lock && !(mem && lockable(d))) return false;
-  if (g.lay.atomic && (d.lock || (mem && (op === 0x86 || op === 0x87)))) return false;
   const L = mem ? ea(g, d, op !== 0x8d) : -1; // LEA ignores segment bases
+  if (g.lay.atomic && (d.lock || (mem && (op === 0x86 || op === 0x87)))) return genAtomic(g, d, live, k, next, L);
   if (op > 0x100 && isSseCandidate(d)) {
     const r = genSse(g, d, L, k, next);
     if (r !== false) return r;
