@@ -31,7 +31,7 @@ async function runThreads(src: string, vcpus: number, iterations: number, jitThr
   memory.writeBytes(CODE_BASE, assemble(src, 64));
   const wasmMemory = arenaOf(buffer, 0)!.memory;
   const go = new SharedArrayBuffer(8);
-  const started = workerScript('../cpu/core/threads.test-worker');
+  const started = workerScript('../cpu/core/threads-worker.test-helper');
   const workers = Array.from({ length: vcpus }, (_, vcpu) => new Worker(started.script, {
     eval: started.eval,
     workerData: { memory: wasmMemory, ramSize: RAM, vcpus, vcpu, rip: CODE_BASE, iterations, jitThreshold, go },

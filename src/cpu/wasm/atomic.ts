@@ -9,9 +9,9 @@
  * interpreter's branch leaves them.
  */
 import type { D } from '../translate/decode.js';
-import { F_ADD, F_DEC, F_EAGER, F_INC, F_LOGIC, F_SUB } from '../core/consts.js';
+import { F_ADD, F_DEC, F_INC, F_LOGIC, F_SUB } from '../core/consts.js';
 import { Op } from './encoder.js';
-import { carry, constVal, flagsNow, immVal, interpretIf, maskTo, pageRam, produce, regVal, setReg, type Producer, type WGen } from './codegen.js';
+import { carry, constVal, flagsFromArena, immVal, interpretIf, maskTo, pageRam, regVal, setReg, type Producer, type WGen } from './codegen.js';
 
 /** The 0xFE codes of i64.atomic.rmw.<op> (8 bytes); rmw8/16/32 are +3, +4, +5 after it. */
 const RMW_ADD = 0x1f, RMW_SUB = 0x26, RMW_AND = 0x2d, RMW_OR = 0x34, RMW_XOR = 0x3b, RMW_XCHG = 0x42, RMW_CMPXCHG = 0x49;
@@ -126,14 +126,6 @@ export function genAtomic(g: WGen, d: D, live: boolean, k: number, next: number,
   }
   if (p !== undefined) g.storeFlags(p);
   g.end();
-  // after the merge the flags are the arena's record, whichever branch ran
-  g.pending = undefined;
-  g.lastF = undefined;
-  if (live) {
-    const now = g.tmp64();
-    flagsNow(g);
-    f.op(Op.i64_extend_i32_u).set(now);
-    produce(g, { kind: F_EAGER, sz: 8, a: now, b: now, r: now, cin: -1 }, true);
-  }
+  flagsFromArena(g, live);
   return 'cont';
 }

@@ -9,7 +9,7 @@
 import type { D } from '../translate/decode.js';
 import { F_EAGER } from '../core/consts.js';
 import { Op } from './encoder.js';
-import { flagsNow, interpretIf, pageRam, produce, type WGen } from './codegen.js';
+import { flagsFromArena, flagsNow, interpretIf, pageRam, type WGen } from './codegen.js';
 
 const ZF = 0x40;
 
@@ -45,13 +45,6 @@ export function genCmpxchg16b(g: WGen, d: D, live: boolean, k: number, next: num
   g.end();
   g.written.add(0);
   g.written.add(2);
-  g.pending = undefined;
-  g.lastF = undefined;
-  if (live) {
-    const now = g.tmp64();
-    flagsNow(g);
-    f.op(Op.i64_extend_i32_u).set(now);
-    produce(g, { kind: F_EAGER, sz: 8, a: now, b: now, r: now, cin: -1 }, true);
-  }
+  flagsFromArena(g, live);
   return 'cont';
 }

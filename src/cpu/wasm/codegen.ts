@@ -757,6 +757,20 @@ export function cond(g: WGen, cc: number): void {
 }
 
 /** Record a flag writer: its flags are pending when live. */
+/**
+ * After an interpretIf whose branches both leave the flags in the arena's record: they are that
+ * record from here on (and, when `live`, the producer of the eager flags read from it).
+ */
+export function flagsFromArena(g: WGen, live: boolean): void {
+  g.pending = undefined;
+  g.lastF = undefined;
+  if (!live) return;
+  const now = g.tmp64();
+  flagsNow(g);
+  g.c.op(Op.i64_extend_i32_u).set(now);
+  produce(g, { kind: F_EAGER, sz: 8, a: now, b: now, r: now, cin: -1 }, true);
+}
+
 export function produce(g: WGen, p: Producer, live: boolean): void {
   g.lastF = p;
   g.pending = live ? p : undefined;
