@@ -7,9 +7,9 @@
  *   the AP writes, then sleeps on (Atomics.wait) until the main thread has served it. The AP
  *   also raises the boot CPU's stop word (its translated code leaves at the next check) and
  *   the doorbell (which ends the main thread's halt sleep), so the main thread serves it soon.
- * - MMIO writes are posted: the AP queues them in its ring and goes on (an ICR write that
- *   sends an IPI, an EOI), the main thread does them in order before anything else the AP asks
- *   (so a later read sees them). Port writes wait, as OUT does.
+ * - Writes are posted: the AP queues them in its ring and goes on (an ICR write that sends an
+ *   IPI, an EOI, a character for the serial console), the main thread does them in order before
+ *   anything else the AP asks (so a later read sees them).
  * - The signal word: what the AP must notice between instructions — a maskable interrupt or
  *   an NMI pending in its local APIC (mirrored by the main thread whenever it may have
  *   changed), INIT, STARTUP, pause, stop. A halted AP sleeps on it.
@@ -62,8 +62,9 @@ export const RUN_HALTED_FOR_GOOD = 3;
 export const RUN_PAUSED = 4;
 export const RUN_EXITED = 5;
 
-/** Posted MMIO writes an AP may have queued (each: address lo, hi, size, value). */
+/** Posted writes an AP may have queued (each: address lo, hi, size | POSTED_PIO for a port, value). */
 export const RING_SLOTS = 64;
+export const POSTED_PIO = 0x100;
 /** Per AP in the ring buffer: the head (next to do, main thread), the tail (next free, AP), the slots. */
 export const RING_WORDS = 2 + RING_SLOTS * 4;
 

@@ -11,7 +11,7 @@ import type { LocalApic } from '../../devices/legacy/lapic/lapic.js';
 import { workerScript } from '../../kvm/prestart.js';
 import type { ApWorkerData } from './ap-worker.js';
 import {
-  AP_WORDS, ApWords, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
+  AP_WORDS, ApWords, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_WAIT_SIPI, SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP,
   W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -88,7 +88,7 @@ export class ApThreads {
     this.mirror();
   }
 
-  /** AP `ap`'s posted MMIO writes, in order. */
+  /** AP `ap`'s posted writes, in order. */
   private drainPosted(ap: number): void {
     const ring = this.ch.posted;
     const rb = ap * RING_WORDS;
@@ -99,7 +99,9 @@ export class ApThreads {
     try {
       for (; head !== tail; head++) {
         const e = rb + 2 + (head % RING_SLOTS) * 4;
-        this.machine.mmio.write((ring[e]! >>> 0) + (ring[e + 1]! >>> 0) * 4294967296, ring[e + 2]! as AccessSize, ring[e + 3]! >>> 0);
+        const kind = ring[e + 2]!;
+        const bus = kind & POSTED_PIO ? this.machine.pio : this.machine.mmio;
+        bus.write((ring[e]! >>> 0) + (ring[e + 1]! >>> 0) * 4294967296, (kind & 0xff) as AccessSize, ring[e + 3]! >>> 0);
       }
     } finally {
       this.opts.select(0);

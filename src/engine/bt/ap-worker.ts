@@ -17,7 +17,7 @@ import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { SharedClock } from './shared-clock.js';
 import {
-  ApWords, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
+  ApWords, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_RUNNING, RUN_WAIT_SIPI,
   SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP, W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -78,8 +78,11 @@ const bus = (read: number, write: number) => ({
 const ring = ch.posted;
 const rb = ap * RING_WORDS;
 
-/** A posted MMIO write: queued for the main thread, which does it before the AP's next request. */
-function postWrite(addr: number, size: AccessSize, value: number): void {
+/**
+ * A posted write (MMIO, or with POSTED_PIO a port): queued for the main thread, which does it
+ * before the AP's next request.
+ */
+function postWrite(addr: number, size: number, value: number): void {
   const tail = ring[rb + 1]!;
   for (;;) {
     const head = Atomics.load(ring, rb);
@@ -111,8 +114,10 @@ const interrupts: CpuInterruptController = {
 enableBranchHints();
 const cpu = new Cpu({
   memory,
-  pio: bus(K_PIO_READ, K_PIO_WRITE) as never,
   mmio: { read: bus(K_MMIO_READ, K_MMIO_WRITE).read, write: postWrite } as never,
+  // a port write waits for nothing the AP can see before its next request (which comes after
+  // it): the serial console's output, PCI configuration addresses
+  pio: { read: bus(K_PIO_READ, K_PIO_WRITE).read, write: (port: number, size: AccessSize, value: number) => postWrite(port, size | POSTED_PIO, value) } as never,
   interrupts,
   clock: new SharedClock(data.clock),
   simd: simdUnit,
