@@ -3,8 +3,8 @@
  * `dd if=/dev/zero bs=1M count=64 | sha256sum` in the background, then `wait` — on typevisor's
  * bt engine with 1 and 2 vCPUs and on QEMU TCG with -smp 1 and -smp 2 (MTTCG: a host thread per
  * vCPU), same kernel and initramfs, runs interleaved. Also the boot to /init with each count.
- * typevisor's 2 vCPUs run both ways: taking turns on one thread (the default), and with the
- * application processor on a thread of its own (TYPEVISOR_BT_THREADS=1, "typevisor-2t").
+ * typevisor's 2 vCPUs run both ways: with the application processor on a thread of its own (the
+ * default, "typevisor-2t"), and taking turns on one thread (TYPEVISOR_BT_THREADS=0, "typevisor-2").
  *
  *   scaling: wall time with 1 vCPU / wall time with 2 (2.0 = both host cores used)
  *   ratio:   typevisor's wall time / QEMU's, for the same vCPU count
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < runs; i++) {
     for (const n of [1, 2]) {
       const tvArgs = ['--engine', 'bt', '-m', '512M', '--cpus', String(n), '--kernel', guest.kernelPath, '--initrd', guest.initrdPath, '--cmdline', CMDLINE];
-      add(`typevisor-${n}`, await measure(new VmProcess(tvArgs)));
+      add(`typevisor-${n}`, await measure(new VmProcess(tvArgs, { TYPEVISOR_BT_THREADS: '0' })));
       if (n === 2) add('typevisor-2t', await measure(new VmProcess(tvArgs, { TYPEVISOR_BT_THREADS: '1' })));
       add(`qemu-${n}`, await measure(new VmProcess([], {}, [
         'qemu-system-x86_64',

@@ -26,7 +26,7 @@ const common = {
 // the workers: ES modules with shared chunks
 await build({
   ...common,
-  entryPoints: { 'vcpu-worker': 'dist/kvm/vcpu-worker.js', 'kvm-machine': 'dist/vmm/kvm-machine.js' },
+  entryPoints: { 'vcpu-worker': 'dist/kvm/vcpu-worker.js', 'kvm-machine': 'dist/vmm/kvm-machine.js', 'ap-worker': 'dist/engine/bt/ap-worker.js' },
   splitting: true,
   format: 'esm',
   chunkNames: 'chunk-[hash]',

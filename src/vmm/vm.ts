@@ -119,12 +119,12 @@ async function loadBtModules(): Promise<void> {
 const MAX_THREAD_VCPUS = 8;
 
 /**
- * Does this bt VM run its application processors on threads of their own? Opt-in for now
- * (TYPEVISOR_BT_THREADS=1): several vCPUs translating, at most MAX_THREAD_VCPUS, not a restore
- * (snapshots do not take such APs' state yet).
+ * Does this bt VM run its application processors on threads of their own? With 2 to
+ * MAX_THREAD_VCPUS vCPUs that translate, unless TYPEVISOR_BT_THREADS=0 (they take turns on the
+ * main thread then, as with more vCPUs or TYPEVISOR_JIT_THRESHOLD=off).
  */
-function btThreads(cpus: number, jitThreshold: number | undefined, restoring: boolean): boolean {
-  return process.env.TYPEVISOR_BT_THREADS === '1' && cpus > 1 && cpus <= MAX_THREAD_VCPUS && jitThreshold !== Infinity && !restoring;
+function btThreads(cpus: number, jitThreshold: number | undefined): boolean {
+  return process.env.TYPEVISOR_BT_THREADS !== '0' && cpus > 1 && cpus <= MAX_THREAD_VCPUS && jitThreshold !== Infinity;
 }
 
 /** Vm.preload opened a kvm VM ahead (a bt VM closes it). */
@@ -613,7 +613,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     const snap = this.restoreFrom;
     this.restoreFrom = undefined; // a reset after a restore boots afresh
     // application processors on threads of their own share the RAM: shared buffers, all of it
-    const threads = btThreads(config.cpus, jitThreshold, snap !== undefined);
+    const threads = btThreads(config.cpus, jitThreshold);
     const regions: RegionSpec[] = jitThreshold !== Infinity ? withArena(specs, config.cpus, threads) : specs.slice();
     if (threads) regions.forEach((r, i) => (regions[i] = { ...r, buffer: r.buffer ?? new SharedArrayBuffer(r.size) }));
     // A restore maps the memory file over RAM in wasm Memories (its own pages to replace):

@@ -1,7 +1,7 @@
 /**
  * The CLI as the npm package runs it: dist/bundle/main.js, which `npm run build` bundles from
- * dist/ (scripts/bundle.mjs) with its two worker entries (the kvm vCPU thread and the machine it
- * builds) beside it. The other end-to-end tests run the sources through tsx; these check that
+ * dist/ (scripts/bundle.mjs) with its worker entries (the kvm vCPU thread and the machine it
+ * builds, the bt engine's application processor thread) beside it. The other end-to-end tests run the sources through tsx; these check that
  * the bundle runs, finds its worker files and its native dependency (koffi), on both engines.
  */
 import { execFileSync, spawnSync } from 'node:child_process';

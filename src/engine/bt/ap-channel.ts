@@ -68,6 +68,17 @@ export const POSTED_PIO = 0x100;
 /** Per AP in the ring buffer: the head (next to do, main thread), the tail (next free, AP), the slots. */
 export const RING_WORDS = 2 + RING_SLOTS * 4;
 
+/**
+ * Per AP, a box for its state as it paused (snapshots): Int32 words [0] the JSON's length in
+ * bytes (-1: it did not fit), [1] the pause the main thread asked for, [2] the pause the AP
+ * saved its state at; the JSON from byte BOX_DATA.
+ */
+export const BOX_BYTES = 256 * 1024;
+export const BOX_DATA = 16;
+export const BOX_LENGTH = 0;
+export const BOX_ASKED = 1;
+export const BOX_SAVED = 2;
+
 /** The words shared by the engine and its AP threads. */
 export class ApWords {
   readonly words: Int32Array;
@@ -76,15 +87,29 @@ export class ApWords {
   /** The posted-write rings, RING_WORDS per AP. */
   readonly posted: Int32Array;
 
-  constructor(readonly buffers: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer; ring: SharedArrayBuffer }) {
+  /** The state boxes, BOX_BYTES per AP. */
+  readonly boxes: SharedArrayBuffer;
+
+  constructor(readonly buffers: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer; ring: SharedArrayBuffer; boxes: SharedArrayBuffer }) {
     this.words = new Int32Array(buffers.words);
     this.doorbell = new Int32Array(buffers.doorbell);
     this.posted = new Int32Array(buffers.ring);
+    this.boxes = buffers.boxes;
   }
 
   static create(aps: number): ApWords {
     const n = Math.max(1, aps);
-    return new ApWords({ words: new SharedArrayBuffer(n * AP_WORDS * 4), doorbell: new SharedArrayBuffer(4), ring: new SharedArrayBuffer(n * RING_WORDS * 4) });
+    return new ApWords({
+      words: new SharedArrayBuffer(n * AP_WORDS * 4),
+      doorbell: new SharedArrayBuffer(4),
+      ring: new SharedArrayBuffer(n * RING_WORDS * 4),
+      boxes: new SharedArrayBuffer(n * BOX_BYTES),
+    });
+  }
+
+  /** AP `ap`'s box: its header words and its bytes. */
+  box(ap: number): { head: Int32Array; bytes: Uint8Array } {
+    return { head: new Int32Array(this.boxes, ap * BOX_BYTES, 4), bytes: new Uint8Array(this.boxes, ap * BOX_BYTES + BOX_DATA, BOX_BYTES - BOX_DATA) };
   }
 
   /** Index of AP `ap`'s (0 = the first AP, vCPU 1) word `w`. */

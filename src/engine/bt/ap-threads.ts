@@ -10,8 +10,11 @@ import type { AccessSize } from '../../machine/bus.js';
 import type { LocalApic } from '../../devices/legacy/lapic/lapic.js';
 import { workerScript } from '../../kvm/prestart.js';
 import type { ApWorkerData } from './ap-worker.js';
+import type { CpuSnapshot } from '../../vmm/snapshot/cpu.js';
+import { SnapshotError } from '../../vmm/snapshot/check.js';
+import type { Ap } from '../../vmm/snapshot/state.js';
 import {
-  AP_WORDS, ApWords, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
+  AP_WORDS, ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_WAIT_SIPI, SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP,
   W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -36,12 +39,20 @@ export class ApThreads {
   private readonly exited: Promise<void>[] = [];
   private readonly n: number;
 
+  /** Restored states for the APs (a snapshot), handed to their threads as they start. */
+  private readonly restored: (ApWorkerData['restore'] | undefined)[] = [];
+
   constructor(private readonly machine: Machine, private readonly opts: ApThreadsOptions) {
     this.n = opts.lapics.length - 1;
     this.ch = ApWords.create(this.n);
-    const started = workerScript('../engine/bt/ap-worker');
+  }
+
+  /** Start the threads (the engine's run: nothing is left running if the VM fails before). */
+  start(): void {
+    const opts = this.opts;
+    const started = workerScript('ap-worker', import.meta.url);
     for (let ap = 0; ap < this.n; ap++) {
-      const data: ApWorkerData = { ...opts.worker, vcpu: ap + 1, words: this.ch.buffers };
+      const data: ApWorkerData = { ...opts.worker, vcpu: ap + 1, words: this.ch.buffers, restore: this.restored[ap] };
       const worker = new Worker(started.script, { eval: started.eval, workerData: data });
       worker.on('message', (m: { type: string; detail?: string }) => {
         if (m.type === 'shutdown') opts.onShutdown(ap + 1, m.detail ?? 'triple fault');
@@ -148,19 +159,61 @@ export class ApThreads {
     return true;
   }
 
-  /** Pause every AP at an instruction boundary (serving their requests until they all hold). */
+  /**
+   * Pause every AP at an instruction boundary (serving their requests until they all hold),
+   * each leaving its state in its box.
+   */
   async pause(): Promise<void> {
-    for (let ap = 0; ap < this.n; ap++) this.ch.signal(ap, SIG_PAUSE);
+    for (let ap = 0; ap < this.n; ap++) {
+      Atomics.add(this.ch.box(ap).head, BOX_ASKED, 1);
+      this.ch.signal(ap, SIG_PAUSE);
+    }
     for (;;) {
       this.serve();
       let all = true;
       for (let ap = 0; ap < this.n; ap++) {
         const r = this.runState(ap);
-        if (r !== RUN_PAUSED && r !== RUN_EXITED) all = false;
+        const head = this.ch.box(ap).head;
+        if (r !== RUN_EXITED && (r !== RUN_PAUSED || Atomics.load(head, BOX_SAVED) !== Atomics.load(head, BOX_ASKED))) all = false;
       }
       if (all) return;
       await new Promise<void>((r) => setTimeout(r, 1));
     }
+  }
+
+  /**
+   * The APs as a snapshot sees them (vmm/snapshot/state.ts): paused, their states in their
+   * boxes; before the threads start, where a restore leaves theirs.
+   */
+  aps(): Ap[] {
+    return Array.from({ length: this.n }, (_, ap) => {
+      let saved: { cpu: CpuSnapshot; waitingSipi: boolean } | undefined;
+      const read = (): { cpu: CpuSnapshot; waitingSipi: boolean } => {
+        if (saved) return saved;
+        const { head, bytes } = this.ch.box(ap);
+        const len = head[BOX_LENGTH]!;
+        if (len <= 0 || Atomics.load(head, BOX_SAVED) !== Atomics.load(head, BOX_ASKED)) {
+          throw new SnapshotError(`Cannot save the machine: vCPU ${ap + 1} left no state (${len < 0 ? 'it did not fit its box' : 'pause the VM first'})`);
+        }
+        saved = JSON.parse(new TextDecoder().decode(bytes.slice(0, len))) as { cpu: CpuSnapshot; waitingSipi: boolean };
+        return saved;
+      };
+      let waitingSipi: boolean | undefined;
+      return {
+        get waitingSipi(): boolean {
+          return waitingSipi ?? read().waitingSipi;
+        },
+        set waitingSipi(v: boolean) {
+          waitingSipi = v;
+        },
+        thread: {
+          saved: () => read().cpu,
+          restore: (cpu: CpuSnapshot, clockNs: number) => {
+            this.restored[ap] = { cpu, waitingSipi: waitingSipi ?? false, clockNs };
+          },
+        },
+      };
+    });
   }
 
   resume(): void {

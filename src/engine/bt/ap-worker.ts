@@ -13,11 +13,12 @@ import { attachArena } from '../../cpu/wasm/arena.js';
 import { GuestMemory } from '../../machine/memory.js';
 import type { AccessSize } from '../../machine/bus.js';
 import type { CpuInterruptController } from '../../machine/interrupts.js';
+import { applyCpu, parseCpu, saveCpu, type CpuSnapshot } from '../../vmm/snapshot/cpu.js';
 import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { SharedClock } from './shared-clock.js';
 import {
-  ApWords, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
+  ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_RUNNING, RUN_WAIT_SIPI,
   SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP, W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -30,7 +31,9 @@ export interface ApWorkerData {
   arena: WebAssembly.Memory;
   /** Every RAM region: base, size, and (after the first) its shared buffer. */
   regions: { base: number; size: number; buffer?: SharedArrayBuffer }[];
-  words: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer; ring: SharedArrayBuffer };
+  words: { words: SharedArrayBuffer; doorbell: SharedArrayBuffer; ring: SharedArrayBuffer; boxes: SharedArrayBuffer };
+  /** A restored snapshot's state for this AP (its CPU, waiting for STARTUP or not, at machine time clockNs). */
+  restore?: { cpu: CpuSnapshot; waitingSipi: boolean; clockNs: number };
   clock: SharedArrayBuffer;
   jitThreshold?: number;
   /** Index (Int32) of the boot CPU's stop word in the arena: raised with each request. */
@@ -112,6 +115,7 @@ const interrupts: CpuInterruptController = {
 };
 
 enableBranchHints();
+const clock = new SharedClock(data.clock);
 const cpu = new Cpu({
   memory,
   mmio: { read: bus(K_MMIO_READ, K_MMIO_WRITE).read, write: postWrite } as never,
@@ -119,7 +123,7 @@ const cpu = new Cpu({
   // it): the serial console's output, PCI configuration addresses
   pio: { read: bus(K_PIO_READ, K_PIO_WRITE).read, write: (port: number, size: AccessSize, value: number) => postWrite(port, size | POSTED_PIO, value) } as never,
   interrupts,
-  clock: new SharedClock(data.clock),
+  clock,
   simd: simdUnit,
   reclaim: fullGc,
   jitThreshold: data.jitThreshold,
@@ -130,6 +134,24 @@ cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
 
 let waitingSipi = true;
 cpu.s.halted = true;
+if (data.restore) {
+  applyCpu(cpu, parseCpu(data.restore.cpu, `aps[${ap}].cpu`), data.restore.clockNs);
+  waitingSipi = data.restore.waitingSipi;
+}
+
+const box = ch.box(ap);
+
+/** Paused: leave this vCPU's state in its box for a snapshot (once per pause the engine asks for). */
+function saveToBox(): void {
+  const asked = Atomics.load(box.head, BOX_ASKED);
+  if (Atomics.load(box.head, BOX_SAVED) === asked) return;
+  const json = new TextEncoder().encode(JSON.stringify({ cpu: saveCpu(cpu, clock.nowNs()), waitingSipi }));
+  if (json.length <= box.bytes.length) {
+    box.bytes.set(json);
+    box.head[BOX_LENGTH] = json.length;
+  } else box.head[BOX_LENGTH] = -1;
+  Atomics.store(box.head, BOX_SAVED, asked);
+}
 
 function setRun(state: number): void {
   if (w[base + W_RUN] !== state) {
@@ -142,11 +164,7 @@ function loop(): void {
   for (;;) {
     const sig = Atomics.load(w, base + W_SIGNAL);
     if (sig & SIG_STOP) return;
-    if (sig & SIG_PAUSE) {
-      setRun(RUN_PAUSED);
-      Atomics.wait(w, base + W_SIGNAL, sig, 1000);
-      continue;
-    }
+    // INIT and STARTUP first: IPIs sent before a pause are delivered before it
     if (sig & SIG_INIT) {
       Atomics.and(w, base + W_SIGNAL, ~SIG_INIT);
       cpu.reset();
@@ -166,6 +184,12 @@ function loop(): void {
         cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
         applyEntryState(cpu, { mode: 'real16', rip: vector << 12, realCs: vector << 8, regs: {} });
       }
+      continue;
+    }
+    if (sig & SIG_PAUSE) {
+      saveToBox();
+      setRun(RUN_PAUSED);
+      Atomics.wait(w, base + W_SIGNAL, sig, 1000);
       continue;
     }
     if (waitingSipi) {

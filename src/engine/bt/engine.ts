@@ -37,6 +37,7 @@ import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
+import type { Ap } from '../../vmm/snapshot/state.js';
 
 /** Atomics.waitAsync (Node 16+; not in this TypeScript lib). */
 const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: false; value: string } | { async: true; value: Promise<string> } }).waitAsync;
@@ -225,8 +226,8 @@ export class BtEngine implements Engine {
    * The application processors as a snapshot sees them (vmm/snapshot/state.ts: saveMachine and
    * restoreMachine read and set `waitingSipi` through these).
    */
-  aps(): { cpu: Cpu; waitingSipi: boolean }[] {
-    if (this.threads) throw new Error('Cannot snapshot this VM: its application processors run on threads of their own, whose state snapshots do not take yet; run it without TYPEVISOR_BT_THREADS=1');
+  aps(): Ap[] {
+    if (this.threads) return this.threads.aps();
     const flags = this.waitingSipi;
     return this.cpus.slice(1).map((cpu, k) => ({
       cpu,
@@ -267,6 +268,7 @@ export class BtEngine implements Engine {
     const clock = machine.clock;
     const select = this.opts.vcpus?.select;
     if (entry) applyEntryState(this.cpu, entry);
+    this.threads?.start();
     // The caller (Vm.start) returns with the machine built and, after a restore, its state in
     // place; the guest runs from the next turn of the event loop.
     await new Promise<void>((resolve) => setImmediate(resolve));

@@ -50,11 +50,14 @@ export interface ApSnapshot {
   waitingSipi: boolean;
 }
 
-/** An application processor as saveMachine takes it and restoreMachine fills it. */
-export interface Ap {
-  cpu: Cpu;
-  waitingSipi: boolean;
-}
+/**
+ * An application processor as saveMachine takes it and restoreMachine fills it: a Cpu on this
+ * thread, or (`thread`) one on a thread of its own, which saved its state when it paused and
+ * takes a restored one before it runs.
+ */
+export type Ap =
+  | { cpu: Cpu; waitingSipi: boolean; thread?: undefined }
+  | { cpu?: undefined; waitingSipi: boolean; thread: { saved(): CpuSnapshot; restore(snap: CpuSnapshot, clockNs: number): void } };
 
 /** A clock a restore can move (HostClock is one). */
 interface SettableClock extends Clock {
@@ -71,7 +74,7 @@ function settable(clock: Clock): clock is SettableClock {
  * console first (it is output, not state).
  */
 export function saveMachine(built: BuiltMachine, cpu: Cpu, aps: readonly Ap[] = []): MachineState {
-  for (const c of [cpu, ...aps.map((a) => a.cpu)]) {
+  for (const c of [cpu, ...aps.flatMap((a) => (a.cpu ? [a.cpu] : []))]) {
     if (c.memory !== built.machine.memory) throw new SnapshotError('Cannot save the machine: the CPU given does not run this machine (another guest memory)');
     if (c.shutdown !== undefined) throw new SnapshotError(`Cannot save the machine: its CPU has shut down (${c.shutdown}); there is nothing to resume`);
   }
@@ -86,7 +89,7 @@ export function saveMachine(built: BuiltMachine, cpu: Cpu, aps: readonly Ap[] = 
   const devices: Record<string, unknown> = {};
   for (const s of deviceSections(built)) devices[s.name] = s.save();
   const state: MachineState = { version: STATE_VERSION, clockNs, cpu: saveCpu(cpu, clockNs), devices };
-  if (aps.length) state.aps = aps.map((a) => ({ cpu: saveCpu(a.cpu, clockNs), waitingSipi: a.waitingSipi }));
+  if (aps.length) state.aps = aps.map((a) => ({ cpu: a.cpu ? saveCpu(a.cpu, clockNs) : a.thread.saved(), waitingSipi: a.waitingSipi }));
   return state;
 }
 
@@ -142,7 +145,7 @@ export function restoreMachine(built: BuiltMachine, cpu: Cpu, state: MachineStat
     }
     return { cpu: parseCpu((a as ApSnapshot).cpu, `aps[${i}].cpu`), waitingSipi: (a as ApSnapshot).waitingSipi };
   });
-  for (const a of aps) if (a.cpu.memory !== built.machine.memory) throw new SnapshotError('Cannot restore the snapshot: the CPU given does not run this machine (another guest memory)');
+  for (const a of aps) if (a.cpu && a.cpu.memory !== built.machine.memory) throw new SnapshotError('Cannot restore the snapshot: the CPU given does not run this machine (another guest memory)');
   const parsed = sections.map((s) => s.parse(state.devices[s.name], `devices.${s.name}`));
 
   // 4. Apply: the clock first (devices re-arm their timers relative to it), then the devices in
@@ -151,7 +154,8 @@ export function restoreMachine(built: BuiltMachine, cpu: Cpu, state: MachineStat
   sections.forEach((s, i) => s.apply(parsed[i]));
   applyCpu(cpu, cpuState, state.clockNs);
   aps.forEach((a, i) => {
-    applyCpu(a.cpu, apStates[i]!.cpu, state.clockNs);
     a.waitingSipi = apStates[i]!.waitingSipi;
+    if (a.cpu) applyCpu(a.cpu, apStates[i]!.cpu, state.clockNs);
+    else a.thread.restore(apStates[i]!.cpu.snap, state.clockNs);
   });
 }
