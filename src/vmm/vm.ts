@@ -33,6 +33,7 @@ import { buildMachine, type BuiltMachine } from '../machine/builder.js';
 import { HostClock } from '../machine/clock.js';
 import { SharedClock } from '../engine/bt/shared-clock.js';
 import { A_STOP } from '../cpu/wasm/arena.js';
+import { MAX_THREAD_VCPUS } from '../cpu/translate/cross-thread.js';
 import type { StopReason } from '../machine/machine.js';
 import { GuestMemory, type RegionSpec } from '../machine/memory.js';
 import { ramRegionSpecs } from '../machine/ram.js';
@@ -114,9 +115,6 @@ async function loadBtModules(): Promise<void> {
   const [arena, engine, state] = await Promise.all([import('../cpu/wasm/arena.js'), import('../engine/bt/engine.js'), import('./snapshot/state.js')]);
   btModules = { withArena: arena.withArena, arenaOf: arena.arenaOf, BtEngine: engine.BtEngine, restoreMachine: state.restoreMachine };
 }
-
-/** Most vCPUs the bt engine runs on threads of their own (one code-line bit each: cpu/translate/cross-thread.ts). */
-const MAX_THREAD_VCPUS = 8;
 
 /**
  * Does this bt VM run its application processors on threads of their own? With 2 to
@@ -627,6 +625,7 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
     }
     const memory = new GuestMemory(regions);
     const clock = threads ? new SharedClock() : new HostClock();
+    const arena0 = threads ? arenaOf(regions[0]!.buffer!, 0) : undefined;
     const virtioConsole = config.console === 'virtio';
     const net = this.net;
     let netActive = -Infinity;
@@ -668,16 +667,16 @@ export class Vm extends EventEmitter<{ console: [Uint8Array]; stopped: [StopReas
       ioInFlight: () => blks.some((b) => b.inFlight > 0) || performance.now() - netActive < NET_ACTIVE_MS,
       onPause: (paused) => (paused ? clock.pause() : clock.resume()),
       jitThreshold,
-      threads: threads && lapicWindow && clock instanceof SharedClock ? {
+      threads: arena0 && lapicWindow && clock instanceof SharedClock ? {
         lapics: built.lapics,
         select: (i) => lapicWindow.select(i),
         worker: {
           vcpus: config.cpus,
-          arena: arenaOf(regions[0]!.buffer!, 0)!.memory,
+          arena: arena0.memory,
           regions: regions.map((r, i) => ({ base: r.base, size: r.size, buffer: i === 0 ? undefined : r.buffer as SharedArrayBuffer })),
           clock: clock.buffer,
           jitThreshold,
-          bspStop: (arenaOf(regions[0]!.buffer!, 0)!.base + A_STOP) >> 2,
+          bspStop: (arena0.base + A_STOP) >> 2,
         },
       } : undefined,
     });

@@ -17,6 +17,8 @@ export const MAX_THREAD_VCPUS = 8;
 
 export class CrossThreadCode {
   private readonly i32: Int32Array;
+  /** This vCPU's state area, as an index into i32. */
+  private readonly own: number;
 
   /**
    * `buffer`: the arena's shared memory; `areaBases`: each vCPU's state area offset (byte, in
@@ -25,6 +27,7 @@ export class CrossThreadCode {
   constructor(buffer: SharedArrayBuffer, private readonly areaBases: readonly number[], private readonly self: number) {
     if (areaBases.length > MAX_THREAD_VCPUS) throw new RangeError(`at most ${MAX_THREAD_VCPUS} vCPUs run on threads of their own`);
     this.i32 = new Int32Array(buffer, 0, buffer.byteLength >> 2);
+    this.own = areaBases[self]! >> 2;
   }
 
   /** The code-line bit of vCPU `vcpu`. */
@@ -53,12 +56,12 @@ export class CrossThreadCode {
 
   /** Anything posted to this vCPU? (A plain read: a post shows by the next poll.) */
   pending(): boolean {
-    return this.i32[(this.areaBases[this.self]! + A_INVAL_COUNT) >> 2] !== 0 || this.i32[(this.areaBases[this.self]! + A_INVAL_OVERFLOW) >> 2] !== 0;
+    return this.i32[this.own + (A_INVAL_COUNT >> 2)] !== 0 || this.i32[this.own + (A_INVAL_OVERFLOW >> 2)] !== 0;
   }
 
   /** Take this vCPU's queue: `drop` for each range posted, or `dropAll` once after an overflow. */
   drain(drop: (off: number, len: number) => void, dropAll: () => void): void {
-    const w = this.areaBases[this.self]! >> 2;
+    const w = this.own;
     const i32 = this.i32;
     const ranges: number[] = [];
     this.lock(w);

@@ -39,10 +39,9 @@ export const MB_IDLE = 0;
 export const MB_REQUEST = 1;
 export const MB_DONE = 2;
 
+// (writes are posted: the ring below)
 export const K_PIO_READ = 0;
-export const K_PIO_WRITE = 1;
 export const K_MMIO_READ = 2;
-export const K_MMIO_WRITE = 3;
 export const K_ACK = 4;
 export const K_NMI = 5;
 

@@ -14,7 +14,7 @@ import type { CpuSnapshot } from '../../vmm/snapshot/cpu.js';
 import { SnapshotError } from '../../vmm/snapshot/check.js';
 import type { Ap } from '../../vmm/snapshot/state.js';
 import {
-  AP_WORDS, ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_REQUEST,
+  AP_WORDS, ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_NMI, K_PIO_READ, MB_DONE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_WAIT_SIPI, SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP,
   W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -75,15 +75,12 @@ export class ApThreads {
       const kind = w[b + W_KIND]!;
       const addr = (w[b + W_ADDR_LO]! >>> 0) + (w[b + W_ADDR_HI]! >>> 0) * 4294967296;
       const size = w[b + W_SIZE]! as AccessSize;
-      const value = w[b + W_VALUE]! >>> 0;
       let v = 0;
       this.opts.select(ap + 1);
       try {
         switch (kind) {
           case K_PIO_READ: v = machine.pio.read(addr, size); break;
-          case K_PIO_WRITE: machine.pio.write(addr, size, value); break;
           case K_MMIO_READ: v = machine.mmio.read(addr, size); break;
-          case K_MMIO_WRITE: machine.mmio.write(addr, size, value); break;
           case K_ACK: v = this.opts.lapics[ap + 1]!.acknowledge(); break;
           case K_NMI: v = this.opts.lapics[ap + 1]!.takeNmi() ? 1 : 0; break;
         }

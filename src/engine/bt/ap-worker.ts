@@ -18,7 +18,7 @@ import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { SharedClock } from './shared-clock.js';
 import {
-  ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_MMIO_WRITE, K_NMI, K_PIO_READ, K_PIO_WRITE, MB_DONE, MB_IDLE, MB_REQUEST,
+  AP_WORDS, ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_NMI, K_PIO_READ, MB_DONE, MB_IDLE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_RUNNING, RUN_WAIT_SIPI,
   SIG_INIT, SIG_IRQ, SIG_NMI, SIG_PAUSE, SIG_STARTUP, SIG_STOP, W_ADDR_HI, W_ADDR_LO, W_KIND, W_RUN, W_SIGNAL, W_SIZE, W_STATE, W_VALUE, W_VECTOR,
 } from './ap-channel.js';
@@ -49,7 +49,7 @@ const data = workerData as ApWorkerData;
 const ap = data.vcpu - 1;
 const ch = new ApWords(data.words);
 const w = ch.words;
-const base = ap * 16;
+const base = ap * AP_WORDS;
 const first = data.regions[0]!;
 const memory = new GuestMemory(data.regions.map((r, i) => ({ base: r.base, size: r.size, buffer: i === 0 ? attachArena(data.arena, first.size, data.vcpus) : r.buffer })));
 const arenaWords = new Int32Array(data.arena.buffer);
@@ -73,10 +73,8 @@ function request(kind: number, addr: number, size: number, value: number): numbe
   return v;
 }
 
-const bus = (read: number, write: number) => ({
-  read: (addr: number, size: AccessSize): number => request(read, addr, size, 0),
-  write: (addr: number, size: AccessSize, value: number): void => void request(write, addr, size, value),
-});
+/** A bus read (K_PIO_READ, K_MMIO_READ) through the mailbox. */
+const reader = (kind: number) => (addr: number, size: AccessSize): number => request(kind, addr, size, 0);
 
 const ring = ch.posted;
 const rb = ap * RING_WORDS;
@@ -118,10 +116,10 @@ enableBranchHints();
 const clock = new SharedClock(data.clock);
 const cpu = new Cpu({
   memory,
-  mmio: { read: bus(K_MMIO_READ, K_MMIO_WRITE).read, write: postWrite } as never,
+  mmio: { read: reader(K_MMIO_READ), write: postWrite } as never,
   // a port write waits for nothing the AP can see before its next request (which comes after
   // it): the serial console's output, PCI configuration addresses
-  pio: { read: bus(K_PIO_READ, K_PIO_WRITE).read, write: (port: number, size: AccessSize, value: number) => postWrite(port, size | POSTED_PIO, value) } as never,
+  pio: { read: reader(K_PIO_READ), write: (port: number, size: AccessSize, value: number) => postWrite(port, size | POSTED_PIO, value) } as never,
   interrupts,
   clock,
   simd: simdUnit,
@@ -129,9 +127,14 @@ const cpu = new Cpu({
   jitThreshold: data.jitThreshold,
   vcpu: data.vcpu,
 });
-setCpuidApicId(cpu.s, data.vcpu);
-cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+/** Power-on state of this AP (at start, INIT, STARTUP): its APIC ID, IA32_APIC_BASE.BSP clear. */
+function resetAp(): void {
+  cpu.reset();
+  setCpuidApicId(cpu.s, data.vcpu);
+  cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+}
 
+resetAp();
 let waitingSipi = true;
 cpu.s.halted = true;
 if (data.restore) {
@@ -167,10 +170,8 @@ function loop(): void {
     // INIT and STARTUP first: IPIs sent before a pause are delivered before it
     if (sig & SIG_INIT) {
       Atomics.and(w, base + W_SIGNAL, ~SIG_INIT);
-      cpu.reset();
+      resetAp();
       cpu.s.halted = true;
-      setCpuidApicId(cpu.s, data.vcpu);
-      cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
       waitingSipi = true;
       continue;
     }
@@ -179,9 +180,7 @@ function loop(): void {
       if (waitingSipi) {
         waitingSipi = false;
         const vector = w[base + W_VECTOR]! & 0xff;
-        cpu.reset();
-        setCpuidApicId(cpu.s, data.vcpu);
-        cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0;
+        resetAp();
         applyEntryState(cpu, { mode: 'real16', rip: vector << 12, realCs: vector << 8, regs: {} });
       }
       continue;
