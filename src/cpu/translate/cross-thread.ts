@@ -43,15 +43,48 @@ export class CrossThreadCode {
       const w = bases[k]! >> 2;
       const i32 = this.i32;
       this.lock(w);
-      const n = i32[w + (A_INVAL_COUNT >> 2)]!;
-      if (n < INVAL_SLOTS) {
-        const e = w + (A_INVAL_RING >> 2) + 2 * n;
-        i32[e] = off;
-        i32[e + 1] = len;
-        i32[w + (A_INVAL_COUNT >> 2)] = n + 1;
-      } else i32[w + (A_INVAL_OVERFLOW >> 2)] = 1;
+      this.enqueue(w, off, len);
       Atomics.store(i32, w + (A_INVAL_LOCK >> 2), 0);
     }
+  }
+
+  /**
+   * Add [off, off+len) to the queue at state-area index `w` (its lock held). A range that
+   * touches or overlaps one queued on the same page joins it (a page cleared or copied store by
+   * store is one entry); a full queue widens an entry of the same page to cover both, and only
+   * a range on a page not queued at all overflows it.
+   */
+  private enqueue(w: number, off: number, len: number): void {
+    const i32 = this.i32;
+    const ring = w + (A_INVAL_RING >> 2);
+    const n = i32[w + (A_INVAL_COUNT >> 2)]!;
+    const end = off + len;
+    const page = off >>> 12;
+    let samePage = -1;
+    for (let i = n - 1; i >= 0; i--) {
+      const e = ring + 2 * i;
+      const o = i32[e]!;
+      if (o >>> 12 !== page) continue;
+      const oEnd = o + i32[e + 1]!;
+      if (off <= oEnd && end >= o) {
+        const lo = Math.min(o, off);
+        i32[e] = lo;
+        i32[e + 1] = Math.max(oEnd, end) - lo;
+        return;
+      }
+      samePage = e;
+    }
+    if (n < INVAL_SLOTS) {
+      const e = ring + 2 * n;
+      i32[e] = off;
+      i32[e + 1] = len;
+      i32[w + (A_INVAL_COUNT >> 2)] = n + 1;
+    } else if (samePage >= 0) {
+      const o = i32[samePage]!;
+      const lo = Math.min(o, off);
+      i32[samePage] = lo;
+      i32[samePage + 1] = Math.max(o + i32[samePage + 1]!, end) - lo;
+    } else i32[w + (A_INVAL_OVERFLOW >> 2)] = 1;
   }
 
   /** Anything posted to this vCPU? (A plain read: a post shows by the next poll.) */

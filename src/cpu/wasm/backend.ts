@@ -60,6 +60,17 @@ function globalKey(c: Cpu): number {
   return ((c.globalEpoch * 8) | 0) + 4 + c.s.cpl;
 }
 
+let labelBlocks = false;
+
+/**
+ * Name each block function after the guest address it starts at (`b<rip in hex>`), in its
+ * module's name section: host profiles (perf with V8's --perf-basic-prof) then say which guest
+ * code the time went to. Off by default: the names cost bytes and compile time.
+ */
+export function labelTranslatedBlocks(on: boolean): void {
+  labelBlocks = on;
+}
+
 export class WasmBackend {
   private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
@@ -477,6 +488,7 @@ export class WasmBackend {
       const { rip, off } = todo[i]!;
       const tr = buildTrace(ram, rip, off, isBlockStart);
       const { body, n, fallsThrough } = translateTrace(tr, rip, this.layout, allocExit);
+      if (labelBlocks) body.label = `b${BigInt.asUintN(64, BigInt(rip)).toString(16)}`;
       parts.push({ rip, off, body, n, lo: tr.lo, end: tr.hiEnd });
       // straight-line code goes on in the next block: translate it now too (a long unrolled
       // function would otherwise need a full translation threshold per block)

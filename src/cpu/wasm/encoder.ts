@@ -168,6 +168,8 @@ export class FuncBody {
   refs: number[] = [];
   /** What each ref stands for (the caller's tag), in the order of `refs`. */
   refTags: number[] = [];
+  /** The function's name in the module's name section (what V8's profiler maps show), if any. */
+  label: string | undefined;
 
   /** The next instruction (an `if` or `br_if`) is likely (1) or unlikely (0) to branch. */
   hint(likely: 0 | 1): this {
@@ -597,5 +599,20 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   code.u32(funcs.length);
   for (const f of funcs) f.encode(code);
   section(10, code);
+  if (funcs.some((f) => f.label !== undefined)) {
+    // the name section (function names, subsection 1): what V8 calls the functions in profiles
+    const labelled = funcs.map((f, i) => [f.label, imports.length + i] as const).filter(([l]) => l !== undefined);
+    const fnames = new Bytes();
+    fnames.u32(labelled.length);
+    for (const [l, i] of labelled) {
+      fnames.u32(i);
+      fnames.name(l!);
+    }
+    const ns = new Bytes();
+    ns.name('name');
+    ns.byte(1);
+    ns.vec(fnames);
+    section(0, ns);
+  }
   return out.result();
 }

@@ -16,6 +16,7 @@ import type { CpuInterruptController } from '../../machine/interrupts.js';
 import { applyCpu, parseCpu, saveCpu, type CpuSnapshot } from '../../vmm/snapshot/cpu.js';
 import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
+import { nameBlocksForProfiles } from './profile-names.js';
 import { SharedClock } from './shared-clock.js';
 import {
   AP_WORDS, ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_NMI, K_PIO_READ, MB_DONE, MB_IDLE, MB_REQUEST,
@@ -113,6 +114,8 @@ const interrupts: CpuInterruptController = {
 };
 
 enableBranchHints();
+
+nameBlocksForProfiles();
 const clock = new SharedClock(data.clock);
 const cpu = new Cpu({
   memory,
@@ -216,5 +219,10 @@ function loop(): void {
 }
 
 loop();
+if (process.env.TYPEVISOR_BT_STATS) {
+  const c = cpu.cache;
+  process.stderr.write(`bt stats, vCPU ${data.vcpu}: retired ${cpu.retired}, compiled ${c?.compiled ?? 0} (${cpu.wasm?.modulesCompiled ?? 0} modules, ` +
+    `${cpu.wasm?.modulesMerged ?? 0} of them merges, ${c?.flushes ?? 0} flushes, ${c?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}\n`);
+}
 setRun(RUN_EXITED);
 parentPort!.postMessage({ type: 'exited' });

@@ -35,6 +35,7 @@ import { facsWakeTarget } from '../../boot/acpi/wake.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
+import { nameBlocksForProfiles } from './profile-names.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
 import type { Ap } from '../../vmm/snapshot/state.js';
@@ -101,6 +102,7 @@ export class BtEngine implements Engine {
     private readonly opts: BtEngineOptions,
   ) {
     enableBranchHints();
+    nameBlocksForProfiles();
     this.controllers = opts.threads ? [opts.interrupts] : opts.vcpus?.interrupts ?? [opts.interrupts];
     this.cpus = this.controllers.map((interrupts, vcpu) => {
       const cpu = new Cpu({
