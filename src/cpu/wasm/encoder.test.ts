@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { assembleModule, FuncBody, T } from './encoder.js';
 
+/** WebAssembly.Module.customSections (not in every lib's typings). */
+const customSections = (mod: WebAssembly.Module, name: string): ArrayBuffer[] =>
+  (WebAssembly.Module as unknown as { customSections(m: WebAssembly.Module, n: string): ArrayBuffer[] }).customSections(mod, name);
+
 /** The function names of a module's name section (subsection 1), by function index. */
 function functionNames(mod: WebAssembly.Module): Map<number, string> {
   const names = new Map<number, string>();
-  for (const sec of WebAssembly.Module.customSections(mod, 'name')) {
+  for (const sec of customSections(mod, 'name')) {
     const b = new Uint8Array(sec);
     let at = 0;
     const u32 = (): number => {
@@ -50,6 +54,6 @@ describe('assembleModule', () => {
 
   it('has no name section when nothing is labelled', () => {
     const mod = new WebAssembly.Module(assembleModule([], [body()], { a: 0 }, []));
-    expect(WebAssembly.Module.customSections(mod, 'name')).toHaveLength(0);
+    expect(customSections(mod, 'name')).toHaveLength(0);
   });
 });
