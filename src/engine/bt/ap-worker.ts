@@ -55,8 +55,13 @@ const first = data.regions[0]!;
 const memory = new GuestMemory(data.regions.map((r, i) => ({ base: r.base, size: r.size, buffer: i === 0 ? attachArena(data.arena, first.size, data.vcpus) : r.buffer })));
 const arenaWords = new Int32Array(data.arena.buffer);
 
+/** Requests through the mailbox by kind, and posted writes (TYPEVISOR_BT_STATS). */
+const requests = new Map<number, number>();
+let posted = 0;
+
 /** A request through the mailbox, answered by the main thread. */
 function request(kind: number, addr: number, size: number, value: number): number {
+  requests.set(kind, (requests.get(kind) ?? 0) + 1);
   w[base + W_KIND] = kind;
   w[base + W_ADDR_LO] = addr >>> 0;
   w[base + W_ADDR_HI] = Math.floor(addr / 4294967296);
@@ -85,6 +90,7 @@ const rb = ap * RING_WORDS;
  * before the AP's next request.
  */
 function postWrite(addr: number, size: number, value: number): void {
+  posted++;
   const tail = ring[rb + 1]!;
   for (;;) {
     const head = Atomics.load(ring, rb);
@@ -222,7 +228,8 @@ loop();
 if (process.env.TYPEVISOR_BT_STATS) {
   const c = cpu.cache;
   process.stderr.write(`bt stats, vCPU ${data.vcpu}: retired ${cpu.retired}, compiled ${c?.compiled ?? 0} (${cpu.wasm?.modulesCompiled ?? 0} modules, ` +
-    `${cpu.wasm?.modulesMerged ?? 0} of them merges, ${c?.flushes ?? 0} flushes, ${c?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}\n`);
+    `${cpu.wasm?.modulesMerged ?? 0} of them merges, ${c?.flushes ?? 0} flushes, ${c?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}; ` +
+    `mailbox: ${requests.get(K_PIO_READ) ?? 0} port reads, ${requests.get(K_MMIO_READ) ?? 0} MMIO reads, ${requests.get(K_ACK) ?? 0} interrupt acknowledges, ${requests.get(K_NMI) ?? 0} NMIs; ${posted} posted writes\n`);
 }
 setRun(RUN_EXITED);
 parentPort!.postMessage({ type: 'exited' });
