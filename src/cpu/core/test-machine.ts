@@ -65,11 +65,12 @@ export const testCpuDefaults = { jitThreshold: Infinity };
  * `jitThreshold` (default testCpuDefaults.jitThreshold): finite puts the RAM in a wasm arena and
  * translates each block after that many executions (1: at once); Infinity interprets only.
  */
-export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit; jitThreshold?: number } = {}): TestMachine {
+/** `shared`: guest RAM in a shared arena, as with vCPUs on threads (atomic LOCK, cross-thread code). */
+export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit; jitThreshold?: number; shared?: boolean } = {}): TestMachine {
   const ramBytes = opts.ramBytes ?? 32 * 1024 * 1024;
   const jitThreshold = opts.jitThreshold ?? testCpuDefaults.jitThreshold;
   const translate = jitThreshold !== Infinity;
-  const memory = new GuestMemory([{ base: 0, size: ramBytes, buffer: translate ? allocArenaRam(ramBytes) : undefined }]);
+  const memory = new GuestMemory([{ base: 0, size: ramBytes, buffer: translate ? allocArenaRam(ramBytes, 1, opts.shared) : undefined }]);
   const pio = new Bus('pio');
   const mmio = new Bus('mmio');
   const irq = new ScriptedInterrupts();

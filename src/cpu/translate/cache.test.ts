@@ -49,8 +49,8 @@ a: call ${FN}
   jnz a
   hlt`;
 
-function machine(src: string): TestMachine {
-  const t = createTestMachine({ jitThreshold: 1 });
+function machine(src: string, shared = false): TestMachine {
+  const t = createTestMachine({ jitThreshold: 1, shared });
   enterLongMode(t);
   const m = t.memory;
   for (let i = 0; i < 512; i++) {
@@ -373,5 +373,31 @@ describe.skipIf(!hasNasm)('block entry counts (TYPEVISOR_BT_STATS)', () => {
     expect(on.cpu.s.gpr[2 * 3]).toBe(40);
     // three blocks a turn, each entered 40 times: the call, the function, the code after the return
     expect(on.cpu.wasm!.entries).toBe(3 * 40);
+  });
+});
+
+describe.skipIf(!hasNasm)('stores by another thread during a translation', () => {
+  it('drops a block whose bytes changed between the translator reading them and marking its lines', () => {
+    const t = machine(CALL_FN_40, true);
+    const { cpu } = t;
+    expect(cpu.crossThread).toBeDefined();
+    const wasm = cpu.wasm!;
+    const compile = wasm.compile.bind(wasm);
+    let patched = 0;
+    // another vCPU's store lands after the bytes were read, before this one marks them: it
+    // finds no mark, so nothing tells this vCPU (a raw write, as that store would be here)
+    wasm.compile = (ram, rips, offs, isBlockStart, max) => {
+      const made = compile(ram, rips, offs, isBlockStart, max);
+      if (patched === 0 && made.some((b) => b.rip === FN)) {
+        ram.set(assemble('mov eax, 2\nret', 64, FN), FN_A);
+        patched = cpu.s.gpr[2 * 1]!; // calls still to come (rcx counts down)
+      }
+      return made;
+    };
+    cpu.run(100_000);
+    expect(cpu.s.halted).toBe(true);
+    expect(patched).toBeGreaterThan(0);
+    // every call after the store returned 2: the stale translation never ran
+    expect(cpu.s.gpr[2 * 3]).toBe(40 + patched);
   });
 });

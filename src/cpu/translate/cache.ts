@@ -185,6 +185,7 @@ export class BlockCache {
       }
       if (this.blocks.size >= MAX_BLOCKS || !this.wasm.hasRoom()) this.dropAll();
       b = this.compileWarm(rip, off, cpl);
+      if (!b.valid) return undefined; // another thread rewrote it as it was translated
     }
     this.fastBlk[h] = b;
     return b;
@@ -249,12 +250,21 @@ export class BlockCache {
       offs.push(o);
     }
     this.clearWarm();
-    const made = this.wasm.compile(this.cpu.ram, rips, offs, this.isBlockStart, 2 * BATCH);
+    const ram = this.cpu.ram;
+    // With threads, a store by another vCPU can land after the translator read the bytes and
+    // before install marks their lines (the store then finds no mark of ours and posts nothing):
+    // keep the pages as read, and after marking compare the bytes (sameBytes)
+    const pages = this.threads ? copyPages(ram, offs) : undefined;
+    const made = this.wasm.compile(ram, rips, offs, this.isBlockStart, 2 * BATCH);
     for (const b of made) {
       this.install(b);
       const h = ((b.rip >>> 0) ^ (b.rip >>> 12)) & (FAST_SIZE - 1);
       if (this.fastRip[h] === b.rip && this.fastCpl[h] === cpl) this.fastBlk[h] = b;
       else if (this.fastRip[h ^ 1] === b.rip && this.fastCpl[h ^ 1] === cpl) this.fastBlk[h ^ 1] = b;
+    }
+    if (pages !== undefined) {
+      // marked now: a store from here on posts to us; one that came before shows in the bytes
+      for (const b of made) if (b.valid && !sameBytes(ram, pages, b.lo, b.end)) this.invalidate(b.lo, b.end - b.lo);
     }
     return made[0]!;
   }
@@ -392,6 +402,25 @@ export class BlockCache {
     this.warmOffs.length = 0;
     this.warmKeys.length = 0;
   }
+}
+
+/** Copies of the 4 KiB pages holding the RAM offsets `offs`, by page number. */
+function copyPages(ram: Uint8Array, offs: readonly number[]): Map<number, Uint8Array> {
+  const pages = new Map<number, Uint8Array>();
+  for (const off of offs) {
+    const p = off >>> 12;
+    if (!pages.has(p)) pages.set(p, ram.slice(p << 12, (p + 1) << 12));
+  }
+  return pages;
+}
+
+/** Are RAM bytes [lo, end) (within one page) as `pages` holds them? (No copy of the page: no.) */
+function sameBytes(ram: Uint8Array, pages: Map<number, Uint8Array>, lo: number, end: number): boolean {
+  const copy = pages.get(lo >>> 12);
+  if (copy === undefined || (end - 1) >>> 12 !== lo >>> 12) return false;
+  const at = lo & 0xfff;
+  for (let i = 0; i < end - lo; i++) if (ram[lo + i] !== copy[at + i]) return false;
+  return true;
 }
 
 /** Clear the code-line marks of the page holding RAM offset `off`. */
