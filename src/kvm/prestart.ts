@@ -20,11 +20,10 @@ export interface WarmWorkerData {
 }
 
 /**
- * How to start a worker for `file`, a module beside `base` (default: this module's URL; in the
+ * How to start a worker for `file`, a module beside `here` (default: this module's URL; in the
  * bundle, the bundle's, whose worker entries sit beside it): plain .js, or .ts through tsx.
  */
-export function workerScript(file: string, base = import.meta.url): { script: string | URL; eval: boolean } {
-  const here = base;
+export function workerScript(file: string, here = import.meta.url): { script: string | URL; eval: boolean } {
   if (!here.endsWith('.ts')) return { script: new URL(`./${file}.js`, here), eval: false };
   // Running from sources (tests, `node --import tsx`): register tsx inside the worker first.
   const req = createRequire(here);

@@ -46,6 +46,34 @@ function form(g: WGen, d: D): Form | undefined {
   return undefined;
 }
 
+/**
+ * The RAM offset of d's operand at linear address L, in a new i32 local, for an inline atomic
+ * access of `size` bytes; before it, the interpreter takes d where the inline path cannot: the
+ * operand not aligned to `size`, its page not in the write TLB, translated code on its line.
+ * Opens interpretIf's block: the caller generates the inline path and closes it (g.end()).
+ */
+export function inlineRmwAddress(g: WGen, d: D, L: number, size: number, k: number, next: number): number {
+  const f = g.c;
+  const a = g.tmp32();
+  f.i32(0).set(a);
+  f.get(L).op(Op.i32_wrap_i64).i32(size - 1).op(Op.i32_and);
+  pageRam(g, L, true, a);
+  f.op(Op.i32_eqz).op(Op.i32_or);
+  f.get(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines).op(Op.i32_or);
+  f.hint(0);
+  interpretIf(g, d, k, next);
+  return a;
+}
+
+/** (x op y) masked to `size` bytes, in a new i64 local. */
+function result(g: WGen, x: number, y: number, op: number, size: number): number {
+  const r = g.tmp64();
+  g.c.get(x).get(y).op(op);
+  maskTo(g, size);
+  g.c.set(r);
+  return r;
+}
+
 /** d (LOCKed, or XCHG with memory) at address L: inline when its form is covered, else false. */
 export function genAtomic(g: WGen, d: D, live: boolean, k: number, next: number, L: number): 'cont' | false {
   if (d.mod === 3) return false;
@@ -62,53 +90,33 @@ export function genAtomic(g: WGen, d: D, live: boolean, k: number, next: number,
     carry(g);
     f.set(cin);
   }
-  // the fast path's conditions: aligned, a write-TLB hit, no translated code on its line
-  const a = g.tmp32();
-  f.i32(0).set(a);
-  f.get(L).op(Op.i32_wrap_i64).i32(s1 - 1).op(Op.i32_and);
-  pageRam(g, L, true, a);
-  f.op(Op.i32_eqz).op(Op.i32_or);
-  f.get(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines).op(Op.i32_or);
-  f.hint(0);
-  interpretIf(g, d, k, next);
+  const a = inlineRmwAddress(g, d, L, s1, k, next);
   const old = g.tmp64();
   let p: Producer | undefined;
   switch (fm.kind) {
     case 'alu': {
       const code = fm.aop === 0 ? RMW_ADD : fm.aop === 5 ? RMW_SUB : fm.aop === 4 ? RMW_AND : fm.aop === 1 ? RMW_OR : RMW_XOR;
       f.get(a).get(src).atomicRmw(rmwCode(code, s1), s1).set(old);
-      const r = g.tmp64();
-      f.get(old).get(src).op(fm.aop === 0 ? Op.i64_add : fm.aop === 5 ? Op.i64_sub : fm.aop === 4 ? Op.i64_and : fm.aop === 1 ? Op.i64_or : Op.i64_xor);
-      maskTo(g, s1);
-      f.set(r);
+      const r = result(g, old, src, fm.aop === 0 ? Op.i64_add : fm.aop === 5 ? Op.i64_sub : fm.aop === 4 ? Op.i64_and : fm.aop === 1 ? Op.i64_or : Op.i64_xor, s1);
       p = { kind: fm.aop === 0 ? F_ADD : fm.aop === 5 ? F_SUB : F_LOGIC, sz: s1, a: old, b: src, r, cin: -1 };
       break;
     }
     case 'incdec': {
       f.get(a).get(src).atomicRmw(rmwCode(fm.dec ? RMW_SUB : RMW_ADD, s1), s1).set(old);
-      const r = g.tmp64();
-      f.get(old).get(src).op(fm.dec ? Op.i64_sub : Op.i64_add);
-      maskTo(g, s1);
-      f.set(r);
+      const r = result(g, old, src, fm.dec ? Op.i64_sub : Op.i64_add, s1);
       p = live ? { kind: fm.dec ? F_DEC : F_INC, sz: s1, a: old, b: src, r, cin } : undefined;
       break;
     }
     case 'xadd': {
       f.get(a).get(src).atomicRmw(rmwCode(RMW_ADD, s1), s1).set(old);
-      const r = g.tmp64();
-      f.get(old).get(src).op(Op.i64_add);
-      maskTo(g, s1);
-      f.set(r);
+      const r = result(g, old, src, Op.i64_add, s1);
       setReg(g, d, d.reg, s1, old);
       p = { kind: F_ADD, sz: s1, a: old, b: src, r, cin: -1 };
       break;
     }
     case 'cmpxchg': {
       f.get(a).get(acc).get(src).atomicRmw(rmwCode(RMW_CMPXCHG, s1), s1).set(old);
-      const r = g.tmp64();
-      f.get(acc).get(old).op(Op.i64_sub);
-      maskTo(g, s1);
-      f.set(r);
+      const r = result(g, acc, old, Op.i64_sub, s1);
       // not equal: the accumulator takes the operand's value (equal: it is left alone, its
       // upper half too)
       f.get(acc).get(old).op(Op.i64_ne);

@@ -9,21 +9,15 @@
 import type { D } from '../translate/decode.js';
 import { F_EAGER } from '../core/consts.js';
 import { Op } from './encoder.js';
-import { flagsFromArena, flagsNow, interpretIf, pageRam, type WGen } from './codegen.js';
+import { flagsFromArena, flagsNow, type WGen } from './codegen.js';
+import { inlineRmwAddress } from './atomic.js';
 
 const ZF = 0x40;
 
 export function genCmpxchg16b(g: WGen, d: D, live: boolean, k: number, next: number, L: number): 'cont' {
   const f = g.c;
-  const a = g.tmp32();
   const [rax, rcx, rdx, rbx] = [g.reg(0), g.reg(1), g.reg(2), g.reg(3)];
-  f.i32(0).set(a);
-  f.get(L).op(Op.i32_wrap_i64).i32(15).op(Op.i32_and);
-  pageRam(g, L, true, a);
-  f.op(Op.i32_eqz).op(Op.i32_or);
-  f.get(a).i32(6).op(Op.i32_shr_u).mem(Op.i32_load8_u, g.lay.codeLines).op(Op.i32_or);
-  f.hint(0);
-  interpretIf(g, d, k, next);
+  const a = inlineRmwAddress(g, d, L, 16, k, next);
   const lo = g.tmp64();
   const hi = g.tmp64();
   const eq = g.tmp32();

@@ -756,7 +756,6 @@ export function cond(g: WGen, cc: number): void {
   if (cc & 1) f.op(Op.i32_eqz);
 }
 
-/** Record a flag writer: its flags are pending when live. */
 /**
  * After an interpretIf whose branches both leave the flags in the arena's record: they are that
  * record from here on (and, when `live`, the producer of the eager flags read from it).
@@ -771,6 +770,7 @@ export function flagsFromArena(g: WGen, live: boolean): void {
   produce(g, { kind: F_EAGER, sz: 8, a: now, b: now, r: now, cin: -1 }, true);
 }
 
+/** Record a flag writer: its flags are pending when live. */
 export function produce(g: WGen, p: Producer, live: boolean): void {
   g.lastF = p;
   g.pending = live ? p : undefined;

@@ -120,7 +120,6 @@ const interrupts: CpuInterruptController = {
 };
 
 enableBranchHints();
-
 nameBlocksForProfiles();
 const clock = new SharedClock(data.clock);
 const cpu = new Cpu({
