@@ -128,7 +128,11 @@ export class WasmBackend {
     this.i32[I_FKIND] = -1;
     this.links = arena.links();
     this.slotPhys = arena.slotPhys();
-    this.layout = { base: arena.base, links: arena.base + linksOffset(), ic: arena.base + icOffset(), wtlb: arena.base + wtlbOffset(), wtlbAddr: arena.base + wtlbAddrOffset(), codeLines: arena.codeLinesBase, atomic: arena.shared };
+    // with threads, block code addresses the state area through an imported global, so that a
+    // module compiled on one vCPU's thread runs on the others (share.ts)
+    const relative = arena.shared;
+    const sb = relative ? 0 : arena.base;
+    this.layout = { base: sb, links: sb + linksOffset(), ic: sb + icOffset(), wtlb: sb + wtlbOffset(), wtlbAddr: sb + wtlbAddrOffset(), codeLines: arena.codeLinesBase, atomic: arena.shared, relative };
     this.icF64 = arena.icF64();
     this.icI32 = arena.icI32();
     if (!freshArena) {
@@ -283,7 +287,7 @@ export class WasmBackend {
     this.enter = exp.enter as (needR: number, needW: number, slot: number) => number;
     this.table.set(0, this.stub);
     this.runtime = IMPORTS.map((f) => exp[f.name]);
-    this.imports = { e: { m: arena.memory } };
+    this.imports = { e: relative ? { m: arena.memory, b: new WebAssembly.Global({ value: 'i32', mutable: false }, arena.base) } : { m: arena.memory } };
   }
 
   /**
@@ -521,7 +525,7 @@ export class WasmBackend {
 
   /** One module of block functions, instantiated; its number counts towards the code ceiling. */
   private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number } {
-    const { bytes, exits } = blockModule(bodies, this.layout.atomic);
+    const { bytes, exits } = blockModule(bodies, this.layout.atomic, this.layout.relative);
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
     // the module's own runtime table: an imported one would keep every instance alive (V8
     // lists the instances that import a table, strongly, to update them on table.set)

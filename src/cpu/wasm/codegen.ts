@@ -78,9 +78,13 @@ export const F_BLOCK0 = 0;
  * entry for the CPL (supervisor 0/16, user 8/24), and the instructions run so far in the chain. */
 export const P_TR = 0, P_TW = 1, P_NIN = 2;
 
-/** Absolute addresses in the arena that translated code uses (see arena.ts). */
+/**
+ * Addresses in the arena that translated code uses (see arena.ts): absolute, or, with
+ * `relative`, offsets from the state area whose address the block module imports (global
+ * "e"."b"), so that one compiled module serves every vCPU.
+ */
 export interface BlockLayout {
-  /** The state area (registers, flags record, keys...). */
+  /** The state area (registers, flags record, keys...): 0 when relative. */
   base: number;
   /** Exit links, the indirect-branch cache, the wasm TLB tags and RAM offsets. */
   links: number;
@@ -98,6 +102,11 @@ export interface BlockLayout {
    * LOCKed read-modify-writes and XCHG with memory are atomic (wasm/atomic.ts).
    */
   atomic?: boolean;
+  /**
+   * base, links, ic, wtlb and wtlbAddr are offsets from the vCPU's state area, whose address
+   * blocks read from the imported global (codeLines stays absolute: every vCPU's is the same).
+   */
+  relative?: boolean;
 }
 
 /** A flag writer known at compile time: its operands and result, in i64 locals. */
@@ -140,9 +149,12 @@ export class WGen {
   /** The flag producer whose record the arena lacked when the current instruction began. */
   insnPending: Producer | undefined = undefined;
 
+  /** State-area offsets (A_*) are relative to this: the state area's address, or 0 with `sbase`. */
   readonly base: number;
   readonly linkBase: number;
   readonly icBase: number;
+  /** A relative layout's local holding the state area's address (set from global 0); else -1. */
+  readonly sbase: number;
 
   constructor(readonly lay: BlockLayout, readonly allocExit: () => number) {
     this.base = lay.base;
@@ -150,6 +162,21 @@ export class WGen {
     this.icBase = lay.ic;
     this.n = this.f.local(T.I32);
     this.stop = this.f.local(T.I32);
+    this.sbase = lay.relative ? this.f.local(T.I32) : -1;
+  }
+
+  /** Push the address a state-area access adds its offset (base + A_*) to: 0, or sbase. */
+  st(): FuncBody {
+    const f = this.f;
+    if (this.sbase < 0) f.i32(0);
+    else f.get(this.sbase);
+    return f;
+  }
+
+  /** Turn the offset of a state-area table entry on the stack into its address (relative layouts). */
+  rel(): FuncBody {
+    if (this.sbase >= 0) this.f.get(this.sbase).op(Op.i32_add);
+    return this.f;
   }
 
   get c(): FuncBody {
@@ -161,7 +188,7 @@ export class WGen {
     if (kind === 'writeback' && !this.loop) {
       // straight code: the registers written so far are known now
       const f = this.f;
-      for (const r of this.written) f.i32(0).get(this.regs[r]!).mem(Op.i64_store, this.base + A_GPR + 8 * r);
+      for (const r of this.written) this.st().get(this.regs[r]!).mem(Op.i64_store, this.base + A_GPR + 8 * r);
       return;
     }
     this.chunks.push(this.f.code, kind === 'reload' ? kind : this.written);
@@ -214,15 +241,15 @@ export class WGen {
   storeFlags(p: Producer): void {
     const f = this.f;
     const b = this.base;
-    f.i32(0).i32(p.kind).mem(Op.i32_store, b + A_FKIND);
-    f.i32(0).i32(p.sz).mem(Op.i32_store, b + A_FSZ);
-    f.i32(0);
+    this.st().i32(p.kind).mem(Op.i32_store, b + A_FKIND);
+    this.st().i32(p.sz).mem(Op.i32_store, b + A_FSZ);
+    this.st();
     if (p.cin >= 0) f.get(p.cin).op(Op.i32_wrap_i64);
     else f.i32(0);
     f.mem(Op.i32_store, b + A_FCIN);
-    f.i32(0).get(p.a).mem(Op.i64_store, b + A_FA);
-    f.i32(0).get(p.b).mem(Op.i64_store, b + A_FB);
-    f.i32(0).get(p.r).mem(Op.i64_store, b + A_FRES);
+    this.st().get(p.a).mem(Op.i64_store, b + A_FA);
+    this.st().get(p.b).mem(Op.i64_store, b + A_FB);
+    this.st().get(p.r).mem(Op.i64_store, b + A_FRES);
   }
 
   /** Make the architectural state visible to the host: pending flags and registers. */
@@ -238,7 +265,7 @@ export class WGen {
       const f = this.f;
       f.get(this.n).i32(k).op(Op.i32_add).set(this.n);
       f.get(this.n).i32(LOOP_CAP).op(Op.i32_lt_u);
-      f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+      this.st().mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
       f.hint(1);
       this.begin(Op.if);
       if (this.liveAtStart && this.pending !== undefined) this.storeFlags(this.pending);
@@ -254,7 +281,7 @@ export class WGen {
     }
     this.sync();
     const f = this.f;
-    f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+    this.st().f64(rip).mem(Op.f64_store, this.base + A_RIP);
     // chain: jump straight into the successor the host linked to this exit, if still current
     const tot = this.tmp32();
     const slot = this.tmp32();
@@ -262,11 +289,11 @@ export class WGen {
     f.get(P_NIN).i32(k).op(Op.i32_add);
     if (this.loop) f.get(this.n).op(Op.i32_add);
     f.tee(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
-    f.i32(0).mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
-    f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    this.st().mem(Op.i32_load, link).tee(slot).op(Op.i32_eqz).op(Op.i32_eqz).op(Op.i32_and);
+    this.st().mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     // the exit taken, for the host to link: also when the successor turns out to be a dropped
     // block (its slot holds the stub, which returns as it is), so that the stale link is replaced
-    f.i32(0).i32(e).mem(Op.i32_store, this.base + A_EXIT);
+    this.st().i32(e).mem(Op.i32_store, this.base + A_EXIT);
     f.hint(1);
     this.begin(Op.if);
     // A successor on the block's own linear page is on its physical page too: the block's entry
@@ -276,12 +303,12 @@ export class WGen {
     if (samePage(rip, this.start)) {
       this.chainExit(tot, e);
     } else {
-      this.keyMatches(() => f.i32(0).mem(Op.i32_load, link + 4));
+      this.keyMatches(() => this.st().mem(Op.i32_load, link + 4));
       f.hint(1);
       this.begin(Op.if);
       this.chainExit(tot, e);
       this.end();
-      this.relink(tot, () => f.i32(link + 4), () => f.get(slot));
+      this.relink(tot, () => this.st().i32(link + 4).op(Op.i32_add), () => f.get(slot));
     }
     this.end();
     f.get(tot).op(Op.return);
@@ -317,7 +344,7 @@ export class WGen {
     const f = this.f;
     const ripF = this.f.local(T.F64);
     f.get(t).op(Op.f64_convert_i64_s).set(ripF);
-    f.i32(0).get(ripF).mem(Op.f64_store, this.base + A_RIP);
+    this.st().get(ripF).mem(Op.f64_store, this.base + A_RIP);
     // go straight on when the indirect-branch cache knows the target under the current key
     const tot = this.tmp32();
     const e = this.tmp32();
@@ -325,13 +352,13 @@ export class WGen {
     if (this.loop) f.get(this.n).op(Op.i32_add);
     f.set(tot);
     f.get(t).op(Op.i32_wrap_i64).tee(e).get(e).i32(12).op(Op.i32_shr_u).op(Op.i32_xor).i32(IC_SIZE - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
-    f.set(e); // byte offset of the entry
+    this.rel().set(e); // byte offset of the entry (its address, relative layouts)
     f.get(tot).i32(CHAIN_LIMIT).op(Op.i32_lt_u);
     f.get(e).mem(Op.f64_load, this.icBase).get(ripF).op(Op.f64_eq).op(Op.i32_and);
-    f.i32(0).mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
+    this.st().mem(Op.i32_load, this.base + A_STOP).op(Op.i32_eqz).op(Op.i32_and);
     // no exit link: the host enters the target in the indirect-branch cache (again, when the
     // entry led to a dropped block's stub)
-    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    this.st().i32(0).mem(Op.i32_store, this.base + A_EXIT);
     f.hint(1);
     this.begin(Op.if);
     const slot = (): void => void f.get(e).mem(Op.i32_load, this.icBase + 12);
@@ -352,7 +379,8 @@ export class WGen {
     const k = this.tmp32();
     key();
     f.tee(k);
-    f.i32(0).mem(Op.i32_load, this.base + A_GKEY).i32(0).mem(Op.i32_load, this.base + A_KEY);
+    this.st().mem(Op.i32_load, this.base + A_GKEY);
+    this.st().mem(Op.i32_load, this.base + A_KEY);
     f.get(k).i32(4).op(Op.i32_and).op(Op.select);
     f.op(Op.i32_eq);
   }
@@ -360,14 +388,14 @@ export class WGen {
   /** Return to the host, to go on at the constant `rip` after k instructions: no exit to link. */
   leave(rip: number, k: number): void {
     this.sync();
-    this.f.i32(0).f64(rip).mem(Op.f64_store, this.base + A_RIP);
+    this.st().f64(rip).mem(Op.f64_store, this.base + A_RIP);
     this.retK(k);
   }
 
   /** return instructions so far + N + k, with no exit to link (A_RIP already set). */
   retK(k: number): void {
     const f = this.f;
-    f.i32(0).i32(0).mem(Op.i32_store, this.base + A_EXIT);
+    this.st().i32(0).mem(Op.i32_store, this.base + A_EXIT);
     f.get(P_NIN).i32(k).op(Op.i32_add);
     if (this.loop) f.get(this.n).op(Op.i32_add);
     f.op(Op.return);
@@ -500,7 +528,7 @@ export function ea(g: WGen, d: D, withSegment = true): number {
       add();
     }
   }
-  if (withSegment && d.seg >= 4) f.i32(0).mem(Op.f64_load, g.base + A_SEGBASE + 8 * d.seg).truncSat().op(Op.i64_add);
+  if (withSegment && d.seg >= 4) g.st().mem(Op.f64_load, g.base + A_SEGBASE + 8 * d.seg).truncSat().op(Op.i64_add);
   f.set(L);
   return L;
 }
@@ -523,7 +551,8 @@ function tlbHit(g: WGen, L: number, sz: number, write: boolean): { lo: number; i
   const lo = g.tmp32();
   const ix = g.tmp32();
   f.get(L).op(Op.i32_wrap_i64).tee(lo).i32(12).op(Op.i32_shr_u).i32(TLB_MASK).op(Op.i32_and).tee(ix);
-  f.i32(5).op(Op.i32_shl).get(write ? P_TW : P_TR).op(Op.i32_add).mem(Op.i64_load, g.lay.wtlb);
+  f.i32(5).op(Op.i32_shl).get(write ? P_TW : P_TR).op(Op.i32_add);
+  g.rel().mem(Op.i64_load, g.lay.wtlb);
   f.get(L);
   if (sz > 1) f.i64(sz - 1, 0).op(Op.i64_add);
   f.i64(12, 0).op(Op.i64_shr_s).op(Op.i64_eq);
@@ -535,7 +564,8 @@ function tlbHit(g: WGen, L: number, sz: number, write: boolean): { lo: number; i
  * linear address (mod 2^32), so the offset is one add away from L's low half.
  */
 function ramOffset(g: WGen, t: { lo: number; ix: number }): void {
-  g.c.get(t.ix).i32(2).op(Op.i32_shl).mem(Op.i32_load, g.lay.wtlbAddr).get(t.lo).op(Op.i32_add);
+  g.c.get(t.ix).i32(2).op(Op.i32_shl);
+  g.rel().mem(Op.i32_load, g.lay.wtlbAddr).get(t.lo).op(Op.i32_add);
 }
 
 /**
@@ -580,7 +610,10 @@ export function load(g: WGen, sz: number, L: number, rip: number, stack: boolean
   g.syncForAccess();
   f.get(L).op(Op.f64_convert_i64_s).i32(sz | (stack ? 0x100 : 0)).f64(rip);
   rt(f, F_RD);
-  if (sz === 8) f.op(Op.drop).i32(0).mem(Op.i64_load, g.base + A_SCRATCH);
+  if (sz === 8) {
+    f.op(Op.drop);
+    g.st().mem(Op.i64_load, g.base + A_SCRATCH);
+  }
   else f.op(Op.i64_extend_i32_u);
   g.end();
   f.set(v);

@@ -29,7 +29,7 @@ export const enum V {
 export const enum Op {
   unreachable = 0x00, block = 0x02, loop = 0x03, if = 0x04, else = 0x05, end = 0x0b, br = 0x0c, br_if = 0x0d,
   return = 0x0f, call = 0x10, call_indirect = 0x11, return_call_indirect = 0x13, drop = 0x1a, select = 0x1b,
-  local_get = 0x20, local_set = 0x21, local_tee = 0x22,
+  local_get = 0x20, local_set = 0x21, local_tee = 0x22, global_get = 0x23,
   i32_load = 0x28, i64_load = 0x29, f64_load = 0x2b, i32_load8_u = 0x2d, i32_load16_u = 0x2f,
   i64_load8_u = 0x31, i64_load16_u = 0x33, i64_load32_u = 0x35,
   i32_store = 0x36, i64_store = 0x37, f64_store = 0x39, i64_store8 = 0x3c, i64_store16 = 0x3d, i64_store32 = 0x3e,
@@ -246,6 +246,10 @@ export class FuncBody {
     return this.indexed(Op.local_set, l);
   }
 
+  globalGet(g: number): this {
+    return this.indexed(Op.global_get, g);
+  }
+
   tee(l: number): this {
     return this.indexed(Op.local_tee, l);
   }
@@ -454,7 +458,9 @@ export interface Sig {
  * a call wrapper compiled (by TurboFan) per imported signature.
  */
 export function assembleModule(imports: readonly FuncImport[], funcs: readonly FuncBody[], exports: Record<string, number>,
-  leadingTypes: readonly Sig[], table?: string | { own: number }, refGlobals?: readonly number[], sharedMemory = false): Uint8Array {
+  leadingTypes: readonly Sig[], table?: string | { own: number }, refGlobals?: readonly number[], sharedMemory = false, baseGlobal = false): Uint8Array {
+  // baseGlobal: import an immutable i32 "e"."b" as global 0 (translated blocks of a relative
+  // layout read their state area's address from it)
   // table: the name of an imported funcref table (table 0), or the size of one the module
   // defines and exports as "t" (nothing outside then holds on to the instance through it)
   const importTable = typeof table === 'string' ? table : undefined;
@@ -494,7 +500,7 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   }
   section(1, types);
   const imp = new Bytes();
-  imp.u32(imports.length + (importTable !== undefined ? 2 : 1));
+  imp.u32(imports.length + (importTable !== undefined ? 2 : 1) + (baseGlobal ? 1 : 0));
   imp.name('e');
   imp.name('m');
   imp.byte(0x02); // memory
@@ -513,6 +519,13 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
     imp.byte(0x70);
     imp.byte(0x00);
     imp.u32(0);
+  }
+  if (baseGlobal) {
+    imp.name('e');
+    imp.name('b');
+    imp.byte(0x03); // global: i32, immutable
+    imp.byte(T.I32);
+    imp.byte(0x00);
   }
   imports.forEach((f, i) => {
     imp.name(f.module);
@@ -564,7 +577,7 @@ export function assembleModule(imports: readonly FuncImport[], funcs: readonly F
   refs.forEach((_fi, i) => {
     ex.name(`g${i}`);
     ex.byte(0x03);
-    ex.u32(i);
+    ex.u32(i + (baseGlobal ? 1 : 0));
   });
   section(7, ex);
   if (refs.length > 0) {

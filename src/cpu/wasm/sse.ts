@@ -141,7 +141,7 @@ export function genSse(g: WGen, d: D, L: number, k: number, next: number): 'cont
       if (p66) { // MOVD/MOVQ r/m32/64, xmm
         enter(g, d, k, next);
         const v = g.tmp64();
-        g.c.i32(0).mem(Op.i64_load, xaddr(g, xr)).set(v);
+        g.st().mem(Op.i64_load, xaddr(g, xr)).set(v);
         storeRm(g, d, d.rexW ? 8 : 4, L, v);
         return 'cont';
       }
@@ -155,7 +155,7 @@ export function genSse(g: WGen, d: D, L: number, k: number, next: number): 'cont
       if (!p66) return false;
       enter(g, d, k, next);
       const v = g.tmp64();
-      g.c.i32(0).mem(Op.i64_load, xaddr(g, xr)).set(v);
+      g.st().mem(Op.i64_load, xaddr(g, xr)).set(v);
       if (mem) store(g, 8, L, v, d.rip, isStack(d));
       else setXQ(g, d.rm, v);
       return 'cont';
@@ -175,7 +175,7 @@ export function genSse(g: WGen, d: D, L: number, k: number, next: number): 'cont
       if (!p66 || mem) return false;
       enter(g, d, k, next);
       const v = g.tmp64();
-      g.c.i32(0).simdMem(V.v128_load, xaddr(g, d.rm)).simd(V.i8x16_bitmask).op(Op.i64_extend_i32_u).set(v);
+      g.st().simdMem(V.v128_load, xaddr(g, d.rm)).simd(V.i8x16_bitmask).op(Op.i64_extend_i32_u).set(v);
       setReg(g, d, xr, 4, v);
       return 'cont';
     }
@@ -393,19 +393,19 @@ function moveX(g: WGen, d: D, L: number, r: number, aligned: boolean): void {
   setX(g, r, () => g.c.get(s));
 }
 
-/** Absolute address of XMM register r in the arena. */
+/** Address of XMM register r in the arena (relative to WGen.st()). */
 function xaddr(g: WGen, r: number): number {
   return g.base + A_XMM + 16 * r;
 }
 
 /** Push XMM register r (v128). */
 function getX(g: WGen, r: number): void {
-  g.c.i32(0).simdMem(V.v128_load, xaddr(g, r));
+  g.st().simdMem(V.v128_load, xaddr(g, r));
 }
 
 /** XMM register r = the v128 that `value` pushes. */
 function setX(g: WGen, r: number, value: () => void): void {
-  g.c.i32(0);
+  g.st();
   value();
   g.c.simdMem(V.v128_store, xaddr(g, r));
 }
@@ -413,15 +413,15 @@ function setX(g: WGen, r: number, value: () => void): void {
 /** XMM register r = zero-extended i64 local v (MOVD/MOVQ into XMM). */
 function setXQ(g: WGen, r: number, v: number): void {
   const f = g.c;
-  f.i32(0).get(v).mem(Op.i64_store, xaddr(g, r));
-  f.i32(0).i64(0, 0).mem(Op.i64_store, xaddr(g, r) + 8);
+  g.st().get(v).mem(Op.i64_store, xaddr(g, r));
+  g.st().i64(0, 0).mem(Op.i64_store, xaddr(g, r) + 8);
 }
 
 /** The 64-bit source of MOVQ xmm, xmm/m64 into a fresh i64 local. */
 function q64(g: WGen, d: D, L: number): number {
   if (d.mod !== 3) return load(g, 8, L, d.rip, isStack(d));
   const v = g.tmp64();
-  g.c.i32(0).mem(Op.i64_load, xaddr(g, d.rm)).set(v);
+  g.st().mem(Op.i64_load, xaddr(g, d.rm)).set(v);
   return v;
 }
 
@@ -447,8 +447,8 @@ function storeX(g: WGen, d: D, L: number, r: number, aligned: boolean): void {
   const stack = isStack(d);
   const lo = g.tmp64();
   const hi = g.tmp64();
-  f.i32(0).mem(Op.i64_load, xaddr(g, r)).set(lo);
-  f.i32(0).mem(Op.i64_load, xaddr(g, r) + 8).set(hi);
+  g.st().mem(Op.i64_load, xaddr(g, r)).set(lo);
+  g.st().mem(Op.i64_load, xaddr(g, r) + 8).set(hi);
   store(g, 8, L, lo, d.rip, stack);
   const L8 = g.tmp64();
   f.get(L).i64(8, 0).op(Op.i64_add).set(L8);
@@ -474,7 +474,7 @@ function alignCheck(g: WGen, d: D, L: number): void {
  */
 function enter(g: WGen, d: D, k: number, next: number): void {
   const f = g.c;
-  f.i32(0).mem(Op.i32_load, g.base + A_SSE_OK).op(Op.i32_eqz);
+  g.st().mem(Op.i32_load, g.base + A_SSE_OK).op(Op.i32_eqz);
   f.hint(0);
   g.begin(Op.if);
   g.sync();

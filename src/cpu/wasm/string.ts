@@ -33,7 +33,8 @@ function element(g: WGen, d: D): void {
   const op = d.op;
   const sz = op & 1 ? d.opsize : 1;
   const step = g.tmp64();
-  f.i64(-sz, -1).i64(sz, 0).i32(0).mem(Op.i32_load, g.base + A_DF).op(Op.select).set(step);
+  f.i64(-sz, -1).i64(sz, 0);
+  g.st().mem(Op.i32_load, g.base + A_DF).op(Op.select).set(step);
   const advance = (r: number): void => {
     f.get(g.reg(r)).get(step).op(Op.i64_add).set(g.reg(r));
     g.written.add(r);
@@ -122,7 +123,7 @@ function bulk(g: WGen, d: D): void {
   };
   f.i32(0).set(pieces);
   g.begin(Op.block);
-  f.i32(0).mem(Op.i32_load, g.base + A_DF).br(Op.br_if, 0);
+  g.st().mem(Op.i32_load, g.base + A_DF).br(Op.br_if, 0);
   if (!movs) {
     // the value, sz bytes of it, must be one byte repeated
     const v = g.tmp64();

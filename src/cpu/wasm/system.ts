@@ -85,7 +85,7 @@ function genTsc(g: WGen, d: D, k: number, next: number, withAux: boolean): 'cont
   interpretIf(g, d, k, next);
   const part = (offset: number, reg: number): void => {
     const v = g.tmp64();
-    f.i32(0).mem(Op.i64_load32_u, g.base + offset).set(v);
+    g.st().mem(Op.i64_load32_u, g.base + offset).set(v);
     setReg(g, d, reg, 8, v);
   };
   part(A_SCRATCH, 0);
@@ -103,7 +103,7 @@ function genReadCr(g: WGen, d: D, k: number, next: number): 'cont' {
   f.hint(0);
   interpretIf(g, d, k, next);
   const v = g.tmp64();
-  f.i32(0).mem(Op.i64_load, g.base + A_SCRATCH).set(v);
+  g.st().mem(Op.i64_load, g.base + A_SCRATCH).set(v);
   setReg(g, d, d.rm, 8, v);
   g.end();
   return 'cont';

@@ -528,7 +528,7 @@ function genDiv(g: WGen, d: D, sz: number, L: number, k: number, next: number): 
     f.get(hi).get(lo).get(b);
     rt(f, F_DIV128);
     f.set(q);
-    f.i32(0).mem(Op.i64_load, g.base + A_SCRATCH).set(r);
+    g.st().mem(Op.i64_load, g.base + A_SCRATCH).set(r);
     g.end();
   }
   setReg(g, d, 0, sz, q);
@@ -616,7 +616,11 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   g.liveAtStart = tr.liveAtStart;
   g.start = rip;
   const f = g.c;
-  if (lay.countEntries) f.i32(0).i32(0).mem(Op.i32_load, base + A_ENTRIES).i32(1).op(Op.i32_add).mem(Op.i32_store, base + A_ENTRIES);
+  if (g.sbase >= 0) f.globalGet(0).set(g.sbase);
+  if (lay.countEntries) {
+    g.st();
+    g.st().mem(Op.i32_load, base + A_ENTRIES).i32(1).op(Op.i32_add).mem(Op.i32_store, base + A_ENTRIES);
+  }
   g.mark('reload');
   if (g.loop) {
     g.f.begin(Op.loop);
@@ -683,14 +687,14 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
     const before = code.len;
     if (ch === 'reload') {
       for (const [l, r] of used) {
-        code.byte(Op.i32_const); code.s32(0);
+        stateAddr(code, g.sbase);
         code.byte(Op.i64_load); code.u32(0); code.u32(base + A_GPR + 8 * r);
         code.byte(Op.local_set); code.u32(l);
       }
     } else if (ch instanceof Set) {
       for (const [l, r] of used) {
         if (!ch.has(r)) continue;
-        code.byte(Op.i32_const); code.s32(0);
+        stateAddr(code, g.sbase);
         code.byte(Op.local_get); code.u32(l);
         code.byte(Op.i64_store); code.u32(0); code.u32(base + A_GPR + 8 * r);
       }
@@ -702,13 +706,22 @@ export function translateTrace(tr: Trace, rip: number, lay: BlockLayout, allocEx
   return { body: g.f, n: k, fallsThrough };
 }
 
+/** Push what state-area offsets are relative to (WGen.st, in raw code). */
+function stateAddr(code: Bytes, sbase: number): void {
+  if (sbase < 0) {
+    code.byte(Op.i32_const); code.s32(0);
+  } else {
+    code.byte(Op.local_get); code.u32(sbase);
+  }
+}
+
 /**
  * One module for several translated blocks: their functions are the globals g0, g1, ... Its own
  * table holds the runtime's functions (IMPORTS order), then one entry per chained exit of the
  * bodies (codegen's chainExit; the bodies' constants are patched to name them): entry
  * IMPORTS.length + i is the successor of exit `exits[i]`, which the host sets when it links it.
  */
-export function blockModule(bodies: readonly FuncBody[], sharedMemory = false): { bytes: Uint8Array; exits: number[] } {
+export function blockModule(bodies: readonly FuncBody[], sharedMemory = false, relative = false): { bytes: Uint8Array; exits: number[] } {
   const exits: number[] = [];
   for (const b of bodies) {
     for (let i = 0; i < b.refs.length; i++) {
@@ -716,6 +729,6 @@ export function blockModule(bodies: readonly FuncBody[], sharedMemory = false): 
       exits.push(b.refTags[i]!);
     }
   }
-  const bytes = assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length + exits.length }, bodies.map((_b, i) => F_BLOCK0 + i), sharedMemory);
+  const bytes = assembleModule([], bodies, {}, BLOCK_TYPES, { own: IMPORTS.length + exits.length }, bodies.map((_b, i) => F_BLOCK0 + i), sharedMemory, relative);
   return { bytes, exits };
 }

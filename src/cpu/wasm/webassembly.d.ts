@@ -24,9 +24,10 @@ declare namespace WebAssembly {
     grow(delta: number): number;
   }
   class Global {
+    constructor(descriptor: { value: 'i32'; mutable?: boolean }, value: number);
     readonly value: unknown;
   }
-  type ImportValue = Table | Memory | ((...args: number[]) => number | void);
+  type ImportValue = Table | Memory | Global | ((...args: number[]) => number | void);
   type Imports = Record<string, Record<string, ImportValue>>;
   class Instance {
     constructor(module: Module, imports?: Imports);
