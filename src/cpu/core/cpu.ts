@@ -33,6 +33,7 @@ import { checkIoWatch, checkWatch, watchedPages } from './debug.js';
 import { IRQ_POLL, runSlice } from './run.js';
 import { AtomicRam, TX_RETRY } from './atomic.js';
 import { A_DF, A_FKIND, A_SSE_OK, arenaOf, arenasOf, type Arena } from '../wasm/arena.js';
+import type { ModuleChannel } from '../wasm/share.js';
 import { CrossThreadCode } from '../translate/cross-thread.js';
 import { WasmBackend } from '../wasm/backend.js';
 import {
@@ -259,6 +260,14 @@ export class Cpu extends LazyFlags implements SystemHost {
     this.shutdown = undefined;
     this.flushTlb(false);
     this.modeChanged();
+  }
+
+  /**
+   * Share translated code with the vCPUs of this memory on other threads (wasm/share.ts): before
+   * this vCPU translates anything.
+   */
+  shareTranslations(channel: ModuleChannel): void {
+    if (this.wasm !== undefined && this.arena !== undefined) this.wasm.shareWith(channel, this.arena.vcpu, arenasOf(this.arena.buffer).length);
   }
 
   requestExit(): void {

@@ -14,6 +14,7 @@ import { assemble, hasNasm } from './asm.test-helper.js';
 import { CODE_BASE, enterLongMode, ScriptedInterrupts, StepClock } from './test-machine.js';
 import { Cpu } from './cpu.js';
 import { Bus } from '../../machine/bus.js';
+import { translationChannelName } from '../../engine/bt/translation-channel.js';
 
 const RAM = 16 * 1024 * 1024;
 const DATA = 0x200000;
@@ -22,19 +23,31 @@ interface Result {
   gpr: number[];
   retired: number;
   shutdown: string | undefined;
+  /** Blocks this vCPU compiled, and took from other threads (translated code shared). */
+  compiled: number;
+  adopted: number;
 }
 
-/** Run `src` on `vcpus` threads at once; the RAM after, and each vCPU's registers. */
-async function runThreads(src: string, vcpus: number, iterations: number, jitThreshold: number): Promise<{ memory: GuestMemory; results: Result[] }> {
+interface RunOptions {
+  /** One after the other (vCPU 0 first), calling `between(k)` after vCPU k halted; else all at once. */
+  sequential?: boolean;
+  between?: (k: number, memory: GuestMemory) => void;
+  /** The threads share translated modules (as the engine's do). */
+  share?: boolean;
+}
+
+/** Run `src` on `vcpus` threads; the RAM after, and each vCPU's registers. */
+async function runThreads(src: string, vcpus: number, iterations: number, jitThreshold: number, opts: RunOptions = {}): Promise<{ memory: GuestMemory; results: Result[] }> {
   const buffer = allocArenaRam(RAM, vcpus, true);
   const memory = new GuestMemory([{ base: 0, size: RAM, buffer }]);
   memory.writeBytes(CODE_BASE, assemble(src, 64));
   const wasmMemory = arenaOf(buffer, 0)!.memory;
-  const go = new SharedArrayBuffer(8);
+  const go = new SharedArrayBuffer(16);
+  const share = opts.share ? translationChannelName() : undefined;
   const started = workerScript('../cpu/core/threads-worker.test-helper');
   const workers = Array.from({ length: vcpus }, (_, vcpu) => new Worker(started.script, {
     eval: started.eval,
-    workerData: { memory: wasmMemory, ramSize: RAM, vcpus, vcpu, rip: CODE_BASE, iterations, jitThreshold, go },
+    workerData: { memory: wasmMemory, ramSize: RAM, vcpus, vcpu, rip: CODE_BASE, iterations, jitThreshold, go, sequential: opts.sequential, share },
   }));
   const done = workers.map((w) => new Promise<Result>((resolve, reject) => {
     w.once('message', resolve);
@@ -42,8 +55,17 @@ async function runThreads(src: string, vcpus: number, iterations: number, jitThr
   }));
   const flags = new Int32Array(go);
   while (Atomics.load(flags, 1) < vcpus) await new Promise((r) => setTimeout(r, 5));
-  Atomics.store(flags, 0, 1);
-  Atomics.notify(flags, 0);
+  if (opts.sequential) {
+    for (let k = 0; k < vcpus; k++) {
+      Atomics.store(flags, 3, k);
+      Atomics.notify(flags, 3);
+      while (Atomics.load(flags, 2) !== k + 1) await new Promise((r) => setTimeout(r, 5));
+      opts.between?.(k, memory);
+    }
+  } else {
+    Atomics.store(flags, 0, 1);
+    Atomics.notify(flags, 0);
+  }
   const results = await Promise.all(done);
   await Promise.all(workers.map((w) => w.terminate()));
   return { memory, results };
@@ -255,13 +277,41 @@ describe.skipIf(!hasNasm)('vCPUs on several threads over one shared RAM', () => 
   });
 
   it('a store into code another thread translated reaches it: the other vCPU runs the new code', async () => {
-    const { results } = await runThreads(CROSS_MODIFY, 2, 0, 1);
+    const { results } = await runThreads(CROSS_MODIFY, 2, 0, 1, { share: true });
     expect(results[1]!.gpr[2 * 9]).toBe(1);
+  }, 60_000);
+
+  it('one translation for all: a vCPU runs the blocks another thread compiled, on its own registers', async () => {
+    const { memory, results } = await runThreads(COUNTERS, 2, 3000, 1, { share: true, sequential: true });
+    for (const r of results) expect(r.shutdown).toBeUndefined();
+    expect(read64(memory, DATA)).toBe(6000);
+    expect(memory.read32(DATA + 0x10)).toBe(12000);
+    // vCPU 1 started after vCPU 0 had halted: it took vCPU 0's blocks instead of compiling its own
+    expect(results[0]!.compiled).toBeGreaterThan(0);
+    expect(results[1]!.adopted).toBeGreaterThan(0);
+    expect(results[1]!.compiled + 0).toBe(0); // (the counters start as -0: doubles)
+    expect(results[1]!.gpr[0]! >>> 0).toBeGreaterThanOrEqual(2999); // XADD's old value: its own RAX
+  }, 60_000);
+
+  it('one translation for all: a posted block whose bytes changed since is not taken', async () => {
+    // vCPU 0 runs the code and posts its blocks; then the immediate is rewritten behind every
+    // vCPU's back (no store of theirs: a DMA write would be one), and vCPU 1 must run the new code
+    const src = 'mov eax, 0x11111111\n  mov rbx, rax\n  hlt';
+    const { results } = await runThreads(src, 2, 0, 1, {
+      share: true,
+      sequential: true,
+      between: (k, memory) => {
+        if (k === 0) memory.write32(CODE_BASE + 1, 0x22222222);
+      },
+    });
+    expect(results[0]!.gpr[2 * 3]! >>> 0).toBe(0x11111111);
+    expect(results[1]!.gpr[2 * 3]! >>> 0).toBe(0x22222222);
+    expect(results[1]!.adopted).toBe(0);
   }, 60_000);
 
   for (const [tier, threshold] of [['interpreted', Infinity], ['translated', 1]] as const) {
     it(`${tier}: store buffering with MFENCE shows only what x86-TSO allows (${ROUNDS} rounds)`, async () => {
-      const { memory } = await runThreads(SB, 2, 0, threshold);
+      const { memory } = await runThreads(SB, 2, 0, threshold, { share: true });
       let both = 0;
       for (let i = 1; i <= ROUNDS; i++) {
         const r0 = memory.read32(DATA + 0x10000 + (i - 1) * 4);
@@ -276,7 +326,7 @@ describe.skipIf(!hasNasm)('vCPUs on several threads over one shared RAM', () => 
     it(`${tier}: LOCKed read-modify-writes lose no update (4 threads)`, async () => {
       const vcpus = 4;
       const it = 20_000;
-      const { memory, results } = await runThreads(COUNTERS, vcpus, it, threshold);
+      const { memory, results } = await runThreads(COUNTERS, vcpus, it, threshold, { share: true });
       for (const r of results) expect(r.shutdown).toBeUndefined();
       const total = vcpus * it;
       expect(read64(memory, DATA)).toBe(total);
@@ -291,7 +341,7 @@ describe.skipIf(!hasNasm)('vCPUs on several threads over one shared RAM', () => 
     it(`${tier}: spinlocks (LOCK CMPXCHG, XCHG) with plain releases, LOCK BTS/BTR, CMPXCHG8B/16B (4 threads)`, async () => {
       const vcpus = 4;
       const it = 5_000;
-      const { memory, results } = await runThreads(LOCKS, vcpus, it, threshold);
+      const { memory, results } = await runThreads(LOCKS, vcpus, it, threshold, { share: true });
       const total = vcpus * it;
       for (const r of results) {
         expect(r.shutdown).toBeUndefined();

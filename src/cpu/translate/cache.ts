@@ -21,6 +21,7 @@ import { F64_ZERO } from '../state.js';
 import { codePageIndex, NO_TAG, P_GLOBAL, P_SX, P_UX, TLB_MASK } from '../core/consts.js';
 import type { WasmBackend } from '../wasm/backend.js';
 import type { Block } from './block.js';
+import { sameAsTranslated } from '../wasm/share.js';
 
 const FAST_SIZE = 32768;
 /** Blocks per wasm module at most (a hot one and warm ones), and warm starts remembered at most. */
@@ -41,6 +42,8 @@ const HEAT_DECAY = 1 << 23;
 
 /** findBlock's verdict on a fetch address that is not RAM (keep interpreting there). */
 const NOT_RAM = -1e9;
+/** Sharing translations with other threads: cold lookups between looks at what they posted. */
+const RECEIVE_EVERY = 64;
 
 export class BlockCache {
   /** Block-start executions before a block is translated. */
@@ -164,6 +167,12 @@ export class BlockCache {
     }
     const off = a + (rip & 0xfff);
     let b = this.blocks.get(rip);
+    if ((b === undefined || !b.valid || b.phys !== off) && this.wasm.sharing) {
+      // another vCPU's thread may have translated it: look at what they posted (before
+      // translating, and every so often while the code is cold)
+      if (count >= this.threshold || ++this.sinceReceive >= RECEIVE_EVERY) this.receive();
+      if (this.smcHeat[off >>> 12]! < SMC_HOT) b = this.adopt(rip, off) ?? b;
+    }
     if (b === undefined || !b.valid || b.phys !== off) {
       // not translated yet (or stale): only hot code is worth translating
       if (count < this.threshold) {
@@ -188,6 +197,34 @@ export class BlockCache {
       if (!b.valid) return undefined; // another thread rewrote it as it was translated
     }
     this.fastBlk[h] = b;
+    return b;
+  }
+
+  private sinceReceive = 0;
+
+  /** Take in the blocks other vCPUs' threads posted (wasm/share.ts). */
+  private receive(): void {
+    this.sinceReceive = 0;
+    // one of them numbers its exits from the start again: some of our blocks (taken from it)
+    // use those, so every block goes
+    if (this.wasm.receive()) this.dropAll();
+  }
+
+  /**
+   * The block another vCPU's thread made for linear rip at RAM offset off, now this vCPU's
+   * too, or undefined. Its lines are marked before its bytes are compared with the ones it was
+   * made from: a store after the marks posts to us, one before shows in the bytes.
+   */
+  private adopt(rip: number, off: number): Block | undefined {
+    if (this.blocks.size >= MAX_BLOCKS) return undefined; // (compiling drops everything first)
+    const a = this.wasm.adopt(this.cpu.ram, rip, off);
+    if (a === undefined) return undefined;
+    const b = a.block;
+    this.install(b);
+    if (!sameAsTranslated(this.cpu.ram, b.lo, a.bytes)) {
+      this.invalidate(b.lo, b.end - b.lo);
+      return undefined;
+    }
     return b;
   }
 
@@ -243,7 +280,7 @@ export class BlockCache {
       const r = this.warmRips[i]!;
       const o = this.warmOffs[i]!;
       const key = this.warmKeys[i]!;
-      if ((key !== local && key !== global) || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT) continue;
+      if ((key !== local && key !== global) || r === rip || rips.includes(r) || this.smcHeat[o >>> 12]! >= SMC_HOT || this.wasm.adoptable(r, o)) continue;
       const cur = this.blocks.get(r);
       if (cur !== undefined && cur.valid && cur.phys === o) continue;
       rips.push(r);
@@ -255,7 +292,8 @@ export class BlockCache {
     // before install marks their lines (the store then finds no mark of ours and posts nothing):
     // keep the pages as read, and after marking compare the bytes (sameBytes)
     const pages = this.threads ? copyPages(ram, offs) : undefined;
-    const made = this.wasm.compile(ram, rips, offs, this.isBlockStart, 2 * BATCH);
+    const made = this.wasm.compile(ram, rips, offs, this.isBlockStart, 2 * BATCH, pages);
+    this.compiled += made.length;
     for (const b of made) {
       this.install(b);
       const h = ((b.rip >>> 0) ^ (b.rip >>> 12)) & (FAST_SIZE - 1);
@@ -293,7 +331,6 @@ export class BlockCache {
   }
 
   private install(b: Block): void {
-    this.compiled++;
     this.blocks.set(b.rip, b);
     const page = b.page;
     let list = this.pageBlocks.get(page);

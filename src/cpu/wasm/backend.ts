@@ -22,6 +22,7 @@ import { swapgs } from '../system/syscall.js';
 import { features } from '../features.js';
 import { Flag } from '../state.js';
 import { assembleModule, FuncBody, T } from './encoder.js';
+import { BlockDirectory, sameAsTranslated, type ModuleChannel, type SharedBlockInfo, type SharedModule } from './share.js';
 
 const TWO47 = 140737488355328;
 const I_FKIND = A_FKIND >> 2, I_FSZ = A_FSZ >> 2, I_FCIN = A_FCIN >> 2, I_STOP = A_STOP >> 2;
@@ -114,6 +115,20 @@ export class WasmBackend {
   /** Blocks waiting to be merged into one module: their table slots and function bodies. */
   private mergeSlots: number[] = [];
   private mergeBodies: FuncBody[] = [];
+  /** With sharing, the shared ids of the blocks waiting to be merged. */
+  private mergeIds: number[] = [];
+  /**
+   * Sharing with the other vCPUs' threads (shareWith, share.ts): the channel, this vCPU's index,
+   * the blocks the others made, and per table slot the shared id of its block.
+   */
+  private share: { channel: ModuleChannel; vcpu: number; dir: BlockDirectory; slotId: Float64Array; nextId: number } | undefined;
+  /** Per module: the posted module it instantiates (blocks taken from another thread). */
+  private modShared: (SharedModule | undefined)[] = [];
+  /** This vCPU's exits are numbered in [exitLo, exitHi) (with sharing, a range of its own). */
+  private exitLo = 1;
+  private exitHi = MAX_LINKS;
+  /** Blocks taken from other threads (statistics). */
+  adoptedBlocks = 0;
   private deadModules = 0;
   /** Modules compiled in all, and of those the merged ones (statistics). */
   modulesCompiled = 0;
@@ -345,6 +360,11 @@ export class WasmBackend {
    */
   private moduleDied(m: number): void {
     this.deadModules++;
+    const sm = this.modShared[m];
+    if (sm !== undefined) {
+      sm.inst = undefined; // instantiated again when another of its blocks is taken
+      this.modShared[m] = undefined;
+    }
     const exits = this.modExits[m];
     if (exits === undefined) return;
     for (const e of exits) {
@@ -354,6 +374,94 @@ export class WasmBackend {
       this.exitMod[e] = 0;
     }
     this.modExits[m] = undefined;
+  }
+
+  /**
+   * Share compiled modules with the other vCPUs' threads (share.ts): vCPU `vcpu` of `vcpus`
+   * numbers its exits in a range of its own, posts every module it compiles or merges, and
+   * takes the blocks the others post. Call before the first block is compiled.
+   */
+  shareWith(channel: ModuleChannel, vcpu: number, vcpus: number): void {
+    if (!this.layout.relative) throw new Error('shareWith: block code must address the state area relatively (a shared arena)');
+    const span = Math.floor(MAX_LINKS / vcpus);
+    this.exitLo = Math.max(1, vcpu * span);
+    this.exitHi = (vcpu + 1) * span;
+    this.nextExit = this.exitLo;
+    this.share = { channel, vcpu, dir: new BlockDirectory(), slotId: new Float64Array(MAX_SLOTS), nextId: 0 };
+  }
+
+  /** Does this backend share modules with other threads? */
+  get sharing(): boolean {
+    return this.share !== undefined;
+  }
+
+  /**
+   * Take in what the other threads posted. True when one of them restarted its exit numbering:
+   * the caller must then drop every block (some may use those exits).
+   */
+  receive(): boolean {
+    const sh = this.share;
+    if (sh === undefined) return false;
+    let restart = false;
+    for (let m = sh.channel.receive(); m !== undefined; m = sh.channel.receive()) {
+      if (m.kind === 'restart') {
+        sh.dir.forgetFrom(m.from);
+        restart = true;
+      } else if (m.kind === 'module') {
+        sh.dir.addModule({ module: m.module, exits: m.exits }, m.blocks);
+      } else this.takeMerge({ module: m.module, exits: m.exits }, m.ids);
+    }
+    return restart;
+  }
+
+  /** Another thread merged blocks: the ones this thread runs move to the merged module too. */
+  private takeMerge(sm: SharedModule, ids: readonly number[]): void {
+    const sh = this.share!;
+    sh.dir.moveToMerged(sm, ids);
+    const moves: [number, number][] = [];
+    ids.forEach((id, i) => {
+      const slot = sh.dir.adopted.get(id);
+      if (slot !== undefined && this.slotModule[slot] !== 0 && sh.slotId[slot] === id) moves.push([slot, i]);
+    });
+    if (moves.length === 0 || !this.hasRoom()) return;
+    const { inst, mod } = this.load(sm.module, sm.exits, moves.length);
+    sm.inst = { exports: inst.exports, mod };
+    this.modShared[mod] = sm;
+    sh.dir.noteInstance(sm);
+    for (const [slot, i] of moves) this.moveSlot(slot, (inst.exports[`g${i}`] as WebAssembly.Global).value, mod);
+  }
+
+  /** A block another thread made, for linear rip at RAM offset off (its bytes still to be checked), if any. */
+  adopt(ram: Uint8Array, rip: number, off: number): { block: Block; bytes: Uint8Array } | undefined {
+    const sh = this.share;
+    if (sh === undefined) return undefined;
+    const e = sh.dir.find(rip, off);
+    if (e === undefined) return undefined;
+    const info = e.info;
+    if (!sameAsTranslated(ram, info.lo, info.bytes)) {
+      sh.dir.forget(e); // the code changed since
+      return undefined;
+    }
+    const sm = e.src;
+    if (sm.inst === undefined) {
+      if (!this.hasRoom()) return undefined;
+      const { inst, mod } = this.load(sm.module, sm.exits, 0);
+      sm.inst = { exports: inst.exports, mod };
+      this.modShared[mod] = sm;
+      sh.dir.noteInstance(sm);
+    }
+    const mod = sm.inst.mod;
+    this.moduleLive[mod]++;
+    const b = this.block((sm.inst.exports[`g${e.idx}`] as WebAssembly.Global).value, rip, off, info.lo, info.end, info.n, mod);
+    sh.slotId[b.slot] = info.id;
+    sh.dir.adopted.set(info.id, b.slot);
+    this.adoptedBlocks++;
+    return { block: b, bytes: info.bytes };
+  }
+
+  /** Is there a block another thread made for linear rip at RAM offset off? */
+  adoptable(rip: number, off: number): boolean {
+    return this.share?.dir.find(rip, off) !== undefined;
   }
 
   /**
@@ -405,14 +513,23 @@ export class WasmBackend {
     this.links.fill(0);
     this.icI32.fill(0);
     this.exitTable = [];
-    this.exitTarget.fill(0, 0, this.nextExit); // (only what was used: the rest was never touched)
-    this.exitMod.fill(0, 0, this.nextExit);
+    this.exitTarget.fill(0);
+    this.exitMod.fill(0);
     this.incoming.clear();
     this.modExits = [];
+    this.modShared = [];
     this.nextSlot = 1;
-    this.nextExit = 1;
+    const sh = this.share;
+    // Alone, a thread numbers its exits from the start again. Sharing, only once its range is
+    // spent (the others run its modules, whose exits they must then drop: 'restart')
+    if (sh === undefined || this.nextExit >= this.exitHi - 4096) {
+      this.nextExit = this.exitLo;
+      sh?.channel.post({ kind: 'restart', from: sh.vcpu });
+    }
+    sh?.dir.dropInstances();
     this.mergeSlots = [];
     this.mergeBodies = [];
+    this.mergeIds = [];
     this.slotModule.fill(0);
     this.modules = 0;
     this.codeBytes = 0;
@@ -424,7 +541,7 @@ export class WasmBackend {
    * all blocks first.
    */
   hasRoom(): boolean {
-    return this.nextSlot < MAX_SLOTS - 64 && this.nextExit < MAX_LINKS - 4096 && this.modules < MAX_MODULES && this.codeBytes < MAX_CODE_BYTES;
+    return this.nextSlot < MAX_SLOTS - 64 && this.nextExit < this.exitHi - 4096 && this.modules < MAX_MODULES && this.codeBytes < MAX_CODE_BYTES;
   }
 
   /**
@@ -480,10 +597,10 @@ export class WasmBackend {
    * module: V8's cost per module is far above its cost per function, so a hot block brings
    * along the warm ones waiting to become hot.
    */
-  compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number): Block[] {
+  compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number, source?: Map<number, Uint8Array>): Block[] {
     const allocExit = (): number => {
-      if (this.nextExit >= MAX_LINKS) return 0;
-      if (this.nextExit >= this.exitIdx.length) this.growExits();
+      if (this.nextExit >= this.exitHi) return 0;
+      this.fitExits(this.nextExit);
       return this.nextExit++;
     };
     const todo = rips.map((rip, i) => ({ rip, off: offs[i]! }));
@@ -501,20 +618,34 @@ export class WasmBackend {
         !isBlockStart(tr.end, next) && !todo.some((t) => t.rip === tr.end)) todo.push({ rip: tr.end, off: next });
     }
     const bodies = parts.map((p) => p.body);
-    const { inst, mod } = this.instantiate(bodies);
+    const { inst, mod, module, exits } = this.instantiate(bodies);
     const made = parts.map((p, i) => this.block((inst.exports[`g${i}`] as WebAssembly.Global).value, p.rip, p.off, p.lo, p.end, p.n, mod));
+    const sh = this.share;
+    const ids = sh === undefined ? [] : made.map(() => sh.nextId++ * 8 + sh.vcpu);
     for (let i = 0; i < made.length; i++) {
       this.mergeSlots.push(made[i]!.slot);
       this.mergeBodies.push(bodies[i]!);
+      if (sh !== undefined) {
+        sh.slotId[made[i]!.slot] = ids[i]!;
+        this.mergeIds.push(ids[i]!);
+      }
+    }
+    if (sh !== undefined) {
+      // the others check the bytes as the pages were before translation (the caller's copy)
+      const blocks: SharedBlockInfo[] = parts.map((p, i) => ({ id: ids[i]!, rip: p.rip, off: p.off, lo: p.lo, end: p.end, n: p.n, bytes: sourceBytes(source, ram, p.lo, p.end) }));
+      sh.channel.post({ kind: 'module', from: sh.vcpu, module, exits, blocks });
     }
     if (this.mergeSlots.length >= MERGE_AT) this.merge();
     return made;
   }
 
-  /** Room for twice as many exits in the per-exit arrays. */
-  private growExits(): void {
+  /** Room in the per-exit arrays for exit e (they grow by doubling). */
+  private fitExits(e: number): void {
+    if (e < this.exitIdx.length) return;
+    let n = this.exitIdx.length;
+    while (n <= e) n *= 2;
     const grow = (a: Int32Array): Int32Array => {
-      const b = new Int32Array(Math.min(MAX_LINKS, a.length * 2));
+      const b = new Int32Array(Math.min(MAX_LINKS, n));
       b.set(a);
       return b;
     };
@@ -523,15 +654,27 @@ export class WasmBackend {
     this.exitMod = grow(this.exitMod);
   }
 
-  /** One module of block functions, instantiated; its number counts towards the code ceiling. */
-  private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number } {
+  /** One module of block functions, compiled and instantiated. */
+  private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number; module: WebAssembly.Module; exits: number[] } {
     const { bytes, exits } = blockModule(bodies, this.layout.atomic, this.layout.relative);
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+    const module = new WebAssembly.Module(bytes);
+    this.modulesCompiled++;
+    this.codeBytes += bytes.length;
+    return { ...this.load(module, exits, bodies.length), module, exits };
+  }
+
+  /**
+   * Instantiate a compiled block module (`live` of its blocks in use); its number counts towards
+   * the code ceiling.
+   */
+  private load(module: WebAssembly.Module, exits: readonly number[], live: number): { inst: WebAssembly.Instance; mod: number } {
+    const inst = new WebAssembly.Instance(module, this.imports);
     // the module's own runtime table: an imported one would keep every instance alive (V8
     // lists the instances that import a table, strongly, to update them on table.set)
     const t = inst.exports.t as WebAssembly.Table;
     this.runtime.forEach((f, i) => t.set(i, f));
     const mod = ++this.modules;
+    if (exits.length > 0) this.fitExits(Math.max(...exits));
     // its exits' entries: the stub, or (blocks compiled again by a merge) what they linked to
     for (let i = 0; i < exits.length; i++) {
       const e = exits[i]!;
@@ -542,10 +685,8 @@ export class WasmBackend {
       this.exitIdx[e] = idx;
       this.exitMod[e] = mod;
     }
-    this.modExits[mod] = exits;
-    this.modulesCompiled++;
-    this.codeBytes += bytes.length;
-    this.moduleLive[mod] = bodies.length;
+    this.modExits[mod] = exits as number[];
+    this.moduleLive[mod] = live;
     return { inst, mod };
   }
 
@@ -559,26 +700,32 @@ export class WasmBackend {
   private merge(): void {
     const slots: number[] = [];
     const bodies: FuncBody[] = [];
+    const ids: number[] = [];
     for (let i = 0; i < this.mergeSlots.length; i++) {
       const slot = this.mergeSlots[i]!;
       if (this.slotModule[slot] === 0) continue; // retired
       slots.push(slot);
       bodies.push(this.mergeBodies[i]!);
+      if (this.share !== undefined) ids.push(this.mergeIds[i]!);
     }
     this.mergeSlots = [];
     this.mergeBodies = [];
+    this.mergeIds = [];
     if (slots.length < 2 || !this.hasRoom()) return;
-    const { inst, mod } = this.instantiate(bodies);
+    const { inst, mod, module, exits } = this.instantiate(bodies);
     this.modulesMerged++;
-    for (let i = 0; i < slots.length; i++) {
-      const slot = slots[i]!;
-      const old = this.slotModule[slot]!;
-      this.slotModule[slot] = mod;
-      const fn = (inst.exports[`g${i}`] as WebAssembly.Global).value;
-      this.table.set(slot, fn);
-      this.repoint(slot, fn);
-      if (--this.moduleLive[old]! === 0) this.moduleDied(old);
-    }
+    for (let i = 0; i < slots.length; i++) this.moveSlot(slots[i]!, (inst.exports[`g${i}`] as WebAssembly.Global).value, mod);
+    const sh = this.share;
+    if (sh !== undefined) sh.channel.post({ kind: 'merge', from: sh.vcpu, module, exits, ids });
+  }
+
+  /** The block in `slot` runs fn, the same code in module mod, from now on. */
+  private moveSlot(slot: number, fn: unknown, mod: number): void {
+    const old = this.slotModule[slot]!;
+    this.slotModule[slot] = mod;
+    this.table.set(slot, fn);
+    this.repoint(slot, fn);
+    if (--this.moduleLive[old]! === 0) this.moduleDied(old);
   }
 
   private block(fn: unknown, rip: number, off: number, lo: number, end: number, n: number, mod: number): Block {
@@ -607,4 +754,11 @@ export class WasmBackend {
     b.slot = slot;
     return b;
   }
+}
+
+/** The bytes [lo, end) a block was translated from: from the copy of its page taken before, if any. */
+function sourceBytes(source: Map<number, Uint8Array> | undefined, ram: Uint8Array, lo: number, end: number): Uint8Array {
+  const page = source?.get(lo >>> 12);
+  if (page === undefined || (end - 1) >>> 12 !== lo >>> 12) return ram.slice(lo, end);
+  return page.slice(lo & 0xfff, (lo & 0xfff) + end - lo);
 }

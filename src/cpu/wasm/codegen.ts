@@ -187,7 +187,6 @@ export class WGen {
   mark(kind: 'reload' | 'writeback'): void {
     if (kind === 'writeback' && !this.loop) {
       // straight code: the registers written so far are known now
-      const f = this.f;
       for (const r of this.written) this.st().get(this.regs[r]!).mem(Op.i64_store, this.base + A_GPR + 8 * r);
       return;
     }

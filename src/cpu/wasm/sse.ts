@@ -412,7 +412,6 @@ function setX(g: WGen, r: number, value: () => void): void {
 
 /** XMM register r = zero-extended i64 local v (MOVD/MOVQ into XMM). */
 function setXQ(g: WGen, r: number, v: number): void {
-  const f = g.c;
   g.st().get(v).mem(Op.i64_store, xaddr(g, r));
   g.st().i64(0, 0).mem(Op.i64_store, xaddr(g, r) + 8);
 }

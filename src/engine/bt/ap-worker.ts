@@ -18,6 +18,7 @@ import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { nameBlocksForProfiles } from './profile-names.js';
 import { SharedClock } from './shared-clock.js';
+import { openTranslationChannel } from './translation-channel.js';
 import {
   AP_WORDS, ApWords, BOX_ASKED, BOX_LENGTH, BOX_SAVED, POSTED_PIO, RING_SLOTS, RING_WORDS, K_ACK, K_MMIO_READ, K_NMI, K_PIO_READ, MB_DONE, MB_IDLE, MB_REQUEST,
   RUN_EXITED, RUN_HALTED, RUN_HALTED_FOR_GOOD, RUN_PAUSED, RUN_RUNNING, RUN_WAIT_SIPI,
@@ -39,6 +40,8 @@ export interface ApWorkerData {
   jitThreshold?: number;
   /** Index (Int32) of the boot CPU's stop word in the arena: raised with each request. */
   bspStop: number;
+  /** The VM's channel for compiled block modules (translation-channel.ts), if its vCPUs share them. */
+  translations?: string;
 }
 
 const RFLAGS_IF = 1 << 9;
@@ -135,6 +138,8 @@ const cpu = new Cpu({
   jitThreshold: data.jitThreshold,
   vcpu: data.vcpu,
 });
+const translations = data.translations !== undefined ? openTranslationChannel(data.translations) : undefined;
+if (translations !== undefined) cpu.shareTranslations(translations);
 /** Power-on state of this AP (at start, INIT, STARTUP): its APIC ID, IA32_APIC_BASE.BSP clear. */
 function resetAp(): void {
   cpu.reset();
@@ -227,8 +232,9 @@ loop();
 if (process.env.TYPEVISOR_BT_STATS) {
   const c = cpu.cache;
   process.stderr.write(`bt stats, vCPU ${data.vcpu}: retired ${cpu.retired}, compiled ${c?.compiled ?? 0} (${cpu.wasm?.modulesCompiled ?? 0} modules, ` +
-    `${cpu.wasm?.modulesMerged ?? 0} of them merges, ${c?.flushes ?? 0} flushes, ${c?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}; ` +
+    `${cpu.wasm?.modulesMerged ?? 0} of them merges, ${cpu.wasm?.adoptedBlocks ?? 0} blocks taken from other threads, ${c?.flushes ?? 0} flushes, ${c?.smcRefused ?? 0} refused for SMC), interpreted ${cpu.stepsRun}, faults ${cpu.faultsTaken}; ` +
     `mailbox: ${requests.get(K_PIO_READ) ?? 0} port reads, ${requests.get(K_MMIO_READ) ?? 0} MMIO reads, ${requests.get(K_ACK) ?? 0} interrupt acknowledges, ${requests.get(K_NMI) ?? 0} NMIs; ${posted} posted writes\n`);
 }
+translations?.close();
 setRun(RUN_EXITED);
 parentPort!.postMessage({ type: 'exited' });

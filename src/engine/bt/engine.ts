@@ -38,6 +38,7 @@ import { enableBranchHints } from './branch-hints.js';
 import { nameBlocksForProfiles } from './profile-names.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
+import { openTranslationChannel, translationChannelName, type TranslationChannel } from './translation-channel.js';
 import type { Ap } from '../../vmm/snapshot/state.js';
 
 /** Atomics.waitAsync (Node 16+; not in this TypeScript lib). */
@@ -84,6 +85,8 @@ export class BtEngine implements Engine {
   readonly cpus: Cpu[];
   /** The application processors on threads of their own (BtEngineOptions.threads). */
   private readonly threads: ApThreads | undefined;
+  /** The vCPU threads' channel for compiled block modules (with threads). */
+  private readonly translations: TranslationChannel | undefined;
   /** Per vCPU: waiting for a STARTUP IPI (the application processors until the guest starts them, and after INIT). */
   private readonly waitingSipi: boolean[];
   private readonly controllers: readonly CpuInterruptController[];
@@ -123,8 +126,13 @@ export class BtEngine implements Engine {
     this.cpu = this.cpus[0]!;
     if (this.cpus.length > 1) for (const c of this.cpus) c.joinPeers(this.cpus);
     if (opts.threads) {
+      // one translation for all vCPUs: each thread takes the modules the others compile
+      const name = translationChannelName();
+      this.translations = openTranslationChannel(name);
+      this.cpu.shareTranslations(this.translations);
       this.threads = new ApThreads(machine, {
         ...opts.threads,
+        worker: { ...opts.threads.worker, translations: name },
         onShutdown: (vcpu, detail) => machine.requestStop({ kind: 'triple-fault', detail: `vCPU ${vcpu}: ${detail}` }),
         lowerKick: () => void this.cpu.kicked(true),
       });
@@ -347,6 +355,7 @@ export class BtEngine implements Engine {
     }
     if (process.env.TYPEVISOR_BT_STATS) this.printStats();
     await this.threads?.stop();
+    this.translations?.close();
     return machine.stopReason ?? { kind: 'error', message: 'engine stopped without a reason' };
   }
 
@@ -384,7 +393,7 @@ export class BtEngine implements Engine {
     const entries = d.entries >>> 0;
     process.stderr.write(`bt stats: retired ${d.retired}, blocks run ${d.run} (avg ${((d.retired - d.stepsRun) / d.run).toFixed(1)} insns), ` +
       `block entries ${entries} (avg ${((d.retired - d.stepsRun) / entries).toFixed(1)} insns), ` +
-      `compiled ${d.compiled} (${d.modules} modules, ${d.merges} of them merges, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${d.stepsRun}, faults ${d.faults}, ` +
+      `compiled ${d.compiled} (${d.modules} modules, ${d.merges} of them merges, ${cpu.wasm?.adoptedBlocks ?? 0} blocks taken from other threads, ${cache?.flushes ?? 0} flushes, ${cache?.smcRefused ?? 0} refused for SMC), interpreted ${d.stepsRun}, faults ${d.faults}, ` +
       `${(d.retired / d.ranMs / 1e3).toFixed(1)} M instructions per second of running, ` +
       `halted ${(d.sleptMs / 1000).toFixed(1)} s, yielding ${(d.yieldedMs / 1000).toFixed(1)} s\n`);
     const top = [...(cpu.fallbackCounts ?? [])].sort((a, b) => b[1] - a[1]).slice(0, 24);
