@@ -3,7 +3,7 @@
  * builds a Cpu on the arena's state area `vcpu`, enters long mode at `rip` with RDI = vcpu and
  * RSI = iterations, runs until HLT, and posts its registers back.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Cpu } from './cpu.js';
 import { GuestMemory } from '../../machine/memory.js';
 import { Bus } from '../../machine/bus.js';
@@ -25,8 +25,8 @@ interface Job {
    */
   go: SharedArrayBuffer;
   sequential?: boolean;
-  /** Share translated modules with the other threads over this channel (wasm/share.ts). */
-  share?: string;
+  /** Share translated modules with the other threads through these ports (wasm/share.ts). */
+  share?: MessagePort[];
 }
 
 const job = workerData as Job;

@@ -14,7 +14,7 @@ import { assemble, hasNasm } from './asm.test-helper.js';
 import { CODE_BASE, enterLongMode, ScriptedInterrupts, StepClock } from './test-machine.js';
 import { Cpu } from './cpu.js';
 import { Bus } from '../../machine/bus.js';
-import { translationChannelName } from '../../engine/bt/translation-channel.js';
+import { translationMesh } from '../../engine/bt/translation-channel.js';
 
 const RAM = 16 * 1024 * 1024;
 const DATA = 0x200000;
@@ -43,11 +43,12 @@ async function runThreads(src: string, vcpus: number, iterations: number, jitThr
   memory.writeBytes(CODE_BASE, assemble(src, 64));
   const wasmMemory = arenaOf(buffer, 0)!.memory;
   const go = new SharedArrayBuffer(16);
-  const share = opts.share ? translationChannelName() : undefined;
+  const mesh = opts.share ? translationMesh(vcpus) : undefined;
   const started = workerScript('../cpu/core/threads-worker.test-helper');
   const workers = Array.from({ length: vcpus }, (_, vcpu) => new Worker(started.script, {
     eval: started.eval,
-    workerData: { memory: wasmMemory, ramSize: RAM, vcpus, vcpu, rip: CODE_BASE, iterations, jitThreshold, go, sequential: opts.sequential, share },
+    workerData: { memory: wasmMemory, ramSize: RAM, vcpus, vcpu, rip: CODE_BASE, iterations, jitThreshold, go, sequential: opts.sequential, share: mesh?.[vcpu] },
+    transferList: mesh?.[vcpu],
   }));
   const done = workers.map((w) => new Promise<Result>((resolve, reject) => {
     w.once('message', resolve);

@@ -4,7 +4,7 @@
  * their local APICs, mirrors each APIC's pending interrupt and NMI into the AP's signal word,
  * forwards INIT and STARTUP, and pauses and stops them.
  */
-import { Worker } from 'node:worker_threads';
+import { Worker, type MessagePort } from 'node:worker_threads';
 import type { Machine } from '../../machine/machine.js';
 import type { AccessSize } from '../../machine/bus.js';
 import type { LocalApic } from '../../devices/legacy/lapic/lapic.js';
@@ -31,6 +31,8 @@ export interface ApThreadsOptions {
   onShutdown: (vcpu: number, detail: string) => void;
   /** Lower the boot CPU's stop word (Cpu.kicked): its requests are being served. */
   lowerKick: () => void;
+  /** Per vCPU, its ports for compiled block modules (translation-channel.ts): each AP's go to its thread. */
+  translations?: MessagePort[][];
 }
 
 export class ApThreads {
@@ -52,8 +54,9 @@ export class ApThreads {
     const opts = this.opts;
     const started = workerScript('ap-worker', import.meta.url);
     for (let ap = 0; ap < this.n; ap++) {
-      const data: ApWorkerData = { ...opts.worker, vcpu: ap + 1, words: this.ch.buffers, restore: this.restored[ap] };
-      const worker = new Worker(started.script, { eval: started.eval, workerData: data });
+      const ports = opts.translations?.[ap + 1];
+      const data: ApWorkerData = { ...opts.worker, vcpu: ap + 1, words: this.ch.buffers, restore: this.restored[ap], translations: ports };
+      const worker = new Worker(started.script, { eval: started.eval, workerData: data, transferList: ports });
       worker.on('message', (m: { type: string; detail?: string }) => {
         if (m.type === 'shutdown') opts.onShutdown(ap + 1, m.detail ?? 'triple fault');
       });

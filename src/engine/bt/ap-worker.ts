@@ -4,7 +4,7 @@
  * acknowledges go to the main thread through its mailbox (ap-channel.ts). It waits for STARTUP,
  * runs, sleeps while halted, holds while paused, and ends at stop.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Cpu } from '../../cpu/core/cpu.js';
 import { applyEntryState } from '../../cpu/system/entry.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
@@ -40,8 +40,8 @@ export interface ApWorkerData {
   jitThreshold?: number;
   /** Index (Int32) of the boot CPU's stop word in the arena: raised with each request. */
   bspStop: number;
-  /** The VM's channel for compiled block modules (translation-channel.ts), if its vCPUs share them. */
-  translations?: string;
+  /** This AP's ports to the other vCPUs' threads for compiled block modules (translation-channel.ts). */
+  translations?: MessagePort[];
 }
 
 const RFLAGS_IF = 1 << 9;

@@ -38,7 +38,7 @@ import { enableBranchHints } from './branch-hints.js';
 import { nameBlocksForProfiles } from './profile-names.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
-import { openTranslationChannel, translationChannelName, type TranslationChannel } from './translation-channel.js';
+import { openTranslationChannel, translationMesh, type TranslationChannel } from './translation-channel.js';
 import type { Ap } from '../../vmm/snapshot/state.js';
 
 /** Atomics.waitAsync (Node 16+; not in this TypeScript lib). */
@@ -127,12 +127,12 @@ export class BtEngine implements Engine {
     if (this.cpus.length > 1) for (const c of this.cpus) c.joinPeers(this.cpus);
     if (opts.threads) {
       // one translation for all vCPUs: each thread takes the modules the others compile
-      const name = translationChannelName();
-      this.translations = openTranslationChannel(name);
+      const mesh = translationMesh(opts.threads.lapics.length);
+      this.translations = openTranslationChannel(mesh[0]!);
       this.cpu.shareTranslations(this.translations);
       this.threads = new ApThreads(machine, {
         ...opts.threads,
-        worker: { ...opts.threads.worker, translations: name },
+        translations: mesh,
         onShutdown: (vcpu, detail) => machine.requestStop({ kind: 'triple-fault', detail: `vCPU ${vcpu}: ${detail}` }),
         lowerKick: () => void this.cpu.kicked(true),
       });
