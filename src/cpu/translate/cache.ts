@@ -202,8 +202,11 @@ export class BlockCache {
 
   private sinceReceive = 0;
 
-  /** Take in the blocks other vCPUs' threads posted (wasm/share.ts). */
-  private receive(): void {
+  /**
+   * Take in the blocks other vCPUs' threads posted (wasm/share.ts). A vCPU that waits (halted,
+   * or for STARTUP) calls this now and then, so what the others post does not pile up.
+   */
+  receive(): void {
     this.sinceReceive = 0;
     // one of them numbers its exits from the start again: some of our blocks (taken from it)
     // use those, so every block goes

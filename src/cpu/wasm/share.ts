@@ -59,8 +59,14 @@ export interface DirectoryEntry {
   idx: number;
 }
 
-/** Directory entries kept at most (all are forgotten past it: blocks are then compiled here again). */
+/**
+ * Directory entries, and posted modules they refer to, kept at most: past either, all are
+ * forgotten (blocks are then compiled here again). An entry holds its module's code alive after
+ * its sender dropped it, so the module count is what bounds host memory, as the sender's own
+ * ceiling does (backend.ts MAX_MODULES).
+ */
 const MAX_ENTRIES = 1 << 17;
+const MAX_MODULES_HELD = 4096;
 
 /** Blocks other threads compiled, by RIP; and which of them this thread runs, by id. */
 export class BlockDirectory {
@@ -70,10 +76,12 @@ export class BlockDirectory {
   readonly adopted = new Map<number, number>();
   /** Posted modules instantiated here (their instances die with this thread's next reset). */
   private instantiated: SharedModule[] = [];
+  /** Posted modules taken in since the directory was last cleared. */
+  private held = 0;
 
   /** A module another thread compiled: its blocks become available here. */
   addModule(sm: SharedModule, blocks: readonly SharedBlockInfo[]): void {
-    if (this.byId.size + blocks.length > MAX_ENTRIES) this.clear();
+    if (this.byId.size + blocks.length > MAX_ENTRIES || ++this.held > MAX_MODULES_HELD) this.clear();
     blocks.forEach((info, idx) => {
       const e: DirectoryEntry = { info, src: sm, idx };
       const list = this.byRip.get(info.rip);
@@ -92,6 +100,7 @@ export class BlockDirectory {
 
   /** Another thread's merge: its blocks not taken here yet come from the merged module from now on. */
   moveToMerged(sm: SharedModule, ids: readonly number[]): void {
+    if (++this.held > MAX_MODULES_HELD) this.clear();
     ids.forEach((id, idx) => {
       const e = this.byId.get(id);
       if (e !== undefined) {
@@ -139,6 +148,7 @@ export class BlockDirectory {
   private clear(): void {
     this.byRip.clear();
     this.byId.clear();
+    this.held = 0;
   }
 }
 

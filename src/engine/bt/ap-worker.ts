@@ -206,6 +206,7 @@ function loop(): void {
     }
     if (waitingSipi) {
       setRun(RUN_WAIT_SIPI);
+      cpu.cache?.receive(); // (what the other vCPUs compile must not pile up in our port)
       Atomics.wait(w, base + W_SIGNAL, sig, 1000);
       continue;
     }
@@ -213,6 +214,7 @@ function loop(): void {
       const ifSet = (cpu.getRflags() & RFLAGS_IF) !== 0;
       if (!(sig & SIG_NMI) && !(ifSet && sig & SIG_IRQ)) {
         setRun(ifSet ? RUN_HALTED : RUN_HALTED_FOR_GOOD);
+        cpu.cache?.receive();
         Atomics.wait(w, base + W_SIGNAL, sig, 1000);
         continue;
       }
