@@ -459,8 +459,7 @@ function sameBytes(ram: Uint8Array, pages: Map<number, Uint8Array>, lo: number, 
   const copy = pages.get(lo >>> 12);
   if (copy === undefined || (end - 1) >>> 12 !== lo >>> 12) return false;
   const at = lo & 0xfff;
-  for (let i = 0; i < end - lo; i++) if (ram[lo + i] !== copy[at + i]) return false;
-  return true;
+  return sameAsTranslated(ram, lo, copy.subarray(at, at + end - lo));
 }
 
 /** Clear the code-line marks of the page holding RAM offset `off`. */

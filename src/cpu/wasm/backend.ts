@@ -424,11 +424,18 @@ export class WasmBackend {
       if (slot !== undefined && this.slotModule[slot] !== 0 && sh.slotId[slot] === id) moves.push([slot, i]);
     });
     if (moves.length === 0 || !this.hasRoom()) return;
-    const { inst, mod } = this.load(sm.module, sm.exits, moves.length);
+    const { exports, mod } = this.instantiateShared(sm, moves.length);
+    for (const [slot, i] of moves) this.moveSlot(slot, (exports[`g${i}`] as WebAssembly.Global).value, mod);
+  }
+
+  /** Instantiate a module another thread posted, `live` of its blocks in use here. */
+  private instantiateShared(sm: SharedModule, live: number): { exports: Record<string, unknown>; mod: number } {
+    if (sm.exits.length > 0) this.fitExits(Math.max(...sm.exits)); // (exits of another vCPU's range)
+    const { inst, mod } = this.load(sm.module, sm.exits, live);
     sm.inst = { exports: inst.exports, mod };
     this.modShared[mod] = sm;
-    sh.dir.noteInstance(sm);
-    for (const [slot, i] of moves) this.moveSlot(slot, (inst.exports[`g${i}`] as WebAssembly.Global).value, mod);
+    this.share!.dir.noteInstance(sm);
+    return sm.inst;
   }
 
   /** A block another thread made, for linear rip at RAM offset off (its bytes still to be checked), if any. */
@@ -443,16 +450,10 @@ export class WasmBackend {
       return undefined;
     }
     const sm = e.src;
-    if (sm.inst === undefined) {
-      if (!this.hasRoom()) return undefined;
-      const { inst, mod } = this.load(sm.module, sm.exits, 0);
-      sm.inst = { exports: inst.exports, mod };
-      this.modShared[mod] = sm;
-      sh.dir.noteInstance(sm);
-    }
-    const mod = sm.inst.mod;
+    if (sm.inst === undefined && !this.hasRoom()) return undefined;
+    const { exports, mod } = sm.inst ?? this.instantiateShared(sm, 0);
     this.moduleLive[mod]++;
-    const b = this.block((sm.inst.exports[`g${e.idx}`] as WebAssembly.Global).value, rip, off, info.lo, info.end, info.n, mod);
+    const b = this.block((exports[`g${e.idx}`] as WebAssembly.Global).value, rip, off, info.lo, info.end, info.n, mod);
     sh.slotId[b.slot] = info.id;
     sh.dir.adopted.set(info.id, b.slot);
     this.adoptedBlocks++;
@@ -674,7 +675,6 @@ export class WasmBackend {
     const t = inst.exports.t as WebAssembly.Table;
     this.runtime.forEach((f, i) => t.set(i, f));
     const mod = ++this.modules;
-    if (exits.length > 0) this.fitExits(Math.max(...exits));
     // its exits' entries: the stub, or (blocks compiled again by a merge) what they linked to
     for (let i = 0; i < exits.length; i++) {
       const e = exits[i]!;
