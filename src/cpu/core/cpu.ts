@@ -244,7 +244,7 @@ export class Cpu extends LazyFlags implements SystemHost {
     // RAM shared with other threads: their stores into this vCPU's code come through a queue
     this.crossThread = arena?.shared ? new CrossThreadCode(arena.buffer as unknown as SharedArrayBuffer, arenasOf(arena.buffer).map((a) => a.base), opts.vcpu ?? 0) : undefined;
     const threshold = Math.max(1, opts.jitThreshold ?? DEFAULT_JIT_THRESHOLD);
-    this.wasm = arena !== undefined && threshold !== Infinity ? new WasmBackend(this, arena, freshArena) : undefined;
+    this.wasm = arena !== undefined && threshold !== Infinity ? new WasmBackend(this, arena, freshArena, opts.backgroundMerges ?? false) : undefined;
     this.cache = this.wasm !== undefined ? new BlockCache(this, this.wasm, this.codeLines, threshold) : undefined;
     this.jitOn = this.cache !== undefined;
     this.simdMem = simdMemoryOf(this);

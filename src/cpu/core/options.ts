@@ -31,6 +31,15 @@ export interface CpuOptions {
    * it takes (cpu/wasm/arena.ts; the arena must have been made with enough of them).
    */
   vcpu?: number;
+  /**
+   * Compile merged block modules in the background (`WebAssembly.compile`) and put them in
+   * place when they are ready, instead of on this thread while the guest waits. Only for a
+   * CPU whose thread returns to its event loop between slices (the engine's main thread):
+   * elsewhere a compile's promise would never settle. Needs V8's eager compilation
+   * (`--no-wasm-lazy-compilation`, engine/bt/wasm-flags.ts), or the functions would still be
+   * compiled on first call, on this thread.
+   */
+  backgroundMerges?: boolean;
 }
 
 /** Block-start executions before a block is translated, unless CpuOptions.jitThreshold says otherwise. */

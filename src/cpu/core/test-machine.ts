@@ -66,7 +66,7 @@ export const testCpuDefaults = { jitThreshold: Infinity };
  * translates each block after that many executions (1: at once); Infinity interprets only.
  */
 /** `shared`: guest RAM in a shared arena, as with vCPUs on threads (atomic LOCK, cross-thread code). */
-export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit; jitThreshold?: number; shared?: boolean } = {}): TestMachine {
+export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit; jitThreshold?: number; shared?: boolean; backgroundMerges?: boolean } = {}): TestMachine {
   const ramBytes = opts.ramBytes ?? 32 * 1024 * 1024;
   const jitThreshold = opts.jitThreshold ?? testCpuDefaults.jitThreshold;
   const translate = jitThreshold !== Infinity;
@@ -75,7 +75,7 @@ export function createTestMachine(opts: { ramBytes?: number; simd?: SimdUnit; ji
   const mmio = new Bus('mmio');
   const irq = new ScriptedInterrupts();
   const clock = new StepClock();
-  const cpu = new Cpu({ memory, pio, mmio, interrupts: irq, clock, simd: opts.simd, jitThreshold });
+  const cpu = new Cpu({ memory, pio, mmio, interrupts: irq, clock, simd: opts.simd, jitThreshold, backgroundMerges: opts.backgroundMerges });
   return { cpu, memory, pio, mmio, irq, clock };
 }
 

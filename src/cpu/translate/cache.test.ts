@@ -91,6 +91,39 @@ again:
     expect(cpu.s.gpr[2 * 15]).toBe(3 * sum);
     expect(cpu.s.gpr[0]).toBe(sum - 7 + 1000); // the store into f7 (in a merged module) was seen
   });
+
+  it('moves blocks into a merge compiled in the background, but not one retired while it compiled', async () => {
+    const N = 300;
+    const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: add eax, strict dword ${i}\n  ret`).join('\n');
+    const t = createTestMachine({ jitThreshold: 1, backgroundMerges: true });
+    // three rounds of calls (a merge starts compiling), a store into f7 (retires its block), a
+    // halt; after the halt, one more round
+    t.memory.writeBytes(CODE_BASE, assemble(tableCalls(N, 3, fns, `
+  mov r15, rax
+  mov dword [f7 + 1], 1000
+  hlt
+  xor eax, eax
+  xor ecx, ecx
+again:
+  call [table + rcx * 8]
+  inc ecx
+  cmp ecx, ${N}
+  jne again
+  hlt`)));
+    enterLongMode(t);
+    const { cpu } = t;
+    cpu.run(1_000_000);
+    expect(cpu.s.halted).toBe(true);
+    const sum = (N * (N - 1)) / 2;
+    expect(cpu.s.gpr[2 * 15]).toBe(3 * sum);
+    expect(cpu.wasm!.modulesMerged).toBe(0); // still compiling: the promise settles on the event loop
+    for (let i = 0; i < 2000 && cpu.wasm!.modulesMerged === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(cpu.wasm!.modulesMerged).toBe(1);
+    cpu.s.halted = false;
+    cpu.run(1_000_000);
+    expect(cpu.s.halted).toBe(true);
+    expect(cpu.s.gpr[0]).toBe(sum - 7 + 1000); // f7's new code, not its old copy in the merged module
+  });
 });
 
 describe.skipIf(!hasNasm)('block links and INVLPG', () => {

@@ -47,6 +47,8 @@ const GARBAGE_MODULES = 512;
  * 12.0–14.6 s to 7.3–11.6 s (AMD EPYC, interleaved runs).
  */
 const MERGE_AT = 256;
+/** Merges compiling in the background at once; past that, a merge compiles on the CPU's thread. */
+const MAX_PENDING_MERGES = 4;
 
 /**
  * Keys under which exit links and indirect-branch entries are valid: the TLB epoch and the CPL
@@ -135,7 +137,16 @@ export class WasmBackend {
   modulesMerged = 0;
 
   /** `freshArena`: no Cpu used the arena before (Arena.claim), so its tables are still zero. */
-  constructor(private readonly cpu: Cpu, readonly arena: Arena, freshArena = false) {
+  /** Bumped by reset(): a merge that was compiling in the background for an earlier generation is dropped. */
+  private generation = 0;
+  /** Merges being compiled in the background (at most MAX_PENDING_MERGES; more merge here). */
+  private pendingMerges = 0;
+
+  /**
+   * `freshArena`: no Cpu used the arena before (Arena.claim), so its tables are still zero.
+   * `backgroundMerges`: see CpuOptions.backgroundMerges.
+   */
+  constructor(private readonly cpu: Cpu, readonly arena: Arena, freshArena = false, private readonly backgroundMerges = false) {
     const buf = arena.buffer;
     this.i32 = arena.i32;
     this.u32 = new Uint32Array(buf, arena.base, A_VARS_END / 4);
@@ -510,6 +521,7 @@ export class WasmBackend {
 
   /** Every block is being dropped: forget all links and slots. */
   reset(): void {
+    this.generation++;
     for (let s = 1; s < this.nextSlot; s++) this.table.set(s, this.stub);
     this.links.fill(0);
     this.icI32.fill(0);
@@ -696,6 +708,10 @@ export class WasmBackend {
    * (V8's own, or the reclaim after invalidations or a flush); they count towards MAX_MODULES
    * like any module, so dead ones stay bounded between flushes. No reclaim is asked for here:
    * a boot kills ~5,000 small modules, and a full GC per 512 would cost it ~0.3 s.
+   *
+   * With backgroundMerges the module compiles on V8's background thread while the blocks go on
+   * running from their small modules, and moves in when it is ready (between slices: the
+   * promise settles on the event loop) — the blocks retired meanwhile stay where they are.
    */
   private merge(): void {
     const slots: number[] = [];
@@ -712,11 +728,44 @@ export class WasmBackend {
     this.mergeBodies = [];
     this.mergeIds = [];
     if (slots.length < 2 || !this.hasRoom()) return;
-    const { inst, mod, module, exits } = this.instantiate(bodies);
+    if (!this.backgroundMerges || this.pendingMerges >= MAX_PENDING_MERGES) {
+      const { inst, mod, module, exits } = this.instantiate(bodies);
+      this.mergeDone(slots, ids, inst, mod, module, exits);
+      return;
+    }
+    const { bytes, exits } = blockModule(bodies, this.layout.atomic, this.layout.relative);
+    const generation = this.generation;
+    this.pendingMerges++;
+    WebAssembly.compile(bytes).then(
+      (module) => {
+        this.pendingMerges--;
+        if (generation !== this.generation || !this.hasRoom()) return;
+        const live = slots.filter((slot) => this.slotModule[slot] !== 0).length;
+        if (live < 2) return;
+        this.modulesCompiled++;
+        this.codeBytes += bytes.length;
+        const { inst, mod } = this.load(module, exits, live);
+        this.mergeDone(slots, ids, inst, mod, module, exits);
+      },
+      () => {
+        // V8 refused it (out of code space): the blocks stay in their small modules
+        this.pendingMerges--;
+      },
+    );
+  }
+
+  /** A merged module is instantiated: move the blocks still in use into it, and tell the other threads. */
+  private mergeDone(slots: readonly number[], ids: readonly number[], inst: WebAssembly.Instance, mod: number, module: WebAssembly.Module, exits: number[]): void {
     this.modulesMerged++;
-    for (let i = 0; i < slots.length; i++) this.moveSlot(slots[i]!, (inst.exports[`g${i}`] as WebAssembly.Global).value, mod);
+    // (a block's id stays at its function's index; -1 for one retired while the module compiled)
+    const moved = ids.slice();
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      if (this.slotModule[slot] === 0) moved[i] = -1;
+      else this.moveSlot(slot, (inst.exports[`g${i}`] as WebAssembly.Global).value, mod);
+    }
     const sh = this.share;
-    if (sh !== undefined) sh.channel.post({ kind: 'merge', from: sh.vcpu, module, exits, ids });
+    if (sh !== undefined) sh.channel.post({ kind: 'merge', from: sh.vcpu, module, exits, ids: moved });
   }
 
   /** The block in `slot` runs fn, the same code in module mod, from now on. */

@@ -34,4 +34,6 @@ declare namespace WebAssembly {
     readonly exports: Record<string, unknown>;
   }
   function validate(bytes: Uint8Array): boolean;
+  /** Compile on V8's background threads; the promise settles on the event loop. */
+  function compile(bytes: Uint8Array): Promise<Module>;
 }

@@ -35,6 +35,7 @@ import { facsWakeTarget } from '../../boot/acpi/wake.js';
 import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
+import { compileWasmEagerly } from './eager-compile.js';
 import { nameBlocksForProfiles } from './profile-names.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
@@ -105,6 +106,7 @@ export class BtEngine implements Engine {
     private readonly opts: BtEngineOptions,
   ) {
     enableBranchHints();
+    compileWasmEagerly();
     nameBlocksForProfiles();
     this.controllers = opts.threads ? [opts.interrupts] : opts.vcpus?.interrupts ?? [opts.interrupts];
     this.cpus = this.controllers.map((interrupts, vcpu) => {
@@ -118,6 +120,8 @@ export class BtEngine implements Engine {
         reclaim: fullGc,
         jitThreshold: opts.jitThreshold,
         vcpu,
+        // this thread returns to its event loop between slices (run()), where the compile settles
+        backgroundMerges: true,
       });
       setCpuidApicId(cpu.s, vcpu);
       if (vcpu !== 0) cpu.s.apicBase = (cpu.s.apicBase & ~APIC_BASE_BSP) >>> 0; // only the boot CPU has IA32_APIC_BASE.BSP
