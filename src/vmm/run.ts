@@ -39,7 +39,7 @@ export function attachToTerminal(vm: Vm): () => void {
   const onSignal = (signal: NodeJS.Signals) => void vm.kill({ kind: 'signal', signal });
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-  const dump = (): void => void process.stderr.write(`typevisor: state at ${new Date().toISOString()}\n${vm.describe().map((x) => `  ${x}`).join('\n')}\n`);
+  const dump = (): void => void process.stderr.write(`typevisor: state at ${new Date().toISOString()}\n${[...vm.describe(), hostMemory()].map((x) => `  ${x}`).join('\n')}\n`);
   process.on('SIGUSR2', dump);
   hostConsole.start();
   return () => {
@@ -47,6 +47,13 @@ export function attachToTerminal(vm: Vm): () => void {
     for (const s of signals) process.off(s, onSignal);
     process.off('SIGUSR2', dump);
   };
+}
+
+/** This process's memory, as the SIGUSR2 dump shows it (MiB). */
+function hostMemory(): string {
+  const m = process.memoryUsage();
+  const mib = (n: number): string => (n / 1048576).toFixed(1);
+  return `host memory: rss ${mib(m.rss)} MiB, JS heap ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB (array buffers ${mib(m.arrayBuffers)} MiB)`;
 }
 
 /** Say why the machine stopped (when it is not an ordinary end) and pick the exit status. */
