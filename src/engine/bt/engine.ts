@@ -36,6 +36,7 @@ import { simdUnit } from '../../cpu/fpu/index.js';
 import { fullGc } from './gc.js';
 import { enableBranchHints } from './branch-hints.js';
 import { compileWasmEagerly } from './eager-compile.js';
+import { tierForThreads } from './tiering.js';
 import { nameBlocksForProfiles } from './profile-names.js';
 import { setCpuidApicId } from '../../cpu/system/cpuid.js';
 import { ApThreads, type ApThreadsOptions } from './ap-threads.js';
@@ -107,6 +108,7 @@ export class BtEngine implements Engine {
   ) {
     enableBranchHints();
     compileWasmEagerly();
+    if (opts.threads) tierForThreads(opts.threads.lapics.length);
     nameBlocksForProfiles();
     this.controllers = opts.threads ? [opts.interrupts] : opts.vcpus?.interrupts ?? [opts.interrupts];
     this.cpus = this.controllers.map((interrupts, vcpu) => {
