@@ -66,14 +66,20 @@ function machine(src: string, shared = false): TestMachine {
   return t;
 }
 
-describe.skipIf(!hasNasm)('merged modules', () => {
-  it('keeps blocks, links and self-modifying-code checks when small modules are merged', () => {
-    const N = 300;
-    const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: add eax, strict dword ${i}\n  ret`).join('\n');
-    const t = createTestMachine({ jitThreshold: 1 });
-    t.memory.writeBytes(CODE_BASE, assemble(tableCalls(N, 3, fns, `
+const N = 300;
+const sum = (N * (N - 1)) / 2;
+
+/**
+ * Three rounds of calls to f0..f299 (their sum in R15), a store into f7 (1000 instead of 7),
+ * `between`, then one more round (its sum in RAX) and HLT.
+ */
+function patchedF7Machine(between: string, backgroundMerges = false): TestMachine {
+  const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: add eax, strict dword ${i}\n  ret`).join('\n');
+  const t = createTestMachine({ jitThreshold: 1, backgroundMerges });
+  t.memory.writeBytes(CODE_BASE, assemble(tableCalls(N, 3, fns, `
   mov r15, rax
   mov dword [f7 + 1], 1000
+  ${between}
   xor eax, eax
   xor ecx, ecx
 again:
@@ -82,10 +88,14 @@ again:
   cmp ecx, ${N}
   jne again
   hlt`)));
-    enterLongMode(t);
-    const { cpu } = t;
+  enterLongMode(t);
+  return t;
+}
+
+describe.skipIf(!hasNasm)('merged modules', () => {
+  it('keeps blocks, links and self-modifying-code checks when small modules are merged', () => {
+    const { cpu } = patchedF7Machine('');
     cpu.run(1_000_000);
-    const sum = (N * (N - 1)) / 2;
     expect(cpu.s.halted).toBe(true);
     expect(cpu.wasm!.modulesMerged).toBeGreaterThan(0);
     expect(cpu.s.gpr[2 * 15]).toBe(3 * sum);
@@ -93,28 +103,11 @@ again:
   });
 
   it('moves blocks into a merge compiled in the background, but not one retired while it compiled', async () => {
-    const N = 300;
-    const fns = Array.from({ length: N }, (_v, i) => `align 16\nf${i}: add eax, strict dword ${i}\n  ret`).join('\n');
-    const t = createTestMachine({ jitThreshold: 1, backgroundMerges: true });
-    // three rounds of calls (a merge starts compiling), a store into f7 (retires its block), a
-    // halt; after the halt, one more round
-    t.memory.writeBytes(CODE_BASE, assemble(tableCalls(N, 3, fns, `
-  mov r15, rax
-  mov dword [f7 + 1], 1000
-  hlt
-  xor eax, eax
-  xor ecx, ecx
-again:
-  call [table + rcx * 8]
-  inc ecx
-  cmp ecx, ${N}
-  jne again
-  hlt`)));
-    enterLongMode(t);
-    const { cpu } = t;
+    // a merge starts compiling in the three rounds; the store into f7 retires its block; the
+    // halt lets the merge settle before the last round
+    const { cpu } = patchedF7Machine('hlt', true);
     cpu.run(1_000_000);
     expect(cpu.s.halted).toBe(true);
-    const sum = (N * (N - 1)) / 2;
     expect(cpu.s.gpr[2 * 15]).toBe(3 * sum);
     expect(cpu.wasm!.modulesMerged).toBe(0); // still compiling: the promise settles on the event loop
     for (let i = 0; i < 2000 && cpu.wasm!.modulesMerged === 0; i++) await new Promise((r) => setTimeout(r, 5));
