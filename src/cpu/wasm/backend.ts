@@ -141,6 +141,8 @@ export class WasmBackend {
   private generation = 0;
   /** Merges being compiled in the background (at most MAX_PENDING_MERGES; more merge here). */
   private pendingMerges = 0;
+  /** What went wrong putting a background merge in place, thrown by the next compile. */
+  private mergeError: unknown;
 
   /**
    * `freshArena`: no Cpu used the arena before (Arena.claim), so its tables are still zero.
@@ -611,6 +613,11 @@ export class WasmBackend {
    * along the warm ones waiting to become hot.
    */
   compile(ram: Uint8Array, rips: readonly number[], offs: readonly number[], isBlockStart: (rip: number, off: number) => boolean, max: number, source?: Map<number, Uint8Array>): Block[] {
+    if (this.mergeError !== undefined) {
+      const e = this.mergeError;
+      this.mergeError = undefined;
+      throw e;
+    }
     const allocExit = (): number => {
       if (this.nextExit >= this.exitHi) return 0;
       this.fitExits(this.nextExit);
@@ -742,10 +749,16 @@ export class WasmBackend {
         if (generation !== this.generation || !this.hasRoom()) return;
         const live = slots.filter((slot) => this.slotModule[slot] !== 0).length;
         if (live < 2) return;
-        this.modulesCompiled++;
-        this.codeBytes += bytes.length;
-        const { inst, mod } = this.load(module, exits, live);
-        this.mergeDone(slots, ids, inst, mod, module, exits);
+        try {
+          this.modulesCompiled++;
+          this.codeBytes += bytes.length;
+          const { inst, mod } = this.load(module, exits, live);
+          this.mergeDone(slots, ids, inst, mod, module, exits);
+        } catch (e) {
+          // not a rejection nobody handles (it would end the process): the CPU's next compile
+          // throws it, where a merge done in place would have
+          this.mergeError = e;
+        }
       },
       () => {
         // V8 refused it (out of code space): the blocks stay in their small modules
