@@ -136,7 +136,6 @@ export class WasmBackend {
   modulesCompiled = 0;
   modulesMerged = 0;
 
-  /** `freshArena`: no Cpu used the arena before (Arena.claim), so its tables are still zero. */
   /** Bumped by reset(): a merge that was compiling in the background for an earlier generation is dropped. */
   private generation = 0;
   /** Merges being compiled in the background (at most MAX_PENDING_MERGES; more merge here). */
