@@ -36,7 +36,7 @@ export interface CpuOptions {
    * place when they are ready, instead of on this thread while the guest waits. Only for a
    * CPU whose thread returns to its event loop between slices (the engine's main thread):
    * elsewhere a compile's promise would never settle. Needs V8's eager compilation
-   * (`--no-wasm-lazy-compilation`, engine/bt/wasm-flags.ts), or the functions would still be
+   * (`--no-wasm-lazy-compilation`, engine/bt/eager-compile.ts), or the functions would still be
    * compiled on first call, on this thread.
    */
   backgroundMerges?: boolean;

@@ -677,9 +677,14 @@ export class WasmBackend {
   private instantiate(bodies: readonly FuncBody[]): { inst: WebAssembly.Instance; mod: number; module: WebAssembly.Module; exits: number[] } {
     const { bytes, exits } = blockModule(bodies, this.layout.atomic, this.layout.relative);
     const module = new WebAssembly.Module(bytes);
+    return { ...this.loadCompiled(module, bytes.length, exits, bodies.length), module, exits };
+  }
+
+  /** Instantiate a module this thread compiled (`size` bytes of wasm: they count towards the code ceiling). */
+  private loadCompiled(module: WebAssembly.Module, size: number, exits: readonly number[], live: number): { inst: WebAssembly.Instance; mod: number } {
     this.modulesCompiled++;
-    this.codeBytes += bytes.length;
-    return { ...this.load(module, exits, bodies.length), module, exits };
+    this.codeBytes += size;
+    return this.load(module, exits, live);
   }
 
   /**
@@ -749,9 +754,7 @@ export class WasmBackend {
         const live = slots.filter((slot) => this.slotModule[slot] !== 0).length;
         if (live < 2) return;
         try {
-          this.modulesCompiled++;
-          this.codeBytes += bytes.length;
-          const { inst, mod } = this.load(module, exits, live);
+          const { inst, mod } = this.loadCompiled(module, bytes.length, exits, live);
           this.mergeDone(slots, ids, inst, mod, module, exits);
         } catch (e) {
           // not a rejection nobody handles (it would end the process): the CPU's next compile
